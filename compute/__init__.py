@@ -1,0 +1,1 @@
+"""Everything that consumes data: array backend, models, parameter sharding, trainers."""

@@ -1,0 +1,1 @@
+"""Everything that produces data: readers, the Data API, Coordinator and QueueRunner, loaders."""
