@@ -1,6 +1,24 @@
-"""A queue server daemon with shared named queues and resource containers (TensorFlow 1 style)."""
+"""A queue server daemon with shared named queues and resource containers, as in TensorFlow 1.
 
-from queueserver.errors import *  # noqa: F401,F403
-from queueserver.errors import __all__ as _errors_all
+    import numpy as np, queueserver as qs
+    server = qs.Server.create_local_server()
+    with qs.connect(server.target) as c:
+        q = c.fifo_queue("q", capacity=10, dtypes=[np.float32], shapes=[[2]])
+        q.enqueue_many(np.array([[1., 2.], [3., 4.]], np.float32))
+        print(q.dequeue_many(2))
+"""
 
-__all__ = list(_errors_all)
+__version__ = "0.1.0"
+
+from queueserver.errors import *  # noqa: E402,F401,F403
+from queueserver.errors import __all__ as _errors_all  # noqa: E402
+from queueserver.cluster import ClusterSpec  # noqa: E402
+from queueserver.server import Server  # noqa: E402
+from queueserver.client import (  # noqa: E402
+    AsyncClient, AsyncQueue, AsyncVariable, Client, Queue, VariableHandle, connect, connect_async,
+)
+
+__all__ = [
+    "__version__", "Server", "ClusterSpec", "connect", "connect_async", "Client", "AsyncClient",
+    "Queue", "AsyncQueue", "VariableHandle", "AsyncVariable", *_errors_all,
+]

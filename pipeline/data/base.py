@@ -1,0 +1,829 @@
+"""The :class:`Dataset` description and the :class:`DatasetIterator` protocol.
+
+Following google/grain's design, a dataset is an immutable description: every transformation
+returns a new :class:`Dataset` and nothing runs until iteration. Iteration state lives in
+iterators, which can save it as plain data (``get_state()``) and resume from it exactly
+(``ds.iterator(state=...)``), so a pipeline survives a process restart.
+
+Iterators form a tree mirroring the datasets. Each one implements ``__next__`` (raising
+``StopIteration`` at the end) and ``get_state`` / ``set_state``; some also implement
+``next_chunk(max_n)``, which hands over up to ``max_n`` consecutive elements as one stacked
+:class:`~pipeline.data.structure.Chunk`, so batch, shuffle and friends can move numpy blocks.
+
+Randomness never touches global state: each random stage derives its generator from
+``np.random.SeedSequence(seed, spawn_key=...)`` with a spawn key that records which repetition
+(epoch) of an enclosing ``repeat`` it runs in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+
+import numpy as np
+
+from queueserver import errors
+
+from . import structure
+from .structure import Chunk
+
+__all__ = ["AUTOTUNE", "Dataset", "DatasetIterator", "INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY"]
+
+#: Pass as ``num_parallel_calls`` / ``buffer_size`` to let the pipeline pick (tf.data.AUTOTUNE).
+AUTOTUNE = -1
+#: :meth:`Dataset.cardinality` of an endless dataset.
+INFINITE_CARDINALITY = -1
+#: :meth:`Dataset.cardinality` when it cannot be known without iterating.
+UNKNOWN_CARDINALITY = -2
+
+
+def autotune_parallelism(n: int | None) -> int:
+    """Resolves a ``num_parallel_calls`` value: ``AUTOTUNE`` means one worker per core."""
+    if n is None:
+        return 1
+    if n == AUTOTUNE:
+        return max(2, os.cpu_count() or 2)
+    if n < 1:
+        raise ValueError(f"num_parallel_calls must be positive or AUTOTUNE, got {n}")
+    return int(n)
+
+
+def fn_name(fn: Callable) -> str:
+    """A readable name for a user function, for error messages."""
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def wrap_user_error(exc: BaseException, where: str) -> Exception:
+    """The error to raise when a user function fails inside ``where``.
+
+    Errors of this project's hierarchy keep their class (a ``DataLossError`` from a parser stays
+    one); anything else becomes :class:`~queueserver.errors.InvalidArgumentError`, as TensorFlow
+    reports failures inside dataset functions. The caller chains the original (``from exc``).
+    """
+    detail = f"{type(exc).__name__}: {exc}"
+    msg = f"in {where}: {detail}"
+    if isinstance(exc, errors.QueueServerError):
+        try:
+            return type(exc)(msg)
+        except Exception:  # an unusual constructor: fall back to the generic class
+            pass
+    return errors.InvalidArgumentError(msg)
+
+
+def call_fn(fn: Callable, element: Any, where: str) -> Any:
+    """Calls a user function on an element the way tf.data does and normalises the result.
+
+    Tuples are unpacked into positional arguments; a coroutine result is run on the shared
+    background event loop. Any failure is re-raised with :func:`wrap_user_error`.
+    """
+    try:
+        out = fn(*element) if type(element) is tuple else fn(element)
+        if inspect.isawaitable(out):
+            out = run_coroutine(out).result()
+        return structure.normalize(out)
+    except Exception as e:
+        raise wrap_user_error(e, where) from e
+
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """The process-wide event loop (on a daemon thread) that runs coroutine functions."""
+    global _LOOP
+    if _LOOP is None:
+        import threading
+
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+
+        threading.Thread(target=run, name="pipeline-data-loop", daemon=True).start()
+        ready.wait()
+        _LOOP = loop
+    return _LOOP
+
+
+def run_coroutine(awaitable: Any):
+    """Schedules ``awaitable`` on :func:`background_loop`; returns a concurrent Future."""
+
+    async def _await() -> Any:
+        return await awaitable
+
+    return asyncio.run_coroutine_threadsafe(_await(), background_loop())
+
+
+# --------------------------------------------------------------------------- iterators
+class DatasetIterator(Iterator[Any]):
+    """Iterates a dataset; holds all the state of one pass and can save and restore it.
+
+    Example:
+        >>> it = Dataset.range(5).iterator()
+        >>> next(it), next(it)
+        (np.int64(0), np.int64(1))
+        >>> list(Dataset.range(5).iterator(state=it.get_state()))
+        [np.int64(2), np.int64(3), np.int64(4)]
+    """
+
+    #: True when ``next_chunk`` is implemented natively (uniform shapes, a block at a time).
+    chunked: bool = False
+
+    def __iter__(self) -> "DatasetIterator":
+        return self
+
+    def __next__(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        """Returns 1..``max_n`` next elements stacked as a chunk, or ``None`` at the end.
+
+        The default takes one element; stages with ``chunked = True`` return whole blocks.
+        """
+        try:
+            e = next(self)
+        except StopIteration:
+            return None
+        return Chunk(1, structure.map_structure(_expand, e))
+
+    def get_state(self) -> dict:
+        """Returns the iteration state as JSON-serialisable plain data.
+
+        Returns:
+            A dict; pass it to ``dataset.iterator(state=...)`` or :meth:`set_state`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot save its state")
+
+    def set_state(self, state: dict) -> None:
+        """Restores a state from :meth:`get_state` of an iterator of the same dataset.
+
+        Raises:
+            ValueError: if the state belongs to a different pipeline.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot restore a state")
+
+    def get_next(self) -> Any:
+        """TF1-style ``get_next``: the next element, or ``OutOfRangeError`` at the end.
+
+        Raises:
+            OutOfRangeError: when the dataset is exhausted.
+        """
+        try:
+            return next(self)
+        except StopIteration:
+            raise errors.OutOfRangeError("End of sequence") from None
+
+    def close(self) -> None:
+        """Releases threads and files held by this iterator and its inputs."""
+        for child in self._children():
+            child.close()
+
+    def _children(self) -> list["DatasetIterator"]:
+        return []
+
+    def _check(self, state: dict) -> dict:
+        if not isinstance(state, dict) or state.get("kind") != type(self).__name__:
+            got = state.get("kind") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(
+                f"this state was saved by a {got} iterator, not {type(self).__name__}: restore a "
+                "state only into an iterator of the dataset that produced it"
+            )
+        return state
+
+    def _state(self, **fields: Any) -> dict:
+        return {"kind": type(self).__name__, **fields}
+
+    def __enter__(self) -> "DatasetIterator":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _expand(leaf: Any) -> Any:
+    if isinstance(leaf, bytes):
+        arr = np.empty(1, dtype=object)
+        arr[0] = leaf
+        return arr
+    if isinstance(leaf, structure.RaggedTensor) or isinstance(leaf, Dataset):
+        raise TypeError("ragged or dataset elements cannot be chunked")
+    return np.asarray(leaf)[None]
+
+
+class AsyncDatasetIterator(AsyncIterator[Any]):
+    """``async for`` over a dataset: each step runs the synchronous pipeline in a worker thread.
+
+    The event loop never blocks on file reads, prefetch waits or user functions. The wrapped
+    iterator is available as :attr:`sync` (for ``get_state``).
+    """
+
+    def __init__(self, it: DatasetIterator) -> None:
+        self.sync = it
+
+    def __aiter__(self) -> "AsyncDatasetIterator":
+        return self
+
+    async def __anext__(self) -> Any:
+        loop = asyncio.get_running_loop()
+        done, value = await loop.run_in_executor(None, self._step)
+        if done:
+            raise StopAsyncIteration
+        return value
+
+    def _step(self) -> tuple[bool, Any]:
+        try:
+            return False, next(self.sync)
+        except StopIteration:
+            return True, None
+
+    def get_state(self) -> dict:
+        """The wrapped iterator's state (see :meth:`DatasetIterator.get_state`)."""
+        return self.sync.get_state()
+
+
+# --------------------------------------------------------------------------- datasets
+class Dataset:
+    """An immutable description of an input pipeline, as in ``tf.data.Dataset``.
+
+    Build one from a source (:meth:`from_tensor_slices`, :meth:`range`, :meth:`from_generator`,
+    file datasets ...), chain transformations (each returns a new dataset), then iterate with
+    ``for`` or ``async for``. Every iteration starts over; :meth:`iterator` gives an iterator whose
+    state can be saved and restored.
+
+    Example:
+        >>> ds = Dataset.from_tensor_slices(np.arange(10)).repeat(3).batch(7)
+        >>> [b.tolist() for b in ds][-1]
+        [8, 9]
+    """
+
+    # ----------------------------------------------------------------- to be implemented
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:  # pragma: no cover - abstract
+        """Creates a fresh iterator. ``ctx`` is the seed path (epochs of enclosing repeats)."""
+        raise NotImplementedError
+
+    def _compute_spec(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _cardinality(self) -> int:
+        return UNKNOWN_CARDINALITY
+
+    # ----------------------------------------------------------------- iteration
+    def iterator(self, state: dict | None = None) -> DatasetIterator:
+        """Starts a pass over the dataset, optionally resuming from a saved state.
+
+        Args:
+            state: a dict from ``DatasetIterator.get_state()`` of an iterator of this dataset
+                (or an equal one built the same way, e.g. after a restart).
+
+        Returns:
+            A :class:`DatasetIterator`.
+
+        Raises:
+            ValueError: if ``state`` belongs to a different pipeline.
+
+        Example:
+            >>> ds = Dataset.range(4)
+            >>> it = ds.iterator(); _ = next(it)
+            >>> [int(x) for x in ds.iterator(state=it.get_state())]
+            [1, 2, 3]
+        """
+        it = self._make_iter(())
+        if state is not None:
+            it.set_state(state)
+        return it
+
+    def make_one_shot_iterator(self) -> DatasetIterator:
+        """TF1 spelling of :meth:`iterator` (use ``get_next()`` for ``OutOfRangeError``)."""
+        return self.iterator()
+
+    def __iter__(self) -> DatasetIterator:
+        return self.iterator()
+
+    def __aiter__(self) -> AsyncDatasetIterator:
+        return AsyncDatasetIterator(self.iterator())
+
+    def as_numpy_iterator(self) -> DatasetIterator:
+        """Returns an iterator of numpy elements (elements already are numpy values).
+
+        Example:
+            >>> list(Dataset.range(2).as_numpy_iterator())
+            [np.int64(0), np.int64(1)]
+        """
+        return self.iterator()
+
+    @property
+    def element_spec(self) -> Any:
+        """The type of the elements: nested :class:`TensorSpec` (``repr`` like TensorFlow's).
+
+        Static for sources and structural transformations. Python functions cannot be traced,
+        so after ``map``/``scan``/``from_generator`` without a declared signature the spec is
+        inferred from the first few elements (dimensions that vary, or follow a ``None``
+        dimension of the input, become ``None``).
+        """
+        try:
+            return self.__dict__["_spec"]
+        except KeyError:
+            spec = self._compute_spec()
+            self.__dict__["_spec"] = spec
+            return spec
+
+    def cardinality(self) -> int:
+        """The number of elements, ``INFINITE_CARDINALITY`` (-1) or ``UNKNOWN_CARDINALITY`` (-2).
+
+        Example:
+            >>> Dataset.range(10).batch(3).cardinality()
+            4
+        """
+        return self._cardinality()
+
+    def __len__(self) -> int:
+        n = self._cardinality()
+        if n == INFINITE_CARDINALITY:
+            raise TypeError("The dataset is infinite.")
+        if n == UNKNOWN_CARDINALITY:
+            raise TypeError("The dataset length is unknown.")
+        return n
+
+    def __repr__(self) -> str:
+        try:
+            spec = repr(self.element_spec)
+        except Exception:  # noqa: BLE001 - repr must never fail
+            spec = "?"
+        return f"<{type(self).__name__} element_spec={spec}>"
+
+    # ----------------------------------------------------------------- sources
+    @staticmethod
+    def from_tensor_slices(tensors: Any) -> "Dataset":
+        """A dataset of the slices of ``tensors`` along their first dimension.
+
+        Args:
+            tensors: an array, a Python list, or tuples/dicts of them (all with the same first
+                dimension); a :class:`RaggedTensor` gives its rows. Arrays are not copied.
+
+        Returns:
+            The dataset.
+
+        Raises:
+            ValueError: if the components' first dimensions differ.
+
+        Example:
+            >>> [int(x) for x in Dataset.from_tensor_slices([1, 2, 3])]
+            [1, 2, 3]
+        """
+        from .sources import TensorSliceDataset
+
+        return TensorSliceDataset(tensors)
+
+    @staticmethod
+    def from_tensors(tensors: Any) -> "Dataset":
+        """A dataset with the single element ``tensors``.
+
+        Example:
+            >>> [x.tolist() for x in Dataset.from_tensors(np.arange(3))]
+            [[0, 1, 2]]
+        """
+        from .sources import ListDataset
+
+        return ListDataset([structure.normalize(tensors)])
+
+    @staticmethod
+    def range(*args: int, dtype: Any = np.int64) -> "Dataset":
+        """``range(stop)``, ``range(start, stop[, step])`` as int64 scalars.
+
+        Raises:
+            ValueError: if ``step`` is 0.
+
+        Example:
+            >>> [int(x) for x in Dataset.range(10, 0, -3)]
+            [10, 7, 4, 1]
+        """
+        from .sources import RangeDataset
+
+        return RangeDataset(*args, dtype=dtype)
+
+    @staticmethod
+    def from_generator(
+        generator: Callable[..., Any],
+        output_types: Any = None,
+        output_shapes: Any = None,
+        args: Sequence[Any] | None = None,
+        output_signature: Any = None,
+    ) -> "Dataset":
+        """A dataset of what ``generator(*args)`` yields.
+
+        A generator cannot save its position: the iterator state counts elements, and resuming
+        calls ``generator`` again and skips that many (exact for deterministic generators).
+
+        Args:
+            generator: a callable returning an iterable.
+            output_types: optional dtypes (nested like the elements).
+            output_shapes: optional shapes (nested like the elements).
+            args: arguments for ``generator``.
+            output_signature: optional nested :class:`TensorSpec`, checked against each element.
+
+        Returns:
+            The dataset.
+
+        Example:
+            >>> [int(x) for x in Dataset.from_generator(lambda: iter([1, 2]))]
+            [1, 2]
+        """
+        from .sources import GeneratorDataset
+
+        return GeneratorDataset(generator, output_types, output_shapes, args, output_signature)
+
+    @staticmethod
+    def zip(*datasets: Any) -> "Dataset":
+        """Zips datasets (given as a tuple/dict, or as several arguments) element by element.
+
+        Stops at the shortest input.
+
+        Example:
+            >>> [(int(a), int(b)) for a, b in Dataset.zip(Dataset.range(2), Dataset.range(5, 9))]
+            [(0, 5), (1, 6)]
+        """
+        from .sources import ZipDataset
+
+        structure_arg = datasets[0] if len(datasets) == 1 else tuple(datasets)
+        return ZipDataset(structure_arg)
+
+    @staticmethod
+    def list_files(file_pattern: Any, shuffle: bool | None = None, seed: int | None = None) -> "Dataset":
+        """The file names (bytes) matching one or more glob patterns.
+
+        Args:
+            file_pattern: a pattern or a list of patterns.
+            shuffle: shuffle the names (TensorFlow's default is True); False keeps sorted order.
+            seed: the shuffle seed.
+
+        Returns:
+            The dataset; iterating raises ``InvalidArgumentError`` if nothing matches.
+
+        Example:
+            >>> Dataset.list_files("/nonexistent/*.csv", shuffle=False).cardinality()
+            -2
+        """
+        from .files import list_files
+
+        return list_files(file_pattern, shuffle=shuffle, seed=seed)
+
+    # ----------------------------------------------------------------- transformations
+    def apply(self, transformation_func: Callable[["Dataset"], "Dataset"]) -> "Dataset":
+        """Returns ``transformation_func(self)`` (for reusable pipeline pieces).
+
+        Raises:
+            TypeError: if the function does not return a Dataset.
+
+        Example:
+            >>> Dataset.range(5).apply(lambda d: d.take(2)).cardinality()
+            2
+        """
+        out = transformation_func(self)
+        if not isinstance(out, Dataset):
+            raise TypeError("`transformation_func` must return a Dataset object.")
+        return out
+
+    def repeat(self, count: int | None = None) -> "Dataset":
+        """Repeats the dataset ``count`` times (forever when ``None`` or -1).
+
+        Example:
+            >>> [int(x) for x in Dataset.range(2).repeat(2)]
+            [0, 1, 0, 1]
+        """
+        from .transforms import RepeatDataset
+
+        return RepeatDataset(self, count)
+
+    def batch(self, batch_size: int, drop_remainder: bool = False, num_parallel_calls: int | None = None,
+              deterministic: bool | None = None) -> "Dataset":
+        """Stacks ``batch_size`` consecutive elements into one (one gather per batch).
+
+        Args:
+            batch_size: elements per batch.
+            drop_remainder: drop a last, smaller batch.
+            num_parallel_calls: accepted for compatibility; batching is already vectorised.
+            deterministic: accepted for compatibility.
+
+        Returns:
+            The dataset.
+
+        Raises:
+            ValueError: if ``batch_size`` is not positive.
+
+        Example:
+            >>> [b.tolist() for b in Dataset.range(5).batch(2)]
+            [[0, 1], [2, 3], [4]]
+        """
+        from .batching import BatchDataset
+
+        return BatchDataset(self, batch_size, drop_remainder)
+
+    def padded_batch(self, batch_size: int, padded_shapes: Any = None, padding_values: Any = None,
+                     drop_remainder: bool = False) -> "Dataset":
+        """Batches elements of different shapes, padding each component.
+
+        Args:
+            batch_size: elements per batch.
+            padded_shapes: per component, the padded shape (``None``/-1 dims pad to the longest
+                in the batch); default: every dimension pads to the longest.
+            padding_values: per component, the pad value (default 0 / ``b""``).
+            drop_remainder: drop a last, smaller batch.
+
+        Returns:
+            The dataset. Iterating raises ``DataLossError`` if an element is larger than a fixed
+            padded size (TensorFlow's behaviour).
+
+        Example:
+            >>> ds = Dataset.range(1, 3).map(lambda x: np.arange(x)).padded_batch(2)
+            >>> next(iter(ds)).tolist()
+            [[0, 0], [0, 1]]
+        """
+        from .batching import PaddedBatchDataset
+
+        return PaddedBatchDataset(self, batch_size, padded_shapes, padding_values, drop_remainder)
+
+    def ragged_batch(self, batch_size: int, drop_remainder: bool = False) -> "Dataset":
+        """Batches variable-length rank-1 elements into :class:`RaggedTensor` values.
+
+        Example:
+            >>> ds = Dataset.range(1, 3).map(lambda x: np.arange(x)).ragged_batch(2)
+            >>> next(iter(ds)).to_list()
+            [[0], [0, 1]]
+        """
+        from .batching import RaggedBatchDataset
+
+        return RaggedBatchDataset(self, batch_size, drop_remainder)
+
+    def unbatch(self) -> "Dataset":
+        """Splits each element along its first dimension (the inverse of ``batch``).
+
+        Example:
+            >>> [int(x) for x in Dataset.range(3).batch(2).unbatch()]
+            [0, 1, 2]
+        """
+        from .batching import UnbatchDataset
+
+        return UnbatchDataset(self)
+
+    def shuffle(self, buffer_size: int, seed: int | None = None,
+                reshuffle_each_iteration: bool | None = None) -> "Dataset":
+        """Shuffles with a buffer of ``buffer_size`` elements.
+
+        The algorithm (see :mod:`pipeline.data.shuffle`) fills the buffer, then repeatedly emits
+        a uniformly chosen buffer slot and refills it with the next input. With a ``seed`` the
+        order is the same in every run and process; ``reshuffle_each_iteration`` (default True)
+        gives each repetition under ``repeat`` a different order.
+
+        Args:
+            buffer_size: the buffer size (>= 1).
+            seed: an int seed, or None for fresh OS entropy per iteration.
+            reshuffle_each_iteration: reshuffle for every epoch of an enclosing ``repeat``.
+
+        Returns:
+            The dataset.
+
+        Raises:
+            ValueError: if ``buffer_size`` < 1.
+
+        Example:
+            >>> sorted(int(x) for x in Dataset.range(5).shuffle(3, seed=0))
+            [0, 1, 2, 3, 4]
+        """
+        from .shuffle import ShuffleDataset
+
+        return ShuffleDataset(self, buffer_size, seed, reshuffle_each_iteration)
+
+    def map(self, map_func: Callable, num_parallel_calls: int | None = None,
+            deterministic: bool | None = None, output_signature: Any = None) -> "Dataset":
+        """Applies ``map_func`` to every element (tuples are unpacked into arguments).
+
+        Args:
+            map_func: a function of the element, or a coroutine function (run on an event loop).
+            num_parallel_calls: run up to this many calls at once (threads for functions, the
+                event loop for coroutines); ``AUTOTUNE`` picks one per core.
+            deterministic: False lets results come out in completion order.
+            output_signature: optional element spec of the results (otherwise inferred).
+
+        Returns:
+            The dataset. A failing call raises at iteration with the original error chained and
+            a message naming ``Dataset.map(fn=...)``.
+
+        Example:
+            >>> [int(x) for x in Dataset.range(3).map(lambda x: x * 2, num_parallel_calls=AUTOTUNE)]
+            [0, 2, 4]
+        """
+        from .parallel import MapDataset
+
+        return MapDataset(self, map_func, num_parallel_calls, deterministic, output_signature)
+
+    def filter(self, predicate: Callable) -> "Dataset":
+        """Keeps the elements for which ``predicate`` is true.
+
+        Example:
+            >>> [int(x) for x in Dataset.range(10).filter(lambda x: x % 3 == 0)]
+            [0, 3, 6, 9]
+        """
+        from .transforms import FilterDataset
+
+        return FilterDataset(self, predicate)
+
+    def flat_map(self, map_func: Callable[..., "Dataset"]) -> "Dataset":
+        """Maps each element to a dataset and chains those datasets.
+
+        Example:
+            >>> [int(x) for x in Dataset.range(1, 3).flat_map(lambda x: Dataset.range(x))]
+            [0, 0, 1]
+        """
+        from .parallel import InterleaveDataset
+
+        return InterleaveDataset(self, map_func, 1, 1, None, None, name="flat_map")
+
+    def interleave(self, map_func: Callable[..., "Dataset"], cycle_length: int | None = None,
+                   block_length: int | None = None, num_parallel_calls: int | None = None,
+                   deterministic: bool | None = None) -> "Dataset":
+        """Maps elements to datasets and interleaves them (TensorFlow's order).
+
+        Args:
+            map_func: element -> Dataset.
+            cycle_length: how many input elements are open at once (default: core count).
+            block_length: consecutive elements taken from each before moving on (default 1).
+            num_parallel_calls: fetch from the open datasets in this many threads ahead of use;
+                the order stays the sequential one.
+            deterministic: accepted; the order is always deterministic.
+
+        Returns:
+            The dataset.
+
+        Example:
+            >>> ds = Dataset.range(1, 3).interleave(lambda x: Dataset.range(x), cycle_length=2)
+            >>> [int(x) for x in ds]
+            [0, 0, 1]
+        """
+        from .parallel import InterleaveDataset
+
+        return InterleaveDataset(self, map_func, cycle_length, block_length, num_parallel_calls,
+                                 deterministic)
+
+    def take(self, count: int) -> "Dataset":
+        """The first ``count`` elements (all when -1).
+
+        Example:
+            >>> [int(x) for x in Dataset.range(10).take(2)]
+            [0, 1]
+        """
+        from .transforms import TakeDataset
+
+        return TakeDataset(self, count)
+
+    def skip(self, count: int) -> "Dataset":
+        """All but the first ``count`` elements (-1 skips everything).
+
+        Example:
+            >>> [int(x) for x in Dataset.range(4).skip(2)]
+            [2, 3]
+        """
+        from .transforms import SkipDataset
+
+        return SkipDataset(self, count)
+
+    def shard(self, num_shards: int, index: int) -> "Dataset":
+        """Every ``num_shards``-th element starting at ``index``.
+
+        Raises:
+            InvalidArgumentError: if ``index`` is not in ``[0, num_shards)``.
+
+        Example:
+            >>> [int(x) for x in Dataset.range(10).shard(3, 1)]
+            [1, 4, 7]
+        """
+        from .transforms import ShardDataset
+
+        return ShardDataset(self, num_shards, index)
+
+    def enumerate(self, start: int = 0) -> "Dataset":
+        """Pairs each element with its int64 index.
+
+        Example:
+            >>> [(int(i), int(x)) for i, x in Dataset.range(5, 7).enumerate()]
+            [(0, 5), (1, 6)]
+        """
+        from .transforms import EnumerateDataset
+
+        return EnumerateDataset(self, start)
+
+    def window(self, size: int, shift: int | None = None, stride: int = 1,
+               drop_remainder: bool = False) -> "Dataset":
+        """A dataset of windows, each a small dataset of ``size`` elements.
+
+        Args:
+            size: elements per window.
+            shift: input elements between window starts (default ``size``).
+            stride: input elements between a window's elements.
+            drop_remainder: drop windows shorter than ``size`` at the end.
+
+        Returns:
+            A dataset of datasets (use ``flat_map(lambda w: w.batch(size))``).
+
+        Example:
+            >>> ds = Dataset.range(5).window(2, drop_remainder=True).flat_map(lambda w: w.batch(2))
+            >>> [w.tolist() for w in ds]
+            [[0, 1], [2, 3]]
+        """
+        from .batching import WindowDataset
+
+        return WindowDataset(self, size, shift, stride, drop_remainder)
+
+    def concatenate(self, dataset: "Dataset") -> "Dataset":
+        """This dataset's elements followed by ``dataset``'s.
+
+        Raises:
+            TypeError: if the element types are incompatible.
+
+        Example:
+            >>> [int(x) for x in Dataset.range(2).concatenate(Dataset.range(5, 6))]
+            [0, 1, 5]
+        """
+        from .sources import ConcatenateDataset
+
+        return ConcatenateDataset(self, dataset)
+
+    def cache(self, filename: str = "") -> "Dataset":
+        """Caches the elements of the first complete pass, in memory or in ``filename``.
+
+        Later passes (and, for a file, later processes) read the cache instead of recomputing.
+        A pass that stops early does not complete the cache.
+
+        Example:
+            >>> ds = Dataset.range(3).map(lambda x: x + 1).cache()
+            >>> [int(x) for x in ds] == [int(x) for x in ds] == [1, 2, 3]
+            True
+        """
+        from .transforms import CacheDataset
+
+        return CacheDataset(self, filename)
+
+    def prefetch(self, buffer_size: int) -> "Dataset":
+        """Produces up to ``buffer_size`` elements ahead in a background thread.
+
+        Example:
+            >>> [int(x) for x in Dataset.range(3).prefetch(2)]
+            [0, 1, 2]
+        """
+        from .parallel import PrefetchDataset
+
+        return PrefetchDataset(self, buffer_size)
+
+    def ignore_errors(self, log_warning: bool = False) -> "Dataset":
+        """Drops the elements whose production raised an error.
+
+        Example:
+            >>> ds = Dataset.from_tensor_slices(["1", "x"]).map(lambda s: int(s)).ignore_errors()
+            >>> [int(x) for x in ds]
+            [1]
+        """
+        from .transforms import IgnoreErrorsDataset
+
+        return IgnoreErrorsDataset(self, log_warning)
+
+    def scan(self, initial_state: Any, scan_func: Callable) -> "Dataset":
+        """Maps with a carried state: ``scan_func(state, element) -> (new_state, output)``.
+
+        Example:
+            >>> [int(x) for x in Dataset.range(1, 4).scan(np.int64(0), lambda s, x: (s + x, s + x))]
+            [1, 3, 6]
+        """
+        from .transforms import ScanDataset
+
+        return ScanDataset(self, initial_state, scan_func)
+
+    def reduce(self, initial_state: Any, reduce_func: Callable) -> Any:
+        """Folds every element into a state: ``reduce_func(state, element) -> state``.
+
+        Returns:
+            The final state.
+
+        Example:
+            >>> int(Dataset.range(5).reduce(np.int64(0), lambda s, x: s + x))
+            10
+        """
+        state = structure.normalize(initial_state)
+        where = f"Dataset.reduce(fn={fn_name(reduce_func)})"
+        for element in self:
+            state = call_fn(reduce_func, (state, element), where)
+        return state
+
+    def unique(self) -> "Dataset":
+        """Drops elements equal to an earlier one (scalars only, as in TensorFlow).
+
+        Example:
+            >>> [int(x) for x in Dataset.from_tensor_slices([1, 2, 1]).unique()]
+            [1, 2]
+        """
+        from .transforms import UniqueDataset
+
+        return UniqueDataset(self)

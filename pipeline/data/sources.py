@@ -1,0 +1,443 @@
+"""Source datasets: tensor slices, ranges, in-memory lists, generators, zip and concatenate."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from queueserver import errors
+
+from . import structure
+from .base import Dataset, DatasetIterator, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY
+from .structure import Chunk, RaggedTensor, TensorSpec
+
+
+def infer_spec(ds: Dataset, n: int = 8) -> Any:
+    """Infers an element spec from the first ``n`` elements (dims that vary become ``None``).
+
+    Used where a Python function decides the elements and cannot be traced. Errors while
+    producing the sample are skipped (``ignore_errors`` pipelines), so a spec is still found.
+    """
+    spec = None
+    it = ds.iterator()
+    try:
+        seen = 0
+        failures = 0
+        while seen < n and failures < 64:
+            try:
+                e = next(it)
+            except StopIteration:
+                break
+            except Exception:  # noqa: BLE001 - sample around failing elements
+                failures += 1
+                continue
+            s = structure.spec_of(e)
+            spec = s if spec is None else structure.relax(spec, s)
+            seen += 1
+    finally:
+        it.close()
+    if spec is None:
+        return TensorSpec(None, np.float32)
+    return spec
+
+
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    """A read-only view: elements and batches may be views of the user's arrays, never copies
+    that the consumer could mistake for private buffers."""
+    v = arr.view()
+    v.flags.writeable = False
+    return v
+
+
+# --------------------------------------------------------------------------- from_tensor_slices
+class TensorSliceDataset(Dataset):
+    """The slices of arrays along axis 0 (``Dataset.from_tensor_slices``)."""
+
+    def __init__(self, tensors: Any) -> None:
+        def leaf(v: Any) -> Any:
+            if isinstance(v, RaggedTensor):
+                return v
+            arr = structure.to_array(v)
+            if arr.ndim == 0:
+                raise ValueError(
+                    "Unbatching a tensor is only supported for rank >= 1 (from_tensor_slices "
+                    "needs arrays with a first dimension to slice)"
+                )
+            return _read_only(arr)
+
+        self._tensors = structure.map_structure(leaf, tensors)
+        self._leaves = structure.flatten(self._tensors)
+        sizes = [len(x) for x in self._leaves]
+        for s in sizes[1:]:
+            if s != sizes[0]:
+                raise ValueError(f"Dimensions {sizes[0]} and {s} are not compatible")
+        self._n = sizes[0]
+        self._chunkable = not any(isinstance(x, RaggedTensor) for x in self._leaves)
+        # The common single-array case skips structure handling per element.
+        self._single = self._leaves[0] if len(self._leaves) == 1 and not structure.is_nested(self._tensors) else None
+
+    def _compute_spec(self) -> Any:
+        def leaf(v: Any) -> Any:
+            if isinstance(v, RaggedTensor):
+                return TensorSpec((None,) + v.flat_values.shape[1:], v.flat_values.dtype)
+            return TensorSpec(tuple(v.shape[1:]), "string" if v.dtype == object else v.dtype)
+
+        return structure.map_structure(leaf, self._tensors)
+
+    def _cardinality(self) -> int:
+        return self._n
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _SliceIterator(self)
+
+
+class _SliceIterator(DatasetIterator):
+    def __init__(self, ds: TensorSliceDataset) -> None:
+        self._ds = ds
+        self._i = 0
+        self.chunked = ds._chunkable
+
+    def __next__(self) -> Any:
+        i = self._i
+        ds = self._ds
+        if i >= ds._n:
+            raise StopIteration
+        self._i = i + 1
+        if ds._single is not None:
+            return structure.unstack_leaf(ds._single, i)
+        return structure.map_structure(lambda a: structure.unstack_leaf(a, i), ds._tensors)
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        i = self._i
+        ds = self._ds
+        if i >= ds._n:
+            return None
+        j = min(ds._n, i + max_n)
+        self._i = j
+        if ds._single is not None:
+            return Chunk(j - i, ds._single[i:j])
+        return Chunk(j - i, structure.map_structure(lambda a: a[i:j], ds._tensors))
+
+    def get_state(self) -> dict:
+        return self._state(i=self._i)
+
+    def set_state(self, state: dict) -> None:
+        self._i = int(self._check(state)["i"])
+
+
+# --------------------------------------------------------------------------- in-memory list
+class ListDataset(Dataset):
+    """A dataset of given elements (``from_tensors``, the windows of ``window``)."""
+
+    def __init__(self, elements: list, spec: Any = None) -> None:
+        self._elements = list(elements)
+        if spec is not None:
+            self.__dict__["_spec"] = spec
+
+    def _compute_spec(self) -> Any:
+        spec = None
+        for e in self._elements:
+            s = structure.spec_of(e)
+            spec = s if spec is None else structure.relax(spec, s)
+        return spec if spec is not None else TensorSpec(None, np.float32)
+
+    def _cardinality(self) -> int:
+        return len(self._elements)
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _ListIterator(self._elements)
+
+
+class _ListIterator(DatasetIterator):
+    def __init__(self, elements: list) -> None:
+        self._elements = elements
+        self._i = 0
+
+    def __next__(self) -> Any:
+        if self._i >= len(self._elements):
+            raise StopIteration
+        self._i += 1
+        return self._elements[self._i - 1]
+
+    def get_state(self) -> dict:
+        return self._state(i=self._i)
+
+    def set_state(self, state: dict) -> None:
+        self._i = int(self._check(state)["i"])
+
+
+# --------------------------------------------------------------------------- range
+class RangeDataset(Dataset):
+    """``Dataset.range``: int64 scalars like Python's ``range``."""
+
+    def __init__(self, *args: int, dtype: Any = np.int64) -> None:
+        if not 1 <= len(args) <= 3:
+            raise TypeError(f"range takes 1 to 3 arguments, got {len(args)}")
+        r = range(*(int(a) for a in args))
+        if r.step == 0:
+            raise errors.InvalidArgumentError("step must be a non-zero integer")
+        self._range = r
+        self._dtype = np.dtype(dtype)
+
+    def _compute_spec(self) -> Any:
+        return TensorSpec((), self._dtype)
+
+    def _cardinality(self) -> int:
+        return len(self._range)
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _RangeIterator(self)
+
+
+class _RangeIterator(DatasetIterator):
+    chunked = True
+
+    def __init__(self, ds: RangeDataset) -> None:
+        self._r = ds._range
+        self._n = len(ds._range)
+        self._cast = ds._dtype.type
+        self._i = 0
+
+    def __next__(self) -> Any:
+        if self._i >= self._n:
+            raise StopIteration
+        v = self._r[self._i]
+        self._i += 1
+        return self._cast(v)
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        if self._i >= self._n:
+            return None
+        j = min(self._n, self._i + max_n)
+        r = self._r
+        data = np.arange(r[self._i], r.start + j * r.step, r.step, dtype=self._cast)
+        n = j - self._i
+        self._i = j
+        return Chunk(n, data)
+
+    def get_state(self) -> dict:
+        return self._state(i=self._i)
+
+    def set_state(self, state: dict) -> None:
+        self._i = int(self._check(state)["i"])
+
+
+# --------------------------------------------------------------------------- generator
+class GeneratorDataset(Dataset):
+    """``Dataset.from_generator``: elements from a Python generator function."""
+
+    def __init__(self, generator: Callable, output_types: Any, output_shapes: Any,
+                 args: Sequence[Any] | None, output_signature: Any) -> None:
+        if not callable(generator):
+            raise TypeError("`generator` must be a Python callable.")
+        self._gen = generator
+        self._args = tuple(args) if args is not None else ()
+        self._types = output_types
+        if output_signature is None and output_types is not None:
+            shapes = output_shapes
+            if shapes is None:
+                shapes = structure.map_structure(lambda t: None, output_types)
+            output_signature = structure.map_structure(
+                lambda t, s: TensorSpec(None if s is None else tuple(s), _np_dtype(t)), output_types, shapes
+            )
+        self._signature = output_signature
+        if output_signature is not None:
+            self.__dict__["_spec"] = output_signature
+
+    def _compute_spec(self) -> Any:
+        return infer_spec(self)
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _GeneratorIterator(self)
+
+
+def _np_dtype(t: Any) -> Any:
+    if t in ("string", str, bytes, object):
+        return "string"
+    return np.dtype(t)
+
+
+class _GeneratorIterator(DatasetIterator):
+    def __init__(self, ds: GeneratorDataset) -> None:
+        self._ds = ds
+        self._it: Any = None
+        self._count = 0
+
+    def _start(self) -> None:
+        try:
+            self._it = iter(self._ds._gen(*self._ds._args))
+        except Exception as e:
+            raise errors.InvalidArgumentError(
+                f"in Dataset.from_generator(generator={self._ds._gen!r}): {type(e).__name__}: {e}"
+            ) from e
+
+    def __next__(self) -> Any:
+        if self._it is None:
+            self._start()
+        try:
+            value = next(self._it)
+        except StopIteration:
+            raise
+        except Exception as e:
+            raise errors.InvalidArgumentError(
+                f"in Dataset.from_generator: {type(e).__name__}: {e}"
+            ) from e
+        self._count += 1
+        sig = self._ds._signature
+        if sig is None:
+            return structure.normalize(value)
+        return _conform(value, sig)
+
+    def get_state(self) -> dict:
+        return self._state(count=self._count)
+
+    def set_state(self, state: dict) -> None:
+        n = int(self._check(state)["count"])
+        self._start()
+        self._count = 0
+        for _ in range(n):  # generators cannot seek: replay and drop the consumed elements
+            next(self)
+
+
+def _conform(value: Any, sig: Any) -> Any:
+    """Casts a generator output to the declared signature, as TensorFlow does."""
+
+    def one(v: Any, spec: TensorSpec) -> Any:
+        if spec.dtype_name == "string":
+            return structure.normalize(v)
+        arr = np.asarray(v, dtype=spec.dtype)
+        if spec.shape is not None:
+            shape = arr.shape
+            if len(shape) != len(spec.shape) or any(
+                d is not None and d != s for d, s in zip(spec.shape, shape)
+            ):
+                raise errors.InvalidArgumentError(
+                    f"`generator` yielded an element of shape {shape} where an element of shape "
+                    f"{spec.shape} was expected."
+                )
+        return arr[()] if arr.ndim == 0 else arr
+
+    value = tuple(value) if isinstance(value, list) and isinstance(sig, tuple) else value
+    try:
+        return structure.map_structure(one, value, sig) if structure.is_nested(sig) else one(value, sig)
+    except (ValueError, TypeError) as e:
+        raise errors.InvalidArgumentError(
+            f"`generator` yielded an element that did not match the expected structure: {e}"
+        ) from e
+
+
+# --------------------------------------------------------------------------- zip
+class ZipDataset(Dataset):
+    """``Dataset.zip``: elements of several datasets side by side."""
+
+    def __init__(self, datasets: Any) -> None:
+        leaves = structure.flatten(datasets)
+        if not leaves or not all(isinstance(d, Dataset) for d in leaves):
+            raise TypeError("Dataset.zip expects a (nested) tuple or dict of Dataset objects")
+        self._structure = datasets
+        self._datasets = leaves
+
+    def _compute_spec(self) -> Any:
+        return structure.pack_as(self._structure, [d.element_spec for d in self._datasets])
+
+    def _cardinality(self) -> int:
+        cards = [d._cardinality() for d in self._datasets]
+        finite = [c for c in cards if c >= 0]
+        if finite:
+            return min(finite)
+        return UNKNOWN_CARDINALITY if UNKNOWN_CARDINALITY in cards else INFINITE_CARDINALITY
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _ZipIterator(self, ctx)
+
+
+class _ZipIterator(DatasetIterator):
+    def __init__(self, ds: ZipDataset, ctx: tuple) -> None:
+        self._ds = ds
+        self._its = [d._make_iter(ctx) for d in ds._datasets]
+
+    def __next__(self) -> Any:
+        return structure.pack_as(self._ds._structure, [next(it) for it in self._its])
+
+    def _children(self) -> list[DatasetIterator]:
+        return self._its
+
+    def get_state(self) -> dict:
+        return self._state(children=[it.get_state() for it in self._its])
+
+    def set_state(self, state: dict) -> None:
+        for it, s in zip(self._its, self._check(state)["children"], strict=True):
+            it.set_state(s)
+
+
+# --------------------------------------------------------------------------- concatenate
+class ConcatenateDataset(Dataset):
+    """``a.concatenate(b)``: a's elements then b's."""
+
+    def __init__(self, first: Dataset, second: Dataset) -> None:
+        if not isinstance(second, Dataset):
+            raise TypeError("concatenate expects a Dataset")
+        self._a, self._b = first, second
+        # Validated at construction, as TensorFlow does (TypeError naming both specs).
+        self.__dict__["_spec"] = structure.relax(first.element_spec, second.element_spec)
+
+    def _compute_spec(self) -> Any:  # pragma: no cover - set in __init__
+        return structure.relax(self._a.element_spec, self._b.element_spec)
+
+    def _cardinality(self) -> int:
+        a, b = self._a._cardinality(), self._b._cardinality()
+        if INFINITE_CARDINALITY in (a, b):
+            return INFINITE_CARDINALITY
+        if UNKNOWN_CARDINALITY in (a, b):
+            return UNKNOWN_CARDINALITY
+        return a + b
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _ConcatIterator(self, ctx)
+
+
+class _ConcatIterator(DatasetIterator):
+    def __init__(self, ds: ConcatenateDataset, ctx: tuple) -> None:
+        self._ds = ds
+        self._ctx = ctx
+        self._part = 0
+        self._it = ds._a._make_iter(ctx)
+        b_chunked = ds._b._make_iter(ctx).chunked if self._it.chunked else False
+        self.chunked = self._it.chunked and b_chunked
+
+    def _advance(self) -> bool:
+        if self._part == 1:
+            return False
+        self._it.close()
+        self._part = 1
+        self._it = self._ds._b._make_iter(self._ctx)
+        return True
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                return next(self._it)
+            except StopIteration:
+                if not self._advance():
+                    raise
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        while True:
+            c = self._it.next_chunk(max_n)
+            if c is not None:
+                return c
+            if not self._advance():
+                return None
+
+    def _children(self) -> list[DatasetIterator]:
+        return [self._it]
+
+    def get_state(self) -> dict:
+        return self._state(part=self._part, child=self._it.get_state())
+
+    def set_state(self, state: dict) -> None:
+        self._check(state)
+        if state["part"] == 1 and self._part == 0:
+            self._advance()
+        self._it.set_state(state["child"])

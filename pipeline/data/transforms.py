@@ -1,0 +1,621 @@
+"""Element-order transformations: repeat, take, skip, shard, enumerate, filter, scan,
+ignore_errors, unique and cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+from queueserver import errors
+
+from . import structure
+from .base import (
+    INFINITE_CARDINALITY,
+    UNKNOWN_CARDINALITY,
+    Dataset,
+    DatasetIterator,
+    call_fn,
+    fn_name,
+)
+from .structure import Chunk, TensorSpec
+
+log = logging.getLogger(__name__)
+
+
+class _Unary(Dataset):
+    """A dataset computed from one input dataset; by default it keeps the element spec."""
+
+    def __init__(self, parent: Dataset) -> None:
+        if not isinstance(parent, Dataset):
+            raise TypeError(f"expected a Dataset, got {type(parent).__name__}")
+        self._parent = parent
+
+    def _compute_spec(self) -> Any:
+        return self._parent.element_spec
+
+
+class _UnaryIterator(DatasetIterator):
+    """Holds the iterator of the input; saves it under ``child`` in the state."""
+
+    def __init__(self, parent_it: DatasetIterator) -> None:
+        self._parent = parent_it
+
+    def _children(self) -> list[DatasetIterator]:
+        return [self._parent]
+
+    def get_state(self) -> dict:
+        return self._state(child=self._parent.get_state(), **self._own_state())
+
+    def set_state(self, state: dict) -> None:
+        self._check(state)
+        self._parent.set_state(state["child"])
+        self._set_own_state(state)
+
+    def _own_state(self) -> dict:
+        return {}
+
+    def _set_own_state(self, state: dict) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- repeat
+class RepeatDataset(_Unary):
+    """``ds.repeat(count)``; each epoch is a fresh pass with its own seed path."""
+
+    def __init__(self, parent: Dataset, count: int | None) -> None:
+        super().__init__(parent)
+        self._count = -1 if count is None else int(count)
+
+    def _cardinality(self) -> int:
+        n = self._parent._cardinality()
+        if self._count == 0 or n == 0:
+            return 0
+        if self._count < 0:
+            return INFINITE_CARDINALITY if n != UNKNOWN_CARDINALITY else UNKNOWN_CARDINALITY
+        return n * self._count if n >= 0 else n
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _RepeatIterator(self, ctx)
+
+
+class _RepeatIterator(DatasetIterator):
+    def __init__(self, ds: RepeatDataset, ctx: tuple) -> None:
+        self._ds = ds
+        self._ctx = ctx
+        self._epoch = 0
+        self._produced = False  # an empty epoch ends an endless repeat instead of spinning
+        self._it: DatasetIterator | None = ds._parent._make_iter(ctx + (0,)) if ds._count != 0 else None
+        self.chunked = bool(self._it is not None and self._it.chunked)
+
+    def _next_epoch(self) -> bool:
+        ds = self._ds
+        assert self._it is not None
+        self._it.close()
+        self._epoch += 1
+        if (0 <= ds._count <= self._epoch) or not self._produced:
+            self._it = None
+            return False
+        self._produced = False
+        self._it = ds._parent._make_iter(self._ctx + (self._epoch,))
+        return True
+
+    def __next__(self) -> Any:
+        while self._it is not None:
+            try:
+                e = next(self._it)
+            except StopIteration:
+                if not self._next_epoch():
+                    break
+                continue
+            self._produced = True
+            return e
+        raise StopIteration
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        while self._it is not None:
+            c = self._it.next_chunk(max_n)
+            if c is None:
+                if not self._next_epoch():
+                    break
+                continue
+            self._produced = True
+            return c
+        return None
+
+    def _children(self) -> list[DatasetIterator]:
+        return [self._it] if self._it is not None else []
+
+    def get_state(self) -> dict:
+        return self._state(
+            epoch=self._epoch,
+            produced=self._produced,
+            child=None if self._it is None else self._it.get_state(),
+        )
+
+    def set_state(self, state: dict) -> None:
+        self._check(state)
+        self._epoch = int(state["epoch"])
+        self._produced = bool(state["produced"])
+        if self._it is not None:
+            self._it.close()
+        if state["child"] is None:
+            self._it = None
+        else:
+            self._it = self._ds._parent._make_iter(self._ctx + (self._epoch,))
+            self._it.set_state(state["child"])
+
+
+# --------------------------------------------------------------------------- take / skip
+class TakeDataset(_Unary):
+    """``ds.take(count)``."""
+
+    def __init__(self, parent: Dataset, count: int) -> None:
+        super().__init__(parent)
+        self._count = int(count)
+
+    def _cardinality(self) -> int:
+        n = self._parent._cardinality()
+        if self._count < 0:
+            return n
+        if n == INFINITE_CARDINALITY:
+            return self._count
+        return min(n, self._count) if n >= 0 else UNKNOWN_CARDINALITY
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _TakeIterator(self._parent._make_iter(ctx), self._count)
+
+
+class _TakeIterator(_UnaryIterator):
+    def __init__(self, parent_it: DatasetIterator, count: int) -> None:
+        super().__init__(parent_it)
+        self._left = count  # < 0: everything
+        self.chunked = parent_it.chunked
+
+    def __next__(self) -> Any:
+        if self._left == 0:
+            raise StopIteration
+        e = next(self._parent)
+        if self._left > 0:
+            self._left -= 1
+        return e
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        if self._left == 0:
+            return None
+        c = self._parent.next_chunk(max_n if self._left < 0 else min(max_n, self._left))
+        if c is not None and self._left > 0:
+            self._left -= c.n
+        return c
+
+    def _own_state(self) -> dict:
+        return {"left": self._left}
+
+    def _set_own_state(self, state: dict) -> None:
+        self._left = int(state["left"])
+
+
+class SkipDataset(_Unary):
+    """``ds.skip(count)``."""
+
+    def __init__(self, parent: Dataset, count: int) -> None:
+        super().__init__(parent)
+        self._count = int(count)
+
+    def _cardinality(self) -> int:
+        n = self._parent._cardinality()
+        if n < 0:
+            return n
+        return 0 if self._count < 0 else max(0, n - self._count)
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _SkipIterator(self._parent._make_iter(ctx), self._count)
+
+
+class _SkipIterator(_UnaryIterator):
+    def __init__(self, parent_it: DatasetIterator, count: int) -> None:
+        super().__init__(parent_it)
+        self._to_skip = count  # < 0: skip everything
+        self.chunked = parent_it.chunked
+
+    def _skip(self) -> bool:
+        """Drops the skipped prefix in blocks; False when the input ended inside it."""
+        while self._to_skip != 0:
+            if self._parent.chunked:
+                c = self._parent.next_chunk(self._to_skip if self._to_skip > 0 else 1 << 16)
+                if c is None:
+                    return False
+                n = c.n
+            else:
+                try:
+                    next(self._parent)
+                except StopIteration:
+                    return False
+                n = 1
+            if self._to_skip > 0:
+                self._to_skip -= n
+        return True
+
+    def __next__(self) -> Any:
+        if self._to_skip and not self._skip():
+            raise StopIteration
+        return next(self._parent)
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        if self._to_skip and not self._skip():
+            return None
+        return self._parent.next_chunk(max_n)
+
+    def _own_state(self) -> dict:
+        return {"to_skip": self._to_skip}
+
+    def _set_own_state(self, state: dict) -> None:
+        self._to_skip = int(state["to_skip"])
+
+
+# --------------------------------------------------------------------------- shard
+class ShardDataset(_Unary):
+    """``ds.shard(num_shards, index)``: elements whose position % num_shards == index."""
+
+    def __init__(self, parent: Dataset, num_shards: int, index: int) -> None:
+        super().__init__(parent)
+        num_shards, index = int(num_shards), int(index)
+        if num_shards < 1:
+            raise errors.InvalidArgumentError(f"Number of shards must be positive, got {num_shards}.")
+        if not 0 <= index < num_shards:
+            raise errors.InvalidArgumentError(
+                f"Index must be between 0 and {num_shards - 1} (currently index = {index})."
+            )
+        self._n, self._index = num_shards, index
+
+    def _cardinality(self) -> int:
+        n = self._parent._cardinality()
+        if n < 0:
+            return n
+        return n // self._n + (1 if n % self._n > self._index else 0)
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _ShardIterator(self, self._parent._make_iter(ctx))
+
+
+class _ShardIterator(_UnaryIterator):
+    def __init__(self, ds: ShardDataset, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._n, self._index = ds._n, ds._index
+        self._pos = 0  # input elements consumed
+        self.chunked = parent_it.chunked
+
+    def __next__(self) -> Any:
+        while True:
+            e = next(self._parent)
+            pos = self._pos
+            self._pos += 1
+            if pos % self._n == self._index:
+                return e
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        while True:
+            # Ask for exactly the inputs up to and including the max_n-th selected element, so
+            # the input never runs ahead of what element-wise iteration would have consumed.
+            offset = (self._index - self._pos) % self._n
+            c = self._parent.next_chunk(offset + (max_n - 1) * self._n + 1)
+            if c is None:
+                return None
+            first = (self._index - self._pos) % self._n
+            self._pos += c.n
+            if first < c.n:
+                idx = np.arange(first, c.n, self._n)
+                return c.gather(idx) if self._n > 1 else c
+
+    def _own_state(self) -> dict:
+        return {"pos": self._pos}
+
+    def _set_own_state(self, state: dict) -> None:
+        self._pos = int(state["pos"])
+
+
+# --------------------------------------------------------------------------- enumerate
+class EnumerateDataset(_Unary):
+    """``ds.enumerate(start)``: ``(int64 index, element)`` pairs."""
+
+    def __init__(self, parent: Dataset, start: int) -> None:
+        super().__init__(parent)
+        self._start = int(start)
+
+    def _compute_spec(self) -> Any:
+        return (TensorSpec((), np.int64), self._parent.element_spec)
+
+    def _cardinality(self) -> int:
+        return self._parent._cardinality()
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _EnumerateIterator(self._parent._make_iter(ctx), self._start)
+
+
+class _EnumerateIterator(_UnaryIterator):
+    def __init__(self, parent_it: DatasetIterator, start: int) -> None:
+        super().__init__(parent_it)
+        self._i = start
+        self.chunked = parent_it.chunked
+
+    def __next__(self) -> Any:
+        e = next(self._parent)
+        self._i += 1
+        return (np.int64(self._i - 1), e)
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        c = self._parent.next_chunk(max_n)
+        if c is None:
+            return None
+        idx = np.arange(self._i, self._i + c.n, dtype=np.int64)
+        self._i += c.n
+        return Chunk(c.n, (idx, c.data))
+
+    def _own_state(self) -> dict:
+        return {"i": self._i}
+
+    def _set_own_state(self, state: dict) -> None:
+        self._i = int(state["i"])
+
+
+# --------------------------------------------------------------------------- filter
+class FilterDataset(_Unary):
+    """``ds.filter(predicate)``."""
+
+    def __init__(self, parent: Dataset, predicate: Callable) -> None:
+        super().__init__(parent)
+        if not callable(predicate):
+            raise TypeError("`predicate` must be callable")
+        self._pred = predicate
+        self._where = f"Dataset.filter(predicate={fn_name(predicate)})"
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _FilterIterator(self, self._parent._make_iter(ctx))
+
+
+class _FilterIterator(_UnaryIterator):
+    def __init__(self, ds: FilterDataset, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._ds = ds
+
+    def __next__(self) -> Any:
+        ds = self._ds
+        while True:
+            e = next(self._parent)
+            keep = call_fn(ds._pred, e, ds._where)
+            if np.ndim(keep) != 0 or np.asarray(keep).dtype != np.bool_:
+                raise errors.InvalidArgumentError(
+                    f"in {ds._where}: the predicate must return a scalar boolean, got "
+                    f"{structure.spec_of(keep)!r}"
+                )
+            if keep:
+                return e
+
+
+# --------------------------------------------------------------------------- scan
+class ScanDataset(_Unary):
+    """``ds.scan(initial_state, scan_func)``."""
+
+    def __init__(self, parent: Dataset, initial_state: Any, scan_func: Callable) -> None:
+        super().__init__(parent)
+        self._init = structure.normalize(initial_state)
+        self._fn = scan_func
+        self._where = f"Dataset.scan(scan_func={fn_name(scan_func)})"
+
+    def _compute_spec(self) -> Any:
+        from .sources import infer_spec
+
+        return infer_spec(self)
+
+    def _cardinality(self) -> int:
+        return self._parent._cardinality()
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _ScanIterator(self, self._parent._make_iter(ctx))
+
+
+class _ScanIterator(_UnaryIterator):
+    def __init__(self, ds: ScanDataset, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._ds = ds
+        self._carry = ds._init
+
+    def __next__(self) -> Any:
+        e = next(self._parent)
+        out = call_fn(self._ds._fn, (self._carry, e), self._ds._where)
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise errors.InvalidArgumentError(
+                f"in {self._ds._where}: scan_func must return a (new_state, output) pair"
+            )
+        self._carry = out[0]
+        return out[1]
+
+    def _own_state(self) -> dict:
+        return {"carry": structure.encode(self._carry)}
+
+    def _set_own_state(self, state: dict) -> None:
+        self._carry = structure.decode(state["carry"])
+
+
+# --------------------------------------------------------------------------- ignore_errors
+class IgnoreErrorsDataset(_Unary):
+    """``ds.ignore_errors()``: drops elements whose production raised."""
+
+    def __init__(self, parent: Dataset, log_warning: bool) -> None:
+        super().__init__(parent)
+        self._log = log_warning
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _IgnoreErrorsIterator(self._parent._make_iter(ctx), self._log)
+
+
+class _IgnoreErrorsIterator(_UnaryIterator):
+    def __init__(self, parent_it: DatasetIterator, log_warning: bool) -> None:
+        super().__init__(parent_it)
+        self._log = log_warning
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                return next(self._parent)
+            except StopIteration:
+                raise
+            except Exception as e:  # noqa: BLE001 - dropping failed elements is the point
+                if self._log:
+                    log.warning("Dataset.ignore_errors dropped an element: %s", e)
+
+
+# --------------------------------------------------------------------------- unique
+class UniqueDataset(_Unary):
+    """``ds.unique()`` for scalar int and string elements."""
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        spec = self._parent.element_spec
+        if not isinstance(spec, TensorSpec) or spec.shape != ():
+            raise TypeError("Dataset.unique() supports only scalar elements")
+        return _UniqueIterator(self._parent._make_iter(ctx))
+
+
+class _UniqueIterator(_UnaryIterator):
+    def __init__(self, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._seen: dict = {}
+
+    def __next__(self) -> Any:
+        while True:
+            e = next(self._parent)
+            key = e if isinstance(e, bytes) else e.item()
+            if key not in self._seen:
+                self._seen[key] = e
+                return e
+
+    def _own_state(self) -> dict:
+        return {"seen": structure.encode(list(self._seen.values()))}
+
+    def _set_own_state(self, state: dict) -> None:
+        vals = structure.decode(state["seen"])
+        self._seen = {(v if isinstance(v, bytes) else v.item()): v for v in vals}
+
+
+# --------------------------------------------------------------------------- cache
+class CacheDataset(_Unary):
+    """``ds.cache(filename)``: the first complete pass is kept in memory or in a file."""
+
+    def __init__(self, parent: Dataset, filename: str) -> None:
+        super().__init__(parent)
+        self._filename = os.fspath(filename)
+        self._memory: list | None = None
+        self._lock = threading.Lock()
+
+    def _cardinality(self) -> int:
+        return self._parent._cardinality()
+
+    @property
+    def _path(self) -> str:
+        return self._filename + ".cache.jsonl"
+
+    def _cached(self) -> Any:
+        """The cached elements (a list), a file path, or None when no pass completed yet."""
+        if not self._filename:
+            return self._memory
+        return self._path if os.path.exists(self._path) else None
+
+    def _commit(self, elements: list) -> None:
+        with self._lock:
+            if not self._filename:
+                if self._memory is None:
+                    self._memory = elements
+                return
+            if os.path.exists(self._path):
+                return
+            tmp = f"{self._path}.tmp-{os.getpid()}-{threading.get_ident()}"
+            with open(tmp, "w") as f:
+                for e in elements:
+                    f.write(json.dumps(structure.encode(e)))
+                    f.write("\n")
+            os.replace(tmp, self._path)  # atomic: readers never see a partial cache
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _CacheIterator(self, ctx)
+
+
+class _CacheIterator(DatasetIterator):
+    def __init__(self, ds: CacheDataset, ctx: tuple) -> None:
+        self._ds = ds
+        self._ctx = ctx
+        self._i = 0
+        self._source = ds._cached()
+        self._parent: DatasetIterator | None = None
+        self._file: Any = None
+        self._written: list | None = None
+        if self._source is None:
+            self._parent = ds._parent._make_iter(ctx)
+            self._written = []
+
+    def _read_file_line(self) -> Any:
+        if self._file is None:
+            self._file = open(self._source)
+            for _ in range(self._i):
+                self._file.readline()
+        line = self._file.readline()
+        if not line:
+            raise StopIteration
+        return structure.decode(json.loads(line))
+
+    def __next__(self) -> Any:
+        if self._parent is not None:
+            try:
+                e = next(self._parent)
+            except StopIteration:
+                if self._written is not None:
+                    self._ds._commit(self._written)
+                    self._written = None
+                raise
+            if self._written is not None:
+                self._written.append(e)
+            self._i += 1
+            return e
+        if isinstance(self._source, list):
+            if self._i >= len(self._source):
+                raise StopIteration
+            self._i += 1
+            return self._source[self._i - 1]
+        e = self._read_file_line()
+        self._i += 1
+        return e
+
+    def _children(self) -> list[DatasetIterator]:
+        return [self._parent] if self._parent is not None else []
+
+    def close(self) -> None:
+        super().close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def get_state(self) -> dict:
+        if self._parent is not None:
+            return self._state(mode="fill", i=self._i, child=self._parent.get_state())
+        return self._state(mode="read", i=self._i)
+
+    def set_state(self, state: dict) -> None:
+        self._check(state)
+        self._i = int(state["i"])
+        if state["mode"] == "read":
+            self._source = self._ds._cached()
+            if self._source is None:
+                raise errors.FailedPreconditionError(
+                    "this state reads a cache that does not exist here: the cache file is gone or "
+                    "the in-memory cache belongs to another process"
+                )
+            self._parent = None
+            return
+        if self._parent is None:
+            self._parent = self._ds._parent._make_iter(self._ctx)
+        self._parent.set_state(state["child"])
+        # Elements before the cut are not in the state, so a resumed pass cannot fill the cache.
+        self._written = None

@@ -1,0 +1,7 @@
+"""``python -m queueserver`` runs the ``queueserver`` command."""
+
+import sys
+
+from queueserver.cli import main
+
+sys.exit(main())

@@ -1,0 +1,135 @@
+"""The ``queueserver`` command: run the daemon, look at a server, reset containers.
+
+    queueserver serve [--port 2222] [--host 127.0.0.1] [--token T]
+    queueserver status TARGET
+    queueserver reset TARGET --container NAME [--container NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from queueserver.errors import QueueServerError
+from queueserver.wire import DEFAULT_MAX_MESSAGE_BYTES
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from queueserver.server import serve_forever
+
+    task = "/job:localhost/task:0"
+    host, port = args.host, args.port
+    if args.cluster:
+        from queueserver.cluster import ClusterSpec
+
+        if args.job is None:
+            print("queueserver serve: --cluster needs --job (and --task)", file=sys.stderr)
+            return 2
+        spec = ClusterSpec(args.cluster)
+        address = spec.task_address(args.job, args.task)
+        host, _, port_s = address.rpartition(":")
+        host, port = host.strip("[]"), int(port_s)
+        task = f"/job:{args.job}/task:{args.task}"
+
+    def ready(service) -> None:
+        auth = "token required" if service.token else "no token"
+        print(f"queueserver {task} serving on {service.target} ({auth}); Ctrl-C stops it", flush=True)
+
+    serve_forever(host, port, token=args.token or os.environ.get("QUEUESERVER_TOKEN") or None,
+                  max_message_bytes=args.max_message_bytes, task=task, on_ready=ready)
+    return 0
+
+
+def _format_status(status: dict) -> str:
+    lines = [f"task {status['task']}  version {status['version']}  up {status['uptime_s']} s"
+             f"  connections {status['connections']}"]
+    queues = status.get("queues", [])
+    lines.append(f"queues ({len(queues)}):")
+    if queues:
+        lines.append(f"  {'name':<32} {'type':<20} {'size':>8} {'capacity':>9}  {'closed':<6}  spec")
+    for q in queues:
+        name = f"{q['container']}/{q['name']}" if q["container"] else q["name"]
+        lines.append(f"  {name:<32} {q['type']:<20} {q['size']:>8} {q['capacity']:>9}  {str(q['closed']):<6}  {q['spec']}")
+    variables = status.get("variables", [])
+    lines.append(f"variables ({len(variables)}):")
+    for v in variables:
+        name = f"{v['container']}/{v['name']}" if v["container"] else v["name"]
+        state = "initialized" if v["initialized"] else "uninitialized"
+        lines.append(f"  {name:<32} {v['dtype']}{v['shape']}  {state}")
+    return "\n".join(lines)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from queueserver.client import connect
+
+    with connect(args.target, token=args.token, client_name="queueserver status") as c:
+        status = c.status()
+    print(json.dumps(status, indent=2) if args.json else _format_status(status))
+    return 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from queueserver.client import connect
+
+    with connect(args.target, token=args.token, client_name="queueserver reset") as c:
+        freed = c.reset(args.container)
+    print(f"reset {', '.join(repr(c) for c in args.container)}: {freed} resource(s) freed")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, for ``--help`` and for tests."""
+    parser = argparse.ArgumentParser(
+        prog="queueserver",
+        description="A queue server with shared named queues and resource containers (TensorFlow 1 style).")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server daemon until SIGINT/SIGTERM",
+                           description="Run a queue server. Binds loopback unless --host says otherwise.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=2222, help="port to bind (default 2222; 0 picks a free one)")
+    serve.add_argument("--token", default=None,
+                       help="shared secret every client must present (default: $QUEUESERVER_TOKEN, else none)")
+    serve.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
+                       help="largest message accepted, in bytes (default 256 MiB)")
+    serve.add_argument("--cluster", help="cluster spec JSON file: serve one of its tasks")
+    serve.add_argument("--job", help="with --cluster: this task's job name")
+    serve.add_argument("--task", type=int, default=0, help="with --cluster: this task's index (default 0)")
+    serve.set_defaults(func=_serve)
+
+    status = sub.add_parser("status", help="show a server's queues and variables")
+    status.add_argument("target", help="server address, e.g. http://127.0.0.1:2222")
+    status.add_argument("--token", default=None, help="the server's token (default: $QUEUESERVER_TOKEN)")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(func=_status)
+
+    reset = sub.add_parser("reset", help="free every resource in the given containers")
+    reset.add_argument("target", help="server address, e.g. http://127.0.0.1:2222")
+    reset.add_argument("--container", action="append", required=True,
+                       help="container to reset (repeat for several; '' is the default container)")
+    reset.add_argument("--token", default=None, help="the server's token (default: $QUEUESERVER_TOKEN)")
+    reset.set_defaults(func=_reset)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``queueserver`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except QueueServerError as exc:
+        print(f"queueserver {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,694 @@
+"""Clients: one asyncio client, and a synchronous client that drives it for scripts.
+
+Both speak to a server over one persistent connection with pipelined requests (any number of
+calls may be in flight; replies name their request). Values go in as numpy arrays or Python
+values and come out as numpy arrays; errors come out as the same classes the server raised.
+
+Delivery is at least once: each dequeued batch stays held on the server until this client
+acknowledges it, which happens on the next dequeue from the same queue, on ``queue.ack()``, or on a
+clean ``close()``. If the process dies first, the server puts the batch back at the queue's front.
+
+Example:
+    >>> import numpy as np, queueserver as qs
+    >>> server = qs.Server.create_local_server()
+    >>> with qs.connect(server.target) as c:
+    ...     q = c.fifo_queue("q", capacity=10, dtypes=[np.float32], shapes=[[2]])
+    ...     q.enqueue_many(np.array([[1., 2.], [3., 4.]], np.float32))
+    ...     q.dequeue_many(2).tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
+    >>> server.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from queueserver.core.specs import ComponentSpec, coerce_component
+from queueserver.errors import (
+    DeadlineExceededError,
+    InvalidArgumentError,
+    QueueServerError,
+    UnavailableError,
+    error_from_code,
+)
+from queueserver.server import new_event_loop
+from queueserver.wire import PREAMBLE, FrameReader, decode_arrays, encode_frame
+
+_DEFAULT = object()  # "use the client's operation timeout"
+# How long the client waits past a call's own timeout before deciding the server is gone.
+_TIMEOUT_GRACE = 30.0
+
+
+def parse_target(target: str) -> tuple[str, int]:
+    """``http://host:port``, ``grpc://host:port`` or ``host:port`` -> ``(host, port)``.
+
+    Raises:
+        InvalidArgumentError: the target names no port.
+    """
+    if "://" not in target:
+        target = "http://" + target
+    parts = urlsplit(target)
+    if parts.hostname is None or parts.port is None:
+        raise InvalidArgumentError(f"target {target!r} needs a host and a port, like http://127.0.0.1:2222")
+    return parts.hostname, parts.port
+
+
+class _ClientProtocol(asyncio.BufferedProtocol):
+    def __init__(self, client: "AsyncClient") -> None:
+        self.client = client
+        self.reader = FrameReader(client._on_frame, client._on_stray_error, client._on_fatal,
+                                  max_message_bytes=client.max_message_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.can_write = asyncio.Event()
+        self.can_write.set()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.reader.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.reader.buffer_updated(nbytes)
+
+    def pause_writing(self) -> None:
+        self.can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.can_write.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.can_write.set()
+        self.client._on_lost(exc)
+
+
+class AsyncClient:
+    """An asyncio connection to a queue server. Create it with :func:`connect_async`.
+
+    Args:
+        target: the server's address (``server.target``, ``host:port``).
+        operation_timeout: default timeout in seconds for every blocking call (the seed's
+            ``operation_timeout_in_ms``, in seconds); ``None`` waits for ever.
+        token: the server's shared secret (default: ``QUEUESERVER_TOKEN``).
+        client_name: shown in the server's logs and status.
+    """
+
+    def __init__(self, target: str, *, operation_timeout: float | None = None, token: str | None = None,
+                 client_name: str | None = None, max_message_bytes: int = 256 * 1024 * 1024) -> None:
+        self.target = target
+        self.operation_timeout = operation_timeout
+        self.token = token if token is not None else os.environ.get("QUEUESERVER_TOKEN")
+        self.client_name = client_name or f"pid {os.getpid()}"
+        self.max_message_bytes = max_message_bytes
+        self._protocol: _ClientProtocol | None = None
+        self._pending: dict[int, asyncio.Future] = {}
+        self._next_id = 1
+        self._unacked: dict[tuple[str, str], list[int]] = {}
+        self._fatal: QueueServerError | None = None
+        self._closed = False
+        self.server_info: dict = {}
+
+    # ----- connection
+    async def open(self) -> "AsyncClient":
+        """Connect and introduce this client (token included)."""
+        host, port = parse_target(self.target)
+        loop = asyncio.get_running_loop()
+        try:
+            transport, protocol = await loop.create_connection(lambda: _ClientProtocol(self), host, port)
+        except OSError as exc:
+            raise UnavailableError(f"cannot connect to {self.target}: {exc}") from exc
+        self._protocol = protocol
+        transport.write(PREAMBLE)
+        reply, _ = await self.call({"o": "hello", "token": self.token, "client": self.client_name})
+        self.server_info = reply
+        return self
+
+    async def close(self) -> None:
+        """Acknowledge everything received and disconnect cleanly."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._protocol is not None and self._protocol.transport is not None:
+            try:
+                await asyncio.wait_for(self.call({"o": "bye"}), 5.0)
+            except (QueueServerError, asyncio.TimeoutError, ConnectionError):
+                pass
+            if self._protocol.transport is not None:
+                self._protocol.transport.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def _on_frame(self, header: dict, body: Any) -> None:
+        fut = self._pending.pop(header.get("i"), None)
+        if fut is None:
+            if header.get("i") == 0 and "e" in header:
+                self._on_stray_error(error_from_code(*header["e"]), header)
+            return
+        if fut.cancelled():
+            # Nobody waits for this batch any more: give it straight back to the queue's front.
+            if "d" in header:
+                self._send({"o": "return", "k": [header["d"]], "i": 0})
+            return
+        fut.set_result((header, body))
+
+    def _on_stray_error(self, error: QueueServerError, header: Any) -> None:
+        self._fatal = error
+
+    def _on_fatal(self, error: QueueServerError) -> None:
+        self._fatal = error
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+
+    def _on_lost(self, exc: Exception | None) -> None:
+        error = self._fatal or UnavailableError(
+            f"connection to {self.target} lost" + (f": {exc}" if exc else ""))
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+
+    def _send(self, header: dict, arrays: Sequence[np.ndarray] = ()) -> None:
+        proto = self._protocol
+        if proto is None or proto.transport is None:
+            raise self._fatal or UnavailableError(f"not connected to {self.target}")
+        proto.transport.writelines(encode_frame(header, arrays))
+
+    async def call(self, header: dict, arrays: Sequence[np.ndarray] = (), *,
+                   wait: float | None = None) -> tuple[dict, list[np.ndarray]]:
+        """Send one request and await its reply; raises the server's error class."""
+        proto = self._protocol
+        if proto is not None and not proto.can_write.is_set():
+            await proto.can_write.wait()
+        rid = self._next_id
+        self._next_id += 1
+        header["i"] = rid
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            self._send(header, arrays)
+        except BaseException:
+            self._pending.pop(rid, None)
+            raise
+        try:
+            if wait is None:
+                reply, body = await fut
+            else:
+                reply, body = await asyncio.wait_for(fut, wait)
+        except asyncio.TimeoutError:
+            raise DeadlineExceededError(f"no reply from {self.target} within {wait:.1f} s") from None
+        except asyncio.CancelledError:
+            if not fut.done() or fut.cancelled():
+                try:
+                    self._send({"o": "cancel", "r": rid, "i": 0})
+                except QueueServerError:
+                    pass
+            raise
+        if "e" in reply:
+            code, message, details = reply["e"]
+            raise error_from_code(code, message, details)
+        arrays_out = decode_arrays(reply["a"], body) if "a" in reply else []
+        return reply, arrays_out
+
+    def _timeout(self, timeout: Any) -> float | None:
+        return self.operation_timeout if timeout is _DEFAULT else timeout
+
+    # ----- resources
+    async def _queue(self, kind: str, name: str, capacity: int, dtypes: Any, shapes: Any, names: Any,
+                     container: str, **extra: Any) -> "AsyncQueue":
+        if not isinstance(capacity, (int, np.integer)) or isinstance(capacity, bool):
+            raise InvalidArgumentError(f"capacity must be an integer, got {capacity!r}")
+        spec = ComponentSpec(dtypes, shapes, names)  # validates before anything is sent
+        header = {"o": "queue", "kind": kind, "n": name, "c": container, "cap": int(capacity),
+                  "spec": spec.to_wire(), **extra}
+        reply, _ = await self.call(header)
+        return AsyncQueue(self, name, container, ComponentSpec.from_wire(reply["spec"]), reply["type"])
+
+    async def fifo_queue(self, name: str, capacity: int, dtypes: Any, shapes: Any = None, *,
+                         names: Any = None, container: str = "") -> "AsyncQueue":
+        """Get or create a first-in first-out queue shared under ``(container, name)``."""
+        return await self._queue("fifo", name, capacity, dtypes, shapes, names, container)
+
+    async def random_shuffle_queue(self, name: str, capacity: int, min_after_dequeue: int, dtypes: Any,
+                                   shapes: Any = None, *, names: Any = None, seed: int | None = None,
+                                   container: str = "") -> "AsyncQueue":
+        """Get or create a queue that dequeues in random order, keeping ``min_after_dequeue`` while open."""
+        return await self._queue("random_shuffle", name, capacity, dtypes, shapes, names, container,
+                                 mad=int(min_after_dequeue), seed=seed)
+
+    async def padding_fifo_queue(self, name: str, capacity: int, dtypes: Any, shapes: Any, *,
+                                 names: Any = None, container: str = "") -> "AsyncQueue":
+        """Get or create a FIFO queue of variable-size elements, zero-padded when batched."""
+        return await self._queue("padding_fifo", name, capacity, dtypes, shapes, names, container)
+
+    async def priority_queue(self, name: str, capacity: int, dtypes: Any, shapes: Any = None, *,
+                             names: Any = None, container: str = "") -> "AsyncQueue":
+        """Get or create a queue whose elements are ``(int64 priority, *values)``, smallest first."""
+        return await self._queue("priority", name, capacity, dtypes, shapes, names, container)
+
+    async def queue(self, name: str, *, container: str = "") -> "AsyncQueue":
+        """Open an existing queue by name, whatever its type and spec."""
+        reply, _ = await self.call({"o": "spec", "n": name, "c": container})
+        if reply.get("kind") != "queue":
+            raise InvalidArgumentError(f"'{name}' is a variable, not a queue")
+        return AsyncQueue(self, name, container, ComponentSpec.from_wire(reply["spec"]), reply["type"])
+
+    async def variable(self, name: str, initial_value: Any = 0.0, *, container: str = "",
+                       dtype: Any = None) -> "AsyncVariable":
+        """Get or create a variable; it stays uninitialised until ``initialize()``."""
+        value = np.asarray(initial_value)
+        if dtype is None and value.dtype == np.float64 and not isinstance(initial_value, np.ndarray):
+            value = value.astype(np.float32)  # Python floats make float32 variables, as in TensorFlow
+        header = {"o": "variable", "n": name, "c": container}
+        if dtype is not None:
+            header["dtype"] = np.dtype(dtype).name
+        reply, _ = await self.call(header, [value])
+        return AsyncVariable(self, name, container, np.dtype(reply["dtype"]), tuple(reply["shape"]))
+
+    async def reset(self, containers: Sequence[str]) -> int:
+        """Free every resource in ``containers``; returns how many were freed."""
+        if isinstance(containers, str):
+            containers = [containers]
+        reply, _ = await self.call({"o": "reset", "cs": list(containers)})
+        return reply["r"]
+
+    async def status(self) -> dict:
+        """The server's queues, variables and counters."""
+        reply, _ = await self.call({"o": "status"})
+        return reply["r"]
+
+
+def _components(value: Any, spec: ComponentSpec) -> list:
+    """Split a user's element (array, tuple, or dict for named queues) into components."""
+    n = len(spec.dtypes)
+    if isinstance(value, dict):
+        if spec.names is None:
+            raise InvalidArgumentError("this queue has no component names: pass a tuple, not a dict")
+        if set(value) != set(spec.names):
+            raise InvalidArgumentError(f"expected components {list(spec.names)}, got {sorted(value)}")
+        value = [value[k] for k in spec.names]
+    elif n == 1 and not isinstance(value, (tuple, list)):
+        value = [value]
+    elif n == 1 and isinstance(value, list):
+        value = [value]
+    elif not isinstance(value, (tuple, list)):
+        raise InvalidArgumentError(f"expected a tuple of {n} components, got {type(value).__name__}")
+    if len(value) != n:
+        raise InvalidArgumentError(f"expected {n} component(s), got {len(value)}")
+    return [coerce_component(v, d, i) for i, (v, d) in enumerate(zip(value, spec.dtypes))]
+
+
+class AsyncQueue:
+    """A handle on a shared queue. All blocking methods take ``timeout`` (seconds)."""
+
+    def __init__(self, client: AsyncClient, name: str, container: str, spec: ComponentSpec, type_name: str) -> None:
+        self.client = client
+        self.name = name
+        self.container = container
+        self.spec = spec
+        self.type_name = type_name
+        self._key = (container, name)
+
+    def __repr__(self) -> str:
+        where = f"{self.container}/" if self.container else ""
+        return f"<{self.type_name} '{where}{self.name}' {self.spec.describe()}>"
+
+    @property
+    def dtypes(self) -> tuple:
+        """The components' dtypes."""
+        return self.spec.dtypes
+
+    @property
+    def shapes(self) -> tuple | None:
+        """The components' shapes (``None`` entries for unknown sizes)."""
+        return self.spec.shapes
+
+    def _header(self, op: str, **fields: Any) -> dict:
+        return {"o": op, "n": self.name, "c": self.container, **fields}
+
+    async def enqueue(self, value: Any, *, timeout: Any = _DEFAULT) -> None:
+        """Add one element; waits while the queue is full.
+
+        Raises:
+            InvalidArgumentError: wrong dtype, shape or component count (nothing is added).
+            CancelledError: the queue is closed.
+            DeadlineExceededError: no room before the timeout.
+        """
+        await self._enqueue(value, False, timeout)
+
+    async def enqueue_many(self, values: Any, *, timeout: Any = _DEFAULT) -> None:
+        """Add a batch of elements (the first dimension counts them), contiguously and in order.
+
+        Raises:
+            DeadlineExceededError: the timeout expired; ``error.details["placed"]`` elements were
+                added (they stay), the rest were not.
+        """
+        await self._enqueue(values, True, timeout)
+
+    async def _enqueue(self, value: Any, many: bool, timeout: Any) -> None:
+        comps = _components(value, self.spec)
+        t = self.client._timeout(timeout)
+        await self.client.call(self._header("enqueue", m=many, t=t), comps, wait=_wait(t))
+
+    async def _dequeue(self, mode: str, n: int | None, timeout: Any) -> Any:
+        t = self.client._timeout(timeout)
+        header = self._header("dequeue", md=mode, nn=n, t=t)
+        unacked = self.client._unacked.pop(self._key, None)
+        if unacked:
+            header["k"] = unacked
+        try:
+            reply, arrays = await self.client.call(header, wait=_wait(t))
+        except BaseException:
+            if unacked:  # not acknowledged after all: keep them for the next call
+                self.client._unacked.setdefault(self._key, []).extend(unacked)
+            raise
+        self.client._unacked.setdefault(self._key, []).append(reply["d"])
+        if self.spec.names is not None:
+            return dict(zip(self.spec.names, arrays))
+        return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+    async def dequeue(self, *, timeout: Any = _DEFAULT) -> Any:
+        """Remove one element: an array, or a tuple of arrays (a dict for named components).
+
+        Raises:
+            OutOfRangeError: the queue is closed and empty.
+            DeadlineExceededError: nothing arrived in time (nothing was taken).
+        """
+        return await self._dequeue("one", None, timeout)
+
+    async def dequeue_many(self, n: int, *, timeout: Any = _DEFAULT) -> Any:
+        """Remove exactly ``n`` elements, stacked along a new first axis.
+
+        Raises:
+            OutOfRangeError: the queue is closed with fewer than ``n`` left (they stay in it).
+        """
+        return await self._dequeue("many", int(n), timeout)
+
+    async def dequeue_up_to(self, n: int, *, timeout: Any = _DEFAULT) -> Any:
+        """Like :meth:`dequeue_many`, but once the queue is closed returns what is left (1..n)."""
+        return await self._dequeue("up_to", int(n), timeout)
+
+    async def ack(self) -> None:
+        """Acknowledge every batch received from this queue (they will not be redelivered)."""
+        ids = self.client._unacked.pop(self._key, None)
+        if ids:
+            await self.client.call({"o": "ack", "k": ids})
+
+    async def size(self) -> int:
+        """Elements in the queue now."""
+        reply, _ = await self.client.call(self._header("size"))
+        return reply["r"]
+
+    async def is_closed(self) -> bool:
+        """Whether the queue was closed."""
+        reply, _ = await self.client.call(self._header("is_closed"))
+        return reply["r"]
+
+    async def close(self, cancel_pending_enqueues: bool = False) -> None:
+        """Close the queue; with ``cancel_pending_enqueues`` blocked enqueues fail with Cancelled."""
+        await self.client.call(self._header("close", x=bool(cancel_pending_enqueues)))
+
+
+def _wait(timeout: float | None) -> float | None:
+    return None if timeout is None else timeout + _TIMEOUT_GRACE
+
+
+class AsyncVariable:
+    """A handle on a shared variable."""
+
+    def __init__(self, client: AsyncClient, name: str, container: str, dtype: np.dtype, shape: tuple) -> None:
+        self.client = client
+        self.name = name
+        self.container = container
+        self.dtype = dtype
+        self.shape = shape
+        self.device = getattr(client, "task", None)
+
+    def __repr__(self) -> str:
+        return f"<Variable '{self.name}' {self.dtype.name}{list(self.shape)}>"
+
+    async def _op(self, action: str, value: Any = None) -> Any:
+        arrays = [] if value is None else [np.asarray(value)]
+        reply, out = await self.client.call({"o": "var", "n": self.name, "c": self.container, "v": action}, arrays)
+        if action == "is_initialized":
+            return reply["r"]
+        return out[0]
+
+    async def initialize(self) -> np.ndarray:
+        """Set the variable to its initial value (the seed's ``x.initializer``)."""
+        return await self._op("initialize")
+
+    async def is_initialized(self) -> bool:
+        """Whether the variable holds a value."""
+        return await self._op("is_initialized")
+
+    async def read(self) -> np.ndarray:
+        """The current value. Raises FailedPreconditionError before ``initialize()``."""
+        return await self._op("read")
+
+    async def assign(self, value: Any) -> np.ndarray:
+        """Replace the value; returns it."""
+        return await self._op("assign", value)
+
+    async def assign_add(self, delta: Any) -> np.ndarray:
+        """Add atomically; returns the new value."""
+        return await self._op("assign_add", delta)
+
+    async def assign_sub(self, delta: Any) -> np.ndarray:
+        """Subtract atomically; returns the new value."""
+        return await self._op("assign_sub", delta)
+
+
+class _AsyncConnect:
+    """What :func:`connect_async` returns: await it, or use it with ``async with``."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    def __await__(self):
+        return self._client.open().__await__()
+
+    async def __aenter__(self) -> AsyncClient:
+        return await self._client.open()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._client.close()
+
+
+def connect_async(target: str, operation_timeout: float | None = None, token: str | None = None, *,
+                  operation_timeout_in_ms: int | None = None, client_name: str | None = None) -> _AsyncConnect:
+    """Connect an asyncio client: ``async with connect_async(target) as c:`` or ``c = await connect_async(t)``.
+
+    Args:
+        target: the server's address.
+        operation_timeout: default timeout, in seconds, of every blocking call.
+        token: the server's shared secret (default: ``QUEUESERVER_TOKEN``).
+        operation_timeout_in_ms: the same default in milliseconds, as TensorFlow's ConfigProto spells it.
+        client_name: shown in the server's logs.
+    """
+    if operation_timeout_in_ms is not None:
+        operation_timeout = operation_timeout_in_ms / 1000.0
+    return _AsyncConnect(AsyncClient(target, operation_timeout=operation_timeout, token=token,
+                                     client_name=client_name))
+
+
+# ---------------------------------------------------------------- synchronous client
+class _LoopThread:
+    """An event loop in a daemon thread that runs one client's coroutines."""
+
+    def __init__(self) -> None:
+        self.loop = new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="queueserver-client", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any) -> Any:
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result()
+        except BaseException:
+            fut.cancel()  # e.g. KeyboardInterrupt: withdraw the call on the server too
+            raise
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+def _sync(name: str):
+    """Make a blocking method that runs the async handle's method of the same name."""
+    async_method = getattr(_ASYNC_BY_NAME[name.split(".")[0]], name.split(".")[1])
+
+    @functools.wraps(async_method)
+    def method(self, *args: Any, **kwargs: Any) -> Any:
+        return self._runner.run(getattr(self._async, async_method.__name__)(*args, **kwargs))
+
+    return method
+
+
+_ASYNC_BY_NAME = {"AsyncQueue": AsyncQueue, "AsyncVariable": AsyncVariable, "AsyncClient": AsyncClient}
+
+
+class Queue:
+    """Blocking handle on a shared queue, with the methods of :class:`AsyncQueue`."""
+
+    def __init__(self, handle: AsyncQueue, runner: _LoopThread) -> None:
+        self._async, self._runner = handle, runner
+        self.name, self.container, self.spec = handle.name, handle.container, handle.spec
+
+    def __repr__(self) -> str:
+        return repr(self._async)
+
+    dtypes = property(lambda self: self.spec.dtypes, doc="The components' dtypes.")
+    shapes = property(lambda self: self.spec.shapes, doc="The components' shapes.")
+    enqueue = _sync("AsyncQueue.enqueue")
+    enqueue_many = _sync("AsyncQueue.enqueue_many")
+    dequeue = _sync("AsyncQueue.dequeue")
+    dequeue_many = _sync("AsyncQueue.dequeue_many")
+    dequeue_up_to = _sync("AsyncQueue.dequeue_up_to")
+    ack = _sync("AsyncQueue.ack")
+    size = _sync("AsyncQueue.size")
+    is_closed = _sync("AsyncQueue.is_closed")
+    close = _sync("AsyncQueue.close")
+
+
+class VariableHandle:
+    """Blocking handle on a shared variable, with the methods of :class:`AsyncVariable`."""
+
+    def __init__(self, handle: AsyncVariable, runner: _LoopThread) -> None:
+        self._async, self._runner = handle, runner
+        self.name, self.container = handle.name, handle.container
+        self.dtype, self.shape = handle.dtype, handle.shape
+
+    def __repr__(self) -> str:
+        return repr(self._async)
+
+    initialize = _sync("AsyncVariable.initialize")
+    is_initialized = _sync("AsyncVariable.is_initialized")
+    read = _sync("AsyncVariable.read")
+    assign = _sync("AsyncVariable.assign")
+    assign_add = _sync("AsyncVariable.assign_add")
+    assign_sub = _sync("AsyncVariable.assign_sub")
+
+    @property
+    def initializer(self):
+        """The seed's ``x.initializer``: call it to initialize."""
+        return self.initialize
+
+    def eval(self) -> np.ndarray:
+        """Alias of :meth:`read`, as the seed's ``x.eval()``."""
+        return self.read()
+
+
+class Client:
+    """A synchronous connection to a queue server. Create it with :func:`connect`.
+
+    It runs an :class:`AsyncClient` on an event loop in a background thread, so every method
+    blocks the caller only.
+    """
+
+    def __init__(self, target: str, operation_timeout: float | None = None, token: str | None = None, *,
+                 client_name: str | None = None) -> None:
+        self._runner = _LoopThread()
+        self._async = AsyncClient(target, operation_timeout=operation_timeout, token=token, client_name=client_name)
+        try:
+            self._runner.run(self._async.open())
+        except BaseException:
+            self._runner.stop()
+            raise
+        self.target = target
+
+    @property
+    def operation_timeout(self) -> float | None:
+        """Default timeout in seconds of every blocking call."""
+        return self._async.operation_timeout
+
+    @operation_timeout.setter
+    def operation_timeout(self, value: float | None) -> None:
+        self._async.operation_timeout = value
+
+    def _queue(self, coro: Any) -> Queue:
+        return Queue(self._runner.run(coro), self._runner)
+
+    @functools.wraps(AsyncClient.fifo_queue)
+    def fifo_queue(self, *args: Any, **kwargs: Any) -> Queue:
+        return self._queue(self._async.fifo_queue(*args, **kwargs))
+
+    @functools.wraps(AsyncClient.random_shuffle_queue)
+    def random_shuffle_queue(self, *args: Any, **kwargs: Any) -> Queue:
+        return self._queue(self._async.random_shuffle_queue(*args, **kwargs))
+
+    @functools.wraps(AsyncClient.padding_fifo_queue)
+    def padding_fifo_queue(self, *args: Any, **kwargs: Any) -> Queue:
+        return self._queue(self._async.padding_fifo_queue(*args, **kwargs))
+
+    @functools.wraps(AsyncClient.priority_queue)
+    def priority_queue(self, *args: Any, **kwargs: Any) -> Queue:
+        return self._queue(self._async.priority_queue(*args, **kwargs))
+
+    @functools.wraps(AsyncClient.queue)
+    def queue(self, *args: Any, **kwargs: Any) -> Queue:
+        return self._queue(self._async.queue(*args, **kwargs))
+
+    @functools.wraps(AsyncClient.variable)
+    def variable(self, *args: Any, **kwargs: Any) -> VariableHandle:
+        return VariableHandle(self._runner.run(self._async.variable(*args, **kwargs)), self._runner)
+
+    reset = _sync("AsyncClient.reset")
+    status = _sync("AsyncClient.status")
+
+    def close(self) -> None:
+        """Acknowledge everything received, disconnect, and stop the client's thread."""
+        if self._runner is None:
+            return
+        try:
+            self._runner.run(self._async.close())
+        finally:
+            self._runner.stop()
+            self._runner = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        runner = getattr(self, "_runner", None)
+        if runner is not None:
+            try:
+                runner.loop.call_soon_threadsafe(runner.loop.stop)
+            except RuntimeError:
+                pass
+
+
+def connect(target: str, operation_timeout: float | None = None, token: str | None = None, *,
+            operation_timeout_in_ms: int | None = None, client_name: str | None = None) -> Client:
+    """Connect a synchronous client: ``with connect(server.target) as c: ...``.
+
+    Args:
+        target: the server's address.
+        operation_timeout: default timeout, in seconds, of every blocking call (``None``: wait).
+        token: the server's shared secret (default: ``QUEUESERVER_TOKEN``).
+        operation_timeout_in_ms: the same default in milliseconds, as TensorFlow spells it.
+        client_name: shown in the server's logs.
+
+    Raises:
+        UnavailableError: nothing answers at ``target``.
+        UnauthenticatedError: the token is missing or wrong.
+    """
+    if operation_timeout_in_ms is not None:
+        operation_timeout = operation_timeout_in_ms / 1000.0
+    return Client(target, operation_timeout, token, client_name=client_name)

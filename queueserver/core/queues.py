@@ -1,0 +1,447 @@
+"""The queue types and their semantics: TensorFlow 1's queues, minus the ways they lose data.
+
+Every enqueue and dequeue is an :class:`Attempt`, kept in arrival order (enqueues and dequeues each
+in their own line) and advanced under the event loop until it completes, fails or expires, as
+TensorFlow's ``QueueBase`` does. The rules, all pinned by ``tests/core``:
+
+* ``enqueue`` waits while the queue is full; ``enqueue_many`` places what fits and waits for room for
+  the rest, so one call's elements stay contiguous and in order (later enqueues wait behind it).
+* ``dequeue``/``dequeue_many(n)`` wait until ``n`` elements can be taken (RandomShuffleQueue: while
+  fewer than ``n + min_after_dequeue`` remain, until closed). An attempt takes elements as they come,
+  like TensorFlow's, so ``n`` may exceed the capacity; but if it fails or times out everything it
+  took goes back to the front of the queue, in order. TensorFlow drops them.
+* After ``close()``: new enqueues fail with Cancelled; pending enqueues still complete unless
+  ``cancel_pending_enqueues``; ``dequeue_many`` fails with OutOfRange when too few elements remain
+  (and leaves them), ``dequeue_up_to`` returns what is left and then fails with OutOfRange.
+* A timed-out ``enqueue_many`` keeps the elements it placed and says how many.
+* A wrong dtype, shape or component count fails with InvalidArgument and changes nothing.
+
+This module does no I/O. Blocking is a future on the running event loop; timeouts are timers on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from queueserver.core.specs import (
+    Batch,
+    ComponentSpec,
+    batch_count,
+    concat_batches,
+    empty_batch,
+    pad_batches,
+)
+from queueserver.core.stores import ChunkStore, PriorityStore, ShuffleStore
+from queueserver.errors import (
+    CancelledError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    QueueServerError,
+)
+
+ONE, MANY, UP_TO = "one", "many", "up_to"
+
+
+class Attempt:
+    """One enqueue or dequeue call waiting its turn.
+
+    ``done`` turns true exactly once, with either ``result`` or ``error`` set; callbacks added with
+    :meth:`add_done_callback` then run synchronously, in order.
+    """
+
+    __slots__ = ("queue", "is_enqueue", "batch", "count", "mode", "progress", "held", "taken",
+                 "done", "result", "error", "_callbacks", "_timer", "_future")
+
+    def __init__(self, queue: "QueueBase", is_enqueue: bool, count: int, *,
+                 batch: Batch | None = None, mode: str = ONE) -> None:
+        self.queue = queue
+        self.is_enqueue = is_enqueue
+        self.batch = batch
+        self.count = count
+        self.mode = mode
+        self.progress = 0            # elements placed (enqueue) or taken (dequeue) so far
+        self.held: list[Batch] = []  # what a dequeue has taken while it waits for the rest
+        self.taken: list[Batch] = []  # what a finished dequeue delivered, unpadded, for returning it
+        self.done = False
+        self.result: Any = None
+        self.error: QueueServerError | None = None
+        self._callbacks: list[Callable[["Attempt"], None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._future: asyncio.Future | None = None
+
+    def add_done_callback(self, fn: Callable[["Attempt"], None]) -> None:
+        """Run ``fn(attempt)`` when the attempt finishes (at once if it already has)."""
+        if self.done:
+            fn(self)
+        else:
+            self._callbacks.append(fn)
+
+    def _finish(self, result: Any = None, error: QueueServerError | None = None) -> None:
+        self.done = True
+        self.result, self.error = result, error
+        self.batch = None
+        self.held = []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn(self)
+        if self._future is not None and not self._future.done():
+            if error is not None:
+                self._future.set_exception(error)
+            else:
+                self._future.set_result(result)
+
+    def cancel(self, error: QueueServerError | None = None) -> None:
+        """Withdraw a waiting attempt (its caller went away): a dequeue returns what it took."""
+        if not self.done:
+            self.queue._withdraw(self, error or CancelledError("the call was cancelled by its caller"))
+
+    async def wait(self) -> Any:
+        """Await the outcome; raises the attempt's error."""
+        if not self.done:
+            self._future = asyncio.get_running_loop().create_future()
+            try:
+                return await self._future
+            except asyncio.CancelledError:
+                self.cancel()
+                raise
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class QueueBase:
+    """Shared machinery of all queue types; subclasses choose the store and the output assembly."""
+
+    type_name = "Queue"
+
+    def __init__(self, name: str, capacity: int, spec: ComponentSpec) -> None:
+        if not isinstance(capacity, (int, np.integer)) or capacity <= 0:
+            raise InvalidArgumentError(f"{self.type_name} '{name}': capacity must be a positive integer, got {capacity!r}")
+        self.name = name
+        self.capacity = int(capacity)
+        self.spec = spec
+        self.closed = False
+        self.destroyed = False
+        self._enqueues: deque[Attempt] = deque()
+        self._dequeues: deque[Attempt] = deque()
+        self._store = self._make_store()
+        self.stats = {"enqueued": 0, "dequeued": 0, "returned": 0}
+
+    # ----- what subclasses provide
+    def _make_store(self):
+        return ChunkStore()
+
+    def _available(self) -> int:
+        """Elements a dequeue may take now."""
+        return self._store.size
+
+    def _assemble(self, batches: list[Batch], mode: str) -> Batch:
+        return concat_batches(batches)
+
+    def _check_dequeue_many(self) -> None:
+        if not self.spec.fully_defined:
+            raise InvalidArgumentError(
+                f"{self.type_name}'s DequeueMany and DequeueUpTo require the components to have specified shapes.")
+
+    # ----- public state
+    def size(self) -> int:
+        """Elements in the queue now (not counting those held by waiting dequeues)."""
+        self._check_alive()
+        return self._store.size
+
+    def is_closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        self._check_alive()
+        return self.closed
+
+    def describe(self) -> dict:
+        """A status summary: plain data for status pages and the CLI."""
+        return {
+            "type": self.type_name, "size": self._store.size, "capacity": self.capacity,
+            "closed": self.closed, "spec": self.spec.describe(),
+            "waiting_enqueues": len(self._enqueues), "waiting_dequeues": len(self._dequeues),
+            **self.stats,
+        }
+
+    def _check_alive(self) -> None:
+        if self.destroyed:
+            raise NotFoundError(f"{self.type_name} '{self.name}' no longer exists (its container was reset)")
+
+    # ----- operations
+    def enqueue(self, batch: Batch, *, many: bool = False, timeout: float | None = None,
+                validated: bool = False) -> Attempt:
+        """Start an enqueue of one element (``many=False``) or of a batch's elements.
+
+        Args:
+            batch: one array per component; for ``many`` each has the element count first.
+            many: True for ``enqueue_many``.
+            timeout: seconds to wait for room; ``None`` waits for ever.
+            validated: the batch already has a leading count dimension and passed validation.
+
+        Returns:
+            An :class:`Attempt`, possibly already done.
+
+        Raises:
+            InvalidArgumentError: the batch does not fit the spec (the queue is unchanged).
+            CancelledError: the queue is closed.
+        """
+        self._check_alive()
+        if not validated:
+            batch = self.spec.validate_batch(batch, many=many)
+        self._validate_enqueue(batch)
+        if self.closed:
+            raise CancelledError(f"{self.type_name} '{self.name}' is closed.")
+        attempt = Attempt(self, True, batch_count(batch), batch=batch)
+        if attempt.count == 0:
+            attempt._finish(None)
+            return attempt
+        self._enqueues.append(attempt)
+        self._flush()
+        self._arm_timer(attempt, timeout)
+        return attempt
+
+    def _validate_enqueue(self, batch: Batch) -> None:
+        """Extra per-type checks (priority queues check their priorities)."""
+
+    def dequeue(self, n: int | None = None, *, mode: str = ONE, timeout: float | None = None) -> Attempt:
+        """Start a dequeue: ``mode`` is ``"one"`` (n ignored), ``"many"`` or ``"up_to"``.
+
+        Raises:
+            InvalidArgumentError: ``n`` is negative, or the queue cannot batch its components.
+        """
+        self._check_alive()
+        if mode == ONE:
+            n = 1
+        else:
+            if n is None or int(n) < 0:
+                raise InvalidArgumentError(f"dequeue_{mode}: n must be a non-negative integer, got {n!r}")
+            n = int(n)
+            self._check_dequeue_many()
+        attempt = Attempt(self, False, n, mode=mode)
+        if n == 0:
+            attempt._finish(empty_batch(self.spec))
+            return attempt
+        self._dequeues.append(attempt)
+        self._flush()
+        self._arm_timer(attempt, timeout)
+        return attempt
+
+    def close(self, cancel_pending_enqueues: bool = False) -> None:
+        """Close the queue: no new enqueues; dequeues drain what is left.
+
+        Raises:
+            CancelledError: the queue was already closed (as TensorFlow 2 reports it).
+        """
+        self._check_alive()
+        if self.closed:
+            raise CancelledError(f"Queue '{self.name}' is already closed.")
+        self.closed = True
+        if cancel_pending_enqueues:
+            while self._enqueues:
+                att = self._enqueues.popleft()
+                att._finish(error=CancelledError(
+                    f"Enqueue into {self.type_name} '{self.name}' was cancelled by close(cancel_pending_enqueues=True)"
+                    f" after placing {att.progress} of {att.count} element(s)", placed=att.progress))
+        self._flush()
+
+    def return_elements(self, batches: Sequence[Batch]) -> None:
+        """Put delivered but unacknowledged elements back at the front, in their order."""
+        if self.destroyed:
+            return
+        for batch in reversed(batches):
+            self._store.push_front(batch)
+            self.stats["returned"] += batch_count(batch)
+        self._flush()
+
+    def destroy(self, reason: str) -> None:
+        """Free the queue (container reset): every waiting call fails with Cancelled."""
+        self.destroyed = True
+        for line in (self._enqueues, self._dequeues):
+            while line:
+                line.popleft()._finish(error=CancelledError(reason))
+        self._store.clear()
+
+    def cancel_all(self, error: QueueServerError) -> None:
+        """Fail every waiting call with ``error`` (server shutdown); dequeues give back what they took."""
+        for line in (self._enqueues, self._dequeues):
+            for att in list(line):
+                self._withdraw(att, error)
+
+    # ----- the engine
+    def _arm_timer(self, attempt: Attempt, timeout: float | None) -> None:
+        if attempt.done or timeout is None:
+            return
+        if timeout <= 0:
+            self._expire(attempt)
+            return
+        attempt._timer = asyncio.get_running_loop().call_later(timeout, self._expire, attempt)
+
+    def _expire(self, attempt: Attempt) -> None:
+        if attempt.done:
+            return
+        if attempt.is_enqueue:
+            msg = (f"Timed out waiting for room in {self.type_name} '{self.name}': placed {attempt.progress}"
+                   f" of {attempt.count} element(s); the placed ones stay in the queue")
+            self._withdraw(attempt, DeadlineExceededError(msg, placed=attempt.progress))
+        else:
+            msg = (f"Timed out waiting for {attempt.count} element(s) from {self.type_name} '{self.name}'"
+                   f" (size {self._store.size + attempt.progress}); nothing was taken")
+            self._withdraw(attempt, DeadlineExceededError(msg))
+
+    def _withdraw(self, attempt: Attempt, error: QueueServerError) -> None:
+        line = self._enqueues if attempt.is_enqueue else self._dequeues
+        try:
+            line.remove(attempt)
+        except ValueError:
+            pass
+        if not attempt.is_enqueue:
+            self._rollback(attempt)
+        attempt._finish(error=error)
+        self._flush()
+
+    def _rollback(self, attempt: Attempt) -> None:
+        for batch in reversed(attempt.held):
+            self._store.push_front(batch)
+        attempt.held = []
+        attempt.progress = 0
+
+    def _step_enqueue(self, att: Attempt) -> bool:
+        room = self.capacity - self._store.size
+        if room <= 0:
+            return False
+        k = min(room, att.count - att.progress)
+        part = att.batch if (att.progress == 0 and k == att.count) else tuple(
+            c[att.progress: att.progress + k] for c in att.batch)
+        self._store.push_back(part)
+        att.progress += k
+        self.stats["enqueued"] += k
+        if att.progress == att.count:
+            att._finish(None)
+        return True
+
+    def _step_dequeue(self, att: Attempt) -> bool:
+        k = min(self._available(), att.count - att.progress)
+        if k <= 0:
+            return False
+        att.held.extend(self._store.take(k))
+        att.progress += k
+        if att.progress == att.count:
+            self.stats["dequeued"] += att.count
+            att.taken = att.held
+            att._finish(self._output(att.held, att.mode))
+        return True
+
+    def _output(self, held: list[Batch], mode: str) -> Batch:
+        batch = self._assemble(held, mode)
+        return tuple(c[0] for c in batch) if mode == ONE else batch
+
+    def _flush(self) -> None:
+        """Advance waiting attempts, oldest first, until none can move; then settle closed-queue dequeues."""
+        while True:
+            moved = True
+            while moved:
+                moved = False
+                if self._enqueues:
+                    head = self._enqueues[0]
+                    moved |= self._step_enqueue(head)
+                    if head.done:
+                        self._enqueues.popleft()
+                if self._dequeues:
+                    head = self._dequeues[0]
+                    moved |= self._step_dequeue(head)
+                    if head.done:
+                        self._dequeues.popleft()
+            if not (self.closed and self._dequeues):
+                return
+            # Closed and stuck: the head dequeue can never be satisfied in full.
+            head = self._dequeues.popleft()
+            if head.mode == UP_TO and head.progress > 0:
+                self.stats["dequeued"] += head.progress
+                head.taken = head.held
+                head._finish(self._output(head.held, head.mode))
+            else:
+                self._rollback(head)
+                head._finish(error=OutOfRangeError(
+                    f"{self.type_name} '{self.name}' is closed and has insufficient elements"
+                    f" (requested {head.count}, current size {self._store.size})"))
+
+
+class FIFOQueue(QueueBase):
+    """Elements leave in the order they arrived."""
+
+    type_name = "FIFOQueue"
+
+
+class PaddingFIFOQueue(QueueBase):
+    """A FIFO queue whose shapes may hold ``None``; batches are zero-padded to the largest element."""
+
+    type_name = "PaddingFIFOQueue"
+
+    def __init__(self, name: str, capacity: int, spec: ComponentSpec) -> None:
+        if spec.shapes is None:
+            raise InvalidArgumentError(
+                f"PaddingFIFOQueue '{name}' needs shapes (use None for the dimensions that vary)")
+        super().__init__(name, capacity, spec)
+
+    def _check_dequeue_many(self) -> None:
+        pass
+
+    def _assemble(self, batches: list[Batch], mode: str) -> Batch:
+        return pad_batches(batches, self.spec) if mode != ONE else concat_batches(batches)
+
+
+class RandomShuffleQueue(QueueBase):
+    """Elements leave in random order; while open, at least ``min_after_dequeue`` stay behind."""
+
+    type_name = "RandomShuffleQueue"
+
+    def __init__(self, name: str, capacity: int, spec: ComponentSpec, *,
+                 min_after_dequeue: int = 0, seed: int | None = None) -> None:
+        if not isinstance(min_after_dequeue, (int, np.integer)) or min_after_dequeue < 0:
+            raise InvalidArgumentError(f"RandomShuffleQueue '{name}': min_after_dequeue must be >= 0")
+        if min_after_dequeue >= capacity:
+            raise InvalidArgumentError(
+                f"RandomShuffleQueue '{name}': min_after_dequeue ({min_after_dequeue}) must be below capacity"
+                f" ({capacity}), or no dequeue could ever run before close()")
+        self.min_after_dequeue = int(min_after_dequeue)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        super().__init__(name, capacity, spec)
+
+    def _make_store(self):
+        return ShuffleStore(self.spec, self._rng, self.capacity)
+
+    def _available(self) -> int:
+        if self.closed:
+            return self._store.size
+        return self._store.size - self.min_after_dequeue
+
+
+class PriorityQueue(QueueBase):
+    """Smallest priority first; component 0 of every element is its int64 priority."""
+
+    type_name = "PriorityQueue"
+
+    def _make_store(self):
+        return PriorityStore()
+
+    def _validate_enqueue(self, batch: Batch) -> None:
+        if batch[0].shape[1:] != ():
+            raise InvalidArgumentError(f"PriorityQueue '{self.name}': the priority (component 0) must be a scalar")
+
+
+QUEUE_TYPES: dict[str, type[QueueBase]] = {
+    "fifo": FIFOQueue,
+    "random_shuffle": RandomShuffleQueue,
+    "padding_fifo": PaddingFIFOQueue,
+    "priority": PriorityQueue,
+}

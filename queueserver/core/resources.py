@@ -1,0 +1,229 @@
+"""Resource containers and variables (the seed's section 2.5).
+
+Every resource is found by ``(container, shared_name)``; ``""`` is the default container. Asking for
+an existing name with the same spec returns the same resource; with a different spec it fails with
+InvalidArgument and says what differs. ``reset(containers)`` frees every resource in those
+containers: waiting calls fail with Cancelled, later calls see NotFound.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from queueserver.core.queues import QUEUE_TYPES, QueueBase, RandomShuffleQueue
+from queueserver.core.specs import ComponentSpec, as_dtype, dtype_name, shape_str
+from queueserver.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+
+
+class Variable:
+    """A named numpy array shared by every client; uninitialised until :meth:`initialize`.
+
+    Each operation is atomic: the event loop runs it to completion before any other call.
+    """
+
+    type_name = "Variable"
+
+    def __init__(self, name: str, initial_value: np.ndarray) -> None:
+        self.name = name
+        self.initial_value = np.array(initial_value)  # our own copy: callers may reuse theirs
+        self.dtype = self.initial_value.dtype
+        self.shape = self.initial_value.shape
+        self.value: np.ndarray | None = None
+        self.destroyed = False
+        self.stats = {"reads": 0, "updates": 0}
+
+    def _check(self) -> np.ndarray:
+        if self.destroyed:
+            raise NotFoundError(f"Variable '{self.name}' no longer exists (its container was reset)")
+        if self.value is None:
+            raise FailedPreconditionError(
+                f"Attempting to use uninitialized value {self.name}: run initialize() first")
+        return self.value
+
+    def _coerce(self, value: np.ndarray, op: str) -> np.ndarray:
+        value = np.asarray(value)
+        if value.dtype != self.dtype:
+            if not np.can_cast(value.dtype, self.dtype, casting="same_kind"):
+                raise InvalidArgumentError(
+                    f"Variable '{self.name}' {op}: expected {dtype_name(self.dtype)}, got {dtype_name(value.dtype)}")
+            value = value.astype(self.dtype)
+        if value.shape != self.shape:
+            raise InvalidArgumentError(
+                f"Variable '{self.name}' {op}: expected shape {shape_str(self.shape)}, got {shape_str(value.shape)}")
+        return value
+
+    def initialize(self) -> np.ndarray:
+        """Set the value to the initial value (again, if it was set before)."""
+        if self.destroyed:
+            raise NotFoundError(f"Variable '{self.name}' no longer exists (its container was reset)")
+        self.value = self.initial_value.copy()
+        self.stats["updates"] += 1
+        return self.value
+
+    def is_initialized(self) -> bool:
+        """Whether :meth:`initialize` or :meth:`assign` has run."""
+        return self.value is not None
+
+    def read(self) -> np.ndarray:
+        """The current value (a snapshot: later updates do not change it)."""
+        value = self._check()
+        self.stats["reads"] += 1
+        return value
+
+    def assign(self, value: Any) -> np.ndarray:
+        """Replace the value. Assigning initializes, as TensorFlow's ``assign`` does."""
+        if self.destroyed:
+            raise NotFoundError(f"Variable '{self.name}' no longer exists (its container was reset)")
+        self.value = self._coerce(value, "assign").copy()
+        self.stats["updates"] += 1
+        return self.value
+
+    def assign_add(self, delta: Any) -> np.ndarray:
+        """Add ``delta`` atomically; returns the new value."""
+        current = self._check()
+        self.value = current + self._coerce(delta, "assign_add")
+        self.stats["updates"] += 1
+        return self.value
+
+    def assign_sub(self, delta: Any) -> np.ndarray:
+        """Subtract ``delta`` atomically; returns the new value."""
+        current = self._check()
+        self.value = current - self._coerce(delta, "assign_sub")
+        self.stats["updates"] += 1
+        return self.value
+
+    def describe(self) -> dict:
+        """A status summary."""
+        return {"type": "Variable", "dtype": dtype_name(self.dtype), "shape": list(self.shape),
+                "initialized": self.value is not None, **self.stats}
+
+
+def _resource_key(container: str, name: str) -> str:
+    return f"{container}/{name}" if container else name
+
+
+class ResourceManager:
+    """All resources of one server, by container."""
+
+    def __init__(self) -> None:
+        self.containers: dict[str, dict[str, Any]] = {}
+
+    def _existing(self, container: str, name: str):
+        return self.containers.get(container, {}).get(name)
+
+    def _add(self, container: str, name: str, resource) -> None:
+        self.containers.setdefault(container, {})[name] = resource
+
+    def queue(self, kind: str, name: str, *, container: str = "", capacity: int,
+              dtypes, shapes=None, names=None, min_after_dequeue: int = 0,
+              seed: int | None = None) -> QueueBase:
+        """Get or create a queue.
+
+        Raises:
+            InvalidArgumentError: the name exists with another type or spec, or the spec is invalid.
+        """
+        if kind not in QUEUE_TYPES:
+            raise InvalidArgumentError(f"unknown queue type {kind!r}; use one of {sorted(QUEUE_TYPES)}")
+        if not name:
+            raise InvalidArgumentError("a shared queue needs a non-empty name")
+        if kind == "priority":
+            # The priority is component 0, an int64 scalar, as in TensorFlow's PriorityQueue.
+            dtypes = [np.int64] + list(dtypes)
+            shapes = None if shapes is None else [[]] + list(shapes)
+            names = None if names is None else ["priority"] + list(names)
+        spec = ComponentSpec(dtypes, shapes, names)
+        cls = QUEUE_TYPES[kind]
+        display = _resource_key(container, name)
+        existing = self._existing(container, name)
+        if existing is not None:
+            self._check_same_queue(existing, cls, display, capacity, spec, min_after_dequeue)
+            return existing
+        if cls is RandomShuffleQueue:
+            queue = cls(display, capacity, spec, min_after_dequeue=min_after_dequeue, seed=seed)
+        else:
+            queue = cls(display, capacity, spec)
+        self._add(container, name, queue)
+        return queue
+
+    @staticmethod
+    def _check_same_queue(existing, cls, display, capacity, spec, min_after_dequeue) -> None:
+        if not isinstance(existing, QueueBase) or type(existing) is not cls:
+            raise InvalidArgumentError(
+                f"Shared resource '{display}' is a {existing.type_name}, not a {cls.type_name}")
+        if existing.capacity != capacity:
+            raise InvalidArgumentError(
+                f"Shared queue '{display}' has capacity {existing.capacity} but requested capacity was {capacity}")
+        mine, theirs = existing.spec.to_wire(), spec.to_wire()
+        for field, label in (("dtypes", "component types"), ("shapes", "component shapes"), ("names", "component names")):
+            if mine[field] != theirs[field]:
+                raise InvalidArgumentError(
+                    f"Shared queue '{display}' has {label} {mine[field]} but requested {label} were {theirs[field]}")
+        if cls is RandomShuffleQueue and existing.min_after_dequeue != min_after_dequeue:
+            raise InvalidArgumentError(
+                f"Shared queue '{display}' has min_after_dequeue {existing.min_after_dequeue}"
+                f" but requested min_after_dequeue was {min_after_dequeue}")
+
+    def variable(self, name: str, initial_value: Any, *, container: str = "", dtype=None) -> Variable:
+        """Get or create a variable (uninitialised until ``initialize``).
+
+        Raises:
+            InvalidArgumentError: the name exists with another dtype or shape, or is not a variable.
+        """
+        if not name:
+            raise InvalidArgumentError("a shared variable needs a non-empty name")
+        value = np.asarray(initial_value)
+        if dtype is not None:
+            value = value.astype(as_dtype(dtype))
+        if value.dtype.kind not in "biufc":
+            raise InvalidArgumentError(f"Variable '{name}': values must be numeric or bool, got {value.dtype}")
+        display = _resource_key(container, name)
+        existing = self._existing(container, name)
+        if existing is not None:
+            if not isinstance(existing, Variable):
+                raise InvalidArgumentError(f"Shared resource '{display}' is a {existing.type_name}, not a Variable")
+            if existing.dtype != value.dtype or existing.shape != value.shape:
+                raise InvalidArgumentError(
+                    f"Shared variable '{display}' is {dtype_name(existing.dtype)}{shape_str(existing.shape)}"
+                    f" but {dtype_name(value.dtype)}{shape_str(value.shape)} was requested")
+            return existing
+        var = Variable(display, value)
+        self._add(container, name, var)
+        return var
+
+    def get(self, container: str, name: str, kind: type | None = None):
+        """Look up a resource.
+
+        Raises:
+            NotFoundError: no such resource (never created, or its container was reset).
+        """
+        res = self._existing(container, name)
+        if res is None or (kind is not None and not isinstance(res, kind)):
+            what = "resource" if kind is None else kind.type_name if hasattr(kind, "type_name") else kind.__name__
+            where = f" in container '{container}'" if container else ""
+            raise NotFoundError(f"{what} '{name}'{where} does not exist (was it created, or was its container reset?)")
+        return res
+
+    def reset(self, containers: Iterable[str]) -> int:
+        """Free every resource in ``containers``; returns how many were freed."""
+        freed = 0
+        for container in containers:
+            resources = self.containers.pop(container, {})
+            for name, res in resources.items():
+                if isinstance(res, QueueBase):
+                    res.destroy(f"{res.type_name} '{res.name}' was reset (container '{container}')")
+                else:
+                    res.destroyed = True
+                freed += 1
+        return freed
+
+    def items(self):
+        """``(container, name, resource)`` for every resource."""
+        for container, resources in self.containers.items():
+            for name, res in resources.items():
+                yield container, name, res

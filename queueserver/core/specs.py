@@ -1,0 +1,250 @@
+"""Component specs: dtypes and shapes of queue elements, and validation of incoming batches.
+
+A queue element is a tuple of components. Inside the core every operation works on *batches*: a
+tuple of numpy arrays that share a leading dimension, the element count. A single ``enqueue`` is a
+batch of one. Strings (TensorFlow's ``tf.string``) are numpy object arrays holding ``bytes``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from queueserver.errors import InvalidArgumentError
+
+Shape = tuple  # of int | None
+Batch = tuple  # of np.ndarray, each with a leading element-count dimension
+
+STRING = np.dtype(object)
+_STRING_NAMES = {"string", "str", "bytes", "object", "tf.string"}
+
+
+def as_dtype(spec: Any) -> np.dtype:
+    """Normalise a dtype spec (numpy dtype, type, or name; ``"string"``/``bytes`` for strings).
+
+    Raises:
+        InvalidArgumentError: for anything numpy does not know or that is not a plain value type.
+    """
+    if spec is str or spec is bytes or (isinstance(spec, str) and spec in _STRING_NAMES):
+        return STRING
+    try:
+        dtype = np.dtype(spec)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"unknown dtype {spec!r}") from exc
+    if dtype.kind in "SUO":
+        return STRING
+    if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
+        raise InvalidArgumentError(f"unsupported dtype {spec!r}: use numeric, bool or string")
+    return dtype.newbyteorder("=") if dtype.byteorder not in "=|" else dtype
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    """The short name used in messages and on the wire: ``float32``, ``string``."""
+    return "string" if dtype == STRING else dtype.name
+
+
+def as_shape(spec: Any) -> Shape | None:
+    """Normalise one component's shape: a sequence of ints or ``None`` (unknown size); ``None`` = unshaped."""
+    if spec is None:
+        return None
+    if isinstance(spec, (int, np.integer)):
+        spec = [spec]
+    dims = []
+    for dim in spec:
+        if dim is None or (isinstance(dim, (int, np.integer)) and int(dim) == -1):
+            dims.append(None)
+        elif isinstance(dim, (int, np.integer)) and int(dim) >= 0:
+            dims.append(int(dim))
+        else:
+            raise InvalidArgumentError(f"bad dimension {dim!r} in shape {spec!r}")
+    return tuple(dims)
+
+
+def shape_str(shape: Iterable) -> str:
+    """TensorFlow's way of printing a shape in messages: ``[2,3]`` with ``?`` for unknown sizes."""
+    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def shape_compatible(declared: Shape, actual: Sequence[int]) -> bool:
+    """True when ``actual`` has the declared rank and matches every known dimension."""
+    return len(declared) == len(actual) and all(d is None or d == a for d, a in zip(declared, actual))
+
+
+class ComponentSpec:
+    """The dtypes, shapes and optional names of a queue's components.
+
+    Args:
+        dtypes: one dtype per component.
+        shapes: one shape per component, or ``None`` when elements may have any shape.
+        names: optional component names (TensorFlow's ``names=``), which make elements dicts.
+    """
+
+    def __init__(self, dtypes: Sequence[Any], shapes: Sequence[Any] | None = None,
+                 names: Sequence[str] | None = None) -> None:
+        if isinstance(dtypes, (str, np.dtype, type)):
+            dtypes = [dtypes]
+        if not dtypes:
+            raise InvalidArgumentError("a queue needs at least one component dtype")
+        self.dtypes = tuple(as_dtype(d) for d in dtypes)
+        if shapes is not None:
+            shapes = list(shapes)
+            if len(shapes) != len(self.dtypes):
+                raise InvalidArgumentError(
+                    f"shapes has {len(shapes)} entries but dtypes has {len(self.dtypes)}: give one shape per component")
+            self.shapes: tuple | None = tuple(as_shape(s) for s in shapes)
+            if any(s is None for s in self.shapes):
+                raise InvalidArgumentError("give every component a shape, or none of them")
+        else:
+            self.shapes = None
+        if names is not None:
+            names = tuple(str(n) for n in names)
+            if len(names) != len(self.dtypes) or len(set(names)) != len(names):
+                raise InvalidArgumentError(f"names {list(names)} must be unique, one per component")
+        self.names = names
+
+    @property
+    def fully_defined(self) -> bool:
+        """True when every component has a shape with no unknown dimension."""
+        return self.shapes is not None and all(None not in s for s in self.shapes)
+
+    def to_wire(self) -> dict:
+        """Plain data for the wire and for spec comparison."""
+        return {
+            "dtypes": [dtype_name(d) for d in self.dtypes],
+            "shapes": None if self.shapes is None else [[-1 if d is None else d for d in s] for s in self.shapes],
+            "names": None if self.names is None else list(self.names),
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict) -> "ComponentSpec":
+        """Inverse of :meth:`to_wire`."""
+        return cls(data["dtypes"], data.get("shapes"), data.get("names"))
+
+    def validate_batch(self, components: Sequence[np.ndarray], *, many: bool) -> Batch:
+        """Check a batch against the spec and return it with a leading count dimension.
+
+        Args:
+            components: the arrays the caller sent, one per component.
+            many: True for ``enqueue_many`` (the first dimension is already the count).
+
+        Raises:
+            InvalidArgumentError: wrong component count, dtype or shape; the queue is unchanged.
+        """
+        if len(components) != len(self.dtypes):
+            raise InvalidArgumentError(
+                f"expected {len(self.dtypes)} component(s), got {len(components)}")
+        out = []
+        count = None
+        for i, (arr, dtype) in enumerate(zip(components, self.dtypes)):
+            if not isinstance(arr, np.ndarray):
+                raise InvalidArgumentError(f"component {i} is not an array")
+            if arr.dtype != dtype and not (dtype == STRING and arr.dtype.kind in "OSU"):
+                raise InvalidArgumentError(
+                    f"Type mismatch in tuple component {i}. Expected {dtype_name(dtype)}, got {dtype_name(arr.dtype)}")
+            if dtype == STRING and arr.dtype != STRING:
+                arr = _to_bytes_objects(arr)
+            if many:
+                if arr.ndim == 0:
+                    raise InvalidArgumentError(
+                        f"enqueue_many needs a leading element dimension, but component {i} is a scalar")
+                if count is None:
+                    count = arr.shape[0]
+                if self.shapes is not None:
+                    expected = (count,) + self.shapes[i]
+                    if not shape_compatible(expected, arr.shape):
+                        raise InvalidArgumentError(
+                            f"Shape mismatch in tuple component {i}. Expected {shape_str(expected)}, got {shape_str(arr.shape)}")
+                elif arr.shape[0] != count:
+                    raise InvalidArgumentError(
+                        f"Shape mismatch in tuple component {i}. Expected first dimension {count}, got {arr.shape[0]}")
+                out.append(arr)
+            else:
+                if self.shapes is not None and not shape_compatible(self.shapes[i], arr.shape):
+                    raise InvalidArgumentError(
+                        f"Shape mismatch in tuple component {i}. Expected {shape_str(self.shapes[i])}, got {shape_str(arr.shape)}")
+                out.append(arr[np.newaxis])
+        return tuple(out)
+
+    def describe(self) -> str:
+        """Human-readable spec for status output."""
+        parts = []
+        for i, d in enumerate(self.dtypes):
+            shape = "?" if self.shapes is None else shape_str(self.shapes[i])
+            name = f"{self.names[i]}:" if self.names else ""
+            parts.append(f"{name}{dtype_name(d)}{shape}")
+        return "(" + ", ".join(parts) + ")"
+
+
+def _to_bytes_objects(arr: np.ndarray) -> np.ndarray:
+    out = np.empty(arr.shape, dtype=object)
+    flat = out.reshape(-1)
+    for j, v in enumerate(arr.reshape(-1)):
+        flat[j] = v.encode() if isinstance(v, str) else bytes(v)
+    return out
+
+
+def batch_count(batch: Batch) -> int:
+    """Number of elements in a batch."""
+    return int(batch[0].shape[0])
+
+
+def concat_batches(batches: Sequence[Batch]) -> Batch:
+    """Join batches along the element axis; one batch is returned as it is (no copy)."""
+    if len(batches) == 1:
+        return batches[0]
+    return tuple(np.concatenate([b[i] for b in batches]) for i in range(len(batches[0])))
+
+
+def empty_batch(spec: ComponentSpec) -> Batch:
+    """A batch of zero elements with the spec's shapes (unknown dimensions become 0)."""
+    comps = []
+    for i, dtype in enumerate(spec.dtypes):
+        shape = () if spec.shapes is None else tuple(0 if d is None else d for d in spec.shapes[i])
+        comps.append(np.empty((0,) + shape, dtype=dtype))
+    return tuple(comps)
+
+
+def pad_batches(batches: Sequence[Batch], spec: ComponentSpec) -> Batch:
+    """Stack elements of differing sizes, padding each component with zeros (b"" for strings)."""
+    out = []
+    for i, dtype in enumerate(spec.dtypes):
+        parts = [b[i] for b in batches]
+        rank = parts[0].ndim
+        target = [sum(p.shape[0] for p in parts)] + [max(p.shape[d] for p in parts) for d in range(1, rank)]
+        if dtype == STRING:
+            result = np.full(target, b"", dtype=object)
+        else:
+            result = np.zeros(target, dtype=dtype)
+        row = 0
+        for p in parts:
+            index = (slice(row, row + p.shape[0]),) + tuple(slice(0, s) for s in p.shape[1:])
+            result[index] = p
+            row += p.shape[0]
+        out.append(result)
+    return tuple(out)
+
+
+def coerce_component(value: Any, dtype: np.dtype, index: int) -> np.ndarray:
+    """Turn a user's value into an array of ``dtype`` where the conversion loses no kind of meaning.
+
+    Python numbers and lists convert freely within a kind (``1.0`` into float32, ``3`` into int64,
+    ``2`` into float32); a float into an integer queue is refused, as TensorFlow refuses it.
+
+    Raises:
+        InvalidArgumentError: the value cannot be represented in ``dtype`` without changing kind.
+    """
+    if dtype == STRING:
+        arr = np.asarray(value, dtype=object) if not isinstance(value, np.ndarray) else value
+        if arr.dtype.kind not in "OSU":
+            raise InvalidArgumentError(f"Type mismatch in tuple component {index}. Expected string, got {dtype_name(arr.dtype)}")
+        return _to_bytes_objects(arr)
+    arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if arr.dtype == dtype:
+        return arr
+    if arr.dtype.kind in "OSU" or not np.can_cast(arr.dtype, dtype, casting="same_kind"):
+        if not (arr.dtype.kind in "bui" and dtype.kind in "biuf"):
+            raise InvalidArgumentError(
+                f"Type mismatch in tuple component {index}. Expected {dtype_name(dtype)}, got {dtype_name(arr.dtype)}"
+                + (f" ({value!r})" if arr.size == 1 else ""))
+    return arr.astype(dtype)

@@ -1,0 +1,700 @@
+"""The server: one port, two protocols, one core.
+
+A connection that starts with the data-plane preamble (see :mod:`queueserver.wire`) speaks framed
+msgpack with raw array bodies; anything else is handed to aiohttp, which serves the plain HTTP
+endpoints (``/healthz``, ``/status``). Every operation is a thin adapter over the core in
+:mod:`queueserver.core`: no queue rule is written here.
+
+Delivery is at least once: a dequeued batch is *held* for the connection that received it until
+that client acknowledges it (its next dequeue from the same queue, an explicit ack, or a clean
+goodbye). If the connection drops first, held batches go back to the front of their queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from aiohttp import web
+
+from queueserver import __version__
+from queueserver.core import MANY, ONE, UP_TO, Attempt, QueueBase, ResourceManager, Variable
+from queueserver.core.specs import ComponentSpec
+from queueserver.errors import (
+    InternalError,
+    InvalidArgumentError,
+    QueueServerError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+)
+from queueserver.wire import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    PREAMBLE,
+    FrameReader,
+    decode_arrays,
+    encode_frame,
+    error_payload,
+)
+
+log = logging.getLogger("queueserver")
+
+# A connection whose blocked enqueues hold more than this stops being read until they drain,
+# so a fast producer cannot grow the server's memory without bound.
+PENDING_BYTES_LIMIT = 64 * 1024 * 1024
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop event loop where uvloop is installed, else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - the platform has no uvloop
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class QueueService:
+    """The state of one server: its resources, its connections and its options.
+
+    Args:
+        token: a shared secret every client must present; ``None`` for none.
+        max_message_bytes: the largest frame accepted (header plus body).
+        task: this server's task name, for messages and status.
+    """
+
+    def __init__(self, *, token: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 task: str = "/job:localhost/task:0") -> None:
+        self.resources = ResourceManager()
+        self.token = token or None
+        self.max_message_bytes = max_message_bytes
+        self.task = task
+        self.connections: set[DataConnection] = set()
+        self.started = time.time()
+        self.calls: dict[str, int] = {}
+        self.stopping = False
+        self._listener: asyncio.AbstractServer | None = None
+        self._runner: web.AppRunner | None = None
+        self.host = self.port = None
+
+    # ----- lifecycle
+    async def start(self, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None) -> None:
+        """Listen on ``host:port`` (port 0 picks a free one); returns once accepting."""
+        app = web.Application()
+        app.router.add_get("/healthz", self._http_health)
+        app.router.add_get("/status", self._http_status)
+        app.router.add_get("/", self._http_status)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        http_factory = self._runner.server
+        loop = asyncio.get_running_loop()
+        factory = lambda: _Sniffer(self, http_factory)  # noqa: E731
+        if sock is not None:
+            self._listener = await loop.create_server(factory, sock=sock)
+        else:
+            self._listener = await loop.create_server(factory, host, port, reuse_address=True)
+        self.host, self.port = self._listener.sockets[0].getsockname()[:2]
+        log.info("%s serving on %s", self.task, self.target)
+
+    @property
+    def target(self) -> str:
+        """The address clients connect to, as ``http://host:port``."""
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop accepting, tell every waiting caller the server is going away, and close."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self._listener is not None:
+            self._listener.close()
+        error = UnavailableError(f"server {self.task} is shutting down")
+        for _, _, res in list(self.resources.items()):
+            if isinstance(res, QueueBase):
+                res.cancel_all(error)
+        for conn in list(self.connections):
+            conn.close_after_flush()
+        deadline = time.monotonic() + grace
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            conn.abort()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        log.info("%s stopped", self.task)
+
+    # ----- status
+    def status(self) -> dict:
+        """Everything ``queueserver status`` shows, as plain data."""
+        queues, variables = [], []
+        for container, name, res in self.resources.items():
+            entry = {"container": container, "name": name, **res.describe()}
+            (queues if isinstance(res, QueueBase) else variables).append(entry)
+        return {
+            "task": self.task, "version": __version__, "uptime_s": round(time.time() - self.started, 1),
+            "connections": len(self.connections), "calls": dict(self.calls),
+            "queues": queues, "variables": variables,
+        }
+
+    def _http_authorized(self, request: web.Request) -> bool:
+        if self.token is None:
+            return True
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        given = given or request.query.get("token", "")
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    async def _http_health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "task": self.task})
+
+    async def _http_status(self, request: web.Request) -> web.Response:
+        if not self._http_authorized(request):
+            return web.json_response({"error": "Unauthenticated: this server needs its token"}, status=401)
+        return web.json_response(self.status())
+
+
+class _Sniffer(asyncio.Protocol):
+    """Looks at a connection's first byte and hands it to the data plane or to aiohttp."""
+
+    def __init__(self, service: QueueService, http_factory: Callable[[], asyncio.Protocol]) -> None:
+        self.service = service
+        self.http_factory = http_factory
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.buffer[:1] == b"\x00":
+            if len(self.buffer) < len(PREAMBLE):
+                return
+            if self.buffer[: len(PREAMBLE)] != PREAMBLE:
+                self.transport.close()  # a binary client of another protocol or version
+                return
+            proto: asyncio.BaseProtocol = DataConnection(self.service)
+            rest = self.buffer[len(PREAMBLE):]
+        else:
+            proto, rest = self.http_factory(), self.buffer
+        self.buffer = b""
+        self.transport.set_protocol(proto)
+        proto.connection_made(self.transport)
+        if rest:
+            if isinstance(proto, DataConnection):
+                proto.reader.feed(rest)
+                proto.flush()
+            else:
+                proto.data_received(rest)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+class DataConnection(asyncio.BufferedProtocol):
+    """One client's data-plane connection: parses frames, runs operations, writes replies."""
+
+    _delivery_ids = itertools.count(1)
+
+    def __init__(self, service: QueueService) -> None:
+        self.service = service
+        self.reader = FrameReader(self._on_frame, self._on_bad_frame, self._on_fatal,
+                                  max_message_bytes=service.max_message_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.authenticated = service.token is None
+        self.client_name = "?"
+        self.out: list = []
+        self.flush_scheduled = False
+        self.in_batch = False
+        self.closing = False
+        self.held: dict[int, tuple[QueueBase, list]] = {}
+        self.pending: dict[int, Attempt] = {}
+        self.pending_bytes = 0
+        self.reading_paused = False
+        self.writing_paused = False
+
+    # ----- transport callbacks
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.service.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.reader.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.in_batch = True
+        try:
+            self.reader.buffer_updated(nbytes)
+        finally:
+            self.in_batch = False
+        self.flush()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.service.connections.discard(self)
+        self.transport = None
+        for attempt in list(self.pending.values()):
+            attempt.cancel()
+        self.pending.clear()
+        self._return_held(list(self.held))
+        if exc is not None:
+            log.debug("connection from %s lost: %s", self.client_name, exc)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self.transport is None:
+            return
+        should_pause = self.writing_paused or self.pending_bytes > PENDING_BYTES_LIMIT
+        if should_pause and not self.reading_paused:
+            self.transport.pause_reading()
+            self.reading_paused = True
+        elif not should_pause and self.reading_paused:
+            self.transport.resume_reading()
+            self.reading_paused = False
+
+    # ----- output
+    def send(self, header: dict, arrays=()) -> None:
+        """Queue a reply; it goes out with the others at the end of this turn of the loop."""
+        if self.transport is None:
+            return
+        self.out.extend(encode_frame(header, arrays))
+        if not self.in_batch and not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every queued reply in one call."""
+        self.flush_scheduled = False
+        if self.out and self.transport is not None:
+            out, self.out = self.out, []
+            self.transport.writelines(out)
+        if self.closing and self.transport is not None and not self.pending:
+            self.transport.close()
+
+    def close_after_flush(self) -> None:
+        """Close once every reply is written."""
+        self.closing = True
+        self.flush()
+
+    def abort(self) -> None:
+        """Drop the connection now."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    # ----- frames
+    def _on_bad_frame(self, error: QueueServerError, header: Any) -> None:
+        self.send({"i": 0, "e": error_payload(error)})
+
+    def _on_fatal(self, error: QueueServerError) -> None:
+        self.send({"i": 0, "e": error_payload(error)})
+        self.close_after_flush()
+
+    def _on_frame(self, header: dict, body: Any) -> None:
+        rid = header.get("i", 0)
+        op = header.get("o")
+        key = op if isinstance(op, str) and op in _OPS else "?"
+        self.service.calls[key] = self.service.calls.get(key, 0) + 1
+        try:
+            if not isinstance(rid, int):
+                raise InvalidArgumentError("request id must be an integer")
+            handler = _OPS.get(op) if isinstance(op, str) else None
+            if handler is None:
+                raise UnimplementedError(f"unknown operation {op!r}")
+            if not self.authenticated and op != "hello":
+                raise UnauthenticatedError("this server needs a token: connect with token=... or QUEUESERVER_TOKEN")
+            if self.service.stopping:
+                raise UnavailableError(f"server {self.service.task} is shutting down")
+            outcome = handler(self, header, body)
+        except QueueServerError as exc:
+            self.send({"i": rid, "e": error_payload(exc)})
+            return
+        except Exception as exc:  # a bug: report it, keep serving everyone else
+            log.exception("internal error in %r", op)
+            self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
+            return
+        if isinstance(outcome, Attempt):
+            self._track(rid, op, outcome, header, len(body))
+        else:
+            result, arrays = outcome if isinstance(outcome, tuple) else (outcome, ())
+            result["i"] = rid
+            self.send(result, arrays)
+
+    def _track(self, rid: int, op: str, attempt: Attempt, header: dict, nbytes: int) -> None:
+        if attempt.done:
+            self._reply_attempt(rid, attempt)
+            return
+        self.pending[rid] = attempt
+        is_enqueue = attempt.is_enqueue
+        if is_enqueue:
+            self.pending_bytes += nbytes
+            self._update_reading()
+
+        def done(att: Attempt) -> None:
+            self.pending.pop(rid, None)
+            if is_enqueue:
+                self.pending_bytes -= nbytes
+                self._update_reading()
+            self._reply_attempt(rid, att)
+            if self.closing and not self.pending:
+                self.flush()
+
+        attempt.add_done_callback(done)
+
+    def _reply_attempt(self, rid: int, attempt: Attempt) -> None:
+        if attempt.error is not None:
+            self.send({"i": rid, "e": error_payload(attempt.error)})
+        elif attempt.is_enqueue:
+            self.send({"i": rid})
+        elif self.transport is None:
+            # The client went away while the batch was on its way: put it straight back.
+            attempt.queue.return_elements(attempt.taken)
+        else:
+            delivery = next(self._delivery_ids)
+            self.held[delivery] = (attempt.queue, attempt.taken)
+            self.send({"i": rid, "d": delivery}, attempt.result)
+
+    def _ack(self, ids: Any) -> None:
+        if not ids:
+            return
+        if not isinstance(ids, list):
+            raise InvalidArgumentError("ack ids must be a list")
+        for d in ids:
+            self.held.pop(d, None)
+
+    def _return_held(self, ids: list) -> None:
+        by_queue: dict[int, tuple[QueueBase, list]] = {}
+        for d in sorted(ids):
+            entry = self.held.pop(d, None)
+            if entry is not None:
+                queue, batches = entry
+                by_queue.setdefault(id(queue), (queue, []))[1].extend(batches)
+        for queue, batches in by_queue.values():
+            queue.return_elements(batches)
+
+    # ----- helpers for handlers
+    def queue(self, header: dict) -> QueueBase:
+        return self.service.resources.get(_str(header, "c", ""), _str(header, "n"), QueueBase)
+
+    def variable(self, header: dict) -> Variable:
+        return self.service.resources.get(_str(header, "c", ""), _str(header, "n"), Variable)
+
+
+def _str(header: dict, key: str, default: str | None = None) -> str:
+    value = header.get(key, default)
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"field {key!r} must be a string")
+    return value
+
+
+def _timeout(header: dict) -> float | None:
+    t = header.get("t")
+    if t is not None and not isinstance(t, (int, float)):
+        raise InvalidArgumentError("timeout must be a number of seconds or None")
+    return t
+
+
+# ----- operations: (connection, header, body) -> reply dict | (reply, arrays) | Attempt
+def _op_hello(conn: DataConnection, h: dict, body) -> dict:
+    token = conn.service.token
+    if token is not None:
+        given = h.get("token") or ""
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
+            raise UnauthenticatedError("wrong or missing token for this server")
+    conn.authenticated = True
+    conn.client_name = str(h.get("client", "?"))[:200]
+    log.info("client %s connected", conn.client_name)
+    return {"version": __version__, "task": conn.service.task, "max_message_bytes": conn.service.max_message_bytes}
+
+
+def _op_queue(conn: DataConnection, h: dict, body) -> dict:
+    spec = h.get("spec")
+    if not isinstance(spec, dict) or "dtypes" not in spec:
+        raise InvalidArgumentError("queue spec must give dtypes")
+    capacity = h.get("cap")
+    q = conn.service.resources.queue(
+        _str(h, "kind"), _str(h, "n"), container=_str(h, "c", ""), capacity=capacity,
+        dtypes=spec["dtypes"], shapes=spec.get("shapes"), names=spec.get("names"),
+        min_after_dequeue=h.get("mad", 0) or 0, seed=h.get("seed"))
+    return {"spec": q.spec.to_wire(), "type": q.type_name}
+
+
+def _op_enqueue(conn: DataConnection, h: dict, body) -> Attempt:
+    q = conn.queue(h)
+    arrays = decode_arrays(h.get("a", []), body)
+    return q.enqueue(arrays, many=bool(h.get("m")), timeout=_timeout(h))
+
+
+def _op_dequeue(conn: DataConnection, h: dict, body) -> Attempt:
+    conn._ack(h.get("k"))
+    q = conn.queue(h)
+    mode = h.get("md", ONE)
+    if mode not in (ONE, MANY, UP_TO):
+        raise InvalidArgumentError(f"unknown dequeue mode {mode!r}")
+    n = h.get("nn")
+    if n is not None and not isinstance(n, int):
+        raise InvalidArgumentError("dequeue count must be an integer")
+    return q.dequeue(n, mode=mode, timeout=_timeout(h))
+
+
+def _op_ack(conn: DataConnection, h: dict, body) -> dict:
+    conn._ack(h.get("k"))
+    return {}
+
+
+def _op_return(conn: DataConnection, h: dict, body) -> dict:
+    ids = h.get("k") or []
+    if not isinstance(ids, list):
+        raise InvalidArgumentError("return ids must be a list")
+    conn._return_held(ids)
+    return {}
+
+
+def _op_cancel(conn: DataConnection, h: dict, body) -> dict:
+    attempt = conn.pending.get(h.get("r"))
+    if attempt is not None:
+        attempt.cancel()
+    return {}
+
+
+def _op_size(conn: DataConnection, h: dict, body) -> dict:
+    return {"r": conn.queue(h).size()}
+
+
+def _op_is_closed(conn: DataConnection, h: dict, body) -> dict:
+    return {"r": conn.queue(h).is_closed()}
+
+
+def _op_close(conn: DataConnection, h: dict, body) -> dict:
+    q = conn.queue(h)
+    q.close(cancel_pending_enqueues=bool(h.get("x")))
+    log.info("queue %s closed by %s", q.name, conn.client_name)
+    return {}
+
+
+def _op_variable(conn: DataConnection, h: dict, body) -> dict:
+    arrays = decode_arrays(h.get("a", []), body)
+    if len(arrays) != 1:
+        raise InvalidArgumentError("variable needs exactly one initial value")
+    v = conn.service.resources.variable(_str(h, "n"), arrays[0], container=_str(h, "c", ""), dtype=h.get("dtype"))
+    return {"dtype": v.dtype.str, "shape": list(v.shape), "init": v.is_initialized()}
+
+
+def _op_var(conn: DataConnection, h: dict, body):
+    v = conn.variable(h)
+    action = h.get("v")
+    if action == "is_initialized":
+        if v.destroyed:
+            v._check()
+        return {"r": v.is_initialized()}
+    arrays = decode_arrays(h.get("a", []), body)
+    if action == "initialize":
+        value = v.initialize()
+    elif action == "read":
+        value = v.read()
+    elif action in ("assign", "assign_add", "assign_sub"):
+        if len(arrays) != 1:
+            raise InvalidArgumentError(f"{action} needs one value")
+        value = getattr(v, action)(arrays[0])
+    else:
+        raise UnimplementedError(f"unknown variable operation {action!r}")
+    return {}, [value]
+
+
+def _op_reset(conn: DataConnection, h: dict, body) -> dict:
+    containers = h.get("cs")
+    if not isinstance(containers, list) or not all(isinstance(c, str) for c in containers):
+        raise InvalidArgumentError("reset needs a list of container names")
+    freed = conn.service.resources.reset(containers)
+    log.info("containers %s reset by %s (%d resources freed)", containers, conn.client_name, freed)
+    return {"r": freed}
+
+
+def _op_status(conn: DataConnection, h: dict, body) -> dict:
+    return {"r": conn.service.status()}
+
+
+def _op_spec(conn: DataConnection, h: dict, body) -> dict:
+    res = conn.service.resources.get(_str(h, "c", ""), _str(h, "n"))
+    if isinstance(res, QueueBase):
+        return {"kind": "queue", "type": res.type_name, "spec": res.spec.to_wire(), "cap": res.capacity}
+    return {"kind": "variable", "dtype": res.dtype.str, "shape": list(res.shape)}
+
+
+def _op_bye(conn: DataConnection, h: dict, body) -> dict:
+    conn.held.clear()
+    conn.close_after_flush()
+    return {}
+
+
+def _op_ping(conn: DataConnection, h: dict, body) -> dict:
+    return {}
+
+
+_OPS: dict[str, Callable] = {
+    "hello": _op_hello, "queue": _op_queue, "enqueue": _op_enqueue, "dequeue": _op_dequeue,
+    "ack": _op_ack, "return": _op_return, "cancel": _op_cancel, "size": _op_size,
+    "is_closed": _op_is_closed, "close": _op_close, "variable": _op_variable, "var": _op_var,
+    "reset": _op_reset, "status": _op_status, "spec": _op_spec, "bye": _op_bye, "ping": _op_ping,
+}
+
+
+class Server:
+    """A queue server running in a background thread of this process.
+
+    ``Server.create_local_server()`` is the seed's first notebook cell: an embedded server on a free
+    loopback port. A cluster task (``Server(cluster, job_name="ps", task_index=0)``) binds the address
+    its ClusterSpec gives it.
+
+    Args:
+        cluster: a ClusterSpec (or its dict) when this server is one task of a cluster.
+        job_name: this task's job in ``cluster``.
+        task_index: this task's index in its job.
+        host: address to bind when no cluster is given (loopback by default: nothing is exposed
+            unless asked for).
+        port: port to bind when no cluster is given; 0 picks a free one.
+        token: shared secret every client must present (default: ``QUEUESERVER_TOKEN``, else none).
+        max_message_bytes: largest message accepted.
+        start: start serving now (as ``tf.train.Server`` does).
+
+    Example:
+        >>> server = Server.create_local_server()
+        >>> server.target  # doctest: +SKIP
+        'http://127.0.0.1:40123'
+        >>> server.stop()
+    """
+
+    def __init__(self, cluster: Any = None, job_name: str | None = None, task_index: int = 0, *,
+                 host: str = "127.0.0.1", port: int = 0, token: str | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, start: bool = True) -> None:
+        task = "/job:localhost/task:0"
+        if cluster is not None:
+            from queueserver.cluster import ClusterSpec
+
+            spec = cluster if isinstance(cluster, ClusterSpec) else ClusterSpec(cluster)
+            if job_name is None:
+                raise InvalidArgumentError("a cluster server needs job_name (and task_index)")
+            address = spec.task_address(job_name, task_index)
+            host, _, port_s = address.rpartition(":")
+            host, port = host.strip("[]"), int(port_s)
+            task = f"/job:{job_name}/task:{task_index}"
+            self.cluster_spec = spec
+        else:
+            self.cluster_spec = None
+        if token is None:
+            token = os.environ.get("QUEUESERVER_TOKEN") or None
+        self.service = QueueService(token=token, max_message_bytes=max_message_bytes, task=task)
+        self._host, self._port = host, port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        if start:
+            self.start()
+
+    @classmethod
+    def create_local_server(cls, **options: Any) -> "Server":
+        """Start an embedded server on a free loopback port, in a background thread."""
+        return cls(host="127.0.0.1", port=0, **options)
+
+    @property
+    def target(self) -> str:
+        """The address to give ``connect()``, e.g. ``http://127.0.0.1:40123``."""
+        if self._thread is None:
+            raise UnavailableError("the server is not started: call start() first")
+        return self.service.target
+
+    def start(self) -> None:
+        """Start serving in a background thread; returns once the port accepts connections."""
+        if self._thread is not None:
+            return
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = self._loop = new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.service.start(self._host, self._port))
+            except BaseException as exc:  # report bind errors to the caller of start()
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self.service.stop())
+                loop.close()
+                self._stopped.set()
+
+        self._thread = threading.Thread(target=run, name=f"queueserver {self.service.task}", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread = None
+            raise UnavailableError(f"cannot serve on {self._host}:{self._port}: {failure[0]}") from failure[0]
+
+    def join(self) -> None:
+        """Block until the server stops."""
+        if self._thread is None:
+            raise UnavailableError("the server is not started: call start() first")
+        self._stopped.wait()
+
+    def stop(self) -> None:
+        """Stop the server; waiting callers are told it is shutting down."""
+        if self._thread is None or self._loop is None or self._stopped.is_set():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._stopped.wait(10)
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def serve_forever(host: str, port: int, *, token: str | None, max_message_bytes: int,
+                  task: str = "/job:localhost/task:0", on_ready: Callable[[QueueService], None] | None = None) -> None:
+    """Run a server in this thread until SIGINT or SIGTERM (the ``queueserver serve`` daemon)."""
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    service = QueueService(token=token, max_message_bytes=max_message_bytes, task=task)
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        await service.start(host, port)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if on_ready is not None:
+            on_ready(service)
+        await stop.wait()
+        log.info("%s: signal received, stopping", service.task)
+        await service.stop()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()

@@ -1,0 +1,235 @@
+"""The wire: length-prefixed frames of a msgpack header plus raw array bytes.
+
+A data-plane connection starts with the 4-byte preamble ``b"\\x00QS1"`` (a zero byte, so it can
+never be mistaken for HTTP on the same port), then carries frames both ways::
+
+    u32 header_len | u64 body_len | header (msgpack map) | body (array bytes, back to back)
+
+Numeric arrays travel as ``[dtype.str, shape]`` in the header's ``"a"`` list with their bytes in the
+body, so a 800 KB batch is never packed into msgpack; the receiver reads the body into one buffer it
+allocated for exactly that size and views the arrays in it with ``np.frombuffer`` (no copy). String
+arrays (numpy object arrays of ``bytes``) travel inside the header as ``["O", shape, [bytes...]]``.
+
+Requests carry ``"i"`` (request id) and ``"o"`` (operation); replies carry ``"i"`` and either the
+result fields or ``"e": [code, message, details]``. Pipelining is free: replies name their request.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Callable, Sequence
+
+import msgpack
+import numpy as np
+
+from queueserver.errors import InvalidArgumentError, QueueServerError, ResourceExhaustedError
+
+PREAMBLE = b"\x00QS1"
+PREFIX = struct.Struct("<IQ")
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+# Bodies at least this big get a buffer of their own that the socket reads straight into.
+_BIG_BODY = 64 * 1024
+_SMALL_BUFFER = 256 * 1024
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def encode_arrays(arrays: Sequence[np.ndarray]) -> tuple[list, list, int]:
+    """Describe arrays for a header and collect their body buffers.
+
+    Returns:
+        ``(descriptors, buffers, body_len)``; buffers are zero-copy views where the array is
+        contiguous.
+    """
+    descriptors, buffers, total = [], [], 0
+    for arr in arrays:
+        if arr.dtype.kind == "O":
+            descriptors.append(["O", list(arr.shape), [bytes(v) for v in arr.reshape(-1)]])
+            continue
+        if not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr).reshape(arr.shape)  # ascontiguousarray makes 0-d 1-d
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        descriptors.append([arr.dtype.str, list(arr.shape)])
+        if arr.nbytes:
+            buffers.append(memoryview(arr).cast("B"))
+            total += arr.nbytes
+    return descriptors, buffers, total
+
+
+def encode_frame(header: dict, arrays: Sequence[np.ndarray] = ()) -> list:
+    """Build one frame as a list of buffers for ``transport.writelines`` (arrays are not copied)."""
+    if arrays:
+        descriptors, buffers, body_len = encode_arrays(arrays)
+        header["a"] = descriptors
+    else:
+        buffers, body_len = [], 0
+    head = _packer.pack(header)
+    return [PREFIX.pack(len(head), body_len) + head, *buffers]
+
+
+def decode_arrays(descriptors: Any, body: bytearray | bytes) -> list[np.ndarray]:
+    """Rebuild arrays from their header descriptors and the frame body (views, not copies).
+
+    Raises:
+        InvalidArgumentError: a descriptor is malformed or the body has the wrong length.
+    """
+    if not isinstance(descriptors, list):
+        raise InvalidArgumentError("malformed frame: array list is not a list")
+    out, offset = [], 0
+    for d in descriptors:
+        try:
+            kind, shape = d[0], d[1]
+            if not isinstance(shape, list) or not all(isinstance(x, int) and x >= 0 for x in shape):
+                raise ValueError(f"bad shape {shape!r}")
+            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            if kind == "O":
+                values = d[2]
+                if not isinstance(values, list) or len(values) != count or not all(isinstance(v, bytes) for v in values):
+                    raise ValueError("string array values do not match its shape")
+                arr = np.empty(count, dtype=object)
+                arr[:] = values
+                out.append(arr.reshape(shape))
+                continue
+            dtype = np.dtype(kind)
+            if dtype.kind not in "biufc" or dtype.fields is not None:
+                raise ValueError(f"dtype {kind!r} is not allowed")
+        except (TypeError, ValueError, IndexError) as exc:
+            raise InvalidArgumentError(f"malformed array descriptor {str(d)[:80]}: {exc}") from None
+        nbytes = count * dtype.itemsize
+        if offset + nbytes > len(body):
+            raise InvalidArgumentError(f"malformed frame: arrays need more than the body's {len(body)} bytes")
+        if count == 0:
+            out.append(np.empty(shape, dtype=dtype))
+        else:
+            out.append(np.frombuffer(body, dtype=dtype, count=count, offset=offset).reshape(shape))
+        offset += nbytes
+    if offset != len(body):
+        raise InvalidArgumentError(f"malformed frame: arrays use {offset} bytes but the body has {len(body)}")
+    return out
+
+
+def error_payload(exc: QueueServerError) -> list:
+    """The ``"e"`` field of an error reply."""
+    details = {k: v for k, v in exc.details.items() if isinstance(v, (int, float, str, bool))}
+    return [exc.code, exc.message, details]
+
+
+class FrameReader:
+    """Incremental frame parser for a ``BufferedProtocol``: the socket reads into its buffers.
+
+    Small frames are parsed out of one reusable buffer; a large body gets a buffer of its own that
+    the socket fills directly, and that buffer becomes the arrays' memory.
+
+    Args:
+        on_frame: called with ``(header, body)`` for each complete frame whose header decoded.
+        on_bad_frame: called with ``(error, header_or_None)`` for a frame that could not be
+            decoded; parsing goes on with the next frame.
+        on_fatal: called with an error when the stream cannot be parsed any further (limits).
+        max_message_bytes: the largest header plus body accepted.
+    """
+
+    def __init__(self, on_frame: Callable[[dict, Any], None],
+                 on_bad_frame: Callable[[QueueServerError, Any], None],
+                 on_fatal: Callable[[QueueServerError], None], *,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self._on_frame = on_frame
+        self._on_bad_frame = on_bad_frame
+        self._on_fatal = on_fatal
+        self._max = max_message_bytes
+        self._buf = bytearray(_SMALL_BUFFER)
+        self._start = 0
+        self._end = 0
+        self._big: tuple[Any, bytearray] | None = None
+        self._big_filled = 0
+        self._dead = False
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next bytes from the socket go."""
+        if self._big is not None:
+            return memoryview(self._big[1])[self._big_filled:]
+        if self._end == len(self._buf):
+            self._make_room(_SMALL_BUFFER // 4)
+        return memoryview(self._buf)[self._end:]
+
+    def feed(self, data: bytes) -> None:
+        """Feed bytes that arrived some other way (a plain Protocol, a preamble's leftovers)."""
+        view = memoryview(data)
+        while view and not self._dead:
+            target = self.get_buffer()
+            n = min(len(target), len(view))
+            target[:n] = view[:n]
+            view = view[n:]
+            self.buffer_updated(n)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """The socket wrote ``nbytes`` into the last buffer handed out."""
+        if self._big is not None:
+            self._big_filled += nbytes
+            header, body, bad = self._big
+            if self._big_filled == len(body):
+                self._big = None
+                self._emit(header, body, bad)
+            return
+        self._end += nbytes
+        self._parse()
+
+    def _emit(self, header: Any, body: Any, bad: QueueServerError | None) -> None:
+        if bad is not None:
+            self._on_bad_frame(bad, None)
+        else:
+            self._on_frame(header, body)
+
+    def _make_room(self, needed: int) -> None:
+        """Move the unparsed bytes to the start of a buffer with ``needed`` bytes free after them."""
+        pending = self._end - self._start
+        size = len(self._buf)
+        while size - pending < needed:
+            size *= 2
+        # A fresh buffer rather than a resize: the socket may still hold a view of the old one.
+        new = bytearray(size)
+        new[:pending] = memoryview(self._buf)[self._start:self._end]
+        self._buf, self._start, self._end = new, 0, pending
+
+    def _parse(self) -> None:
+        while not self._dead:
+            buf = self._buf
+            avail = self._end - self._start
+            if avail < PREFIX.size:
+                break
+            header_len, body_len = PREFIX.unpack_from(buf, self._start)
+            if header_len + body_len > self._max:
+                self._dead = True
+                self._on_fatal(ResourceExhaustedError(
+                    f"message of {header_len + body_len} bytes is over the limit of {self._max} bytes"
+                    " (the server's --max-message-bytes)"))
+                return
+            big = body_len >= _BIG_BODY
+            needed = PREFIX.size + header_len + (0 if big else body_len)
+            if avail < needed:
+                if len(buf) - self._start < needed:
+                    self._make_room(needed)
+                break
+            h0 = self._start + PREFIX.size
+            bad = None
+            try:
+                header = msgpack.unpackb(buf[h0:h0 + header_len], raw=False, strict_map_key=False)
+                if not isinstance(header, dict):
+                    raise ValueError("the header is not a map")
+            except Exception as exc:  # malformed msgpack of any kind
+                header, bad = None, InvalidArgumentError(f"malformed frame header: {exc}")
+            b0 = h0 + header_len
+            frame_len = needed if not big else needed + body_len
+            if avail < frame_len:
+                # A large body: give it its own buffer and let the socket fill the rest of it.
+                body = bytearray(body_len)
+                have = self._end - b0
+                body[:have] = memoryview(buf)[b0:self._end]
+                self._start = self._end = 0
+                self._big, self._big_filled = (header, body, bad), have
+                return
+            body = bytearray(memoryview(buf)[b0:b0 + body_len]) if body_len else b""
+            self._start += frame_len
+            self._emit(header, body, bad)
+        if self._start == self._end:
+            self._start = self._end = 0
