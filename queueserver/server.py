@@ -363,6 +363,13 @@ class DataConnection(asyncio.BufferedProtocol):
         attempt.add_done_callback(done)
 
     def _reply_attempt(self, rid: int, attempt: Attempt) -> None:
+        try:
+            self._reply_attempt_unguarded(rid, attempt)
+        except Exception as exc:  # a bug: report it to this caller, keep serving everyone else
+            log.exception("internal error replying to request %s", rid)
+            self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
+
+    def _reply_attempt_unguarded(self, rid: int, attempt: Attempt) -> None:
         if attempt.error is not None:
             self.send({"i": rid, "e": error_payload(attempt.error)})
         elif attempt.is_enqueue:

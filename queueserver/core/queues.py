@@ -342,7 +342,7 @@ class QueueBase:
 
     def _output(self, held: list[Batch], mode: str) -> Batch:
         batch = self._assemble(held, mode)
-        return tuple(c[0] for c in batch) if mode == ONE else batch
+        return tuple(c[0, ...] for c in batch) if mode == ONE else batch  # 0-d arrays, strings too
 
     def _flush(self) -> None:
         """Advance waiting attempts, oldest first, until none can move; then settle closed-queue dequeues."""

@@ -1,0 +1,28 @@
+"""Shared fixtures: TensorFlow's golden outputs, an embedded server and a real server process."""
+
+from __future__ import annotations
+
+import pytest
+
+from support import ServerProcess, load_golden
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict:
+    return load_golden()
+
+
+@pytest.fixture(scope="module")
+def server_process():
+    server = ServerProcess()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def local_server():
+    from queueserver import Server
+
+    server = Server.create_local_server()
+    yield server
+    server.stop()

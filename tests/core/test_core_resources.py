@@ -1,0 +1,60 @@
+"""Resource containers and variables on the pure core."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from queueserver.core import ResourceManager
+from queueserver.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+
+
+def test_same_name_same_spec_is_the_same_queue_and_other_spec_fails(golden):
+    tf_error = golden["fifo_shared_name_two_sessions_same_server"]["result"]["steps"][2]["error"]
+    rm = ResourceManager()
+    q = rm.queue("fifo", "shared_q", capacity=10, dtypes=[np.float32], shapes=[[]])
+    assert rm.queue("fifo", "shared_q", capacity=10, dtypes=[np.float32], shapes=[[]]) is q
+    with pytest.raises(InvalidArgumentError) as info:
+        rm.queue("fifo", "shared_q", capacity=99, dtypes=[np.float32], shapes=[[]])
+    assert str(info.value) == tf_error["core"]
+    with pytest.raises(InvalidArgumentError, match="component types"):
+        rm.queue("fifo", "shared_q", capacity=10, dtypes=[np.int32], shapes=[[]])
+    with pytest.raises(InvalidArgumentError, match="is a FIFOQueue, not a RandomShuffleQueue"):
+        rm.queue("random_shuffle", "shared_q", capacity=10, dtypes=[np.float32], shapes=[[]])
+    with pytest.raises(InvalidArgumentError, match="not a Variable"):
+        rm.variable("shared_q", 0.0)
+
+
+def test_containers_separate_names_and_reset_frees_one_container():
+    rm = ResourceManager()
+    a = rm.variable("x", np.float32(0), container="")
+    b = rm.variable("x", np.float32(0), container="my_problem_1")
+    assert a is not b
+    assert rm.reset(["my_problem_1"]) == 1
+    with pytest.raises(NotFoundError, match="my_problem_1"):
+        rm.get("my_problem_1", "x")
+    assert rm.get("", "x") is a
+    with pytest.raises(NotFoundError):
+        b.read()
+
+
+def test_variable_lifecycle_and_atomic_updates():
+    rm = ResourceManager()
+    x = rm.variable("x", np.zeros(3, np.float32))
+    with pytest.raises(FailedPreconditionError, match="uninitialized"):
+        x.read()
+    with pytest.raises(FailedPreconditionError):
+        x.assign_add(np.ones(3, np.float32))
+    x.initialize()
+    assert x.assign_add(np.ones(3, np.float32)).tolist() == [1, 1, 1]
+    assert x.assign_sub(np.full(3, 0.5, np.float32)).tolist() == [0.5, 0.5, 0.5]
+    assert x.assign(np.arange(3, dtype=np.float32)).tolist() == [0, 1, 2]
+    snapshot = x.read()
+    x.assign_add(np.ones(3, np.float32))
+    assert snapshot.tolist() == [0, 1, 2]  # reads are snapshots
+    with pytest.raises(InvalidArgumentError, match="expected shape"):
+        x.assign(np.zeros(4, np.float32))
+    with pytest.raises(InvalidArgumentError, match="expected float32, got complex128"):
+        x.assign(np.zeros(3, np.complex128))
+    with pytest.raises(InvalidArgumentError, match="is float32\\[3\\] but int64\\[\\] was requested"):
+        rm.variable("x", np.int64(1))

@@ -1,0 +1,215 @@
+"""Both clients against a real ``queueserver serve`` process on loopback: the seed's queue examples."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import queueserver as qs
+from support import REPO, ServerProcess
+
+
+@pytest.fixture
+def client(server_process, request):
+    with qs.connect(server_process.target, operation_timeout=5.0) as c:
+        yield c
+        c.reset([""])
+
+
+def test_fifo_of_pairs_enqueue_and_dequeue_many_blocks(client):
+    q = client.fifo_queue("q", capacity=10, dtypes=[np.float32], shapes=[[2]])
+    q.enqueue([1., 2.])
+    q.enqueue([3., 4.])
+    q.enqueue_many([[5., 6.]])
+    assert q.dequeue_many(2).tolist() == [[1., 2.], [3., 4.]]
+    assert q.dequeue_many(1).tolist() == [[5., 6.]]
+    with pytest.raises(qs.DeadlineExceededError):
+        q.dequeue_many(2, timeout=0.1)  # "blocked waiting for another instance"
+
+
+def test_queue_of_tuples(client):
+    q = client.fifo_queue("pairs", capacity=10, dtypes=[np.int32, np.float32], shapes=[[], [3, 2]])
+    q.enqueue((10, [[1., 2.], [3., 4.], [5., 6.]]))
+    q.enqueue((11, [[2., 4.], [6., 8.], [0., 2.]]))
+    q.enqueue((12, [[3., 6.], [9., 2.], [5., 8.]]))
+    a, b = q.dequeue()
+    assert a == 10 and b.tolist() == [[1., 2.], [3., 4.], [5., 6.]]
+    a, b = q.dequeue_many(2)
+    assert a.tolist() == [11, 12] and b.shape == (2, 3, 2) and b.dtype == np.float32
+
+
+def test_close_semantics_and_error_classes(client):
+    q = client.fifo_queue("c", capacity=10, dtypes=[np.float32], shapes=[[]])
+    q.enqueue_many([1., 2., 3.])
+    q.close()
+    assert q.is_closed()
+    with pytest.raises(qs.CancelledError, match="is closed"):
+        q.enqueue(4.)
+    assert q.dequeue_many(2).tolist() == [1., 2.]
+    with pytest.raises(qs.OutOfRangeError, match="requested 2, current size 1"):
+        q.dequeue_many(2)
+    assert q.dequeue_up_to(2).tolist() == [3.]
+    with pytest.raises(qs.OutOfRangeError):
+        q.dequeue_up_to(2)
+
+
+def test_random_shuffle_and_padding_fifo(client):
+    rq = client.random_shuffle_queue("rq", capacity=50, min_after_dequeue=10, dtypes=[np.float32], shapes=[()])
+    rq.enqueue_many(np.arange(22, dtype=np.float32))
+    first = rq.dequeue_many(5)
+    second = rq.dequeue_many(5)
+    with pytest.raises(qs.DeadlineExceededError):
+        rq.dequeue_many(5, timeout=0.1)  # 12 - 5 < 10
+    assert rq.size() == 12
+    rq.close()
+    rest = rq.dequeue_up_to(50)
+    assert sorted(np.concatenate([first, second, rest]).tolist()) == list(range(22))
+
+    pq = client.padding_fifo_queue("pq", capacity=50, dtypes=[np.float32], shapes=[(None, None)])
+    pq.enqueue([[1., 2.], [3., 4.], [5., 6.]])
+    pq.enqueue([[1.]])
+    pq.enqueue([[7., 8., 9., 5.], [6., 7., 8., 9.]])
+    out = pq.dequeue_many(3)
+    assert out.shape == (3, 3, 4) and out[1].tolist() == [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+
+
+def test_priority_named_and_string_components(client):
+    p = client.priority_queue("prio", capacity=5, dtypes=[np.float32], shapes=[[]])
+    p.enqueue_many(([3, 1, 2], [30., 10., 20.]))
+    prio, values = p.dequeue_many(3)
+    assert prio.tolist() == [1, 2, 3] and values.tolist() == [10., 20., 30.]
+
+    named = client.fifo_queue("named", capacity=10, dtypes=[np.int32, "string"], shapes=[[], []],
+                              names=["label", "key"])
+    named.enqueue_many({"label": [1, 2], "key": ["a", "b"]})
+    out = named.dequeue_many(2)
+    assert out["label"].tolist() == [1, 2] and out["key"].tolist() == [b"a", b"b"]
+
+
+def test_bad_values_fail_with_invalid_argument_and_change_nothing(client):
+    q = client.fifo_queue("typed", capacity=10, dtypes=[np.int32], shapes=[[]])
+    with pytest.raises(qs.InvalidArgumentError, match="Expected int32, got float64"):
+        q.enqueue(1.5)
+    with pytest.raises(qs.InvalidArgumentError, match=r"Expected \[\], got \[2\]"):
+        q.enqueue([1, 2])
+    with pytest.raises(qs.InvalidArgumentError, match="expected 1 component"):
+        q.enqueue((1, 2))
+    assert q.size() == 0
+    with pytest.raises(qs.InvalidArgumentError, match="capacity 10 but requested capacity was 99"):
+        client.fifo_queue("typed", capacity=99, dtypes=[np.int32], shapes=[[]])
+
+
+def test_timeout_setting_book_cell(server_process):
+    with qs.connect(server_process.target, operation_timeout_in_ms=1000) as sess:
+        q = sess.fifo_queue("timeout_q", capacity=10, dtypes=[np.float32], shapes=[()])
+        for v in (1.0, 2.0, 3.0):
+            q.enqueue(v)
+        assert [q.dequeue() + 1 for _ in range(3)] == [2.0, 3.0, 4.0]
+        with pytest.raises(qs.DeadlineExceededError):
+            q.dequeue()
+        sess.reset([""])
+
+
+def test_timed_out_enqueue_many_reports_how_many_it_placed(client):
+    q = client.fifo_queue("small", capacity=3, dtypes=[np.int32], shapes=[[]])
+    with pytest.raises(qs.DeadlineExceededError, match="placed 3 of 5") as info:
+        q.enqueue_many([1, 2, 3, 4, 5], timeout=0.1)
+    assert info.value.details["placed"] == 3
+    assert q.size() == 3
+
+
+def test_variables_and_reset(client):
+    x = client.variable("x", 0.0, container="my_problem_1")
+    with pytest.raises(qs.FailedPreconditionError):
+        x.read()
+    x.initialize()
+    assert x.assign_add(1.0) == 1.0 and x.read().dtype == np.float32
+    q = client.fifo_queue("q", capacity=1, dtypes=[np.float32], shapes=[[]], container="my_problem_1")
+    assert client.reset(["my_problem_1"]) == 2
+    with pytest.raises(qs.NotFoundError):
+        x.read()
+    with pytest.raises(qs.NotFoundError):
+        q.size()
+
+
+def test_simple_client_twice_prints_1_then_2(server_process):
+    script = REPO / "examples" / "simple_client.py"
+    run = lambda *a: subprocess.run([sys.executable, str(script), server_process.target, *a],  # noqa: E731
+                                    capture_output=True, text=True, check=True).stdout.strip()
+    assert run("init") == "1.0"
+    assert run() == "2.0"
+
+
+def test_reset_fails_pending_calls_with_cancelled(server_process):
+    async def main():
+        async with qs.connect_async(server_process.target) as a, qs.connect_async(server_process.target) as b:
+            q = await a.fifo_queue("r", capacity=1, dtypes=[np.float32], shapes=[[]], container="tmp")
+            waiting = asyncio.ensure_future(q.dequeue())
+            await (await b.fifo_queue("r", capacity=1, dtypes=[np.float32], shapes=[[]], container="tmp")).size()
+            await b.reset(["tmp"])
+            with pytest.raises(qs.CancelledError, match="reset"):
+                await waiting
+    asyncio.run(main())
+
+
+async def test_async_client_pipelines_many_calls_in_order(server_process):
+    async with qs.connect_async(server_process.target) as c:
+        q = await c.fifo_queue("pipelined", capacity=2000, dtypes=[np.int64], shapes=[[]])
+        await asyncio.gather(*(q.enqueue(i) for i in range(1000)))
+        out = await asyncio.gather(*(q.dequeue() for _ in range(1000)))
+        assert [int(v) for v in out] == list(range(1000))
+        await c.reset([""])
+
+
+async def test_cancelled_async_dequeue_takes_nothing(server_process):
+    async with qs.connect_async(server_process.target) as c:
+        q = await c.fifo_queue("cancel", capacity=10, dtypes=[np.float32], shapes=[[]])
+        await q.enqueue_many([1., 2.])
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(q.dequeue_many(3), 0.2)
+        assert (await q.dequeue_many(2)).tolist() == [1., 2.]
+        await c.reset([""])
+
+
+def test_token_is_required_when_configured():
+    server = ServerProcess("--token", "s3cret")
+    try:
+        with pytest.raises(qs.UnauthenticatedError):
+            qs.connect(server.target, token="wrong")
+        with pytest.raises(qs.UnauthenticatedError):
+            qs.connect(server.target, token="")
+        with qs.connect(server.target, token="s3cret") as c:
+            assert c.fifo_queue("q", capacity=1, dtypes=[np.float32]).size() == 0
+        status = subprocess.run([sys.executable, "-m", "queueserver", "status", server.target],
+                                capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+        assert status.returncode == 1 and "Unauthenticated" in status.stderr and "queues" not in status.stdout
+    finally:
+        server.stop()
+
+
+def test_message_size_limit_is_enforced_and_the_server_keeps_serving():
+    server = ServerProcess("--max-message-bytes", "100000")
+    try:
+        with qs.connect(server.target) as big, qs.connect(server.target) as other:
+            q = big.fifo_queue("q", capacity=10, dtypes=[np.float32], shapes=[[50000]])
+            with pytest.raises(qs.ResourceExhaustedError, match="over the limit of 100000"):
+                q.enqueue(np.zeros(50000, np.float32))
+            assert other.fifo_queue("q", capacity=10, dtypes=[np.float32], shapes=[[50000]]).size() == 0
+    finally:
+        server.stop()
+
+
+def test_unreachable_target_is_unavailable():
+    with pytest.raises(qs.UnavailableError, match="cannot connect"):
+        qs.connect("127.0.0.1:1")
+
+
+def test_local_server_embedded(local_server):
+    with qs.connect(local_server.target) as c:
+        q = c.fifo_queue("q", capacity=2, dtypes=["string"], shapes=[[]])
+        q.enqueue(b"Hello distributed queues!")
+        assert q.dequeue() == b"Hello distributed queues!"
