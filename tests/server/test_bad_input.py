@@ -1,0 +1,101 @@
+"""Bad input never takes the server down: malformed frames, unknown operations, random bytes."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import msgpack
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import queueserver as qs
+from queueserver.wire import PREAMBLE, PREFIX
+
+
+def _raw(target: str) -> socket.socket:
+    host, port = target.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    return sock
+
+
+def _read_frame(sock: socket.socket) -> dict:
+    data = b""
+    while len(data) < PREFIX.size:
+        chunk = sock.recv(65536)
+        assert chunk, "server closed the connection"
+        data += chunk
+    header_len, body_len = PREFIX.unpack_from(data)
+    while len(data) < PREFIX.size + header_len + body_len:
+        data += sock.recv(65536)
+    return msgpack.unpackb(data[PREFIX.size:PREFIX.size + header_len])
+
+
+def _frame(header: bytes, body: bytes = b"") -> bytes:
+    return PREFIX.pack(len(header), len(body)) + header + body
+
+
+def _still_serves(target: str) -> None:
+    with qs.connect(target) as c:
+        q = c.fifo_queue("alive", capacity=2, dtypes=[np.float32], shapes=[[]])
+        q.enqueue(1.0)
+        assert q.dequeue() == 1.0
+
+
+def test_malformed_header_unknown_op_and_bad_arrays_get_error_replies(local_server):
+    sock = _raw(local_server.target)
+    sock.sendall(PREAMBLE + _frame(b"\xc1\xc1garbage"))
+    reply = _read_frame(sock)
+    assert reply["e"][0] == qs.InvalidArgumentError.code and "malformed frame header" in reply["e"][1]
+    sock.sendall(_frame(msgpack.packb({"i": 7, "o": "hello"})))
+    assert _read_frame(sock) ["i"] == 7
+    sock.sendall(_frame(msgpack.packb({"i": 8, "o": "explode"})))
+    reply = _read_frame(sock)
+    assert reply["i"] == 8 and reply["e"][0] == qs.UnimplementedError.code
+    sock.sendall(_frame(msgpack.packb({"i": 9, "o": "queue", "kind": "fifo", "n": "bad", "cap": 4,
+                                       "spec": {"dtypes": ["float32"], "shapes": [[2]]}})))
+    assert "e" not in _read_frame(sock)
+    bad_arrays = {"i": 10, "o": "enqueue", "n": "bad", "a": [["<f4", [2]]]}
+    sock.sendall(_frame(msgpack.packb(bad_arrays), b"\x00" * 3))  # 3 bytes for an 8-byte array
+    reply = _read_frame(sock)
+    assert reply["i"] == 10 and reply["e"][0] == qs.InvalidArgumentError.code
+    sock.sendall(_frame(msgpack.packb({"i": 11, "o": "enqueue", "n": "bad", "a": [["|O8", [1]]]}), b"12345678"))
+    assert _read_frame(sock)["e"][0] == qs.InvalidArgumentError.code
+    sock.close()
+    _still_serves(local_server.target)
+
+
+def test_truncated_frame_then_disconnect(local_server):
+    sock = _raw(local_server.target)
+    sock.sendall(PREAMBLE + struct.pack("<IQ", 100, 10_000_000) + b"\x81")
+    sock.close()
+    _still_serves(local_server.target)
+
+
+def test_http_still_answers_on_the_same_port(local_server):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(local_server.target + "/healthz", timeout=5) as r:
+        assert json.load(r)["ok"] is True
+    with urllib.request.urlopen(local_server.target + "/status", timeout=5) as r:
+        assert "queues" in json.load(r)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(noise=st.binary(min_size=1, max_size=400), with_preamble=st.booleans())
+def test_random_bytes_never_take_the_server_down(local_server, noise, with_preamble):
+    sock = _raw(local_server.target)
+    try:
+        sock.sendall((PREAMBLE if with_preamble else b"") + noise)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(2)
+        try:
+            while sock.recv(65536):
+                pass
+        except (socket.timeout, ConnectionResetError):
+            pass
+    finally:
+        sock.close()
+    _still_serves(local_server.target)

@@ -1,0 +1,83 @@
+"""The ``queueserver`` command as a user runs it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import queueserver as qs
+from support import ServerProcess
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "queueserver", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_help_explains_every_command():
+    out = run_cli("--help").stdout
+    for command in ("serve", "status", "reset"):
+        assert command in out
+    serve_help = run_cli("serve", "--help").stdout
+    assert "127.0.0.1" in serve_help and "--token" in serve_help and "--max-message-bytes" in serve_help
+
+
+def test_status_and_reset_commands():
+    server = ServerProcess()
+    try:
+        with qs.connect(server.target) as c:
+            q = c.fifo_queue("instances", capacity=10, dtypes=[np.float32], shapes=[[2]], container="exp1")
+            q.enqueue_many(np.zeros((3, 2), np.float32))
+            c.variable("x", 0.0)
+            status = run_cli("status", server.target)
+            assert status.returncode == 0, status.stderr
+            row = next(line for line in status.stdout.splitlines() if "exp1/instances" in line)
+            assert row.split()[1:4] == ["FIFOQueue", "3", "10"]
+            assert "uninitialized" in status.stdout
+            reset = run_cli("reset", server.target, "--container", "exp1")
+            assert "1 resource(s) freed" in reset.stdout
+            with pytest.raises(qs.NotFoundError):
+                q.size()
+    finally:
+        assert server.stop() == 0
+
+
+def test_sigterm_stops_cleanly_and_tells_waiting_callers():
+    server = ServerProcess()
+    errors = []
+
+    def blocked_consumer():
+        with qs.connect(server.target) as c:
+            q = c.fifo_queue("q", capacity=1, dtypes=[np.float32], shapes=[[]])
+            ready.set()
+            try:
+                q.dequeue()
+            except qs.QueueServerError as exc:
+                errors.append(exc)
+
+    ready = threading.Event()
+    thread = threading.Thread(target=blocked_consumer)
+    thread.start()
+    assert ready.wait(10)
+    with qs.connect(server.target) as c:  # make sure the dequeue is waiting on the server
+        while not c.status()["queues"][0]["waiting_dequeues"]:
+            pass
+    assert server.stop(signal.SIGTERM) == 0
+    thread.join(10)
+    assert len(errors) == 1 and isinstance(errors[0], qs.UnavailableError)
+    assert "shutting down" in str(errors[0])
+
+
+def test_port_in_use_is_a_clear_error():
+    server = ServerProcess()
+    try:
+        port = server.target.rsplit(":", 1)[1]
+        out = subprocess.run([sys.executable, "-m", "queueserver", "serve", "--port", port],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode != 0 and ("in use" in out.stderr or "Address" in out.stderr)
+    finally:
+        server.stop()

@@ -1,0 +1,97 @@
+"""At-least-once delivery with real processes: a consumer killed with SIGKILL loses nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import queueserver as qs
+
+CONSUMER = r"""
+import sys, numpy as np, queueserver as qs
+target, out_path = sys.argv[1], sys.argv[2]
+with qs.connect(target) as c, open(out_path, "a") as out:
+    q = c.fifo_queue("work", capacity=100000, dtypes=[np.int64], shapes=[[]])
+    while True:
+        try:
+            batch = q.dequeue_up_to(50)
+        except qs.OutOfRangeError:
+            break
+        out.write(" ".join(map(str, batch.tolist())) + "\n")
+        out.flush()
+"""
+
+N = 5000
+BATCH = 50
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_text().count("\n")
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.slow
+def test_consumer_killed_with_sigkill_loses_nothing(server_process, tmp_path):
+    with qs.connect(server_process.target) as c:
+        q = c.fifo_queue("work", capacity=100000, dtypes=[np.int64], shapes=[[]])
+        q.enqueue_many(np.arange(N, dtype=np.int64))
+        q.close()
+        out = tmp_path / "seen.txt"
+        kills = 0
+        for threshold in (3, 20, 45):
+            proc = subprocess.Popen([sys.executable, "-c", CONSUMER, server_process.target, str(out)],
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            deadline = time.monotonic() + 60
+            while _lines(out) < threshold and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        # The last consumer drains what is left, including every batch a killed consumer held.
+        subprocess.run([sys.executable, "-c", CONSUMER, server_process.target, str(out)], check=True, timeout=120)
+        seen = Counter(int(v) for line in out.read_text().splitlines() for v in line.split())
+        assert set(seen) == set(range(N)), f"lost {N - len(seen)} elements"
+        repeated = sum(count - 1 for count in seen.values())
+        assert repeated <= kills * BATCH  # at most the one batch each killed consumer held
+        assert q.size() == 0
+        c.reset([""])
+
+
+def test_unacknowledged_batch_returns_to_the_front_in_order(server_process):
+    with qs.connect(server_process.target) as producer:
+        q = producer.fifo_queue("ordered", capacity=100, dtypes=[np.int64], shapes=[[]])
+        q.enqueue_many(np.arange(10))
+        consumer = qs.connect(server_process.target)
+        cq = consumer.fifo_queue("ordered", capacity=100, dtypes=[np.int64], shapes=[[]])
+        assert cq.dequeue_many(3).tolist() == [0, 1, 2]  # acknowledged by the next dequeue
+        assert cq.dequeue_many(3).tolist() == [3, 4, 5]  # held: never acknowledged
+        consumer._runner.loop.call_soon_threadsafe(consumer._async._protocol.transport.abort)
+        deadline = time.monotonic() + 5
+        while q.size() != 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert q.dequeue_many(7).tolist() == [3, 4, 5, 6, 7, 8, 9]
+        producer.reset([""])
+
+
+def test_explicit_ack_and_clean_close_do_not_redeliver(server_process):
+    with qs.connect(server_process.target) as producer:
+        q = producer.fifo_queue("acked", capacity=100, dtypes=[np.int64], shapes=[[]])
+        q.enqueue_many(np.arange(6))
+        with qs.connect(server_process.target) as consumer:
+            cq = consumer.fifo_queue("acked", capacity=100, dtypes=[np.int64], shapes=[[]])
+            assert cq.dequeue_many(3).tolist() == [0, 1, 2]
+            cq.ack()
+            assert cq.dequeue_many(3).tolist() == [3, 4, 5]
+        # A clean close acknowledged the last batch: nothing comes back.
+        assert q.size() == 0
+        producer.reset([""])
