@@ -608,10 +608,13 @@ class _CacheIterator(DatasetIterator):
         if state["mode"] == "read":
             self._source = self._ds._cached()
             if self._source is None:
-                raise errors.FailedPreconditionError(
-                    "this state reads a cache that does not exist here: the cache file is gone or "
-                    "the in-memory cache belongs to another process"
-                )
+                # The cache lives in another process's memory (or its file is gone): recompute
+                # it from the start, replaying the i elements already delivered.
+                self._parent = self._ds._parent._make_iter(self._ctx)
+                self._written = []
+                for _ in range(self._i):
+                    self._written.append(next(self._parent))
+                return
             self._parent = None
             return
         if self._parent is None:

@@ -1,0 +1,429 @@
+"""Batching transformations: batch, padded_batch, ragged_batch, unbatch and window."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from queueserver import errors
+
+from . import structure
+from .base import Dataset, DatasetIterator
+from .structure import Chunk, DatasetSpec, RaggedTensor, RaggedTensorSpec, TensorSpec
+from .transforms import _Unary, _UnaryIterator
+
+
+def _check_batch_size(batch_size: int) -> int:
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise errors.InvalidArgumentError(f"batch_size must be greater than zero, got {batch_size}.")
+    return batch_size
+
+
+def _batched_card(n: int, size: int, drop: bool) -> int:
+    if n < 0:
+        return n
+    return n // size if drop else -(-n // size)
+
+
+# --------------------------------------------------------------------------- batch
+class BatchDataset(_Unary):
+    """``ds.batch(batch_size, drop_remainder)``."""
+
+    def __init__(self, parent: Dataset, batch_size: int, drop_remainder: bool) -> None:
+        super().__init__(parent)
+        self._size = _check_batch_size(batch_size)
+        self._drop = bool(drop_remainder)
+
+    def _compute_spec(self) -> Any:
+        dim = self._size if self._drop else None
+
+        def one(s: Any) -> Any:
+            if isinstance(s, TensorSpec):
+                return TensorSpec(None if s.shape is None else (dim,) + tuple(s.shape), s.dtype)
+            raise TypeError(f"cannot batch elements of type {s!r}; use ragged_batch or padded_batch")
+
+        return structure.map_structure(one, self._parent.element_spec)
+
+    def _cardinality(self) -> int:
+        return _batched_card(self._parent._cardinality(), self._size, self._drop)
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _BatchIterator(self, self._parent._make_iter(ctx))
+
+
+class _BatchIterator(_UnaryIterator):
+    def __init__(self, ds: BatchDataset, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._size, self._drop = ds._size, ds._drop
+
+    def __next__(self) -> Any:
+        size = self._size
+        parent = self._parent
+        if parent.chunked:
+            # Blocks from the input: usually one chunk (a view or one gather) per batch.
+            chunks = []
+            got = 0
+            while got < size:
+                c = parent.next_chunk(size - got)
+                if c is None:
+                    break
+                chunks.append(c)
+                got += c.n
+            if got == 0 or (self._drop and got < size):
+                raise StopIteration
+            return structure.concat_chunks(chunks).data
+        elements = []
+        for _ in range(size):
+            try:
+                elements.append(next(parent))
+            except StopIteration:
+                break
+        if not elements or (self._drop and len(elements) < size):
+            raise StopIteration
+        return structure.stack(elements)
+
+
+# --------------------------------------------------------------------------- padded_batch
+class PaddedBatchDataset(_Unary):
+    """``ds.padded_batch(...)``: pads components to a common (or given) shape."""
+
+    def __init__(self, parent: Dataset, batch_size: int, padded_shapes: Any, padding_values: Any,
+                 drop_remainder: bool) -> None:
+        super().__init__(parent)
+        self._size = _check_batch_size(batch_size)
+        self._drop = bool(drop_remainder)
+        spec = parent.element_spec
+        nested = structure.is_nested(spec)
+        if padded_shapes is None:
+            shapes = structure.map_structure(lambda s: None, spec)
+        elif nested:
+            shapes = structure.map_structure(lambda s, p: p, spec, _shapes_as_leaves(padded_shapes, spec))
+        else:
+            shapes = padded_shapes
+        self._shapes = structure.map_structure(_norm_shape, shapes) if nested else _norm_shape(shapes)
+        if padding_values is None:
+            pads = structure.map_structure(lambda s: b"" if s.dtype_name == "string" else 0, spec)
+        elif nested and structure.is_nested(padding_values):
+            pads = padding_values
+        else:
+            pads = structure.map_structure(lambda s: padding_values, spec)
+        self._pads = structure.map_structure(lambda v: structure.normalize(v), pads)
+
+    def _compute_spec(self) -> Any:
+        dim = self._size if self._drop else None
+
+        def one(s: TensorSpec, shape: Any) -> TensorSpec:
+            if shape is None:
+                inner = None if s.shape is None else tuple(s.shape)
+            else:
+                inner = tuple(shape)
+            return TensorSpec(None if inner is None else (dim,) + inner, s.dtype)
+
+        spec = self._parent.element_spec
+        if structure.is_nested(spec):
+            return structure.map_structure(one, spec, self._shapes)
+        return one(spec, self._shapes)
+
+    def _cardinality(self) -> int:
+        return _batched_card(self._parent._cardinality(), self._size, self._drop)
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _PaddedBatchIterator(self, self._parent._make_iter(ctx))
+
+
+def _shapes_as_leaves(padded_shapes: Any, spec: Any) -> Any:
+    """Padded shapes are lists inside the element's tuples/dicts; turn them into leaf values."""
+    if isinstance(spec, tuple):
+        return tuple(_shapes_as_leaves(p, s) for p, s in zip(padded_shapes, spec, strict=True))
+    if isinstance(spec, dict):
+        return {k: _shapes_as_leaves(padded_shapes[k], spec[k]) for k in spec}
+    return _ShapeLeaf(padded_shapes)
+
+
+class _ShapeLeaf:
+    __slots__ = ("shape",)
+
+    def __init__(self, shape: Any) -> None:
+        self.shape = shape
+
+
+def _norm_shape(shape: Any) -> Any:
+    if isinstance(shape, _ShapeLeaf):
+        shape = shape.shape
+    if shape is None:
+        return None
+    if isinstance(shape, (int, np.integer)):
+        shape = [shape]
+    return tuple(None if (d is None or int(d) < 0) else int(d) for d in np.asarray(shape, dtype=object).reshape(-1))
+
+
+class _PaddedBatchIterator(_UnaryIterator):
+    def __init__(self, ds: PaddedBatchDataset, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._ds = ds
+
+    def __next__(self) -> Any:
+        ds = self._ds
+        elements = []
+        for _ in range(ds._size):
+            try:
+                elements.append(next(self._parent))
+            except StopIteration:
+                break
+        if not elements or (ds._drop and len(elements) < ds._size):
+            raise StopIteration
+        template = elements[0]
+        flats = [structure.flatten(e) for e in elements]
+        shapes = structure.flatten(ds._shapes) if structure.is_nested(template) else [ds._shapes]
+        pads = structure.flatten(ds._pads)
+        out = []
+        for c in range(len(flats[0])):
+            out.append(_pad_component([f[c] for f in flats], shapes[c], pads[c], c))
+        return structure.pack_as(template, out)
+
+
+def _pad_component(column: list, shape: Any, pad: Any, component: int) -> np.ndarray:
+    arrays = [np.asarray(v) if not isinstance(v, bytes) else np.array(v, dtype=object) for v in column]
+    rank = arrays[0].ndim
+    for a in arrays:
+        if a.ndim != rank:
+            raise errors.InvalidArgumentError(
+                f"All elements in a batch must have the same rank as the padded shape for "
+                f"component{component}: expected rank {rank} but got element with rank {a.ndim}"
+            )
+    maxdims = [max(a.shape[d] for a in arrays) for d in range(rank)]
+    if shape is None:
+        target = maxdims
+    else:
+        if len(shape) != rank:
+            raise errors.InvalidArgumentError(
+                f"The padded shape {list(shape)} for component {component} does not have rank {rank}"
+            )
+        target = []
+        for d, want in enumerate(shape):
+            if want is None:
+                target.append(maxdims[d])
+            elif maxdims[d] > want:
+                raise errors.DataLossError("Attempted to pad to a smaller size than the input element.")
+            else:
+                target.append(want)
+    dtype = arrays[0].dtype
+    out = np.full([len(arrays)] + target, pad, dtype=dtype)
+    for i, a in enumerate(arrays):
+        out[(i,) + tuple(slice(0, s) for s in a.shape)] = a
+    return out
+
+
+# --------------------------------------------------------------------------- ragged_batch
+class RaggedBatchDataset(_Unary):
+    """``ds.ragged_batch(batch_size)``: rows of different lengths as :class:`RaggedTensor`."""
+
+    def __init__(self, parent: Dataset, batch_size: int, drop_remainder: bool) -> None:
+        super().__init__(parent)
+        self._size = _check_batch_size(batch_size)
+        self._drop = bool(drop_remainder)
+
+    def _compute_spec(self) -> Any:
+        dim = self._size if self._drop else None
+
+        def one(s: TensorSpec) -> Any:
+            if s.shape is None or len(s.shape) == 0:
+                return TensorSpec((dim,), s.dtype)
+            return RaggedTensorSpec((dim, None) + tuple(s.shape[1:]), s.dtype)
+
+        return structure.map_structure(one, self._parent.element_spec)
+
+    def _cardinality(self) -> int:
+        return _batched_card(self._parent._cardinality(), self._size, self._drop)
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _RaggedBatchIterator(self, self._parent._make_iter(ctx))
+
+
+class _RaggedBatchIterator(_UnaryIterator):
+    def __init__(self, ds: RaggedBatchDataset, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._ds = ds
+
+    def __next__(self) -> Any:
+        ds = self._ds
+        elements = []
+        for _ in range(ds._size):
+            try:
+                elements.append(next(self._parent))
+            except StopIteration:
+                break
+        if not elements or (ds._drop and len(elements) < ds._size):
+            raise StopIteration
+        flats = [structure.flatten(e) for e in elements]
+        out = []
+        for c in range(len(flats[0])):
+            column = [np.asarray(f[c]) for f in flats]
+            if column[0].ndim == 0:
+                out.append(np.stack(column))
+            else:
+                out.append(RaggedTensor(np.concatenate(column), np.array([len(a) for a in column])))
+        return structure.pack_as(elements[0], out)
+
+
+# --------------------------------------------------------------------------- unbatch
+class UnbatchDataset(_Unary):
+    """``ds.unbatch()``: one element per row of each input element."""
+
+    def _compute_spec(self) -> Any:
+        def one(s: Any) -> Any:
+            if isinstance(s, RaggedTensorSpec):
+                return TensorSpec((None,) + tuple(s.shape[2:]), s.dtype)
+            if s.shape is not None and len(s.shape) == 0:
+                raise ValueError("Cannot unbatch an input with scalar components.")
+            return TensorSpec(None if s.shape is None else tuple(s.shape[1:]), s.dtype)
+
+        return structure.map_structure(one, self._parent.element_spec)
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _UnbatchIterator(self._parent._make_iter(ctx))
+
+
+class _UnbatchIterator(_UnaryIterator):
+    chunked = True
+
+    def __init__(self, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._batch: Any = None
+        self._n = 0
+        self._i = 0
+
+    def _load(self) -> bool:
+        while self._i >= self._n:
+            b = next(self._parent, _END)
+            if b is _END:
+                self._batch = None
+                return False
+            leaves = structure.flatten(b)
+            sizes = set()
+            for leaf in leaves:
+                if isinstance(leaf, RaggedTensor):
+                    sizes.add(len(leaf))
+                elif isinstance(leaf, bytes) or np.ndim(leaf) == 0:
+                    raise errors.InvalidArgumentError(
+                        "Input element must have a non-scalar value in each component."
+                    )
+                else:
+                    sizes.add(len(leaf))
+            if len(sizes) != 1:
+                raise errors.InvalidArgumentError(
+                    "Input element must have the same batch size in each component. Component 0 "
+                    f"had size {len(leaves[0])} but another component had a different size."
+                )
+            self._batch, self._n, self._i = b, sizes.pop(), 0
+            self.chunked = not any(isinstance(leaf, RaggedTensor) for leaf in leaves)
+        return True
+
+    def __next__(self) -> Any:
+        if not self._load():
+            raise StopIteration
+        i = self._i
+        self._i += 1
+        b = self._batch
+        if not isinstance(b, (tuple, dict)):
+            return structure.unstack_leaf(b, i)
+        return structure.map_structure(lambda a: structure.unstack_leaf(a, i), b)
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        if not self._load():
+            return None
+        if not self.chunked:  # ragged rows cannot be stacked
+            return DatasetIterator.next_chunk(self, 1)
+        i = self._i
+        j = min(self._n, i + max_n)
+        self._i = j
+        b = self._batch
+        return Chunk(j - i, b[i:j] if not isinstance(b, (tuple, dict)) else structure.map_structure(lambda a: a[i:j], b))
+
+    def _own_state(self) -> dict:
+        if self._batch is None or self._i >= self._n:
+            return {"batch": None, "i": 0}
+        return {"batch": structure.encode(self._batch), "i": self._i}
+
+    def _set_own_state(self, state: dict) -> None:
+        if state["batch"] is None:
+            self._batch, self._n, self._i = None, 0, 0
+        else:
+            self._batch = structure.decode(state["batch"])
+            leaf = structure.flatten(self._batch)[0]
+            self._n, self._i = len(leaf), int(state["i"])
+
+
+_END = object()
+
+
+# --------------------------------------------------------------------------- window
+class WindowDataset(_Unary):
+    """``ds.window(size, shift, stride, drop_remainder)``: a dataset of small datasets."""
+
+    def __init__(self, parent: Dataset, size: int, shift: int | None, stride: int,
+                 drop_remainder: bool) -> None:
+        super().__init__(parent)
+        self._size = int(size)
+        self._shift = self._size if shift is None else int(shift)
+        self._stride = int(stride)
+        for name, v in (("size", self._size), ("shift", self._shift), ("stride", self._stride)):
+            if v < 1:
+                raise errors.InvalidArgumentError(f"Window {name} must be positive, got {v}.")
+        self._drop = bool(drop_remainder)
+
+    def _compute_spec(self) -> Any:
+        return DatasetSpec(self._parent.element_spec)
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _WindowIterator(self, self._parent._make_iter(ctx))
+
+
+class _WindowIterator(_UnaryIterator):
+    def __init__(self, ds: WindowDataset, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._ds = ds
+        self._start = 0  # input position of the next window's first element
+        self._pos = 0  # input elements consumed
+        self._buf: deque = deque()  # (position, element) still needed by later windows
+        self._ended = False
+
+    def __next__(self) -> Any:
+        from .sources import ListDataset
+
+        ds = self._ds
+        last = self._start + (ds._size - 1) * ds._stride
+        while not self._ended and self._pos <= last:
+            try:
+                e = next(self._parent)
+            except StopIteration:
+                self._ended = True
+                break
+            if self._pos >= self._start:
+                self._buf.append((self._pos, e))
+            self._pos += 1
+        while self._buf and self._buf[0][0] < self._start:
+            self._buf.popleft()
+        wanted = {self._start + k * ds._stride for k in range(ds._size)}
+        window = [e for p, e in self._buf if p in wanted]
+        if not window or (ds._drop and len(window) < ds._size):
+            raise StopIteration
+        self._start += ds._shift
+        while self._buf and self._buf[0][0] < self._start:
+            self._buf.popleft()
+        return ListDataset(window, spec=ds._parent.element_spec)
+
+    def _own_state(self) -> dict:
+        return {
+            "start": self._start,
+            "pos": self._pos,
+            "ended": self._ended,
+            "buf": [[p, structure.encode(e)] for p, e in self._buf],
+        }
+
+    def _set_own_state(self, state: dict) -> None:
+        self._start, self._pos, self._ended = int(state["start"]), int(state["pos"]), bool(state["ended"])
+        self._buf = deque((int(p), structure.decode(e)) for p, e in state["buf"])

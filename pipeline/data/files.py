@@ -1,0 +1,493 @@
+"""File datasets: TextLineDataset, FixedLengthRecordDataset, TFRecordDataset, CsvDataset and
+``Dataset.list_files``.
+
+These wrap the synchronous readers of :mod:`pipeline.textline`, :mod:`pipeline.fixed_length`,
+:mod:`pipeline.tfrecord` and :func:`pipeline.csv.decode_csv`; no file format is parsed here. A
+reader is iterable, has ``read_chunk(max_records)``, ``get_state()``, resumes from a state and
+``close()``\\ s. Records move in chunks (one object array of bytes per ``read_chunk``), so
+``TextLineDataset(f).batch(1024)`` never handles lines one by one.
+
+Iterator states hold the file index, the reader's state at the start of the current chunk and
+how many records of that chunk were consumed: resuming re-reads that chunk and drops the prefix.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from queueserver import errors
+
+from . import structure
+from .base import Dataset, DatasetIterator, autotune_parallelism
+from .structure import Chunk, TensorSpec
+
+_READ_SIZE = 1024  # records per read_chunk: large enough to amortise, small enough to start fast
+
+
+def _reader_module(name: str) -> Any:
+    try:
+        return importlib.import_module(f"pipeline.{name}")
+    except ImportError as e:  # pragma: no cover - only while the readers are being written
+        raise errors.UnimplementedError(f"pipeline.{name} is not available: {e}") from e
+
+
+def _as_paths(filenames: Any) -> list[str]:
+    if isinstance(filenames, (str, bytes, os.PathLike)):
+        filenames = [filenames]
+    if isinstance(filenames, np.ndarray):
+        filenames = filenames.reshape(-1).tolist()
+    paths = []
+    for f in filenames:
+        if isinstance(f, bytes):
+            f = f.decode("utf-8")
+        paths.append(os.fspath(f))
+    return paths
+
+
+def _compression(compression_type: str | None) -> str:
+    c = (compression_type or "").upper()
+    if c not in ("", "GZIP", "ZLIB"):
+        raise ValueError(f"compression_type must be '', 'GZIP' or 'ZLIB', got {compression_type!r}")
+    return c
+
+
+class _FilesDataset(Dataset):
+    """Records of a list of files, read in order with one reader at a time.
+
+    Subclasses say how to open a reader. A ``Dataset`` of file names is accepted too (each name
+    is expanded in turn), and ``num_parallel_reads`` interleaves files like TensorFlow does.
+    """
+
+    def __init__(self, filenames: Any, num_parallel_reads: int | None) -> None:
+        self.__dict__["_spec"] = TensorSpec((), "string")
+        self._delegate: Dataset | None = None
+        if isinstance(filenames, Dataset):
+            self._paths: list[str] = []
+            self._delegate = self._per_file(filenames, num_parallel_reads)
+            return
+        self._paths = _as_paths(filenames)
+        if num_parallel_reads not in (None, 1) and len(self._paths) > 1:
+            from .sources import TensorSliceDataset
+
+            names = TensorSliceDataset([p.encode("utf-8") for p in self._paths])
+            self._delegate = self._per_file(names, num_parallel_reads)
+
+    def _per_file(self, names: Dataset, num_parallel_reads: int | None) -> Dataset:
+        one = self._single
+        if num_parallel_reads in (None, 1):
+            return names.flat_map(one)
+        n = autotune_parallelism(num_parallel_reads)
+        return names.interleave(one, cycle_length=n, block_length=1, num_parallel_calls=n)
+
+    def _single(self, path: Any) -> Dataset:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _open(self, path: str, state: dict | None) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _compute_spec(self) -> Any:
+        return TensorSpec((), "string")
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        if self._delegate is not None:
+            return self._delegate._make_iter(ctx)
+        return _FilesIterator(self)
+
+
+class _FilesIterator(DatasetIterator):
+    chunked = True
+
+    def __init__(self, ds: _FilesDataset) -> None:
+        self._ds = ds
+        self._file = 0
+        self._reader: Any = None
+        self._chunk_start: dict | None = None  # reader state before the buffered chunk
+        self._chunk: np.ndarray | None = None
+        self._taken = 0
+        self._read_size = _READ_SIZE
+
+    def _open_reader(self, state: dict | None) -> None:
+        path = self._ds._paths[self._file]
+        try:
+            self._reader = self._ds._open(path, state)
+        except FileNotFoundError as e:
+            self._file += 1  # an error moves past the file, so ignore_errors() can continue
+            raise errors.NotFoundError(f"{path}; No such file or directory") from e
+        except Exception:
+            self._file += 1
+            raise
+
+    def _load(self) -> bool:
+        """Makes sure an unconsumed record is buffered; False at the end of the last file."""
+        while self._chunk is None or self._taken >= len(self._chunk):
+            if self._file >= len(self._ds._paths):
+                return False
+            if self._reader is None:
+                self._open_reader(None)
+            start = self._reader.get_state()
+            try:
+                # The readers return the good records before a corrupt one first and raise on the
+                # next call, so errors surface at their own position in the stream.
+                records = self._reader.read_chunk(self._read_size)
+            except Exception:
+                self._next_file()  # move past the broken file, so ignore_errors() can go on
+                raise
+            if len(records) == 0:
+                self._next_file()
+                continue
+            self._chunk_start = start
+            self._chunk = _object_array(records)
+            self._taken = 0
+        return True
+
+    def _next_file(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+        self._reader = None
+        self._chunk = None
+        self._chunk_start = None
+        self._taken = 0
+        self._file += 1
+
+    def __next__(self) -> Any:
+        if not self._load():
+            raise StopIteration
+        self._taken += 1
+        return self._chunk[self._taken - 1]
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        if not self._load():
+            return None
+        i = self._taken
+        j = min(len(self._chunk), i + max_n)
+        self._taken = j
+        return Chunk(j - i, self._chunk[i:j])
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def get_state(self) -> dict:
+        if self._chunk is None:
+            return self._state(file=self._file, reader=None if self._reader is None else self._reader.get_state(),
+                               read_size=self._read_size, taken=0, chunk=False)
+        return self._state(file=self._file, reader=self._chunk_start, read_size=self._read_size,
+                           taken=self._taken, chunk=True)
+
+    def set_state(self, state: dict) -> None:
+        self._check(state)
+        self.close()
+        self._chunk, self._chunk_start, self._taken = None, None, 0
+        self._file = int(state["file"])
+        self._read_size = int(state["read_size"])
+        if self._file >= len(self._ds._paths):
+            return
+        if state["reader"] is not None:
+            self._open_reader(state["reader"])
+        if state["chunk"]:
+            size = self._read_size
+            start = state["reader"]
+            records = self._reader.read_chunk(size)
+            self._chunk_start, self._chunk, self._taken = start, _object_array(records), int(state["taken"])
+
+
+def _object_array(records: Any) -> np.ndarray:
+    """A reader's chunk as an object array of bytes records."""
+    if isinstance(records, np.ndarray):
+        if records.dtype == object:
+            return records
+        if records.ndim == 2:  # fixed-length records as uint8 rows: slice one bytes object
+            n, size = records.shape
+            raw = records.tobytes()
+            arr = np.empty(n, dtype=object)
+            arr[:] = [raw[i * size : (i + 1) * size] for i in range(n)]
+            return arr
+    arr = np.empty(len(records), dtype=object)
+    arr[:] = list(records)
+    return arr
+
+
+def _reader_with_state(cls: Callable, path: str, state: dict | None, **kwargs: Any) -> Any:
+    """Opens a reader at ``state`` with whichever resume spelling the reader supports."""
+    if state is None:
+        return cls(path, **kwargs)
+    try:
+        return cls(path, state=state, **kwargs)
+    except TypeError:
+        reader = cls(path, **kwargs)
+        reader.set_state(state)
+        return reader
+
+
+# --------------------------------------------------------------------------- the datasets
+class TextLineDataset(_FilesDataset):
+    """The lines of text files as bytes, without line endings (``\\n`` or ``\\r\\n``).
+
+    Args:
+        filenames: a path, a list of paths, or a Dataset of paths.
+        compression_type: ``""``, ``"GZIP"`` or ``"ZLIB"``.
+        buffer_size: accepted for compatibility (reads are chunked).
+        num_parallel_reads: interleave this many files at once.
+        skip_header_lines: drop this many lines at the start of each file.
+
+    Raises:
+        ValueError: for an unknown compression type.
+
+    Example:
+        >>> ds = TextLineDataset("data.csv").skip(1).batch(1024)  # doctest: +SKIP
+    """
+
+    def __init__(self, filenames: Any, compression_type: str | None = None, buffer_size: int | None = None,
+                 num_parallel_reads: int | None = None, skip_header_lines: int = 0) -> None:
+        self._compression = _compression(compression_type)
+        self._skip_header = int(skip_header_lines)
+        super().__init__(filenames, num_parallel_reads)
+
+    def _single(self, path: Any) -> Dataset:
+        return TextLineDataset(path, self._compression, skip_header_lines=self._skip_header)
+
+    def _open(self, path: str, state: dict | None) -> Any:
+        cls = _reader_module("textline").TextLineReader
+        return _reader_with_state(cls, path, state, skip_header_lines=self._skip_header,
+                                  compression_type=self._compression)
+
+
+class FixedLengthRecordDataset(_FilesDataset):
+    """Fixed-size records of binary files (e.g. CIFAR-10), as bytes.
+
+    Args:
+        filenames: a path, a list of paths, or a Dataset of paths.
+        record_bytes: bytes per record.
+        header_bytes: bytes to skip at the start of each file.
+        footer_bytes: bytes to ignore at the end of each file.
+        buffer_size: accepted for compatibility.
+        compression_type: ``""``, ``"GZIP"`` or ``"ZLIB"``.
+        num_parallel_reads: interleave this many files at once.
+
+    Raises:
+        ValueError: if ``record_bytes`` < 1.
+
+    Example:
+        >>> ds = FixedLengthRecordDataset("cifar.bin", record_bytes=3073)  # doctest: +SKIP
+    """
+
+    def __init__(self, filenames: Any, record_bytes: int, header_bytes: int | None = None,
+                 footer_bytes: int | None = None, buffer_size: int | None = None,
+                 compression_type: str | None = None, num_parallel_reads: int | None = None,
+                 hop_bytes: int | None = None) -> None:
+        if int(record_bytes) < 1:
+            raise ValueError(f"record_bytes must be positive, got {record_bytes}")
+        self._opts = dict(
+            record_bytes=int(record_bytes),
+            header_bytes=int(header_bytes or 0),
+            footer_bytes=int(footer_bytes or 0),
+            hop_bytes=int(hop_bytes or 0),
+            compression_type=_compression(compression_type),
+        )
+        super().__init__(filenames, num_parallel_reads)
+
+    def _single(self, path: Any) -> Dataset:
+        o = self._opts
+        return FixedLengthRecordDataset(path, o["record_bytes"], o["header_bytes"], o["footer_bytes"],
+                                        compression_type=o["compression_type"], hop_bytes=o["hop_bytes"])
+
+    def _open(self, path: str, state: dict | None) -> Any:
+        cls = _reader_module("fixed_length").FixedLengthRecordReader
+        opts = dict(self._opts)
+        if not opts["hop_bytes"]:
+            del opts["hop_bytes"]
+        return _reader_with_state(cls, path, state, **opts)
+
+
+class TFRecordDataset(_FilesDataset):
+    """The records of TFRecord files, as bytes (CRCs checked by the reader).
+
+    Args:
+        filenames: a path, a list of paths, or a Dataset of paths.
+        compression_type: ``""``, ``"GZIP"`` or ``"ZLIB"``.
+        buffer_size: accepted for compatibility.
+        num_parallel_reads: interleave this many files at once.
+
+    Raises:
+        ValueError: for an unknown compression type.
+
+    Example:
+        >>> ds = TFRecordDataset(["a.tfrecord", "b.tfrecord"]).batch(256)  # doctest: +SKIP
+    """
+
+    def __init__(self, filenames: Any, compression_type: str | None = None, buffer_size: int | None = None,
+                 num_parallel_reads: int | None = None) -> None:
+        self._compression = _compression(compression_type)
+        super().__init__(filenames, num_parallel_reads)
+
+    def _single(self, path: Any) -> Dataset:
+        return TFRecordDataset(path, self._compression)
+
+    def _open(self, path: str, state: dict | None) -> Any:
+        cls = _reader_module("tfrecord").TFRecordReader
+        return _reader_with_state(cls, path, state, compression_type=self._compression)
+
+
+class CsvDataset(Dataset):
+    """Rows of CSV files as tuples of scalars, one per column (``tf.data.experimental.CsvDataset``).
+
+    Lines are read in chunks and decoded with :func:`pipeline.csv.decode_csv` a chunk at a time.
+
+    Args:
+        filenames: a path, a list of paths, or a Dataset of paths.
+        record_defaults: one default per (selected) column; its dtype is the column's dtype, an
+            empty default makes the column required.
+        compression_type: ``""``, ``"GZIP"`` or ``"ZLIB"``.
+        buffer_size: accepted for compatibility.
+        header: skip the first line of each file.
+        field_delim: the field separator.
+        use_quote_delim: treat ``"`` as quoting.
+        na_value: a field value that means "missing".
+        select_cols: indices of the columns to keep.
+        exclude_cols: indices of the columns to drop (instead of ``select_cols``).
+
+    Raises:
+        ValueError: if both ``select_cols`` and ``exclude_cols`` are given.
+
+    Example:
+        >>> ds = CsvDataset("data.csv", [[0.0]] * 10 + [[0]], header=True)  # doctest: +SKIP
+    """
+
+    def __init__(self, filenames: Any, record_defaults: Sequence[Any], compression_type: str | None = None,
+                 buffer_size: int | None = None, header: bool = False, field_delim: str = ",",
+                 use_quote_delim: bool = True, na_value: str = "", select_cols: Sequence[int] | None = None,
+                 exclude_cols: Sequence[int] | None = None) -> None:
+        if select_cols is not None and exclude_cols is not None:
+            raise ValueError("Either select_cols or exclude_cols should be empty")
+        self._defaults = list(record_defaults)
+        if exclude_cols is not None:
+            excluded = set(int(c) for c in exclude_cols)
+            total = len(self._defaults) + len(excluded)
+            select_cols = [c for c in range(total) if c not in excluded]
+        self._decode_kwargs = dict(field_delim=field_delim, use_quote_delim=use_quote_delim,
+                                   na_value=na_value, select_cols=None if select_cols is None else list(select_cols))
+        self._lines = TextLineDataset(filenames, compression_type, skip_header_lines=1 if header else 0)
+
+    def _decode(self, lines: np.ndarray) -> tuple:
+        decode_csv = _reader_module("csv").decode_csv
+        cols = decode_csv(lines, self._defaults, **self._decode_kwargs)
+        return tuple(structure.to_array(c) if not isinstance(c, np.ndarray) else c for c in cols)
+
+    def _compute_spec(self) -> Any:
+        def one(d: Any) -> TensorSpec:
+            arr = structure.to_array(d if not isinstance(d, (list, tuple)) or len(d) else [0.0])
+            return TensorSpec((), "string" if arr.dtype == object else arr.dtype)
+
+        return tuple(one(d) for d in self._defaults)
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _DecodedChunksIterator(self._lines._make_iter(ctx), self._decode)
+
+
+class _DecodedChunksIterator(DatasetIterator):
+    """Serves rows of chunks transformed by ``decode`` (chunk -> stacked columns).
+
+    The state is the input's state before the current chunk, the chunk size asked for and the
+    rows consumed; resuming re-reads and re-decodes that chunk.
+    """
+
+    chunked = True
+
+    def __init__(self, parent: DatasetIterator, decode: Callable[[np.ndarray], Any]) -> None:
+        self._parent = parent
+        self._decode = decode
+        self._before: dict | None = None
+        self._data: Chunk | None = None
+        self._i = 0
+
+    def _children(self) -> list[DatasetIterator]:
+        return [self._parent]
+
+    def _load(self) -> bool:
+        while self._data is None or self._i >= self._data.n:
+            before = self._parent.get_state()
+            c = self._parent.next_chunk(_READ_SIZE)
+            if c is None:
+                self._data = None
+                return False
+            self._before = before
+            self._data = Chunk(c.n, self._decode(c.data))
+            self._i = 0
+        return True
+
+    def __next__(self) -> Any:
+        if not self._load():
+            raise StopIteration
+        self._i += 1
+        return self._data.element(self._i - 1)
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        if not self._load():
+            return None
+        i = self._i
+        j = min(self._data.n, i + max_n)
+        self._i = j
+        return self._data.drop(i).take(j - i) if (i or j < self._data.n) else self._data
+
+    def get_state(self) -> dict:
+        if self._data is None or self._i >= self._data.n:
+            return self._state(child=self._parent.get_state(), before=None, i=0)
+        return self._state(child=None, before=self._before, i=self._i)
+
+    def set_state(self, state: dict) -> None:
+        self._check(state)
+        self._data = None
+        if state["before"] is None:
+            self._parent.set_state(state["child"])
+            return
+        self._parent.set_state(state["before"])
+        self._load()
+        self._i = int(state["i"])
+
+
+# --------------------------------------------------------------------------- list_files
+class _NoMatchDataset(Dataset):
+    """Raises at iteration (as TensorFlow's assert does) when a pattern matched nothing."""
+
+    def __init__(self, pattern: Any) -> None:
+        self._pattern = pattern
+
+    def _compute_spec(self) -> Any:
+        return TensorSpec((), "string")
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _RaiseIterator(errors.InvalidArgumentError(f"No files matched pattern: {self._pattern}"))
+
+
+class _RaiseIterator(DatasetIterator):
+    def __init__(self, exc: Exception) -> None:
+        self._exc = exc
+
+    def __next__(self) -> Any:
+        raise self._exc
+
+    def get_state(self) -> dict:
+        return self._state()
+
+    def set_state(self, state: dict) -> None:
+        self._check(state)
+
+
+def list_files(file_pattern: Any, shuffle: bool | None = None, seed: int | None = None) -> Dataset:
+    """See :meth:`Dataset.list_files`."""
+    from .sources import TensorSliceDataset
+
+    patterns = _as_paths(file_pattern)
+    names = sorted({m for p in patterns for m in glob.glob(p)})
+    if not names:
+        return _NoMatchDataset(", ".join(patterns))
+    ds: Dataset = TensorSliceDataset([n.encode("utf-8") for n in names])
+    if shuffle is None or shuffle:
+        ds = ds.shuffle(len(names), seed=seed)
+    return ds

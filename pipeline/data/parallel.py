@@ -1,0 +1,586 @@
+"""Transformations that call user functions, possibly concurrently: map, interleave/flat_map,
+and prefetch.
+
+Concurrency model: ``num_parallel_calls`` threads per iterator for plain functions (numpy work
+releases the GIL), the shared background event loop for coroutine functions. Work runs ahead of
+the consumer, but iterator states only ever describe what the consumer has received: inputs
+whose results are still in flight are saved as inputs and recomputed on restore, and elements
+buffered ahead are saved as elements.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import inspect
+import threading
+import weakref
+from collections import deque
+from typing import Any, Callable
+
+import numpy as np
+
+from . import structure
+from .base import (
+    AUTOTUNE,
+    Dataset,
+    DatasetIterator,
+    autotune_parallelism,
+    call_fn,
+    fn_name,
+    run_coroutine,
+    wrap_user_error,
+)
+from .structure import TensorSpec
+from .transforms import _Unary, _UnaryIterator
+
+
+def _call_raw(fn: Callable, element: Any) -> Any:
+    """Runs ``fn`` on ``element`` in a worker; awaitable results are awaited on the loop."""
+    out = fn(*element) if type(element) is tuple else fn(element)
+    if inspect.isawaitable(out):
+        out = run_coroutine(out).result()
+    return out
+
+
+class _Failed:
+    """A slot in a run-ahead window whose input itself raised; re-raised in its turn."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+# --------------------------------------------------------------------------- map
+class MapDataset(_Unary):
+    """``ds.map(fn, num_parallel_calls, deterministic)``."""
+
+    def __init__(self, parent: Dataset, fn: Callable, num_parallel_calls: int | None,
+                 deterministic: bool | None, output_signature: Any) -> None:
+        super().__init__(parent)
+        if not callable(fn):
+            raise TypeError("`map_func` must be callable")
+        self._fn = fn
+        self._parallel = autotune_parallelism(num_parallel_calls) if num_parallel_calls else 1
+        self._deterministic = True if deterministic is None else bool(deterministic)
+        self._where = f"Dataset.map(fn={fn_name(fn)})"
+        if output_signature is not None:
+            self.__dict__["_spec"] = output_signature
+
+    def _compute_spec(self) -> Any:
+        # Python functions cannot be traced: run the function on a few input elements. A result
+        # dimension equal to an input dimension that is unknown (e.g. the batch dimension) is
+        # unknown too, so `batch(256).map(f)` reports (None, ...) as TensorFlow does.
+        in_spec = self._parent.element_spec
+        it = self._parent.iterator()
+        spec = None
+        free_sizes: set = set()
+        try:
+            for _ in range(8):
+                try:
+                    e = next(it)
+                except StopIteration:
+                    break
+                except Exception:  # noqa: BLE001
+                    continue
+                for s, leaf in zip(structure.flatten(in_spec), structure.flatten(e)):
+                    if isinstance(s, TensorSpec) and s.shape is not None:
+                        free_sizes.update(
+                            d for d, k in zip(np.shape(leaf), s.shape) if k is None
+                        )
+                try:
+                    out = call_fn(self._fn, e, self._where)
+                except Exception:  # noqa: BLE001 - sample around failing elements
+                    continue
+                sp = structure.spec_of(out)
+                spec = sp if spec is None else structure.relax(spec, sp)
+        finally:
+            it.close()
+        if spec is None:
+            return TensorSpec(None, np.float32)
+
+        def loosen(s: Any) -> Any:
+            if isinstance(s, TensorSpec) and s.shape:
+                return TensorSpec(tuple(None if d in free_sizes else d for d in s.shape), s.dtype)
+            return s
+
+        return structure.map_structure(loosen, spec) if free_sizes else spec
+
+    def _cardinality(self) -> int:
+        return self._parent._cardinality()
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        parent = self._parent._make_iter(ctx)
+        if self._parallel == 1:
+            return _MapIterator(self, parent)
+        return _ParallelMapIterator(self, parent)
+
+
+class _MapIterator(_UnaryIterator):
+    def __init__(self, ds: MapDataset, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._fn, self._where = ds._fn, ds._where
+
+    def __next__(self) -> Any:
+        return call_fn(self._fn, next(self._parent), self._where)
+
+
+class _ParallelMapIterator(_UnaryIterator):
+    """Keeps up to ``num_parallel_calls`` calls in flight (a window of futures)."""
+
+    def __init__(self, ds: MapDataset, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._ds = ds
+        self._pending: deque = deque()  # [input, future | _Failed]
+        self._parent_done = False
+        self._pool: cf.ThreadPoolExecutor | None = None
+        self._coro = inspect.iscoroutinefunction(ds._fn)
+
+    def _submit(self, element: Any) -> Any:
+        if self._coro:  # coroutine functions run on the event loop, not in threads
+            fn = self._ds._fn
+            return run_coroutine(fn(*element) if type(element) is tuple else fn(element))
+        if self._pool is None:
+            self._pool = cf.ThreadPoolExecutor(self._ds._parallel, thread_name_prefix="pipeline-map")
+            # Threads end when the iterator is dropped without close().
+            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        return self._pool.submit(_call_raw, self._ds._fn, element)
+
+    def _fill(self) -> None:
+        while not self._parent_done and len(self._pending) < self._ds._parallel:
+            try:
+                e = next(self._parent)
+            except StopIteration:
+                self._parent_done = True
+                break
+            except Exception as exc:  # noqa: BLE001 - delivered in order, like a result
+                self._pending.append([None, _Failed(exc)])
+                continue
+            self._pending.append([e, self._submit(e)])
+
+    def __next__(self) -> Any:
+        self._fill()
+        if not self._pending:
+            raise StopIteration
+        if self._ds._deterministic:
+            entry = self._pending.popleft()
+        else:
+            entry = next((p for p in self._pending if isinstance(p[1], _Failed) or p[1].done()), None)
+            if entry is None:  # nothing ready: wait for the first call to complete
+                cf.wait([p[1] for p in self._pending], return_when=cf.FIRST_COMPLETED)
+                entry = next(p for p in self._pending if p[1].done())
+            self._pending.remove(entry)
+        fut = entry[1]
+        if isinstance(fut, _Failed):
+            raise fut.exc
+        try:
+            out = fut.result()
+            return structure.normalize(out)
+        except Exception as e:
+            raise wrap_user_error(e, self._ds._where) from e
+
+    def close(self) -> None:
+        super().close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _own_state(self) -> dict:
+        pending = []
+        for e, f in self._pending:
+            pending.append({"error": structure.encode(f.exc)} if isinstance(f, _Failed) else {"input": structure.encode(e)})
+        return {"pending": pending, "parent_done": self._parent_done}
+
+    def _set_own_state(self, state: dict) -> None:
+        self._parent_done = bool(state["parent_done"])
+        self._pending = deque()
+        for p in state["pending"]:
+            if "error" in p:
+                self._pending.append([None, _Failed(structure.decode(p["error"]))])
+            else:
+                e = structure.decode(p["input"])
+                self._pending.append([e, self._submit(e)])
+
+
+# --------------------------------------------------------------------------- interleave
+class InterleaveDataset(_Unary):
+    """``ds.interleave(...)`` and ``ds.flat_map(fn)`` (cycle_length 1)."""
+
+    def __init__(self, parent: Dataset, fn: Callable, cycle_length: int | None,
+                 block_length: int | None, num_parallel_calls: int | None,
+                 deterministic: bool | None, name: str = "interleave") -> None:
+        super().__init__(parent)
+        if not callable(fn):
+            raise TypeError("`map_func` must be callable")
+        self._fn = fn
+        if cycle_length is None or cycle_length == AUTOTUNE:
+            cycle_length = autotune_parallelism(AUTOTUNE)
+        if int(cycle_length) < 1:
+            raise ValueError(f"cycle_length must be positive, got {cycle_length}")
+        if block_length is None:
+            block_length = 1
+        if int(block_length) < 1:
+            raise ValueError(f"block_length must be positive, got {block_length}")
+        self._cycle, self._block = int(cycle_length), int(block_length)
+        self._parallel = autotune_parallelism(num_parallel_calls) if num_parallel_calls else 1
+        self._where = f"Dataset.{name}(fn={fn_name(fn)})"
+
+    def _open(self, element: Any) -> Dataset:
+        out = call_fn(self._fn, element, self._where)
+        if not isinstance(out, Dataset):
+            raise TypeError(f"in {self._where}: `map_func` must return a `Dataset` object, got {type(out).__name__}")
+        return out
+
+    def _compute_spec(self) -> Any:
+        it = self._parent.iterator()
+        try:
+            for _ in range(64):
+                try:
+                    e = next(it)
+                except StopIteration:
+                    break
+                except Exception:  # noqa: BLE001 - look past failing inputs
+                    continue
+                return self._open(e).element_spec
+        finally:
+            it.close()
+        return TensorSpec(None, np.float32)
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _InterleaveIterator(self, self._parent._make_iter(ctx), ctx)
+
+
+class _Slot:
+    """One open input element of the cycle: its iterator and (in parallel mode) read-ahead."""
+
+    __slots__ = ("element", "it", "buf", "fut", "ended", "exc")
+
+    def __init__(self, element: Any, it: DatasetIterator) -> None:
+        self.element = element
+        self.it = it
+        self.buf: deque = deque()
+        self.fut: cf.Future | None = None
+        self.ended = False
+        self.exc: BaseException | None = None
+
+
+def _fetch(it: DatasetIterator, n: int) -> tuple[list, bool, BaseException | None]:
+    out = []
+    try:
+        for _ in range(n):
+            out.append(next(it))
+    except StopIteration:
+        return out, True, None
+    except Exception as e:  # noqa: BLE001 - handed to the consumer in order
+        return out, False, e
+    return out, False, None
+
+
+class _InterleaveIterator(_UnaryIterator):
+    """TensorFlow's interleave order (InterleaveDatasetOp::GetNextInternal), optionally with
+    each open input read ahead by one block in a thread pool."""
+
+    def __init__(self, ds: InterleaveDataset, parent_it: DatasetIterator, ctx: tuple) -> None:
+        super().__init__(parent_it)
+        self._ds = ds
+        self._ctx = ctx
+        self._slots: list[_Slot | None] = [None] * ds._cycle
+        self._cycle_index = 0
+        self._block_index = 0
+        self._end_of_input = False
+        self._num_open = 0
+        self._pool: cf.ThreadPoolExecutor | None = None
+
+    def _children(self) -> list[DatasetIterator]:
+        return [self._parent] + [s.it for s in self._slots if s is not None]
+
+    def close(self) -> None:
+        super().close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _advance_cycle(self) -> None:
+        self._block_index = 0
+        self._cycle_index = (self._cycle_index + 1) % self._ds._cycle
+
+    def _schedule(self, slot: _Slot) -> None:
+        if self._ds._parallel <= 1 or slot.fut is not None or slot.ended or slot.exc is not None:
+            return
+        if self._pool is None:
+            self._pool = cf.ThreadPoolExecutor(self._ds._parallel, thread_name_prefix="pipeline-interleave")
+            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        slot.fut = self._pool.submit(_fetch, slot.it, self._ds._block)
+
+    def _settle(self, slot: _Slot) -> None:
+        """Waits for the slot's read-ahead and moves its results into the slot."""
+        if slot.fut is None:
+            return
+        out, ended, exc = slot.fut.result()
+        slot.fut = None
+        slot.buf.extend(out)
+        slot.ended = slot.ended or ended
+        slot.exc = exc
+
+    def _slot_next(self, slot: _Slot) -> Any:
+        if self._ds._parallel <= 1:
+            return next(slot.it)
+        if not slot.buf:
+            if slot.exc is None and not slot.ended:
+                self._schedule(slot)
+            self._settle(slot)
+        if slot.buf:
+            e = slot.buf.popleft()
+            if not slot.buf:
+                self._schedule(slot)
+            return e
+        if slot.exc is not None:
+            exc, slot.exc = slot.exc, None
+            raise exc
+        raise StopIteration
+
+    def _open(self, element: Any) -> _Slot:
+        it = self._ds._open(element)._make_iter(self._ctx)
+        slot = _Slot(element, it)
+        self._schedule(slot)
+        return slot
+
+    def _open_ahead(self) -> None:
+        """Parallel mode: fill every empty slot now, in the order the cycle will visit them.
+
+        The sequential algorithm opens the next input at the first empty slot the cycle reaches;
+        filling empty slots in visiting order assigns each input to that same slot, so the
+        output order is unchanged while all open inputs read ahead concurrently."""
+        n = self._ds._cycle
+        for k in range(n):
+            if self._end_of_input:
+                return
+            idx = (self._cycle_index + k) % n
+            if self._slots[idx] is None:
+                try:
+                    element = next(self._parent)
+                except StopIteration:
+                    self._end_of_input = True
+                    return
+                self._slots[idx] = self._open(element)
+                self._num_open += 1
+
+    def __next__(self) -> Any:
+        ds = self._ds
+        if ds._parallel > 1 and not self._end_of_input:
+            self._open_ahead()
+        while not self._end_of_input or self._num_open > 0:
+            slot = self._slots[self._cycle_index]
+            if slot is not None:
+                try:
+                    e = self._slot_next(slot)
+                except StopIteration:
+                    slot.it.close()
+                    self._slots[self._cycle_index] = None
+                    self._num_open -= 1
+                    self._advance_cycle()
+                    continue
+                self._block_index += 1
+                if self._block_index == ds._block:
+                    self._advance_cycle()
+                return e
+            if not self._end_of_input:
+                try:
+                    element = next(self._parent)
+                except StopIteration:
+                    self._end_of_input = True
+                    continue
+                self._slots[self._cycle_index] = self._open(element)
+                self._num_open += 1
+            else:
+                self._advance_cycle()
+        raise StopIteration
+
+    def _own_state(self) -> dict:
+        slots = []
+        for s in self._slots:
+            if s is None:
+                slots.append(None)
+                continue
+            self._settle(s)
+            slots.append(
+                {
+                    "element": structure.encode(s.element),
+                    "state": s.it.get_state(),
+                    "buf": structure.encode(list(s.buf)),
+                    "ended": s.ended,
+                    "exc": None if s.exc is None else structure.encode(s.exc),
+                }
+            )
+        return {
+            "cycle_index": self._cycle_index,
+            "block_index": self._block_index,
+            "end_of_input": self._end_of_input,
+            "num_open": self._num_open,
+            "slots": slots,
+        }
+
+    def _set_own_state(self, state: dict) -> None:
+        for s in self._slots:
+            if s is not None:
+                s.it.close()
+        self._cycle_index = int(state["cycle_index"])
+        self._block_index = int(state["block_index"])
+        self._end_of_input = bool(state["end_of_input"])
+        self._num_open = int(state["num_open"])
+        self._slots = []
+        for s in state["slots"]:
+            if s is None:
+                self._slots.append(None)
+                continue
+            element = structure.decode(s["element"])
+            it = self._ds._open(element)._make_iter(self._ctx)
+            it.set_state(s["state"])
+            slot = _Slot(element, it)
+            slot.buf.extend(structure.decode(s["buf"]))
+            slot.ended = bool(s["ended"])
+            slot.exc = None if s["exc"] is None else structure.decode(s["exc"])
+            self._slots.append(slot)
+
+
+# --------------------------------------------------------------------------- prefetch
+class PrefetchDataset(_Unary):
+    """``ds.prefetch(buffer_size)``: a background thread keeps a buffer filled."""
+
+    def __init__(self, parent: Dataset, buffer_size: int) -> None:
+        super().__init__(parent)
+        buffer_size = int(buffer_size)
+        if buffer_size == AUTOTUNE:
+            buffer_size = 4
+        if buffer_size < 0:
+            raise ValueError(f"buffer_size must be >= 0 or AUTOTUNE, got {buffer_size}")
+        self._size = buffer_size
+
+    def _cardinality(self) -> int:
+        return self._parent._cardinality()
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        parent = self._parent._make_iter(ctx)
+        if self._size == 0:
+            return parent
+        return _PrefetchIterator(parent, self._size)
+
+
+class _PrefetchCore:
+    """What the producer thread shares with the iterator (not the iterator itself, so that a
+    dropped iterator is collected and stops its thread)."""
+
+    def __init__(self, parent: DatasetIterator, size: int) -> None:
+        self.parent = parent
+        self.size = size
+        self.buf: deque = deque()  # ("v", element) | ("err", exception) | ("end", None)
+        self.cv = threading.Condition()
+        self.parent_lock = threading.Lock()  # held while the producer advances the input
+        self.stop = False
+        self.finished = False
+
+    def run(self) -> None:
+        while True:
+            with self.cv:
+                while len(self.buf) >= self.size and not self.stop:
+                    self.cv.wait()
+                if self.stop:
+                    return
+            with self.parent_lock:
+                if self.stop:
+                    return
+                try:
+                    item = ("v", next(self.parent))
+                except StopIteration:
+                    item = ("end", None)
+                except Exception as e:  # noqa: BLE001 - delivered in order to the consumer
+                    item = ("err", e)
+                with self.cv:
+                    self.buf.append(item)
+                    self.cv.notify_all()
+            if item[0] == "end":
+                return
+
+    def halt(self) -> None:
+        with self.cv:
+            self.stop = True
+            self.cv.notify_all()
+
+
+class _PrefetchIterator(DatasetIterator):
+    def __init__(self, parent_it: DatasetIterator, size: int) -> None:
+        self._core = _PrefetchCore(parent_it, size)
+        self._thread: threading.Thread | None = None
+        weakref.finalize(self, self._core.halt)
+
+    def _children(self) -> list[DatasetIterator]:
+        return [self._core.parent]
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._core.run, name="pipeline-prefetch", daemon=True)
+        self._thread.start()
+
+    def __next__(self) -> Any:
+        if self._thread is None:
+            self._start()
+        core = self._core
+        with core.cv:
+            ready = bool(core.buf)
+        if not ready and core.parent_lock.acquire(blocking=False):
+            # The buffer is empty and the producer is idle: produce this element here instead of
+            # waiting for a thread switch. Order is kept: nothing is buffered ahead of it.
+            try:
+                with core.cv:
+                    ready = bool(core.buf)
+                if not ready:
+                    try:
+                        return next(core.parent)
+                    except StopIteration:
+                        with core.cv:
+                            core.buf.append(("end", None))
+                            core.cv.notify_all()
+                        raise
+            finally:
+                core.parent_lock.release()
+        with core.cv:
+            while not core.buf:
+                core.cv.wait()
+            kind, value = core.buf[0]
+            if kind != "end":  # the end marker stays: later calls see the end again
+                core.buf.popleft()
+                core.cv.notify_all()
+        if kind == "end":
+            raise StopIteration
+        if kind == "err":
+            raise value
+        return value
+
+    def close(self) -> None:
+        self._core.halt()
+        if self._thread is not None:
+            self._thread.join()
+        super().close()
+
+    def get_state(self) -> dict:
+        core = self._core
+        with core.parent_lock, core.cv:
+            items = list(core.buf)
+            child = core.parent.get_state()
+        return self._state(
+            child=child,
+            buffer=[
+                {"kind": k, "value": None if v is None else structure.encode(v)} for k, v in items
+            ],
+        )
+
+    def set_state(self, state: dict) -> None:
+        self._check(state)
+        core = self._core
+        if self._thread is not None:  # stop the producer before rewinding its input
+            core.halt()
+            self._thread.join()
+            self._core = core = _PrefetchCore(core.parent, core.size)
+            weakref.finalize(self, core.halt)
+            self._thread = None
+        core.parent.set_state(state["child"])
+        core.buf.extend(
+            (b["kind"], None if b["value"] is None else structure.decode(b["value"])) for b in state["buffer"]
+        )
