@@ -1,0 +1,69 @@
+"""Fixtures shared by the reader tests: TensorFlow's golden cases and a value comparer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# shared/ sits beside the repository folder (…/work/main/tests/pipeline -> …/work/shared).
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+GOLDEN = SHARED / "fixtures" / "golden.json"
+TF_WRITTEN = SHARED / "fixtures" / "tf_written"
+
+
+def _load() -> dict:
+    if not GOLDEN.exists():
+        pytest.skip(f"golden fixtures not found at {GOLDEN}")
+    return json.loads(GOLDEN.read_text())
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict:
+    """All golden cases by name."""
+    return {c["name"]: c for c in _load()["cases"]}
+
+
+@pytest.fixture(scope="session")
+def golden_meta() -> dict:
+    """The golden file's meta block (data checksums)."""
+    return _load()["meta"]
+
+
+def golden_names(group: str) -> list[str]:
+    """Names of the cases of one group (for parametrize; empty if the fixtures are missing)."""
+    if not GOLDEN.exists():
+        return []
+    return [c["name"] for c in json.loads(GOLDEN.read_text())["cases"] if c.get("group") == group]
+
+
+def check(actual, expected) -> None:
+    """Assert that ``actual`` equals a golden element/value (dtype, shape and values)."""
+    if "tuple" in expected:
+        assert len(actual) == len(expected["tuple"])
+        for a, e in zip(actual, expected["tuple"]):
+            check(a, e)
+        return
+    if "dict" in expected:
+        assert sorted(actual) == sorted(expected["dict"])
+        for k, e in expected["dict"].items():
+            check(actual[k], e)
+        return
+    if "sparse" in expected:
+        sp = expected["sparse"]
+        check(actual.indices, sp["indices"])
+        check(actual.values, sp["values"])
+        check(actual.dense_shape, sp["dense_shape"])
+        return
+    if expected["dtype"] == "string":
+        arr = np.asarray(actual, dtype=object)
+        assert list(arr.shape) == expected["shape"]
+        enc = np.vectorize(lambda s: s.encode(), otypes=[object])(np.array(expected["value"], dtype=object))
+        assert arr.tolist() == np.asarray(enc, dtype=object).tolist()
+        return
+    arr = np.asarray(actual)
+    assert arr.dtype == np.dtype(expected["dtype"]), (arr.dtype, expected["dtype"])
+    assert list(arr.shape) == expected["shape"]
+    np.testing.assert_array_equal(arr, np.array(expected["value"], dtype=arr.dtype))
