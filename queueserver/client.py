@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import socket
 import threading
 from typing import Any, Sequence
 from urllib.parse import urlsplit
@@ -71,6 +72,12 @@ class _ClientProtocol(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:  # replies are awaited one by one: never let Nagle hold a small request back
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.reader.get_buffer(sizehint)
@@ -183,7 +190,11 @@ class AsyncClient:
         proto = self._protocol
         if proto is None or proto.transport is None:
             raise self._fatal or UnavailableError(f"not connected to {self.target}")
-        proto.transport.writelines(encode_frame(header, arrays))
+        frame = encode_frame(header, arrays)
+        if len(frame) == 1:
+            proto.transport.write(frame[0])
+        else:
+            proto.transport.writelines(frame)
 
     async def call(self, header: dict, arrays: Sequence[np.ndarray] = (), *,
                    wait: float | None = None) -> tuple[dict, list[np.ndarray]]:

@@ -16,6 +16,7 @@ result fields or ``"e": [code, message, details]``. Pipelining is free: replies 
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any, Callable, Sequence
 
@@ -32,6 +33,7 @@ _BIG_BODY = 64 * 1024
 _SMALL_BUFFER = 256 * 1024
 
 _packer = msgpack.Packer(use_bin_type=True)
+_DTYPES: dict = {}  # wire dtype strings already validated, to skip np.dtype() on the hot path
 
 
 def encode_arrays(arrays: Sequence[np.ndarray]) -> tuple[list, list, int]:
@@ -65,6 +67,9 @@ def encode_frame(header: dict, arrays: Sequence[np.ndarray] = ()) -> list:
     else:
         buffers, body_len = [], 0
     head = _packer.pack(header)
+    if body_len < _BIG_BODY:
+        # One small buffer: a single send, instead of a header segment followed by a tiny body one.
+        return [b"".join([PREFIX.pack(len(head), body_len), head, *buffers])]
     return [PREFIX.pack(len(head), body_len) + head, *buffers]
 
 
@@ -82,7 +87,7 @@ def decode_arrays(descriptors: Any, body: bytearray | bytes) -> list[np.ndarray]
             kind, shape = d[0], d[1]
             if not isinstance(shape, list) or not all(isinstance(x, int) and x >= 0 for x in shape):
                 raise ValueError(f"bad shape {shape!r}")
-            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            count = math.prod(shape)
             if kind == "O":
                 values = d[2]
                 if not isinstance(values, list) or len(values) != count or not all(isinstance(v, bytes) for v in values):
@@ -91,9 +96,13 @@ def decode_arrays(descriptors: Any, body: bytearray | bytes) -> list[np.ndarray]
                 arr[:] = values
                 out.append(arr.reshape(shape))
                 continue
-            dtype = np.dtype(kind)
-            if dtype.kind not in "biufc" or dtype.fields is not None:
-                raise ValueError(f"dtype {kind!r} is not allowed")
+            dtype = _DTYPES.get(kind)
+            if dtype is None:
+                dtype = np.dtype(kind)
+                if dtype.kind not in "biufc" or dtype.fields is not None:
+                    raise ValueError(f"dtype {kind!r} is not allowed")
+                if len(_DTYPES) < 256:
+                    _DTYPES[kind] = dtype
         except (TypeError, ValueError, IndexError) as exc:
             raise InvalidArgumentError(f"malformed array descriptor {str(d)[:80]}: {exc}") from None
         nbytes = count * dtype.itemsize
@@ -213,7 +222,7 @@ class FrameReader:
             h0 = self._start + PREFIX.size
             bad = None
             try:
-                header = msgpack.unpackb(buf[h0:h0 + header_len], raw=False, strict_map_key=False)
+                header = msgpack.unpackb(memoryview(buf)[h0:h0 + header_len], raw=False, strict_map_key=False)
                 if not isinstance(header, dict):
                     raise ValueError("the header is not a map")
             except Exception as exc:  # malformed msgpack of any kind
@@ -228,7 +237,7 @@ class FrameReader:
                 self._start = self._end = 0
                 self._big, self._big_filled = (header, body, bad), have
                 return
-            body = bytearray(memoryview(buf)[b0:b0 + body_len]) if body_len else b""
+            body = bytearray(buf[b0:b0 + body_len]) if body_len else b""
             self._start += frame_len
             self._emit(header, body, bad)
         if self._start == self._end:

@@ -239,6 +239,8 @@ def coerce_component(value: Any, dtype: np.dtype, index: int) -> np.ndarray:
         if arr.dtype.kind not in "OSU":
             raise InvalidArgumentError(f"Type mismatch in tuple component {index}. Expected string, got {dtype_name(arr.dtype)}")
         return _to_bytes_objects(arr)
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype == dtype:
+        return value if isinstance(value, np.ndarray) else np.asarray(value)
     arr = value if isinstance(value, np.ndarray) else np.asarray(value)
     if arr.dtype == dtype:
         return arr
