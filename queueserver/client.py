@@ -287,6 +287,14 @@ class AsyncClient:
         reply, _ = await self.call(header, [value])
         return AsyncVariable(self, name, container, np.dtype(reply["dtype"]), tuple(reply["shape"]))
 
+    async def conditional_accumulator(self, name: str, shape: Any, dtype: Any = np.float32, *,
+                                      container: str = "") -> "AsyncAccumulator":
+        """Get or create a conditional accumulator of gradients (TensorFlow's ConditionalAccumulator)."""
+        shape = [int(shape)] if isinstance(shape, (int, np.integer)) else [int(d) for d in shape]
+        header = {"o": "accumulator", "n": name, "c": container, "shape": shape, "dtype": np.dtype(dtype).name}
+        reply, _ = await self.call(header)
+        return AsyncAccumulator(self, name, container, np.dtype(reply["dtype"]), tuple(reply["shape"]))
+
     async def reset(self, containers: Sequence[str]) -> int:
         """Free every resource in ``containers``; returns how many were freed."""
         if isinstance(containers, str):
@@ -481,6 +489,44 @@ class AsyncVariable:
         return await self._op("assign_sub", delta)
 
 
+class AsyncAccumulator:
+    """A handle on a shared conditional accumulator."""
+
+    def __init__(self, client: AsyncClient, name: str, container: str, dtype: np.dtype, shape: tuple) -> None:
+        self.client = client
+        self.name = name
+        self.container = container
+        self.dtype = dtype
+        self.shape = shape
+
+    def __repr__(self) -> str:
+        return f"<ConditionalAccumulator '{self.name}' {self.dtype.name}{list(self.shape)}>"
+
+    def _header(self, action: str, **fields: Any) -> dict:
+        return {"o": "acc", "n": self.name, "c": self.container, "v": action, **fields}
+
+    async def apply_grad(self, grad: Any, local_step: int = 0) -> bool:
+        """Add a gradient computed at ``local_step``; False when it was stale and dropped."""
+        reply, _ = await self.client.call(self._header("apply", step=int(local_step)),
+                                          [np.asarray(grad, dtype=self.dtype)])
+        return reply["r"]
+
+    async def take_grad(self, num_required: int, *, timeout: Any = _DEFAULT) -> np.ndarray:
+        """Wait for ``num_required`` fresh gradients; returns their average and advances the global step."""
+        t = self.client._timeout(timeout)
+        _, arrays = await self.client.call(self._header("take", nn=int(num_required), t=t), wait=_wait(t))
+        return arrays[0]
+
+    async def set_global_step(self, step: int) -> None:
+        """Move the global step forward; gradients for older steps are dropped from now on."""
+        await self.client.call(self._header("set_step", step=int(step)))
+
+    async def num_accumulated(self) -> int:
+        """Fresh gradients accumulated so far."""
+        reply, _ = await self.client.call(self._header("num"))
+        return reply["r"]
+
+
 class _AsyncConnect:
     """What :func:`connect_async` returns: await it, or use it with ``async with``."""
 
@@ -549,7 +595,8 @@ def _sync(name: str):
     return method
 
 
-_ASYNC_BY_NAME = {"AsyncQueue": AsyncQueue, "AsyncVariable": AsyncVariable, "AsyncClient": AsyncClient}
+_ASYNC_BY_NAME = {"AsyncQueue": AsyncQueue, "AsyncVariable": AsyncVariable, "AsyncClient": AsyncClient,
+                  "AsyncAccumulator": AsyncAccumulator}
 
 
 class Queue:
@@ -601,6 +648,23 @@ class VariableHandle:
     def eval(self) -> np.ndarray:
         """Alias of :meth:`read`, as the seed's ``x.eval()``."""
         return self.read()
+
+
+class Accumulator:
+    """Blocking handle on a shared conditional accumulator, with the methods of :class:`AsyncAccumulator`."""
+
+    def __init__(self, handle: AsyncAccumulator, runner: _LoopThread) -> None:
+        self._async, self._runner = handle, runner
+        self.name, self.container = handle.name, handle.container
+        self.dtype, self.shape = handle.dtype, handle.shape
+
+    def __repr__(self) -> str:
+        return repr(self._async)
+
+    apply_grad = _sync("AsyncAccumulator.apply_grad")
+    take_grad = _sync("AsyncAccumulator.take_grad")
+    set_global_step = _sync("AsyncAccumulator.set_global_step")
+    num_accumulated = _sync("AsyncAccumulator.num_accumulated")
 
 
 class Client:
@@ -656,6 +720,10 @@ class Client:
     @functools.wraps(AsyncClient.variable)
     def variable(self, *args: Any, **kwargs: Any) -> VariableHandle:
         return VariableHandle(self._runner.run(self._async.variable(*args, **kwargs)), self._runner)
+
+    @functools.wraps(AsyncClient.conditional_accumulator)
+    def conditional_accumulator(self, *args: Any, **kwargs: Any) -> Accumulator:
+        return Accumulator(self._runner.run(self._async.conditional_accumulator(*args, **kwargs)), self._runner)
 
     reset = _sync("AsyncClient.reset")
     status = _sync("AsyncClient.status")

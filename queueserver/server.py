@@ -26,7 +26,9 @@ from typing import Any, Callable
 from aiohttp import web
 
 from queueserver import __version__
-from queueserver.core import MANY, ONE, UP_TO, Attempt, QueueBase, ResourceManager, Variable
+from queueserver.core import (
+    MANY, ONE, UP_TO, Attempt, ConditionalAccumulator, QueueBase, ResourceManager, Variable,
+)
 from queueserver.core.specs import ComponentSpec
 from queueserver.errors import (
     InternalError,
@@ -134,14 +136,19 @@ class QueueService:
     # ----- status
     def status(self) -> dict:
         """Everything ``queueserver status`` shows, as plain data."""
-        queues, variables = [], []
+        queues, variables, accumulators = [], [], []
         for container, name, res in self.resources.items():
             entry = {"container": container, "name": name, **res.describe()}
-            (queues if isinstance(res, QueueBase) else variables).append(entry)
+            if isinstance(res, QueueBase):
+                queues.append(entry)
+            elif isinstance(res, ConditionalAccumulator):
+                accumulators.append(entry)
+            else:
+                variables.append(entry)
         return {
             "task": self.task, "version": __version__, "uptime_s": round(time.time() - self.started, 1),
             "connections": len(self.connections), "calls": dict(self.calls),
-            "queues": queues, "variables": variables,
+            "queues": queues, "variables": variables, "accumulators": accumulators,
         }
 
     def _http_authorized(self, request: web.Request) -> bool:
@@ -336,6 +343,8 @@ class DataConnection(asyncio.BufferedProtocol):
             return
         if isinstance(outcome, Attempt):
             self._track(rid, op, outcome, header, len(body))
+        elif isinstance(outcome, asyncio.Future):
+            self._track_future(rid, outcome)
         else:
             result, arrays = outcome if isinstance(outcome, tuple) else (outcome, ())
             result["i"] = rid
@@ -361,6 +370,28 @@ class DataConnection(asyncio.BufferedProtocol):
                 self.flush()
 
         attempt.add_done_callback(done)
+
+    def _track_future(self, rid: int, fut: asyncio.Future) -> None:
+        """Reply when a core future (an accumulator's take) resolves; cancel it if we go away."""
+        def done(f: asyncio.Future) -> None:
+            self.pending.pop(rid, None)
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if isinstance(exc, QueueServerError):
+                self.send({"i": rid, "e": error_payload(exc)})
+            elif exc is not None:
+                self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
+            else:
+                self.send({"i": rid}, [f.result()])
+            if self.closing and not self.pending:
+                self.flush()
+
+        if fut.done():
+            done(fut)
+        else:
+            self.pending[rid] = fut
+            fut.add_done_callback(done)
 
     def _reply_attempt(self, rid: int, attempt: Attempt) -> None:
         try:
@@ -406,6 +437,9 @@ class DataConnection(asyncio.BufferedProtocol):
 
     def variable(self, header: dict) -> Variable:
         return self.service.resources.get(_str(header, "c", ""), _str(header, "n"), Variable)
+
+    def accumulator(self, header: dict) -> ConditionalAccumulator:
+        return self.service.resources.get(_str(header, "c", ""), _str(header, "n"), ConditionalAccumulator)
 
 
 def _str(header: dict, key: str, default: str | None = None) -> str:
@@ -529,6 +563,40 @@ def _op_var(conn: DataConnection, h: dict, body):
     return {}, [value]
 
 
+def _op_accumulator(conn: DataConnection, h: dict, body) -> dict:
+    shape = h.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InvalidArgumentError("an accumulator needs a fully defined shape")
+    acc = conn.service.resources.accumulator(_str(h, "n"), shape, dtype=h.get("dtype", "float32"),
+                                             container=_str(h, "c", ""))
+    return {"dtype": acc.dtype.str, "shape": list(acc.shape)}
+
+
+def _op_acc(conn: DataConnection, h: dict, body):
+    acc = conn.accumulator(h)
+    action = h.get("v")
+    if action == "apply":
+        arrays = decode_arrays(h.get("a", []), body)
+        step = h.get("step")
+        if len(arrays) != 1 or not isinstance(step, int):
+            raise InvalidArgumentError("apply_grad needs one gradient and an integer local_step")
+        return {"r": acc.apply_grad(arrays[0], step)}
+    if action == "take":
+        n = h.get("nn")
+        if not isinstance(n, int):
+            raise InvalidArgumentError("take_grad needs an integer num_required")
+        return acc.take_grad(n, timeout=_timeout(h))
+    if action == "set_step":
+        step = h.get("step")
+        if not isinstance(step, int):
+            raise InvalidArgumentError("set_global_step needs an integer step")
+        acc.set_global_step(step)
+        return {}
+    if action == "num":
+        return {"r": acc.num_accumulated(), "step": acc.global_step}
+    raise UnimplementedError(f"unknown accumulator operation {action!r}")
+
+
 def _op_reset(conn: DataConnection, h: dict, body) -> dict:
     containers = h.get("cs")
     if not isinstance(containers, list) or not all(isinstance(c, str) for c in containers):
@@ -563,7 +631,7 @@ _OPS: dict[str, Callable] = {
     "hello": _op_hello, "queue": _op_queue, "enqueue": _op_enqueue, "dequeue": _op_dequeue,
     "ack": _op_ack, "return": _op_return, "cancel": _op_cancel, "size": _op_size,
     "is_closed": _op_is_closed, "close": _op_close, "variable": _op_variable, "var": _op_var,
-    "reset": _op_reset, "status": _op_status, "spec": _op_spec, "bye": _op_bye, "ping": _op_ping,
+    "accumulator": _op_accumulator, "acc": _op_acc, "reset": _op_reset, "status": _op_status, "spec": _op_spec, "bye": _op_bye, "ping": _op_ping,
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from queueserver.core.accumulators import ConditionalAccumulator
 from queueserver.core.queues import QUEUE_TYPES, QueueBase, RandomShuffleQueue
 from queueserver.core.specs import ComponentSpec, as_dtype, dtype_name, shape_str
 from queueserver.errors import (
@@ -196,6 +197,30 @@ class ResourceManager:
         self._add(container, name, var)
         return var
 
+    def accumulator(self, name: str, shape: Any, *, dtype: Any = np.float32,
+                    container: str = "") -> ConditionalAccumulator:
+        """Get or create a conditional accumulator.
+
+        Raises:
+            InvalidArgumentError: the name exists with another shape, dtype or kind.
+        """
+        if not name:
+            raise InvalidArgumentError("a shared accumulator needs a non-empty name")
+        display = _resource_key(container, name)
+        acc = ConditionalAccumulator(display, shape, dtype)
+        existing = self._existing(container, name)
+        if existing is not None:
+            if not isinstance(existing, ConditionalAccumulator):
+                raise InvalidArgumentError(
+                    f"Shared resource '{display}' is a {existing.type_name}, not a ConditionalAccumulator")
+            if existing.shape != acc.shape or existing.dtype != acc.dtype:
+                raise InvalidArgumentError(
+                    f"Shared accumulator '{display}' is {dtype_name(existing.dtype)}{shape_str(existing.shape)}"
+                    f" but {dtype_name(acc.dtype)}{shape_str(acc.shape)} was requested")
+            return existing
+        self._add(container, name, acc)
+        return acc
+
     def get(self, container: str, name: str, kind: type | None = None):
         """Look up a resource.
 
@@ -215,7 +240,7 @@ class ResourceManager:
         for container in containers:
             resources = self.containers.pop(container, {})
             for name, res in resources.items():
-                if isinstance(res, QueueBase):
+                if hasattr(res, "destroy"):
                     res.destroy(f"{res.type_name} '{res.name}' was reset (container '{container}')")
                 else:
                     res.destroyed = True

@@ -213,3 +213,14 @@ def test_local_server_embedded(local_server):
         q = c.fifo_queue("q", capacity=2, dtypes=["string"], shapes=[[]])
         q.enqueue(b"Hello distributed queues!")
         assert q.dequeue() == b"Hello distributed queues!"
+
+
+def test_conditional_accumulator_over_the_wire(client):
+    acc = client.conditional_accumulator("grad/w", shape=[2])
+    assert acc.apply_grad([1., 1.], local_step=0)
+    assert acc.apply_grad([3., 5.], local_step=0)
+    assert acc.num_accumulated() == 2
+    assert acc.take_grad(2).tolist() == [2., 3.]
+    assert not acc.apply_grad([1., 1.], local_step=0)  # stale now: the global step is 1
+    with pytest.raises(qs.DeadlineExceededError):
+        acc.take_grad(1, timeout=0.1)

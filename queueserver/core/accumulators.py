@@ -1,0 +1,130 @@
+"""Conditional accumulators: the gradient aggregation behind synchronous data-parallel training.
+
+TensorFlow's ``ConditionalAccumulator``: replicas ``apply_grad(grad, local_step)``; a gradient
+computed for a step older than the accumulator's global step is stale and dropped; the chief's
+``take_grad(n)`` waits for ``n`` fresh gradients, returns their average, clears the sum and advances
+the global step, so gradients still in flight for the finished step are dropped when they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from queueserver.core.specs import as_dtype, dtype_name, shape_str
+from queueserver.errors import CancelledError, DeadlineExceededError, InvalidArgumentError, NotFoundError
+
+
+class ConditionalAccumulator:
+    """Sums fresh gradients of one shape and dtype until a taker asks for their average.
+
+    Args:
+        name: display name.
+        shape: the gradients' shape.
+        dtype: a floating dtype.
+    """
+
+    type_name = "ConditionalAccumulator"
+
+    def __init__(self, name: str, shape: Any, dtype: Any = np.float32) -> None:
+        self.name = name
+        self.dtype = as_dtype(dtype)
+        if self.dtype.kind not in "fc":
+            raise InvalidArgumentError(f"ConditionalAccumulator '{name}': dtype must be floating, got {dtype_name(self.dtype)}")
+        self.shape = tuple(int(d) for d in shape)
+        self.global_step = 0
+        self.count = 0
+        self._sum = np.zeros(self.shape, dtype=self.dtype)
+        self._takers: deque[tuple[int, asyncio.Future]] = deque()
+        self.destroyed = False
+        self.stats = {"applied": 0, "dropped_stale": 0, "taken": 0}
+
+    def _check_alive(self) -> None:
+        if self.destroyed:
+            raise NotFoundError(f"ConditionalAccumulator '{self.name}' no longer exists (its container was reset)")
+
+    def apply_grad(self, grad: np.ndarray, local_step: int) -> bool:
+        """Add a gradient computed at ``local_step``; returns False when it was stale and dropped.
+
+        Raises:
+            InvalidArgumentError: wrong shape or dtype kind.
+        """
+        self._check_alive()
+        grad = np.asarray(grad)
+        if grad.shape != self.shape:
+            raise InvalidArgumentError(
+                f"ConditionalAccumulator '{self.name}': gradient shape {shape_str(grad.shape)},"
+                f" expected {shape_str(self.shape)}")
+        if grad.dtype.kind not in "fiu":
+            raise InvalidArgumentError(f"ConditionalAccumulator '{self.name}': gradient must be numeric")
+        if int(local_step) < self.global_step:
+            self.stats["dropped_stale"] += 1
+            return False
+        self._sum += grad.astype(self.dtype, copy=False)
+        self.count += 1
+        self.stats["applied"] += 1
+        self._serve()
+        return True
+
+    def take_grad(self, num_required: int, timeout: float | None = None) -> "asyncio.Future":
+        """A future of the average of ``num_required`` fresh gradients (waits until there are enough).
+
+        Raises:
+            InvalidArgumentError: ``num_required`` < 1.
+        """
+        self._check_alive()
+        if int(num_required) < 1:
+            raise InvalidArgumentError(f"take_grad needs num_required >= 1, got {num_required}")
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        entry = (int(num_required), fut)
+        self._takers.append(entry)
+        self._serve()
+        if not fut.done() and timeout is not None:
+            def expire() -> None:
+                if not fut.done():
+                    self._takers.remove(entry)
+                    fut.set_exception(DeadlineExceededError(
+                        f"Timed out waiting for {num_required} gradient(s) in ConditionalAccumulator"
+                        f" '{self.name}' (have {self.count})"))
+            handle = loop.call_later(max(timeout, 0), expire)
+            fut.add_done_callback(lambda _: handle.cancel())
+        return fut
+
+    def _serve(self) -> None:
+        while self._takers and self._takers[0][1].done():
+            self._takers.popleft()
+        if self._takers and self.count >= self._takers[0][0]:
+            _, fut = self._takers.popleft()
+            average = self._sum / self.count
+            self._sum = np.zeros(self.shape, dtype=self.dtype)
+            self.count = 0
+            self.global_step += 1
+            self.stats["taken"] += 1
+            fut.set_result(average.astype(self.dtype, copy=False))
+
+    def set_global_step(self, step: int) -> None:
+        """Move the global step (only forwards); gradients for older steps become stale."""
+        self._check_alive()
+        self.global_step = max(self.global_step, int(step))
+
+    def num_accumulated(self) -> int:
+        """Fresh gradients summed so far."""
+        self._check_alive()
+        return self.count
+
+    def destroy(self, reason: str) -> None:
+        """Free the accumulator: waiting takers fail with Cancelled."""
+        self.destroyed = True
+        while self._takers:
+            _, fut = self._takers.popleft()
+            if not fut.done():
+                fut.set_exception(CancelledError(reason))
+
+    def describe(self) -> dict:
+        """A status summary."""
+        return {"type": self.type_name, "dtype": dtype_name(self.dtype), "shape": list(self.shape),
+                "global_step": self.global_step, "accumulated": self.count, **self.stats}
