@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 from queueserver.errors import *  # noqa: E402,F401,F403
 from queueserver.errors import __all__ as _errors_all  # noqa: E402
-from queueserver.cluster import ClusterSpec  # noqa: E402
+from queueserver.cluster import ClusterSpec, DeviceSpec, ResourceInfo, replica_device_setter  # noqa: E402
 from queueserver.server import Server  # noqa: E402
 from queueserver.client import (  # noqa: E402
     Accumulator, AsyncAccumulator, AsyncClient, AsyncQueue, AsyncVariable, Client, Queue, VariableHandle,
@@ -20,6 +20,6 @@ from queueserver.client import (  # noqa: E402
 )
 
 __all__ = [
-    "__version__", "Server", "ClusterSpec", "connect", "connect_async", "Client", "AsyncClient",
+    "__version__", "Server", "ClusterSpec", "DeviceSpec", "ResourceInfo", "replica_device_setter", "connect", "connect_async", "Client", "AsyncClient",
     "Queue", "AsyncQueue", "VariableHandle", "AsyncVariable", "Accumulator", "AsyncAccumulator", *_errors_all,
 ]

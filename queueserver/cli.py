@@ -3,6 +3,8 @@
     queueserver serve [--port 2222] [--host 127.0.0.1] [--token T]
     queueserver status TARGET
     queueserver reset TARGET --container NAME [--container NAME ...]
+    queueserver serve --cluster cluster.json --job ps --task 0
+    queueserver cluster up cluster.json
 """
 
 from __future__ import annotations
@@ -21,26 +23,72 @@ from queueserver.wire import DEFAULT_MAX_MESSAGE_BYTES
 def _serve(args: argparse.Namespace) -> int:
     from queueserver.server import serve_forever
 
-    task = "/job:localhost/task:0"
     host, port = args.host, args.port
+    spec, job, index = None, "localhost", 0
     if args.cluster:
         from queueserver.cluster import ClusterSpec
 
         if args.job is None:
             print("queueserver serve: --cluster needs --job (and --task)", file=sys.stderr)
             return 2
-        spec = ClusterSpec(args.cluster)
-        address = spec.task_address(args.job, args.task)
+        spec, job, index = ClusterSpec(args.cluster), args.job, args.task
+        address = spec.task_address(job, index)
         host, _, port_s = address.rpartition(":")
         host, port = host.strip("[]"), int(port_s)
-        task = f"/job:{args.job}/task:{args.task}"
 
     def ready(service) -> None:
         auth = "token required" if service.token else "no token"
-        print(f"queueserver {task} serving on {service.target} ({auth}); Ctrl-C stops it", flush=True)
+        print(f"queueserver {service.task} serving on {service.target} ({auth}); Ctrl-C stops it", flush=True)
 
     serve_forever(host, port, token=args.token or os.environ.get("QUEUESERVER_TOKEN") or None,
-                  max_message_bytes=args.max_message_bytes, task=task, on_ready=ready)
+                  max_message_bytes=args.max_message_bytes, cluster=spec, job=job, index=index, on_ready=ready)
+    return 0
+
+
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}
+
+
+def _cluster_up(args: argparse.Namespace) -> int:
+    import signal
+    import socket
+    import subprocess
+
+    from queueserver.cluster import ClusterSpec
+
+    spec = ClusterSpec(args.cluster_file)
+    local = _LOCAL_HOSTS | {socket.gethostname(), socket.getfqdn()}
+    tasks = [(job, i) for job in spec.jobs for i in spec.task_indices(job)
+             if spec.task_address(job, i).rpartition(":")[0] in local]
+    if not tasks:
+        print(f"queueserver cluster up: no task of {args.cluster_file} has this machine's address", file=sys.stderr)
+        return 2
+    extra = ["--token", args.token] if args.token else []
+    procs = []
+    for job, i in tasks:
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "queueserver", "--log-level", args.log_level, "serve",
+             "--cluster", str(args.cluster_file), "--job", job, "--task", str(i), *extra]))
+    print(f"started {len(procs)} task(s): " + ", ".join(f"/job:{j}/task:{i}" for j, i in tasks)
+          + "; Ctrl-C stops them all", flush=True)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        stop()
+        codes = [p.wait() for p in procs]
+    failed = [f"/job:{j}/task:{i}" for (j, i), c in zip(tasks, codes) if c not in (0, -15)]
+    if failed and not stopping:
+        print(f"queueserver cluster up: task(s) exited with errors: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -67,8 +115,18 @@ def _status(args: argparse.Namespace) -> int:
     from queueserver.client import connect
 
     with connect(args.target, token=args.token, client_name="queueserver status") as c:
-        status = c.status()
-    print(json.dumps(status, indent=2) if args.json else _format_status(status))
+        status = c.status(cluster=args.cluster)
+    if args.json:
+        print(json.dumps(status, indent=2))
+    elif args.cluster and "cluster" in status:
+        for task in status["cluster"]:
+            if task.get("up"):
+                print(_format_status(task))
+            else:
+                print(f"task {task['task']}  DOWN: {task['error']}")
+            print()
+    else:
+        print(_format_status(status))
     return 0
 
 
@@ -106,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("target", help="server address, e.g. http://127.0.0.1:2222")
     status.add_argument("--token", default=None, help="the server's token (default: $QUEUESERVER_TOKEN)")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.add_argument("--cluster", action="store_true", help="show every task of the server's cluster")
     status.set_defaults(func=_status)
 
     reset = sub.add_parser("reset", help="free every resource in the given containers")
@@ -114,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="container to reset (repeat for several; '' is the default container)")
     reset.add_argument("--token", default=None, help="the server's token (default: $QUEUESERVER_TOKEN)")
     reset.set_defaults(func=_reset)
+    cluster = sub.add_parser("cluster", help="cluster helpers")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True)
+    up = cluster_sub.add_parser("up", help="start every task of a cluster spec whose host is this machine",
+                                description="Start one `queueserver serve` per local task of CLUSTER_FILE"
+                                            " (for development); Ctrl-C stops them all.")
+    up.add_argument("cluster_file", help='cluster spec JSON, e.g. {"ps": ["127.0.0.1:2221"], "worker": [...]}')
+    up.add_argument("--token", default=None, help="shared secret for every task (default: $QUEUESERVER_TOKEN)")
+    up.set_defaults(func=_cluster_up)
     return parser
 
 

@@ -25,12 +25,15 @@ import asyncio
 import functools
 import os
 import socket
+import sys
 import threading
+import warnings
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 import numpy as np
 
+from queueserver.cluster import DeviceSpec, ResourceInfo
 from queueserver.core.specs import ComponentSpec, coerce_component
 from queueserver.errors import (
     DeadlineExceededError,
@@ -40,7 +43,7 @@ from queueserver.errors import (
     error_from_code,
 )
 from queueserver.server import new_event_loop
-from queueserver.wire import PREAMBLE, FrameReader, decode_arrays, encode_frame
+from queueserver.wire import PREAMBLE, FrameReader, decode_arrays, encode_frame, encode_raw_frame
 
 _DEFAULT = object()  # "use the client's operation timeout"
 # How long the client waits past a call's own timeout before deciding the server is gone.
@@ -109,9 +112,20 @@ class AsyncClient:
     """
 
     def __init__(self, target: str, *, operation_timeout: float | None = None, token: str | None = None,
-                 client_name: str | None = None, max_message_bytes: int = 256 * 1024 * 1024) -> None:
+                 client_name: str | None = None, max_message_bytes: int = 256 * 1024 * 1024,
+                 allow_soft_placement: bool = False, log_device_placement: bool = False,
+                 route_direct: bool = True, parent: "AsyncClient | None" = None) -> None:
         self.target = target
         self.operation_timeout = operation_timeout
+        self.allow_soft_placement = allow_soft_placement
+        self.log_device_placement = log_device_placement
+        self.route_direct = route_direct
+        self.parent = parent
+        self.task = "/job:localhost/task:0"
+        self.cluster: dict | None = None
+        self._device_stack: list = []
+        self._routes: dict[str, "AsyncClient"] = {}
+        self._dequeue_routes: dict[int, dict] = {}
         self.token = token if token is not None else os.environ.get("QUEUESERVER_TOKEN")
         self.client_name = client_name or f"pid {os.getpid()}"
         self.max_message_bytes = max_message_bytes
@@ -136,12 +150,71 @@ class AsyncClient:
         transport.write(PREAMBLE)
         reply, _ = await self.call({"o": "hello", "token": self.token, "client": self.client_name})
         self.server_info = reply
+        self.task = reply.get("task", self.task)
+        self.cluster = reply.get("cluster")
         return self
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up."""
+        return self._protocol is not None and self._protocol.transport is not None and not self._closed
+
+    # ----- placement
+    def device(self, device: Any):
+        """Place resources created inside this block: ``with c.device("/job:ps/task:1"): ...``.
+
+        ``device`` is a (partial) task name or a function of a :class:`~queueserver.cluster.ResourceInfo`
+        returning one (e.g. :func:`~queueserver.replica_device_setter`). Blocks nest; inner ones
+        override the fields they set, as TensorFlow's ``tf.device`` blocks do.
+        """
+        return _DeviceScope(self._device_stack, device)
+
+    def _placement(self, kind: str, name: str, container: str) -> str:
+        spec = DeviceSpec()
+        info = ResourceInfo(kind, name, container)
+        for entry in self._device_stack:
+            value = entry(info) if callable(entry) else entry
+            spec = spec.merged_with(DeviceSpec.parse(value))
+        return spec.to_string()
+
+    async def _create(self, kind: str, name: str, container: str, header: dict,
+                      arrays: Sequence[np.ndarray] = ()) -> tuple[dict, "AsyncClient"]:
+        """Create or open a resource where the placement scope says; returns the reply and its route."""
+        header.update(n=name, c=container, dev=self._placement(kind, name, container),
+                      soft=self.allow_soft_placement)
+        reply, _ = await self.call(header, arrays)
+        home = reply.get("home", self.task)
+        if reply.get("warn"):
+            warnings.warn(reply["warn"], stacklevel=3)
+        if self.log_device_placement:
+            print(f"{kind} {container + '/' if container else ''}{name}: {home}", file=sys.stderr, flush=True)
+        return reply, await self._route_to(home)
+
+    async def _route_to(self, home: str) -> "AsyncClient":
+        """The connection that reaches ``home`` best: a direct one to its task, when allowed."""
+        if not self.route_direct or home == self.task or not self.cluster:
+            return self
+        route = self._routes.get(home)
+        if route is None or not route.connected:
+            spec = DeviceSpec.parse(home)
+            address = self.cluster[spec.job][spec.task]
+            route = AsyncClient(address, operation_timeout=self.operation_timeout, token=self.token,
+                                client_name=self.client_name, max_message_bytes=self.max_message_bytes,
+                                route_direct=False, parent=self)
+            try:
+                await route.open()
+            except UnavailableError:
+                return self  # let the task we talk to forward it, and report the failure itself
+            self._routes[home] = route
+        return route
 
     async def close(self) -> None:
         """Acknowledge everything received and disconnect cleanly."""
         if self._closed:
             return
+        for route in list(self._routes.values()):
+            await route.close()
+        self._routes.clear()
         self._closed = True
         if self._protocol is not None and self._protocol.transport is not None:
             try:
@@ -158,6 +231,7 @@ class AsyncClient:
         await self.close()
 
     def _on_frame(self, header: dict, body: Any) -> None:
+        route = self._dequeue_routes.pop(header.get("i"), None)
         fut = self._pending.pop(header.get("i"), None)
         if fut is None:
             if header.get("i") == 0 and "e" in header:
@@ -166,7 +240,7 @@ class AsyncClient:
         if fut.cancelled():
             # Nobody waits for this batch any more: give it straight back to the queue's front.
             if "d" in header:
-                self._send({"o": "return", "k": [header["d"]], "i": 0})
+                self._send({"o": "return", "k": [header["d"]], "i": 0, **(route or {})})
             return
         fut.set_result((header, body))
 
@@ -207,6 +281,8 @@ class AsyncClient:
         header["i"] = rid
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
+        if header.get("o") == "dequeue":
+            self._dequeue_routes[rid] = {k: header[k] for k in ("n", "c", "h") if k in header}
         try:
             self._send(header, arrays)
         except BaseException:
@@ -232,8 +308,36 @@ class AsyncClient:
         arrays_out = decode_arrays(reply["a"], body) if "a" in reply else []
         return reply, arrays_out
 
+    async def call_raw(self, header: dict, body: Any, *, wait: float | None = None) -> tuple[dict, Any]:
+        """Send a request whose arrays are already encoded; return the raw reply (errors included).
+
+        This is how a server forwards a call to the task that owns the resource.
+        """
+        rid = self._next_id
+        self._next_id += 1
+        header["i"] = rid
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        proto = self._protocol
+        if proto is None or proto.transport is None:
+            self._pending.pop(rid, None)
+            raise self._fatal or UnavailableError(f"not connected to {self.target}")
+        proto.transport.writelines(encode_raw_frame(header, body))
+        try:
+            return await (fut if wait is None else asyncio.wait_for(fut, wait))
+        except asyncio.TimeoutError:
+            raise DeadlineExceededError(f"no reply from {self.target} within {wait:.1f} s") from None
+        except asyncio.CancelledError:
+            if not fut.done():
+                try:
+                    self._send({"o": "cancel", "r": rid, "i": 0})
+                except QueueServerError:
+                    pass
+            raise
+
     def _timeout(self, timeout: Any) -> float | None:
-        return self.operation_timeout if timeout is _DEFAULT else timeout
+        owner = self.parent or self
+        return owner.operation_timeout if timeout is _DEFAULT else timeout
 
     # ----- resources
     async def _queue(self, kind: str, name: str, capacity: int, dtypes: Any, shapes: Any, names: Any,
@@ -241,10 +345,10 @@ class AsyncClient:
         if not isinstance(capacity, (int, np.integer)) or isinstance(capacity, bool):
             raise InvalidArgumentError(f"capacity must be an integer, got {capacity!r}")
         spec = ComponentSpec(dtypes, shapes, names)  # validates before anything is sent
-        header = {"o": "queue", "kind": kind, "n": name, "c": container, "cap": int(capacity),
-                  "spec": spec.to_wire(), **extra}
-        reply, _ = await self.call(header)
-        return AsyncQueue(self, name, container, ComponentSpec.from_wire(reply["spec"]), reply["type"])
+        header = {"o": "queue", "kind": kind, "cap": int(capacity), "spec": spec.to_wire(), **extra}
+        reply, route = await self._create(_QUEUE_TYPE_NAMES[kind], name, container, header)
+        return AsyncQueue(self, route, name, container, reply.get("home", self.task),
+                          ComponentSpec.from_wire(reply["spec"]), reply["type"])
 
     async def fifo_queue(self, name: str, capacity: int, dtypes: Any, shapes: Any = None, *,
                          names: Any = None, container: str = "") -> "AsyncQueue":
@@ -273,7 +377,9 @@ class AsyncClient:
         reply, _ = await self.call({"o": "spec", "n": name, "c": container})
         if reply.get("kind") != "queue":
             raise InvalidArgumentError(f"'{name}' is a variable, not a queue")
-        return AsyncQueue(self, name, container, ComponentSpec.from_wire(reply["spec"]), reply["type"])
+        home = reply.get("home", self.task)
+        return AsyncQueue(self, await self._route_to(home), name, container, home,
+                          ComponentSpec.from_wire(reply["spec"]), reply["type"])
 
     async def variable(self, name: str, initial_value: Any = 0.0, *, container: str = "",
                        dtype: Any = None) -> "AsyncVariable":
@@ -281,31 +387,57 @@ class AsyncClient:
         value = np.asarray(initial_value)
         if dtype is None and value.dtype == np.float64 and not isinstance(initial_value, np.ndarray):
             value = value.astype(np.float32)  # Python floats make float32 variables, as in TensorFlow
-        header = {"o": "variable", "n": name, "c": container}
+        header = {"o": "variable"}
         if dtype is not None:
             header["dtype"] = np.dtype(dtype).name
-        reply, _ = await self.call(header, [value])
-        return AsyncVariable(self, name, container, np.dtype(reply["dtype"]), tuple(reply["shape"]))
+        reply, route = await self._create("Variable", name, container, header, [value])
+        return AsyncVariable(self, route, name, container, reply.get("home", self.task),
+                             np.dtype(reply["dtype"]), tuple(reply["shape"]))
 
     async def conditional_accumulator(self, name: str, shape: Any, dtype: Any = np.float32, *,
                                       container: str = "") -> "AsyncAccumulator":
         """Get or create a conditional accumulator of gradients (TensorFlow's ConditionalAccumulator)."""
         shape = [int(shape)] if isinstance(shape, (int, np.integer)) else [int(d) for d in shape]
-        header = {"o": "accumulator", "n": name, "c": container, "shape": shape, "dtype": np.dtype(dtype).name}
-        reply, _ = await self.call(header)
-        return AsyncAccumulator(self, name, container, np.dtype(reply["dtype"]), tuple(reply["shape"]))
+        header = {"o": "accumulator", "shape": shape, "dtype": np.dtype(dtype).name}
+        reply, route = await self._create("ConditionalAccumulator", name, container, header)
+        return AsyncAccumulator(self, route, name, container, reply.get("home", self.task),
+                                np.dtype(reply["dtype"]), tuple(reply["shape"]))
 
     async def reset(self, containers: Sequence[str]) -> int:
         """Free every resource in ``containers``; returns how many were freed."""
         if isinstance(containers, str):
             containers = [containers]
         reply, _ = await self.call({"o": "reset", "cs": list(containers)})
+        if reply.get("unreachable"):
+            warnings.warn("reset did not reach: " + "; ".join(reply["unreachable"]), stacklevel=2)
         return reply["r"]
 
-    async def status(self) -> dict:
-        """The server's queues, variables and counters."""
-        reply, _ = await self.call({"o": "status"})
-        return reply["r"]
+    async def status(self, cluster: bool = False) -> dict:
+        """This server's queues, variables and counters; with ``cluster``, every task's under ``"cluster"``."""
+        reply, _ = await self.call({"o": "status", "cluster": bool(cluster)})
+        out = reply["r"]
+        if "cluster" in reply:
+            out["cluster"] = reply["cluster"]
+        return out
+
+
+_QUEUE_TYPE_NAMES = {"fifo": "FIFOQueue", "random_shuffle": "RandomShuffleQueue",
+                     "padding_fifo": "PaddingFIFOQueue", "priority": "PriorityQueue"}
+
+
+class _DeviceScope:
+    """``with client.device(...)``: pushes a placement on entry, pops it on exit."""
+
+    def __init__(self, stack: list, device: Any) -> None:
+        if not callable(device):
+            DeviceSpec.parse(device)  # a malformed name fails here, not at the first creation
+        self._stack, self._device = stack, device
+
+    def __enter__(self) -> None:
+        self._stack.append(self._device)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.pop()
 
 
 def _components(value: Any, spec: ComponentSpec) -> list:
@@ -328,13 +460,26 @@ def _components(value: Any, spec: ComponentSpec) -> list:
     return [coerce_component(v, d, i) for i, (v, d) in enumerate(zip(value, spec.dtypes))]
 
 
-class AsyncQueue:
-    """A handle on a shared queue. All blocking methods take ``timeout`` (seconds)."""
+class _Handle:
+    """What every resource handle has: its name, its home task, and the connection that reaches it."""
 
-    def __init__(self, client: AsyncClient, name: str, container: str, spec: ComponentSpec, type_name: str) -> None:
-        self.client = client
+    def __init__(self, client: AsyncClient, conn: AsyncClient, name: str, container: str, home: str) -> None:
+        self.client = client   # owns the options (timeouts)
+        self.conn = conn       # carries the calls: the home task directly, or the task we talk to
         self.name = name
         self.container = container
+        self.device = home
+
+    def _header(self, op: str, **fields: Any) -> dict:
+        return {"o": op, "n": self.name, "c": self.container, "h": self.device, **fields}
+
+
+class AsyncQueue(_Handle):
+    """A handle on a shared queue. All blocking methods take ``timeout`` (seconds)."""
+
+    def __init__(self, client: AsyncClient, conn: AsyncClient, name: str, container: str, home: str,
+                 spec: ComponentSpec, type_name: str) -> None:
+        super().__init__(client, conn, name, container, home)
         self.spec = spec
         self.type_name = type_name
         self._key = (container, name)
@@ -352,9 +497,6 @@ class AsyncQueue:
     def shapes(self) -> tuple | None:
         """The components' shapes (``None`` entries for unknown sizes)."""
         return self.spec.shapes
-
-    def _header(self, op: str, **fields: Any) -> dict:
-        return {"o": op, "n": self.name, "c": self.container, **fields}
 
     async def enqueue(self, value: Any, *, timeout: Any = _DEFAULT) -> None:
         """Add one element; waits while the queue is full.
@@ -378,21 +520,21 @@ class AsyncQueue:
     async def _enqueue(self, value: Any, many: bool, timeout: Any) -> None:
         comps = _components(value, self.spec)
         t = self.client._timeout(timeout)
-        await self.client.call(self._header("enqueue", m=many, t=t), comps, wait=_wait(t))
+        await self.conn.call(self._header("enqueue", m=many, t=t), comps, wait=_wait(t))
 
     async def _dequeue(self, mode: str, n: int | None, timeout: Any) -> Any:
         t = self.client._timeout(timeout)
         header = self._header("dequeue", md=mode, nn=n, t=t)
-        unacked = self.client._unacked.pop(self._key, None)
+        unacked = self.conn._unacked.pop(self._key, None)
         if unacked:
             header["k"] = unacked
         try:
-            reply, arrays = await self.client.call(header, wait=_wait(t))
+            reply, arrays = await self.conn.call(header, wait=_wait(t))
         except BaseException:
             if unacked:  # not acknowledged after all: keep them for the next call
-                self.client._unacked.setdefault(self._key, []).extend(unacked)
+                self.conn._unacked.setdefault(self._key, []).extend(unacked)
             raise
-        self.client._unacked.setdefault(self._key, []).append(reply["d"])
+        self.conn._unacked.setdefault(self._key, []).append(reply["d"])
         if self.spec.names is not None:
             return dict(zip(self.spec.names, arrays))
         return arrays[0] if len(arrays) == 1 else tuple(arrays)
@@ -420,46 +562,44 @@ class AsyncQueue:
 
     async def ack(self) -> None:
         """Acknowledge every batch received from this queue (they will not be redelivered)."""
-        ids = self.client._unacked.pop(self._key, None)
+        ids = self.conn._unacked.pop(self._key, None)
         if ids:
-            await self.client.call({"o": "ack", "k": ids})
+            await self.conn.call(self._header("ack", k=ids))
 
     async def size(self) -> int:
         """Elements in the queue now."""
-        reply, _ = await self.client.call(self._header("size"))
+        reply, _ = await self.conn.call(self._header("size"))
         return reply["r"]
 
     async def is_closed(self) -> bool:
         """Whether the queue was closed."""
-        reply, _ = await self.client.call(self._header("is_closed"))
+        reply, _ = await self.conn.call(self._header("is_closed"))
         return reply["r"]
 
     async def close(self, cancel_pending_enqueues: bool = False) -> None:
         """Close the queue; with ``cancel_pending_enqueues`` blocked enqueues fail with Cancelled."""
-        await self.client.call(self._header("close", x=bool(cancel_pending_enqueues)))
+        await self.conn.call(self._header("close", x=bool(cancel_pending_enqueues)))
 
 
 def _wait(timeout: float | None) -> float | None:
     return None if timeout is None else timeout + _TIMEOUT_GRACE
 
 
-class AsyncVariable:
-    """A handle on a shared variable."""
+class AsyncVariable(_Handle):
+    """A handle on a shared variable; ``device`` names the task it lives on."""
 
-    def __init__(self, client: AsyncClient, name: str, container: str, dtype: np.dtype, shape: tuple) -> None:
-        self.client = client
-        self.name = name
-        self.container = container
+    def __init__(self, client: AsyncClient, conn: AsyncClient, name: str, container: str, home: str,
+                 dtype: np.dtype, shape: tuple) -> None:
+        super().__init__(client, conn, name, container, home)
         self.dtype = dtype
         self.shape = shape
-        self.device = getattr(client, "task", None)
 
     def __repr__(self) -> str:
         return f"<Variable '{self.name}' {self.dtype.name}{list(self.shape)}>"
 
     async def _op(self, action: str, value: Any = None) -> Any:
         arrays = [] if value is None else [np.asarray(value)]
-        reply, out = await self.client.call({"o": "var", "n": self.name, "c": self.container, "v": action}, arrays)
+        reply, out = await self.conn.call(self._header("var", v=action), arrays)
         if action == "is_initialized":
             return reply["r"]
         return out[0]
@@ -489,41 +629,40 @@ class AsyncVariable:
         return await self._op("assign_sub", delta)
 
 
-class AsyncAccumulator:
+class AsyncAccumulator(_Handle):
     """A handle on a shared conditional accumulator."""
 
-    def __init__(self, client: AsyncClient, name: str, container: str, dtype: np.dtype, shape: tuple) -> None:
-        self.client = client
-        self.name = name
-        self.container = container
+    def __init__(self, client: AsyncClient, conn: AsyncClient, name: str, container: str, home: str,
+                 dtype: np.dtype, shape: tuple) -> None:
+        super().__init__(client, conn, name, container, home)
         self.dtype = dtype
         self.shape = shape
 
     def __repr__(self) -> str:
         return f"<ConditionalAccumulator '{self.name}' {self.dtype.name}{list(self.shape)}>"
 
-    def _header(self, action: str, **fields: Any) -> dict:
-        return {"o": "acc", "n": self.name, "c": self.container, "v": action, **fields}
+    def _acc(self, action: str, **fields: Any) -> dict:
+        return self._header("acc", v=action, **fields)
 
     async def apply_grad(self, grad: Any, local_step: int = 0) -> bool:
         """Add a gradient computed at ``local_step``; False when it was stale and dropped."""
-        reply, _ = await self.client.call(self._header("apply", step=int(local_step)),
+        reply, _ = await self.conn.call(self._acc("apply", step=int(local_step)),
                                           [np.asarray(grad, dtype=self.dtype)])
         return reply["r"]
 
     async def take_grad(self, num_required: int, *, timeout: Any = _DEFAULT) -> np.ndarray:
         """Wait for ``num_required`` fresh gradients; returns their average and advances the global step."""
         t = self.client._timeout(timeout)
-        _, arrays = await self.client.call(self._header("take", nn=int(num_required), t=t), wait=_wait(t))
+        _, arrays = await self.conn.call(self._acc("take", nn=int(num_required), t=t), wait=_wait(t))
         return arrays[0]
 
     async def set_global_step(self, step: int) -> None:
         """Move the global step forward; gradients for older steps are dropped from now on."""
-        await self.client.call(self._header("set_step", step=int(step)))
+        await self.conn.call(self._acc("set_step", step=int(step)))
 
     async def num_accumulated(self) -> int:
         """Fresh gradients accumulated so far."""
-        reply, _ = await self.client.call(self._header("num"))
+        reply, _ = await self.conn.call(self._acc("num"))
         return reply["r"]
 
 
@@ -544,7 +683,9 @@ class _AsyncConnect:
 
 
 def connect_async(target: str, operation_timeout: float | None = None, token: str | None = None, *,
-                  operation_timeout_in_ms: int | None = None, client_name: str | None = None) -> _AsyncConnect:
+                  operation_timeout_in_ms: int | None = None, client_name: str | None = None,
+                  allow_soft_placement: bool = False, log_device_placement: bool = False,
+                  route_direct: bool = True) -> _AsyncConnect:
     """Connect an asyncio client: ``async with connect_async(target) as c:`` or ``c = await connect_async(t)``.
 
     Args:
@@ -553,11 +694,17 @@ def connect_async(target: str, operation_timeout: float | None = None, token: st
         token: the server's shared secret (default: ``QUEUESERVER_TOKEN``).
         operation_timeout_in_ms: the same default in milliseconds, as TensorFlow's ConfigProto spells it.
         client_name: shown in the server's logs.
+        allow_soft_placement: place a resource pinned to a task that does not exist on the task this
+            client talks to, with a warning, instead of failing (TensorFlow's soft placement).
+        log_device_placement: print where each resource is placed.
+        route_direct: in a cluster, send each resource's calls straight to its home task (one hop
+            less); False sends everything through ``target``, which forwards.
     """
     if operation_timeout_in_ms is not None:
         operation_timeout = operation_timeout_in_ms / 1000.0
     return _AsyncConnect(AsyncClient(target, operation_timeout=operation_timeout, token=token,
-                                     client_name=client_name))
+                                     client_name=client_name, allow_soft_placement=allow_soft_placement,
+                                     log_device_placement=log_device_placement, route_direct=route_direct))
 
 
 # ---------------------------------------------------------------- synchronous client
@@ -605,6 +752,7 @@ class Queue:
     def __init__(self, handle: AsyncQueue, runner: _LoopThread) -> None:
         self._async, self._runner = handle, runner
         self.name, self.container, self.spec = handle.name, handle.container, handle.spec
+        self.device, self.type_name = handle.device, handle.type_name
 
     def __repr__(self) -> str:
         return repr(self._async)
@@ -627,7 +775,7 @@ class VariableHandle:
 
     def __init__(self, handle: AsyncVariable, runner: _LoopThread) -> None:
         self._async, self._runner = handle, runner
-        self.name, self.container = handle.name, handle.container
+        self.name, self.container, self.device = handle.name, handle.container, handle.device
         self.dtype, self.shape = handle.dtype, handle.shape
 
     def __repr__(self) -> str:
@@ -655,7 +803,7 @@ class Accumulator:
 
     def __init__(self, handle: AsyncAccumulator, runner: _LoopThread) -> None:
         self._async, self._runner = handle, runner
-        self.name, self.container = handle.name, handle.container
+        self.name, self.container, self.device = handle.name, handle.container, handle.device
         self.dtype, self.shape = handle.dtype, handle.shape
 
     def __repr__(self) -> str:
@@ -675,9 +823,10 @@ class Client:
     """
 
     def __init__(self, target: str, operation_timeout: float | None = None, token: str | None = None, *,
-                 client_name: str | None = None) -> None:
+                 client_name: str | None = None, **options: Any) -> None:
         self._runner = _LoopThread()
-        self._async = AsyncClient(target, operation_timeout=operation_timeout, token=token, client_name=client_name)
+        self._async = AsyncClient(target, operation_timeout=operation_timeout, token=token, client_name=client_name,
+                                  **options)
         try:
             self._runner.run(self._async.open())
         except BaseException:
@@ -693,6 +842,15 @@ class Client:
     @operation_timeout.setter
     def operation_timeout(self, value: float | None) -> None:
         self._async.operation_timeout = value
+
+    @property
+    def task(self) -> str:
+        """The task this client talks to, e.g. ``/job:worker/task:0``."""
+        return self._async.task
+
+    def device(self, device: Any):
+        """Place resources created inside this block (see :meth:`AsyncClient.device`)."""
+        return self._async.device(device)
 
     def _queue(self, coro: Any) -> Queue:
         return Queue(self._runner.run(coro), self._runner)
@@ -754,7 +912,9 @@ class Client:
 
 
 def connect(target: str, operation_timeout: float | None = None, token: str | None = None, *,
-            operation_timeout_in_ms: int | None = None, client_name: str | None = None) -> Client:
+            operation_timeout_in_ms: int | None = None, client_name: str | None = None,
+            allow_soft_placement: bool = False, log_device_placement: bool = False,
+            route_direct: bool = True) -> Client:
     """Connect a synchronous client: ``with connect(server.target) as c: ...``.
 
     Args:
@@ -763,6 +923,10 @@ def connect(target: str, operation_timeout: float | None = None, token: str | No
         token: the server's shared secret (default: ``QUEUESERVER_TOKEN``).
         operation_timeout_in_ms: the same default in milliseconds, as TensorFlow spells it.
         client_name: shown in the server's logs.
+        allow_soft_placement: fall back to the client's task when a placement names a task that
+            does not exist, with a warning.
+        log_device_placement: print where each resource is placed.
+        route_direct: in a cluster, call each resource's home task directly.
 
     Raises:
         UnavailableError: nothing answers at ``target``.
@@ -770,4 +934,6 @@ def connect(target: str, operation_timeout: float | None = None, token: str | No
     """
     if operation_timeout_in_ms is not None:
         operation_timeout = operation_timeout_in_ms / 1000.0
-    return Client(target, operation_timeout, token, client_name=client_name)
+    return Client(target, operation_timeout, token, client_name=client_name,
+                  allow_soft_placement=allow_soft_placement, log_device_placement=log_device_placement,
+                  route_direct=route_direct)

@@ -89,3 +89,129 @@ class ClusterSpec:
 
     def __repr__(self) -> str:
         return f"ClusterSpec({self.as_dict()!r})"
+
+
+class DeviceSpec:
+    """A (possibly partial) task name like ``/job:ps/task:1`` or ``/job:worker/task:0/cpu:0``.
+
+    Only the job and the task place resources; a trailing device part (``/cpu:0``, ``/gpu:1``,
+    ``/device:GPU:0``) is accepted and kept for display, as TensorFlow's names carry it.
+    """
+
+    __slots__ = ("job", "task", "device")
+
+    def __init__(self, job: str | None = None, task: int | None = None, device: str | None = None) -> None:
+        self.job, self.task, self.device = job, task, device
+
+    @classmethod
+    def parse(cls, name: str | None) -> "DeviceSpec":
+        """Parse a name; ``""`` or ``None`` is the empty spec.
+
+        Raises:
+            InvalidArgumentError: a part is not ``job:``, ``replica:``, ``task:`` or a device.
+        """
+        spec = cls()
+        if not name:
+            return spec
+        parts = [p for p in str(name).split("/") if p]
+        i = 0
+        while i < len(parts):
+            key, _, value = parts[i].partition(":")
+            low = key.lower()
+            if low == "job" and value:
+                spec.job = value
+            elif low == "task" and value.isdigit():
+                spec.task = int(value)
+            elif low == "replica" and value.isdigit():
+                pass  # replicas are tasks here
+            elif low == "device" and value:
+                spec.device = "/".join(parts[i:])
+                break
+            elif low in ("cpu", "gpu") and (value.isdigit() or value == "*"):
+                spec.device = parts[i]
+            else:
+                raise InvalidArgumentError(
+                    f"cannot parse device name {name!r}: expected /job:NAME/task:N[/cpu:0|/gpu:N]")
+            i += 1
+        return spec
+
+    def merged_with(self, inner: "DeviceSpec") -> "DeviceSpec":
+        """Inner scopes override the fields they set, as nested ``tf.device`` blocks do."""
+        return DeviceSpec(inner.job if inner.job is not None else self.job,
+                          inner.task if inner.task is not None else self.task,
+                          inner.device if inner.device is not None else self.device)
+
+    def to_string(self) -> str:
+        """The name, with only the fields that are set."""
+        out = ""
+        if self.job is not None:
+            out += f"/job:{self.job}"
+        if self.task is not None:
+            out += f"/task:{self.task}"
+        if self.device is not None:
+            out += f"/{self.device}"
+        return out
+
+    def __repr__(self) -> str:
+        return f"DeviceSpec({self.to_string()!r})"
+
+
+def task_name(job: str, index: int) -> str:
+    """``/job:JOB/task:INDEX``."""
+    return f"/job:{job}/task:{index}"
+
+
+class ResourceInfo:
+    """What a placement function sees of the resource being created."""
+
+    __slots__ = ("type", "name", "container")
+
+    def __init__(self, type: str, name: str, container: str = "") -> None:  # noqa: A002
+        self.type, self.name, self.container = type, name, container
+
+    def __repr__(self) -> str:
+        return f"ResourceInfo(type={self.type!r}, name={self.name!r})"
+
+
+def replica_device_setter(ps_tasks: int | None = None, ps_device: str = "/job:ps",
+                          worker_device: str = "/job:worker", cluster: Any = None,
+                          ps_ops: tuple = ("Variable",)):
+    """A placement function that spreads variables round-robin over the ps tasks.
+
+    Variables go to ``ps_device/task:0``, ``task:1``, ... in turn; every other resource goes to
+    ``worker_device``, as ``tf.train.replica_device_setter`` does.
+
+    Args:
+        ps_tasks: how many ps tasks; or give ``cluster`` and it is the size of its "ps" job.
+        ps_device: the job (or partial name) of the parameter servers.
+        worker_device: where non-variable resources go.
+        cluster: a ClusterSpec (or dict) to count the ps tasks from.
+        ps_ops: the resource types placed on the ps tasks.
+
+    Example:
+        >>> setter = replica_device_setter(ps_tasks=2)
+        >>> [setter(ResourceInfo("Variable", f"v{i}")) for i in range(3)]
+        ['/job:ps/task:0', '/job:ps/task:1', '/job:ps/task:0']
+        >>> setter(ResourceInfo("FIFOQueue", "q"))
+        '/job:worker'
+    """
+    if ps_tasks is None:
+        if cluster is None:
+            raise InvalidArgumentError("replica_device_setter needs ps_tasks or cluster")
+        spec = cluster if isinstance(cluster, ClusterSpec) else ClusterSpec(cluster)
+        ps_job = DeviceSpec.parse(ps_device).job or "ps"
+        ps_tasks = spec.num_tasks(ps_job)
+    if ps_tasks < 1:
+        raise InvalidArgumentError("replica_device_setter needs at least one ps task")
+    counter = {"next": 0}
+    base = DeviceSpec.parse(ps_device)
+
+    def place(resource: ResourceInfo) -> str:
+        if resource.type not in ps_ops:
+            return worker_device
+        task = counter["next"] % ps_tasks
+        counter["next"] += 1
+        return base.merged_with(DeviceSpec(task=task)).to_string()
+
+    place.__name__ = f"replica_device_setter(ps_tasks={ps_tasks})"
+    return place

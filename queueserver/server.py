@@ -38,12 +38,15 @@ from queueserver.errors import (
     UnavailableError,
     UnimplementedError,
 )
+from queueserver.cluster import ClusterSpec
+from queueserver.routing import Directory, Peers, Placement, check_device_name
 from queueserver.wire import (
     DEFAULT_MAX_MESSAGE_BYTES,
     PREAMBLE,
     FrameReader,
     decode_arrays,
     encode_frame,
+    encode_raw_frame,
     error_payload,
 )
 
@@ -73,11 +76,15 @@ class QueueService:
     """
 
     def __init__(self, *, token: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 task: str = "/job:localhost/task:0") -> None:
+                 cluster: ClusterSpec | None = None, job: str = "localhost", index: int = 0) -> None:
         self.resources = ResourceManager()
         self.token = token or None
         self.max_message_bytes = max_message_bytes
-        self.task = task
+        self.cluster = cluster
+        self.placement = Placement(cluster, job, index)
+        self.task = self.placement.task
+        self.peers = Peers(self.placement, self.token, max_message_bytes)
+        self.directory = Directory(self.placement, self.peers)
         self.connections: set[DataConnection] = set()
         self.started = time.time()
         self.calls: dict[str, int] = {}
@@ -129,6 +136,7 @@ class QueueService:
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             conn.abort()
+        await self.peers.close()
         if self._runner is not None:
             await self._runner.cleanup()
         log.info("%s stopped", self.task)
@@ -150,6 +158,49 @@ class QueueService:
             "connections": len(self.connections), "calls": dict(self.calls),
             "queues": queues, "variables": variables, "accumulators": accumulators,
         }
+
+    async def cluster_status(self) -> list[dict]:
+        """Every task's status; a task that does not answer is listed as down, with why."""
+        async def one(task: str) -> dict:
+            if task == self.task:
+                return {"up": True, **self.status()}
+            try:
+                peer = await self.peers.get(task)
+                reply, _ = await peer.call({"o": "status"}, wait=5.0)
+                return {"up": True, **reply["r"]}
+            except QueueServerError as exc:
+                return {"task": task, "up": False, "error": str(exc)}
+        return list(await asyncio.gather(*(one(t) for t in self.placement.all_tasks())))
+
+    def reset_local(self, containers: list[str]) -> int:
+        """Free this task's resources in ``containers`` and forget their directory entries."""
+        freed = self.resources.reset(containers)
+        self.directory.forget(containers)
+        log.info("%s: containers %s reset (%d resources freed)", self.task, containers, freed)
+        return freed
+
+    async def cluster_reset(self, containers: list[str]) -> tuple[int, list[str]]:
+        """Reset ``containers`` on every task; returns (resources freed, tasks that did not answer)."""
+        async def one(task: str) -> tuple[int, str | None]:
+            if task == self.task:
+                return self.reset_local(containers), None
+            try:
+                peer = await self.peers.get(task)
+                reply, _ = await peer.call({"o": "reset", "cs": containers, "local": True}, wait=10.0)
+                return reply["r"], None
+            except QueueServerError as exc:
+                return 0, f"{task}: {exc}"
+        results = await asyncio.gather(*(one(t) for t in self.placement.all_tasks()))
+        return sum(r for r, _ in results), [e for _, e in results if e]
+
+    def placement_for(self, header: dict) -> tuple[str, str | None]:
+        """Where a resource being created here lives: resolved by the routing step, or now."""
+        if header.get("local") and isinstance(header.get("h"), str):
+            return header["h"], header.get("warn")
+        home, warning = self.placement.resolve(check_device_name(header.get("dev")), bool(header.get("soft")))
+        if home != self.task:  # only reachable without a cluster: nothing else exists
+            raise InvalidArgumentError(f"cannot place on {home} from {self.task}")
+        return home, warning
 
     def _http_authorized(self, request: web.Request) -> bool:
         if self.token is None:
@@ -226,6 +277,8 @@ class DataConnection(asyncio.BufferedProtocol):
         self.pending_bytes = 0
         self.reading_paused = False
         self.writing_paused = False
+        self.forwards: dict[int, asyncio.Task] = {}      # requests being routed to other tasks
+        self.forwarded_held: dict[str, set[int]] = {}    # home task -> deliveries held there for us
 
     # ----- transport callbacks
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -258,7 +311,10 @@ class DataConnection(asyncio.BufferedProtocol):
         for attempt in list(self.pending.values()):
             attempt.cancel()
         self.pending.clear()
+        for task in list(self.forwards.values()):
+            task.cancel()
         self._return_held(list(self.held))
+        self._settle_forwarded("return")
         if exc is not None:
             log.debug("connection from %s lost: %s", self.client_name, exc)
 
@@ -333,7 +389,21 @@ class DataConnection(asyncio.BufferedProtocol):
                 raise UnauthenticatedError("this server needs a token: connect with token=... or QUEUESERVER_TOKEN")
             if self.service.stopping:
                 raise UnavailableError(f"server {self.service.task} is shutting down")
-            outcome = handler(self, header, body)
+        except QueueServerError as exc:
+            self.send({"i": rid, "e": error_payload(exc)})
+            return
+        if self.service.cluster is not None and not header.get("local") and _needs_routing(
+                op, header, self.service.task):
+            task = asyncio.ensure_future(self._route(rid, op, header, body))
+            self.forwards[rid] = task
+            task.add_done_callback(lambda _: self.forwards.pop(rid, None))
+            return
+        self._dispatch_local(rid, op, header, body)
+
+    def _dispatch_local(self, rid: int, op: str, header: dict, body: Any) -> None:
+        """Run an operation on this task's own resources and reply."""
+        try:
+            outcome = _OPS[op](self, header, body)
         except QueueServerError as exc:
             self.send({"i": rid, "e": error_payload(exc)})
             return
@@ -349,6 +419,82 @@ class DataConnection(asyncio.BufferedProtocol):
             result, arrays = outcome if isinstance(outcome, tuple) else (outcome, ())
             result["i"] = rid
             self.send(result, arrays)
+
+    # ----- cluster routing
+    async def _route(self, rid: int, op: str, header: dict, body: Any) -> None:
+        """Find the task a request belongs to; run it here or forward it there."""
+        svc = self.service
+        try:
+            if op == "reset":
+                containers = header.get("cs")
+                if not isinstance(containers, list) or not all(isinstance(c, str) for c in containers):
+                    raise InvalidArgumentError("reset needs a list of container names")
+                freed, unreachable = await svc.cluster_reset(containers)
+                self.send({"i": rid, "r": freed, "unreachable": unreachable})
+                return
+            if op == "status":
+                self.send({"i": rid, "r": svc.status(), "cluster": await svc.cluster_status()})
+                return
+            container, name = _str(header, "c", ""), _str(header, "n")
+            if op in _CREATE_OPS:
+                wanted, warning = svc.placement.resolve(check_device_name(header.get("dev")), bool(header.get("soft")))
+                home = await svc.directory.register(container, name, wanted)
+                if home != wanted:
+                    warning = None  # it already existed: where it lives is not a placement decision
+                header = {**header, "h": home, "local": True, "warn": warning}
+            else:
+                home = header.get("h") if isinstance(header.get("h"), str) else await svc.directory.lookup(container, name)
+                header = {**header, "h": home, "local": True}
+            if home == svc.task:
+                self._dispatch_local(rid, op, header, body)
+            else:
+                await self._forward(rid, op, home, header, body)
+        except QueueServerError as exc:
+            self.send({"i": rid, "e": error_payload(exc)})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: report it, keep serving everyone else
+            log.exception("internal error routing %r", op)
+            self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
+
+    async def _forward(self, rid: int, op: str, home: str, header: dict, body: Any) -> None:
+        peer = await self.service.peers.get(home)
+        forwarded = {k: v for k, v in header.items() if k != "i"}
+        t = header.get("t")
+        reply, reply_body = await peer.call_raw(forwarded, body, wait=None if t is None else t + 30.0)
+        held = self.forwarded_held.setdefault(home, set())
+        for d in header.get("k") or ():
+            held.discard(d)
+        if op == "dequeue" and "d" in reply:
+            if self.transport is None:  # our client left while the batch travelled: give it back
+                asyncio.ensure_future(peer.call({"o": "return", "k": [reply["d"]], **_route_fields(header)}))
+                return
+            held.add(reply["d"])
+        reply["i"] = rid
+        self.send_raw(reply, reply_body)
+
+    def _settle_forwarded(self, action: str) -> None:
+        """Acknowledge (clean goodbye) or return (lost connection) deliveries held on other tasks."""
+        pending, self.forwarded_held = self.forwarded_held, {}
+        for home, ids in pending.items():
+            if ids:
+                asyncio.ensure_future(self._settle_one(home, action, sorted(ids)))
+
+    async def _settle_one(self, home: str, action: str, ids: list) -> None:
+        try:
+            peer = await self.service.peers.get(home)
+            await peer.call({"o": action, "k": ids, "local": True}, wait=10.0)
+        except QueueServerError as exc:  # the home is gone too: it returns them itself on our disconnect
+            log.warning("could not %s deliveries %s on %s: %s", action, ids, home, exc)
+
+    def send_raw(self, header: dict, body: Any) -> None:
+        """Send a reply whose arrays are already encoded (a forwarded reply)."""
+        if self.transport is None:
+            return
+        self.out.extend(encode_raw_frame(header, body))
+        if not self.in_batch and not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def _track(self, rid: int, op: str, attempt: Attempt, header: dict, nbytes: int) -> None:
         if attempt.done:
@@ -442,6 +588,26 @@ class DataConnection(asyncio.BufferedProtocol):
         return self.service.resources.get(_str(header, "c", ""), _str(header, "n"), ConditionalAccumulator)
 
 
+_CREATE_OPS = frozenset({"queue", "variable", "accumulator"})
+_RESOURCE_OPS = frozenset({"enqueue", "dequeue", "size", "is_closed", "close", "var", "acc", "spec", "ack", "return"})
+
+
+def _needs_routing(op: str, header: dict, task: str) -> bool:
+    if op in _CREATE_OPS or op == "reset":
+        return True
+    if op == "status":
+        return bool(header.get("cluster"))
+    if op in _RESOURCE_OPS:
+        if op in ("ack", "return") and "n" not in header:
+            return False
+        return header.get("h") != task
+    return False
+
+
+def _route_fields(header: dict) -> dict:
+    return {k: header[k] for k in ("n", "c", "h") if k in header}
+
+
 def _str(header: dict, key: str, default: str | None = None) -> str:
     value = header.get(key, default)
     if not isinstance(value, str):
@@ -466,10 +632,13 @@ def _op_hello(conn: DataConnection, h: dict, body) -> dict:
     conn.authenticated = True
     conn.client_name = str(h.get("client", "?"))[:200]
     log.info("client %s connected", conn.client_name)
-    return {"version": __version__, "task": conn.service.task, "max_message_bytes": conn.service.max_message_bytes}
+    cluster = conn.service.cluster
+    return {"version": __version__, "task": conn.service.task, "max_message_bytes": conn.service.max_message_bytes,
+            "cluster": None if cluster is None else cluster.as_dict()}
 
 
 def _op_queue(conn: DataConnection, h: dict, body) -> dict:
+    home, warning = conn.service.placement_for(h)
     spec = h.get("spec")
     if not isinstance(spec, dict) or "dtypes" not in spec:
         raise InvalidArgumentError("queue spec must give dtypes")
@@ -478,7 +647,7 @@ def _op_queue(conn: DataConnection, h: dict, body) -> dict:
         _str(h, "kind"), _str(h, "n"), container=_str(h, "c", ""), capacity=capacity,
         dtypes=spec["dtypes"], shapes=spec.get("shapes"), names=spec.get("names"),
         min_after_dequeue=h.get("mad", 0) or 0, seed=h.get("seed"))
-    return {"spec": q.spec.to_wire(), "type": q.type_name}
+    return {"spec": q.spec.to_wire(), "type": q.type_name, "home": home, "warn": warning}
 
 
 def _op_enqueue(conn: DataConnection, h: dict, body) -> Attempt:
@@ -513,9 +682,9 @@ def _op_return(conn: DataConnection, h: dict, body) -> dict:
 
 
 def _op_cancel(conn: DataConnection, h: dict, body) -> dict:
-    attempt = conn.pending.get(h.get("r"))
-    if attempt is not None:
-        attempt.cancel()
+    pending = conn.pending.get(h.get("r")) or conn.forwards.get(h.get("r"))
+    if pending is not None:
+        pending.cancel()
     return {}
 
 
@@ -535,11 +704,12 @@ def _op_close(conn: DataConnection, h: dict, body) -> dict:
 
 
 def _op_variable(conn: DataConnection, h: dict, body) -> dict:
+    home, warning = conn.service.placement_for(h)
     arrays = decode_arrays(h.get("a", []), body)
     if len(arrays) != 1:
         raise InvalidArgumentError("variable needs exactly one initial value")
     v = conn.service.resources.variable(_str(h, "n"), arrays[0], container=_str(h, "c", ""), dtype=h.get("dtype"))
-    return {"dtype": v.dtype.str, "shape": list(v.shape), "init": v.is_initialized()}
+    return {"dtype": v.dtype.str, "shape": list(v.shape), "init": v.is_initialized(), "home": home, "warn": warning}
 
 
 def _op_var(conn: DataConnection, h: dict, body):
@@ -564,12 +734,13 @@ def _op_var(conn: DataConnection, h: dict, body):
 
 
 def _op_accumulator(conn: DataConnection, h: dict, body) -> dict:
+    home, warning = conn.service.placement_for(h)
     shape = h.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise InvalidArgumentError("an accumulator needs a fully defined shape")
     acc = conn.service.resources.accumulator(_str(h, "n"), shape, dtype=h.get("dtype", "float32"),
                                              container=_str(h, "c", ""))
-    return {"dtype": acc.dtype.str, "shape": list(acc.shape)}
+    return {"dtype": acc.dtype.str, "shape": list(acc.shape), "home": home, "warn": warning}
 
 
 def _op_acc(conn: DataConnection, h: dict, body):
@@ -601,9 +772,7 @@ def _op_reset(conn: DataConnection, h: dict, body) -> dict:
     containers = h.get("cs")
     if not isinstance(containers, list) or not all(isinstance(c, str) for c in containers):
         raise InvalidArgumentError("reset needs a list of container names")
-    freed = conn.service.resources.reset(containers)
-    log.info("containers %s reset by %s (%d resources freed)", containers, conn.client_name, freed)
-    return {"r": freed}
+    return {"r": conn.service.reset_local(containers), "unreachable": []}
 
 
 def _op_status(conn: DataConnection, h: dict, body) -> dict:
@@ -612,13 +781,15 @@ def _op_status(conn: DataConnection, h: dict, body) -> dict:
 
 def _op_spec(conn: DataConnection, h: dict, body) -> dict:
     res = conn.service.resources.get(_str(h, "c", ""), _str(h, "n"))
+    home = conn.service.task
     if isinstance(res, QueueBase):
-        return {"kind": "queue", "type": res.type_name, "spec": res.spec.to_wire(), "cap": res.capacity}
-    return {"kind": "variable", "dtype": res.dtype.str, "shape": list(res.shape)}
+        return {"kind": "queue", "type": res.type_name, "spec": res.spec.to_wire(), "cap": res.capacity, "home": home}
+    return {"kind": "variable", "dtype": res.dtype.str, "shape": list(res.shape), "home": home}
 
 
 def _op_bye(conn: DataConnection, h: dict, body) -> dict:
     conn.held.clear()
+    conn._settle_forwarded("ack")
     conn.close_after_flush()
     return {}
 
@@ -627,11 +798,22 @@ def _op_ping(conn: DataConnection, h: dict, body) -> dict:
     return {}
 
 
+def _op_dir(conn: DataConnection, h: dict, body) -> dict:
+    directory = conn.service.directory
+    container, name = _str(h, "c", ""), _str(h, "n")
+    if h.get("v") == "register":
+        return {"r": directory.local_register(container, name, _str(h, "home"))}
+    if h.get("v") == "lookup":
+        return {"r": directory.local_lookup(container, name)}
+    raise UnimplementedError(f"unknown directory operation {h.get('v')!r}")
+
+
 _OPS: dict[str, Callable] = {
     "hello": _op_hello, "queue": _op_queue, "enqueue": _op_enqueue, "dequeue": _op_dequeue,
     "ack": _op_ack, "return": _op_return, "cancel": _op_cancel, "size": _op_size,
     "is_closed": _op_is_closed, "close": _op_close, "variable": _op_variable, "var": _op_var,
     "accumulator": _op_accumulator, "acc": _op_acc, "reset": _op_reset, "status": _op_status, "spec": _op_spec, "bye": _op_bye, "ping": _op_ping,
+    "dir": _op_dir,
 }
 
 
@@ -663,23 +845,22 @@ class Server:
     def __init__(self, cluster: Any = None, job_name: str | None = None, task_index: int = 0, *,
                  host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, start: bool = True) -> None:
-        task = "/job:localhost/task:0"
+        job, index = "localhost", 0
         if cluster is not None:
-            from queueserver.cluster import ClusterSpec
-
             spec = cluster if isinstance(cluster, ClusterSpec) else ClusterSpec(cluster)
             if job_name is None:
                 raise InvalidArgumentError("a cluster server needs job_name (and task_index)")
             address = spec.task_address(job_name, task_index)
             host, _, port_s = address.rpartition(":")
             host, port = host.strip("[]"), int(port_s)
-            task = f"/job:{job_name}/task:{task_index}"
-            self.cluster_spec = spec
+            job, index = job_name, task_index
+            self.cluster_spec: ClusterSpec | None = spec
         else:
             self.cluster_spec = None
         if token is None:
             token = os.environ.get("QUEUESERVER_TOKEN") or None
-        self.service = QueueService(token=token, max_message_bytes=max_message_bytes, task=task)
+        self.service = QueueService(token=token, max_message_bytes=max_message_bytes,
+                                    cluster=self.cluster_spec, job=job, index=index)
         self._host, self._port = host, port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -752,11 +933,12 @@ class Server:
 
 
 def serve_forever(host: str, port: int, *, token: str | None, max_message_bytes: int,
-                  task: str = "/job:localhost/task:0", on_ready: Callable[[QueueService], None] | None = None) -> None:
+                  cluster: ClusterSpec | None = None, job: str = "localhost", index: int = 0,
+                  on_ready: Callable[[QueueService], None] | None = None) -> None:
     """Run a server in this thread until SIGINT or SIGTERM (the ``queueserver serve`` daemon)."""
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    service = QueueService(token=token, max_message_bytes=max_message_bytes, task=task)
+    service = QueueService(token=token, max_message_bytes=max_message_bytes, cluster=cluster, job=job, index=index)
     stop = asyncio.Event()
 
     async def main() -> None:

@@ -73,6 +73,13 @@ def encode_frame(header: dict, arrays: Sequence[np.ndarray] = ()) -> list:
     return [PREFIX.pack(len(head), body_len) + head, *buffers]
 
 
+def encode_raw_frame(header: dict, body: Any) -> list:
+    """Build a frame around an already-encoded body (``header["a"]`` describes it): forwarding."""
+    head = _packer.pack(header)
+    prefix = PREFIX.pack(len(head), len(body)) + head
+    return [prefix, body] if len(body) else [prefix]
+
+
 def decode_arrays(descriptors: Any, body: bytearray | bytes) -> list[np.ndarray]:
     """Rebuild arrays from their header descriptors and the frame body (views, not copies).
 

@@ -49,3 +49,52 @@ class ServerProcess:
 def golden_steps(case: dict) -> list[dict]:
     """The steps of a queue case."""
     return case["result"]["steps"]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports that were free a moment ago."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class ClusterProcesses:
+    """The notebook's five-task cluster (2 ps, 3 workers), one ``queueserver serve`` process per task."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        ports = free_ports(5)
+        self.spec = {"ps": [f"127.0.0.1:{p}" for p in ports[:2]],
+                     "worker": [f"127.0.0.1:{p}" for p in ports[2:]]}
+        self.path = tmp_dir / "cluster.json"
+        self.path.write_text(json.dumps(self.spec))
+        self.procs: dict[str, ServerProcess] = {}
+        for job, addresses in self.spec.items():
+            for i in range(len(addresses)):
+                self.start(job, i)
+
+    def start(self, job: str, index: int) -> "ServerProcess":
+        proc = ServerProcess.__new__(ServerProcess)
+        cmd = [sys.executable, "-m", "queueserver", "--log-level", "WARNING", "serve",
+               "--cluster", str(self.path), "--job", job, "--task", str(index)]
+        proc.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = proc.proc.stdout.readline()
+        match = re.search(r"serving on (\S+)", line)
+        if not match:
+            raise RuntimeError(f"/job:{job}/task:{index} did not start: {line!r} {proc.proc.stderr.read()}")
+        proc.target = match.group(1)
+        self.procs[f"/job:{job}/task:{index}"] = proc
+        return proc
+
+    def target(self, task: str) -> str:
+        return self.procs[task].target
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()

@@ -1,0 +1,214 @@
+"""Cluster-wide resources: placement, the name directory, and connections to the other tasks.
+
+Every resource has a *home* task, chosen when it is created (from the client's placement scope,
+or the task the client talks to). Names are cluster-wide: the directory records ``(container,
+name) -> home`` on one task chosen by hashing the name, so any task can find any resource and a
+second client asking for ``x`` through another task gets the first one's ``x``. Servers cache what
+they looked up; a reset reaches every task and clears those caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from typing import TYPE_CHECKING
+
+from queueserver.cluster import ClusterSpec, DeviceSpec, task_name
+from queueserver.errors import InvalidArgumentError, NotFoundError, QueueServerError, UnavailableError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from queueserver.client import AsyncClient
+
+log = logging.getLogger("queueserver")
+
+# A task that does not answer is tried this many times, with these pauses, before calls fail.
+CONNECT_ATTEMPTS = 3
+CONNECT_BACKOFF_S = (0.1, 0.3)
+
+
+class Placement:
+    """Turns requested device names into home tasks, for one server."""
+
+    def __init__(self, cluster: ClusterSpec | None, job: str, index: int) -> None:
+        self.cluster = cluster
+        self.job, self.index = job, index
+        self.task = task_name(job, index)
+
+    def all_tasks(self) -> list[str]:
+        """Every task of the cluster (just this one without a cluster), sorted."""
+        if self.cluster is None:
+            return [self.task]
+        return [task_name(job, i) for job in self.cluster.jobs for i in self.cluster.task_indices(job)]
+
+    def exists(self, job: str, index: int) -> bool:
+        if self.cluster is None:
+            return (job, index) == (self.job, self.index)
+        return job in self.cluster.jobs and index in self.cluster.task_indices(job)
+
+    def resolve(self, device: str | None, soft: bool) -> tuple[str, str | None]:
+        """The home task for a requested device, and a warning if soft placement moved it.
+
+        TensorFlow's partial-name rules: no job means the task the client talks to; a job without
+        a task means task 0.
+
+        Raises:
+            InvalidArgumentError: the named task does not exist and soft placement is off.
+        """
+        spec = DeviceSpec.parse(device)
+        if spec.job is None:
+            job, index = self.job, spec.task if spec.task is not None else self.index
+        else:
+            job, index = spec.job, spec.task if spec.task is not None else 0
+        if self.exists(job, index):
+            return task_name(job, index), None
+        known = ", ".join(self.all_tasks())
+        message = f"Cannot place on {task_name(job, index)}: no such task in this cluster (tasks: {known})"
+        if not soft:
+            raise InvalidArgumentError(message + "; pass allow_soft_placement=True to fall back to the client's task")
+        return self.task, message + f"; placed on {self.task} instead (soft placement)"
+
+    def directory_task(self, container: str, name: str) -> str:
+        """The task that records where ``(container, name)`` lives: a stable hash of the name."""
+        tasks = self.all_tasks()
+        return tasks[zlib.crc32(f"{container}\0{name}".encode()) % len(tasks)]
+
+    def address(self, task: str) -> str:
+        """``host:port`` of a task."""
+        spec = DeviceSpec.parse(task)
+        if self.cluster is None or spec.job is None or spec.task is None:
+            raise NotFoundError(f"no address for task {task}")
+        return self.cluster.task_address(spec.job, spec.task)
+
+
+class Peers:
+    """Connections from this server to the other tasks, opened on first use, reopened after failures."""
+
+    def __init__(self, placement: Placement, token: str | None, max_message_bytes: int) -> None:
+        self.placement = placement
+        self.token = token
+        self.max_message_bytes = max_message_bytes
+        self._clients: dict[str, AsyncClient] = {}
+        self._connecting: dict[str, asyncio.Future] = {}
+
+    async def get(self, task: str) -> "AsyncClient":
+        """A live connection to ``task``.
+
+        Raises:
+            UnavailableError: the task did not answer after a bounded number of tries; names it.
+        """
+        client = self._clients.get(task)
+        if client is not None and client.connected:
+            return client
+        pending = self._connecting.get(task)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut = asyncio.get_running_loop().create_future()
+        self._connecting[task] = fut
+        try:
+            client = await self._connect(task)
+            self._clients[task] = client
+            fut.set_result(client)
+            return client
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: concurrent waiters get it through shield
+            raise
+        finally:
+            del self._connecting[task]
+
+    async def _connect(self, task: str) -> "AsyncClient":
+        from queueserver.client import AsyncClient
+
+        address = self.placement.address(task)
+        last: Exception | None = None
+        for attempt in range(CONNECT_ATTEMPTS):
+            client = AsyncClient(address, token=self.token, client_name=f"peer {self.placement.task}",
+                                 max_message_bytes=self.max_message_bytes)
+            try:
+                return await client.open()
+            except QueueServerError as exc:
+                last = exc
+                if isinstance(exc, UnavailableError) and attempt < CONNECT_ATTEMPTS - 1:
+                    await asyncio.sleep(CONNECT_BACKOFF_S[min(attempt, len(CONNECT_BACKOFF_S) - 1)])
+                    continue
+                break
+        raise UnavailableError(
+            f"task {task} at {address} is unavailable after {CONNECT_ATTEMPTS} attempts: {last}") from last
+
+    async def close(self) -> None:
+        """Close every peer connection."""
+        for client in list(self._clients.values()):
+            try:
+                await asyncio.wait_for(client.close(), 2.0)
+            except (QueueServerError, asyncio.TimeoutError, OSError):
+                pass
+        self._clients.clear()
+
+
+class Directory:
+    """Where each cluster-wide name lives: the entries this task is responsible for, plus a cache."""
+
+    def __init__(self, placement: Placement, peers: Peers) -> None:
+        self.placement = placement
+        self.peers = peers
+        self.entries: dict[tuple[str, str], str] = {}  # names this task is the directory for
+        self.cache: dict[tuple[str, str], str] = {}    # homes this task looked up elsewhere
+
+    def local_register(self, container: str, name: str, home: str) -> str:
+        """First registration wins; returns the name's home."""
+        return self.entries.setdefault((container, name), home)
+
+    def local_lookup(self, container: str, name: str) -> str:
+        home = self.entries.get((container, name))
+        if home is None:
+            raise NotFoundError(f"resource '{name}'" + (f" in container '{container}'" if container else "")
+                                + " does not exist anywhere in the cluster")
+        return home
+
+    async def register(self, container: str, name: str, home: str) -> str:
+        """Record ``home`` for a new name, or learn the existing home of a known one."""
+        key = (container, name)
+        if key in self.cache:
+            return self.cache[key]
+        owner = self.placement.directory_task(container, name)
+        if owner == self.placement.task:
+            return self.local_register(container, name, home)
+        peer = await self.peers.get(owner)
+        reply, _ = await peer.call({"o": "dir", "v": "register", "c": container, "n": name, "home": home})
+        self.cache[key] = reply["r"]
+        return reply["r"]
+
+    async def lookup(self, container: str, name: str) -> str:
+        """The home of an existing name.
+
+        Raises:
+            NotFoundError: no task created it.
+        """
+        key = (container, name)
+        if key in self.cache:
+            return self.cache[key]
+        owner = self.placement.directory_task(container, name)
+        if owner == self.placement.task:
+            return self.local_lookup(container, name)
+        peer = await self.peers.get(owner)
+        reply, _ = await peer.call({"o": "dir", "v": "lookup", "c": container, "n": name})
+        self.cache[key] = reply["r"]
+        return reply["r"]
+
+    def forget(self, containers: list[str]) -> None:
+        """Drop every entry and cached home in ``containers`` (after a reset)."""
+        drop = set(containers)
+        for table in (self.entries, self.cache):
+            for key in [k for k in table if k[0] in drop]:
+                del table[key]
+
+
+def check_device_name(device: object) -> str | None:
+    """Validate the wire field holding a requested device."""
+    if device is None or device == "":
+        return None
+    if not isinstance(device, str):
+        raise InvalidArgumentError("device must be a string like /job:ps/task:0")
+    DeviceSpec.parse(device)
+    return device
