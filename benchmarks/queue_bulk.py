@@ -28,14 +28,16 @@ def make_data(n: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def producer(ready, go, target: str, n: int, inflight: int):
+def producer(ready, go, target: str, n: int, inflight: int, device: str = "", route_direct: bool = True):
     import queueserver as qs
 
     x, y = make_data(n)
 
     async def main():
-        async with qs.connect_async(target, client_name="w1 producer") as c:
-            q = await c.fifo_queue("w1", capacity=CAPACITY, dtypes=[np.float32, np.int32], shapes=[[FEATURES], []])
+        async with qs.connect_async(target, client_name="w1 producer", route_direct=route_direct) as c:
+            with c.device(device):
+                q = await c.fifo_queue("w1", capacity=CAPACITY, dtypes=[np.float32, np.int32],
+                                       shapes=[[FEATURES], []])
             ready.wait()
             go.wait()
             window: set = set()
@@ -51,12 +53,14 @@ def producer(ready, go, target: str, n: int, inflight: int):
     return "producer", n
 
 
-def consumer(ready, go, target: str, n: int):
+def consumer(ready, go, target: str, n: int, device: str = ""):
     import queueserver as qs
 
     async def main():
         async with qs.connect_async(target, client_name="w1 consumer") as c:
-            q = await c.fifo_queue("w1", capacity=CAPACITY, dtypes=[np.float32, np.int32], shapes=[[FEATURES], []])
+            with c.device(device):
+                q = await c.fifo_queue("w1", capacity=CAPACITY, dtypes=[np.float32, np.int32],
+                                       shapes=[[FEATURES], []])
             ready.wait()
             go.wait()
             count, label_sum = 0, 0
