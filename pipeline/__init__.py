@@ -1,1 +1,32 @@
-"""Everything that produces data: readers, the Data API, Coordinator and QueueRunner, loaders."""
+"""Everything that produces data: readers, the Data API, Coordinator and QueueRunner, the loader.
+
+    from pipeline import Dataset, TextLineDataset, decode_csv
+    ds = TextLineDataset("my_test.csv").skip(1).batch(1024).map(
+        lambda lines: decode_csv(lines, record_defaults=[[-1.], [-1.], [-1]]))
+"""
+
+from pipeline.coordination import Coordinator, QueueRunner
+from pipeline.csv import decode_csv
+from pipeline.data import (
+    AUTOTUNE, CsvDataset, Dataset, FixedLengthRecordDataset, TextLineDataset, TFRecordDataset,
+)
+from pipeline.fixed_length import FixedLengthRecordReader, decode_cifar10
+from pipeline.loader import csv_reader_runner, load, load_async, reader_runner
+from pipeline.producers import (
+    Producer, batch, batch_join, shuffle_batch, shuffle_batch_join, start_queue_runners, string_input_producer,
+)
+from pipeline.raw import decode_raw
+from pipeline.textline import TextLineReader
+from pipeline.tfrecord import (
+    FixedLenFeature, TFRecordReader, TFRecordWriter, VarLenFeature, encode_example, parse_example,
+    tf_record_iterator,
+)
+
+__all__ = [
+    "AUTOTUNE", "Coordinator", "CsvDataset", "Dataset", "FixedLenFeature", "FixedLengthRecordDataset",
+    "FixedLengthRecordReader", "Producer", "QueueRunner", "TFRecordDataset", "TFRecordReader",
+    "TFRecordWriter", "TextLineDataset", "TextLineReader", "VarLenFeature", "batch", "batch_join",
+    "csv_reader_runner", "decode_cifar10", "decode_csv", "decode_raw", "encode_example", "load",
+    "load_async", "parse_example", "reader_runner", "shuffle_batch", "shuffle_batch_join",
+    "start_queue_runners", "string_input_producer", "tf_record_iterator",
+]

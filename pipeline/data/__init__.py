@@ -42,3 +42,5 @@ __all__ = [
     "TensorSpec",
     "TextLineDataset",
 ]
+
+from . import bridges as _bridges  # noqa: E402,F401 - adds Dataset.from_queue / to_queue / to_queue_async

@@ -1,0 +1,186 @@
+"""The tf.train producers on a real embedded server: string_input_producer, batch, shuffle_batch, *_join."""
+
+from __future__ import annotations
+
+import doctest
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import queueserver as qs
+from pipeline import producers
+from pipeline.coordination import Coordinator
+from pipeline.data import Dataset
+from pipeline.producers import (
+    batch,
+    batch_join,
+    shuffle_batch,
+    shuffle_batch_join,
+    start_queue_runners,
+    string_input_producer,
+)
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = qs.Server.create_local_server()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def client(server):
+    with qs.connect(server.target, operation_timeout=10) as c:
+        yield c
+
+
+def run(producer, coord=None):
+    """Start the producer, take everything, join; returns the batches."""
+    coord = coord or Coordinator()
+    threads = producer.start(coord)
+    out = list(producer)
+    coord.join_threads(threads, stop_grace_period_secs=5)
+    return out
+
+
+def test_string_input_producer_epochs_shuffle_and_close(client):
+    names = ["a.csv", "b.csv", "c.csv", "d.csv"]
+    files = string_input_producer(client, names, num_epochs=3, seed=1)
+    got = [f.item() for f in run(files)]
+    assert len(got) == 12
+    epochs = [got[i:i + 4] for i in range(0, 12, 4)]
+    assert all(sorted(e) == [n.encode() for n in names] for e in epochs)  # each epoch is a permutation
+    assert len({tuple(e) for e in epochs}) > 1  # reshuffled every epoch
+    assert files.queue.is_closed()
+
+    ordered = string_input_producer(client, names, num_epochs=1, shuffle=False)
+    assert [f.item() for f in run(ordered)] == [n.encode() for n in names]
+
+
+def test_string_input_producer_without_epochs_keeps_the_queue_full(client):
+    files = string_input_producer(client, ["x"], capacity=4)
+    coord = Coordinator()
+    threads = files.start(coord)
+    assert [files.dequeue().item() for _ in range(10)] == [b"x"] * 10  # more than the capacity
+    coord.request_stop()
+    coord.join_threads(threads, stop_grace_period_secs=5)
+    assert files.queue.is_closed()  # the stop cancelled the runner's pending enqueue
+
+
+def test_string_input_producer_validates(client):
+    with pytest.raises(qs.InvalidArgumentError, match="at least one file name"):
+        string_input_producer(client, [])
+    with pytest.raises(qs.InvalidArgumentError, match="num_epochs"):
+        string_input_producer(client, ["a"], num_epochs=0)
+    with pytest.raises(TypeError, match="synchronous queueserver Client"):
+        string_input_producer(object(), ["a"])
+
+
+def test_batch_keeps_order_and_drops_or_keeps_the_final_partial_batch(client):
+    pairs = [(np.float32(i), np.int32(i % 3)) for i in range(10)]
+    full = run(batch(client, pairs, batch_size=4))
+    assert [x.tolist() for x, _ in full] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert full[0][1].dtype == np.int32
+
+    with_rest = run(batch(client, pairs, batch_size=4, allow_smaller_final_batch=True))
+    assert [x.tolist() for x, _ in with_rest] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_batch_enqueue_many_from_a_generator_with_several_threads(client):
+    def chunks():
+        for start in range(0, 30, 6):
+            yield np.arange(start, start + 6, dtype=np.int64).reshape(6, 1) * [1, -1], np.arange(start, start + 6)
+
+    b = batch(client, chunks(), batch_size=8, num_threads=3, enqueue_many=True, capacity=16,
+              allow_smaller_final_batch=True)
+    assert b.queue.spec.shapes == ((2,), ())
+    out = run(b)
+    xs = np.concatenate([x for x, _ in out])
+    ys = np.concatenate([y for _, y in out])
+    assert sorted(ys.tolist()) == list(range(30))
+    np.testing.assert_array_equal(xs[:, 0], ys)  # components stay together
+    assert [len(y) for _, y in out][:3] == [8, 8, 8]
+
+
+def test_shuffle_batch_mixes_and_loses_nothing(client):
+    b = shuffle_batch(client, Dataset.range(200), batch_size=10, capacity=60, min_after_dequeue=40, seed=7,
+                      allow_smaller_final_batch=True)
+    out = np.concatenate(run(b)).tolist()
+    assert sorted(out) == list(range(200))
+    assert out != list(range(200))
+
+
+def test_shuffle_batch_refuses_a_capacity_that_would_hang(client):
+    with pytest.raises(qs.InvalidArgumentError, match=r"min_after_dequeue \(40\) \+ batch_size \(32\)"):
+        shuffle_batch(client, [1.0], batch_size=32, capacity=50, min_after_dequeue=40)
+    with pytest.raises(qs.InvalidArgumentError, match="smaller than batch_size"):
+        batch(client, [1.0], batch_size=8, capacity=4)
+
+
+def test_batch_join_reads_every_source_and_closes_after_the_last(client):
+    a = ({"x": np.full(3, i, np.float32), "label": b"a"} for i in range(7))
+    bb = ({"x": np.full(3, -i, np.float32), "label": b"b"} for i in range(1, 5))
+    j = batch_join(client, [a, bb], batch_size=3, allow_smaller_final_batch=True)
+    out = run(j)
+    assert all(isinstance(x, dict) for x in out)  # named components
+    labels = Counter(l for d in out for l in d["label"].tolist())
+    assert labels == {b"a": 7, b"b": 4}
+    assert sorted(v for d in out for v in d["x"][:, 0].tolist()) == sorted(list(range(7)) + [-1, -2, -3, -4])
+
+
+def test_shuffle_batch_join_with_async_and_function_sources(client):
+    async def agen():
+        for i in range(50):
+            yield np.int32(i)
+
+    counter = iter(range(50, 80))
+
+    def fn():
+        return np.int32(next(counter))  # StopIteration ends the source
+
+    j = shuffle_batch_join(client, [agen(), fn], batch_size=16, capacity=40, min_after_dequeue=10, seed=3,
+                           dtypes=[np.int32], shapes=[[]], allow_smaller_final_batch=True)
+    out = np.concatenate(run(j)).tolist()
+    assert sorted(out) == list(range(80))
+
+
+def test_dynamic_pad_pads_variable_lengths(client):
+    seqs = [np.arange(n, dtype=np.int64) + 1 for n in (1, 3, 2)]
+    b = batch(client, seqs, batch_size=3, dynamic_pad=True)
+    (out,) = run(b)
+    assert out.tolist() == [[1, 0, 0], [1, 2, 3], [1, 2, 0]]
+
+
+def test_source_error_reaches_the_coordinator_and_consumers_do_not_hang(client):
+    def bad():
+        for i in range(3):
+            yield np.float32(i)
+        raise OSError("part-2.csv: disk read failed")
+
+    b = batch(client, bad(), batch_size=2, dtypes=[np.float32], shapes=[[]])
+    coord = Coordinator()
+    threads = b.start(coord)
+    got = []
+    with coord.stop_on_exception():  # the queue gets closed: OutOfRange ends this loop
+        while True:
+            got.append(b.dequeue().tolist())
+    with pytest.raises(OSError, match="disk read failed"):  # the original error, from the source
+        coord.join_threads(threads, stop_grace_period_secs=5)
+    assert got in ([], [[0.0, 1.0]])
+
+
+async def test_async_consumer_and_start_queue_runners(client):
+    files = string_input_producer(client, ["f1", "f2"], num_epochs=2, shuffle=False)
+    b = batch(client, Dataset.range(5), batch_size=2, allow_smaller_final_batch=True)
+    coord = Coordinator()
+    threads = start_queue_runners([files, b.runner], coord)
+    names = [f.item() async for f in files]
+    batches = [x.tolist() async for x in b]
+    assert names == [b"f1", b"f2", b"f1", b"f2"]
+    assert batches == [[0, 1], [2, 3], [4]]
+    coord.join_threads(threads, stop_grace_period_secs=5)
+
+
+def test_docstring_examples():
+    assert doctest.testmod(producers, optionflags=doctest.ELLIPSIS).failed == 0
