@@ -1,0 +1,114 @@
+"""The trainer client's command line.
+
+    python -m compute train --target 127.0.0.1:2222 --queue shared_instance_q --model mlp:784,1024,1024,10 \\
+        --sync --replicas 3 --aggregate 2 --task 0 --device gpu:0 --gpu-memory-fraction 0.4
+
+    python -m compute train --cluster cluster.json --job worker --task 1 --async --staleness-policy drop:4
+
+The run's summary is printed on stdout as one JSON line; the progress bar goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+import queueserver as qs
+from compute.backend import TRANSFER_DTYPES, DevicePlacementError
+from compute.trainer import TrainConfig, train
+
+__all__ = ["main", "build_parser", "config_from_args"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m compute`` argument parser."""
+    parser = argparse.ArgumentParser(prog="python -m compute", description="Trainer clients for the queue server.")
+    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a model on minibatches from a shared queue")
+    where = t.add_argument_group("where")
+    where.add_argument("--target", help="server address host:port (default: this task's address in --cluster)")
+    where.add_argument("--cluster", help="cluster spec JSON file")
+    where.add_argument("--job", default="worker", help="this trainer's job (default worker)")
+    where.add_argument("--task", type=int, default=0, help="this trainer's task index; 0 is the chief")
+    where.add_argument("--queue", default="shared_instance_q", help="input queue name")
+    where.add_argument("--container", default="", help="resource container of the model's variables")
+    where.add_argument("--scope", help="name prefix of the model's variables (default: the model's name)")
+    where.add_argument("--ps-tasks", type=int, help="spread variables over this many ps tasks (default: the cluster's)")
+    m = t.add_argument_group("model and optimizer")
+    m.add_argument("--model", default="mlp:784,1024,1024,10", help="mlp:784,1024,10 or softmax:784,10")
+    m.add_argument("--batch", type=int, default=256, help="minibatch size (default 256)")
+    m.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
+    m.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "nesterov"])
+    m.add_argument("--momentum", type=float, default=0.9)
+    m.add_argument("--seed", type=int, default=0, help="parameter initialisation seed")
+    m.add_argument("--steps", type=int, help="stop at this global step (default: when the queue is drained)")
+    mode = t.add_argument_group("replication")
+    excl = mode.add_mutually_exclusive_group()
+    excl.add_argument("--sync", dest="mode", action="store_const", const="sync", help="synchronous updates")
+    excl.add_argument("--async", dest="mode", action="store_const", const="async", help="asynchronous updates (default)")
+    excl.add_argument("--local", dest="mode", action="store_const", const="local",
+                      help="one process, parameters on its own device")
+    mode.add_argument("--replicas", type=int, default=1, help="total number of replicas")
+    mode.add_argument("--aggregate", type=int, help="gradients averaged per step in sync mode (default: all)")
+    mode.add_argument("--staleness-policy", default="none", help="async: none, drop:K or scale")
+    mode.add_argument("--transfer-dtype", default="float32", choices=TRANSFER_DTYPES,
+                      help="dtype of parameter traffic")
+    mode.add_argument("--sync-timeout", type=float, default=5.0, help=argparse.SUPPRESS)
+    dev = t.add_argument_group("device")
+    dev.add_argument("--device", default="cpu", help="cpu or gpu:N")
+    dev.add_argument("--soft-placement", action="store_true", help="fall back to the CPU when the GPU is missing")
+    dev.add_argument("--gpu-memory-fraction", type=float, help="cap the GPU memory pool at this fraction")
+    out = t.add_argument_group("output")
+    out.add_argument("--checkpoint-dir", help="save and restore parameters here")
+    out.add_argument("--checkpoint-every", type=int, default=100, help="global steps between checkpoints")
+    out.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show the bar")
+    out.add_argument("--no-progress", dest="progress", action="store_false", help="never show the bar")
+    out.add_argument("--report-every", type=int, default=0, help="print a JSON line every N local steps")
+    out.add_argument("--dequeue-timeout", type=float, help="seconds to wait for a minibatch")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """A :class:`TrainConfig` from parsed ``train`` arguments."""
+    return TrainConfig(
+        target=args.target, cluster=args.cluster, job=args.job, task=args.task, queue=args.queue,
+        model=args.model, mode=args.mode or "async", replicas=args.replicas, aggregate=args.aggregate,
+        device=args.device, soft_placement=args.soft_placement, gpu_memory_fraction=args.gpu_memory_fraction,
+        batch=args.batch, lr=args.lr, optimizer=args.optimizer, momentum=args.momentum, steps=args.steps,
+        checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
+        transfer_dtype=args.transfer_dtype, staleness_policy=args.staleness_policy, seed=args.seed,
+        scope=args.scope, container=args.container, ps_tasks=args.ps_tasks, progress=args.progress,
+        report_every=args.report_every, dequeue_timeout=args.dequeue_timeout, sync_timeout=args.sync_timeout)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad usage or configuration, 1 runtime error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        result = train(config)
+    except (DevicePlacementError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except qs.QueueServerError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(json.dumps({"event": "done", **result.summary()}), flush=True)
+    if result.staleness:
+        print(result.staleness_histogram(), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

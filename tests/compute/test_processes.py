@@ -1,0 +1,106 @@
+"""The trainer CLI as users run it: real processes against a real server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import queueserver as qs
+from compute import backend
+
+REPO = Path(__file__).resolve().parents[2]
+D, C = 12, 3
+
+
+def trainer(target: str, *args: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "compute", "train", "--target", target, "--model", f"mlp:{D},16,{C}",
+           "--batch", "32", "--no-progress", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def fill(target: str, name: str, n: int, close: bool) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, C, n)
+    x = (np.random.default_rng(9).standard_normal((C, D))[y] * 2 + rng.standard_normal((n, D))).astype(np.float32)
+    with qs.connect(target) as c:
+        q = c.fifo_queue(name, n, [np.float32, np.int64], [[D], []])
+        q.enqueue_many((x, y))
+        if close:
+            q.close()
+
+
+def done_line(out: str) -> dict:
+    lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    return next(l for l in lines if l.get("event") == "done")
+
+
+@pytest.mark.slow
+def test_killing_a_spare_replica_does_not_stop_sync_training(server_process):
+    target, steps = server_process.target, 40
+    fill(target, "kill_q", 20_000, close=False)
+    common = ["--queue", "kill_q", "--sync", "--replicas", "3", "--aggregate", "2", "--steps", str(steps),
+              "--scope", "killtest"]
+    procs = [trainer(target, *common, "--task", str(i), "--report-every", "1") for i in range(3)]
+    try:
+        # Follow the chief's step reports; kill replica 2 once training is well under way.
+        for line in procs[0].stdout:
+            event = json.loads(line)
+            if event.get("event") == "step" and event["global_step"] >= 5:
+                procs[2].send_signal(signal.SIGKILL)
+                break
+        out, err = procs[0].communicate(timeout=60)
+        assert procs[0].returncode == 0, err
+        summary = done_line(out)
+        assert summary["global_step"] == steps and summary["stop_reason"] == "steps"
+        out1, err1 = procs[1].communicate(timeout=30)
+        assert procs[1].returncode == 0, err1
+        assert procs[2].wait(10) == -signal.SIGKILL
+        with qs.connect(target) as c:
+            assert int(c.variable("killtest/global_step", np.int64(0)).read()) == steps
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_cli_trains_until_the_queue_is_drained(server_process, tmp_path):
+    fill(server_process.target, "cli_q", 640, close=True)
+    p = trainer(server_process.target, "--queue", "cli_q", "--async", "--scope", "cli",
+                "--checkpoint-dir", str(tmp_path), "--staleness-policy", "drop:3")
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    summary = done_line(out)
+    assert summary["stop_reason"] == "end_of_data" and summary["samples"] == 640 and summary["global_step"] == 20
+    assert "staleness   0" in err  # the distribution, printed at the end
+    assert (tmp_path / "checkpoint.npz").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sync", "--replicas", "2", "--aggregate", "3"], "aggregate 3"),
+    (["--model", "cnn:1"], "bad model spec"),
+    (["--transfer-dtype", "int8"], "invalid choice"),
+])
+def test_cli_rejects_bad_configuration(args, message):
+    p = trainer("127.0.0.1:1", *args)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 2 and message in err
+
+
+@pytest.mark.skipif(backend.cupy_available(), reason="a usable GPU is present")
+def test_cli_gpu_without_one(server_process):
+    fill(server_process.target, "gpu_q", 64, close=True)
+    p = trainer(server_process.target, "--queue", "gpu_q", "--local", "--device", "gpu:0")
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 2 and "gpu:0 was requested" in err and "--soft-placement" in err
+    p = trainer(server_process.target, "--queue", "gpu_q", "--local", "--device", "gpu:0", "--soft-placement")
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0 and "running on the CPU" in err and done_line(out)["samples"] == 64
