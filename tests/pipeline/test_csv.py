@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from conftest import check, golden_names
 
-from pipeline.csv import decode_csv
+import pipeline.csv as csv_mod
+from pipeline.csv import decode_csv, read_csv_columns
 from pipeline.textline import TextLineReader
 from queueserver.errors import InvalidArgumentError
 
@@ -236,3 +237,176 @@ def test_large_chunk_w3_like():
     for j in range(10):
         np.testing.assert_array_equal(cols[j], expect[:, j])
     assert cols[10].dtype == np.int32 and np.array_equal(cols[10], y)
+
+
+# -- the pyarrow path ------------------------------------------------------------------------------
+
+
+
+def _numeric_field(rng: random.Random, integer: bool, special: float) -> str:
+    """Mostly fields pyarrow may take, plus every kind it must hand back to the exact path."""
+    r = rng.random()
+    if r < 0.90 - special:
+        fmt = rng.choice(["%d", "%05d", "%-d"] if integer else ["%.6f", "%.3f", "%d", "%.17g", "%.3e", "%.1E"])
+        return fmt % (rng.uniform(-1e6, 1e6) if rng.random() < 0.5 else rng.uniform(-2, 2))
+    if r < 0.98 - special:
+        return ""
+    return rng.choice([
+        "+5", "+1.5", " 1.5", "1.5 ", "inf", "-inf", "nan", "infinity", "0x1A", "1e", "e5", ".", "-", "1..2",
+        "2147483648", "-2147483649", "9223372036854775808", "1" * 31, "0" * 32, "0." + "1" * 30, "1." + "0" * 22,
+        "1e400", "-1e-400", "16777217", "16777217.000001", "3.", ".5", "-0", "NA", '"1"', "1\r",
+    ])
+
+
+@pytest.mark.parametrize("defaults", [
+    [[0.0], [0], [np.float64(1)], np.array([0], np.int64)],
+    [[0.0], I32, [np.float64(1)], [7]],
+    [[-1.0]],
+])
+def test_arrow_path_matches_exact_path(monkeypatch, defaults):
+    """Batches through pyarrow (forced on for tiny batches) agree with one-record decoding."""
+    pytest.importorskip("pyarrow")
+    monkeypatch.setattr(csv_mod, "_ARROW_MIN_RECORDS", 2)
+    taken = []
+    real = csv_mod._decode_arrow
+
+    def spy(*args):
+        res = real(*args)
+        taken.append(res is not None)
+        return res
+
+    monkeypatch.setattr(csv_mod, "_decode_arrow", spy)
+    rng = random.Random(11)
+    ncols = len(defaults)
+    ints = [isinstance(d, np.ndarray) and d.dtype != np.float32 or d == [0] or d == [7] for d in defaults]
+    for trial in range(800):
+        width = ncols if rng.random() < 0.95 else rng.choice([ncols - 1, ncols + 1])
+        special = rng.choice([0.0, 0.0, 0.02, 0.2])
+        recs = [
+            ",".join(_numeric_field(rng, ints[c % ncols], special) for c in range(max(width, 1))).encode()
+            for _ in range(rng.randint(2, 6))
+        ]
+        if trial % 50 == 0:
+            recs.insert(rng.randint(0, len(recs)), b"")
+        if trial % 50 == 1:
+            recs.append(b"," * (ncols - 1))  # every field empty: defaults, not an empty line
+        try:
+            batch, berr = decode_csv(recs, defaults), None
+        except InvalidArgumentError as e:
+            batch, berr = None, str(e)
+        single, serr = [], None
+        for i, r in enumerate(recs):
+            try:
+                single.append(decode_csv(r, defaults))
+            except InvalidArgumentError as e:
+                serr = str(e).replace("record 0", f"record {i}")
+                break
+        assert berr == serr, recs
+        if berr:
+            continue
+        for c in range(ncols):
+            exp = np.array([s[c] for s in single], dtype=batch[c].dtype)
+            np.testing.assert_array_equal(batch[c], exp)
+            assert np.array_equal(np.signbit(batch[c].astype(float)), np.signbit(exp.astype(float)))
+            assert batch[c].flags.writeable
+    assert sum(taken) > 100 and not all(taken)  # both paths really ran
+
+
+def test_arrow_select_cols_and_na_value(monkeypatch):
+    pytest.importorskip("pyarrow")
+    monkeypatch.setattr(csv_mod, "_ARROW_MIN_RECORDS", 2)
+    recs = [b"1,-999,3,7,8", b"4,5,-999,9,9", b"6,7,8,9,1"]
+    got = decode_csv(recs, [[0], [-1.0]], select_cols=[0, 2], na_value="-999")
+    monkeypatch.setattr(csv_mod, "USE_ARROW", False)
+    exp = decode_csv(recs, [[0], [-1.0]], select_cols=[0, 2], na_value="-999")
+    assert got[0].tolist() == exp[0].tolist() == [1, 4, 6] and got[1].tolist() == exp[1].tolist() == [3, -1, 8]
+    # Records shorter than the last selected column: TensorFlow's error, not pyarrow's.
+    monkeypatch.setattr(csv_mod, "USE_ARROW", True)
+    with pytest.raises(InvalidArgumentError, match="Expect 2 fields but have 1 in record 1"):
+        decode_csv([b"1,2,3", b"4"], [[0], [0]], select_cols=[0, 2])
+
+
+def test_works_without_pyarrow(monkeypatch):
+    monkeypatch.setattr(csv_mod, "_arrow_mods", False)
+    monkeypatch.setattr(csv_mod, "_arrow_plans", {})
+    lines = [b"%d.5,%d" % (i, i) for i in range(1000)]
+    cols = decode_csv(lines, [[0.0], [0]])
+    assert cols[0][3] == 3.5 and cols[1].tolist() == list(range(1000))
+
+
+def test_long_field_detection():
+    rng = random.Random(3)
+    for _ in range(400):
+        fields = ["1" * rng.choice([1, 5, 9, 23, 24, 25, 31, 32, 33, 40]) if rng.random() < 0.1 else "1" * rng.randint(0, 12)
+                  for _ in range(rng.randint(1, 60))]
+        text = "".join(f + rng.choice(",\n") for f in fields)[:-1].encode()
+        exact = max(len(f) for f in text.replace(b"\n", b",").split(b",")) >= 32
+        assert csv_mod._has_long_field(text, 44) == exact, text
+
+
+def _lines_reference(path, defaults, skip, **kw):
+    with TextLineReader(path, skip_header_lines=skip) as r:
+        lines = [ln for ln in r]
+    return decode_csv(lines, defaults, source=str(path), first_line=skip + 1, **kw) if lines else None
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 16, 1 << 24])
+def test_read_csv_columns_matches_textline_and_decode_csv(tmp_path, block_bytes):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((30000, 3))
+    rows = ["%.6f,%.6f,%.6f,%d" % (a, b, c, i % 10) for i, (a, b, c) in enumerate(x)]
+    rows[7] = ",,1.5,3"
+    rows[20000] = "  2.5 ,1e3,-0,4"  # whitespace: the exact path for this block
+    defaults = [[0.0], [0.0], [np.float64(0)], [0]]
+    for name, content in {
+        "plain.csv": "a,b,c,d\n" + "\n".join(rows) + "\n",
+        "noeol.csv": "a,b,c,d\n" + "\n".join(rows),
+        "crlf.csv": "a,b,c,d\r\n" + "\r\n".join(rows) + "\r\n",
+    }.items():
+        path = tmp_path / name
+        path.write_bytes(content.encode())
+        got = read_csv_columns(path, defaults, skip_header_lines=1, block_bytes=block_bytes)
+        exp = _lines_reference(path, defaults, 1)
+        for g, e in zip(got, exp):
+            assert g.dtype == e.dtype
+            np.testing.assert_array_equal(g, e)
+    gz = tmp_path / "plain.csv.gz"
+    gz.write_bytes(gzip.compress((tmp_path / "plain.csv").read_bytes()))
+    got = read_csv_columns(gz, defaults, skip_header_lines=1, compression_type="GZIP", block_bytes=block_bytes)
+    np.testing.assert_array_equal(got[0], exp[0])
+
+
+def test_read_csv_columns_errors_name_file_and_line(tmp_path):
+    rows = ["%d.25,%d" % (i, i) for i in range(5000)]
+    rows[4321] = "1.5,x"
+    path = tmp_path / "bad.csv"
+    path.write_bytes(("h1,h2\n" + "\n".join(rows) + "\n").encode())
+    with pytest.raises(InvalidArgumentError) as info:
+        read_csv_columns(path, [[0.0], [0]], skip_header_lines=1)
+    assert "is not a valid int32: x" in str(info.value) and f"line {4321 + 2}" in str(info.value)
+    assert str(path) in str(info.value)
+    rows[4321] = ""  # an empty line is a record without fields
+    path.write_bytes(("h1,h2\n" + "\n".join(rows) + "\n").encode())
+    with pytest.raises(InvalidArgumentError, match=f"Expect 2 fields but have 0 .*line {4321 + 2}"):
+        read_csv_columns(path, [[0.0], [0]], skip_header_lines=1)
+    bad: list = []
+    cols = read_csv_columns(path, [[0.0], [0]], skip_header_lines=1, on_error="skip", bad_records=bad)
+    assert len(cols[0]) == 4999 and len(bad) == 1
+    rows[4321] = "1.5,"
+    path.write_bytes(("\n".join(rows)).encode())
+    with pytest.raises(InvalidArgumentError, match="Field 1 is required but missing"):
+        read_csv_columns(path, [[0.0], I32])
+    assert [len(c) for c in read_csv_columns(tmp_path / "bad.csv", [[0.0], [0]], skip_header_lines=9000)] == [0, 0]
+
+
+def test_read_csv_columns_long_float_field_is_an_error(tmp_path):
+    # pyarrow parses a 32-digit float; TensorFlow refuses it (kFastToBufferSize), so must we.
+    rows = ["%d.5,%d" % (i, i) for i in range(40000)]
+    rows[30000] = "0" * 32 + ",1"
+    path = tmp_path / "long.csv"
+    path.write_bytes(("\n".join(rows) + "\n").encode())
+    with pytest.raises(InvalidArgumentError, match=r"Field 0 in record \d+ is not a valid float: 0{32} .*line 30001"):
+        read_csv_columns(path, [[0.0], [0]])
+    rows[30000] = "0" * 31 + ",1"  # one byte shorter: a number
+    path.write_bytes(("\n".join(rows) + "\n").encode())
+    assert read_csv_columns(path, [[0.0], [0]])[0][30000] == 0.0

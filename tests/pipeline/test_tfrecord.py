@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
+import zlib
 
 import numpy as np
 import pytest
 from conftest import TF_WRITTEN, check, golden_names
 
+import pipeline.tfrecord as tfr
 from pipeline.tfrecord import (
     FixedLenFeature,
+    SparseTensor,
     TFRecordReader,
     TFRecordWriter,
     VarLenFeature,
     encode_example,
     masked_crc32c,
     parse_example,
+    read_tfrecord_examples,
     tf_record_iterator,
 )
 from queueserver.errors import DataLossError, InvalidArgumentError, NotFoundError
@@ -264,3 +269,167 @@ def test_gzip_roundtrip_checkpoint_and_skip(tmp_path):
 def test_missing_file_names_path(tmp_path):
     with pytest.raises(NotFoundError, match="nope.tfrecord"):
         TFRecordReader(tmp_path / "nope.tfrecord")
+
+
+# -- read_tfrecord_examples: whole files straight to arrays ----------------------------------------
+
+W4_SPEC = {"x": FixedLenFeature([784], np.float32), "y": FixedLenFeature([1], np.int64)}
+
+
+def _same(got, exp):
+    assert got.keys() == exp.keys()
+    for k in exp:
+        if isinstance(exp[k], SparseTensor):
+            for a, b in zip(got[k], exp[k]):
+                assert np.asarray(a).tolist() == np.asarray(b).tolist(), k
+        else:
+            assert got[k].dtype == exp[k].dtype and got[k].shape == exp[k].shape, k
+            assert got[k].tolist() == exp[k].tolist(), k
+
+
+def _reference(paths, spec, comp=""):
+    recs = [r for p in paths for r in tf_record_iterator(p, comp)]
+    return parse_example(recs, spec)
+
+
+@pytest.mark.parametrize("fname,comp", [("w4_first200.tfrecord", ""), ("w4_first200.tfrecord.gz", "GZIP")])
+def test_read_examples_tf_written_w4(fname, comp):
+    x, y = _w4()
+    out = read_tfrecord_examples(TF_WRITTEN / fname, W4_SPEC, comp)
+    np.testing.assert_array_equal(out["x"], x)
+    np.testing.assert_array_equal(out["y"], y)
+    assert out["x"].flags.c_contiguous and out["x"].flags.writeable
+
+
+def _mixed_records(rng, n):
+    """Runs of identical layouts broken by records of other lengths and layouts."""
+    recs = []
+    for i in range(n):
+        r = rng.random()
+        if r < 0.7:
+            feats = {"x": rng.random(6).astype(np.float32), "y": [int(rng.integers(0, 100))], "s": [b"ab"]}
+        elif r < 0.85:
+            feats = {"x": rng.random(6).astype(np.float32), "y": [int(rng.integers(200, 10**12))], "s": [b"abc"]}
+        elif r < 0.93:  # same length as the common layout, other key: breaks a run's byte layout
+            feats = {"x": rng.random(6).astype(np.float32), "y": [int(rng.integers(0, 100))], "t": [b"ab"]}
+        else:
+            feats = {"x": rng.random(6).astype(np.float32), "y": [5], "s": [b"zz"], "v": [1.0]}
+        recs.append(encode_example(feats))
+    return recs
+
+
+@pytest.mark.parametrize("comp", ["", "GZIP", "ZLIB"])
+def test_read_examples_matches_parse_example(tmp_path, comp, monkeypatch):
+    monkeypatch.setattr(tfr, "_INFLATE_BLOCK", 1000)  # many blocks: records straddle block edges
+    rng = np.random.default_rng(5)
+    spec = {
+        "x": FixedLenFeature([6], np.float32),
+        "y": FixedLenFeature([1], np.int64),
+        "s": FixedLenFeature([], bytes, default_value=b"dflt"),
+        "v": VarLenFeature(np.float32),
+        "missing": FixedLenFeature([2], np.int64, default_value=[7, 8]),
+    }
+    paths = []
+    for f in range(3):
+        paths.append(_write_records(tmp_path / f"m{f}.tfrecord", _mixed_records(rng, 300 + 50 * f), comp))
+    _same(read_tfrecord_examples(paths, spec, comp), _reference(paths, spec, comp))
+    # Uniform records only: the vectorised path end to end, across files.
+    uni = [encode_example({"x": rng.random(6).astype(np.float32), "y": [3], "s": [b"q"]}) for _ in range(500)]
+    p = _write_records(tmp_path / "u.tfrecord", uni, comp)
+    _same(read_tfrecord_examples([p, p], spec, comp), _reference([p, p], spec, comp))
+
+
+def test_read_examples_concatenated_gzip_members(tmp_path):
+    a = _write_records(tmp_path / "a.gz", [encode_example({"x": np.ones(784, np.float32), "y": [1]})] * 30, "GZIP")
+    b = _write_records(tmp_path / "b.gz", [encode_example({"x": np.zeros(784, np.float32), "y": [2]})] * 20, "GZIP")
+    cat = tmp_path / "cat.gz"
+    cat.write_bytes(a.read_bytes() + b.read_bytes())
+    out = read_tfrecord_examples(cat, W4_SPEC, "GZIP")
+    assert out["y"].ravel().tolist() == [1] * 30 + [2] * 20
+
+
+def _errors(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - the class and message are compared
+        return type(e), str(e)
+    return None
+
+
+@pytest.mark.parametrize("comp", ["", "GZIP"])
+def test_read_examples_errors_are_tfrecordreaders(tmp_path, comp):
+    recs = [encode_example({"x": np.full(784, i, np.float32), "y": [i]}) for i in range(40)]
+    framed = tmp_path / "plain.tfrecord"
+    _write_records(framed, recs)
+    raw = framed.read_bytes()
+    stride = len(raw) // 40
+    cases = {
+        "data_crc": raw[: 5 * stride + 100] + bytes([raw[5 * stride + 100] ^ 1]) + raw[5 * stride + 101 :],
+        "header_crc": raw[: 7 * stride + 9] + bytes([raw[7 * stride + 9] ^ 1]) + raw[7 * stride + 10 :],
+        "truncated": raw[: 39 * stride + 500],
+        "short_tail": raw + b"\x01\x02\x03",  # fewer than 12 bytes: TensorFlow ends quietly
+    }
+    for name, data in cases.items():
+        path = tmp_path / f"{name}.tfrecord"
+        path.write_bytes(gzip.compress(data) if comp else data)
+
+        def via_reader():
+            return _reference([path], W4_SPEC, comp)
+
+        got = _errors(lambda: read_tfrecord_examples(path, W4_SPEC, comp))
+        exp = _errors(via_reader)
+        assert got == exp, name
+        if exp is None:
+            _same(read_tfrecord_examples(path, W4_SPEC, comp), via_reader())
+        else:
+            assert exp[0] is DataLossError
+    if comp:
+        cut = tmp_path / "cut.gz"
+        cut.write_bytes(gzip.compress(raw)[:-100])  # the stream itself ends early
+        got = _errors(lambda: read_tfrecord_examples(cut, W4_SPEC, "GZIP"))
+        assert got == _errors(lambda: _reference([cut], W4_SPEC, "GZIP")) and got[0] is DataLossError
+
+
+def test_read_examples_parse_error_names_file_and_record(tmp_path):
+    recs = [encode_example({"x": np.zeros(784, np.float32), "y": [1]})] * 10
+    recs.append(encode_example({"x": np.zeros(784, np.float32)}))
+    path = _write_records(tmp_path / "f.tfrecord", recs * 2)
+    with pytest.raises(InvalidArgumentError) as info:
+        read_tfrecord_examples(path, W4_SPEC)
+    assert "Feature: y (data type: int64) is required" in str(info.value)
+    assert str(path) in str(info.value) and "record 10" in str(info.value)
+    assert info.value.details["record"] == 10
+
+
+def test_read_examples_empty_and_missing(tmp_path):
+    empty = tmp_path / "e.tfrecord"
+    empty.write_bytes(b"")
+    out = read_tfrecord_examples([empty], W4_SPEC)
+    assert out["x"].shape == (0, 784) and out["y"].shape == (0, 1)
+    gz = tmp_path / "e.gz"
+    gz.write_bytes(b"")
+    assert read_tfrecord_examples(gz, W4_SPEC, "GZIP")["x"].shape == (0, 784)
+    with pytest.raises(NotFoundError, match="nope.tfrecord"):
+        read_tfrecord_examples(tmp_path / "nope.tfrecord", W4_SPEC)
+    with pytest.raises(InvalidArgumentError):
+        read_tfrecord_examples(empty, W4_SPEC, "BZIP2")
+
+
+def test_read_examples_without_isal(tmp_path, monkeypatch):
+    monkeypatch.setattr(tfr, "_inflater", lambda: zlib.decompressobj)
+    recs = [encode_example({"x": np.full(784, i, np.float32), "y": [i]}) for i in range(50)]
+    p = _write_records(tmp_path / "z.gz", recs, "GZIP")
+    assert read_tfrecord_examples(p, W4_SPEC, "GZIP")["y"].ravel().tolist() == list(range(50))
+
+
+def test_read_examples_run_missing_required_feature(tmp_path):
+    recs = [encode_example({"x": np.zeros(784, np.float32), "y": [1]})] * 3
+    recs += [encode_example({"x": np.ones(784, np.float32), "z": [1]})] * 5  # a uniform run without y
+    path = _write_records(tmp_path / "f.tfrecord", recs)
+    with pytest.raises(InvalidArgumentError, match=r"is required.*record 3\)"):
+        read_tfrecord_examples(path, W4_SPEC)
+    good = _write_records(tmp_path / "g.tfrecord", recs[:3])
+    with pytest.raises(NotFoundError):
+        read_tfrecord_examples([good, tmp_path / "missing.tfrecord"], W4_SPEC)
+    with pytest.raises(InvalidArgumentError):
+        read_tfrecord_examples(tmp_path, W4_SPEC)  # a directory
