@@ -1,6 +1,6 @@
 """The ``queueserver`` command: run the daemon, look at a server, reset containers.
 
-    queueserver serve [--port 2222] [--host 127.0.0.1] [--token T]
+    queueserver [--log-format text|json] serve [--port 2222] [--host 127.0.0.1] [--token T] [--no-metrics]
     queueserver status TARGET
     queueserver reset TARGET --container NAME [--container NAME ...]
     queueserver serve --cluster cluster.json --job ps --task 0
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from typing import Sequence
 
 from queueserver.errors import QueueServerError
+from queueserver.logs import configure as configure_logging
+from queueserver.logs import set_default_task
 from queueserver.wire import DEFAULT_MAX_MESSAGE_BYTES
 
 
@@ -36,12 +37,15 @@ def _serve(args: argparse.Namespace) -> int:
         host, _, port_s = address.rpartition(":")
         host, port = host.strip("[]"), int(port_s)
 
+    set_default_task(f"/job:{job}/task:{index}")
+
     def ready(service) -> None:
         auth = "token required" if service.token else "no token"
         print(f"queueserver {service.task} serving on {service.target} ({auth}); Ctrl-C stops it", flush=True)
 
     serve_forever(host, port, token=args.token or os.environ.get("QUEUESERVER_TOKEN") or None,
-                  max_message_bytes=args.max_message_bytes, cluster=spec, job=job, index=index, on_ready=ready)
+                  max_message_bytes=args.max_message_bytes, cluster=spec, job=job, index=index,
+                  metrics=not args.no_metrics, on_ready=ready)
     return 0
 
 
@@ -63,10 +67,12 @@ def _cluster_up(args: argparse.Namespace) -> int:
         print(f"queueserver cluster up: no task of {args.cluster_file} has this machine's address", file=sys.stderr)
         return 2
     extra = ["--token", args.token] if args.token else []
+    if args.no_metrics:
+        extra.append("--no-metrics")
     procs = []
     for job, i in tasks:
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "queueserver", "--log-level", args.log_level, "serve",
+            [sys.executable, "-m", "queueserver", "--log-level", args.log_level, "--log-format", args.log_format, "serve",
              "--cluster", str(args.cluster_file), "--job", job, "--task", str(i), *extra]))
     print(f"started {len(procs)} task(s): " + ", ".join(f"/job:{j}/task:{i}" for j, i in tasks)
           + "; Ctrl-C stops them all", flush=True)
@@ -145,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="queueserver",
         description="A queue server with shared named queues and resource containers (TensorFlow 1 style).")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="text lines for people (default) or one JSON object per line"
+                             " (ts, level, task, event, message, fields) for machines")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the server daemon until SIGINT/SIGTERM",
@@ -158,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cluster", help="cluster spec JSON file: serve one of its tasks")
     serve.add_argument("--job", help="with --cluster: this task's job name")
     serve.add_argument("--task", type=int, default=0, help="with --cluster: this task's index (default 0)")
+    serve.add_argument("--no-metrics", action="store_true",
+                       help="keep no per-call statistics and serve no /metrics (the status page still works)")
     serve.set_defaults(func=_serve)
 
     status = sub.add_parser("status", help="show a server's queues and variables")
@@ -180,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             " (for development); Ctrl-C stops them all.")
     up.add_argument("cluster_file", help='cluster spec JSON, e.g. {"ps": ["127.0.0.1:2221"], "worker": [...]}')
     up.add_argument("--token", default=None, help="shared secret for every task (default: $QUEUESERVER_TOKEN)")
+    up.add_argument("--no-metrics", action="store_true", help="start every task with --no-metrics")
     up.set_defaults(func=_cluster_up)
     return parser
 
@@ -187,8 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``queueserver`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
     except QueueServerError as exc:

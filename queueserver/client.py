@@ -420,6 +420,29 @@ class AsyncClient:
             out["cluster"] = reply["cluster"]
         return out
 
+    async def report(self, role: str, figures: dict[str, float]) -> None:
+        """Tell the server how this client is doing; the status page, ``/status`` and ``/metrics`` show it.
+
+        The server keeps the latest report of each connection (under this client's ``client_name``)
+        until the connection closes or the report is a minute old, so call it every second or few,
+        not every step: it is one small round trip.
+
+        By convention a loader reports ``role="loader"`` with ``records_per_s`` (and ``bytes_per_s``);
+        a trainer reports ``role="trainer"`` with ``samples_per_s``, ``step_s`` and its step split
+        into ``wait_data_s``, ``pull_params_s``, ``compute_s`` and ``push_grads_s`` (seconds per step,
+        averaged since the last report), which the page stacks to show where the time goes.
+
+        Args:
+            role: what this client is, e.g. ``"loader"`` or ``"trainer"``.
+            figures: figure name -> finite number (at most 64).
+
+        Raises:
+            InvalidArgumentError: a figure is not a finite number.
+        """
+        # numpy scalars (a loader's np.float32 rate) travel as plain numbers.
+        clean = {str(k): v.item() if isinstance(v, np.generic) else v for k, v in figures.items()}
+        await self.call({"o": "report", "role": str(role), "fig": clean})
+
 
 _QUEUE_TYPE_NAMES = {"fifo": "FIFOQueue", "random_shuffle": "RandomShuffleQueue",
                      "padding_fifo": "PaddingFIFOQueue", "priority": "PriorityQueue"}
@@ -885,6 +908,7 @@ class Client:
 
     reset = _sync("AsyncClient.reset")
     status = _sync("AsyncClient.status")
+    report = _sync("AsyncClient.report")
 
     def close(self) -> None:
         """Acknowledge everything received, disconnect, and stop the client's thread."""

@@ -2,7 +2,8 @@
 
 A connection that starts with the data-plane preamble (see :mod:`queueserver.wire`) speaks framed
 msgpack with raw array bodies; anything else is handed to aiohttp, which serves the plain HTTP
-endpoints (``/healthz``, ``/status``). Every operation is a thin adapter over the core in
+endpoints (``/healthz``, ``/status``, ``/metrics`` and the status page at ``/``; see
+:mod:`queueserver.metrics` and ``queueserver/static/``). Every operation is a thin adapter over the core in
 :mod:`queueserver.core`: no queue rule is written here.
 
 Delivery is at least once: a dequeued batch is *held* for the connection that received it until
@@ -21,6 +22,8 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
+from time import perf_counter
 from typing import Any, Callable
 
 from aiohttp import web
@@ -30,6 +33,7 @@ from queueserver.core import (
     MANY, ONE, UP_TO, Attempt, ConditionalAccumulator, QueueBase, ResourceManager, Variable,
 )
 from queueserver.core.specs import ComponentSpec
+from queueserver import errors as _errors
 from queueserver.errors import (
     InternalError,
     InvalidArgumentError,
@@ -39,6 +43,7 @@ from queueserver.errors import (
     UnimplementedError,
 )
 from queueserver.cluster import ClusterSpec
+from queueserver.logs import event
 from queueserver.routing import Directory, Peers, Placement, check_device_name
 from queueserver.wire import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -55,6 +60,9 @@ log = logging.getLogger("queueserver")
 # A connection whose blocked enqueues hold more than this stops being read until they drain,
 # so a fast producer cannot grow the server's memory without bound.
 PENDING_BYTES_LIMIT = 64 * 1024 * 1024
+# A client's report older than this is dropped from status and metrics (the client stopped reporting).
+REPORT_TTL_S = 60.0
+STATIC_DIR = Path(__file__).with_name("static")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -72,11 +80,15 @@ class QueueService:
     Args:
         token: a shared secret every client must present; ``None`` for none.
         max_message_bytes: the largest frame accepted (header plus body).
-        task: this server's task name, for messages and status.
+        cluster, job, index: this server's cluster and its task in it (none: a lone task).
+        metrics: keep per-call statistics and serve ``/metrics`` (False: ``--no-metrics``; the
+            queues' own counters, which status shows, are kept either way).
+        report_ttl: seconds after which a client's last ``report()`` counts as stale and is dropped.
     """
 
     def __init__(self, *, token: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 cluster: ClusterSpec | None = None, job: str = "localhost", index: int = 0) -> None:
+                 cluster: ClusterSpec | None = None, job: str = "localhost", index: int = 0,
+                 metrics: bool = True, report_ttl: float = REPORT_TTL_S) -> None:
         self.resources = ResourceManager()
         self.token = token or None
         self.max_message_bytes = max_message_bytes
@@ -88,6 +100,13 @@ class QueueService:
         self.connections: set[DataConnection] = set()
         self.started = time.time()
         self.calls: dict[str, int] = {}
+        self.report_ttl = report_ttl
+        self.call_stats = self.metrics_registry = None
+        if metrics:
+            from queueserver.metrics import CallStats, make_registry
+
+            self.call_stats = CallStats()
+            self.metrics_registry = make_registry(self)
         self.stopping = False
         self._listener: asyncio.AbstractServer | None = None
         self._runner: web.AppRunner | None = None
@@ -99,7 +118,9 @@ class QueueService:
         app = web.Application()
         app.router.add_get("/healthz", self._http_health)
         app.router.add_get("/status", self._http_status)
-        app.router.add_get("/", self._http_status)
+        app.router.add_get("/metrics", self._http_metrics)
+        app.router.add_get("/", self._http_page)
+        app.router.add_static("/static/", STATIC_DIR, append_version=False)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         http_factory = self._runner.server
@@ -110,7 +131,8 @@ class QueueService:
         else:
             self._listener = await loop.create_server(factory, host, port, reuse_address=True)
         self.host, self.port = self._listener.sockets[0].getsockname()[:2]
-        log.info("%s serving on %s", self.task, self.target)
+        event(logging.INFO, self.task, "server_started", f"serving on {self.target}", address=self.target,
+              token=self.token is not None, metrics=self.call_stats is not None, pid=os.getpid())
 
     @property
     def target(self) -> str:
@@ -123,6 +145,8 @@ class QueueService:
         if self.stopping:
             return
         self.stopping = True
+        event(logging.INFO, self.task, "server_stopping", f"stopping ({len(self.connections)} connection(s) open)",
+              connections=len(self.connections))
         if self._listener is not None:
             self._listener.close()
         error = UnavailableError(f"server {self.task} is shutting down")
@@ -139,11 +163,17 @@ class QueueService:
         await self.peers.close()
         if self._runner is not None:
             await self._runner.cleanup()
-        log.info("%s stopped", self.task)
+        event(logging.INFO, self.task, "server_stopped", "stopped",
+              uptime_s=round(time.time() - self.started, 1))
 
     # ----- status
     def status(self) -> dict:
-        """Everything ``queueserver status`` shows, as plain data."""
+        """Everything ``queueserver status`` and the status page show, as plain data.
+
+        Besides the resources: ``clients`` (each connection, what it is blocked on, and its latest
+        report), ``time`` (this server's clock, for computing rates and ages) and ``bytes_in`` /
+        ``bytes_out`` when metrics are on.
+        """
         queues, variables, accumulators = [], [], []
         for container, name, res in self.resources.items():
             entry = {"container": container, "name": name, **res.describe()}
@@ -153,11 +183,48 @@ class QueueService:
                 accumulators.append(entry)
             else:
                 variables.append(entry)
-        return {
-            "task": self.task, "version": __version__, "uptime_s": round(time.time() - self.started, 1),
-            "connections": len(self.connections), "calls": dict(self.calls),
+        now = time.time()
+        out = {
+            "task": self.task, "version": __version__, "uptime_s": round(now - self.started, 1),
+            "time": now, "connections": len(self.connections), "calls": dict(self.calls),
             "queues": queues, "variables": variables, "accumulators": accumulators,
+            "clients": self.clients(), "metrics": self.call_stats is not None,
         }
+        if self.call_stats is not None:
+            out["bytes_in"] = self.call_stats.bytes_in_closed + sum(c.bytes_in for c in self.connections)
+            out["bytes_out"] = self.call_stats.bytes_out_closed + sum(c.bytes_out for c in self.connections)
+            out["forwarded"] = dict(self.call_stats.forwarded)
+        return out
+
+    def clients(self) -> list[dict]:
+        """Every connection: who it is, how long it has been here, what it waits on, what it reported."""
+        now, mono = time.time(), time.monotonic()
+        out = []
+        for conn in self.connections:
+            blocked = []
+            for attempt in conn.pending.values():
+                if isinstance(attempt, Attempt) and not attempt.done:
+                    blocked.append({"op": "enqueue" if attempt.is_enqueue else "dequeue", "queue": attempt.queue.name,
+                                    "count": attempt.count,
+                                    "for_s": round(mono - attempt.waiting_since, 3) if attempt.waiting_since else 0.0})
+                elif isinstance(attempt, asyncio.Future):
+                    blocked.append({"op": "take_grad", "queue": "", "count": 0, "for_s": 0.0})
+            report = conn.fresh_report(now, self.report_ttl)
+            out.append({"client": conn.client_name, "peer": conn.peer, "connected_s": round(mono - conn.connected_at, 1),
+                        "blocked": blocked, "held": len(conn.held),
+                        "report": None if report is None else {**report, "age_s": round(now - report["ts"], 2)}})
+        out.sort(key=lambda c: (c["client"], c["peer"]))
+        return out
+
+    def live_reports(self) -> list[dict]:
+        """The latest report of every connected client that reported within ``report_ttl`` seconds."""
+        now = time.time()
+        out = []
+        for conn in self.connections:
+            report = conn.fresh_report(now, self.report_ttl)
+            if report is not None:
+                out.append({"client": conn.client_name, **report})
+        return out
 
     async def cluster_status(self) -> list[dict]:
         """Every task's status; a task that does not answer is listed as down, with why."""
@@ -176,7 +243,8 @@ class QueueService:
         """Free this task's resources in ``containers`` and forget their directory entries."""
         freed = self.resources.reset(containers)
         self.directory.forget(containers)
-        log.info("%s: containers %s reset (%d resources freed)", self.task, containers, freed)
+        event(logging.INFO, self.task, "containers_reset", f"containers {containers} reset ({freed} resource(s) freed)",
+              containers=containers, freed=freed)
         return freed
 
     async def cluster_reset(self, containers: list[str]) -> tuple[int, list[str]]:
@@ -213,9 +281,39 @@ class QueueService:
         return web.json_response({"ok": True, "task": self.task})
 
     async def _http_status(self, request: web.Request) -> web.Response:
+        """This task's status as JSON; with ``?cluster=1``, every task's too, under ``"cluster"``."""
         if not self._http_authorized(request):
-            return web.json_response({"error": "Unauthenticated: this server needs its token"}, status=401)
-        return web.json_response(self.status())
+            return _unauthorized()
+        out = self.status()
+        if request.query.get("cluster", "") not in ("", "0", "false"):
+            out["cluster"] = await self.cluster_status() if self.cluster is not None else [{"up": True, **out}]
+        return web.json_response(out)
+
+    async def _http_metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text format, read from the live state now (see :mod:`queueserver.metrics`)."""
+        if not self._http_authorized(request):
+            return _unauthorized()
+        if self.metrics_registry is None:
+            return web.json_response({"error": "metrics are off on this server (it runs with --no-metrics)"},
+                                     status=404)
+        from queueserver.metrics import CONTENT_TYPE, render
+
+        return web.Response(body=render(self.metrics_registry), headers={"Content-Type": CONTENT_TYPE})
+
+    async def _http_page(self, request: web.Request) -> web.StreamResponse:
+        """The status page (static: it holds no data; its script fetches ``/status?cluster=1``).
+
+        A client that asks for JSON only gets the status JSON, as ``GET /`` answered before the page.
+        """
+        accept = request.headers.get("Accept", "")
+        if "application/json" in accept and "text/html" not in accept:
+            return await self._http_status(request)
+        return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def _unauthorized() -> web.Response:
+    return web.json_response({"error": "Unauthenticated: this server needs its token"}, status=401,
+                             headers={"WWW-Authenticate": 'Bearer realm="queueserver"'})
 
 
 class _Sniffer(asyncio.Protocol):
@@ -279,11 +377,21 @@ class DataConnection(asyncio.BufferedProtocol):
         self.writing_paused = False
         self.forwards: dict[int, asyncio.Task] = {}      # requests being routed to other tasks
         self.forwarded_held: dict[str, set[int]] = {}    # home task -> deliveries held there for us
+        # Observability: plain attributes, read by status and /metrics; ``stats`` None = metrics off.
+        self.stats = service.call_stats
+        self.bytes_in = self.bytes_out = 0
+        self.connected_at = time.monotonic()
+        self.peer = "?"
+        self.said_hello = self.said_bye = False
+        self.report: dict | None = None                  # the client's latest report(): role, figures, ts
 
     # ----- transport callbacks
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         self.service.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = f"{peer[0]}:{peer[1]}"
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -294,7 +402,15 @@ class DataConnection(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.reader.get_buffer(sizehint)
 
+    def fresh_report(self, now: float, ttl: float) -> dict | None:
+        """The client's latest report, unless it is older than ``ttl`` seconds (then it is dropped)."""
+        report = self.report
+        if report is not None and now - report["ts"] > ttl:
+            self.report = report = None  # the client stopped reporting: its figures no longer hold
+        return report
+
     def buffer_updated(self, nbytes: int) -> None:
+        self.bytes_in += nbytes
         self.in_batch = True
         try:
             self.reader.buffer_updated(nbytes)
@@ -306,8 +422,13 @@ class DataConnection(asyncio.BufferedProtocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.service.connections.discard(self)
+        svc = self.service
+        svc.connections.discard(self)
         self.transport = None
+        if self.stats is not None:
+            self.stats.bytes_in_closed += self.bytes_in
+            self.stats.bytes_out_closed += self.bytes_out
+            self.bytes_in = self.bytes_out = 0
         for attempt in list(self.pending.values()):
             attempt.cancel()
         self.pending.clear()
@@ -315,8 +436,11 @@ class DataConnection(asyncio.BufferedProtocol):
             task.cancel()
         self._return_held(list(self.held))
         self._settle_forwarded("return")
-        if exc is not None:
-            log.debug("connection from %s lost: %s", self.client_name, exc)
+        if self.said_hello:
+            how = "said goodbye" if self.said_bye else f"connection lost ({exc})" if exc else "connection closed"
+            event(logging.INFO, svc.task, "client_disconnected", f"client {self.client_name} disconnected: {how}",
+                  client=self.client_name, peer=self.peer, clean=self.said_bye, error=None if exc is None else str(exc),
+                  connected_s=round(time.monotonic() - self.connected_at, 3))
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -352,6 +476,8 @@ class DataConnection(asyncio.BufferedProtocol):
         self.flush_scheduled = False
         if self.out and self.transport is not None:
             out, self.out = self.out, []
+            if self.stats is not None:
+                self.bytes_out += sum(map(len, out))  # byte views and bytes: len is their size
             self.transport.writelines(out)
         if self.closing and self.transport is not None and not self.pending:
             self.transport.close()
@@ -371,10 +497,15 @@ class DataConnection(asyncio.BufferedProtocol):
         self.send({"i": 0, "e": error_payload(error)})
 
     def _on_fatal(self, error: QueueServerError) -> None:
+        event(logging.WARNING, self.service.task, "protocol_error",
+              f"closing the connection of {self.client_name} ({self.peer}): {error}",
+              client=self.client_name, peer=self.peer, error=str(error))
         self.send({"i": 0, "e": error_payload(error)})
         self.close_after_flush()
 
     def _on_frame(self, header: dict, body: Any) -> None:
+        stats = self.stats
+        t0 = perf_counter() if stats is not None else 0.0
         rid = header.get("i", 0)
         op = header.get("o")
         key = op if isinstance(op, str) and op in _OPS else "?"
@@ -391,39 +522,50 @@ class DataConnection(asyncio.BufferedProtocol):
                 raise UnavailableError(f"server {self.service.task} is shutting down")
         except QueueServerError as exc:
             self.send({"i": rid, "e": error_payload(exc)})
+            if stats is not None:
+                stats.observe(key, type(exc).__name__, t0)
             return
         if self.service.cluster is not None and not header.get("local") and _needs_routing(
                 op, header, self.service.task):
-            task = asyncio.ensure_future(self._route(rid, op, header, body))
+            task = asyncio.ensure_future(self._route(rid, op, header, body, t0))
             self.forwards[rid] = task
             task.add_done_callback(lambda _: self.forwards.pop(rid, None))
             return
-        self._dispatch_local(rid, op, header, body)
+        self._dispatch_local(rid, op, header, body, t0)
 
-    def _dispatch_local(self, rid: int, op: str, header: dict, body: Any) -> None:
-        """Run an operation on this task's own resources and reply."""
+    def _dispatch_local(self, rid: int, op: str, header: dict, body: Any, t0: float = 0.0) -> None:
+        """Run an operation on this task's own resources and reply; ``t0`` is its arrival (perf_counter)."""
+        stats = self.stats
         try:
             outcome = _OPS[op](self, header, body)
         except QueueServerError as exc:
             self.send({"i": rid, "e": error_payload(exc)})
+            if stats is not None:
+                stats.observe(op, type(exc).__name__, t0)
             return
         except Exception as exc:  # a bug: report it, keep serving everyone else
-            log.exception("internal error in %r", op)
+            event(logging.ERROR, self.service.task, "internal_error", f"internal error in {op!r}: {exc!r}",
+                  exc_info=True, op=op, client=self.client_name)
             self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
+            if stats is not None:
+                stats.observe(op, "InternalError", t0)
             return
         if isinstance(outcome, Attempt):
-            self._track(rid, op, outcome, header, len(body))
+            self._track(rid, op, outcome, header, len(body), t0)
         elif isinstance(outcome, asyncio.Future):
-            self._track_future(rid, outcome)
+            self._track_future(rid, op, outcome, t0)
         else:
             result, arrays = outcome if isinstance(outcome, tuple) else (outcome, ())
             result["i"] = rid
             self.send(result, arrays)
+            if stats is not None:
+                stats.observe(op, "ok", t0)
 
     # ----- cluster routing
-    async def _route(self, rid: int, op: str, header: dict, body: Any) -> None:
+    async def _route(self, rid: int, op: str, header: dict, body: Any, t0: float = 0.0) -> None:
         """Find the task a request belongs to; run it here or forward it there."""
         svc = self.service
+        stats = self.stats
         try:
             if op == "reset":
                 containers = header.get("cs")
@@ -431,9 +573,13 @@ class DataConnection(asyncio.BufferedProtocol):
                     raise InvalidArgumentError("reset needs a list of container names")
                 freed, unreachable = await svc.cluster_reset(containers)
                 self.send({"i": rid, "r": freed, "unreachable": unreachable})
+                if stats is not None:
+                    stats.observe(op, "ok", t0)
                 return
             if op == "status":
                 self.send({"i": rid, "r": svc.status(), "cluster": await svc.cluster_status()})
+                if stats is not None:
+                    stats.observe(op, "ok", t0)
                 return
             container, name = _str(header, "c", ""), _str(header, "n")
             if op in _CREATE_OPS:
@@ -446,18 +592,26 @@ class DataConnection(asyncio.BufferedProtocol):
                 home = header.get("h") if isinstance(header.get("h"), str) else await svc.directory.lookup(container, name)
                 header = {**header, "h": home, "local": True}
             if home == svc.task:
-                self._dispatch_local(rid, op, header, body)
+                self._dispatch_local(rid, op, header, body, t0)
             else:
-                await self._forward(rid, op, home, header, body)
+                await self._forward(rid, op, home, header, body, t0)
         except QueueServerError as exc:
             self.send({"i": rid, "e": error_payload(exc)})
+            if stats is not None:
+                stats.observe(op, type(exc).__name__, t0)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: report it, keep serving everyone else
-            log.exception("internal error routing %r", op)
+            event(logging.ERROR, svc.task, "internal_error", f"internal error routing {op!r}: {exc!r}",
+                  exc_info=True, op=op, client=self.client_name)
             self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
+            if stats is not None:
+                stats.observe(op, "InternalError", t0)
 
-    async def _forward(self, rid: int, op: str, home: str, header: dict, body: Any) -> None:
+    async def _forward(self, rid: int, op: str, home: str, header: dict, body: Any, t0: float = 0.0) -> None:
+        stats = self.stats
+        if stats is not None:
+            stats.forward(home)
         peer = await self.service.peers.get(home)
         forwarded = {k: v for k, v in header.items() if k != "i"}
         t = header.get("t")
@@ -472,6 +626,8 @@ class DataConnection(asyncio.BufferedProtocol):
             held.add(reply["d"])
         reply["i"] = rid
         self.send_raw(reply, reply_body)
+        if stats is not None:
+            stats.observe(op, "ok" if "e" not in reply else _ERROR_NAMES.get(reply["e"][0], "QueueServerError"), t0)
 
     def _settle_forwarded(self, action: str) -> None:
         """Acknowledge (clean goodbye) or return (lost connection) deliveries held on other tasks."""
@@ -485,7 +641,8 @@ class DataConnection(asyncio.BufferedProtocol):
             peer = await self.service.peers.get(home)
             await peer.call({"o": action, "k": ids, "local": True}, wait=10.0)
         except QueueServerError as exc:  # the home is gone too: it returns them itself on our disconnect
-            log.warning("could not %s deliveries %s on %s: %s", action, ids, home, exc)
+            event(logging.WARNING, self.service.task, "settle_failed",
+                  f"could not {action} deliveries {ids} on {home}: {exc}", action=action, home=home, error=str(exc))
 
     def send_raw(self, header: dict, body: Any) -> None:
         """Send a reply whose arrays are already encoded (a forwarded reply)."""
@@ -496,9 +653,12 @@ class DataConnection(asyncio.BufferedProtocol):
             self.flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
-    def _track(self, rid: int, op: str, attempt: Attempt, header: dict, nbytes: int) -> None:
+    def _track(self, rid: int, op: str, attempt: Attempt, header: dict, nbytes: int, t0: float = 0.0) -> None:
+        stats = self.stats
         if attempt.done:
             self._reply_attempt(rid, attempt)
+            if stats is not None:
+                stats.observe(op, "ok" if attempt.error is None else type(attempt.error).__name__, t0)
             return
         self.pending[rid] = attempt
         is_enqueue = attempt.is_enqueue
@@ -512,18 +672,26 @@ class DataConnection(asyncio.BufferedProtocol):
                 self.pending_bytes -= nbytes
                 self._update_reading()
             self._reply_attempt(rid, att)
+            if stats is not None:
+                stats.observe(op, "ok" if att.error is None else type(att.error).__name__, t0)
             if self.closing and not self.pending:
                 self.flush()
 
         attempt.add_done_callback(done)
 
-    def _track_future(self, rid: int, fut: asyncio.Future) -> None:
+    def _track_future(self, rid: int, op: str, fut: asyncio.Future, t0: float = 0.0) -> None:
         """Reply when a core future (an accumulator's take) resolves; cancel it if we go away."""
+        stats = self.stats
+
         def done(f: asyncio.Future) -> None:
             self.pending.pop(rid, None)
             if f.cancelled():
+                if stats is not None:
+                    stats.observe(op, "CancelledError", t0)
                 return
             exc = f.exception()
+            if stats is not None:
+                stats.observe(op, "ok" if exc is None else type(exc).__name__, t0)
             if isinstance(exc, QueueServerError):
                 self.send({"i": rid, "e": error_payload(exc)})
             elif exc is not None:
@@ -543,7 +711,8 @@ class DataConnection(asyncio.BufferedProtocol):
         try:
             self._reply_attempt_unguarded(rid, attempt)
         except Exception as exc:  # a bug: report it to this caller, keep serving everyone else
-            log.exception("internal error replying to request %s", rid)
+            event(logging.ERROR, self.service.task, "internal_error", f"internal error replying to request {rid}",
+                  exc_info=True, client=self.client_name)
             self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
 
     def _reply_attempt_unguarded(self, rid: int, attempt: Attempt) -> None:
@@ -588,6 +757,10 @@ class DataConnection(asyncio.BufferedProtocol):
         return self.service.resources.get(_str(header, "c", ""), _str(header, "n"), ConditionalAccumulator)
 
 
+# Error class names by wire code, for the outcome label of forwarded calls (their error stays encoded).
+_ERROR_NAMES = {cls.code: cls.__name__ for cls in (getattr(_errors, n) for n in _errors.__all__)
+                if isinstance(cls, type) and issubclass(cls, QueueServerError) and cls is not QueueServerError}
+
 _CREATE_OPS = frozenset({"queue", "variable", "accumulator"})
 _RESOURCE_OPS = frozenset({"enqueue", "dequeue", "size", "is_closed", "close", "var", "acc", "spec", "ack", "return"})
 
@@ -628,10 +801,16 @@ def _op_hello(conn: DataConnection, h: dict, body) -> dict:
     if token is not None:
         given = h.get("token") or ""
         if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
+            event(logging.WARNING, conn.service.task, "auth_failed",
+                  f"rejected a client from {conn.peer}: wrong or missing token", peer=conn.peer,
+                  client=str(h.get("client", "?"))[:200])
             raise UnauthenticatedError("wrong or missing token for this server")
     conn.authenticated = True
     conn.client_name = str(h.get("client", "?"))[:200]
-    log.info("client %s connected", conn.client_name)
+    if not conn.said_hello:
+        conn.said_hello = True
+        event(logging.INFO, conn.service.task, "client_connected", f"client {conn.client_name} connected from {conn.peer}",
+              client=conn.client_name, peer=conn.peer)
     cluster = conn.service.cluster
     return {"version": __version__, "task": conn.service.task, "max_message_bytes": conn.service.max_message_bytes,
             "cluster": None if cluster is None else cluster.as_dict()}
@@ -643,10 +822,16 @@ def _op_queue(conn: DataConnection, h: dict, body) -> dict:
     if not isinstance(spec, dict) or "dtypes" not in spec:
         raise InvalidArgumentError("queue spec must give dtypes")
     capacity = h.get("cap")
+    container, name = _str(h, "c", ""), _str(h, "n")
+    existed = name in conn.service.resources.containers.get(container, {})
     q = conn.service.resources.queue(
         _str(h, "kind"), _str(h, "n"), container=_str(h, "c", ""), capacity=capacity,
         dtypes=spec["dtypes"], shapes=spec.get("shapes"), names=spec.get("names"),
         min_after_dequeue=h.get("mad", 0) or 0, seed=h.get("seed"))
+    if not existed:
+        event(logging.INFO, conn.service.task, "queue_created",
+              f"{q.type_name} {q.name} created by {conn.client_name} (capacity {q.capacity}, {q.spec.describe()})",
+              queue=q.name, type=q.type_name, capacity=q.capacity, spec=q.spec.describe(), client=conn.client_name)
     return {"spec": q.spec.to_wire(), "type": q.type_name, "home": home, "warn": warning}
 
 
@@ -699,7 +884,8 @@ def _op_is_closed(conn: DataConnection, h: dict, body) -> dict:
 def _op_close(conn: DataConnection, h: dict, body) -> dict:
     q = conn.queue(h)
     q.close(cancel_pending_enqueues=bool(h.get("x")))
-    log.info("queue %s closed by %s", q.name, conn.client_name)
+    event(logging.INFO, conn.service.task, "queue_closed", f"queue {q.name} closed by {conn.client_name}",
+          queue=q.name, client=conn.client_name, size=q._store.size, cancel_pending_enqueues=bool(h.get("x")))
     return {}
 
 
@@ -708,7 +894,12 @@ def _op_variable(conn: DataConnection, h: dict, body) -> dict:
     arrays = decode_arrays(h.get("a", []), body)
     if len(arrays) != 1:
         raise InvalidArgumentError("variable needs exactly one initial value")
-    v = conn.service.resources.variable(_str(h, "n"), arrays[0], container=_str(h, "c", ""), dtype=h.get("dtype"))
+    container, name = _str(h, "c", ""), _str(h, "n")
+    existed = name in conn.service.resources.containers.get(container, {})
+    v = conn.service.resources.variable(name, arrays[0], container=container, dtype=h.get("dtype"))
+    if not existed:
+        event(logging.INFO, conn.service.task, "variable_created", f"variable {v.name} created by {conn.client_name}",
+              variable=v.name, dtype=str(v.dtype), shape=list(v.shape), client=conn.client_name)
     return {"dtype": v.dtype.str, "shape": list(v.shape), "init": v.is_initialized(), "home": home, "warn": warning}
 
 
@@ -738,8 +929,12 @@ def _op_accumulator(conn: DataConnection, h: dict, body) -> dict:
     shape = h.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise InvalidArgumentError("an accumulator needs a fully defined shape")
-    acc = conn.service.resources.accumulator(_str(h, "n"), shape, dtype=h.get("dtype", "float32"),
-                                             container=_str(h, "c", ""))
+    container, name = _str(h, "c", ""), _str(h, "n")
+    existed = name in conn.service.resources.containers.get(container, {})
+    acc = conn.service.resources.accumulator(name, shape, dtype=h.get("dtype", "float32"), container=container)
+    if not existed:
+        event(logging.INFO, conn.service.task, "accumulator_created",
+              f"accumulator {acc.name} created by {conn.client_name}", accumulator=acc.name, client=conn.client_name)
     return {"dtype": acc.dtype.str, "shape": list(acc.shape), "home": home, "warn": warning}
 
 
@@ -788,6 +983,7 @@ def _op_spec(conn: DataConnection, h: dict, body) -> dict:
 
 
 def _op_bye(conn: DataConnection, h: dict, body) -> dict:
+    conn.said_bye = True
     conn.held.clear()
     conn._settle_forwarded("ack")
     conn.close_after_flush()
@@ -795,6 +991,27 @@ def _op_bye(conn: DataConnection, h: dict, body) -> dict:
 
 
 def _op_ping(conn: DataConnection, h: dict, body) -> dict:
+    return {}
+
+
+_MAX_REPORT_FIGURES = 64
+
+
+def _op_report(conn: DataConnection, h: dict, body) -> dict:
+    """Keep a client's latest figures about itself (role, e.g. "trainer", and name -> number)."""
+    role = _str(h, "role")[:100]
+    figures = h.get("fig")
+    if not isinstance(figures, dict) or len(figures) > _MAX_REPORT_FIGURES:
+        raise InvalidArgumentError(f"report figures must be a dict of at most {_MAX_REPORT_FIGURES} numbers")
+    clean: dict[str, float] = {}
+    for key, value in figures.items():
+        if not isinstance(key, str) or not key or len(key) > 100:
+            raise InvalidArgumentError("report figure names must be non-empty strings of at most 100 characters")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
+                float("inf"), float("-inf")):
+            raise InvalidArgumentError(f"report figure {key!r} must be a finite number, got {value!r}")
+        clean[key] = value
+    conn.report = {"role": role, "figures": clean, "ts": time.time()}
     return {}
 
 
@@ -813,7 +1030,7 @@ _OPS: dict[str, Callable] = {
     "ack": _op_ack, "return": _op_return, "cancel": _op_cancel, "size": _op_size,
     "is_closed": _op_is_closed, "close": _op_close, "variable": _op_variable, "var": _op_var,
     "accumulator": _op_accumulator, "acc": _op_acc, "reset": _op_reset, "status": _op_status, "spec": _op_spec, "bye": _op_bye, "ping": _op_ping,
-    "dir": _op_dir,
+    "dir": _op_dir, "report": _op_report,
 }
 
 
@@ -833,6 +1050,7 @@ class Server:
         port: port to bind when no cluster is given; 0 picks a free one.
         token: shared secret every client must present (default: ``QUEUESERVER_TOKEN``, else none).
         max_message_bytes: largest message accepted.
+        metrics: keep per-call statistics and serve ``/metrics`` (see :class:`QueueService`).
         start: start serving now (as ``tf.train.Server`` does).
 
     Example:
@@ -844,7 +1062,8 @@ class Server:
 
     def __init__(self, cluster: Any = None, job_name: str | None = None, task_index: int = 0, *,
                  host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, start: bool = True) -> None:
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, metrics: bool = True,
+                 start: bool = True) -> None:
         job, index = "localhost", 0
         if cluster is not None:
             spec = cluster if isinstance(cluster, ClusterSpec) else ClusterSpec(cluster)
@@ -860,7 +1079,7 @@ class Server:
         if token is None:
             token = os.environ.get("QUEUESERVER_TOKEN") or None
         self.service = QueueService(token=token, max_message_bytes=max_message_bytes,
-                                    cluster=self.cluster_spec, job=job, index=index)
+                                    cluster=self.cluster_spec, job=job, index=index, metrics=metrics)
         self._host, self._port = host, port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -934,11 +1153,12 @@ class Server:
 
 def serve_forever(host: str, port: int, *, token: str | None, max_message_bytes: int,
                   cluster: ClusterSpec | None = None, job: str = "localhost", index: int = 0,
-                  on_ready: Callable[[QueueService], None] | None = None) -> None:
+                  metrics: bool = True, on_ready: Callable[[QueueService], None] | None = None) -> None:
     """Run a server in this thread until SIGINT or SIGTERM (the ``queueserver serve`` daemon)."""
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    service = QueueService(token=token, max_message_bytes=max_message_bytes, cluster=cluster, job=job, index=index)
+    service = QueueService(token=token, max_message_bytes=max_message_bytes, cluster=cluster, job=job, index=index,
+                           metrics=metrics)
     stop = asyncio.Event()
 
     async def main() -> None:
@@ -948,7 +1168,7 @@ def serve_forever(host: str, port: int, *, token: str | None, max_message_bytes:
         if on_ready is not None:
             on_ready(service)
         await stop.wait()
-        log.info("%s: signal received, stopping", service.task)
+        event(logging.INFO, service.task, "signal_received", "signal received, stopping")
         await service.stop()
 
     try:

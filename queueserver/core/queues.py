@@ -22,6 +22,7 @@ This module does no I/O. Blocking is a future on the running event loop; timeout
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Any, Callable, Sequence
 
@@ -52,11 +53,13 @@ class Attempt:
     """One enqueue or dequeue call waiting its turn.
 
     ``done`` turns true exactly once, with either ``result`` or ``error`` set; callbacks added with
-    :meth:`add_done_callback` then run synchronously, in order.
+    :meth:`add_done_callback` then run synchronously, in order. ``waiting_since`` is the monotonic
+    time the attempt started to wait (0.0 while it has not had to): the queue adds the waited time to
+    its blocked-seconds statistics when the attempt finishes, however it finishes.
     """
 
     __slots__ = ("queue", "is_enqueue", "batch", "count", "mode", "progress", "held", "taken",
-                 "done", "result", "error", "_callbacks", "_timer", "_future")
+                 "done", "result", "error", "waiting_since", "_callbacks", "_timer", "_future")
 
     def __init__(self, queue: "QueueBase", is_enqueue: bool, count: int, *,
                  batch: Batch | None = None, mode: str = ONE) -> None:
@@ -71,6 +74,7 @@ class Attempt:
         self.done = False
         self.result: Any = None
         self.error: QueueServerError | None = None
+        self.waiting_since = 0.0
         self._callbacks: list[Callable[["Attempt"], None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._future: asyncio.Future | None = None
@@ -87,6 +91,11 @@ class Attempt:
         self.result, self.error = result, error
         self.batch = None
         self.held = []
+        if self.waiting_since:
+            # Only attempts that had to wait pay for a clock read: the fast path stays as it was.
+            key = "enqueue_blocked_s" if self.is_enqueue else "dequeue_blocked_s"
+            self.queue.stats[key] += time.monotonic() - self.waiting_since
+            self.waiting_since = 0.0
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -134,7 +143,10 @@ class QueueBase:
         self._enqueues: deque[Attempt] = deque()
         self._dequeues: deque[Attempt] = deque()
         self._store = self._make_store()
-        self.stats = {"enqueued": 0, "dequeued": 0, "returned": 0}
+        # Plain counters, bumped on the data path and read by status and /metrics at scrape time.
+        # Blocked seconds count finished waits only; blocked_seconds() adds the waits in progress.
+        self.stats = {"enqueued": 0, "dequeued": 0, "returned": 0, "enqueued_bytes": 0, "dequeued_bytes": 0,
+                      "enqueue_blocked_s": 0.0, "dequeue_blocked_s": 0.0}
 
     # ----- what subclasses provide
     def _make_store(self):
@@ -163,13 +175,27 @@ class QueueBase:
         self._check_alive()
         return self.closed
 
+    def blocked_seconds(self) -> tuple[float, float]:
+        """Seconds callers have spent waiting to enqueue and to dequeue, waits in progress included.
+
+        Both only grow (a finished wait moves from "in progress" to the stored total unchanged), so
+        they export as Prometheus counters.
+        """
+        now = time.monotonic()
+        enq = self.stats["enqueue_blocked_s"] + sum(now - a.waiting_since for a in self._enqueues if a.waiting_since)
+        deq = self.stats["dequeue_blocked_s"] + sum(now - a.waiting_since for a in self._dequeues if a.waiting_since)
+        return enq, deq
+
     def describe(self) -> dict:
         """A status summary: plain data for status pages and the CLI."""
+        enq_blocked, deq_blocked = self.blocked_seconds()
         return {
             "type": self.type_name, "size": self._store.size, "capacity": self.capacity,
+            "fraction_full": self._store.size / self.capacity,
             "closed": self.closed, "spec": self.spec.describe(),
             "waiting_enqueues": len(self._enqueues), "waiting_dequeues": len(self._dequeues),
             **self.stats,
+            "enqueue_blocked_s": round(enq_blocked, 6), "dequeue_blocked_s": round(deq_blocked, 6),
         }
 
     def _check_alive(self) -> None:
@@ -206,6 +232,8 @@ class QueueBase:
             return attempt
         self._enqueues.append(attempt)
         self._flush()
+        if not attempt.done:
+            attempt.waiting_since = time.monotonic()
         self._arm_timer(attempt, timeout)
         return attempt
 
@@ -232,6 +260,8 @@ class QueueBase:
             return attempt
         self._dequeues.append(attempt)
         self._flush()
+        if not attempt.done:
+            attempt.waiting_since = time.monotonic()
         self._arm_timer(attempt, timeout)
         return attempt
 
@@ -323,7 +353,9 @@ class QueueBase:
             c[att.progress: att.progress + k] for c in att.batch)
         self._store.push_back(part)
         att.progress += k
-        self.stats["enqueued"] += k
+        stats = self.stats
+        stats["enqueued"] += k
+        stats["enqueued_bytes"] += _nbytes(part)
         if att.progress == att.count:
             att._finish(None)
         return True
@@ -335,10 +367,14 @@ class QueueBase:
         att.held.extend(self._store.take(k))
         att.progress += k
         if att.progress == att.count:
-            self.stats["dequeued"] += att.count
+            self._count_delivered(att)
             att.taken = att.held
             att._finish(self._output(att.held, att.mode))
         return True
+
+    def _count_delivered(self, att: Attempt) -> None:
+        self.stats["dequeued"] += att.progress
+        self.stats["dequeued_bytes"] += sum(_nbytes(b) for b in att.held)
 
     def _output(self, held: list[Batch], mode: str) -> Batch:
         batch = self._assemble(held, mode)
@@ -365,7 +401,7 @@ class QueueBase:
             # Closed and stuck: the head dequeue can never be satisfied in full.
             head = self._dequeues.popleft()
             if head.mode == UP_TO and head.progress > 0:
-                self.stats["dequeued"] += head.progress
+                self._count_delivered(head)
                 head.taken = head.held
                 head._finish(self._output(head.held, head.mode))
             else:
@@ -373,6 +409,11 @@ class QueueBase:
                 head._finish(error=OutOfRangeError(
                     f"{self.type_name} '{self.name}' is closed and has insufficient elements"
                     f" (requested {head.count}, current size {self._store.size})"))
+
+
+def _nbytes(batch: Batch) -> int:
+    """Array bytes of a batch (string components count their object pointers only)."""
+    return sum(c.nbytes for c in batch)
 
 
 class FIFOQueue(QueueBase):

@@ -8,6 +8,7 @@ containers: waiting calls fail with Cancelled, later calls see NotFound.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable
 
 import numpy as np
@@ -38,6 +39,7 @@ class Variable:
         self.value: np.ndarray | None = None
         self.destroyed = False
         self.stats = {"reads": 0, "updates": 0}
+        self.updated_at: float | None = None  # wall-clock time of the last update, for status pages
 
     def _check(self) -> np.ndarray:
         if self.destroyed:
@@ -65,6 +67,7 @@ class Variable:
             raise NotFoundError(f"Variable '{self.name}' no longer exists (its container was reset)")
         self.value = self.initial_value.copy()
         self.stats["updates"] += 1
+        self.updated_at = time.time()
         return self.value
 
     def is_initialized(self) -> bool:
@@ -83,6 +86,7 @@ class Variable:
             raise NotFoundError(f"Variable '{self.name}' no longer exists (its container was reset)")
         self.value = self._coerce(value, "assign").copy()
         self.stats["updates"] += 1
+        self.updated_at = time.time()
         return self.value
 
     def assign_add(self, delta: Any) -> np.ndarray:
@@ -90,6 +94,7 @@ class Variable:
         current = self._check()
         self.value = current + self._coerce(delta, "assign_add")
         self.stats["updates"] += 1
+        self.updated_at = time.time()
         return self.value
 
     def assign_sub(self, delta: Any) -> np.ndarray:
@@ -97,12 +102,14 @@ class Variable:
         current = self._check()
         self.value = current - self._coerce(delta, "assign_sub")
         self.stats["updates"] += 1
+        self.updated_at = time.time()
         return self.value
 
     def describe(self) -> dict:
         """A status summary."""
         return {"type": "Variable", "dtype": dtype_name(self.dtype), "shape": list(self.shape),
-                "initialized": self.value is not None, **self.stats}
+                "initialized": self.value is not None, "nbytes": self.initial_value.nbytes,
+                "updated_at": self.updated_at, **self.stats}
 
 
 def _resource_key(container: str, name: str) -> str:
