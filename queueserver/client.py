@@ -652,6 +652,12 @@ class AsyncVariable(_Handle):
         return await self._op("assign_sub", delta)
 
 
+def _as_float_array(value: Any) -> np.ndarray:
+    """A gradient as it should travel: its own float dtype (float16 halves the bytes; the server widens)."""
+    arr = np.asarray(value)
+    return arr if arr.dtype.kind == "f" else arr.astype(np.float32)
+
+
 class AsyncAccumulator(_Handle):
     """A handle on a shared conditional accumulator."""
 
@@ -670,7 +676,7 @@ class AsyncAccumulator(_Handle):
     async def apply_grad(self, grad: Any, local_step: int = 0) -> bool:
         """Add a gradient computed at ``local_step``; False when it was stale and dropped."""
         reply, _ = await self.conn.call(self._acc("apply", step=int(local_step)),
-                                          [np.asarray(grad, dtype=self.dtype)])
+                                          [_as_float_array(grad)])
         return reply["r"]
 
     async def take_grad(self, num_required: int, *, timeout: Any = _DEFAULT) -> np.ndarray:

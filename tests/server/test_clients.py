@@ -224,3 +224,10 @@ def test_conditional_accumulator_over_the_wire(client):
     assert not acc.apply_grad([1., 1.], local_step=0)  # stale now: the global step is 1
     with pytest.raises(qs.DeadlineExceededError):
         acc.take_grad(1, timeout=0.1)
+
+
+def test_accumulator_takes_half_precision_gradients_and_widens_them(client):
+    acc = client.conditional_accumulator("grad/half", shape=[3], dtype=np.float32)
+    acc.apply_grad(np.array([1.5, 2.5, -1.0], np.float16), local_step=0)
+    out = acc.take_grad(1)
+    assert out.dtype == np.float32 and out.tolist() == [1.5, 2.5, -1.0]
