@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import socket
 import sys
 import threading
 import warnings
@@ -43,7 +42,7 @@ from queueserver.errors import (
     error_from_code,
 )
 from queueserver.server import new_event_loop
-from queueserver.wire import PREAMBLE, FrameReader, decode_arrays, encode_frame, encode_raw_frame
+from queueserver.wire import PREAMBLE, FrameReader, decode_arrays, encode_frame, encode_raw_frame, set_nodelay
 
 _DEFAULT = object()  # "use the client's operation timeout"
 # How long the client waits past a call's own timeout before deciding the server is gone.
@@ -75,12 +74,7 @@ class _ClientProtocol(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:  # replies are awaited one by one: never let Nagle hold a small request back
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.reader.get_buffer(sizehint)
@@ -844,6 +838,17 @@ class Accumulator:
     num_accumulated = _sync("AsyncAccumulator.num_accumulated")
 
 
+def _sync_factory(name: str, wrapper: type):
+    """A blocking method that creates a resource with the async client and wraps its handle."""
+    async_method = getattr(AsyncClient, name)
+
+    @functools.wraps(async_method)
+    def method(self: "Client", *args: Any, **kwargs: Any) -> Any:
+        return wrapper(self._runner.run(getattr(self._async, name)(*args, **kwargs)), self._runner)
+
+    return method
+
+
 class Client:
     """A synchronous connection to a queue server. Create it with :func:`connect`.
 
@@ -881,36 +886,13 @@ class Client:
         """Place resources created inside this block (see :meth:`AsyncClient.device`)."""
         return self._async.device(device)
 
-    def _queue(self, coro: Any) -> Queue:
-        return Queue(self._runner.run(coro), self._runner)
-
-    @functools.wraps(AsyncClient.fifo_queue)
-    def fifo_queue(self, *args: Any, **kwargs: Any) -> Queue:
-        return self._queue(self._async.fifo_queue(*args, **kwargs))
-
-    @functools.wraps(AsyncClient.random_shuffle_queue)
-    def random_shuffle_queue(self, *args: Any, **kwargs: Any) -> Queue:
-        return self._queue(self._async.random_shuffle_queue(*args, **kwargs))
-
-    @functools.wraps(AsyncClient.padding_fifo_queue)
-    def padding_fifo_queue(self, *args: Any, **kwargs: Any) -> Queue:
-        return self._queue(self._async.padding_fifo_queue(*args, **kwargs))
-
-    @functools.wraps(AsyncClient.priority_queue)
-    def priority_queue(self, *args: Any, **kwargs: Any) -> Queue:
-        return self._queue(self._async.priority_queue(*args, **kwargs))
-
-    @functools.wraps(AsyncClient.queue)
-    def queue(self, *args: Any, **kwargs: Any) -> Queue:
-        return self._queue(self._async.queue(*args, **kwargs))
-
-    @functools.wraps(AsyncClient.variable)
-    def variable(self, *args: Any, **kwargs: Any) -> VariableHandle:
-        return VariableHandle(self._runner.run(self._async.variable(*args, **kwargs)), self._runner)
-
-    @functools.wraps(AsyncClient.conditional_accumulator)
-    def conditional_accumulator(self, *args: Any, **kwargs: Any) -> Accumulator:
-        return Accumulator(self._runner.run(self._async.conditional_accumulator(*args, **kwargs)), self._runner)
+    fifo_queue = _sync_factory("fifo_queue", Queue)
+    random_shuffle_queue = _sync_factory("random_shuffle_queue", Queue)
+    padding_fifo_queue = _sync_factory("padding_fifo_queue", Queue)
+    priority_queue = _sync_factory("priority_queue", Queue)
+    queue = _sync_factory("queue", Queue)
+    variable = _sync_factory("variable", VariableHandle)
+    conditional_accumulator = _sync_factory("conditional_accumulator", Accumulator)
 
     reset = _sync("AsyncClient.reset")
     status = _sync("AsyncClient.status")

@@ -32,7 +32,6 @@ from queueserver import __version__
 from queueserver.core import (
     MANY, ONE, UP_TO, Attempt, ConditionalAccumulator, QueueBase, ResourceManager, Variable,
 )
-from queueserver.core.specs import ComponentSpec
 from queueserver import errors as _errors
 from queueserver.errors import (
     InternalError,
@@ -53,6 +52,7 @@ from queueserver.wire import (
     encode_frame,
     encode_raw_frame,
     error_payload,
+    set_nodelay,
 )
 
 log = logging.getLogger("queueserver")
@@ -392,12 +392,7 @@ class DataConnection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.reader.get_buffer(sizehint)

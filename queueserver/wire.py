@@ -17,6 +17,7 @@ result fields or ``"e": [code, message, details]``. Pipelining is free: replies 
 from __future__ import annotations
 
 import math
+import socket
 import struct
 from typing import Any, Callable, Sequence
 
@@ -123,6 +124,16 @@ def decode_arrays(descriptors: Any, body: bytearray | bytes) -> list[np.ndarray]
     if offset != len(body):
         raise InvalidArgumentError(f"malformed frame: arrays use {offset} bytes but the body has {len(body)}")
     return out
+
+
+def set_nodelay(transport: Any) -> None:
+    """Turn Nagle off: calls are answered one by one, so a small frame must never wait for an ACK."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # not TCP (a Unix socket): nothing to turn off
+            pass
 
 
 def error_payload(exc: QueueServerError) -> list:
