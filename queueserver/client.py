@@ -42,7 +42,9 @@ from queueserver.errors import (
     error_from_code,
 )
 from queueserver.server import new_event_loop
-from queueserver.wire import PREAMBLE, FrameReader, decode_arrays, encode_frame, encode_raw_frame, set_nodelay
+from queueserver.wire import (
+    PREAMBLE, FrameReader, coalesce, decode_arrays, encode_frame, encode_raw_frame, set_nodelay,
+)
 
 _DEFAULT = object()  # "use the client's operation timeout"
 # How long the client waits past a call's own timeout before deciding the server is gone.
@@ -120,6 +122,7 @@ class AsyncClient:
         self._device_stack: list = []
         self._routes: dict[str, "AsyncClient"] = {}
         self._dequeue_routes: dict[int, dict] = {}
+        self._out: list | None = None  # frames waiting for this turn's coalesced write
         self.token = token if token is not None else os.environ.get("QUEUESERVER_TOKEN")
         self.client_name = client_name or f"pid {os.getpid()}"
         self.max_message_bytes = max_message_bytes
@@ -258,11 +261,28 @@ class AsyncClient:
         proto = self._protocol
         if proto is None or proto.transport is None:
             raise self._fatal or UnavailableError(f"not connected to {self.target}")
-        frame = encode_frame(header, arrays)
-        if len(frame) == 1:
-            proto.transport.write(frame[0])
+        self._write(proto, encode_frame(header, arrays))
+
+    def _write(self, proto: _ClientProtocol, frames: list) -> None:
+        """Write a frame now if it is this turn's first; coalesce the rest of the turn into one write.
+
+        A lone call goes out at once (latency); many calls started together (pipelining) share
+        one system call instead of paying one each.
+        """
+        if self._out is not None:
+            self._out.extend(frames)
+            return
+        if len(frames) == 1:
+            proto.transport.write(frames[0])
         else:
-            proto.transport.writelines(frame)
+            proto.transport.writelines(frames)
+        self._out = []
+        asyncio.get_running_loop().call_soon(self._flush_out, proto)
+
+    def _flush_out(self, proto: _ClientProtocol) -> None:
+        out, self._out = self._out, None
+        if out and proto.transport is not None:
+            proto.transport.writelines(coalesce(out))
 
     async def call(self, header: dict, arrays: Sequence[np.ndarray] = (), *,
                    wait: float | None = None) -> tuple[dict, list[np.ndarray]]:
@@ -316,7 +336,7 @@ class AsyncClient:
         if proto is None or proto.transport is None:
             self._pending.pop(rid, None)
             raise self._fatal or UnavailableError(f"not connected to {self.target}")
-        proto.transport.writelines(encode_raw_frame(header, body))
+        self._write(proto, encode_raw_frame(header, body))
         try:
             return await (fut if wait is None else asyncio.wait_for(fut, wait))
         except asyncio.TimeoutError:

@@ -52,6 +52,7 @@ from queueserver.wire import (
     encode_frame,
     encode_raw_frame,
     error_payload,
+    coalesce,
     set_nodelay,
 )
 
@@ -461,10 +462,18 @@ class DataConnection(asyncio.BufferedProtocol):
         """Queue a reply; it goes out with the others at the end of this turn of the loop."""
         if self.transport is None:
             return
-        self.out.extend(encode_frame(header, arrays))
-        if not self.in_batch and not self.flush_scheduled:
-            self.flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+        self._queue_out(encode_frame(header, arrays))
+
+    def _queue_out(self, frames: list) -> None:
+        """Replies made while reading go out together after the read; a reply made outside a read
+        (a waiting call completed by another client) goes out at once, and any that follow it in
+        the same turn are coalesced."""
+        self.out.extend(frames)
+        if self.in_batch or self.flush_scheduled:
+            return
+        self.flush()
+        self.flush_scheduled = True
+        asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         """Write every queued reply in one call."""
@@ -473,7 +482,7 @@ class DataConnection(asyncio.BufferedProtocol):
             out, self.out = self.out, []
             if self.stats is not None:
                 self.bytes_out += sum(map(len, out))  # byte views and bytes: len is their size
-            self.transport.writelines(out)
+            self.transport.writelines(coalesce(out))
         if self.closing and self.transport is not None and not self.pending:
             self.transport.close()
 
@@ -643,10 +652,7 @@ class DataConnection(asyncio.BufferedProtocol):
         """Send a reply whose arrays are already encoded (a forwarded reply)."""
         if self.transport is None:
             return
-        self.out.extend(encode_raw_frame(header, body))
-        if not self.in_batch and not self.flush_scheduled:
-            self.flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+        self._queue_out(encode_raw_frame(header, body))
 
     def _track(self, rid: int, op: str, attempt: Attempt, header: dict, nbytes: int, t0: float = 0.0) -> None:
         stats = self.stats

@@ -74,6 +74,28 @@ def encode_frame(header: dict, arrays: Sequence[np.ndarray] = ()) -> list:
     return [PREFIX.pack(len(head), body_len) + head, *buffers]
 
 
+def coalesce(buffers: list) -> list:
+    """Join runs of small buffers into one, leaving large ones (array bodies) uncopied.
+
+    Transports make a system call per buffer they are given; dozens of small replies written as
+    one buffer cost one call instead of dozens.
+    """
+    if len(buffers) <= 1:
+        return buffers
+    out, run = [], []
+    for buf in buffers:
+        if len(buf) >= _BIG_BODY:
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(buf)
+        else:
+            run.append(buf)
+    if run:
+        out.append(b"".join(run) if len(run) > 1 else run[0])
+    return out
+
+
 def encode_raw_frame(header: dict, body: Any) -> list:
     """Build a frame around an already-encoded body (``header["a"]`` describes it): forwarding."""
     head = _packer.pack(header)
