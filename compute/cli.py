@@ -5,7 +5,10 @@
 
     python -m compute train --cluster cluster.json --job worker --task 1 --async --staleness-policy drop:4
 
-The run's summary is printed on stdout as one JSON line; the progress bar goes to stderr.
+The run's summary is printed on stdout as one JSON line (with the step time and its split:
+``step_s``, ``wait_data_s``, ``pull_params_s``, ``compute_s``, ``push_grads_s``, seconds per step);
+the progress bar goes to stderr. Every ``--report-every-s`` seconds the trainer reports the same
+figures to the server, whose status page shows where each trainer's time goes.
 """
 
 from __future__ import annotations
@@ -68,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show the bar")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="never show the bar")
     out.add_argument("--report-every", type=int, default=0, help="print a JSON line every N local steps")
+    out.add_argument("--report-every-s", type=float, default=2.0, metavar="S",
+                     help="seconds between reports of samples/s and the step's split (waiting for data, "
+                          "pulling parameters, computing, pushing gradients) to the server's status page "
+                          "(default 2; 0: never)")
     out.add_argument("--dequeue-timeout", type=float, help="seconds to wait for a minibatch")
     return parser
 
@@ -82,7 +89,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
         transfer_dtype=args.transfer_dtype, staleness_policy=args.staleness_policy, seed=args.seed,
         scope=args.scope, container=args.container, ps_tasks=args.ps_tasks, progress=args.progress,
-        report_every=args.report_every, dequeue_timeout=args.dequeue_timeout, sync_timeout=args.sync_timeout)
+        report_every=args.report_every,
+        report_every_s=args.report_every_s, dequeue_timeout=args.dequeue_timeout, sync_timeout=args.sync_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

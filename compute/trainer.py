@@ -20,6 +20,14 @@ ready" by closing a queue (a dequeue on a closed, empty queue fails at once, so 
 broadcast), and any replica signals "stop" the same way on a second queue, when the data queue is
 closed and drained or the step budget is spent.
 
+Where the time goes: every step is split into the phases of :data:`queueserver.metrics.TRAINER_PHASES`
+(``wait_data_s``: waiting for the minibatch; ``pull_params_s``: getting the parameters, in sync mode
+waiting for the chief's token too; ``compute_s``: forward and backward, and in local mode the update;
+``push_grads_s``: sending the update or the gradients). Every ``report_every_s`` seconds the trainer
+reports them (seconds per step, averaged since its last report) with ``samples_per_s`` and ``step_s``
+to the server (``Client.report``, role ``"trainer"``), whose status page stacks them; the run's
+averages are in :class:`TrainResult` and the CLI's final JSON line.
+
 Tokens: each replica has its own token queue (``<scope>/token_q/<task>``), and the chief enqueues one
 token per replica per step: ``replicas`` tokens per step as in TensorFlow. One shared queue (as
 TensorFlow has) lets a fast replica take a slow one's token and push two gradients for one step;
@@ -51,6 +59,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import numpy as np
 
 import queueserver as qs
+from queueserver.metrics import TRAINER_PHASES
 from compute.backend import (
     TRANSFER_DTYPES, Backend, decode_transfer, encode_transfer, get_backend,
 )
@@ -60,7 +69,7 @@ from compute.optim import Optimizer, make_optimizer
 
 __all__ = [
     "TrainConfig", "TrainResult", "Trainer", "train", "train_async", "ParameterStore", "StalenessPolicy",
-    "ArraySource", "QueueSource", "Prefetcher", "Progress", "Stopper",
+    "ArraySource", "QueueSource", "Prefetcher", "Progress", "Stopper", "StepClock",
 ]
 
 log = logging.getLogger("compute.trainer")
@@ -102,6 +111,8 @@ class TrainConfig:
         ps_tasks: parameter server tasks to spread variables over (default: the cluster's ps job).
         progress: show a progress bar on stderr (None: when stderr is a terminal).
         report_every: print a JSON line on stdout every this many local steps (0: never).
+        report_every_s: seconds between reports of this trainer's figures (samples/s, step time and
+            its split into phases) to the server, shown on its status page (0: never).
         dequeue_timeout: seconds to wait for one minibatch before failing (None: forever).
         sync_timeout: seconds the chief waits for gradients before checking whether to stop.
     """
@@ -133,6 +144,7 @@ class TrainConfig:
     ps_tasks: int | None = None
     progress: bool | None = None
     report_every: int = 0
+    report_every_s: float = 2.0
     dequeue_timeout: float | None = None
     sync_timeout: float = 5.0
 
@@ -149,6 +161,8 @@ class TrainConfig:
             raise ValueError(f"--aggregate {agg} must be between 1 and --replicas {self.replicas}")
         if self.batch < 1:
             raise ValueError(f"--batch must be >= 1, got {self.batch}")
+        if not self.report_every_s >= 0:
+            raise ValueError(f"--report-every-s must be >= 0 (0: never), got {self.report_every_s}")
         if self.transfer_dtype not in TRANSFER_DTYPES:
             raise ValueError(f"--transfer-dtype must be one of {TRANSFER_DTYPES}, got {self.transfer_dtype!r}")
         StalenessPolicy.parse(self.staleness_policy)
@@ -181,6 +195,10 @@ class TrainResult:
         seconds: wall time of the training loop.
         final_loss: loss of its last minibatch.
         stop_reason: ``steps``, ``end_of_data`` or ``stopped`` (another replica asked).
+        step_s: wall time per local step (``seconds / local_steps``).
+        wait_data_s, pull_params_s, compute_s, push_grads_s: the step's split into phases, seconds
+            per step averaged over the run (see :class:`StepClock`); the rest of ``step_s`` is
+            bookkeeping (progress, checkpoints).
         staleness: async mode: how many gradients had each staleness.
         dropped: gradients dropped as too stale (by the policy in async mode, by the accumulators
             in sync mode as far as this replica can tell).
@@ -196,6 +214,11 @@ class TrainResult:
     seconds: float = 0.0
     final_loss: float = float("nan")
     stop_reason: str = ""
+    step_s: float = 0.0
+    wait_data_s: float = 0.0
+    pull_params_s: float = 0.0
+    compute_s: float = 0.0
+    push_grads_s: float = 0.0
     staleness: dict[int, int] = field(default_factory=dict)
     dropped: int = 0
     params: "OrderedDict[str, np.ndarray] | None" = field(default=None, repr=False)
@@ -209,6 +232,8 @@ class TrainResult:
         """A JSON-friendly summary (no parameters)."""
         out = {k: v for k, v in dataclasses.asdict(self).items() if k != "params"}
         out["samples_per_s"] = round(self.samples_per_s, 1)
+        for key in ("step_s", *TRAINER_PHASES):
+            out[key] = round(out[key], 6)
         out["staleness"] = {str(k): v for k, v in sorted(self.staleness.items())}
         return out
 
@@ -377,6 +402,82 @@ class Prefetcher:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+# ---------------------------------------------------------------- where the time goes
+class StepClock:
+    """Splits a trainer's steps into phases (``TRAINER_PHASES``) and averages them per step.
+
+    The loop calls :meth:`enter` when it moves to another phase (``None``: bookkeeping, counted in
+    no phase) and :meth:`step_done` at the end of each step. :meth:`take_window` returns the
+    figures since its last call; the phase in progress then is counted up to now, so a trainer stuck
+    waiting for data shows that wait even before its step ends. Over a window without a finished
+    step, the step in progress counts as one.
+
+    Args:
+        clock: the time source (``time.perf_counter``).
+
+    Example:
+        >>> t = iter([0.0, 1.0, 1.5, 3.5, 4.0, 4.0]).__next__
+        >>> c = StepClock(clock=t); c.start()          # 0.0
+        >>> c.enter("wait_data_s")                     # 1.0: bookkeeping until now
+        >>> c.enter("compute_s")                       # 1.5: waited 0.5 s for data
+        >>> c.step_done(32)                            # 3.5: computed 2.0 s
+        >>> f = c.take_window()                        # 4.0: one step of 4.0 s
+        >>> f["samples_per_s"], f["step_s"], f["wait_data_s"], f["compute_s"]
+        (8.0, 4.0, 0.5, 2.0)
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.total = dict.fromkeys(TRAINER_PHASES, 0.0)
+        self.window = dict.fromkeys(TRAINER_PHASES, 0.0)
+        self.phase: str | None = None
+        self.since = 0.0
+        self.window_start = 0.0
+        self.window_steps = self.window_samples = 0
+        self.started = False
+
+    def start(self) -> None:
+        """The training loop begins: open the first window."""
+        self.started = True
+        self.phase = None
+        self.since = self.window_start = self.clock()
+
+    def _count(self, now: float) -> None:
+        if self.phase is not None:
+            dt = now - self.since
+            self.total[self.phase] += dt
+            self.window[self.phase] += dt
+        self.since = now
+
+    def enter(self, phase: str | None) -> None:
+        """Move to ``phase`` (one of ``TRAINER_PHASES``, or ``None`` for bookkeeping)."""
+        self._count(self.clock())
+        self.phase = phase
+
+    def step_done(self, samples: int) -> None:
+        """One step ended, on ``samples`` examples."""
+        self.enter(None)
+        self.window_steps += 1
+        self.window_samples += samples
+
+    def take_window(self) -> dict[str, float]:
+        """``samples_per_s``, ``step_s`` and the phases in seconds per step since the last call."""
+        now = self.clock()
+        self._count(now)
+        wall = max(now - self.window_start, 1e-9)
+        per = max(self.window_steps, 1)
+        out = {"samples_per_s": round(self.window_samples / wall, 3), "step_s": round(wall / per, 6)}
+        out.update((p, round(v / per, 6)) for p, v in self.window.items())
+        self.window = dict.fromkeys(TRAINER_PHASES, 0.0)
+        self.window_start, self.window_steps, self.window_samples = now, 0, 0
+        return out
+
+    def averages(self, steps: int) -> dict[str, float]:
+        """Each phase's seconds per step over the whole run of ``steps`` steps."""
+        self._count(self.clock())
+        return {p: v / steps if steps else 0.0 for p, v in self.total.items()}
 
 
 # ---------------------------------------------------------------- progress
@@ -621,6 +722,7 @@ class Trainer:
         self._compute = ThreadPoolExecutor(1, thread_name_prefix="compute")
         self._copy = ThreadPoolExecutor(1, thread_name_prefix="h2d")
         self.result = TrainResult(task=config.task, mode=config.mode)
+        self.clock = StepClock()
         self.progress = Progress(config.steps, config.progress, label=f"[{config.job}:{config.task}] ")
 
     # ----- plumbing
@@ -668,6 +770,7 @@ class Trainer:
         print(json.dumps({"task": self.cfg.task, **fields}), flush=True)
 
     def _after_step(self, global_step: int, loss: float, n: int) -> None:
+        self.clock.step_done(n)
         r = self.result
         r.local_steps += 1
         r.samples += n
@@ -702,6 +805,49 @@ class Trainer:
                 return ckpt.params, ckpt.global_step
         return self.model.init_params(self.cfg.seed), 0
 
+    def _finish_times(self) -> None:
+        """The run's step time and its split, into the result (at the end of the training loop)."""
+        r = self.result
+        self.clock.enter(None)
+        r.step_s = r.seconds / r.local_steps if r.local_steps else 0.0
+        for phase, value in self.clock.averages(r.local_steps).items():
+            setattr(r, phase, value)
+
+    def report_figures(self) -> dict[str, float]:
+        """What the trainer reports to the server now: the window's figures and where it stands."""
+        figures: dict[str, float] = self.clock.take_window()
+        r = self.result
+        figures.update(global_step=r.global_step, local_steps=r.local_steps, samples=r.samples)
+        if math.isfinite(r.final_loss):
+            figures["loss"] = round(float(r.final_loss), 6)
+        return figures
+
+    async def _report_loop(self, client: Any) -> None:
+        """Every ``report_every_s`` seconds, report role ``trainer`` to the server (one round trip)."""
+        while True:
+            await asyncio.sleep(self.cfg.report_every_s)  # the report period, not a wait for an event
+            if not self.clock.started:
+                continue  # still setting up: no step to account for yet
+            try:
+                await client.report("trainer", self.report_figures())
+            except qs.QueueServerError as exc:  # an older server, or the connection is gone
+                log.debug("trainer report failed, not reporting any more: %s", exc)
+                return
+
+    @contextlib.asynccontextmanager
+    async def _reporting(self, client: Any):
+        """Report to ``client``'s server in the background while the block runs."""
+        task = None
+        if client is not None and self.cfg.report_every_s > 0 and hasattr(client, "report"):
+            task = asyncio.ensure_future(self._report_loop(client))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
     # ----- entry point
     async def run(self) -> TrainResult:
         """Train until the step budget is spent, the data runs out, or another replica says stop."""
@@ -735,7 +881,7 @@ class Trainer:
         if target is None:
             yield None
             return
-        client = await qs.connect_async(target, client_name=f"trainer {self.cfg.job}:{self.cfg.task}")
+        client = await qs.connect_async(target, client_name=f"trainer /job:{self.cfg.job}/task:{self.cfg.task}")
         try:
             yield client
         finally:
@@ -743,7 +889,7 @@ class Trainer:
 
     # ----- local mode
     async def _run_local(self) -> None:
-        async with self._connection() as client:
+        async with self._connection() as client, self._reporting(client):
             source = await self._open_source(client) if client is not None or self._source else None
             if source is None:
                 raise ValueError("local mode needs a data source: --target with --queue, or an ArraySource")
@@ -751,9 +897,12 @@ class Trainer:
             params = self._to_device_params(params_host)
             self.result.start_step = self.result.global_step = step
             prefetch = Prefetcher(source, self.backend, self._copy)
+            clock = self.clock
             start = time.perf_counter()
+            clock.start()
             try:
                 while not self._done():
+                    clock.enter("wait_data_s")
                     try:
                         x, y, n = await prefetch.next()
                     except qs.OutOfRangeError:
@@ -765,6 +914,7 @@ class Trainer:
                         self.optimizer.apply(params, grads)
                         return loss
 
+                    clock.enter("compute_s")
                     loss = await self._run_compute(step_fn)
                     step += 1
                     self._after_step(step, loss, n)
@@ -772,16 +922,18 @@ class Trainer:
                 else:
                     self.result.stop_reason = "steps"
             finally:
+                clock.enter(None)
                 await prefetch.cancel()
             self.backend.synchronize()
             self.result.seconds = time.perf_counter() - start
+            self._finish_times()
             self._checkpoint(params, step, final=True)
             self.result.params = self._host_params(params)
 
     # ----- distributed modes
     async def _run_distributed(self) -> None:
         cfg = self.cfg
-        async with self._connection() as client:
+        async with self._connection() as client, self._reporting(client):
             shapes = OrderedDict((k, v.shape) for k, v in self.model.init_params(cfg.seed).items())
             store = ParameterStore(client, shapes, cfg.transfer_dtype, cfg.container, self._ps_tasks())
             cc = self._coord_container
@@ -862,13 +1014,16 @@ class Trainer:
         params_host = await store.pull(wire=False)  # float32: the echo of each push is the next pull
         pulled_at = int(await global_step.read())
         self.result.start_step = self.result.global_step = pulled_at
+        clock = self.clock
         start = time.perf_counter()
+        clock.start()
         try:
             while True:
                 if self._done():
                     self.result.stop_reason = "steps"
                     await stopper.request_stop()
                     break
+                clock.enter("wait_data_s")
                 try:
                     x, y, n = await stopper.race(prefetch.next())
                 except qs.OutOfRangeError:
@@ -878,19 +1033,25 @@ class Trainer:
                 except Stopped:
                     self.result.stop_reason = "stopped"
                     break
+                # The pull is the echo of the last push (free); what is left of it is the copy
+                # of the parameters to the device.
+                clock.enter("pull_params_s")
                 params = self._to_device_params(params_host)
 
                 def step_fn(params=params, x=x, y=y) -> tuple[float, dict]:
                     loss, grads = self._grads(params, x, y)
                     return loss, grads
 
+                clock.enter("compute_s")
                 loss, grads = await self._run_compute(step_fn)
+                clock.enter("push_grads_s")
                 now = int(await global_step.read())
                 stale = now - pulled_at
                 staleness[stale] += 1
                 factor = self.policy.scale(stale)
                 if factor is None:  # too stale: drop it, and pull fresh parameters
                     self.result.dropped += 1
+                    clock.enter("pull_params_s")
                     params_host = await store.pull(wire=False)
                     pulled_at = now
                     self._after_step(now, loss, n)
@@ -901,8 +1062,10 @@ class Trainer:
                 self._after_step(pulled_at, loss, n)
                 self._checkpoint(params_host, pulled_at)
         finally:
+            clock.enter(None)
             await prefetch.cancel()
         self.result.seconds = time.perf_counter() - start
+        self._finish_times()
         self.result.staleness = dict(staleness)
         if cfg.is_chief:
             params_host = await store.pull(wire=False)
@@ -923,7 +1086,9 @@ class Trainer:
         prefetch = Prefetcher(source, self.backend, self._copy)
         push_dt = store.push_dtype
         last_pushed = -1
+        clock = self.clock
         start = time.perf_counter()
+        clock.start()
         try:
             while True:
                 if chief_task is not None and chief_task.done():
@@ -931,6 +1096,8 @@ class Trainer:
                 try:
                     # Wait for a token newer than the last step we pushed for (skipping stale ones
                     # left by a dead incarnation of this replica), then read the step we compute at.
+                    # Waiting for the token is waiting for the chief's update: part of the pull.
+                    clock.enter("pull_params_s")
                     if last_pushed >= 0:
                         while int(await stopper.race(my_tokens.dequeue(timeout=None))) <= last_pushed:
                             pass
@@ -939,6 +1106,7 @@ class Trainer:
                         self.result.global_step = local_step
                         self.result.stop_reason = "steps"
                         break
+                    clock.enter("wait_data_s")
                     x, y, n = await stopper.race(prefetch.next())
                 except qs.OutOfRangeError:
                     self.result.stop_reason = "end_of_data"
@@ -947,8 +1115,11 @@ class Trainer:
                 except Stopped:
                     self.result.stop_reason = "stopped"
                     break
+                clock.enter("pull_params_s")
                 params = self._to_device_params(await store.pull())
+                clock.enter("compute_s")
                 loss, grads = await self._run_compute(self._grads, params, x, y)
+                clock.enter("push_grads_s")
                 applied = await asyncio.gather(*(
                     accs[k].apply_grad(self.backend.to_host(g).astype(push_dt, copy=False), local_step)
                     for k, g in grads.items()))
@@ -957,6 +1128,7 @@ class Trainer:
                 last_pushed = local_step
                 self._after_step(local_step, loss, n)
         finally:
+            clock.enter(None)
             await prefetch.cancel()
             if chief_task is not None:
                 await stopper.request_stop()
@@ -968,6 +1140,7 @@ class Trainer:
                     final_params, final_step = chief_task.result()
                     self.result.params, self.result.global_step = final_params, final_step
         self.result.seconds = time.perf_counter() - start
+        self._finish_times()
 
     async def _chief_loop(self, store: ParameterStore, global_step: Any, accs: Any, tokens: list,
                           stopper: Stopper) -> tuple["OrderedDict[str, np.ndarray]", int]:

@@ -12,8 +12,10 @@ runs the readers and closes the target queue when the file names run out.
 * :func:`reader_runner` builds the QueueRunner for any format; :func:`csv_reader_runner` is the
   seed's CSV case;
 * :func:`load_async` / :func:`load` and :func:`main` are the loader client: they create or open
-  the target queue, read files matching a glob with concurrent readers, show progress on stderr
-  and close the queue at the end.
+  the target queue, read files matching a glob with concurrent readers, show progress on stderr,
+  report their figures to the server every few seconds (``role="loader"``: records/s, bytes/s,
+  totals; the status page and ``/metrics`` show them) and close the queue at the end. Ctrl-C
+  (or cancelling :func:`load_async`) stops the readers and leaves the queue open and usable.
 
 How decoded records become queue elements is decided by the queue's spec, so one rule serves
 existing and new queues: the queue's components take the decoded CSV columns in order, a scalar
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob as globlib
+import logging
 import os
 import sys
 import time
@@ -70,8 +73,14 @@ __all__ = [
     "reader_runner",
 ]
 
+log = logging.getLogger("pipeline.loader")
+
 #: Records read and decoded per step of a reader (and per ``enqueue_many``).
 DEFAULT_CHUNK = 1024
+#: Seconds between the loader's reports to the server (``Client.report``).
+DEFAULT_REPORT_EVERY_S = 2.0
+#: Seconds an interrupted loader gives the enqueues in flight to land before withdrawing them.
+DEFAULT_INTERRUPT_GRACE_S = 2.0
 _MAX_KEPT_ERRORS = 100  # bad-record messages kept for the report (all are counted)
 
 
@@ -465,6 +474,7 @@ class ReaderStats:
     files_done: int = 0
     bad_records: int = 0
     errors: list = field(default_factory=list)
+    bytes: int = 0  # bytes of the enqueued components (a string counts its own bytes)
 
     def add_errors(self, errors: list) -> None:
         """Count bad records and keep the first messages."""
@@ -488,8 +498,8 @@ class _ReaderOp:
         self.reader: Any = None
         self.path = ""
 
-    def _read_and_decode(self) -> tuple[bool, tuple | None, int, list]:
-        """Worker thread: read one chunk and decode it. Returns (end_of_file, components, n, errors)."""
+    def _read_and_decode(self) -> tuple[bool, tuple | None, int, int, list]:
+        """Worker thread: read one chunk and decode it. Returns (end_of_file, components, n, bytes, errors)."""
         reader = self.reader
         first = self.fmt.first_line(reader)
         bad_before = reader.bad_records
@@ -497,10 +507,10 @@ class _ReaderOp:
         errors: list = [qerrors.DataLossError(f"{self.path}: corrupt data skipped near record {first}")] * (
             reader.bad_records - bad_before)
         if len(records) == 0:
-            return True, None, 0, errors
+            return True, None, 0, 0, errors
         comps = self.convert(records, self.path, first, errors)
         n = 0 if comps is None else len(comps[0])
-        return False, comps, n, errors
+        return False, comps, n, 0 if comps is None else _payload_bytes(comps), errors
 
     async def __call__(self) -> None:
         while True:
@@ -511,7 +521,7 @@ class _ReaderOp:
                 self.path = os.fsdecode(name)
                 self.reader = await asyncio.to_thread(self.fmt.open, self.path)
             try:
-                eof, comps, n, errors = await asyncio.to_thread(self._read_and_decode)
+                eof, comps, n, nbytes, errors = await asyncio.to_thread(self._read_and_decode)
             except BaseException:
                 self.reader.close()
                 self.reader = None
@@ -526,7 +536,19 @@ class _ReaderOp:
             if n:
                 await self.queue.enqueue_many(comps)
                 self.stats.records += n
+                self.stats.bytes += nbytes
             return
+
+
+def _payload_bytes(comps: tuple) -> int:
+    """Bytes of decoded components: array bytes, or the strings' own bytes for object arrays."""
+    total = 0
+    for c in comps:
+        if c.dtype == object:
+            total += sum(len(v) for v in c.ravel())
+        else:
+            total += c.nbytes
+    return total
 
 
 def reader_runner(
@@ -677,11 +699,50 @@ class LoadResult:
     errors: list
     seconds: float
     closed: bool
+    bytes: int = 0
 
     @property
     def records_per_second(self) -> float:
         """Throughput over the whole run."""
         return self.records / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def bytes_per_second(self) -> float:
+        """Bytes enqueued per second over the whole run."""
+        return self.bytes / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Reporter:
+    """Sends the loader's figures to the server every ``every`` seconds (``Client.report``).
+
+    Figures (role ``loader``): ``records_per_s`` and ``bytes_per_s`` since the last report, and the
+    totals so far: ``records``, ``bytes``, ``files`` and ``bad_records``. One small round trip
+    per report; the server drops the report when the connection closes.
+    """
+
+    def __init__(self, client: Any, stats: ReaderStats, every: float) -> None:
+        self.client, self.stats, self.every = client, stats, every
+
+    def figures(self, dt: float, records: int, nbytes: int) -> dict[str, float]:
+        st = self.stats
+        dt = max(dt, 1e-9)
+        return {"records_per_s": round((st.records - records) / dt, 3),
+                "bytes_per_s": round((st.bytes - nbytes) / dt, 3),
+                "records": st.records, "bytes": st.bytes, "files": st.files_done, "bad_records": st.bad_records}
+
+    async def run(self) -> None:
+        st = self.stats
+        last, records, nbytes = time.monotonic(), st.records, st.bytes
+        while True:
+            await asyncio.sleep(self.every)  # the report period, not a wait for an event
+            now = time.monotonic()
+            figures = self.figures(now - last, records, nbytes)
+            last, records, nbytes = now, st.records, st.bytes
+            try:
+                await self.client.report("loader", figures)
+            except qerrors.QueueServerError as exc:  # an older server, or the connection is gone
+                log.debug("loader report failed, not reporting any more: %s", exc)
+                return
 
 
 class _Progress:
@@ -767,6 +828,9 @@ async def load_async(
     queue_type: str = "fifo",
     min_after_dequeue: int = 0,
     progress: TextIO | None = None,
+    report_every_s: float = DEFAULT_REPORT_EVERY_S,
+    client_name: str | None = None,
+    interrupt_grace_s: float = DEFAULT_INTERRUPT_GRACE_S,
 ) -> LoadResult:
     """Read files into a shared queue with concurrent readers; the loader client's engine.
 
@@ -775,6 +839,13 @@ async def load_async(
     queue at the end (``close=True``) so consumers see ``OutOfRangeError`` once it is drained. If
     loading fails, the queue is closed with ``cancel_pending_enqueues=True`` (unless
     ``close=False``) so no consumer waits for ever, and the error is raised.
+
+    Interrupted (Ctrl-C under :func:`load`, or this coroutine cancelled), the loader stops its
+    readers and leaves the queue open for its other loaders and consumers: the ``enqueue_many``
+    calls in flight get ``interrupt_grace_s`` seconds to land whole, then are withdrawn (a call
+    waiting for room in a full queue keeps the records it already placed, as a timed-out
+    ``enqueue_many`` does; no call is left pending on the server), and the cancellation (Ctrl-C:
+    ``KeyboardInterrupt``) propagates.
 
     Args:
         target: the server address.
@@ -793,6 +864,12 @@ async def load_async(
         queue_type: ``"fifo"`` or ``"random_shuffle"`` for a created queue.
         min_after_dequeue: for a created random-shuffle queue.
         progress: a stream for the progress bar and the summary (``None``: silent).
+        report_every_s: seconds between reports of the loader's figures to the server (role
+            ``"loader"``: ``records_per_s``, ``bytes_per_s``, ``records``, ``bytes``, ``files``,
+            ``bad_records``); 0 disables them.
+        client_name: the connection's name in the server's status and logs (default
+            ``"loader <queue> pid <pid>"``).
+        interrupt_grace_s: when interrupted, how long the enqueues in flight may take to land.
 
     Returns:
         A :class:`LoadResult`.
@@ -806,9 +883,12 @@ async def load_async(
         >>> asyncio.run(load_async(server.target, "rows", CsvFormat([[0.], [0]], 1), "data/*.csv"))  # doctest: +SKIP
         LoadResult(queue='rows', records=500000, ...)
     """
+    if num_epochs is not None and num_epochs < 1:
+        raise qerrors.InvalidArgumentError(f"num_epochs must be >= 1 or None (for ever), got {num_epochs}")
     paths = expand_files(files)
     start = time.monotonic()
-    async with qs.connect_async(target, token=token, client_name="pipeline load") as client:
+    name = client_name or f"loader {container + '/' if container else ''}{queue} pid {os.getpid()}"
+    async with qs.connect_async(target, token=token, client_name=name) as client:
         q = await _open_or_create(client, queue, fmt, container=container, capacity=capacity,
                                   queue_type=queue_type, min_after_dequeue=min_after_dequeue, seed=seed)
         names = LocalFilenameQueue(paths, num_epochs=num_epochs, shuffle=shuffle_files, seed=seed)
@@ -816,24 +896,36 @@ async def load_async(
         runner = reader_runner(names, q, fmt, num_readers=readers, chunk_size=batch, stats=stats,
                                name=f"load:{queue}")
         if not close:
-            async def keep_open() -> None:
-                return None
-
-            runner.close_op = keep_open
-            runner.cancel_op = keep_open
+            runner.close_op = runner.cancel_op = _keep_open
         total = len(paths) * num_epochs if num_epochs is not None else None
         bar = _Progress(stats, total, progress)
-        drawing = asyncio.create_task(bar.run())
+        helpers = [asyncio.create_task(bar.run(), name=f"load:{queue}:progress")]
+        if report_every_s and report_every_s > 0:
+            helpers.append(asyncio.create_task(_Reporter(client, stats, report_every_s).run(),
+                                               name=f"load:{queue}:report"))
         coord = Coordinator()
+        tasks: list = []
+        interrupted = False
         try:
             tasks = runner.create_tasks(coord)
             await coord.join(tasks, stop_grace_period_secs=10.0)
+        except asyncio.CancelledError:
+            interrupted = True
+            await _stop_readers(runner, coord, tasks, interrupt_grace_s)
+            raise
         finally:
-            drawing.cancel()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             bar.finish()
+            if interrupted and progress is not None:
+                progress.write(f"interrupted: the readers stopped after {stats.records:,} records; "
+                               f"queue '{queue}' left open\n")
+                progress.flush()
         closed = close
     seconds = time.monotonic() - start
-    result = LoadResult(queue, stats.records, stats.files_done, stats.bad_records, stats.errors, seconds, closed)
+    result = LoadResult(queue, stats.records, stats.files_done, stats.bad_records, stats.errors, seconds, closed,
+                        stats.bytes)
     if progress is not None and stats.bad_records:
         progress.write(f"skipped {stats.bad_records:,} bad record(s):\n")
         for message in stats.errors[:10]:
@@ -842,6 +934,29 @@ async def load_async(
             progress.write(f"  ... and {stats.bad_records - 10:,} more\n")
         progress.flush()
     return result
+
+
+async def _keep_open() -> None:
+    """A close/cancel op that leaves the queue open."""
+    return None
+
+
+async def _stop_readers(runner: QueueRunner, coord: Coordinator, tasks: list, grace: float) -> None:
+    """Stop an interrupted loader's readers without closing or cancelling their queue.
+
+    Each reader finishes the chunk it is on (its ``enqueue_many`` lands whole if the queue has
+    room within ``grace`` seconds); then the stragglers are cancelled, which withdraws their calls
+    on the server. Runs inside a task being cancelled: a second Ctrl-C ends it at once.
+    """
+    runner.close_op = runner.cancel_op = _keep_open  # the queue is shared: leave it open
+    coord.request_stop()
+    pending = {t for t in tasks if not t.done()}
+    if pending:
+        _, pending = await asyncio.wait(pending, timeout=max(0.0, grace))
+    for t in pending:
+        t.cancel()
+    if pending:  # let the cancelled calls send their withdrawals before the connection closes
+        await asyncio.wait(pending, timeout=5.0)
 
 
 def load(*args: Any, **kwargs: Any) -> LoadResult:
@@ -944,7 +1059,11 @@ def build_parser() -> argparse.ArgumentParser:
             "      --files 'mnist-*.tfrecord' --features x:float32:784,y:int64:1 --readers 4\n"
             "  python -m pipeline load --target 127.0.0.1:2222 --queue cifar --format fixed \\\n"
             "      --files 'cifar/data_batch_*.bin' --record-bytes 3073\n\n"
-            "exit status: 0 loaded; 1 an error (the message names the file and line or record); 2 bad usage"
+            "Every --report-every seconds the loader reports its records/s and bytes/s to the server\n"
+            "(the status page and /metrics show them). Ctrl-C stops the readers and leaves the queue\n"
+            "open (not closed, not cancelled) for its other loaders and consumers.\n\n"
+            "exit status: 0 loaded; 1 an error (the message names the file and line or record); 2 bad usage;\n"
+            "130 interrupted (Ctrl-C)"
         ),
     )
     p.add_argument("--target", required=True, help="the queue server, e.g. 127.0.0.1:2222 or http://host:port")
@@ -977,7 +1096,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--readers", type=int, default=4, metavar="N", help="concurrent readers (default 4)")
     g.add_argument("--batch", type=int, default=DEFAULT_CHUNK, metavar="N",
                    help=f"records per read and enqueue_many (default {DEFAULT_CHUNK})")
-    g.add_argument("--num-epochs", type=int, default=1, metavar="N", help="passes over the files (default 1)")
+    g.add_argument("--num-epochs", type=int, default=1, metavar="N",
+                   help="passes over the files (default 1; 0: for ever, until Ctrl-C)")
     g.add_argument("--shuffle-files", action="store_true", help="shuffle the file order every epoch")
     g.add_argument("--seed", type=int, help="seed of --shuffle-files (and of a created random-shuffle queue)")
     g.add_argument("--on-error", default="raise", choices=["raise", "skip"],
@@ -992,6 +1112,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-after-dequeue", type=int, default=0, metavar="N", help="for a created random_shuffle queue")
     g.add_argument("--token", default=None, help="the server's shared secret (default: $QUEUESERVER_TOKEN)")
     g.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    g.add_argument("--report-every", type=float, default=DEFAULT_REPORT_EVERY_S, metavar="S",
+                   help=f"seconds between reports of records/s and bytes/s to the server "
+                        f"(default {DEFAULT_REPORT_EVERY_S:g}; 0: never)")
+    g.add_argument("--client-name", metavar="NAME",
+                   help="this loader's name on the server's status page (default: 'loader QUEUE pid PID')")
     return parser
 
 
@@ -1019,17 +1144,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     stream = None if args.quiet else sys.stderr
+    if args.num_epochs < 0:
+        parser.error(f"--num-epochs must be >= 0 (0: for ever), got {args.num_epochs}")
+    if args.report_every < 0:
+        parser.error(f"--report-every must be >= 0 (0: never), got {args.report_every}")
     try:
         fmt = _format_from_args(args)
         result = load(args.target, args.queue, fmt, args.files, readers=args.readers, batch=args.batch,
-                      num_epochs=args.num_epochs, shuffle_files=args.shuffle_files, seed=args.seed,
+                      num_epochs=args.num_epochs or None, shuffle_files=args.shuffle_files, seed=args.seed,
                       close=args.close, token=args.token, container=args.container, capacity=args.capacity,
-                      queue_type=args.queue_type, min_after_dequeue=args.min_after_dequeue, progress=stream)
+                      queue_type=args.queue_type, min_after_dequeue=args.min_after_dequeue, progress=stream,
+                      report_every_s=args.report_every, client_name=args.client_name)
     except qerrors.QueueServerError as exc:
         print(f"pipeline load: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("pipeline load: interrupted", file=sys.stderr)
+        print(f"pipeline load: interrupted: the readers stopped; queue '{args.queue}' left open "
+              f"(not closed) for its other loaders and consumers", file=sys.stderr)
         return 130
     if stream is not None:
         state = "closed" if result.closed else "left open"
