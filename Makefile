@@ -23,6 +23,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/queue_bulk.py
 	$(PY) benchmarks/queue_small.py
+	$(PY) benchmarks/cluster_forwarding.py
+	$(PY) benchmarks/readers.py
+	$(PY) benchmarks/data_api.py
+	$(PY) benchmarks/trainer.py
+	$(PY) benchmarks/metrics_cost.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache benchmarks/data
