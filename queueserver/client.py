@@ -789,16 +789,23 @@ _ASYNC_BY_NAME = {"AsyncQueue": AsyncQueue, "AsyncVariable": AsyncVariable, "Asy
                   "AsyncAccumulator": AsyncAccumulator}
 
 
-class Queue:
-    """Blocking handle on a shared queue, with the methods of :class:`AsyncQueue`."""
+class _SyncHandle:
+    """A blocking view of an async handle: the same attributes, methods run on the client's loop."""
 
-    def __init__(self, handle: AsyncQueue, runner: _LoopThread) -> None:
+    def __init__(self, handle: Any, runner: _LoopThread) -> None:
         self._async, self._runner = handle, runner
-        self.name, self.container, self.spec = handle.name, handle.container, handle.spec
-        self.device, self.type_name = handle.device, handle.type_name
+        self.name, self.container, self.device = handle.name, handle.container, handle.device
 
     def __repr__(self) -> str:
         return repr(self._async)
+
+
+class Queue(_SyncHandle):
+    """Blocking handle on a shared queue, with the methods of :class:`AsyncQueue`."""
+
+    def __init__(self, handle: AsyncQueue, runner: _LoopThread) -> None:
+        super().__init__(handle, runner)
+        self.spec, self.type_name = handle.spec, handle.type_name
 
     dtypes = property(lambda self: self.spec.dtypes, doc="The components' dtypes.")
     shapes = property(lambda self: self.spec.shapes, doc="The components' shapes.")
@@ -813,16 +820,12 @@ class Queue:
     close = _sync("AsyncQueue.close")
 
 
-class VariableHandle:
+class VariableHandle(_SyncHandle):
     """Blocking handle on a shared variable, with the methods of :class:`AsyncVariable`."""
 
     def __init__(self, handle: AsyncVariable, runner: _LoopThread) -> None:
-        self._async, self._runner = handle, runner
-        self.name, self.container, self.device = handle.name, handle.container, handle.device
+        super().__init__(handle, runner)
         self.dtype, self.shape = handle.dtype, handle.shape
-
-    def __repr__(self) -> str:
-        return repr(self._async)
 
     initialize = _sync("AsyncVariable.initialize")
     is_initialized = _sync("AsyncVariable.is_initialized")
@@ -841,16 +844,12 @@ class VariableHandle:
         return self.read()
 
 
-class Accumulator:
+class Accumulator(_SyncHandle):
     """Blocking handle on a shared conditional accumulator, with the methods of :class:`AsyncAccumulator`."""
 
     def __init__(self, handle: AsyncAccumulator, runner: _LoopThread) -> None:
-        self._async, self._runner = handle, runner
-        self.name, self.container, self.device = handle.name, handle.container, handle.device
+        super().__init__(handle, runner)
         self.dtype, self.shape = handle.dtype, handle.shape
-
-    def __repr__(self) -> str:
-        return repr(self._async)
 
     apply_grad = _sync("AsyncAccumulator.apply_grad")
     take_grad = _sync("AsyncAccumulator.take_grad")
