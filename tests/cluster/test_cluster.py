@@ -173,3 +173,36 @@ def test_a_down_task_fails_its_calls_and_comes_back(cluster):
         again.initialize()
         assert again.read() == 3.0
         c.reset([""])
+
+
+def test_cluster_up_starts_every_local_task_and_stops_them_together(tmp_path):
+    import json
+    import signal
+
+    from support import free_ports
+
+    ports = free_ports(3)
+    spec = {"ps": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{ports[1]}", f"127.0.0.1:{ports[2]}"]}
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(spec))
+    proc = subprocess.Popen([sys.executable, "-m", "queueserver", "--log-level", "WARNING", "cluster", "up",
+                             str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "started 3 task(s)" in proc.stdout.readline()
+        for address in spec["ps"] + spec["worker"]:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    with qs.connect(address) as c:
+                        assert c.status()["task"] in ("/job:ps/task:0", "/job:worker/task:0", "/job:worker/task:1")
+                    break
+                except qs.UnavailableError:
+                    assert time.monotonic() < deadline, f"{address} never came up"
+                    time.sleep(0.05)
+        with qs.connect(spec["worker"][1]) as c:
+            with c.device("/job:ps/task:0"):
+                v = c.variable("up", 1.0)
+            assert v.device == "/job:ps/task:0"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
