@@ -264,20 +264,22 @@ class AsyncClient:
         self._write(proto, encode_frame(header, arrays))
 
     def _write(self, proto: _ClientProtocol, frames: list) -> None:
-        """Write a frame now if it is this turn's first; coalesce the rest of the turn into one write.
+        """Write a frame now when it is the only call in flight; coalesce pipelined calls.
 
-        A lone call goes out at once (latency); many calls started together (pipelining) share
-        one system call instead of paying one each.
+        A lone call goes out at once and costs no extra turn of the loop (latency); many calls
+        started together share one system call, flushed at the end of this turn.
         """
         if self._out is not None:
             self._out.extend(frames)
+            return
+        if len(self._pending) > 1:
+            self._out = list(frames)
+            asyncio.get_running_loop().call_soon(self._flush_out, proto)
             return
         if len(frames) == 1:
             proto.transport.write(frames[0])
         else:
             proto.transport.writelines(frames)
-        self._out = []
-        asyncio.get_running_loop().call_soon(self._flush_out, proto)
 
     def _flush_out(self, proto: _ClientProtocol) -> None:
         out, self._out = self._out, None

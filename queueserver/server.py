@@ -99,6 +99,8 @@ class QueueService:
         self.peers = Peers(self.placement, self.token, max_message_bytes)
         self.directory = Directory(self.placement, self.peers)
         self.connections: set[DataConnection] = set()
+        self.reading = 0                              # reads being handled right now (nested)
+        self.unflushed: set[DataConnection] = set()   # connections with replies from those reads
         self.started = time.time()
         self.calls: dict[str, int] = {}
         self.report_ttl = report_ttl
@@ -368,8 +370,6 @@ class DataConnection(asyncio.BufferedProtocol):
         self.authenticated = service.token is None
         self.client_name = "?"
         self.out: list = []
-        self.flush_scheduled = False
-        self.in_batch = False
         self.closing = False
         self.held: dict[int, tuple[QueueBase, list]] = {}
         self.pending: dict[int, Attempt] = {}
@@ -407,12 +407,19 @@ class DataConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.bytes_in += nbytes
-        self.in_batch = True
+        svc = self.service
+        svc.reading += 1
+        svc.unflushed.add(self)
         try:
             self.reader.buffer_updated(nbytes)
         finally:
-            self.in_batch = False
-        self.flush()
+            svc.reading -= 1
+            if not svc.reading:
+                # Everything this read answered, on this connection or on others it woke (a
+                # dequeue waiting elsewhere), goes out now: one write per connection.
+                touched, svc.unflushed = svc.unflushed, set()
+                for conn in touched:
+                    conn.flush()
 
     def eof_received(self) -> bool:
         return False
@@ -465,19 +472,16 @@ class DataConnection(asyncio.BufferedProtocol):
         self._queue_out(encode_frame(header, arrays))
 
     def _queue_out(self, frames: list) -> None:
-        """Replies made while reading go out together after the read; a reply made outside a read
-        (a waiting call completed by another client) goes out at once, and any that follow it in
-        the same turn are coalesced."""
+        """Replies made while the server handles a read go out together when it ends; a reply made
+        outside one (a timeout, a forwarded reply) goes out at once. No extra turn of the loop."""
         self.out.extend(frames)
-        if self.in_batch or self.flush_scheduled:
-            return
-        self.flush()
-        self.flush_scheduled = True
-        asyncio.get_running_loop().call_soon(self.flush)
+        if self.service.reading:
+            self.service.unflushed.add(self)
+        else:
+            self.flush()
 
     def flush(self) -> None:
         """Write every queued reply in one call."""
-        self.flush_scheduled = False
         if self.out and self.transport is not None:
             out, self.out = self.out, []
             if self.stats is not None:
