@@ -90,6 +90,7 @@ class ConditionalAccumulator:
                     fut.set_exception(DeadlineExceededError(
                         f"Timed out waiting for {num_required} gradient(s) in ConditionalAccumulator"
                         f" '{self.name}' (have {self.count})"))
+                    self._serve()  # the next taker may need fewer gradients than this one did
             handle = loop.call_later(max(timeout, 0), expire)
             fut.add_done_callback(lambda _: handle.cancel())
         return fut

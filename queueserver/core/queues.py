@@ -304,7 +304,8 @@ class QueueBase:
         """Fail every waiting call with ``error`` (server shutdown); dequeues give back what they took."""
         for line in (self._enqueues, self._dequeues):
             for att in list(line):
-                self._withdraw(att, error)
+                if not att.done:  # withdrawing one may let the next complete before its turn here
+                    self._withdraw(att, error)
 
     # ----- the engine
     def _arm_timer(self, attempt: Attempt, timeout: float | None) -> None:
@@ -386,15 +387,17 @@ class QueueBase:
             moved = True
             while moved:
                 moved = False
+                # Finishing an attempt runs its callbacks, which may re-enter this queue (a server
+                # returning a batch whose client left): pop the head only if it still is the head.
                 if self._enqueues:
                     head = self._enqueues[0]
                     moved |= self._step_enqueue(head)
-                    if head.done:
+                    if head.done and self._enqueues and self._enqueues[0] is head:
                         self._enqueues.popleft()
                 if self._dequeues:
                     head = self._dequeues[0]
                     moved |= self._step_dequeue(head)
-                    if head.done:
+                    if head.done and self._dequeues and self._dequeues[0] is head:
                         self._dequeues.popleft()
             if not (self.closed and self._dequeues):
                 return

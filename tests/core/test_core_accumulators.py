@@ -52,3 +52,13 @@ def test_shape_and_spec_checks():
         rm.accumulator("g", [4])
     with pytest.raises(InvalidArgumentError, match="must be floating"):
         ConditionalAccumulator("i", [1], np.int32)
+
+
+async def test_a_timed_out_taker_lets_the_next_one_be_served():
+    acc = ConditionalAccumulator("a", [1])
+    greedy = acc.take_grad(5, timeout=0.05)
+    modest = acc.take_grad(1)
+    acc.apply_grad(np.ones(1), 0)
+    with pytest.raises(DeadlineExceededError):
+        await greedy
+    assert (await asyncio.wait_for(modest, 1.0)).tolist() == [1.0]

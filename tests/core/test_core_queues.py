@@ -376,3 +376,34 @@ async def test_destroyed_queue_cancels_waiters_and_is_gone():
         rm.get("c1", "q")
     with pytest.raises(NotFoundError):
         q.size()
+
+
+async def test_a_finishing_attempt_whose_callback_returns_its_batch_orphans_no_other_waiter():
+    # A server returns a batch at once when its client has left; that re-enters the queue from
+    # inside the attempt's completion. The waiters behind it must all stay in line.
+    q = make()
+    enq(q, 1)
+    first = q.dequeue(2, mode=MANY)       # takes 1, waits for a second
+    second = q.dequeue()                  # waits behind it
+    third = q.dequeue(2, mode=MANY)       # waits behind that
+    first.add_done_callback(lambda att: q.return_elements(att.taken))
+    enq(q, 2)
+    assert first.done and values(first.result) == [1, 2]
+    assert (await second.wait())[0] == 1  # the returned batch went back to the front
+    assert not third.done and third.progress == 1
+    enq(q, 3)
+    assert values(await third.wait()) == [2, 3]
+
+
+async def test_cancel_all_fails_each_waiter_once():
+    q = make()
+    enq(q, 1, 2)
+    x = q.dequeue(3, mode=MANY)
+    y = q.dequeue()
+    outcomes = []
+    y.add_done_callback(lambda att: outcomes.append((type(att.error).__name__, att.result)))
+    q.cancel_all(CancelledError("shutting down"))
+    assert len(outcomes) == 1
+    assert q.size() + (0 if y.error else 1) == 2  # nothing lost, nothing counted twice
+    if y.error is None:  # x's rollback let y take an element before y's own turn
+        assert y.result[0] == 1 and outcomes[0][0] == "NoneType"
