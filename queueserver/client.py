@@ -304,19 +304,17 @@ class AsyncClient:
         except BaseException:
             self._pending.pop(rid, None)
             raise
+        route = {k: header[k] for k in ("n", "c", "h") if k in header}
         try:
             if wait is None:
                 reply, body = await fut
             else:
                 reply, body = await asyncio.wait_for(fut, wait)
         except asyncio.TimeoutError:
+            self._abandon(rid, fut, route)
             raise DeadlineExceededError(f"no reply from {self.target} within {wait:.1f} s") from None
         except asyncio.CancelledError:
-            if not fut.done() or fut.cancelled():
-                try:
-                    self._send({"o": "cancel", "r": rid, "i": 0})
-                except QueueServerError:
-                    pass
+            self._abandon(rid, fut, route)
             raise
         if "e" in reply:
             code, message, details = reply["e"]
@@ -342,14 +340,29 @@ class AsyncClient:
         try:
             return await (fut if wait is None else asyncio.wait_for(fut, wait))
         except asyncio.TimeoutError:
+            self._abandon(rid, fut, {"local": True})
             raise DeadlineExceededError(f"no reply from {self.target} within {wait:.1f} s") from None
         except asyncio.CancelledError:
-            if not fut.done():
-                try:
-                    self._send({"o": "cancel", "r": rid, "i": 0})
-                except QueueServerError:
-                    pass
+            self._abandon(rid, fut, {"local": True})
             raise
+
+    def _abandon(self, rid: int, fut: asyncio.Future, route: dict) -> None:
+        """The caller stopped waiting: withdraw the call on the server, or give back what it delivered.
+
+        If the reply already arrived (cancelled in the same turn), a delivered batch goes back to
+        the queue's front; if it has not, the server withdraws the call, and a reply that still
+        comes is returned on arrival (see ``_on_frame``).
+        """
+        try:
+            if fut.done() and not fut.cancelled():
+                reply = fut.result()[0]
+                if "d" in reply:
+                    self._send({"o": "return", "k": [reply["d"]], "i": 0, **route})
+            else:
+                fut.cancel()
+                self._send({"o": "cancel", "r": rid, "i": 0})
+        except QueueServerError:
+            pass  # the connection is gone: the server returns held batches itself
 
     def _timeout(self, timeout: Any) -> float | None:
         owner = self.parent or self

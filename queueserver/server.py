@@ -37,6 +37,7 @@ from queueserver.errors import (
     InternalError,
     InvalidArgumentError,
     QueueServerError,
+    ResourceExhaustedError,
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
@@ -58,8 +59,9 @@ from queueserver.wire import (
 
 log = logging.getLogger("queueserver")
 
-# A connection whose blocked enqueues hold more than this stops being read until they drain,
-# so a fast producer cannot grow the server's memory without bound.
+# A connection whose blocked enqueues hold more than this has further enqueues refused (with
+# ResourceExhausted) until they drain, so a fast producer cannot grow the server's memory without
+# bound; its dequeues, cancels and acks are still read, so it can never block itself.
 PENDING_BYTES_LIMIT = 64 * 1024 * 1024
 # A client's report older than this is dropped from status and metrics (the client stopped reporting).
 REPORT_TTL_S = 60.0
@@ -99,6 +101,7 @@ class QueueService:
         self.peers = Peers(self.placement, self.token, max_message_bytes)
         self.directory = Directory(self.placement, self.peers)
         self.connections: set[DataConnection] = set()
+        self.pending_bytes_limit = PENDING_BYTES_LIMIT
         self.reading = 0                              # reads being handled right now (nested)
         self.unflushed: set[DataConnection] = set()   # connections with replies from those reads
         self.started = time.time()
@@ -456,7 +459,7 @@ class DataConnection(asyncio.BufferedProtocol):
     def _update_reading(self) -> None:
         if self.transport is None:
             return
-        should_pause = self.writing_paused or self.pending_bytes > PENDING_BYTES_LIMIT
+        should_pause = self.writing_paused
         if should_pause and not self.reading_paused:
             self.transport.pause_reading()
             self.reading_paused = True
@@ -509,7 +512,12 @@ class DataConnection(asyncio.BufferedProtocol):
               f"closing the connection of {self.client_name} ({self.peer}): {error}",
               client=self.client_name, peer=self.peer, error=str(error))
         self.send({"i": 0, "e": error_payload(error)})
-        self.close_after_flush()
+        self.flush()
+        if self.transport is not None:
+            # Nothing more will be parsed: stop reading and close once the error is written,
+            # whatever is pending (connection_lost withdraws it).
+            self.transport.pause_reading()
+            self.transport.close()
 
     def _on_frame(self, header: dict, body: Any) -> None:
         stats = self.stats
@@ -841,6 +849,11 @@ def _op_queue(conn: DataConnection, h: dict, body) -> dict:
 
 
 def _op_enqueue(conn: DataConnection, h: dict, body) -> Attempt:
+    limit = conn.service.pending_bytes_limit
+    if conn.pending_bytes > limit:
+        raise ResourceExhaustedError(
+            f"{conn.pending_bytes} bytes of this connection's enqueues already wait for room (limit {limit});"
+            " wait for them to complete, or enqueue from another connection")
     q = conn.queue(h)
     arrays = decode_arrays(h.get("a", []), body)
     return q.enqueue(arrays, many=bool(h.get("m")), timeout=_timeout(h))

@@ -195,6 +195,8 @@ class FrameReader:
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Where the next bytes from the socket go."""
+        if self._dead:
+            return memoryview(self._buf)[:_SMALL_BUFFER // 4]  # after a fatal error: read and drop
         if self._big is not None:
             return memoryview(self._big[1])[self._big_filled:]
         if self._end == len(self._buf):
@@ -213,6 +215,8 @@ class FrameReader:
 
     def buffer_updated(self, nbytes: int) -> None:
         """The socket wrote ``nbytes`` into the last buffer handed out."""
+        if self._dead:
+            return
         if self._big is not None:
             self._big_filled += nbytes
             header, body, bad = self._big
