@@ -111,7 +111,11 @@ class Peers:
             fut.set_result(client)
             return client
         except BaseException as exc:
-            fut.set_exception(exc)
+            # The caller that opened the connection may have been cancelled; the others waiting
+            # on it were not, so they get an error they can answer their own callers with.
+            shared = exc if isinstance(exc, QueueServerError) else UnavailableError(
+                f"connecting to task {task} was interrupted: {exc!r}")
+            fut.set_exception(shared)
             fut.exception()  # retrieved: concurrent waiters get it through shield
             raise
         finally:
