@@ -286,3 +286,5 @@ class FrameReader:
             self._emit(header, body, bad)
         if self._start == self._end:
             self._start = self._end = 0
+            if len(self._buf) > _SMALL_BUFFER:  # one large header must not pin a large buffer for good
+                self._buf = bytearray(_SMALL_BUFFER)

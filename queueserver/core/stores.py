@@ -143,19 +143,20 @@ class PriorityStore:
         self._front = itertools.count(-1, -1)
         self.size = 0
 
-    def _push(self, batch: Batch, order) -> None:
+    def _push(self, batch: Batch, order, rows) -> None:
         priorities = batch[0]
-        for j in range(batch_count(batch)):
+        for j in rows:
             heapq.heappush(self._heap, (int(priorities[j]), next(order), tuple(c[j:j + 1] for c in batch)))
         self.size += batch_count(batch)
 
     def push_back(self, batch: Batch) -> None:
         """Add elements by their priorities."""
-        self._push(batch, self._back)
+        self._push(batch, self._back, range(batch_count(batch)))
 
     def push_front(self, batch: Batch) -> None:
-        """Return elements; they go before others of equal priority."""
-        self._push(batch, self._front)
+        """Return elements; they go before others of equal priority, keeping their own order."""
+        # Front sequence numbers count down, so the batch's last row is pushed first.
+        self._push(batch, self._front, range(batch_count(batch) - 1, -1, -1))
 
     def take(self, k: int) -> list[Batch]:
         """Remove the ``k`` elements with the smallest priorities."""

@@ -407,3 +407,12 @@ async def test_cancel_all_fails_each_waiter_once():
     assert q.size() + (0 if y.error else 1) == 2  # nothing lost, nothing counted twice
     if y.error is None:  # x's rollback let y take an element before y's own turn
         assert y.result[0] == 1 and outcomes[0][0] == "NoneType"
+
+
+async def test_priority_queue_returns_a_multi_element_batch_in_its_own_order():
+    from queueserver.core.stores import PriorityStore
+
+    store = PriorityStore()
+    store.push_back((np.array([1], np.int64), f32(99)))
+    store.push_front((np.array([1, 1, 1], np.int64), f32(10, 11, 12)))
+    assert [float(b[1][0]) for b in store.take(4)] == [10, 11, 12, 99]

@@ -99,3 +99,14 @@ def test_random_bytes_never_take_the_server_down(local_server, noise, with_pream
     finally:
         sock.close()
     _still_serves(local_server.target)
+
+
+def test_a_large_header_does_not_pin_a_large_receive_buffer():
+    from queueserver.wire import _SMALL_BUFFER, FrameReader
+
+    frames = []
+    reader = FrameReader(lambda h, b: frames.append(h), lambda e, h: None, lambda e: None)
+    header = msgpack.packb({"i": 1, "o": "ping", "pad": "x" * (4 * _SMALL_BUFFER)})
+    reader.feed(PREFIX.pack(len(header), 0) + header)
+    assert frames and frames[0]["i"] == 1
+    assert len(reader._buf) == _SMALL_BUFFER
