@@ -34,6 +34,7 @@ from queueserver.core import (
 )
 from queueserver import errors as _errors
 from queueserver.errors import (
+    CancelledError,
     InternalError,
     InvalidArgumentError,
     QueueServerError,
@@ -616,6 +617,8 @@ class DataConnection(asyncio.BufferedProtocol):
             if stats is not None:
                 stats.observe(op, type(exc).__name__, t0)
         except asyncio.CancelledError:
+            # Withdrawn by the client (or its connection closed): answer, so it forgets the call.
+            self.send({"i": rid, "e": error_payload(CancelledError("the call was cancelled by its caller"))})
             raise
         except Exception as exc:  # a bug: report it, keep serving everyone else
             event(logging.ERROR, svc.task, "internal_error", f"internal error routing {op!r}: {exc!r}",

@@ -130,3 +130,27 @@ async def test_a_cancelled_forwarded_enqueue_is_withdrawn_on_the_home_task(clust
     finally:
         await client.close()
         await owner.close()
+
+
+async def test_a_cancelled_forwarded_call_leaves_nothing_pending_on_the_client(cluster):
+    home, via = cluster.target("/job:ps/task:0"), cluster.target("/job:worker/task:1")
+    owner = await AsyncClient(home).open()
+    client = await AsyncClient(via, route_direct=False).open()
+    try:
+        with owner.device("/job:ps/task:0"):
+            await owner.fifo_queue("leak", capacity=1, dtypes=[np.float32], shapes=[[]])
+        q = await client.fifo_queue("leak", capacity=1, dtypes=[np.float32], shapes=[[]])
+        task = asyncio.ensure_future(q.dequeue())  # waits on ps:0, through worker:1
+        while not (await owner.status())["queues"][0]["waiting_dequeues"]:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        deadline = time.monotonic() + 5
+        while client._pending or client._dequeue_routes:
+            assert time.monotonic() < deadline, f"left pending: {client._pending}"
+            await asyncio.sleep(0.01)
+        await owner.reset([""])
+    finally:
+        await client.close()
+        await owner.close()
