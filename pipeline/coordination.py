@@ -77,36 +77,8 @@ EnqueueOp = Callable[[], Any]  # a coroutine function, or a plain function run i
 
 
 # --------------------------------------------------------------------------- event loops
-_LOOP: asyncio.AbstractEventLoop | None = None
-_LOOP_LOCK = threading.Lock()
-
-
-def background_loop() -> asyncio.AbstractEventLoop:
-    """The process-wide event loop, on a daemon thread, that runs the synchronous facades.
-
-    Returns:
-        The running loop (started on first use).
-
-    Example:
-        >>> async def two(): return 2
-        >>> asyncio.run_coroutine_threadsafe(two(), background_loop()).result()
-        2
-    """
-    global _LOOP
-    with _LOOP_LOCK:
-        if _LOOP is None or _LOOP.is_closed():
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-
-            def run() -> None:
-                asyncio.set_event_loop(loop)
-                loop.call_soon(ready.set)
-                loop.run_forever()
-
-            threading.Thread(target=run, name="pipeline-runners", daemon=True).start()
-            ready.wait()
-            _LOOP = loop
-        return _LOOP
+# One background loop for the whole package (the Data API runs its coroutine functions there too).
+from pipeline.data.base import background_loop  # noqa: E402
 
 
 def _loop_of_current_thread() -> asyncio.AbstractEventLoop | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import threading
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 import numpy as np
@@ -88,26 +89,33 @@ def call_fn(fn: Callable, element: Any, where: str) -> Any:
 
 
 _LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
 
 
 def background_loop() -> asyncio.AbstractEventLoop:
-    """The process-wide event loop (on a daemon thread) that runs coroutine functions."""
+    """The process-wide event loop, on a daemon thread, that runs coroutine functions and the
+    synchronous facades (started on first use; one for the whole ``pipeline`` package).
+
+    Example:
+        >>> async def two(): return 2
+        >>> asyncio.run_coroutine_threadsafe(two(), background_loop()).result()
+        2
+    """
     global _LOOP
-    if _LOOP is None:
-        import threading
+    with _LOOP_LOCK:
+        if _LOOP is None or _LOOP.is_closed():
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
 
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
 
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-
-        threading.Thread(target=run, name="pipeline-data-loop", daemon=True).start()
-        ready.wait()
-        _LOOP = loop
-    return _LOOP
+            threading.Thread(target=run, name="pipeline-loop", daemon=True).start()
+            ready.wait()
+            _LOOP = loop
+        return _LOOP
 
 
 def run_coroutine(awaitable: Any):

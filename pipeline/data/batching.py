@@ -160,6 +160,19 @@ def _norm_shape(shape: Any) -> Any:
     return tuple(None if (d is None or int(d) < 0) else int(d) for d in np.asarray(shape, dtype=object).reshape(-1))
 
 
+def _next_elements(parent: DatasetIterator, size: int, drop_remainder: bool) -> list:
+    """The next batch's elements, one at a time; StopIteration when none (or too few) remain."""
+    elements = []
+    for _ in range(size):
+        try:
+            elements.append(next(parent))
+        except StopIteration:
+            break
+    if not elements or (drop_remainder and len(elements) < size):
+        raise StopIteration
+    return elements
+
+
 class _PaddedBatchIterator(_UnaryIterator):
     def __init__(self, ds: PaddedBatchDataset, parent_it: DatasetIterator) -> None:
         super().__init__(parent_it)
@@ -167,14 +180,7 @@ class _PaddedBatchIterator(_UnaryIterator):
 
     def __next__(self) -> Any:
         ds = self._ds
-        elements = []
-        for _ in range(ds._size):
-            try:
-                elements.append(next(self._parent))
-            except StopIteration:
-                break
-        if not elements or (ds._drop and len(elements) < ds._size):
-            raise StopIteration
+        elements = _next_elements(self._parent, ds._size, ds._drop)
         template = elements[0]
         flats = [structure.flatten(e) for e in elements]
         shapes = structure.flatten(ds._shapes) if structure.is_nested(template) else [ds._shapes]
@@ -250,14 +256,7 @@ class _RaggedBatchIterator(_UnaryIterator):
 
     def __next__(self) -> Any:
         ds = self._ds
-        elements = []
-        for _ in range(ds._size):
-            try:
-                elements.append(next(self._parent))
-            except StopIteration:
-                break
-        if not elements or (ds._drop and len(elements) < ds._size):
-            raise StopIteration
+        elements = _next_elements(self._parent, ds._size, ds._drop)
         flats = [structure.flatten(e) for e in elements]
         out = []
         for c in range(len(flats[0])):
