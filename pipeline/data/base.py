@@ -83,6 +83,10 @@ def call_fn(fn: Callable, element: Any, where: str) -> Any:
         out = fn(*element) if type(element) is tuple else fn(element)
         if inspect.isawaitable(out):
             out = run_coroutine(out).result()
+        if type(out) is list:
+            # tf.data treats a returned list as a tuple (decode_csv returns a list of columns of
+            # different dtypes, which must not be stacked into one array).
+            out = tuple(out)
         return structure.normalize(out)
     except Exception as e:
         raise wrap_user_error(e, where) from e

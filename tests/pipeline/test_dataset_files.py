@@ -198,3 +198,16 @@ def test_list_files(tmp_path: Path) -> None:
     assert sorted(shuffled) == sorted(n for n in Dataset.list_files(str(tmp_path / "*"), shuffle=False))
     with pytest.raises(errors.InvalidArgumentError, match="No files matched"):
         list(Dataset.list_files(str(tmp_path / "*.nope")))
+
+
+def test_map_of_the_real_decode_csv_gives_a_tuple_of_typed_columns(tmp_path):
+    # decode_csv returns a list, as TensorFlow's does; tf.data treats a returned list as a tuple.
+    from pipeline.csv import decode_csv
+
+    path = tmp_path / "my_test.csv"
+    path.write_text("x1,x2,target\n1.,,0\n4.,5.,1\n7.,8.,0\n")
+    ds = TextLineDataset(str(path)).skip(1).batch(2).map(
+        lambda lines: decode_csv(lines, record_defaults=[[-1.], [-1.], [-1]]))
+    first = next(iter(ds))
+    assert isinstance(first, tuple) and [c.dtype.name for c in first] == ["float32", "float32", "int32"]
+    assert [c.tolist() for c in first] == [[1.0, 4.0], [-1.0, 5.0], [0, 1]]
