@@ -28,14 +28,22 @@ def _batched_card(n: int, size: int, drop: bool) -> int:
     return n // size if drop else -(-n // size)
 
 
-# --------------------------------------------------------------------------- batch
-class BatchDataset(_Unary):
-    """``ds.batch(batch_size, drop_remainder)``."""
+class _Batching(_Unary):
+    """What every batching transformation shares: a checked batch size and drop_remainder."""
 
     def __init__(self, parent: Dataset, batch_size: int, drop_remainder: bool) -> None:
         super().__init__(parent)
         self._size = _check_batch_size(batch_size)
         self._drop = bool(drop_remainder)
+
+    def _cardinality(self) -> int:
+        return _batched_card(self._parent._cardinality(), self._size, self._drop)
+
+
+# --------------------------------------------------------------------------- batch
+class BatchDataset(_Batching):
+    """``ds.batch(batch_size, drop_remainder)``."""
+
 
     def _compute_spec(self) -> Any:
         dim = self._size if self._drop else None
@@ -47,8 +55,6 @@ class BatchDataset(_Unary):
 
         return structure.map_structure(one, self._parent.element_spec)
 
-    def _cardinality(self) -> int:
-        return _batched_card(self._parent._cardinality(), self._size, self._drop)
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _BatchIterator(self, self._parent._make_iter(ctx))
@@ -87,14 +93,12 @@ class _BatchIterator(_UnaryIterator):
 
 
 # --------------------------------------------------------------------------- padded_batch
-class PaddedBatchDataset(_Unary):
+class PaddedBatchDataset(_Batching):
     """``ds.padded_batch(...)``: pads components to a common (or given) shape."""
 
     def __init__(self, parent: Dataset, batch_size: int, padded_shapes: Any, padding_values: Any,
                  drop_remainder: bool) -> None:
-        super().__init__(parent)
-        self._size = _check_batch_size(batch_size)
-        self._drop = bool(drop_remainder)
+        super().__init__(parent, batch_size, drop_remainder)
         spec = parent.element_spec
         nested = structure.is_nested(spec)
         if padded_shapes is None:
@@ -127,8 +131,6 @@ class PaddedBatchDataset(_Unary):
             return structure.map_structure(one, spec, self._shapes)
         return one(spec, self._shapes)
 
-    def _cardinality(self) -> int:
-        return _batched_card(self._parent._cardinality(), self._size, self._drop)
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _PaddedBatchIterator(self, self._parent._make_iter(ctx))
@@ -224,13 +226,9 @@ def _pad_component(column: list, shape: Any, pad: Any, component: int) -> np.nda
 
 
 # --------------------------------------------------------------------------- ragged_batch
-class RaggedBatchDataset(_Unary):
+class RaggedBatchDataset(_Batching):
     """``ds.ragged_batch(batch_size)``: rows of different lengths as :class:`RaggedTensor`."""
 
-    def __init__(self, parent: Dataset, batch_size: int, drop_remainder: bool) -> None:
-        super().__init__(parent)
-        self._size = _check_batch_size(batch_size)
-        self._drop = bool(drop_remainder)
 
     def _compute_spec(self) -> Any:
         dim = self._size if self._drop else None
@@ -242,8 +240,6 @@ class RaggedBatchDataset(_Unary):
 
         return structure.map_structure(one, self._parent.element_spec)
 
-    def _cardinality(self) -> int:
-        return _batched_card(self._parent._cardinality(), self._size, self._drop)
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _RaggedBatchIterator(self, self._parent._make_iter(ctx))
