@@ -43,7 +43,7 @@ from queueserver.errors import (
 )
 from queueserver.server import new_event_loop
 from queueserver.wire import (
-    PREAMBLE, FrameReader, coalesce, decode_arrays, encode_frame, encode_raw_frame, set_nodelay,
+    PREAMBLE, FrameReader, coalesce, decode_arrays, encode_frame, encode_raw_frame, route_fields, set_nodelay,
 )
 
 _DEFAULT = object()  # "use the client's operation timeout"
@@ -298,23 +298,22 @@ class AsyncClient:
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         if header.get("o") == "dequeue":
-            self._dequeue_routes[rid] = {k: header[k] for k in ("n", "c", "h") if k in header}
+            self._dequeue_routes[rid] = route_fields(header)
         try:
             self._send(header, arrays)
         except BaseException:
             self._pending.pop(rid, None)
             raise
-        route = {k: header[k] for k in ("n", "c", "h") if k in header}
         try:
             if wait is None:
                 reply, body = await fut
             else:
                 reply, body = await asyncio.wait_for(fut, wait)
         except asyncio.TimeoutError:
-            self._abandon(rid, fut, route)
+            self._abandon(rid, fut, route_fields(header))
             raise DeadlineExceededError(f"no reply from {self.target} within {wait:.1f} s") from None
         except asyncio.CancelledError:
-            self._abandon(rid, fut, route)
+            self._abandon(rid, fut, route_fields(header))
             raise
         if "e" in reply:
             code, message, details = reply["e"]
@@ -637,8 +636,10 @@ def _wait(timeout: float | None) -> float | None:
     return None if timeout is None else timeout + _TIMEOUT_GRACE
 
 
-class AsyncVariable(_Handle):
-    """A handle on a shared variable; ``device`` names the task it lives on."""
+class _ArrayHandle(_Handle):
+    """A handle on a resource holding one array of fixed dtype and shape."""
+
+    kind = ""
 
     def __init__(self, client: AsyncClient, conn: AsyncClient, name: str, container: str, home: str,
                  dtype: np.dtype, shape: tuple) -> None:
@@ -647,7 +648,13 @@ class AsyncVariable(_Handle):
         self.shape = shape
 
     def __repr__(self) -> str:
-        return f"<Variable '{self.name}' {self.dtype.name}{list(self.shape)}>"
+        return f"<{self.kind} '{self.name}' {self.dtype.name}{list(self.shape)}>"
+
+
+class AsyncVariable(_ArrayHandle):
+    """A handle on a shared variable; ``device`` names the task it lives on."""
+
+    kind = "Variable"
 
     async def _op(self, action: str, value: Any = None) -> Any:
         arrays = [] if value is None else [np.asarray(value)]
@@ -687,17 +694,10 @@ def _as_float_array(value: Any) -> np.ndarray:
     return arr if arr.dtype.kind == "f" else arr.astype(np.float32)
 
 
-class AsyncAccumulator(_Handle):
+class AsyncAccumulator(_ArrayHandle):
     """A handle on a shared conditional accumulator."""
 
-    def __init__(self, client: AsyncClient, conn: AsyncClient, name: str, container: str, home: str,
-                 dtype: np.dtype, shape: tuple) -> None:
-        super().__init__(client, conn, name, container, home)
-        self.dtype = dtype
-        self.shape = shape
-
-    def __repr__(self) -> str:
-        return f"<ConditionalAccumulator '{self.name}' {self.dtype.name}{list(self.shape)}>"
+    kind = "ConditionalAccumulator"
 
     def _acc(self, action: str, **fields: Any) -> dict:
         return self._header("acc", v=action, **fields)

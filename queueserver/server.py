@@ -54,6 +54,7 @@ from queueserver.wire import (
     encode_frame,
     encode_raw_frame,
     error_payload,
+    route_fields,
     coalesce,
     set_nodelay,
 )
@@ -640,7 +641,7 @@ class DataConnection(asyncio.BufferedProtocol):
             held.discard(d)
         if op == "dequeue" and "d" in reply:
             if self.transport is None:  # our client left while the batch travelled: give it back
-                asyncio.ensure_future(peer.call({"o": "return", "k": [reply["d"]], **_route_fields(header)}))
+                asyncio.ensure_future(peer.call({"o": "return", "k": [reply["d"]], **route_fields(header)}))
                 return
             held.add(reply["d"])
         reply["i"] = rid
@@ -791,10 +792,6 @@ def _needs_routing(op: str, header: dict, task: str) -> bool:
             return False
         return header.get("h") != task
     return False
-
-
-def _route_fields(header: dict) -> dict:
-    return {k: header[k] for k in ("n", "c", "h") if k in header}
 
 
 def _str(header: dict, key: str, default: str | None = None) -> str:

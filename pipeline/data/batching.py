@@ -44,7 +44,6 @@ class _Batching(_Unary):
 class BatchDataset(_Batching):
     """``ds.batch(batch_size, drop_remainder)``."""
 
-
     def _compute_spec(self) -> Any:
         dim = self._size if self._drop else None
 
@@ -228,7 +227,6 @@ def _pad_component(column: list, shape: Any, pad: Any, component: int) -> np.nda
 # --------------------------------------------------------------------------- ragged_batch
 class RaggedBatchDataset(_Batching):
     """``ds.ragged_batch(batch_size)``: rows of different lengths as :class:`RaggedTensor`."""
-
 
     def _compute_spec(self) -> Any:
         dim = self._size if self._drop else None
