@@ -67,3 +67,23 @@ def check(actual, expected) -> None:
     assert arr.dtype == np.dtype(expected["dtype"]), (arr.dtype, expected["dtype"])
     assert list(arr.shape) == expected["shape"]
     np.testing.assert_array_equal(arr, np.array(expected["value"], dtype=arr.dtype))
+
+
+@pytest.fixture(scope="module")
+def server():
+    """An embedded server shared by one test module."""
+    import queueserver as qs
+
+    s = qs.Server.create_local_server()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def client(server):
+    """A synchronous client; the default container is reset after each test."""
+    import queueserver as qs
+
+    with qs.connect(server.target, operation_timeout=10) as c:
+        yield c
+        c.reset([""])

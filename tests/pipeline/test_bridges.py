@@ -13,20 +13,6 @@ import queueserver as qs
 from pipeline.data import Dataset, TensorSpec, bridges
 
 
-@pytest.fixture(scope="module")
-def server():
-    s = qs.Server.create_local_server()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def client(server):
-    with qs.connect(server.target, operation_timeout=10) as c:
-        yield c
-        c.reset([""])
-
-
 def in_thread(fn, *args, **kwargs):
     result: dict = {}
 

@@ -22,19 +22,6 @@ from pipeline.producers import (
 )
 
 
-@pytest.fixture(scope="module")
-def server():
-    s = qs.Server.create_local_server()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def client(server):
-    with qs.connect(server.target, operation_timeout=10) as c:
-        yield c
-
-
 def run(producer, coord=None):
     """Start the producer, take everything, join; returns the batches."""
     coord = coord or Coordinator()
