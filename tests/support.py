@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -17,12 +18,21 @@ SHARED = REPO.parent / "shared"
 GOLDEN_PATH = SHARED / "fixtures" / "golden.json"
 
 
+@functools.lru_cache(maxsize=1)
+def golden_file() -> dict | None:
+    """golden.json parsed once per process, or None when ``shared/`` is not beside the repository."""
+    if not GOLDEN_PATH.exists():
+        return None
+    with open(GOLDEN_PATH) as f:
+        return json.load(f)
+
+
 def load_golden() -> dict:
     """Golden cases by name (``shared/`` sits beside the repository, as in CI)."""
-    if not GOLDEN_PATH.exists():
+    data = golden_file()
+    if data is None:
         pytest.skip(f"TensorFlow's golden outputs are not at {GOLDEN_PATH}")
-    with open(GOLDEN_PATH) as f:
-        return {case["name"]: case for case in json.load(f)["cases"]}
+    return {case["name"]: case for case in data["cases"]}
 
 
 class ServerProcess:

@@ -2,41 +2,27 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-# shared/ sits beside the repository folder (…/work/main/tests/pipeline -> …/work/shared).
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-GOLDEN = SHARED / "fixtures" / "golden.json"
+from support import SHARED, golden_file
+
 TF_WRITTEN = SHARED / "fixtures" / "tf_written"
-
-
-def _load() -> dict:
-    if not GOLDEN.exists():
-        pytest.skip(f"golden fixtures not found at {GOLDEN}")
-    return json.loads(GOLDEN.read_text())
-
-
-@pytest.fixture(scope="session")
-def golden() -> dict:
-    """All golden cases by name."""
-    return {c["name"]: c for c in _load()["cases"]}
 
 
 @pytest.fixture(scope="session")
 def golden_meta() -> dict:
     """The golden file's meta block (data checksums)."""
-    return _load()["meta"]
+    data = golden_file()
+    if data is None:
+        pytest.skip("golden fixtures not found beside the repository")
+    return data["meta"]
 
 
 def golden_names(group: str) -> list[str]:
     """Names of the cases of one group (for parametrize; empty if the fixtures are missing)."""
-    if not GOLDEN.exists():
-        return []
-    return [c["name"] for c in json.loads(GOLDEN.read_text())["cases"] if c.get("group") == group]
+    data = golden_file()
+    return [] if data is None else [c["name"] for c in data["cases"] if c.get("group") == group]
 
 
 def check(actual, expected) -> None:
