@@ -19,7 +19,12 @@ meta.data_checksums, then measures each reader pipeline beside a floor measured 
 Each figure is the median of 5 runs (files are in the page cache after the first). ``--quick``
 uses a tenth of each workload (checksums then cannot match and are not checked).
 
-Usage: .venv/bin/python benchmarks/readers.py [--quick] [--only W3,W4,W5]
+With ``--tensorflow PYTHON`` (a Python that has ``tensorflow-cpu``, installed outside the project),
+TensorFlow's own pipeline for each workload (benchmarks/tf_reference.py) is timed in the same run,
+three fresh processes each, and the project's figures are also given as a ratio to it: the
+targets are stated against TensorFlow, and its figures in WORKLOADS.md drift with the machine.
+
+Usage: .venv/bin/python benchmarks/readers.py [--quick] [--only W3,W4,W5] [--tensorflow PYTHON]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import argparse
 import hashlib
 import json
 import statistics
+import subprocess
 import sys
 import time
 import zlib
@@ -56,6 +62,8 @@ GOLDEN = ROOT.parent / "shared" / "fixtures" / "golden.json"
 # The issue's targets: W3 2x TensorFlow's batched decode_csv (727k rows/s), W4 1.5x TensorFlow's
 # first pass (188k records/s), GZIP TensorFlow's 73k records/s; W5 TensorFlow's 297k records/s.
 TARGETS = {"W3": 1.45e6, "W4": 282e3, "W4-GZIP": 73e3, "W5": 297e3}
+# TensorFlow's own figures in WORKLOADS.md (records/s), to turn each target into a multiple of it.
+TF_REFERENCE = {"W3": 727e3, "W4": 188e3, "W4-GZIP": 73e3, "W5": 297e3}
 W3_PYARROW_RATIO = 0.45  # and W3 at least this fraction of pyarrow's single-threaded reader
 
 
@@ -116,6 +124,35 @@ def gen_w5(path: Path, n: int) -> None:
 
 
 # -- measurement ---------------------------------------------------------------------------------
+TENSORFLOW: str | None = None  # --tensorflow: a Python with TensorFlow installed
+
+
+def tensorflow_time(workload: str, path: Path, n: int, runs: int = 3) -> tuple[float, str] | None:
+    """TensorFlow's median seconds for ``workload`` on ``path`` (fresh process per run), or None."""
+    if not TENSORFLOW:
+        return None
+    times, version = [], ""
+    for _ in range(runs):
+        out = subprocess.run([TENSORFLOW, str(ROOT / "benchmarks" / "tf_reference.py"), workload, str(path)],
+                             capture_output=True, text=True, check=True)
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert got["records"] == n, f"TensorFlow read {got['records']} records, expected {n}"
+        times.append(got["seconds"])
+        version = got["version"]
+    return statistics.median(times), version
+
+
+def tensorflow_line(workload: str, path: Path, n: int, nbytes: int) -> tuple[str, float, float] | None:
+    """Print TensorFlow's same-run figure; returns a ``ratio_to`` for the project's lines."""
+    got = tensorflow_time(workload, path, n)
+    if got is None:
+        return None
+    secs, version = got
+    line(f"TensorFlow {version} (same run, first pass)", n, nbytes, secs)
+    need = TARGETS[workload] / TF_REFERENCE[workload]  # the target's multiple of TensorFlow
+    return (f"TensorFlow {version}", secs, round(need, 2))
+
+
 def median_time(fn, runs: int = 5) -> tuple[float, object]:
     times, out = [], None
     for _ in range(runs):
@@ -198,6 +235,9 @@ def bench_w3(quick: bool) -> None:
     except ImportError:
         print("  (pyarrow not installed: no pyarrow floor; decode_csv uses its numpy path)")
         vs = None
+    vs_tf = tensorflow_line("W3", path, rows, size)
+    if vs_tf:
+        line("read_csv_columns (1 thread) vs TensorFlow", rows, size, median_time(columns)[0], None, None, vs_tf)
     t0, cols = median_time(columns)
     assert len(cols[0]) == rows, len(cols[0])
     rng = np.random.default_rng(0)  # the generated values, to check what is read
@@ -255,15 +295,17 @@ def bench_w4(quick: bool) -> None:
                     count += out["x"].shape[0]
             return count
 
-        target = TARGETS["W4-GZIP" if comp else "W4"]
+        workload = "W4-GZIP" if comp else "W4"
+        target = TARGETS[workload]
         ft, _ = median_time(floor)
         line(f"floor: {label}read + CRC32C of the file", n, size, ft)
+        vs_tf = tensorflow_line(workload, path, n, size)
         t0, out = median_time(arrays)
         assert np.array_equal(out["x"], want_x) and np.array_equal(out["y"], want_y), "W4 arrays differ"
-        line(f"read_tfrecord_examples {label}".rstrip(), n, size, t0, ft, target)
+        line(f"read_tfrecord_examples {label}".rstrip(), n, size, t0, ft, target, vs_tf)
         t, count = median_time(pipeline)
         assert count == n, count
-        line(f"TFRecordReader {label}+ parse_example", n, size, t, ft, target)
+        line(f"TFRecordReader {label}+ parse_example", n, size, t, ft, target, vs_tf)
 
 
 def bench_w5(quick: bool) -> None:
@@ -289,16 +331,21 @@ def bench_w5(quick: bool) -> None:
 
     ft, _ = median_time(floor)
     line("floor: numpy.fromfile + reshape", n, size, ft)
+    vs_tf = tensorflow_line("W5", path, n, size)
     t, count = median_time(pipeline)
     assert count == n
-    line("FixedLengthRecordReader + decode_cifar10", n, size, t, ft, TARGETS["W5"])
+    line("FixedLengthRecordReader + decode_cifar10", n, size, t, ft, TARGETS["W5"], vs_tf)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a tenth of each workload")
     ap.add_argument("--only", default="W3,W4,W5", help="comma-separated subset of W3,W4,W5")
+    ap.add_argument("--tensorflow", metavar="PYTHON",
+                    help="a Python with tensorflow-cpu installed: time TensorFlow's pipeline in the same run")
     args = ap.parse_args()
+    global TENSORFLOW
+    TENSORFLOW = args.tensorflow
     DATA.mkdir(parents=True, exist_ok=True)
     which = {w.strip().upper() for w in args.only.split(",")}
     for name, fn in (("W3", bench_w3), ("W4", bench_w4), ("W5", bench_w5)):

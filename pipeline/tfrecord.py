@@ -1106,7 +1106,7 @@ def parse_example(serialized: Any, features: Mapping[str, Any] | None = None) ->
 # Uncompressed files are mapped whole (each value is then copied once, into its array); GZIP/ZLIB
 # files are inflated in blocks of this size by a thread that runs ahead of the parser (zlib
 # releases the GIL while it inflates).
-_INFLATE_BLOCK = 1 << 22
+_INFLATE_BLOCK = 1 << 21
 _UNIFORM_MIN = 2  # a run of equal records shorter than this is parsed by the general path
 
 
@@ -1302,54 +1302,78 @@ def _map_file(path: str) -> Any:
         return f.read()
 
 
-def _inflate_and_frame(path: str, comp: str) -> tuple[memoryview, list[tuple[int, int, int, int]], int]:
-    """Inflate a GZIP/ZLIB file into one buffer, framing and CRC-checking records as blocks arrive.
+class _Assembler:
+    """Collects one file's parsed parts in record order, writing dense runs into preallocated arrays.
 
-    A thread inflates (zlib releases the GIL) while this thread appends each block to one numpy
-    buffer (sized from the GZIP trailer's length field; grown if that was short) and checks the
-    records completed so far. The runs found cover the whole file, so each feature is then copied
-    once into its output, as for uncompressed files.
-
-    Returns:
-        ``(buffer, runs, end)`` as ``_frame`` reports them, with offsets into ``buffer``.
+    A compressed file is parsed block by block while the next block inflates; stacking the
+    blocks' arrays at the end would be one more full copy (into fresh, page-faulting memory) after
+    the last block, on nobody else's time. When the record count can be estimated (a GZIP
+    trailer's size over the first run's record stride), each dense part is copied straight into
+    its final place instead. Anything that does not fit the estimate (a sparse feature, records
+    parsed by the general path, more records than estimated) ends the preallocation: what was
+    gathered becomes one part and the rest are kept as parts, so order and values never change.
     """
+
+    def __init__(self, parts: list, capacity_bytes: int) -> None:
+        self.parts = parts
+        self.capacity_bytes = capacity_bytes  # 0: no estimate, keep parts
+        self.arrays: dict[str, np.ndarray] | None = None
+        self.filled = 0
+
+    def add(self, got: dict, k: int, stride: int = 0) -> None:
+        if self.arrays is None and self.capacity_bytes and stride:
+            cap = self.capacity_bytes // stride
+            if cap >= k and all(isinstance(a, np.ndarray) for a in got.values()):
+                self.arrays = {name: np.empty((cap,) + a.shape[1:], a.dtype) for name, a in got.items()}
+            self.capacity_bytes = 0  # one attempt per file
+        arrays = self.arrays
+        if arrays is not None:
+            cap = next(iter(arrays.values())).shape[0] if arrays else 0
+            fits = self.filled + k <= cap and all(
+                isinstance(a, np.ndarray) and a.dtype == arrays[name].dtype and a.shape[1:] == arrays[name].shape[1:]
+                for name, a in got.items()
+            )
+            if fits and arrays.keys() == got.keys():
+                for name, a in got.items():
+                    arrays[name][self.filled : self.filled + k] = a
+                self.filled += k
+                return
+            self.close()
+        self.parts.append((got, k))
+
+    def close(self) -> None:
+        """Hand over what was gathered as one part (exactly sized) and stop preallocating."""
+        arrays, self.arrays, self.capacity_bytes = self.arrays, None, 0
+        if arrays is None or not self.filled:
+            return
+        n = self.filled
+        exact = all(a.shape[0] == n for a in arrays.values())
+        self.parts.append(({name: a if exact else a[:n].copy() for name, a in arrays.items()}, n))
+
+
+def _gzip_size_hint(path: str, comp: str) -> int:
+    """The uncompressed size a single-member GZIP file states in its trailer (0 if unknown)."""
+    if comp != "GZIP":
+        return 0
     size = os.path.getsize(path)
-    cap = 2 * size + (1 << 20)
-    if comp == "GZIP" and size >= 18:
-        with open(path, "rb") as f:
-            f.seek(-4, os.SEEK_END)
-            cap = max(cap, int.from_bytes(f.read(4), "little"))  # ISIZE: length mod 2**32
-    buf = np.empty(cap, np.uint8)
-    filled = p = 0
-    runs: list[tuple[int, int, int, int]] = []
-    for block in _read_ahead(_compressed_blocks(path, comp, _INFLATE_BLOCK)):
-        if filled + len(block) > len(buf):
-            bigger = np.empty(2 * (filled + len(block)), np.uint8)
-            bigger[:filled] = buf[:filled]
-            buf = bigger
-        buf[filled : filled + len(block)] = np.frombuffer(block, np.uint8)
-        filled += len(block)
-        end, found = _frame(memoryview(buf)[p:filled])
-        for first, length, k, stride in found:
-            first += p
-            last = runs[-1] if runs else None
-            if last and last[1] == length and last[3] == stride and last[0] + last[2] * stride == first:
-                runs[-1] = (last[0], length, last[2] + k, stride)  # one run split by a block edge
-            else:
-                runs.append((first, length, k, stride))
-        p += end
-    return memoryview(buf)[:filled], runs, p
+    if size < 18:
+        return 0
+    with open(path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        isize = int.from_bytes(f.read(4), "little")  # length mod 2**32
+    return min(isize, 1032 * size)  # DEFLATE expands at most ~1032:1; a wild trailer is ignored
 
 
 def _read_file_fast(path: str, features: Mapping[str, Any], kinds: dict, comp: str, parts: list) -> None:
     """Append ``(arrays, records)`` parts for one file; raises _Irregular for the exact path."""
     done = 0
     pending: list[bytes] = []  # records of short runs, parsed together by the general path
+    sink = _Assembler(parts, _gzip_size_hint(path, comp))
 
     def flush() -> None:
         nonlocal done
         if pending:
-            parts.append((_parse_general(pending, features, path, done), len(pending)))
+            sink.add(_parse_general(pending, features, path, done), len(pending))
             done += len(pending)
             pending.clear()
 
@@ -1363,7 +1387,7 @@ def _read_file_fast(path: str, features: Mapping[str, Any], kinds: dict, comp: s
                     got = None  # e.g. a required feature missing: the general path names the record
                 if got is not None:
                     flush()
-                    parts.append((got, k))
+                    sink.add(got, k, stride)
                     done += k
                     continue
             pending.extend(bytes(buf[o : o + length]) for o in range(first, first + k * stride, stride))
@@ -1381,10 +1405,18 @@ def _read_file_fast(path: str, features: Mapping[str, Any], kinds: dict, comp: s
                 except BufferError:  # a view is still alive (an exception is unwinding): GC closes it
                     pass
     else:
-        buf, runs, end = _inflate_and_frame(path, comp)
-        parse_runs(buf, runs)
-        tail = len(buf) - end
+        # Each inflated block's complete records are framed and parsed while the thread inflates
+        # the next; the bytes of a record cut by the block's end are carried into the next block.
+        tail = 0
+        carry = b""
+        for block in _read_ahead(_compressed_blocks(path, comp, _INFLATE_BLOCK)):
+            buf = carry + block if carry else block
+            end, runs = _frame(buf)
+            parse_runs(buf, runs)
+            carry = buf[end:]
+        tail = len(carry)
     flush()
+    sink.close()
     if tail >= 12:
         raise _Irregular("truncated record")  # TFRecordReader words the error
     # Fewer than 12 bytes left: TensorFlow ends the input there without an error.

@@ -348,6 +348,38 @@ def test_read_examples_concatenated_gzip_members(tmp_path):
     assert out["y"].ravel().tolist() == [1] * 30 + [2] * 20
 
 
+@pytest.mark.parametrize("block", [1000, 1 << 22])
+def test_read_examples_gzip_size_estimate_wrong_either_way(tmp_path, block, monkeypatch):
+    # GZIP output is gathered into arrays sized from the trailer's length over the first run's
+    # record stride; the estimate is wrong for concatenated members and for mixed lengths, and
+    # the result must not change (order, count, values), however the blocks fall.
+    monkeypatch.setattr(tfr, "_INFLATE_BLOCK", block)
+    rng = np.random.default_rng(11)
+    spec = {"x": FixedLenFeature([6], np.float32), "y": FixedLenFeature([1], np.int64),
+            "s": FixedLenFeature([], bytes, default_value=b"d")}
+
+    def recs(n, big=False):
+        return [encode_example({"x": rng.random(6).astype(np.float32),
+                                "y": [int(rng.integers(10**11, 10**12)) if big else int(rng.integers(0, 100))]})
+                for _ in range(n)]
+
+    small_then_big = recs(20) + recs(300, big=True)  # first stride short: estimate too large
+    big_then_small = recs(300, big=True) + recs(40)  # first stride long: estimate too small
+    cases = {"short_first": [small_then_big], "long_first": [big_then_small],
+             "members_small_first": [recs(20), recs(30)], "members_twice": "same"}
+    for name, members in cases.items():
+        path = tmp_path / f"{name}.gz"
+        if members == "same":  # the same member twice: trailer length and CRC of one member match
+            one = _write_records(tmp_path / "one.gz", recs(25), "GZIP").read_bytes()
+            path.write_bytes(one + one)
+        else:
+            path.write_bytes(b"".join(
+                _write_records(tmp_path / f"{name}{i}.gz", m, "GZIP").read_bytes() for i, m in enumerate(members)))
+        got = read_tfrecord_examples(path, spec, "GZIP")
+        _same(got, _reference([path], spec, "GZIP"))
+        assert all(a.base is None or a.base.shape[0] == a.shape[0] for a in got.values()), name  # no oversized buffer
+
+
 def _errors(fn):
     try:
         fn()
