@@ -2,7 +2,8 @@
 
 One producer process and one consumer process, each with one call in flight, beside the same-run
 floor: a bare uvloop request/response server holding an asyncio.Queue, driven the same way. A third
-line runs the same work with many calls in flight per client (pipelined over one connection).
+line runs the same work with many calls in flight per client (pipelined over one connection): a
+sliding window that starts a call whenever one of the ``--inflight`` outstanding calls completes.
 
     python benchmarks/queue_small.py [--items 20000] [--inflight 64] [--repeat 3]
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import statistics
 
 import numpy as np
@@ -21,6 +23,20 @@ from _common import ServerProc, machine_line, reqresp_process, run_async, run_ro
 def make_data(n: int) -> np.ndarray:
     """W2's data: rng.random(20000, float32)."""
     return np.random.default_rng(0).random(20_000, dtype=np.float32)[:n]
+
+
+async def windowed(calls, inflight: int) -> list:
+    """Run the calls with ``inflight`` of them outstanding at all times (a sliding window, as a
+    loader keeps its connection busy), and return their results in order."""
+    window: collections.deque = collections.deque()
+    results = []
+    for call in calls:
+        window.append(asyncio.ensure_future(call))
+        if len(window) >= inflight:
+            results.append(await window.popleft())
+    while window:
+        results.append(await window.popleft())
+    return results
 
 
 def producer(ready, go, target: str, n: int, inflight: int):
@@ -37,8 +53,7 @@ def producer(ready, go, target: str, n: int, inflight: int):
                 for v in data:
                     await q.enqueue(v)
             else:
-                for start in range(0, n, inflight):
-                    await asyncio.gather(*(q.enqueue(v) for v in data[start:start + inflight]))
+                await windowed((q.enqueue(v) for v in data), inflight)
     run_async(main)
     return "producer", n
 
@@ -56,9 +71,8 @@ def consumer(ready, go, target: str, n: int, inflight: int):
                 for _ in range(n):
                     total += float(await q.dequeue())
             else:
-                for start in range(0, n, inflight):
-                    got = await asyncio.gather(*(q.dequeue() for _ in range(min(inflight, n - start))))
-                    total += float(sum(got))
+                for got in await windowed((q.dequeue() for _ in range(n)), inflight):
+                    total += float(got)
             return total
     return "consumer", run_async(main)
 

@@ -73,16 +73,13 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.can_write = asyncio.Event()
         self.can_write.set()
+        # The transport calls these once per read: the reader's own methods, without a hop.
+        self.get_buffer = self.reader.get_buffer
+        self.buffer_updated = self.reader.buffer_updated
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         set_nodelay(transport)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.reader.get_buffer(sizehint)
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.reader.buffer_updated(nbytes)
 
     def pause_writing(self) -> None:
         self.can_write.clear()
@@ -237,7 +234,7 @@ class AsyncClient:
         if fut.cancelled():
             # Nobody waits for this batch any more: give it straight back to the queue's front.
             if "d" in header:
-                self._send({"o": "return", "k": [header["d"]], "i": 0, **(route or {})})
+                self._send({"o": "return", "k": [header["d"]], "i": 0, **(route_fields(route) if route else {})})
             return
         fut.set_result((header, body))
 
@@ -298,7 +295,7 @@ class AsyncClient:
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         if header.get("o") == "dequeue":
-            self._dequeue_routes[rid] = route_fields(header)
+            self._dequeue_routes[rid] = header  # its routing fields, should the batch go back
         try:
             self._send(header, arrays)
         except BaseException:
@@ -571,11 +568,12 @@ class AsyncQueue(_Handle):
     async def _enqueue(self, value: Any, many: bool, timeout: Any) -> None:
         comps = _components(value, self.spec)
         t = self.client._timeout(timeout)
-        await self.conn.call(self._header("enqueue", m=many, t=t), comps, wait=_wait(t))
+        header = {"o": "enqueue", "n": self.name, "c": self.container, "h": self.device, "m": many, "t": t}
+        await self.conn.call(header, comps, wait=_wait(t))
 
     async def _dequeue(self, mode: str, n: int | None, timeout: Any) -> Any:
         t = self.client._timeout(timeout)
-        header = self._header("dequeue", md=mode, nn=n, t=t)
+        header = {"o": "dequeue", "n": self.name, "c": self.container, "h": self.device, "md": mode, "nn": n, "t": t}
         unacked = self.conn._unacked.pop(self._key, None)
         if unacked:
             header["k"] = unacked

@@ -35,6 +35,7 @@ _SMALL_BUFFER = 256 * 1024
 
 _packer = msgpack.Packer(use_bin_type=True)
 _DTYPES: dict = {}  # wire dtype strings already validated, to skip np.dtype() on the hot path
+_DTYPE_NAMES: dict = {}  # little-endian or byte-order-free dtypes -> their wire string
 
 
 def encode_arrays(arrays: Sequence[np.ndarray]) -> tuple[list, list, int]:
@@ -51,12 +52,21 @@ def encode_arrays(arrays: Sequence[np.ndarray]) -> tuple[list, list, int]:
             continue
         if not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr).reshape(arr.shape)  # ascontiguousarray makes 0-d 1-d
-        if arr.dtype.byteorder == ">":
-            arr = arr.astype(arr.dtype.newbyteorder("<"))
-        descriptors.append([arr.dtype.str, list(arr.shape)])
-        if arr.nbytes:
-            buffers.append(memoryview(arr).cast("B"))
-            total += arr.nbytes
+        dtype = arr.dtype
+        name = _DTYPE_NAMES.get(dtype)
+        if name is None:
+            if dtype.byteorder == ">":
+                arr = arr.astype(dtype.newbyteorder("<"))
+            name = arr.dtype.str  # "<f4": a new string per call, hence the cache
+            if arr.dtype is dtype and len(_DTYPE_NAMES) < 256:
+                _DTYPE_NAMES[dtype] = name
+        descriptors.append([name, list(arr.shape)])
+        nbytes = arr.nbytes
+        if nbytes:
+            # A small array's bytes are copied (cheaper than a view, and joined with the header
+            # anyway); a large one's are sent from the array itself.
+            buffers.append(arr.tobytes() if nbytes < 512 else memoryview(arr).cast("B"))
+            total += nbytes
     return descriptors, buffers, total
 
 
@@ -113,6 +123,14 @@ def decode_arrays(descriptors: Any, body: bytearray | bytes) -> list[np.ndarray]
         raise InvalidArgumentError("malformed frame: array list is not a list")
     out, offset = [], 0
     for d in descriptors:
+        if type(d) is list and len(d) == 2 and d[1] == [] and d[0] in _DTYPES:
+            # A scalar of a known dtype, the small-call case: no shape to check.
+            dtype = _DTYPES[d[0]]
+            if offset + dtype.itemsize > len(body):
+                raise InvalidArgumentError(f"malformed frame: arrays need more than the body's {len(body)} bytes")
+            out.append(np.ndarray((), dtype, body, offset))  # a view, like np.frombuffer's, in one call
+            offset += dtype.itemsize
+            continue
         try:
             kind, shape = d[0], d[1]
             if not isinstance(shape, list) or not all(isinstance(x, int) and x >= 0 for x in shape):
@@ -286,7 +304,7 @@ class FrameReader:
                 self._start = self._end = 0
                 self._big, self._big_filled = (header, body, bad), have
                 return
-            body = bytearray(buf[b0:b0 + body_len]) if body_len else b""
+            body = buf[b0:b0 + body_len] if body_len else b""  # a bytearray slice is its own copy
             self._start += frame_len
             self._emit(header, body, bad)
         if self._start == self._end:

@@ -234,7 +234,7 @@ class QueueBase:
         self._flush()
         if not attempt.done:
             attempt.waiting_since = time.monotonic()
-        self._arm_timer(attempt, timeout)
+            self._arm_timer(attempt, timeout)
         return attempt
 
     def _validate_enqueue(self, batch: Batch) -> None:
@@ -262,7 +262,7 @@ class QueueBase:
         self._flush()
         if not attempt.done:
             attempt.waiting_since = time.monotonic()
-        self._arm_timer(attempt, timeout)
+            self._arm_timer(attempt, timeout)
         return attempt
 
     def close(self, cancel_pending_enqueues: bool = False) -> None:
@@ -375,7 +375,8 @@ class QueueBase:
 
     def _count_delivered(self, att: Attempt) -> None:
         self.stats["dequeued"] += att.progress
-        self.stats["dequeued_bytes"] += sum(_nbytes(b) for b in att.held)
+        held = att.held
+        self.stats["dequeued_bytes"] += _nbytes(held[0]) if len(held) == 1 else sum(_nbytes(b) for b in held)
 
     def _output(self, held: list[Batch], mode: str) -> Batch:
         batch = self._assemble(held, mode)
@@ -416,6 +417,8 @@ class QueueBase:
 
 def _nbytes(batch: Batch) -> int:
     """Array bytes of a batch (string components count their object pointers only)."""
+    if len(batch) == 1:
+        return batch[0].nbytes
     return sum(c.nbytes for c in batch)
 
 

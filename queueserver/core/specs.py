@@ -102,6 +102,11 @@ class ComponentSpec:
             if len(names) != len(self.dtypes) or len(set(names)) != len(names):
                 raise InvalidArgumentError(f"names {list(names)} must be unique, one per component")
         self.names = names
+        # Per component, what the common case needs to match exactly (numeric dtype and a fully
+        # known element shape): checked first, so a well-formed element skips the general checks.
+        self._exact = tuple(
+            (d, None if self.shapes is None or None in self.shapes[i] or d == STRING else self.shapes[i])
+            for i, d in enumerate(self.dtypes))
 
     @property
     def fully_defined(self) -> bool:
@@ -134,6 +139,14 @@ class ComponentSpec:
         if len(components) != len(self.dtypes):
             raise InvalidArgumentError(
                 f"expected {len(self.dtypes)} component(s), got {len(components)}")
+        if not many:
+            out = []
+            for arr, (dtype, shape) in zip(components, self._exact):
+                if shape is None or type(arr) is not np.ndarray or arr.dtype != dtype or arr.shape != shape:
+                    break  # anything else takes the general path, which names what is wrong
+                out.append(arr[np.newaxis])
+            else:
+                return tuple(out)
         out = []
         count = None
         for i, (arr, dtype) in enumerate(zip(components, self.dtypes)):

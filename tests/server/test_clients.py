@@ -136,6 +136,20 @@ def test_variables_and_reset(client):
         q.size()
 
 
+def test_queue_created_again_after_reset_is_the_new_one(client):
+    # The server remembers the last queue a connection used; a reset must not leave calls on the
+    # freed one (same name, same connection, a different spec and contents).
+    old = client.fifo_queue("again", capacity=5, dtypes=[np.float32], shapes=[[]], container="c1")
+    old.enqueue(1.0)
+    client.reset(["c1"])
+    with pytest.raises(qs.NotFoundError):
+        old.enqueue(2.0)
+    new = client.fifo_queue("again", capacity=5, dtypes=[np.int64], shapes=[[2]], container="c1")
+    new.enqueue([7, 8])
+    assert new.size() == 1 and new.dequeue().tolist() == [7, 8]
+    client.reset(["c1"])
+
+
 def test_simple_client_twice_prints_1_then_2(server_process):
     script = REPO / "examples" / "simple_client.py"
     run = lambda *a: subprocess.run([sys.executable, str(script), server_process.target, *a],  # noqa: E731
