@@ -230,6 +230,8 @@ class QueueBase:
         if attempt.count == 0:
             attempt._finish(None)
             return attempt
+        if not self._enqueues and not self._dequeues and self._step_enqueue(attempt) and attempt.done:
+            return attempt  # nobody waits: the engine would have run exactly this one step
         self._enqueues.append(attempt)
         self._flush()
         if not attempt.done:
@@ -258,6 +260,8 @@ class QueueBase:
         if n == 0:
             attempt._finish(empty_batch(self.spec))
             return attempt
+        if not self._enqueues and not self._dequeues and self._step_dequeue(attempt) and attempt.done:
+            return attempt  # nobody waits: the engine would have run exactly this one step
         self._dequeues.append(attempt)
         self._flush()
         if not attempt.done:
