@@ -571,7 +571,8 @@ class AsyncQueue(_Handle):
         header = {"o": "enqueue", "n": self.name, "c": self.container, "h": self.device, "m": many, "t": t}
         await self.conn.call(header, comps, wait=_wait(t))
 
-    async def _dequeue(self, mode: str, n: int | None, timeout: Any) -> Any:
+    async def _dequeue(self, mode: str, n: int | None, timeout: Any, tracked: bool = False) -> Any:
+        """The element(s) dequeued; with ``tracked``, ``(value, delivery id)`` (see ``_give_back``)."""
         t = self.client._timeout(timeout)
         header = {"o": "dequeue", "n": self.name, "c": self.container, "h": self.device, "md": mode, "nn": n, "t": t}
         unacked = self.conn._unacked.pop(self._key, None)
@@ -585,8 +586,25 @@ class AsyncQueue(_Handle):
             raise
         self.conn._unacked.setdefault(self._key, []).append(reply["d"])
         if self.spec.names is not None:
-            return dict(zip(self.spec.names, arrays))
-        return arrays[0] if len(arrays) == 1 else tuple(arrays)
+            value = dict(zip(self.spec.names, arrays))
+        else:
+            value = arrays[0] if len(arrays) == 1 else tuple(arrays)
+        return (value, reply["d"]) if tracked else value
+
+    def _give_back(self, delivery: int) -> None:
+        """Return a delivered batch that its caller never received to the front of the queue.
+
+        Runs on the client's loop. The batch is no longer ours to acknowledge: a later call
+        must not acknowledge it, and the server puts it back as if our connection had dropped.
+        """
+        unacked = self.conn._unacked.get(self._key)
+        if unacked and delivery in unacked:
+            unacked.remove(delivery)
+        try:
+            self.conn._send({"o": "return", "k": [delivery], "i": 0, "n": self.name, "c": self.container,
+                             "h": self.device})
+        except QueueServerError:
+            pass  # the connection is gone: the server returns held batches itself
 
     async def dequeue(self, *, timeout: Any = _DEFAULT) -> Any:
         """Remove one element: an array, or a tuple of arrays (a dict for named components).
@@ -780,6 +798,39 @@ class _LoopThread:
             fut.cancel()  # e.g. KeyboardInterrupt: withdraw the call on the server too
             raise
 
+    def run_delivery(self, coro: Any, give_back: Any) -> Any:
+        """Run a tracked dequeue; a batch its caller never receives goes back to the queue.
+
+        ``coro`` returns ``(value, delivery id)``. The caller can be interrupted (Ctrl-C) at any
+        moment: before the reply (the call is withdrawn, as in :meth:`run`), or after the batch
+        reached this client but before ``run`` returned it. A lock decides which side wins: either
+        the loop hands the value over, or the caller has given up and the loop gives it back.
+        """
+        lock = threading.Lock()
+        state: dict[str, Any] = {"handed": None, "abandoned": False}  # handed: the delivery id
+
+        async def guarded() -> Any:
+            value, delivery = await coro
+            with lock:
+                if not state["abandoned"]:
+                    state["handed"] = delivery
+                    return value
+            give_back(delivery)  # the caller gave up while the batch was on its way
+            return value
+
+        fut = asyncio.run_coroutine_threadsafe(guarded(), self.loop)
+        try:
+            return fut.result()
+        except BaseException:
+            with lock:
+                handed, state["abandoned"] = state["handed"], True
+            if handed is not None:
+                # The batch reached this client; the interruption kept it from the caller.
+                self.loop.call_soon_threadsafe(give_back, handed)
+            else:
+                fut.cancel()  # withdraw the call (a reply still on its way is returned on arrival)
+            raise
+
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
@@ -824,9 +875,18 @@ class Queue(_SyncHandle):
     shapes = property(lambda self: self.spec.shapes, doc="The components' shapes.")
     enqueue = _sync("AsyncQueue.enqueue")
     enqueue_many = _sync("AsyncQueue.enqueue_many")
-    dequeue = _sync("AsyncQueue.dequeue")
-    dequeue_many = _sync("AsyncQueue.dequeue_many")
-    dequeue_up_to = _sync("AsyncQueue.dequeue_up_to")
+
+    def dequeue(self, *, timeout: Any = _DEFAULT) -> Any:
+        """Remove one element (see :meth:`AsyncQueue.dequeue`); Ctrl-C at any moment loses nothing."""
+        return self._runner.run_delivery(self._async._dequeue("one", None, timeout, True), self._async._give_back)
+
+    def dequeue_many(self, n: int, *, timeout: Any = _DEFAULT) -> Any:
+        """Remove exactly ``n`` elements (see :meth:`AsyncQueue.dequeue_many`)."""
+        return self._runner.run_delivery(self._async._dequeue("many", int(n), timeout, True), self._async._give_back)
+
+    def dequeue_up_to(self, n: int, *, timeout: Any = _DEFAULT) -> Any:
+        """Remove up to ``n`` elements (see :meth:`AsyncQueue.dequeue_up_to`)."""
+        return self._runner.run_delivery(self._async._dequeue("up_to", int(n), timeout, True), self._async._give_back)
     ack = _sync("AsyncQueue.ack")
     size = _sync("AsyncQueue.size")
     is_closed = _sync("AsyncQueue.is_closed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import subprocess
 import sys
 
@@ -148,6 +149,31 @@ def test_queue_created_again_after_reset_is_the_new_one(client):
     new.enqueue([7, 8])
     assert new.size() == 1 and new.dequeue().tolist() == [7, 8]
     client.reset(["c1"])
+
+
+def test_sync_dequeue_interrupted_after_its_reply_loses_nothing(client, monkeypatch):
+    # Ctrl-C can land after a dequeue's batch reached the client but before the caller got it:
+    # that batch must go back to the queue, not be acknowledged by the next call.
+    q = client.fifo_queue("interrupted", capacity=10, dtypes=[np.int64], shapes=[[]])
+    q.enqueue_many(np.arange(3))
+    real_result = concurrent.futures.Future.result
+
+    def interrupted(self, timeout=None):
+        real_result(self, timeout)  # the call has finished...
+        raise KeyboardInterrupt     # ...and the caller is interrupted before it sees the batch
+
+    monkeypatch.setattr(concurrent.futures.Future, "result", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        q.dequeue()
+    monkeypatch.undo()
+    assert [int(q.dequeue(timeout=2)) for _ in range(3)] == [0, 1, 2]
+    for dequeue in (lambda: q.dequeue_many(2), lambda: q.dequeue_up_to(2)):
+        q.enqueue_many(np.arange(10, 12))
+        monkeypatch.setattr(concurrent.futures.Future, "result", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            dequeue()
+        monkeypatch.undo()
+        assert q.dequeue_many(2, timeout=2).tolist() == [10, 11]
 
 
 def test_simple_client_twice_prints_1_then_2(server_process):
