@@ -164,16 +164,17 @@ def median_time(fn, runs: int = 5) -> tuple[float, object]:
 
 def line(
     label: str, n: int, nbytes: int, secs: float, floor: float | None = None, target: float | None = None,
-    ratio_to: tuple[str, float, float] | None = None,
+    ratio_to: tuple[str, float, float] | None = None, also: tuple[str, float, float] | None = None,
 ) -> None:
     rate = n / secs
     extra = ""
     if floor:
         extra += f"  ({floor / secs * 100:5.1f}% of the floor's speed)"
-    if ratio_to:
-        name, other, need = ratio_to
-        r = other / secs
-        extra += f"  {r:.2f}x {name} (target {need}x: {'MEETS' if r >= need else 'below'})"
+    for vs in (ratio_to, also):
+        if vs:
+            name, other, need = vs
+            r = other / secs
+            extra += f"  {r:.2f}x {name} (target {need}x: {'MEETS' if r >= need else 'below'})"
     if target:
         extra += f"  target {target / 1e3:.0f}k/s: {'BEATS' if rate > target else 'below'}"
     print(f"  {label:<42} {rate / 1e3:9.1f}k rec/s {nbytes / secs / 1e6:9.1f} MB/s{extra}")
@@ -236,8 +237,6 @@ def bench_w3(quick: bool) -> None:
         print("  (pyarrow not installed: no pyarrow floor; decode_csv uses its numpy path)")
         vs = None
     vs_tf = tensorflow_line("W3", path, rows, size)
-    if vs_tf:
-        line("read_csv_columns (1 thread) vs TensorFlow", rows, size, median_time(columns)[0], None, None, vs_tf)
     t0, cols = median_time(columns)
     assert len(cols[0]) == rows, len(cols[0])
     rng = np.random.default_rng(0)  # the generated values, to check what is read
@@ -247,16 +246,16 @@ def bench_w3(quick: bool) -> None:
     want = np.where(empty, 0.0, np.round(x, 6)).astype(np.float32)
     assert all(np.array_equal(cols[j], want[:, j]) for j in range(10)), "W3 values differ"
     assert cols[10].dtype == np.int32 and np.array_equal(cols[10], target), "W3 targets differ"
-    line("read_csv_columns (1 thread)", rows, size, t0, ft, TARGETS["W3"], vs)
+    line("read_csv_columns (1 thread)", rows, size, t0, ft, TARGETS["W3"], vs, vs_tf)
     t1, cols2 = median_time(columns_threads)
     assert all(np.array_equal(a, b) for a, b in zip(cols, cols2))
-    line("read_csv_columns (use_threads=True)", rows, size, t1, ft, TARGETS["W3"], vs)
+    line("read_csv_columns (use_threads=True)", rows, size, t1, ft, TARGETS["W3"], vs, vs_tf)
     t, n = median_time(pipeline)
     assert n == rows, n
-    line("TextLineReader + decode_csv (1 thread)", rows, size, t, ft, TARGETS["W3"], vs)
+    line("TextLineReader + decode_csv (1 thread)", rows, size, t, ft, TARGETS["W3"], vs, vs_tf)
     t2, n = median_time(pipeline_2threads)
     assert n == rows, n
-    line("TextLineReader + decode_csv (2 threads)", rows, size, t2, ft, TARGETS["W3"], vs)
+    line("TextLineReader + decode_csv (2 threads)", rows, size, t2, ft, TARGETS["W3"], vs, vs_tf)
 
 
 def bench_w4(quick: bool) -> None:
