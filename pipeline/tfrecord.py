@@ -32,9 +32,10 @@ becomes one ``np.frombuffer`` view).
 memory-mapped, runs of equal-length records are framed with one array comparison of their headers
 (each data CRC is still checked, one native call per record), and each feature of a run is copied
 once, as a strided view of the file, into its output. GZIP/ZLIB files are inflated by a thread
-running ahead (with python-isal's faster inflate when it is installed). Anything irregular (a bad
-CRC, a truncated file, an odd stream) sends the file through ``TFRecordReader``, so errors are
-TensorFlow's.
+running one block ahead (with python-isal's faster inflate when it is installed) while each
+block's records are framed and parsed, straight into outputs sized from the GZIP trailer. Anything
+irregular (a bad CRC, a truncated file, an odd stream) sends the file through ``TFRecordReader``,
+so errors are TensorFlow's.
 
 Example:
     >>> with TFRecordWriter("data.tfrecord") as w:  # doctest: +SKIP
