@@ -24,9 +24,7 @@ import threading
 import time
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Callable
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any, Callable
 
 from queueserver import __version__
 from queueserver.core import (
@@ -46,6 +44,11 @@ from queueserver.errors import (
 from queueserver.cluster import ClusterSpec
 from queueserver.logs import event
 from queueserver.routing import Directory, Peers, Placement, check_device_name
+if TYPE_CHECKING:
+    from aiohttp import web
+# aiohttp (a quarter of a second to import) is imported when a server starts: clients, which
+# import this module for its event loop, never need it.
+
 from queueserver.wire import (
     DEFAULT_MAX_MESSAGE_BYTES,
     PREAMBLE,
@@ -123,6 +126,8 @@ class QueueService:
     # ----- lifecycle
     async def start(self, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None) -> None:
         """Listen on ``host:port`` (port 0 picks a free one); returns once accepting."""
+        from aiohttp import web
+
         app = web.Application()
         app.router.add_get("/healthz", self._http_health)
         app.router.add_get("/status", self._http_status)
@@ -286,10 +291,14 @@ class QueueService:
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     async def _http_health(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.json_response({"ok": True, "task": self.task})
 
     async def _http_status(self, request: web.Request) -> web.Response:
         """This task's status as JSON; with ``?cluster=1``, every task's too, under ``"cluster"``."""
+        from aiohttp import web
+
         if not self._http_authorized(request):
             return _unauthorized()
         out = self.status()
@@ -299,6 +308,8 @@ class QueueService:
 
     async def _http_metrics(self, request: web.Request) -> web.Response:
         """Prometheus text format, read from the live state now (see :mod:`queueserver.metrics`)."""
+        from aiohttp import web
+
         if not self._http_authorized(request):
             return _unauthorized()
         if self.metrics_registry is None:
@@ -313,6 +324,8 @@ class QueueService:
 
         A client that asks for JSON only gets the status JSON, as ``GET /`` answered before the page.
         """
+        from aiohttp import web
+
         accept = request.headers.get("Accept", "")
         if "application/json" in accept and "text/html" not in accept:
             return await self._http_status(request)
@@ -320,6 +333,8 @@ class QueueService:
 
 
 def _unauthorized() -> web.Response:
+    from aiohttp import web
+
     return web.json_response({"error": "Unauthenticated: this server needs its token"}, status=401,
                              headers={"WWW-Authenticate": 'Bearer realm="queueserver"'})
 

@@ -271,3 +271,13 @@ def test_accumulator_takes_half_precision_gradients_and_widens_them(client):
     acc.apply_grad(np.array([1.5, 2.5, -1.0], np.float16), local_step=0)
     out = acc.take_grad(1)
     assert out.dtype == np.float32 and out.tolist() == [1.5, 2.5, -1.0]
+
+
+def test_clients_do_not_import_the_http_stack(server_process):
+    # Loader and trainer processes import queueserver for its client; aiohttp (a quarter of a
+    # second to import) is only needed where a server runs.
+    code = ("import sys, queueserver as qs, numpy as np\n"
+            f"with qs.connect({server_process.target!r}) as c:\n"
+            "    c.fifo_queue('light', capacity=1, dtypes=[np.float32], shapes=[[]]).size()\n"
+            "assert 'aiohttp' not in sys.modules, 'aiohttp imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
