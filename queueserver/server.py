@@ -44,11 +44,6 @@ from queueserver.errors import (
 from queueserver.cluster import ClusterSpec
 from queueserver.logs import event
 from queueserver.routing import Directory, Peers, Placement, check_device_name
-if TYPE_CHECKING:
-    from aiohttp import web
-# aiohttp (a quarter of a second to import) is imported when a server starts: clients, which
-# import this module for its event loop, never need it.
-
 from queueserver.wire import (
     DEFAULT_MAX_MESSAGE_BYTES,
     PREAMBLE,
@@ -61,6 +56,11 @@ from queueserver.wire import (
     coalesce,
     set_nodelay,
 )
+
+if TYPE_CHECKING:
+    from aiohttp import web
+# aiohttp (a quarter of a second to import) is imported when a server starts: clients, which
+# import this module for its event loop, never need it.
 
 log = logging.getLogger("queueserver")
 
@@ -543,42 +543,36 @@ class DataConnection(asyncio.BufferedProtocol):
         rid = header.get("i", 0)
         op = header.get("o")
         svc = self.service
-        if type(op) is str and type(rid) is int and op in _OPS and self.authenticated and not svc.stopping:
-            # The common case in one test; anything else goes through the checks below, which
-            # say what is wrong.
-            svc.calls[op] = svc.calls.get(op, 0) + 1
-            if svc.cluster is None or header.get("local") or not _needs_routing(op, header, svc.task):
-                self._dispatch_local(rid, op, header, body, t0)
+        # The usual request passes one test; anything else is looked at closely, and refused with
+        # an error that says what is wrong (a "hello" before the token is accepted goes on).
+        if not (type(op) is str and type(rid) is int and op in _OPS and self.authenticated and not svc.stopping):
+            error = self._refusal(rid, op)
+            if error is not None:
+                key = op if isinstance(op, str) and op in _OPS else "?"
+                svc.calls[key] = svc.calls.get(key, 0) + 1
+                self.send({"i": rid, "e": error_payload(error)})
+                if stats is not None:
+                    stats.observe(key, type(error).__name__, t0)
                 return
-            self._start_route(rid, op, header, body, t0)
-            return
-        key = op if isinstance(op, str) and op in _OPS else "?"
-        svc.calls[key] = svc.calls.get(key, 0) + 1
-        try:
-            if not isinstance(rid, int):
-                raise InvalidArgumentError("request id must be an integer")
-            handler = _OPS.get(op) if isinstance(op, str) else None
-            if handler is None:
-                raise UnimplementedError(f"unknown operation {op!r}")
-            if not self.authenticated and op != "hello":
-                raise UnauthenticatedError("this server needs a token: connect with token=... or QUEUESERVER_TOKEN")
-            if self.service.stopping:
-                raise UnavailableError(f"server {self.service.task} is shutting down")
-        except QueueServerError as exc:
-            self.send({"i": rid, "e": error_payload(exc)})
-            if stats is not None:
-                stats.observe(key, type(exc).__name__, t0)
-            return
-        if self.service.cluster is not None and not header.get("local") and _needs_routing(
-                op, header, self.service.task):
-            self._start_route(rid, op, header, body, t0)
+        svc.calls[op] = svc.calls.get(op, 0) + 1
+        if svc.cluster is not None and not header.get("local") and _needs_routing(op, header, svc.task):
+            task = asyncio.ensure_future(self._route(rid, op, header, body, t0))
+            self.forwards[rid] = task
+            task.add_done_callback(lambda _: self.forwards.pop(rid, None))
             return
         self._dispatch_local(rid, op, header, body, t0)
 
-    def _start_route(self, rid: int, op: str, header: dict, body: Any, t0: float) -> None:
-        task = asyncio.ensure_future(self._route(rid, op, header, body, t0))
-        self.forwards[rid] = task
-        task.add_done_callback(lambda _: self.forwards.pop(rid, None))
+    def _refusal(self, rid: Any, op: Any) -> QueueServerError | None:
+        """Why a request cannot run, or None when it can."""
+        if not isinstance(rid, int):
+            return InvalidArgumentError("request id must be an integer")
+        if not isinstance(op, str) or op not in _OPS:
+            return UnimplementedError(f"unknown operation {op!r}")
+        if not self.authenticated and op != "hello":
+            return UnauthenticatedError("this server needs a token: connect with token=... or QUEUESERVER_TOKEN")
+        if self.service.stopping:
+            return UnavailableError(f"server {self.service.task} is shutting down")
+        return None
 
     def _dispatch_local(self, rid: int, op: str, header: dict, body: Any, t0: float = 0.0) -> None:
         """Run an operation on this task's own resources and reply; ``t0`` is its arrival (perf_counter)."""
@@ -702,10 +696,7 @@ class DataConnection(asyncio.BufferedProtocol):
     def _track(self, rid: int, op: str, attempt: Attempt, header: dict, nbytes: int, t0: float = 0.0) -> None:
         stats = self.stats
         if attempt.done:
-            if attempt.is_enqueue and attempt.error is None:
-                self.send({"i": rid})  # the common case, without the general reply's guard
-            else:
-                self._reply_attempt(rid, attempt)
+            self._reply_attempt(rid, attempt)
             if stats is not None:
                 stats.observe(op, "ok" if attempt.error is None else type(attempt.error).__name__, t0)
             return
