@@ -749,24 +749,21 @@ class DataConnection(asyncio.BufferedProtocol):
 
     def _reply_attempt(self, rid: int, attempt: Attempt) -> None:
         try:
-            self._reply_attempt_unguarded(rid, attempt)
+            if attempt.error is not None:
+                self.send({"i": rid, "e": error_payload(attempt.error)})
+            elif attempt.is_enqueue:
+                self.send({"i": rid})
+            elif self.transport is None:
+                # The client went away while the batch was on its way: put it straight back.
+                attempt.queue.return_elements(attempt.taken)
+            else:
+                delivery = next(self._delivery_ids)
+                self.held[delivery] = (attempt.queue, attempt.taken)
+                self.send({"i": rid, "d": delivery}, attempt.result)
         except Exception as exc:  # a bug: report it to this caller, keep serving everyone else
             event(logging.ERROR, self.service.task, "internal_error", f"internal error replying to request {rid}",
                   exc_info=True, client=self.client_name)
             self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
-
-    def _reply_attempt_unguarded(self, rid: int, attempt: Attempt) -> None:
-        if attempt.error is not None:
-            self.send({"i": rid, "e": error_payload(attempt.error)})
-        elif attempt.is_enqueue:
-            self.send({"i": rid})
-        elif self.transport is None:
-            # The client went away while the batch was on its way: put it straight back.
-            attempt.queue.return_elements(attempt.taken)
-        else:
-            delivery = next(self._delivery_ids)
-            self.held[delivery] = (attempt.queue, attempt.taken)
-            self.send({"i": rid, "d": delivery}, attempt.result)
 
     def _ack(self, ids: Any) -> None:
         if not ids:
