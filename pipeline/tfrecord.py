@@ -1408,14 +1408,26 @@ def _read_file_fast(path: str, features: Mapping[str, Any], kinds: dict, comp: s
     else:
         # Each inflated block's complete records are framed and parsed while the thread inflates
         # the next; the bytes of a record cut by the block's end are carried into the next block.
-        tail = 0
-        carry = b""
+        # A record longer than a block is gathered as a list and joined once it is whole, so a
+        # huge record costs one copy, not one per block.
+        carry: list[bytes] = []
+        have = need = 0
         for block in _read_ahead(_compressed_blocks(path, comp, _INFLATE_BLOCK)):
-            buf = carry + block if carry else block
+            if carry:
+                carry.append(block)
+                have += len(block)
+                if have < need:
+                    continue
+                buf = b"".join(carry)
+            else:
+                buf = block
             end, runs = _frame(buf)
             parse_runs(buf, runs)
-            carry = buf[end:]
-        tail = len(carry)
+            rest = buf[end:]
+            carry, have = ([rest], len(rest)) if rest else ([], 0)
+            # The carried record's full size, once its length field is there (a header alone first).
+            need = _HEADER.unpack_from(rest)[0] + 16 if have >= 12 else 12
+        tail = have
     flush()
     sink.close()
     if tail >= 12:

@@ -339,6 +339,17 @@ def test_read_examples_matches_parse_example(tmp_path, comp, monkeypatch):
     _same(read_tfrecord_examples([p, p], spec, comp), _reference([p, p], spec, comp))
 
 
+@pytest.mark.parametrize("comp", ["GZIP", "ZLIB"])
+def test_read_examples_records_longer_than_a_block(tmp_path, comp, monkeypatch):
+    monkeypatch.setattr(tfr, "_INFLATE_BLOCK", 1000)  # each record spans several blocks
+    rng = np.random.default_rng(8)
+    spec = {"x": FixedLenFeature([3000], np.float32), "y": FixedLenFeature([1], np.int64)}
+    recs = [encode_example({"x": rng.random(3000).astype(np.float32), "y": [i]}) for i in range(7)]
+    recs.insert(3, encode_example({"x": rng.random(3000).astype(np.float32), "y": [10**12]}))  # another length
+    p = _write_records(tmp_path / "big.tfrecord", recs, comp)
+    _same(read_tfrecord_examples(p, spec, comp), _reference([p], spec, comp))
+
+
 def test_read_examples_concatenated_gzip_members(tmp_path):
     a = _write_records(tmp_path / "a.gz", [encode_example({"x": np.ones(784, np.float32), "y": [1]})] * 30, "GZIP")
     b = _write_records(tmp_path / "b.gz", [encode_example({"x": np.zeros(784, np.float32), "y": [2]})] * 20, "GZIP")
