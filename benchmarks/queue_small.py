@@ -30,8 +30,9 @@ async def windowed(calls, inflight: int) -> list:
     loader keeps its connection busy), and return their results in order."""
     window: collections.deque = collections.deque()
     results = []
+    start = asyncio.get_running_loop().create_task
     for call in calls:
-        window.append(asyncio.ensure_future(call))
+        window.append(start(call))
         if len(window) >= inflight:
             results.append(await window.popleft())
     while window:
