@@ -59,10 +59,10 @@ def test_ensemble_answers_when_a_member_is_dead_or_slow(local_server):
 
     async def main():
         async with qs.connect_async(local_server.target) as c:
-            agg = await Aggregator.open(c, ["m0", "m1", "m2", "dead"], D, C, timeout=0.5, capacity=300)
+            agg = await Aggregator.open(c, ["m0", "m1", "m2", "dead"], D, C, timeout=1.0, capacity=300)
             tasks = [asyncio.ensure_future(serve_member(local_server.target, "m0", model, members[0], capacity=300)),
                      asyncio.ensure_future(serve_member(local_server.target, "m1", model, members[1], capacity=300)),
-                     asyncio.ensure_future(serve_member(local_server.target, "m2", model, members[2], delay=0.7, capacity=300))]
+                     asyncio.ensure_future(serve_member(local_server.target, "m2", model, members[2], delay=2.0, capacity=300))]
             probs, answered = await agg.predict(xt)
             assert answered == ["m0", "m1"]  # m2 too slow, "dead" never started
             assert probs.shape == (200, C) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
