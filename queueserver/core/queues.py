@@ -230,14 +230,7 @@ class QueueBase:
         if attempt.count == 0:
             attempt._finish(None)
             return attempt
-        if not self._enqueues and not self._dequeues and self._step_enqueue(attempt) and attempt.done:
-            return attempt  # nobody waits: the engine would have run exactly this one step
-        self._enqueues.append(attempt)
-        self._flush()
-        if not attempt.done:
-            attempt.waiting_since = time.monotonic()
-            self._arm_timer(attempt, timeout)
-        return attempt
+        return self._start(attempt, self._enqueues, self._step_enqueue, timeout)
 
     def _validate_enqueue(self, batch: Batch) -> None:
         """Extra per-type checks (priority queues check their priorities)."""
@@ -260,9 +253,14 @@ class QueueBase:
         if n == 0:
             attempt._finish(empty_batch(self.spec))
             return attempt
-        if not self._enqueues and not self._dequeues and self._step_dequeue(attempt) and attempt.done:
+        return self._start(attempt, self._dequeues, self._step_dequeue, timeout)
+
+    def _start(self, attempt: Attempt, line: deque, step: Callable[[Attempt], bool],
+               timeout: float | None) -> Attempt:
+        """Put a new attempt in its line and run the engine; arm its timer if it has to wait."""
+        if not self._enqueues and not self._dequeues and step(attempt) and attempt.done:
             return attempt  # nobody waits: the engine would have run exactly this one step
-        self._dequeues.append(attempt)
+        line.append(attempt)
         self._flush()
         if not attempt.done:
             attempt.waiting_since = time.monotonic()
