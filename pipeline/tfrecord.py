@@ -1214,12 +1214,11 @@ def _frame(buf: Any) -> tuple[int, list[tuple[int, int, int, int]]]:
     fields have equal header CRCs, so one header check covers the run); each record's data CRC is
     one native call. Raises _Irregular on any CRC mismatch.
     """
-    crc, unpack_header = _crc32c, _HEADER.unpack_from
-    view = isinstance(buf, memoryview)  # google_crc32c takes only bytes: memoryview slices are copied
+    crc, unpack_header = _crc32c, _HEADER.unpack_from  # buf: bytes or mmap (slices are bytes)
     n, p, runs = len(buf), 0, []
     while n - p >= 12:
         length, length_crc = unpack_header(buf, p)
-        c = crc(bytes(buf[p : p + 8]) if view else buf[p : p + 8])
+        c = crc(buf[p : p + 8])
         if ((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF) != length_crc:
             raise _Irregular("header CRC")
         stride = length + 16
@@ -1235,15 +1234,11 @@ def _frame(buf: Any) -> tuple[int, list[tuple[int, int, int, int]]]:
             k = 1
         first = p + 12
         if k == 1:
-            c = crc(bytes(buf[first : first + length]) if view else buf[first : first + length])
+            c = crc(buf[first : first + length])
             if ((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF) != _U32.unpack_from(buf, first + length)[0]:
                 raise _Irregular("data CRC")
         else:
-            starts = range(first, first + k * stride, stride)
-            if view:
-                crcs = np.array([crc(bytes(buf[o : o + length])) for o in starts], np.uint32)
-            else:
-                crcs = np.array([crc(buf[o : o + length]) for o in starts], np.uint32)
+            crcs = np.array([crc(buf[o : o + length]) for o in range(first, first + k * stride, stride)], np.uint32)
             masked = ((crcs >> np.uint32(15)) | (crcs << np.uint32(17))) + np.uint32(_MASK_DELTA)
             if not np.array_equal(masked, np.ndarray((k,), "<u4", buf, first + length, (stride,))):
                 raise _Irregular("data CRC")
@@ -1319,6 +1314,7 @@ class _Assembler:
         self.parts = parts
         self.capacity_bytes = capacity_bytes  # 0: no estimate, keep parts
         self.arrays: dict[str, np.ndarray] | None = None
+        self.rows = 0  # rows preallocated in each of ``arrays``
         self.filled = 0
 
     def add(self, got: dict, k: int, stride: int = 0) -> None:
@@ -1326,11 +1322,11 @@ class _Assembler:
             cap = self.capacity_bytes // stride
             if cap >= k and all(isinstance(a, np.ndarray) for a in got.values()):
                 self.arrays = {name: np.empty((cap,) + a.shape[1:], a.dtype) for name, a in got.items()}
+                self.rows = cap
             self.capacity_bytes = 0  # one attempt per file
         arrays = self.arrays
         if arrays is not None:
-            cap = next(iter(arrays.values())).shape[0] if arrays else 0
-            fits = self.filled + k <= cap and all(
+            fits = self.filled + k <= self.rows and all(
                 isinstance(a, np.ndarray) and a.dtype == arrays[name].dtype and a.shape[1:] == arrays[name].shape[1:]
                 for name, a in got.items()
             )
@@ -1348,8 +1344,7 @@ class _Assembler:
         if arrays is None or not self.filled:
             return
         n = self.filled
-        exact = all(a.shape[0] == n for a in arrays.values())
-        self.parts.append(({name: a if exact else a[:n].copy() for name, a in arrays.items()}, n))
+        self.parts.append(({name: a if n == self.rows else a[:n].copy() for name, a in arrays.items()}, n))
 
 
 def _gzip_size_hint(path: str, comp: str) -> int:
