@@ -234,7 +234,7 @@ class AsyncClient:
         if fut.cancelled():
             # Nobody waits for this batch any more: give it straight back to the queue's front.
             if "d" in header:
-                self._send({"o": "return", "k": [header["d"]], "i": 0, **(route_fields(route) if route else {})})
+                self._give_back(header["d"], route_fields(route) if route else {})
             return
         fut.set_result((header, body))
 
@@ -342,6 +342,16 @@ class AsyncClient:
             self._abandon(rid, fut, {"local": True})
             raise
 
+    def _give_back(self, delivery: int, route: dict) -> None:
+        """Return a delivered batch nobody will see to the front of its queue (``route``: where it lives).
+
+        If the connection is gone there is nothing to send: the server returns held batches itself.
+        """
+        try:
+            self._send({"o": "return", "k": [delivery], "i": 0, **route})
+        except QueueServerError:
+            pass
+
     def _abandon(self, rid: int, fut: asyncio.Future, route: dict) -> None:
         """The caller stopped waiting: withdraw the call on the server, or give back what it delivered.
 
@@ -353,7 +363,7 @@ class AsyncClient:
             if fut.done() and not fut.cancelled():
                 reply = fut.result()[0]
                 if "d" in reply:
-                    self._send({"o": "return", "k": [reply["d"]], "i": 0, **route})
+                    self._give_back(reply["d"], route)
             else:
                 fut.cancel()
                 self._send({"o": "cancel", "r": rid, "i": 0})
@@ -600,11 +610,7 @@ class AsyncQueue(_Handle):
         unacked = self.conn._unacked.get(self._key)
         if unacked and delivery in unacked:
             unacked.remove(delivery)
-        try:
-            self.conn._send({"o": "return", "k": [delivery], "i": 0, "n": self.name, "c": self.container,
-                             "h": self.device})
-        except QueueServerError:
-            pass  # the connection is gone: the server returns held batches itself
+        self.conn._give_back(delivery, {"n": self.name, "c": self.container, "h": self.device})
 
     async def dequeue(self, *, timeout: Any = _DEFAULT) -> Any:
         """Remove one element: an array, or a tuple of arrays (a dict for named components).
