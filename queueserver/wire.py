@@ -124,42 +124,38 @@ def decode_arrays(descriptors: Any, body: bytearray | bytes) -> list[np.ndarray]
     out, offset = [], 0
     for d in descriptors:
         if type(d) is list and len(d) == 2 and d[1] == [] and d[0] in _DTYPES:
-            # A scalar of a known dtype, the small-call case: no shape to check.
-            dtype = _DTYPES[d[0]]
-            if offset + dtype.itemsize > len(body):
-                raise InvalidArgumentError(f"malformed frame: arrays need more than the body's {len(body)} bytes")
-            out.append(np.ndarray((), dtype, body, offset))  # a view, like np.frombuffer's, in one call
-            offset += dtype.itemsize
-            continue
-        try:
-            kind, shape = d[0], d[1]
-            if not isinstance(shape, list) or not all(isinstance(x, int) and x >= 0 for x in shape):
-                raise ValueError(f"bad shape {shape!r}")
-            count = math.prod(shape)
-            if kind == "O":
-                values = d[2]
-                if not isinstance(values, list) or len(values) != count or not all(isinstance(v, bytes) for v in values):
-                    raise ValueError("string array values do not match its shape")
-                arr = np.empty(count, dtype=object)
-                arr[:] = values
-                out.append(arr.reshape(shape))
-                continue
-            dtype = _DTYPES.get(kind)
-            if dtype is None:
-                dtype = np.dtype(kind)
-                if dtype.kind not in "biufc" or dtype.fields is not None:
-                    raise ValueError(f"dtype {kind!r} is not allowed")
-                if len(_DTYPES) < 256:
-                    _DTYPES[kind] = dtype
-        except (TypeError, ValueError, IndexError) as exc:
-            raise InvalidArgumentError(f"malformed array descriptor {str(d)[:80]}: {exc}") from None
+            dtype, shape, count = _DTYPES[d[0]], (), 1  # a scalar of a known dtype: nothing to check
+        else:
+            try:
+                kind, shape = d[0], d[1]
+                if not isinstance(shape, list) or not all(isinstance(x, int) and x >= 0 for x in shape):
+                    raise ValueError(f"bad shape {shape!r}")
+                count = math.prod(shape)
+                if kind == "O":
+                    values = d[2]
+                    if not isinstance(values, list) or len(values) != count or not all(
+                            isinstance(v, bytes) for v in values):
+                        raise ValueError("string array values do not match its shape")
+                    arr = np.empty(count, dtype=object)
+                    arr[:] = values
+                    out.append(arr.reshape(shape))
+                    continue
+                dtype = _DTYPES.get(kind)
+                if dtype is None:
+                    dtype = np.dtype(kind)
+                    if dtype.kind not in "biufc" or dtype.fields is not None:
+                        raise ValueError(f"dtype {kind!r} is not allowed")
+                    if len(_DTYPES) < 256:
+                        _DTYPES[kind] = dtype
+            except (TypeError, ValueError, IndexError) as exc:
+                raise InvalidArgumentError(f"malformed array descriptor {str(d)[:80]}: {exc}") from None
         nbytes = count * dtype.itemsize
         if offset + nbytes > len(body):
             raise InvalidArgumentError(f"malformed frame: arrays need more than the body's {len(body)} bytes")
         if count == 0:
             out.append(np.empty(shape, dtype=dtype))
         else:
-            out.append(np.frombuffer(body, dtype=dtype, count=count, offset=offset).reshape(shape))
+            out.append(np.ndarray(shape, dtype, body, offset))  # a view of the body, in one call
         offset += nbytes
     if offset != len(body):
         raise InvalidArgumentError(f"malformed frame: arrays use {offset} bytes but the body has {len(body)}")
