@@ -126,3 +126,22 @@ def test_float16_and_float32_transfer():
     np.testing.assert_allclose(decode_transfer(h, "float16"), x, rtol=1e-3)
     with pytest.raises(ValueError, match="transfer dtype"):
         encode_transfer(x, "int8")
+
+
+@needs_gpu
+def test_gpu_model_step_matches_numpy():  # pragma: no cover - GPU only
+    from compute.models import parse_model
+
+    b = get_backend("gpu:0")
+    model = parse_model("mlp:20,32,32,4")
+    params = model.init_params(seed=1)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((64, 20)).astype(np.float32)
+    y = rng.integers(0, 4, 64)
+    loss, grads = model.loss_and_grads(params, x, y)
+    dev_params = {k: b.to_device(v) for k, v in params.items()}
+    dev_loss, dev_grads = model.loss_and_grads(dev_params, b.to_device(x), b.to_device(y))
+    assert all(type(g).__module__.startswith("cupy") for g in dev_grads.values())
+    assert dev_loss == pytest.approx(loss, rel=1e-5)
+    for k in grads:
+        np.testing.assert_allclose(b.to_host(dev_grads[k]), grads[k], rtol=1e-4, atol=1e-5, err_msg=k)

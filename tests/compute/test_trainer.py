@@ -18,6 +18,8 @@ from compute.backend import get_backend, decode_transfer
 from concurrent.futures import ThreadPoolExecutor
 
 D, C = 12, 3
+# The same tests train on a GPU when run with QUEUESERVER_TEST_DEVICE=gpu:0 (benchmarks/gpu_checks.sh).
+TEST_DEVICE = os.environ.get("QUEUESERVER_TEST_DEVICE", "cpu")
 
 
 def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +38,7 @@ async def fill(target: str, name: str, x: np.ndarray, y: np.ndarray, close: bool
 
 
 def cfg(target: str | None, **kw) -> TrainConfig:
-    base = dict(target=target, model=f"mlp:{D},16,{C}", batch=32, lr=0.2, progress=False)
+    base = dict(target=target, model=f"mlp:{D},16,{C}", batch=32, lr=0.2, progress=False, device=TEST_DEVICE)
     base.update(kw)
     return TrainConfig(**base)
 
