@@ -137,25 +137,28 @@ class Backend:
         if not self.is_gpu:
             return host
         host = np.ascontiguousarray(host)
-        with self.xp.cuda.Device(self.index):
+        # One staging buffer serves every thread (the prefetcher's copy thread, and the loop that
+        # copies pulled parameters): it is held from the host copy until the GPU has read it.
+        with self._lock, self.xp.cuda.Device(self.index):
             staging = self._staging(host.nbytes)[: host.nbytes].view(host.dtype).reshape(host.shape)
             np.copyto(staging, host)
             out = self.xp.empty(host.shape, host.dtype)
-            # Synchronous on the current stream: the staging buffer is reused by the next call, so
-            # the copy must finish before we return (prefetching overlaps it with the queue I/O).
             out.set(staging)
+            # The buffer is reused by the next call, so the copy must be finished, not just queued
+            # (prefetching overlaps it with the queue I/O and the previous step).
+            self.xp.cuda.get_current_stream().synchronize()
             return out
 
     def _staging(self, nbytes: int) -> np.ndarray:
-        """A pinned host buffer of at least ``nbytes``, reused across calls (grown by doubling)."""
-        with self._lock:
-            buf = self._pinned.get("buf")
-            if buf is None or buf.nbytes < nbytes:
-                size = max(nbytes, 2 * (0 if buf is None else buf.nbytes))
-                mem = self.xp.cuda.alloc_pinned_memory(size)
-                buf = np.frombuffer(mem, np.uint8, size)
-                self._pinned["buf"], self._pinned["mem"] = buf, mem  # keep the allocation alive
-            return buf
+        """A pinned host buffer of at least ``nbytes``, reused across calls (grown by doubling).
+        The caller holds ``_lock``."""
+        buf = self._pinned.get("buf")
+        if buf is None or buf.nbytes < nbytes:
+            size = max(nbytes, 2 * (0 if buf is None else buf.nbytes))
+            mem = self.xp.cuda.alloc_pinned_memory(size)
+            buf = np.frombuffer(mem, np.uint8, size)
+            self._pinned["buf"], self._pinned["mem"] = buf, mem  # keep the allocation alive
+        return buf
 
     def to_host(self, array: Any) -> np.ndarray:
         """Copy a device array back to a NumPy array (returns NumPy arrays unchanged)."""

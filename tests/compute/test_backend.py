@@ -145,3 +145,15 @@ def test_gpu_model_step_matches_numpy():  # pragma: no cover - GPU only
     assert dev_loss == pytest.approx(loss, rel=1e-5)
     for k in grads:
         np.testing.assert_allclose(b.to_host(dev_grads[k]), grads[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+@needs_gpu
+def test_gpu_copies_from_several_threads_do_not_share_the_staging_buffer():  # pragma: no cover - GPU only
+    from concurrent.futures import ThreadPoolExecutor
+
+    b = get_backend("gpu:0")
+    arrays = [np.full((256, 1024), i, np.float32) for i in range(32)]
+    with ThreadPoolExecutor(4) as pool:
+        copies = list(pool.map(b.to_device, arrays))
+    for i, dev in enumerate(copies):
+        assert float(b.xp.min(dev)) == float(b.xp.max(dev)) == i
