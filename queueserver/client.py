@@ -34,6 +34,7 @@ import numpy as np
 
 from queueserver.cluster import DeviceSpec, ResourceInfo
 from queueserver.core.specs import ComponentSpec, coerce_component
+from queueserver.core.wire_dtypes import BFLOAT16, float32_to_bfloat16_bits
 from queueserver.errors import (
     DeadlineExceededError,
     InvalidArgumentError,
@@ -678,9 +679,12 @@ class AsyncVariable(_ArrayHandle):
 
     kind = "Variable"
 
-    async def _op(self, action: str, value: Any = None) -> Any:
-        arrays = [] if value is None else [np.asarray(value)]
-        reply, out = await self.conn.call(self._header("var", v=action), arrays)
+    async def _op(self, action: str, value: Any = None, wire_dtype: str | None = None) -> Any:
+        if wire_dtype is None:
+            header, arrays = self._header("var", v=action), [] if value is None else [np.asarray(value)]
+        else:
+            header, arrays = self._header("var", v=action, wd=wire_dtype), [_to_wire(value, wire_dtype)]
+        reply, out = await self.conn.call(header, arrays)
         if action == "is_initialized":
             return reply["r"]
         return out[0]
@@ -697,17 +701,35 @@ class AsyncVariable(_ArrayHandle):
         """The current value. Raises FailedPreconditionError before ``initialize()``."""
         return await self._op("read")
 
-    async def assign(self, value: Any) -> np.ndarray:
-        """Replace the value; returns it."""
-        return await self._op("assign", value)
+    async def assign(self, value: Any, *, wire_dtype: str | None = None) -> np.ndarray:
+        """Replace the value; returns it.
 
-    async def assign_add(self, delta: Any) -> np.ndarray:
-        """Add atomically; returns the new value."""
-        return await self._op("assign_add", delta)
+        ``wire_dtype="bfloat16"`` sends ``value`` as bfloat16, half the bytes of float32: rounded
+        to nearest even here, or taken as bit patterns already when it is uint16. The server widens
+        it exactly to the variable's float dtype.
+        """
+        return await self._op("assign", value, wire_dtype)
 
-    async def assign_sub(self, delta: Any) -> np.ndarray:
-        """Subtract atomically; returns the new value."""
-        return await self._op("assign_sub", delta)
+    async def assign_add(self, delta: Any, *, wire_dtype: str | None = None) -> np.ndarray:
+        """Add atomically; returns the new value. ``wire_dtype``: as for :meth:`assign`."""
+        return await self._op("assign_add", delta, wire_dtype)
+
+    async def assign_sub(self, delta: Any, *, wire_dtype: str | None = None) -> np.ndarray:
+        """Subtract atomically; returns the new value. ``wire_dtype``: as for :meth:`assign`."""
+        return await self._op("assign_sub", delta, wire_dtype)
+
+
+def _to_wire(value: Any, wire_dtype: str) -> np.ndarray:
+    """``value`` in the carrier of a marked wire dtype: for bfloat16, uint16 bit patterns.
+
+    A uint16 array is taken as bit patterns already (encoded by the caller); anything else is
+    rounded from float32 to nearest bfloat16, ties to even. An unknown ``wire_dtype`` is sent as is,
+    for the server to refuse with InvalidArgument naming the resource.
+    """
+    arr = np.asarray(value)
+    if wire_dtype != BFLOAT16 or arr.dtype == np.uint16:
+        return arr
+    return float32_to_bfloat16_bits(arr)
 
 
 def _as_float_array(value: Any) -> np.ndarray:
@@ -724,10 +746,18 @@ class AsyncAccumulator(_ArrayHandle):
     def _acc(self, action: str, **fields: Any) -> dict:
         return self._header("acc", v=action, **fields)
 
-    async def apply_grad(self, grad: Any, local_step: int = 0) -> bool:
-        """Add a gradient computed at ``local_step``; False when it was stale and dropped."""
-        reply, _ = await self.conn.call(self._acc("apply", step=int(local_step)),
-                                          [_as_float_array(grad)])
+    async def apply_grad(self, grad: Any, local_step: int = 0, *, wire_dtype: str | None = None) -> bool:
+        """Add a gradient computed at ``local_step``; False when it was stale and dropped.
+
+        ``wire_dtype="bfloat16"`` sends the gradient as bfloat16 (half the bytes of float32; a uint16
+        array is taken as bit patterns already); the server widens it exactly to float32 and sums in
+        float32. float16 needs no marker: pass a float16 array.
+        """
+        if wire_dtype is None:
+            header, arrays = self._acc("apply", step=int(local_step)), [_as_float_array(grad)]
+        else:
+            header, arrays = self._acc("apply", step=int(local_step), wd=wire_dtype), [_to_wire(grad, wire_dtype)]
+        reply, _ = await self.conn.call(header, arrays)
         return reply["r"]
 
     async def take_grad(self, num_required: int, *, timeout: Any = _DEFAULT) -> np.ndarray:

@@ -964,7 +964,7 @@ def _op_var(conn: DataConnection, h: dict, body):
     elif action in ("assign", "assign_add", "assign_sub"):
         if len(arrays) != 1:
             raise InvalidArgumentError(f"{action} needs one value")
-        value = getattr(v, action)(arrays[0])
+        value = getattr(v, action)(arrays[0], h.get("wd"))  # "wd": the marked wire dtype, if any
     else:
         raise UnimplementedError(f"unknown variable operation {action!r}")
     return {}, [value]
@@ -992,7 +992,7 @@ def _op_acc(conn: DataConnection, h: dict, body):
         step = h.get("step")
         if len(arrays) != 1 or not isinstance(step, int):
             raise InvalidArgumentError("apply_grad needs one gradient and an integer local_step")
-        return {"r": acc.apply_grad(arrays[0], step)}
+        return {"r": acc.apply_grad(arrays[0], step, h.get("wd"))}
     if action == "take":
         n = h.get("nn")
         if not isinstance(n, int):

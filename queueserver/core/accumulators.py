@@ -4,6 +4,12 @@ TensorFlow's ``ConditionalAccumulator``: replicas ``apply_grad(grad, local_step)
 computed for a step older than the accumulator's global step is stale and dropped; the chief's
 ``take_grad(n)`` waits for ``n`` fresh gradients, returns their average, clears the sum and advances
 the global step, so gradients still in flight for the finished step are dropped when they arrive.
+
+Gradients may arrive narrower than the accumulator's dtype (float16, or bfloat16 bit patterns marked
+``wire_dtype="bfloat16"``) to halve the bytes of a push: each is widened once on arrival by
+:func:`queueserver.core.wire_dtypes.widen`, and the sum is kept in float32 at least (float16 sums
+lose a bit per add, and NumPy emulates float16 arithmetic in software: several times slower than
+float32). The average a taker gets is in the accumulator's declared dtype, as in TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from queueserver.core.specs import as_dtype, dtype_name, shape_str
+from queueserver.core.wire_dtypes import check_wire, widen
 from queueserver.errors import CancelledError, DeadlineExceededError, InvalidArgumentError, NotFoundError
 
 
@@ -24,7 +31,8 @@ class ConditionalAccumulator:
     Args:
         name: display name.
         shape: the gradients' shape.
-        dtype: a floating dtype.
+        dtype: a floating dtype: what :meth:`take_grad` returns. The sum is kept in this dtype
+            promoted to at least float32 (``sum_dtype``).
     """
 
     type_name = "ConditionalAccumulator"
@@ -37,7 +45,8 @@ class ConditionalAccumulator:
         self.shape = tuple(int(d) for d in shape)
         self.global_step = 0
         self.count = 0
-        self._sum = np.zeros(self.shape, dtype=self.dtype)
+        self.sum_dtype = np.promote_types(self.dtype, np.float32)  # float16 -> float32; wider ones stay
+        self._sum = np.zeros(self.shape, dtype=self.sum_dtype)
         self._takers: deque[tuple[int, asyncio.Future]] = deque()
         self.destroyed = False
         self.stats = {"applied": 0, "dropped_stale": 0, "taken": 0}
@@ -46,24 +55,32 @@ class ConditionalAccumulator:
         if self.destroyed:
             raise NotFoundError(f"ConditionalAccumulator '{self.name}' no longer exists (its container was reset)")
 
-    def apply_grad(self, grad: np.ndarray, local_step: int) -> bool:
+    def apply_grad(self, grad: np.ndarray, local_step: int, wire_dtype: str | None = None) -> bool:
         """Add a gradient computed at ``local_step``; returns False when it was stale and dropped.
 
+        Args:
+            grad: the gradient, of the accumulator's shape: any real dtype that converts to the
+                accumulator's (float16 halves a push), or bfloat16 bit patterns (uint16).
+            local_step: the global step the gradient was computed at.
+            wire_dtype: ``"bfloat16"`` when ``grad`` holds bfloat16 bit patterns, else None.
+
         Raises:
-            InvalidArgumentError: wrong shape or dtype kind.
+            InvalidArgumentError: wrong shape or dtype, or an unknown ``wire_dtype``; checked even
+                for a stale gradient.
         """
         self._check_alive()
         grad = np.asarray(grad)
+        owner = f"ConditionalAccumulator '{self.name}'"
         if grad.shape != self.shape:
             raise InvalidArgumentError(
-                f"ConditionalAccumulator '{self.name}': gradient shape {shape_str(grad.shape)},"
-                f" expected {shape_str(self.shape)}")
+                f"{owner}: gradient shape {shape_str(grad.shape)}, expected {shape_str(self.shape)}")
         if grad.dtype.kind not in "fiu":
-            raise InvalidArgumentError(f"ConditionalAccumulator '{self.name}': gradient must be numeric")
+            raise InvalidArgumentError(f"{owner}: gradient must be numeric")
+        check_wire(grad.dtype, wire_dtype, self.sum_dtype, owner)
         if int(local_step) < self.global_step:
             self.stats["dropped_stale"] += 1
-            return False
-        self._sum += grad.astype(self.dtype, copy=False)
+            return False  # before widening: a stale gradient costs no conversion
+        np.add(self._sum, widen(grad, wire_dtype, self.sum_dtype, owner), out=self._sum)
         self.count += 1
         self.stats["applied"] += 1
         self._serve()
@@ -100,8 +117,8 @@ class ConditionalAccumulator:
             self._takers.popleft()
         if self._takers and self.count >= self._takers[0][0]:
             _, fut = self._takers.popleft()
-            average = self._sum / self.count
-            self._sum = np.zeros(self.shape, dtype=self.dtype)
+            average = self._sum / self.count  # a new array: the sum can be cleared in place
+            self._sum.fill(0)
             self.count = 0
             self.global_step += 1
             self.stats["taken"] += 1

@@ -16,6 +16,7 @@ import numpy as np
 from queueserver.core.accumulators import ConditionalAccumulator
 from queueserver.core.queues import QUEUE_TYPES, QueueBase, RandomShuffleQueue
 from queueserver.core.specs import ComponentSpec, as_dtype, dtype_name, shape_str
+from queueserver.core.wire_dtypes import widen
 from queueserver.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -49,13 +50,9 @@ class Variable:
                 f"Attempting to use uninitialized value {self.name}: run initialize() first")
         return self.value
 
-    def _coerce(self, value: np.ndarray, op: str) -> np.ndarray:
-        value = np.asarray(value)
-        if value.dtype != self.dtype:
-            if not np.can_cast(value.dtype, self.dtype, casting="same_kind"):
-                raise InvalidArgumentError(
-                    f"Variable '{self.name}' {op}: expected {dtype_name(self.dtype)}, got {dtype_name(value.dtype)}")
-            value = value.astype(self.dtype)
+    def _coerce(self, value: np.ndarray, op: str, wire_dtype: str | None = None) -> np.ndarray:
+        """``value`` as this variable's dtype and shape; see :mod:`queueserver.core.wire_dtypes` for ``wire_dtype``."""
+        value = widen(np.asarray(value), wire_dtype, self.dtype, f"Variable '{self.name}' {op}")
         if value.shape != self.shape:
             raise InvalidArgumentError(
                 f"Variable '{self.name}' {op}: expected shape {shape_str(self.shape)}, got {shape_str(value.shape)}")
@@ -80,27 +77,30 @@ class Variable:
         self.stats["reads"] += 1
         return value
 
-    def assign(self, value: Any) -> np.ndarray:
-        """Replace the value. Assigning initializes, as TensorFlow's ``assign`` does."""
+    def assign(self, value: Any, wire_dtype: str | None = None) -> np.ndarray:
+        """Replace the value. Assigning initializes, as TensorFlow's ``assign`` does.
+
+        ``wire_dtype="bfloat16"``: ``value`` holds bfloat16 bit patterns (uint16), widened exactly.
+        """
         if self.destroyed:
             raise NotFoundError(f"Variable '{self.name}' no longer exists (its container was reset)")
-        self.value = self._coerce(value, "assign").copy()
+        self.value = self._coerce(value, "assign", wire_dtype).copy()
         self.stats["updates"] += 1
         self.updated_at = time.time()
         return self.value
 
-    def assign_add(self, delta: Any) -> np.ndarray:
-        """Add ``delta`` atomically; returns the new value."""
+    def assign_add(self, delta: Any, wire_dtype: str | None = None) -> np.ndarray:
+        """Add ``delta`` atomically; returns the new value. ``wire_dtype``: as for :meth:`assign`."""
         current = self._check()
-        self.value = current + self._coerce(delta, "assign_add")
+        self.value = current + self._coerce(delta, "assign_add", wire_dtype)
         self.stats["updates"] += 1
         self.updated_at = time.time()
         return self.value
 
-    def assign_sub(self, delta: Any) -> np.ndarray:
-        """Subtract ``delta`` atomically; returns the new value."""
+    def assign_sub(self, delta: Any, wire_dtype: str | None = None) -> np.ndarray:
+        """Subtract ``delta`` atomically; returns the new value. ``wire_dtype``: as for :meth:`assign`."""
         current = self._check()
-        self.value = current - self._coerce(delta, "assign_sub")
+        self.value = current - self._coerce(delta, "assign_sub", wire_dtype)
         self.stats["updates"] += 1
         self.updated_at = time.time()
         return self.value

@@ -62,3 +62,54 @@ async def test_a_timed_out_taker_lets_the_next_one_be_served():
     with pytest.raises(DeadlineExceededError):
         await greedy
     assert (await asyncio.wait_for(modest, 1.0)).tolist() == [1.0]
+
+
+# ---------------------------------------------------------------- narrow wire dtypes
+def _bf16(values) -> np.ndarray:
+    from queueserver.core.wire_dtypes import float32_to_bfloat16_bits
+
+    return float32_to_bfloat16_bits(np.asarray(values, np.float32))
+
+
+async def test_bfloat16_gradients_are_widened_exactly_and_averaged_in_float32():
+    from queueserver.core.wire_dtypes import bfloat16_bits_to_float32
+
+    rng = np.random.default_rng(0)
+    grads = [_bf16(rng.standard_normal(1000) * 1e-3) for _ in range(3)]
+    acc = ConditionalAccumulator("w", [1000], np.float32)
+    take = acc.take_grad(3)
+    for g in grads:
+        assert g.dtype == np.uint16  # half the bytes of the float32 gradient
+        assert acc.apply_grad(g, local_step=0, wire_dtype="bfloat16")
+    average = await take
+    wide = [bfloat16_bits_to_float32(g) for g in grads]
+    expected = ((wide[0] + wide[1]) + wide[2]) / np.float32(3)  # float32 all the way, in arrival order
+    assert average.dtype == np.float32
+    np.testing.assert_array_equal(average, expected)
+    assert acc.describe()["dtype"] == "float32"
+
+
+async def test_a_float16_accumulator_sums_in_float32_and_answers_in_float16():
+    acc = ConditionalAccumulator("h", [1], np.float16)
+    assert acc.sum_dtype == np.float32
+    # In float16, 1 + 2**-11 is a tie that rounds back to 1: a float16 sum would lose both small terms.
+    for g in (1.0, 2.0 ** -11, 2.0 ** -11):
+        acc.apply_grad(np.float16([g]), local_step=0)
+    average = await acc.take_grad(3)
+    assert average.dtype == np.float16 and acc.describe()["dtype"] == "float16"
+    assert average[0] == np.float16((1 + 2.0 ** -10) / 3) != np.float16(1 / 3)
+
+
+async def test_a_stale_bfloat16_gradient_is_dropped_but_a_malformed_one_is_refused():
+    acc = ConditionalAccumulator("w", [2])
+    acc.set_global_step(3)
+    assert not acc.apply_grad(_bf16([1, 2]), local_step=2, wire_dtype="bfloat16")
+    assert acc.stats["dropped_stale"] == 1 and acc.num_accumulated() == 0
+    # The dtype is checked before the staleness: a wrong one fails even for an old step.
+    with pytest.raises(InvalidArgumentError, match="ConditionalAccumulator 'w': a bfloat16 value travels as uint16"):
+        acc.apply_grad(np.float32([1, 2]), local_step=2, wire_dtype="bfloat16")
+    with pytest.raises(InvalidArgumentError, match="ConditionalAccumulator 'w': unknown wire dtype 'bf16'"):
+        acc.apply_grad(_bf16([1, 2]), local_step=3, wire_dtype="bf16")
+    with pytest.raises(InvalidArgumentError, match="ConditionalAccumulator 'w': gradient must be numeric"):
+        acc.apply_grad(np.array([True, False]), local_step=3)
+    assert acc.num_accumulated() == 0 and acc.stats["applied"] == 0

@@ -58,3 +58,23 @@ def test_variable_lifecycle_and_atomic_updates():
         x.assign(np.zeros(3, np.complex128))
     with pytest.raises(InvalidArgumentError, match="is float32\\[3\\] but int64\\[\\] was requested"):
         rm.variable("x", np.int64(1))
+
+
+def test_variable_updates_accept_marked_bfloat16_and_refuse_it_where_it_cannot_go():
+    from queueserver.core.wire_dtypes import float32_to_bfloat16_bits
+
+    rm = ResourceManager()
+    x = rm.variable("x", np.zeros(3, np.float32))
+    x.initialize()
+    delta = float32_to_bfloat16_bits(np.float32([1.5, -0.25, 3.140625]))
+    assert x.assign_add(delta, wire_dtype="bfloat16").tolist() == [1.5, -0.25, 3.140625]
+    assert x.assign_sub(delta, wire_dtype="bfloat16").tolist() == [0, 0, 0]
+    assert x.assign(delta, wire_dtype="bfloat16").dtype == np.float32
+    with pytest.raises(InvalidArgumentError, match="Variable 'x' assign_add: a bfloat16 value travels as uint16"):
+        x.assign_add(np.ones(3, np.float32), wire_dtype="bfloat16")
+    counter = rm.variable("n", np.zeros(3, np.int64))
+    counter.initialize()
+    with pytest.raises(InvalidArgumentError, match="Variable 'n' assign_add: expected int64, got bfloat16"):
+        counter.assign_add(delta, wire_dtype="bfloat16")
+    bits = rm.variable("w/bfloat16", np.zeros(3, np.uint16))  # an encoded copy: unmarked uint16 is itself
+    assert bits.assign(delta).tolist() == delta.tolist()

@@ -273,6 +273,43 @@ def test_accumulator_takes_half_precision_gradients_and_widens_them(client):
     assert out.dtype == np.float32 and out.tolist() == [1.5, 2.5, -1.0]
 
 
+def test_a_bfloat16_push_carries_half_the_bytes_and_is_averaged_in_float32(client):
+    from queueserver.core.wire_dtypes import bfloat16_bits_to_float32, float32_to_bfloat16_bits
+
+    n = 100_000
+    acc = client.conditional_accumulator("grad/bf16", shape=[n], dtype=np.float32)
+    var = client.variable("w/bf16", np.zeros(n, np.float32))
+    var.initialize()
+    rng = np.random.default_rng(0)
+    g1, g2 = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+
+    def bytes_in(call) -> int:
+        before = client.status()["bytes_in"]
+        call()
+        return client.status()["bytes_in"] - before
+
+    full = bytes_in(lambda: acc.apply_grad(g1, local_step=0))
+    half = bytes_in(lambda: acc.apply_grad(g2, local_step=0, wire_dtype="bfloat16"))  # the client rounds
+    assert 0.45 * full < half < 0.55 * full
+    expected = (g1 + bfloat16_bits_to_float32(float32_to_bfloat16_bits(g2))) / np.float32(2)
+    out = acc.take_grad(2)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected)
+    # Bits encoded by the caller go as they are; updates to variables take the same marker.
+    bits = float32_to_bfloat16_bits(g1)
+    assert 0.45 * full < bytes_in(lambda: var.assign_add(bits, wire_dtype="bfloat16")) < 0.55 * full
+    np.testing.assert_array_equal(var.read(), bfloat16_bits_to_float32(bits))
+
+
+def test_a_wrong_wire_dtype_fails_with_invalid_argument_naming_the_accumulator(client):
+    acc = client.conditional_accumulator("grad/wrong", shape=[3], dtype=np.float32)
+    with pytest.raises(qs.InvalidArgumentError, match="ConditionalAccumulator 'grad/wrong': unknown wire dtype 'int4'"):
+        acc.apply_grad(np.zeros(3, np.float32), local_step=0, wire_dtype="int4")
+    with pytest.raises(qs.InvalidArgumentError, match="ConditionalAccumulator 'grad/wrong': gradient shape"):
+        acc.apply_grad(np.zeros(4, np.float32), local_step=0, wire_dtype="bfloat16")
+    assert acc.num_accumulated() == 0
+
+
 def test_clients_do_not_import_the_http_stack(server_process):
     # Loader and trainer processes import queueserver for its client; aiohttp (a quarter of a
     # second to import) is only needed where a server runs.
