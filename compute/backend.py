@@ -30,9 +30,13 @@ from typing import Any
 
 import numpy as np
 
+# The bfloat16 conversions live with the server's rule for reading them (one implementation for
+# clients and server); re-exported here as part of the transfer-dtype API.
+from queueserver.core.wire_dtypes import bfloat16_bits_to_float32, float32_to_bfloat16_bits
+
 __all__ = [
     "Backend", "DevicePlacementError", "get_backend", "parse_device", "array_module", "cupy_available",
-    "TRANSFER_DTYPES", "encode_transfer", "decode_transfer", "transfer_wire_dtype",
+    "TRANSFER_DTYPES", "encode_transfer", "decode_transfer", "transfer_wire_dtype", "transfer_marker",
     "float32_to_bfloat16_bits", "bfloat16_bits_to_float32",
 ]
 
@@ -247,25 +251,10 @@ def transfer_wire_dtype(name: str) -> np.dtype:
     return np.dtype(np.uint16) if name == "bfloat16" else np.dtype(name)
 
 
-def float32_to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
-    """Round float32 values to bfloat16, returned as their uint16 bit patterns.
-
-    Rounds to nearest, ties to even, like hardware conversions: add 0x7FFF plus the lowest kept bit,
-    then drop the low 16 bits. NaNs stay NaNs (a quiet NaN with the sign kept), where the carry of the
-    rounding would otherwise turn some into infinities.
-    """
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    rounded = ((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
-    out = rounded.astype(np.uint16)
-    nan = np.isnan(x)
-    if nan.any():
-        out[nan] = ((bits[nan] >> np.uint32(16)) & np.uint32(0x8000)).astype(np.uint16) | np.uint16(0x7FC0)
-    return out
-
-
-def bfloat16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
-    """Widen bfloat16 bit patterns (uint16) to float32 exactly."""
-    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+def transfer_marker(name: str) -> str | None:
+    """The ``wire_dtype`` marker a push in transfer dtype ``name`` carries: ``"bfloat16"`` for
+    bfloat16 (its uint16 carrier would otherwise read as integers), None for the NumPy dtypes."""
+    return "bfloat16" if transfer_wire_dtype(name) == np.uint16 else None
 
 
 def encode_transfer(x: np.ndarray, dtype: str) -> np.ndarray:

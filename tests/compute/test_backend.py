@@ -105,6 +105,15 @@ def test_bfloat16_keeps_nans_as_nans():
     assert np.signbit(out).tolist() == [False, True, False]
 
 
+def test_one_bfloat16_implementation_for_clients_and_server():
+    from queueserver.core import wire_dtypes
+
+    # The trainer's encoding and the server's widening must agree bit for bit: they are the same code.
+    assert be.float32_to_bfloat16_bits is wire_dtypes.float32_to_bfloat16_bits
+    assert be.bfloat16_bits_to_float32 is wire_dtypes.bfloat16_bits_to_float32
+    assert [be.transfer_marker(d) for d in be.TRANSFER_DTYPES] == [None, "bfloat16", None]
+
+
 def test_bfloat16_round_trip_error_and_bytes():
     x = np.random.default_rng(1).standard_normal(10_000).astype(np.float32) * 100
     wire = encode_transfer(x, "bfloat16")
