@@ -61,7 +61,7 @@ import numpy as np
 import queueserver as qs
 from queueserver.metrics import TRAINER_PHASES
 from compute.backend import (
-    TRANSFER_DTYPES, Backend, decode_transfer, encode_transfer, get_backend,
+    TRANSFER_DTYPES, Backend, decode_transfer, encode_transfer, get_backend, transfer_marker, transfer_wire_dtype,
 )
 from compute.checkpoint import load_checkpoint, save_checkpoint
 from compute.models import MLP, parse_model
@@ -600,8 +600,10 @@ class ParameterStore:
 
     Pulls and pushes of all variables go out together (pipelined on the one connection). With a
     half-precision ``transfer_dtype`` the chief keeps a second, encoded copy of each variable
-    (``<name>/<dtype>``) that replicas pull, which halves the pull bytes; pushes carry float16
-    (bfloat16 pushes travel as float16 until the ps can decode bfloat16, see the module notes).
+    (``<name>/<dtype>``) that replicas pull, which halves the pull bytes; pushes (gradients to the
+    accumulators, updates to the variables) travel in the transfer dtype too, bfloat16 as marked
+    uint16 bit patterns, and the ps widens them to float32 on arrival
+    (:mod:`queueserver.core.wire_dtypes`): half the bytes, float32 sums.
 
     Args:
         client: an AsyncClient.
@@ -621,10 +623,14 @@ class ParameterStore:
         self.vars: OrderedDict[str, Any] = OrderedDict()
         self.wire_vars: OrderedDict[str, Any] = OrderedDict()
 
+    #: The accumulators' dtype, whatever the transfer dtype: narrow pushes are widened on arrival,
+    #: so they sum in float32 and the chief takes float32 averages with no cast on either side.
+    accumulator_dtype = np.dtype(np.float32)
+
     @property
-    def push_dtype(self) -> np.dtype:
-        """What gradients and updates travel as."""
-        return np.dtype(np.float32) if self.transfer_dtype == "float32" else np.dtype(np.float16)
+    def push_wire_dtype(self) -> np.dtype:
+        """The NumPy dtype that carries gradients and updates on the wire (bfloat16: uint16)."""
+        return transfer_wire_dtype(self.transfer_dtype)
 
     def placement(self) -> Any:
         """A context placing new resources round robin over the ps tasks (when the client can)."""
@@ -637,7 +643,7 @@ class ParameterStore:
                 self.vars[name] = await self.client.variable(name, np.zeros(shape, np.float32),
                                                              container=self.container)
         if self.transfer_dtype != "float32":
-            wire = _wire_dtype(self.transfer_dtype)
+            wire = transfer_wire_dtype(self.transfer_dtype)
             for name, shape in self.shapes.items():
                 with device_scope(self.client, self.vars[name], self.ps_tasks):
                     self.wire_vars[name] = await self.client.variable(
@@ -664,17 +670,26 @@ class ParameterStore:
         return OrderedDict(zip(self.vars, raw))
 
     async def push_delta(self, delta: Mapping[str, np.ndarray]) -> "OrderedDict[str, np.ndarray]":
-        """Add ``delta`` to every variable atomically; returns the new values (the next pull, free)."""
-        dt = self.push_dtype
-        new = await asyncio.gather(*(self.vars[k].assign_add(np.asarray(d).astype(dt, copy=False))
-                                     for k, d in delta.items()))
+        """Add ``delta`` (host arrays) to every variable atomically, sent in the transfer dtype.
+
+        Returns the new values, float32 (the next pull, free).
+        """
+        marker = transfer_marker(self.transfer_dtype)
+        new = await asyncio.gather(*(
+            self.vars[k].assign_add(encode_transfer(d, self.transfer_dtype), wire_dtype=marker)
+            for k, d in delta.items()))
         return OrderedDict(zip(delta, new))
 
+    async def push_grads(self, accs: Mapping[str, Any], grads: Mapping[str, np.ndarray],
+                         local_step: int) -> list[bool]:
+        """Apply one gradient (host arrays) per variable to its accumulator, sent in the transfer dtype.
 
-def _wire_dtype(transfer_dtype: str) -> np.dtype:
-    from compute.backend import transfer_wire_dtype
-
-    return transfer_wire_dtype(transfer_dtype)
+        Returns each accumulator's answer: False where the gradient was stale and dropped.
+        """
+        marker = transfer_marker(self.transfer_dtype)
+        return list(await asyncio.gather(*(
+            accs[k].apply_grad(encode_transfer(g, self.transfer_dtype), local_step, wire_dtype=marker)
+            for k, g in grads.items())))
 
 
 def placement_scope(client: Any, ps_tasks: int | None) -> Any:
@@ -983,10 +998,11 @@ class Trainer:
                                "(client.conditional_accumulator), which this queueserver lacks")
         accs: OrderedDict[str, Any] = OrderedDict()
         for name, shape in store.shapes.items():
-            # The accumulator's dtype is the push dtype: the client sends gradients in it, so
-            # float16 accumulators halve the bytes of every push and of the chief's take.
+            # float32 whatever the transfer dtype: pushes travel narrow (store.push_grads) and the
+            # ps widens them on arrival, so only the bytes shrink, not the sums' precision.
             with device_scope(client, store.vars[name], store.ps_tasks):
-                accs[name] = await make(f"{name}/grad_accum", list(shape), store.push_dtype, container=container)
+                accs[name] = await make(f"{name}/grad_accum", list(shape), store.accumulator_dtype,
+                                        container=container)
         return accs
 
     async def _chief_init(self, store: ParameterStore, global_step: Any, accs: Any) -> None:
@@ -1084,7 +1100,6 @@ class Trainer:
         if cfg.is_chief:
             chief_task = asyncio.ensure_future(self._chief_loop(store, global_step, accs, tokens, stopper))
         prefetch = Prefetcher(source, self.backend, self._copy)
-        push_dt = store.push_dtype
         last_pushed = -1
         clock = self.clock
         start = time.perf_counter()
@@ -1120,9 +1135,7 @@ class Trainer:
                 clock.enter("compute_s")
                 loss, grads = await self._run_compute(self._grads, params, x, y)
                 clock.enter("push_grads_s")
-                applied = await asyncio.gather(*(
-                    accs[k].apply_grad(self.backend.to_host(g).astype(push_dt, copy=False), local_step)
-                    for k, g in grads.items()))
+                applied = await store.push_grads(accs, self._host_params(grads), local_step)
                 if not all(applied):
                     self.result.dropped += 1
                 last_pushed = local_step

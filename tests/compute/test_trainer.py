@@ -232,6 +232,59 @@ def test_sync_bfloat16_transfer_halves_pulls_and_trains(local_server):
     assert accuracy(parse_model(f"mlp:{D},16,{C}").forward(result.params, xt), yt) > 0.9
 
 
+def test_bfloat16_pushes_carry_half_the_bytes_and_the_accumulators_average_in_float32(local_server):
+    from compute.backend import encode_transfer
+
+    shapes = {"w": (300, 100), "b": (100,)}
+    rng = np.random.default_rng(0)
+    replicas = [{k: rng.standard_normal(s).astype(np.float32) * 1e-3 for k, s in shapes.items()} for _ in range(2)]
+
+    async def push_bytes(c, transfer_dtype: str):
+        store = ParameterStore(c, shapes, transfer_dtype, container=f"ps-{transfer_dtype}")
+        accs = {k: await c.conditional_accumulator(f"{k}/acc", s, store.accumulator_dtype,
+                                                   container=f"ps-{transfer_dtype}") for k, s in shapes.items()}
+        before = (await c.status())["bytes_in"]
+        for grads in replicas:
+            assert await store.push_grads(accs, grads, 0) == [True, True]
+        sent = (await c.status())["bytes_in"] - before
+        avgs = {k: await a.take_grad(2) for k, a in accs.items()}
+        return sent, avgs
+
+    async def main():
+        async with qs.connect_async(local_server.target) as c:
+            return await push_bytes(c, "float32"), await push_bytes(c, "bfloat16")
+
+    (full, exact), (half, avgs) = run(main())
+    assert 0.45 * full < half < 0.55 * full
+    for k in shapes:
+        # The ps widened the bfloat16 values exactly and averaged them in float32.
+        wide = [decode_transfer(encode_transfer(r[k], "bfloat16"), "bfloat16") for r in replicas]
+        assert avgs[k].dtype == np.float32
+        np.testing.assert_array_equal(avgs[k], (wide[0] + wide[1]) / np.float32(2))
+        np.testing.assert_array_equal(exact[k], (replicas[0][k] + replicas[1][k]) / np.float32(2))
+
+
+def test_async_bfloat16_updates_travel_as_bfloat16(local_server):
+    from compute.backend import encode_transfer
+
+    params = parse_model(f"mlp:{D},16,{C}").init_params(0)
+    delta = {k: np.full(v.shape, 0.1, np.float32) for k, v in params.items()}
+
+    async def main():
+        async with qs.connect_async(local_server.target) as c:
+            store = ParameterStore(c, {k: v.shape for k, v in params.items()}, "bfloat16", container="ps")
+            await store.create()
+            await store.publish(params)
+            assert store.push_wire_dtype == np.uint16
+            return await store.push_delta(delta)
+
+    new = run(main())
+    step = decode_transfer(encode_transfer(np.float32(0.1), "bfloat16"), "bfloat16")  # 0.10009765625
+    for k, v in params.items():
+        assert new[k].dtype == np.float32
+        np.testing.assert_array_equal(new[k], v + step)
+
+
 # ---------------------------------------------------------------- checkpoints
 def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     save_checkpoint(tmp_path, {"w": np.ones(3, np.float32)}, 5)
