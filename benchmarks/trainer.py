@@ -1,9 +1,10 @@
 """Trainer benchmarks: parameter traffic against the same-run relay floor, and queue-fed vs in-memory training.
 
 1. Parameter traffic: one pull plus one push of the MLP 784-1024-1024-10's parameters (7.4 MB in
-   float32) against a ``queueserver serve`` process, as a sync replica does them (reads of the
-   variables, ``apply_grad`` to the accumulators), in float32 and in bfloat16; beside the time the
-   same bytes take through the bare asyncio relay process measured in the same run.
+   float32) against a ``queueserver serve`` process, as a sync replica does them (``ParameterStore.pull``
+   and ``ParameterStore.push_grads`` of float32 host gradients to float32 accumulators: the encoding
+   to the transfer dtype and the server's widening are timed), in float32 and in bfloat16; beside
+   the time the same bytes take through the bare asyncio relay process measured in the same run.
 2. Trainer throughput: the same local-mode trainer fed from the server's queue by loader processes,
    and fed from arrays already in memory (already on the device with ``--device gpu:0``).
 
@@ -43,23 +44,21 @@ async def _traffic(target: str, dtype: str, repeat: int) -> tuple[float, int]:
         await store.create()
         await store.publish(params)
         accs = OrderedDict()
-        for k, v in params.items():
-            accs[k] = await c.conditional_accumulator(f"{k}/acc", v.shape, store.push_dtype,
+        for k, v in params.items():  # as the sync trainer makes them (Trainer._accumulators)
+            accs[k] = await c.conditional_accumulator(f"{k}/acc", v.shape, store.accumulator_dtype,
                                                       container=f"bench-{dtype}")
-        grads = {k: np.full(v.shape, 1e-3, np.float32) for k, v in params.items()}
+        rng = np.random.default_rng(1)  # gradient-like values: every bit of the rounding is exercised
+        grads = {k: (rng.standard_normal(v.shape, np.float32) * 1e-3) for k, v in params.items()}
         times = []
         for _ in range(repeat + 1):  # the first round warms the connection and the server's buffers
             t0 = time.perf_counter()
             pulled = await store.pull()
-            await asyncio.gather(*(accs[k].apply_grad(g.astype(store.push_dtype), 0) for k, g in grads.items()))
+            applied = await store.push_grads(accs, grads, 0)
             times.append(time.perf_counter() - t0)
-        wire = sum(encode_bytes(v, dtype) for v in pulled.values())
-        push = sum(g.size * store.push_dtype.itemsize for g in grads.values())
-    return statistics.median(times[1:]), wire + push
-
-
-def encode_bytes(v: np.ndarray, dtype: str) -> int:
-    return v.size * (4 if dtype == "float32" else 2)
+        assert all(applied)
+        # The bytes on the wire: the pull reads the encoded copies, the push sends the encoded gradients.
+        nbytes = 2 * sum(v.size for v in pulled.values()) * store.push_wire_dtype.itemsize
+    return statistics.median(times[1:]), nbytes
 
 
 def _relay_seconds(nbytes: int, repeat: int) -> float:
