@@ -44,7 +44,8 @@ from queueserver.errors import (
 )
 from queueserver.server import new_event_loop
 from queueserver.wire import (
-    PREAMBLE, FrameReader, coalesce, decode_arrays, encode_frame, encode_raw_frame, route_fields, set_nodelay,
+    COMPACT_DEQUEUE, COMPACT_ENQUEUE, COMPACT_REPLY, PREAMBLE, FrameReader, coalesce, decode_arrays,
+    encode_compact_request, encode_frame, encode_raw_frame, route_fields, set_nodelay,
 )
 
 _DEFAULT = object()  # "use the client's operation timeout"
@@ -70,7 +71,7 @@ class _ClientProtocol(asyncio.BufferedProtocol):
     def __init__(self, client: "AsyncClient") -> None:
         self.client = client
         self.reader = FrameReader(client._on_frame, client._on_stray_error, client._on_fatal,
-                                  max_message_bytes=client.max_message_bytes)
+                                  max_message_bytes=client.max_message_bytes, on_compact=client._on_compact)
         self.transport: asyncio.Transport | None = None
         self.can_write = asyncio.Event()
         self.can_write.set()
@@ -131,12 +132,15 @@ class AsyncClient:
         self._fatal: QueueServerError | None = None
         self._closed = False
         self.server_info: dict = {}
+        # The loop this client runs on, kept: asyncio.get_running_loop() costs a getpid() system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_handle = 1  # compact-frame handles this connection has bound (see AsyncQueue)
 
     # ----- connection
     async def open(self) -> "AsyncClient":
         """Connect and introduce this client (token included)."""
         host, port = parse_target(self.target)
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         try:
             transport, protocol = await loop.create_connection(lambda: _ClientProtocol(self), host, port)
         except OSError as exc:
@@ -239,6 +243,22 @@ class AsyncClient:
             return
         fut.set_result((header, body))
 
+    def _on_compact(self, body: bytearray) -> None:
+        """A compact reply (see :mod:`queueserver.wire`): resolve its call as ``({"d": id}, body)``."""
+        if len(body) < COMPACT_REPLY.size:
+            self._on_fatal(InvalidArgumentError(f"malformed compact reply of {len(body)} bytes"))
+            return
+        _, rid, delivery = COMPACT_REPLY.unpack_from(body)
+        route = self._dequeue_routes.pop(rid, None)
+        fut = self._pending.pop(rid, None)
+        if fut is None:
+            return
+        if fut.cancelled():
+            if delivery:  # nobody waits for this element any more: straight back to the queue's front
+                self._give_back(delivery, route or {})
+            return
+        fut.set_result(({"d": delivery} if delivery else {}, body))
+
     def _on_stray_error(self, error: QueueServerError, header: Any) -> None:
         self._fatal = error
 
@@ -272,7 +292,7 @@ class AsyncClient:
             return
         if len(self._pending) > 1:
             self._out = list(frames)
-            asyncio.get_running_loop().call_soon(self._flush_out, proto)
+            self._loop.call_soon(self._flush_out, proto)
             return
         if len(frames) == 1:
             proto.transport.write(frames[0])
@@ -293,7 +313,7 @@ class AsyncClient:
         rid = self._next_id
         self._next_id += 1
         header["i"] = rid
-        fut = asyncio.get_running_loop().create_future()
+        fut = (self._loop or asyncio.get_running_loop()).create_future()
         self._pending[rid] = fut
         if header.get("o") == "dequeue":
             self._dequeue_routes[rid] = header  # its routing fields, should the batch go back
@@ -302,22 +322,50 @@ class AsyncClient:
         except BaseException:
             self._pending.pop(rid, None)
             raise
+        reply, body = await self._reply(rid, fut, wait, header)
+        arrays_out = decode_arrays(reply["a"], body) if "a" in reply else []
+        return reply, arrays_out
+
+    async def call_compact(self, op: int, handle: int, timeout: float | None, acks: Sequence[int],
+                           payload: bytes, route: dict | None) -> tuple[dict, bytearray]:
+        """Send one compact request (see :mod:`queueserver.wire`) and await its reply.
+
+        Returns:
+            ``({"d": delivery id}, reply body)`` for a dequeue (the element's bytes follow the reply's
+            fixed part), ``({}, body)`` for an enqueue. Raises the server's error class.
+        """
+        proto = self._protocol
+        if proto is not None and not proto.can_write.is_set():
+            await proto.can_write.wait()
+        if proto is None or proto.transport is None:
+            raise self._fatal or UnavailableError(f"not connected to {self.target}")
+        rid = self._next_id
+        self._next_id += 1
+        fut = self._loop.create_future()
+        self._pending[rid] = fut
+        if route is not None:
+            self._dequeue_routes[rid] = route
+        self._write(proto, [encode_compact_request(op, rid, handle, timeout, acks, payload)])
+        return await self._reply(rid, fut, _wait(timeout), route)
+
+    async def _reply(self, rid: int, fut: asyncio.Future, wait: float | None, route: dict | None) -> tuple[dict, Any]:
+        """Await a call's reply; a caller that stops waiting withdraws the call (``route``: where
+        its resource lives, to give back what it delivered). Raises the server's error class."""
         try:
             if wait is None:
                 reply, body = await fut
             else:
                 reply, body = await asyncio.wait_for(fut, wait)
         except asyncio.TimeoutError:
-            self._abandon(rid, fut, route_fields(header))
+            self._abandon(rid, fut, route_fields(route) if route else {})
             raise DeadlineExceededError(f"no reply from {self.target} within {wait:.1f} s") from None
         except asyncio.CancelledError:
-            self._abandon(rid, fut, route_fields(header))
+            self._abandon(rid, fut, route_fields(route) if route else {})
             raise
         if "e" in reply:
             code, message, details = reply["e"]
             raise error_from_code(code, message, details)
-        arrays_out = decode_arrays(reply["a"], body) if "a" in reply else []
-        return reply, arrays_out
+        return reply, body
 
     async def call_raw(self, header: dict, body: Any, *, wait: float | None = None) -> tuple[dict, Any]:
         """Send a request whose arrays are already encoded; return the raw reply (errors included).
@@ -327,7 +375,7 @@ class AsyncClient:
         rid = self._next_id
         self._next_id += 1
         header["i"] = rid
-        fut = asyncio.get_running_loop().create_future()
+        fut = (self._loop or asyncio.get_running_loop()).create_future()
         self._pending[rid] = fut
         proto = self._protocol
         if proto is None or proto.transport is None:
@@ -519,6 +567,16 @@ def _components(value: Any, spec: ComponentSpec) -> list:
     return [coerce_component(v, d, i) for i, (v, d) in enumerate(zip(value, spec.dtypes))]
 
 
+def _compact_payload(value: Any, spec: ComponentSpec, layout: tuple) -> bytes | None:
+    """One element's bytes for a compact enqueue, or None when it does not match the spec exactly
+    (then the ordinary call sends it, and the server says what is wrong)."""
+    comps = _components(value, spec)
+    for arr, (_, shape, _) in zip(comps, layout):
+        if arr.shape != shape:
+            return None
+    return comps[0].tobytes() if len(comps) == 1 else b"".join([c.tobytes() for c in comps])
+
+
 class _Handle:
     """What every resource handle has: its name, its home task, and the connection that reaches it."""
 
@@ -542,6 +600,10 @@ class AsyncQueue(_Handle):
         self.spec = spec
         self.type_name = type_name
         self._key = (container, name)
+        self._route = {"n": name, "c": container, "h": home}  # where a delivery goes back to
+        # Compact frames: None until the first call decides, then 0 (not possible) or the handle.
+        self._compact: int | None = None
+        self._layout = spec.fixed_layout
 
     def __repr__(self) -> str:
         where = f"{self.container}/" if self.container else ""
@@ -565,7 +627,29 @@ class AsyncQueue(_Handle):
             CancelledError: the queue is closed.
             DeadlineExceededError: no room before the timeout.
         """
+        handle = self._compact if self._compact is not None else self._bind()
+        if handle:
+            payload = _compact_payload(value, self.spec, self._layout)
+            if payload is not None:
+                await self.conn.call_compact(COMPACT_ENQUEUE, handle, self.client._timeout(timeout), (), payload, None)
+                return
         await self._enqueue(value, False, timeout)
+
+    def _bind(self) -> int:
+        """Bind a compact-frame handle to this queue on its connection, if its calls can be compact:
+        elements of fixed size, a server that knows compact frames, and the connection reaching
+        the queue's own task (compact calls are never forwarded). Returns the handle, or 0."""
+        conn = self.conn
+        if self._layout is None or not conn.server_info.get("compact") or conn.task != self.device:
+            self._compact = 0
+            return 0
+        handle = conn._next_handle
+        conn._next_handle += 1
+        # No reply: the first compact call follows on the same connection, so the server has
+        # bound the handle before it reads that call.
+        conn._send({"o": "bind", "i": 0, "fh": handle, "n": self.name, "c": self.container})
+        self._compact = handle
+        return handle
 
     async def enqueue_many(self, values: Any, *, timeout: Any = _DEFAULT) -> None:
         """Add a batch of elements (the first dimension counts them), contiguously and in order.
@@ -584,6 +668,10 @@ class AsyncQueue(_Handle):
 
     async def _dequeue(self, mode: str, n: int | None, timeout: Any, tracked: bool = False) -> Any:
         """The element(s) dequeued; with ``tracked``, ``(value, delivery id)`` (see ``_give_back``)."""
+        if mode == "one":
+            handle = self._compact if self._compact is not None else self._bind()
+            if handle:
+                return await self._dequeue_compact(handle, timeout, tracked)
         t = self.client._timeout(timeout)
         header = {"o": "dequeue", "n": self.name, "c": self.container, "h": self.device, "md": mode, "nn": n, "t": t}
         unacked = self.conn._unacked.pop(self._key, None)
@@ -596,11 +684,37 @@ class AsyncQueue(_Handle):
                 self.conn._unacked.setdefault(self._key, []).extend(unacked)
             raise
         self.conn._unacked.setdefault(self._key, []).append(reply["d"])
-        if self.spec.names is not None:
-            value = dict(zip(self.spec.names, arrays))
-        else:
-            value = arrays[0] if len(arrays) == 1 else tuple(arrays)
+        value = self._value(arrays)
         return (value, reply["d"]) if tracked else value
+
+    async def _dequeue_compact(self, handle: int, timeout: Any, tracked: bool) -> Any:
+        """``dequeue()`` in compact frames: the element comes back as bare bytes cut by the spec."""
+        conn = self.conn
+        unacked = conn._unacked.pop(self._key, None)
+        try:
+            reply, body = await conn.call_compact(COMPACT_DEQUEUE, handle, self.client._timeout(timeout),
+                                                  unacked or (), b"", self._route)
+        except BaseException:
+            if unacked:  # not acknowledged after all: keep them for the next call
+                conn._unacked.setdefault(self._key, []).extend(unacked)
+            raise
+        delivery = reply["d"]
+        conn._unacked.setdefault(self._key, []).append(delivery)
+        offset = COMPACT_REPLY.size
+        arrays = []
+        for dtype, shape, nbytes in self._layout:
+            if offset + nbytes > len(body):
+                raise InvalidArgumentError(f"malformed compact reply: {len(body)} bytes for an element of {self}")
+            arrays.append(np.ndarray(shape, dtype, body, offset) if nbytes else np.empty(shape, dtype))
+            offset += nbytes
+        value = self._value(arrays)
+        return (value, delivery) if tracked else value
+
+    def _value(self, arrays: list) -> Any:
+        """What a dequeue returns: the array, a tuple of them, or a dict for named components."""
+        if self.spec.names is not None:
+            return dict(zip(self.spec.names, arrays))
+        return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
     def _give_back(self, delivery: int) -> None:
         """Return a delivered batch that its caller never received to the front of the queue.
@@ -611,7 +725,7 @@ class AsyncQueue(_Handle):
         unacked = self.conn._unacked.get(self._key)
         if unacked and delivery in unacked:
             unacked.remove(delivery)
-        self.conn._give_back(delivery, {"n": self.name, "c": self.container, "h": self.device})
+        self.conn._give_back(delivery, self._route)
 
     async def dequeue(self, *, timeout: Any = _DEFAULT) -> Any:
         """Remove one element: an array, or a tuple of arrays (a dict for named components).

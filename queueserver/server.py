@@ -26,6 +26,8 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
+
 from queueserver import __version__
 from queueserver.core import (
     MANY, ONE, UP_TO, Attempt, ConditionalAccumulator, QueueBase, ResourceManager, Variable,
@@ -40,15 +42,20 @@ from queueserver.errors import (
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
+    error_from_code,
 )
 from queueserver.cluster import ClusterSpec
 from queueserver.logs import event
 from queueserver.routing import Directory, Peers, Placement, check_device_name
 from queueserver.wire import (
+    COMPACT_DEQUEUE,
+    COMPACT_ENQUEUE,
     DEFAULT_MAX_MESSAGE_BYTES,
     PREAMBLE,
     FrameReader,
     decode_arrays,
+    decode_compact_request,
+    encode_compact_reply,
     encode_frame,
     encode_raw_frame,
     error_payload,
@@ -385,7 +392,7 @@ class DataConnection(asyncio.BufferedProtocol):
     def __init__(self, service: QueueService) -> None:
         self.service = service
         self.reader = FrameReader(self._on_frame, self._on_bad_frame, self._on_fatal,
-                                  max_message_bytes=service.max_message_bytes)
+                                  max_message_bytes=service.max_message_bytes, on_compact=self._on_compact)
         self.transport: asyncio.Transport | None = None
         self.authenticated = service.token is None
         self.client_name = "?"
@@ -406,6 +413,9 @@ class DataConnection(asyncio.BufferedProtocol):
         self.said_hello = self.said_bye = False
         self.report: dict | None = None                  # the client's latest report(): role, figures, ts
         self._last_queue: tuple | None = None            # ((container, name), queue) of the last call
+        # Compact-frame handles this client bound: handle -> ((container, name), queue or None,
+        # the queue's fixed layout or the bind's error payload, element bytes).
+        self.handles: dict[int, tuple] = {}
 
     # ----- transport callbacks
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -491,6 +501,11 @@ class DataConnection(asyncio.BufferedProtocol):
         if self.transport is None:
             return
         self._queue_out(encode_frame(header, arrays))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue one already-encoded frame (a compact reply)."""
+        if self.transport is not None:
+            self._queue_out([frame])
 
     def _queue_out(self, frames: list) -> None:
         """Replies made while the server handles a read go out together when it ends; a reply made
@@ -591,7 +606,10 @@ class DataConnection(asyncio.BufferedProtocol):
             if stats is not None:
                 stats.observe(op, "InternalError", t0)
             return
-        if isinstance(outcome, Attempt):
+        if outcome is _NO_REPLY:
+            if stats is not None:
+                stats.observe(op, "ok", t0)
+        elif isinstance(outcome, Attempt):
             self._track(rid, op, outcome, header, len(body), t0)
         elif isinstance(outcome, asyncio.Future):
             self._track_future(rid, op, outcome, t0)
@@ -601,6 +619,79 @@ class DataConnection(asyncio.BufferedProtocol):
             self.send(result, arrays)
             if stats is not None:
                 stats.observe(op, "ok", t0)
+
+    # ----- compact frames: one-element enqueue and dequeue without msgpack (see queueserver.wire)
+    def _on_compact(self, body: bytearray) -> None:
+        """Run a compact request; the queue rules are the core's, exactly as for a msgpack request."""
+        stats = self.stats
+        t0 = perf_counter() if stats is not None else 0.0
+        svc = self.service
+        rid, op = 0, "?"
+        try:
+            code, rid, handle, timeout, acks, offset = decode_compact_request(body)
+            op = "enqueue" if code == COMPACT_ENQUEUE else "dequeue" if code == COMPACT_DEQUEUE else "?"
+            svc.calls[op] = svc.calls.get(op, 0) + 1
+            if op == "?":
+                raise UnimplementedError(f"unknown compact operation {code}")
+            if not self.authenticated or svc.stopping:
+                raise self._refusal(rid, op)
+            if op == "enqueue":
+                q, element = self._bound(handle), self._compact_element(handle, body, offset)
+                self._check_pending_bytes()
+                attempt = q.enqueue(element, timeout=timeout, validated=True)
+            else:
+                self._ack(acks)
+                q = self._bound(handle)
+                if offset != len(body):
+                    raise InvalidArgumentError(f"malformed compact dequeue: {len(body) - offset} bytes after its header")
+                attempt = q.dequeue(timeout=timeout)
+        except QueueServerError as exc:
+            self.send({"i": rid, "e": error_payload(exc)})
+            if stats is not None:
+                stats.observe(op, type(exc).__name__, t0)
+            return
+        except Exception as exc:  # a bug: report it, keep serving everyone else
+            event(logging.ERROR, svc.task, "internal_error", f"internal error in compact {op!r}: {exc!r}",
+                  exc_info=True, op=op, client=self.client_name)
+            self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
+            if stats is not None:
+                stats.observe(op, "InternalError", t0)
+            return
+        self._track(rid, op, attempt, None, len(body), t0, compact=True)
+
+    def _bound(self, handle: int) -> QueueBase:
+        """The queue bound to a compact handle (looked up again after a reset destroyed it)."""
+        entry = self.handles.get(handle)
+        if entry is None:
+            raise InvalidArgumentError(f"no queue is bound to compact handle {handle} on this connection")
+        key, q, layout, _ = entry
+        if q is None:
+            raise error_from_code(*layout)  # the bind failed: its error, for every call that uses it
+        if q.destroyed:
+            q = self.service.resources.get(key[0], key[1], QueueBase)
+            if q.spec.fixed_layout != layout:
+                raise InvalidArgumentError(f"{q.type_name} '{q.name}' was created again with another spec: open it again")
+            self.handles[handle] = (key, q, layout, entry[3])
+        return q
+
+    def _compact_element(self, handle: int, body: bytearray, offset: int) -> tuple:
+        """One element, cut from a compact enqueue's bytes, with its leading count dimension."""
+        key, q, layout, size = self.handles[handle]
+        if len(body) - offset != size:
+            raise InvalidArgumentError(f"compact enqueue into {q.type_name} '{q.name}' carries {len(body) - offset}"
+                                       f" bytes; its elements are {size} bytes")
+        out = []
+        for dtype, shape, nbytes in layout:
+            out.append(np.ndarray((1, *shape), dtype, body, offset) if nbytes else np.empty((1, *shape), dtype))
+            offset += nbytes
+        return tuple(out)
+
+    def _check_pending_bytes(self) -> None:
+        limit = self.service.pending_bytes_limit
+        if self.pending_bytes > limit:
+            raise ResourceExhaustedError(
+                f"{self.pending_bytes} bytes of this connection's enqueues already wait for room (limit {limit});"
+                " wait for them to complete, or enqueue from another connection")
 
     # ----- cluster routing
     async def _route(self, rid: int, op: str, header: dict, body: Any, t0: float = 0.0) -> None:
@@ -693,10 +784,11 @@ class DataConnection(asyncio.BufferedProtocol):
             return
         self._queue_out(encode_raw_frame(header, body))
 
-    def _track(self, rid: int, op: str, attempt: Attempt, header: dict, nbytes: int, t0: float = 0.0) -> None:
+    def _track(self, rid: int, op: str, attempt: Attempt, header: dict | None, nbytes: int, t0: float = 0.0,
+               compact: bool = False) -> None:
         stats = self.stats
         if attempt.done:
-            self._reply_attempt(rid, attempt)
+            self._reply_attempt(rid, attempt, compact)
             if stats is not None:
                 stats.observe(op, "ok" if attempt.error is None else type(attempt.error).__name__, t0)
             return
@@ -711,7 +803,7 @@ class DataConnection(asyncio.BufferedProtocol):
             if is_enqueue:
                 self.pending_bytes -= nbytes
                 self._update_reading()
-            self._reply_attempt(rid, att)
+            self._reply_attempt(rid, att, compact)
             if stats is not None:
                 stats.observe(op, "ok" if att.error is None else type(att.error).__name__, t0)
             if self.closing and not self.pending:
@@ -747,19 +839,27 @@ class DataConnection(asyncio.BufferedProtocol):
             self.pending[rid] = fut
             fut.add_done_callback(done)
 
-    def _reply_attempt(self, rid: int, attempt: Attempt) -> None:
+    def _reply_attempt(self, rid: int, attempt: Attempt, compact: bool = False) -> None:
         try:
             if attempt.error is not None:
                 self.send({"i": rid, "e": error_payload(attempt.error)})
             elif attempt.is_enqueue:
-                self.send({"i": rid})
+                if compact:
+                    self.send_frame(encode_compact_reply(COMPACT_ENQUEUE, rid, 0))
+                else:
+                    self.send({"i": rid})
             elif self.transport is None:
                 # The client went away while the batch was on its way: put it straight back.
                 attempt.queue.return_elements(attempt.taken)
             else:
                 delivery = next(self._delivery_ids)
                 self.held[delivery] = (attempt.queue, attempt.taken)
-                self.send({"i": rid, "d": delivery}, attempt.result)
+                if compact:
+                    values = attempt.result
+                    payload = values[0].tobytes() if len(values) == 1 else b"".join([v.tobytes() for v in values])
+                    self.send_frame(encode_compact_reply(COMPACT_DEQUEUE, rid, delivery, payload))
+                else:
+                    self.send({"i": rid, "d": delivery}, attempt.result)
         except Exception as exc:  # a bug: report it to this caller, keep serving everyone else
             event(logging.ERROR, self.service.task, "internal_error", f"internal error replying to request {rid}",
                   exc_info=True, client=self.client_name)
@@ -854,6 +954,7 @@ def _op_hello(conn: DataConnection, h: dict, body) -> dict:
               client=conn.client_name, peer=conn.peer)
     cluster = conn.service.cluster
     return {"version": __version__, "task": conn.service.task, "max_message_bytes": conn.service.max_message_bytes,
+            "compact": 1,
             "cluster": None if cluster is None else cluster.as_dict()}
 
 
@@ -877,11 +978,7 @@ def _op_queue(conn: DataConnection, h: dict, body) -> dict:
 
 
 def _op_enqueue(conn: DataConnection, h: dict, body) -> Attempt:
-    limit = conn.service.pending_bytes_limit
-    if conn.pending_bytes > limit:
-        raise ResourceExhaustedError(
-            f"{conn.pending_bytes} bytes of this connection's enqueues already wait for room (limit {limit});"
-            " wait for them to complete, or enqueue from another connection")
+    conn._check_pending_bytes()
     q = conn.queue(h)
     arrays = decode_arrays(h.get("a", []), body)
     return q.enqueue(arrays, many=bool(h.get("m")), timeout=_timeout(h))
@@ -897,6 +994,32 @@ def _op_dequeue(conn: DataConnection, h: dict, body) -> Attempt:
     if n is not None and not isinstance(n, int):
         raise InvalidArgumentError("dequeue count must be an integer")
     return q.dequeue(n, mode=mode, timeout=_timeout(h))
+
+
+# Compact handles one connection may bind: each holds a reference to its queue.
+_MAX_HANDLES = 65536
+_NO_REPLY = object()  # an operation that is answered by nothing (bind)
+
+
+def _op_bind(conn: DataConnection, h: dict, body) -> object:
+    """Bind a client-chosen handle to a queue for compact frames. No reply: the client sends its
+    first compact call right behind it, and a failed bind fails each call that uses the handle."""
+    handle = h.get("fh")
+    if type(handle) is not int or not 0 < handle < 2 ** 32:
+        raise InvalidArgumentError(f"bind needs a handle number between 1 and 2**32-1, got {handle!r}")
+    if handle not in conn.handles and len(conn.handles) >= _MAX_HANDLES:
+        raise ResourceExhaustedError(f"this connection already bound {_MAX_HANDLES} compact handles")
+    key = (_str(h, "c", ""), _str(h, "n"))
+    try:
+        q = conn.queue(h)
+        layout = q.spec.fixed_layout
+        if layout is None:
+            raise InvalidArgumentError(f"{q.type_name} '{q.name}' has elements of variable size or strings:"
+                                       " compact frames cannot carry them")
+        conn.handles[handle] = (key, q, layout, sum(nbytes for _, _, nbytes in layout))
+    except QueueServerError as exc:
+        conn.handles[handle] = (key, None, error_payload(exc), 0)
+    return _NO_REPLY
 
 
 def _op_ack(conn: DataConnection, h: dict, body) -> dict:
@@ -1076,7 +1199,7 @@ _OPS: dict[str, Callable] = {
     "ack": _op_ack, "return": _op_return, "cancel": _op_cancel, "size": _op_size,
     "is_closed": _op_is_closed, "close": _op_close, "variable": _op_variable, "var": _op_var,
     "accumulator": _op_accumulator, "acc": _op_acc, "reset": _op_reset, "status": _op_status, "spec": _op_spec, "bye": _op_bye, "ping": _op_ping,
-    "dir": _op_dir, "report": _op_report,
+    "dir": _op_dir, "report": _op_report, "bind": _op_bind,
 }
 
 

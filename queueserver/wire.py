@@ -12,6 +12,16 @@ arrays (numpy object arrays of ``bytes``) travel inside the header as ``["O", sh
 
 Requests carry ``"i"`` (request id) and ``"o"`` (operation); replies carry ``"i"`` and either the
 result fields or ``"e": [code, message, details]``. Pipelining is free: replies name their request.
+
+Compact frames (``header_len == 0``) carry the commonest small calls without msgpack: a
+one-element enqueue or dequeue on a queue whose elements are a fixed run of bytes
+(:attr:`~queueserver.core.specs.ComponentSpec.fixed_layout`). The client first binds a handle
+number of its choosing to the queue (a ``"bind"`` request, answered by nothing), then sends::
+
+    request: u8 op | u32 request id | u32 handle | f64 timeout (NaN: none) | u16 n | n x u64 acks | element bytes
+    reply:   u8 op | u32 request id | u64 delivery id (0 for an enqueue) | element bytes
+
+Errors still come back as ordinary frames (``{"i": id, "e": ...}``), so one error path serves both.
 """
 
 from __future__ import annotations
@@ -32,6 +42,11 @@ DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 # Bodies at least this big get a buffer of their own that the socket reads straight into.
 _BIG_BODY = 64 * 1024
 _SMALL_BUFFER = 256 * 1024
+
+COMPACT_REQUEST = struct.Struct("<BIIdH")
+COMPACT_REPLY = struct.Struct("<BIQ")
+COMPACT_ENQUEUE, COMPACT_DEQUEUE = 1, 2
+_COMPACT = object()  # the "header" of a compact frame inside the reader
 
 _packer = msgpack.Packer(use_bin_type=True)
 _DTYPES: dict = {}  # wire dtype strings already validated, to skip np.dtype() on the hot path
@@ -82,6 +97,40 @@ def encode_frame(header: dict, arrays: Sequence[np.ndarray] = ()) -> list:
         # One small buffer: a single send, instead of a header segment followed by a tiny body one.
         return [b"".join([PREFIX.pack(len(head), body_len), head, *buffers])]
     return [PREFIX.pack(len(head), body_len) + head, *buffers]
+
+
+def encode_compact_request(op: int, rid: int, handle: int, timeout: float | None, acks: Sequence[int],
+                           payload: bytes = b"") -> bytes:
+    """One compact request frame (see the module notes); ``payload`` is the element's bytes."""
+    head = COMPACT_REQUEST.pack(op, rid, handle, math.nan if timeout is None else timeout, len(acks))
+    if acks:
+        head += struct.pack(f"<{len(acks)}Q", *acks)
+    return PREFIX.pack(0, len(head) + len(payload)) + head + payload
+
+
+def decode_compact_request(body: bytearray) -> tuple[int, int, int, float | None, list[int], int]:
+    """``(op, rid, handle, timeout, acks, payload offset)`` of a compact request.
+
+    Raises:
+        InvalidArgumentError: the frame is too short for what it declares.
+    """
+    if len(body) < COMPACT_REQUEST.size:
+        raise InvalidArgumentError(f"malformed compact frame: {len(body)} bytes, a request needs {COMPACT_REQUEST.size}")
+    op, rid, handle, timeout, n = COMPACT_REQUEST.unpack_from(body)
+    offset = COMPACT_REQUEST.size + 8 * n
+    if offset > len(body):
+        raise InvalidArgumentError(f"malformed compact frame: it declares {n} acknowledgements but has {len(body)} bytes")
+    acks = list(struct.unpack_from(f"<{n}Q", body, COMPACT_REQUEST.size)) if n else []
+    if timeout != timeout:  # NaN
+        timeout = None
+    elif timeout < 0:
+        raise InvalidArgumentError(f"malformed compact frame: negative timeout {timeout}")
+    return op, rid, handle, timeout, acks, offset
+
+
+def encode_compact_reply(op: int, rid: int, delivery: int, payload: bytes = b"") -> bytes:
+    """One compact reply frame."""
+    return PREFIX.pack(0, COMPACT_REPLY.size + len(payload)) + COMPACT_REPLY.pack(op, rid, delivery) + payload
 
 
 def coalesce(buffers: list) -> list:
@@ -195,13 +244,17 @@ class FrameReader:
             decoded; parsing goes on with the next frame.
         on_fatal: called with an error when the stream cannot be parsed any further (limits).
         max_message_bytes: the largest header plus body accepted.
+        on_compact: called with the body of each compact frame (``header_len == 0``); without it
+            such a frame is a bad frame.
     """
 
     def __init__(self, on_frame: Callable[[dict, Any], None],
                  on_bad_frame: Callable[[QueueServerError, Any], None],
                  on_fatal: Callable[[QueueServerError], None], *,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 on_compact: Callable[[bytearray], None] | None = None) -> None:
         self._on_frame = on_frame
+        self._on_compact = on_compact
         self._on_bad_frame = on_bad_frame
         self._on_fatal = on_fatal
         self._max = max_message_bytes
@@ -249,6 +302,8 @@ class FrameReader:
     def _emit(self, header: Any, body: Any, bad: QueueServerError | None) -> None:
         if bad is not None:
             self._on_bad_frame(bad, None)
+        elif header is _COMPACT:
+            self._on_compact(body)
         else:
             self._on_frame(header, body)
 
@@ -284,12 +339,17 @@ class FrameReader:
                 break
             h0 = self._start + PREFIX.size
             bad = None
-            try:
-                header = msgpack.unpackb(memoryview(buf)[h0:h0 + header_len], raw=False, strict_map_key=False)
-                if not isinstance(header, dict):
-                    raise ValueError("the header is not a map")
-            except Exception as exc:  # malformed msgpack of any kind
-                header, bad = None, InvalidArgumentError(f"malformed frame header: {exc}")
+            if not header_len:
+                header = _COMPACT
+                if self._on_compact is None:
+                    bad = InvalidArgumentError("malformed frame: empty header (compact frames are not accepted here)")
+            else:
+                try:
+                    header = msgpack.unpackb(memoryview(buf)[h0:h0 + header_len], raw=False, strict_map_key=False)
+                    if not isinstance(header, dict):
+                        raise ValueError("the header is not a map")
+                except Exception as exc:  # malformed msgpack of any kind
+                    header, bad = None, InvalidArgumentError(f"malformed frame header: {exc}")
             b0 = h0 + header_len
             frame_len = needed if not big else needed + body_len
             if avail < frame_len:

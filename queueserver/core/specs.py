@@ -109,6 +109,15 @@ class ComponentSpec:
             for i, d in enumerate(self.dtypes))
 
     @property
+    def fixed_layout(self) -> tuple[tuple[np.dtype, tuple, int], ...] | None:
+        """Per component ``(dtype, shape, nbytes)`` when one element is a fixed run of bytes (numeric
+        dtypes, fully known shapes), else None. Such elements can travel as bare bytes: the spec
+        both ends hold says how to cut them (the wire's compact frames)."""
+        if not self.fully_defined or any(d == STRING for d in self.dtypes):
+            return None
+        return tuple((d, s, int(np.prod(s, dtype=np.int64)) * d.itemsize) for d, s in zip(self.dtypes, self.shapes))
+
+    @property
     def fully_defined(self) -> bool:
         """True when every component has a shape with no unknown dimension."""
         return self.shapes is not None and all(None not in s for s in self.shapes)

@@ -16,32 +16,41 @@ from queueserver.wire import PREAMBLE, PREFIX
 from support import ClusterProcesses
 
 
-async def test_a_dequeue_cancelled_as_its_reply_lands_gives_the_batch_back(local_server):
+@pytest.mark.parametrize("compact", [True, False], ids=["compact frames", "msgpack frames"])
+async def test_a_dequeue_cancelled_as_its_reply_lands_gives_the_batch_back(local_server, compact):
+    # Fixed-size elements travel in compact frames; variable-size ones in msgpack frames.
+    shape, value = ([], 42.0) if compact else ([None], [42.0])
     prod = await AsyncClient(local_server.target).open()
     cons = await AsyncClient(local_server.target).open()
     try:
-        qp = await prod.fifo_queue("race", capacity=10, dtypes=[np.float32], shapes=[[]])
+        qp = await prod.fifo_queue("race", capacity=10, dtypes=[np.float32], shapes=[shape])
         qc = await cons.queue("race")
         task = asyncio.ensure_future(qc.dequeue())
         while not (await prod.status())["queues"][0]["waiting_dequeues"]:
             await asyncio.sleep(0.01)
-        deliver = cons._on_frame
+        deliver, deliver_compact = cons._on_frame, cons._on_compact
 
         def deliver_then_cancel(header, body):  # the caller gives up in the very turn the reply arrives
             deliver(header, body)
             if "d" in header:
                 task.cancel()
 
+        def deliver_compact_then_cancel(body):
+            deliver_compact(body)
+            task.cancel()
+
         cons._protocol.reader._on_frame = deliver_then_cancel
-        await qp.enqueue(42.0)
+        cons._protocol.reader._on_compact = deliver_compact_then_cancel
+        await qp.enqueue(value)
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert (qc._compact > 0) == compact
         await cons.close()  # a clean goodbye acknowledges what the client holds: nothing, here
         deadline = time.monotonic() + 5
         while await qp.size() != 1:
             assert time.monotonic() < deadline, "the cancelled delivery was lost"
             await asyncio.sleep(0.01)
-        assert float(await qp.dequeue()) == 42.0
+        assert np.asarray(await qp.dequeue()).reshape(-1).tolist() == [42.0]
     finally:
         await prod.close()
         await cons.close()
