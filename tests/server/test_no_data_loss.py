@@ -17,12 +17,13 @@ import queueserver as qs
 
 CONSUMER = r"""
 import sys, numpy as np, queueserver as qs
-target, out_path = sys.argv[1], sys.argv[2]
+target, out_path, batch_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 with qs.connect(target) as c, open(out_path, "a") as out:
     q = c.fifo_queue("work", capacity=100000, dtypes=[np.int64], shapes=[[]])
     while True:
         try:
-            batch = q.dequeue_up_to(50)
+            # One element per call travels in compact frames; batches in msgpack frames.
+            batch = q.dequeue_up_to(batch_size) if batch_size > 1 else np.atleast_1d(q.dequeue())
         except qs.OutOfRangeError:
             break
         out.write(" ".join(map(str, batch.tolist())) + "\n")
@@ -30,7 +31,6 @@ with qs.connect(target) as c, open(out_path, "a") as out:
 """
 
 N = 5000
-BATCH = 50
 
 
 def _lines(path: Path) -> int:
@@ -41,15 +41,17 @@ def _lines(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_consumer_killed_with_sigkill_loses_nothing(server_process, tmp_path):
+@pytest.mark.parametrize("batch", [50, 1], ids=["dequeue_up_to(50)", "dequeue()"])
+def test_consumer_killed_with_sigkill_loses_nothing(server_process, tmp_path, batch):
     with qs.connect(server_process.target) as c:
+        c.reset([""])  # the module's server: start from an empty container
         q = c.fifo_queue("work", capacity=100000, dtypes=[np.int64], shapes=[[]])
         q.enqueue_many(np.arange(N, dtype=np.int64))
         q.close()
         out = tmp_path / "seen.txt"
         kills = 0
         for threshold in (3, 20, 45):
-            proc = subprocess.Popen([sys.executable, "-c", CONSUMER, server_process.target, str(out)],
+            proc = subprocess.Popen([sys.executable, "-c", CONSUMER, server_process.target, str(out), str(batch)],
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
             deadline = time.monotonic() + 60
             while _lines(out) < threshold and proc.poll() is None and time.monotonic() < deadline:
@@ -58,11 +60,12 @@ def test_consumer_killed_with_sigkill_loses_nothing(server_process, tmp_path):
             proc.wait()
             kills += 1
         # The last consumer drains what is left, including every batch a killed consumer held.
-        subprocess.run([sys.executable, "-c", CONSUMER, server_process.target, str(out)], check=True, timeout=120)
+        subprocess.run([sys.executable, "-c", CONSUMER, server_process.target, str(out), str(batch)],
+                       check=True, timeout=120)
         seen = Counter(int(v) for line in out.read_text().splitlines() for v in line.split())
         assert set(seen) == set(range(N)), f"lost {N - len(seen)} elements"
         repeated = sum(count - 1 for count in seen.values())
-        assert repeated <= kills * BATCH  # at most the one batch each killed consumer held
+        assert repeated <= kills * batch  # at most the one batch each killed consumer held
         assert q.size() == 0
         c.reset([""])
 
