@@ -570,6 +570,10 @@ def _components(value: Any, spec: ComponentSpec) -> list:
 def _compact_payload(value: Any, spec: ComponentSpec, layout: tuple) -> bytes | None:
     """One element's bytes for a compact enqueue, or None when it does not match the spec exactly
     (then the ordinary call sends it, and the server says what is wrong)."""
+    if len(layout) == 1 and isinstance(value, (np.ndarray, np.generic)):
+        dtype, shape, _ = layout[0]
+        if value.dtype == dtype and value.shape == shape:  # the commonest element: one exact array
+            return value.tobytes()
     comps = _components(value, spec)
     for arr, (_, shape, _) in zip(comps, layout):
         if arr.shape != shape:

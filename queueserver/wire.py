@@ -47,6 +47,7 @@ COMPACT_REQUEST = struct.Struct("<BIIdH")
 COMPACT_REPLY = struct.Struct("<BIQ")
 COMPACT_ENQUEUE, COMPACT_DEQUEUE = 1, 2
 _COMPACT = object()  # the "header" of a compact frame inside the reader
+_COMPACT_FRAME = struct.Struct("<IQBIIdH")  # PREFIX and COMPACT_REQUEST in one
 
 _packer = msgpack.Packer(use_bin_type=True)
 _DTYPES: dict = {}  # wire dtype strings already validated, to skip np.dtype() on the hot path
@@ -102,9 +103,10 @@ def encode_frame(header: dict, arrays: Sequence[np.ndarray] = ()) -> list:
 def encode_compact_request(op: int, rid: int, handle: int, timeout: float | None, acks: Sequence[int],
                            payload: bytes = b"") -> bytes:
     """One compact request frame (see the module notes); ``payload`` is the element's bytes."""
-    head = COMPACT_REQUEST.pack(op, rid, handle, math.nan if timeout is None else timeout, len(acks))
-    if acks:
-        head += struct.pack(f"<{len(acks)}Q", *acks)
+    t = math.nan if timeout is None else timeout
+    if not acks:
+        return _COMPACT_FRAME.pack(0, COMPACT_REQUEST.size + len(payload), op, rid, handle, t, 0) + payload
+    head = COMPACT_REQUEST.pack(op, rid, handle, t, len(acks)) + struct.pack(f"<{len(acks)}Q", *acks)
     return PREFIX.pack(0, len(head) + len(payload)) + head + payload
 
 
