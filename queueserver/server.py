@@ -594,17 +594,8 @@ class DataConnection(asyncio.BufferedProtocol):
         stats = self.stats
         try:
             outcome = _OPS[op](self, header, body)
-        except QueueServerError as exc:
-            self.send({"i": rid, "e": error_payload(exc)})
-            if stats is not None:
-                stats.observe(op, type(exc).__name__, t0)
-            return
-        except Exception as exc:  # a bug: report it, keep serving everyone else
-            event(logging.ERROR, self.service.task, "internal_error", f"internal error in {op!r}: {exc!r}",
-                  exc_info=True, op=op, client=self.client_name)
-            self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
-            if stats is not None:
-                stats.observe(op, "InternalError", t0)
+        except Exception as exc:
+            self._fail(rid, op, exc, t0)
             return
         if outcome is _NO_REPLY:
             if stats is not None:
@@ -619,6 +610,20 @@ class DataConnection(asyncio.BufferedProtocol):
             self.send(result, arrays)
             if stats is not None:
                 stats.observe(op, "ok", t0)
+
+    def _fail(self, rid: int, op: str, exc: Exception, t0: float, doing: str = "in") -> None:
+        """Answer a call that raised: with its error, or, for a bug, with InternalError (logged,
+        so the server keeps serving everyone else); and count the outcome. Call it from the
+        ``except`` block, where the traceback is."""
+        if isinstance(exc, QueueServerError):
+            error = exc
+        else:
+            event(logging.ERROR, self.service.task, "internal_error", f"internal error {doing} {op!r}: {exc!r}",
+                  exc_info=True, op=op, client=self.client_name)
+            error = InternalError(f"{type(exc).__name__}: {exc}")
+        self.send({"i": rid, "e": error_payload(error)})
+        if self.stats is not None:
+            self.stats.observe(op, type(error).__name__, t0)
 
     # ----- compact frames: one-element enqueue and dequeue without msgpack (see queueserver.wire)
     def _on_compact(self, body: bytearray) -> None:
@@ -645,17 +650,8 @@ class DataConnection(asyncio.BufferedProtocol):
                 if offset != len(body):
                     raise InvalidArgumentError(f"malformed compact dequeue: {len(body) - offset} bytes after its header")
                 attempt = q.dequeue(timeout=timeout)
-        except QueueServerError as exc:
-            self.send({"i": rid, "e": error_payload(exc)})
-            if stats is not None:
-                stats.observe(op, type(exc).__name__, t0)
-            return
-        except Exception as exc:  # a bug: report it, keep serving everyone else
-            event(logging.ERROR, svc.task, "internal_error", f"internal error in compact {op!r}: {exc!r}",
-                  exc_info=True, op=op, client=self.client_name)
-            self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
-            if stats is not None:
-                stats.observe(op, "InternalError", t0)
+        except Exception as exc:
+            self._fail(rid, op, exc, t0, "in compact")
             return
         self._track(rid, op, attempt, None, len(body), t0, compact=True)
 
@@ -727,20 +723,12 @@ class DataConnection(asyncio.BufferedProtocol):
                 self._dispatch_local(rid, op, header, body, t0)
             else:
                 await self._forward(rid, op, home, header, body, t0)
-        except QueueServerError as exc:
-            self.send({"i": rid, "e": error_payload(exc)})
-            if stats is not None:
-                stats.observe(op, type(exc).__name__, t0)
         except asyncio.CancelledError:
             # Withdrawn by the client (or its connection closed): answer, so it forgets the call.
             self.send({"i": rid, "e": error_payload(CancelledError("the call was cancelled by its caller"))})
             raise
-        except Exception as exc:  # a bug: report it, keep serving everyone else
-            event(logging.ERROR, svc.task, "internal_error", f"internal error routing {op!r}: {exc!r}",
-                  exc_info=True, op=op, client=self.client_name)
-            self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
-            if stats is not None:
-                stats.observe(op, "InternalError", t0)
+        except Exception as exc:
+            self._fail(rid, op, exc, t0, "routing")
 
     async def _forward(self, rid: int, op: str, home: str, header: dict, body: Any, t0: float = 0.0) -> None:
         stats = self.stats
