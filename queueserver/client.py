@@ -44,11 +44,13 @@ from queueserver.errors import (
 )
 from queueserver.server import new_event_loop
 from queueserver.wire import (
-    COMPACT_DEQUEUE, COMPACT_ENQUEUE, COMPACT_REPLY, PREAMBLE, FrameReader, coalesce, decode_arrays,
-    encode_compact_request, encode_frame, encode_raw_frame, route_fields, set_nodelay,
+    COMPACT_DEQUEUE, COMPACT_ENQUEUE, COMPACT_MAX_ACKS, COMPACT_REPLY, PREAMBLE, FrameReader, coalesce,
+    compact_layout, decode_arrays, encode_compact_request, encode_frame, encode_raw_frame, route_fields,
+    set_nodelay,
 )
 
 _DEFAULT = object()  # "use the client's operation timeout"
+_MAX_COMPACT_HANDLES = 65536  # the server's limit per connection
 # How long the client waits past a call's own timeout before deciding the server is gone.
 _TIMEOUT_GRACE = 30.0
 
@@ -134,7 +136,8 @@ class AsyncClient:
         self.server_info: dict = {}
         # The loop this client runs on, kept: asyncio.get_running_loop() costs a getpid() system call.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._next_handle = 1  # compact-frame handles this connection has bound (see AsyncQueue)
+        # Compact-frame handles this connection has bound, one per queue and element layout (see AsyncQueue).
+        self._compact_handles: dict[tuple, int] = {}
 
     # ----- connection
     async def open(self) -> "AsyncClient":
@@ -340,12 +343,13 @@ class AsyncClient:
         if proto is None or proto.transport is None:
             raise self._fatal or UnavailableError(f"not connected to {self.target}")
         rid = self._next_id
+        frame = encode_compact_request(op, rid, handle, timeout, acks, payload)  # before anything is registered
         self._next_id += 1
         fut = self._loop.create_future()
         self._pending[rid] = fut
         if route is not None:
             self._dequeue_routes[rid] = route
-        self._write(proto, [encode_compact_request(op, rid, handle, timeout, acks, payload)])
+        self._write(proto, [frame])
         return await self._reply(rid, fut, _wait(timeout), route)
 
     async def _reply(self, rid: int, fut: asyncio.Future, wait: float | None, route: dict | None) -> tuple[dict, Any]:
@@ -607,7 +611,7 @@ class AsyncQueue(_Handle):
         self._route = {"n": name, "c": container, "h": home}  # where a delivery goes back to
         # Compact frames: None until the first call decides, then 0 (not possible) or the handle.
         self._compact: int | None = None
-        self._layout = spec.fixed_layout
+        self._layout = compact_layout(spec)
 
     def __repr__(self) -> str:
         where = f"{self.container}/" if self.container else ""
@@ -640,18 +644,28 @@ class AsyncQueue(_Handle):
         await self._enqueue(value, False, timeout)
 
     def _bind(self) -> int:
-        """Bind a compact-frame handle to this queue on its connection, if its calls can be compact:
-        elements of fixed size, a server that knows compact frames, and the connection reaching
-        the queue's own task (compact calls are never forwarded). Returns the handle, or 0."""
+        """This queue's compact-frame handle on its connection, if its calls can be compact: elements
+        of fixed size, a server that knows compact frames and has this machine's byte order, and the
+        connection reaching the queue's own task (compact calls are never forwarded). Handles are
+        per queue and element layout, shared by every handle object of it. Returns it, or 0."""
         conn = self.conn
-        if self._layout is None or not conn.server_info.get("compact") or conn.task != self.device:
+        info = conn.server_info
+        if (self._layout is None or not info.get("compact") or info.get("byteorder") != sys.byteorder
+                or conn.task != self.device):
             self._compact = 0
             return 0
-        handle = conn._next_handle
-        conn._next_handle += 1
-        # No reply: the first compact call follows on the same connection, so the server has
-        # bound the handle before it reads that call.
-        conn._send({"o": "bind", "i": 0, "fh": handle, "n": self.name, "c": self.container})
+        key = (self._key, self._layout)
+        handle = conn._compact_handles.get(key)
+        if handle is None:
+            if len(conn._compact_handles) >= _MAX_COMPACT_HANDLES:
+                self._compact = 0  # the server's limit: further queues use ordinary frames
+                return 0
+            handle = len(conn._compact_handles) + 1
+            # No reply: the first compact call follows on the same connection, so the server has
+            # bound the handle before it reads that call; the server checks the layout then.
+            conn._send({"o": "bind", "i": 0, "fh": handle, "n": self.name, "c": self.container,
+                        "spec": self.spec.to_wire()})
+            conn._compact_handles[key] = handle
         self._compact = handle
         return handle
 
@@ -674,7 +688,7 @@ class AsyncQueue(_Handle):
         """The element(s) dequeued; with ``tracked``, ``(value, delivery id)`` (see ``_give_back``)."""
         if mode == "one":
             handle = self._compact if self._compact is not None else self._bind()
-            if handle:
+            if handle and len(self.conn._unacked.get(self._key, ())) <= COMPACT_MAX_ACKS:
                 return await self._dequeue_compact(handle, timeout, tracked)
         t = self.client._timeout(timeout)
         header = {"o": "dequeue", "n": self.name, "c": self.container, "h": self.device, "md": mode, "nn": n, "t": t}
@@ -703,12 +717,13 @@ class AsyncQueue(_Handle):
                 conn._unacked.setdefault(self._key, []).extend(unacked)
             raise
         delivery = reply["d"]
+        if len(body) != COMPACT_REPLY.size + sum(nbytes for _, _, nbytes in self._layout):
+            self._give_back(delivery)  # nobody can read it: back to the queue's front, not acknowledged
+            raise InvalidArgumentError(f"malformed compact reply: {len(body)} bytes for an element of {self}")
         conn._unacked.setdefault(self._key, []).append(delivery)
         offset = COMPACT_REPLY.size
         arrays = []
         for dtype, shape, nbytes in self._layout:
-            if offset + nbytes > len(body):
-                raise InvalidArgumentError(f"malformed compact reply: {len(body)} bytes for an element of {self}")
             arrays.append(np.ndarray(shape, dtype, body, offset) if nbytes else np.empty(shape, dtype))
             offset += nbytes
         value = self._value(arrays)

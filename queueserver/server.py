@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from queueserver import __version__
 from queueserver.core import (
     MANY, ONE, UP_TO, Attempt, ConditionalAccumulator, QueueBase, ResourceManager, Variable,
 )
+from queueserver.core.specs import ComponentSpec
 from queueserver import errors as _errors
 from queueserver.errors import (
     CancelledError,
@@ -42,7 +44,6 @@ from queueserver.errors import (
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
-    error_from_code,
 )
 from queueserver.cluster import ClusterSpec
 from queueserver.logs import event
@@ -53,8 +54,10 @@ from queueserver.wire import (
     DEFAULT_MAX_MESSAGE_BYTES,
     PREAMBLE,
     FrameReader,
+    COMPACT_REQUEST,
+    compact_layout,
     decode_arrays,
-    decode_compact_request,
+    decode_compact_acks,
     encode_compact_reply,
     encode_frame,
     encode_raw_frame,
@@ -413,8 +416,8 @@ class DataConnection(asyncio.BufferedProtocol):
         self.said_hello = self.said_bye = False
         self.report: dict | None = None                  # the client's latest report(): role, figures, ts
         self._last_queue: tuple | None = None            # ((container, name), queue) of the last call
-        # Compact-frame handles this client bound: handle -> ((container, name), queue or None,
-        # the queue's fixed layout or the bind's error payload, element bytes).
+        # Compact-frame handles this client bound: handle -> ((container, name), the element
+        # layout the client expects or None, element bytes, the queue once found or None).
         self.handles: dict[int, tuple] = {}
 
     # ----- transport callbacks
@@ -633,46 +636,57 @@ class DataConnection(asyncio.BufferedProtocol):
         svc = self.service
         rid, op = 0, "?"
         try:
-            code, rid, handle, timeout, acks, offset = decode_compact_request(body)
+            if len(body) < COMPACT_REQUEST.size:
+                svc.calls[op] = svc.calls.get(op, 0) + 1
+                raise InvalidArgumentError(
+                    f"malformed compact frame: {len(body)} bytes, a request needs {COMPACT_REQUEST.size}")
+            code, n_acks, handle, rid, timeout = COMPACT_REQUEST.unpack_from(body)
             op = "enqueue" if code == COMPACT_ENQUEUE else "dequeue" if code == COMPACT_DEQUEUE else "?"
             svc.calls[op] = svc.calls.get(op, 0) + 1
             if op == "?":
                 raise UnimplementedError(f"unknown compact operation {code}")
             if not self.authenticated or svc.stopping:
                 raise self._refusal(rid, op)
+            acks, offset = decode_compact_acks(body, n_acks)
+            if timeout != timeout:  # NaN: wait for ever
+                timeout = None
+            q, layout, size = self._bound(handle)
             if op == "enqueue":
-                q, element = self._bound(handle), self._compact_element(handle, body, offset)
+                if acks:
+                    raise InvalidArgumentError("a compact enqueue carries no acknowledgements")
+                element = self._compact_element(q, layout, size, body, offset)
                 self._check_pending_bytes()
                 attempt = q.enqueue(element, timeout=timeout, validated=True)
             else:
-                self._ack(acks)
-                q = self._bound(handle)
                 if offset != len(body):
                     raise InvalidArgumentError(f"malformed compact dequeue: {len(body) - offset} bytes after its header")
+                self._ack(acks)
                 attempt = q.dequeue(timeout=timeout)
         except Exception as exc:
             self._fail(rid, op, exc, t0, "in compact")
             return
         self._track(rid, op, attempt, None, len(body), t0, compact=True)
 
-    def _bound(self, handle: int) -> QueueBase:
-        """The queue bound to a compact handle (looked up again after a reset destroyed it)."""
+    def _bound(self, handle: int) -> tuple[QueueBase, tuple, int]:
+        """``(queue, layout, element bytes)`` of a compact handle. The queue is looked up on first
+        use and again after a reset destroyed it, and must have the layout the client expects."""
         entry = self.handles.get(handle)
         if entry is None:
             raise InvalidArgumentError(f"no queue is bound to compact handle {handle} on this connection")
-        key, q, layout, _ = entry
-        if q is None:
-            raise error_from_code(*layout)  # the bind failed: its error, for every call that uses it
-        if q.destroyed:
+        key, layout, size, q = entry
+        if q is None or q.destroyed:
+            if layout is None:
+                raise InvalidArgumentError(f"compact handle {handle} was bound without a fixed-size element spec")
             q = self.service.resources.get(key[0], key[1], QueueBase)
-            if q.spec.fixed_layout != layout:
-                raise InvalidArgumentError(f"{q.type_name} '{q.name}' was created again with another spec: open it again")
-            self.handles[handle] = (key, q, layout, entry[3])
-        return q
+            if compact_layout(q.spec) != layout:
+                raise InvalidArgumentError(f"{q.type_name} '{q.name}' holds {q.spec.describe()}, not the elements this"
+                                           " client expects (created again with another spec?): open it again")
+            self.handles[handle] = (key, layout, size, q)
+        return q, layout, size
 
-    def _compact_element(self, handle: int, body: bytearray, offset: int) -> tuple:
+    @staticmethod
+    def _compact_element(q: QueueBase, layout: tuple, size: int, body: bytearray, offset: int) -> tuple:
         """One element, cut from a compact enqueue's bytes, with its leading count dimension."""
-        key, q, layout, size = self.handles[handle]
         if len(body) - offset != size:
             raise InvalidArgumentError(f"compact enqueue into {q.type_name} '{q.name}' carries {len(body) - offset}"
                                        f" bytes; its elements are {size} bytes")
@@ -942,7 +956,7 @@ def _op_hello(conn: DataConnection, h: dict, body) -> dict:
               client=conn.client_name, peer=conn.peer)
     cluster = conn.service.cluster
     return {"version": __version__, "task": conn.service.task, "max_message_bytes": conn.service.max_message_bytes,
-            "compact": 1,
+            "compact": 1, "byteorder": sys.byteorder,
             "cluster": None if cluster is None else cluster.as_dict()}
 
 
@@ -990,8 +1004,9 @@ _NO_REPLY = object()  # an operation that is answered by nothing (bind)
 
 
 def _op_bind(conn: DataConnection, h: dict, body) -> object:
-    """Bind a client-chosen handle to a queue for compact frames. No reply: the client sends its
-    first compact call right behind it, and a failed bind fails each call that uses the handle."""
+    """Bind a client-chosen handle to a queue name and the element layout the client expects, for
+    compact frames. No reply: the client sends its first compact call right behind it, and that
+    call (like every later one) fails if the queue is missing or holds other elements."""
     handle = h.get("fh")
     if type(handle) is not int or not 0 < handle < 2 ** 32:
         raise InvalidArgumentError(f"bind needs a handle number between 1 and 2**32-1, got {handle!r}")
@@ -999,14 +1014,10 @@ def _op_bind(conn: DataConnection, h: dict, body) -> object:
         raise ResourceExhaustedError(f"this connection already bound {_MAX_HANDLES} compact handles")
     key = (_str(h, "c", ""), _str(h, "n"))
     try:
-        q = conn.queue(h)
-        layout = q.spec.fixed_layout
-        if layout is None:
-            raise InvalidArgumentError(f"{q.type_name} '{q.name}' has elements of variable size or strings:"
-                                       " compact frames cannot carry them")
-        conn.handles[handle] = (key, q, layout, sum(nbytes for _, _, nbytes in layout))
-    except QueueServerError as exc:
-        conn.handles[handle] = (key, None, error_payload(exc), 0)
+        layout = compact_layout(ComponentSpec.from_wire(h["spec"]))
+    except (QueueServerError, KeyError, TypeError, ValueError, AttributeError):
+        layout = None  # every call on the handle then says so
+    conn.handles[handle] = (key, layout, 0 if layout is None else sum(nb for _, _, nb in layout), None)
     return _NO_REPLY
 
 

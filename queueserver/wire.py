@@ -16,12 +16,15 @@ result fields or ``"e": [code, message, details]``. Pipelining is free: replies 
 Compact frames (``header_len == 0``) carry the commonest small calls without msgpack: a
 one-element enqueue or dequeue on a queue whose elements are a fixed run of bytes
 (:attr:`~queueserver.core.specs.ComponentSpec.fixed_layout`). The client first binds a handle
-number of its choosing to the queue (a ``"bind"`` request, answered by nothing), then sends::
+number of its choosing to the queue and the element layout it expects (a ``"bind"`` request,
+answered by nothing; the server checks the layout against the queue on the first call), then sends::
 
-    request: u8 op | u32 request id | u32 handle | f64 timeout (NaN: none) | u16 n | n x u64 acks | element bytes
-    reply:   u8 op | u32 request id | u64 delivery id (0 for an enqueue) | element bytes
+    request: u8 op | pad | u16 n | u32 handle | u64 request id | f64 timeout (NaN: none) | n x u64 acks | element
+    reply:   u8 op | 7 pad | u64 request id | u64 delivery id (0 for an enqueue) | element
 
-Errors still come back as ordinary frames (``{"i": id, "e": ...}``), so one error path serves both.
+Both fixed parts are 24 bytes, so the element's arrays start 8-byte aligned. Element bytes are in
+the machine's order; a client uses compact frames only with a server of its own byte order. Errors
+still come back as ordinary frames (``{"i": id, "e": ...}``), so one error path serves both.
 """
 
 from __future__ import annotations
@@ -43,11 +46,15 @@ DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 _BIG_BODY = 64 * 1024
 _SMALL_BUFFER = 256 * 1024
 
-COMPACT_REQUEST = struct.Struct("<BIIdH")
-COMPACT_REPLY = struct.Struct("<BIQ")
+COMPACT_REQUEST = struct.Struct("<BxHIQd")   # op, ack count, handle, request id, timeout
+COMPACT_REPLY = struct.Struct("<B7xQQ")      # op, request id, delivery id
 COMPACT_ENQUEUE, COMPACT_DEQUEUE = 1, 2
+COMPACT_MAX_ACKS = 0xFFFF
+# Larger elements gain nothing from compact frames (their bytes cost more than a header) and
+# would leave the reader's small-frame buffer.
+COMPACT_MAX_ELEMENT_BYTES = 1 << 20
 _COMPACT = object()  # the "header" of a compact frame inside the reader
-_COMPACT_FRAME = struct.Struct("<IQBIIdH")  # PREFIX and COMPACT_REQUEST in one
+_COMPACT_FRAME = struct.Struct("<IQBxHIQd")  # PREFIX and COMPACT_REQUEST in one
 
 _packer = msgpack.Packer(use_bin_type=True)
 _DTYPES: dict = {}  # wire dtype strings already validated, to skip np.dtype() on the hot path
@@ -100,34 +107,44 @@ def encode_frame(header: dict, arrays: Sequence[np.ndarray] = ()) -> list:
     return [PREFIX.pack(len(head), body_len) + head, *buffers]
 
 
+def compact_layout(spec: Any) -> tuple | None:
+    """The element layout a queue's compact frames use (a ``ComponentSpec``'s ``fixed_layout``),
+    or None when its elements cannot travel compact (variable size, strings, over 1 MiB)."""
+    layout = spec.fixed_layout
+    if layout is None or sum(nbytes for _, _, nbytes in layout) > COMPACT_MAX_ELEMENT_BYTES:
+        return None
+    return layout
+
+
 def encode_compact_request(op: int, rid: int, handle: int, timeout: float | None, acks: Sequence[int],
                            payload: bytes = b"") -> bytes:
-    """One compact request frame (see the module notes); ``payload`` is the element's bytes."""
+    """One compact request frame (see the module notes); ``payload`` is the element's bytes.
+
+    Raises:
+        InvalidArgumentError: more than ``COMPACT_MAX_ACKS`` acknowledgements, or a request id
+            over 64 bits (the caller sends such a call the ordinary way).
+    """
     t = math.nan if timeout is None else timeout
-    if not acks:
-        return _COMPACT_FRAME.pack(0, COMPACT_REQUEST.size + len(payload), op, rid, handle, t, 0) + payload
-    head = COMPACT_REQUEST.pack(op, rid, handle, t, len(acks)) + struct.pack(f"<{len(acks)}Q", *acks)
+    n = len(acks)
+    try:
+        if not n:
+            return _COMPACT_FRAME.pack(0, COMPACT_REQUEST.size + len(payload), op, 0, handle, rid, t) + payload
+        head = COMPACT_REQUEST.pack(op, n, handle, rid, t) + struct.pack(f"<{n}Q", *acks)
+    except struct.error as exc:
+        raise InvalidArgumentError(f"cannot encode a compact request: {exc}") from None
     return PREFIX.pack(0, len(head) + len(payload)) + head + payload
 
 
-def decode_compact_request(body: bytearray) -> tuple[int, int, int, float | None, list[int], int]:
-    """``(op, rid, handle, timeout, acks, payload offset)`` of a compact request.
+def decode_compact_acks(body: bytearray, n: int) -> tuple[list[int], int]:
+    """The ``n`` acknowledgements after a compact request's fixed part, and where its element starts.
 
     Raises:
         InvalidArgumentError: the frame is too short for what it declares.
     """
-    if len(body) < COMPACT_REQUEST.size:
-        raise InvalidArgumentError(f"malformed compact frame: {len(body)} bytes, a request needs {COMPACT_REQUEST.size}")
-    op, rid, handle, timeout, n = COMPACT_REQUEST.unpack_from(body)
     offset = COMPACT_REQUEST.size + 8 * n
     if offset > len(body):
         raise InvalidArgumentError(f"malformed compact frame: it declares {n} acknowledgements but has {len(body)} bytes")
-    acks = list(struct.unpack_from(f"<{n}Q", body, COMPACT_REQUEST.size)) if n else []
-    if timeout != timeout:  # NaN
-        timeout = None
-    elif timeout < 0:
-        raise InvalidArgumentError(f"malformed compact frame: negative timeout {timeout}")
-    return op, rid, handle, timeout, acks, offset
+    return (list(struct.unpack_from(f"<{n}Q", body, COMPACT_REQUEST.size)) if n else []), offset
 
 
 def encode_compact_reply(op: int, rid: int, delivery: int, payload: bytes = b"") -> bytes:

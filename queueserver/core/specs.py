@@ -7,6 +7,8 @@ batch of one. Strings (TensorFlow's ``tf.string``) are numpy object arrays holdi
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -115,7 +117,7 @@ class ComponentSpec:
         both ends hold says how to cut them (the wire's compact frames)."""
         if not self.fully_defined or any(d == STRING for d in self.dtypes):
             return None
-        return tuple((d, s, int(np.prod(s, dtype=np.int64)) * d.itemsize) for d, s in zip(self.dtypes, self.shapes))
+        return tuple((d, s, math.prod(s) * d.itemsize) for d, s in zip(self.dtypes, self.shapes))
 
     @property
     def fully_defined(self) -> bool:

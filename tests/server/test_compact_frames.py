@@ -83,6 +83,50 @@ async def test_compact_timeouts_and_close_follow_the_queue_rules(local_server):
             await q.enqueue(3)
 
 
+async def test_negative_timeouts_expire_at_once_and_leave_the_client_usable(local_server):
+    async with qs.connect_async(local_server.target) as c:
+        q = await c.fifo_queue("negative", 1, [np.float32], [[]])
+        with pytest.raises(qs.DeadlineExceededError):
+            await asyncio.wait_for(q.dequeue(timeout=-1), 5)
+        await q.enqueue(1.0)
+        with pytest.raises(qs.DeadlineExceededError):
+            await asyncio.wait_for(q.enqueue(2.0, timeout=-1), 5)
+        assert float(await q.dequeue()) == 1.0 and q._compact > 0 and c._fatal is None
+
+
+async def test_handles_are_per_queue_and_acknowledgements_overflow_to_msgpack(local_server, monkeypatch):
+    import queueserver.client as client_module
+
+    monkeypatch.setattr(client_module, "COMPACT_MAX_ACKS", 3)
+    async with qs.connect_async(local_server.target) as c:
+        q = await c.fifo_queue("acks", 10, [np.float64], [[]])
+        again = await c.queue("acks")
+        await q.enqueue_many(np.arange(6.0))
+        got = [await q.dequeue(), await again.dequeue()]
+        assert q._compact == again._compact and len(c._compact_handles) == 1
+        assert all(a.flags.aligned for a in got)  # the element starts 8-byte aligned in the reply
+        got += [await q.dequeue() for _ in range(4)]  # the fifth carries 4 acks: an ordinary frame
+        assert [float(v) for v in got] == [0, 1, 2, 3, 4, 5]
+    async with qs.connect_async(local_server.target) as c:  # the clean close acknowledged them all
+        assert await (await c.queue("acks")).size() == 0
+
+
+async def test_a_handle_checks_the_queue_it_finds_on_every_call(local_server):
+    async with qs.connect_async(local_server.target) as a, qs.connect_async(local_server.target) as b:
+        held = await a.fifo_queue("respec", 4, [np.float32], [[]], container="box")
+        await b.reset(["box"])  # before a's first call: the queue a holds a handle on is gone
+        await b.fifo_queue("respec", 4, [np.int32], [[]], container="box")  # same element size
+        with pytest.raises(qs.InvalidArgumentError, match="not the elements this client expects"):
+            await held.enqueue(1.5)  # would have been read as the int32 1069547520
+        assert await (await b.queue("respec", container="box")).size() == 0
+        await b.reset(["box"])
+        with pytest.raises(qs.NotFoundError):
+            await held.dequeue(timeout=0)
+        await b.fifo_queue("respec", 4, [np.float32], [[]], container="box")  # what a expects again
+        await held.enqueue(2.5)
+        assert float(await held.dequeue()) == 2.5
+
+
 async def test_a_reset_reaches_compact_handles(local_server):
     async with qs.connect_async(local_server.target) as c:
         q = await c.fifo_queue("gone", 4, [np.float32], [[]], container="box")
@@ -97,6 +141,7 @@ async def test_a_reset_reaches_compact_handles(local_server):
         await c.fifo_queue("gone", 4, [np.int32], [[]], container="box")  # another element size
         with pytest.raises(qs.InvalidArgumentError, match="another spec"):
             await q.dequeue()
+        assert c._fatal is None
 
 
 def _compact_reply(sock) -> tuple[int, int, int, bytes]:
@@ -127,20 +172,27 @@ def test_malformed_compact_frames_get_clear_errors(local_server):
         (encode_compact_request(COMPACT_ENQUEUE, 3, 9, None, (), b"\x00" * 8), 3, qs.InvalidArgumentError,
          "no queue is bound to compact handle 9"),
         (encode_compact_request(7, 4, 1, None, ()), 4, qs.UnimplementedError, "unknown compact operation 7"),
-        (compact(COMPACT_REQUEST.pack(COMPACT_DEQUEUE, 5, 1, math.nan, 3)), 0, qs.InvalidArgumentError,
+        (compact(COMPACT_REQUEST.pack(COMPACT_DEQUEUE, 3, 1, 5, math.nan)), 5, qs.InvalidArgumentError,
          "declares 3 acknowledgements"),
-        (encode_compact_request(COMPACT_DEQUEUE, 6, 1, -1.0, ()), 0, qs.InvalidArgumentError, "negative timeout"),
+        (encode_compact_request(COMPACT_ENQUEUE, 6, 1, None, [1], b"\x00" * 8), 6, qs.InvalidArgumentError,
+         "no queue is bound to compact handle 1"),
     ]
     for frame, rid, error, message in cases:
         sock.sendall(frame)
         reply = _read_frame(sock)
         assert reply["i"] == rid and reply["e"][0] == error.code and message in reply["e"][1], reply
-    # A bind answers nothing; a bind that failed fails each call on its handle with its error.
-    sock.sendall(_frame(msgpack.packb({"i": 0, "o": "bind", "fh": 2, "n": "missing"}))
+    spec = {"dtypes": ["float32"], "shapes": [[2]]}
+    # A bind answers nothing; each call on the handle finds the queue, or says why it cannot.
+    sock.sendall(_frame(msgpack.packb({"i": 0, "o": "bind", "fh": 2, "n": "missing", "spec": spec}))
                  + encode_compact_request(COMPACT_DEQUEUE, 7, 2, 0.0, ()))
     reply = _read_frame(sock)
     assert reply["i"] == 7 and reply["e"][0] == qs.NotFoundError.code and "missing" in reply["e"][1]
-    sock.sendall(_frame(msgpack.packb({"i": 0, "o": "bind", "fh": 1, "n": "raw"}))
+    sock.sendall(_frame(msgpack.packb({"i": 0, "o": "bind", "fh": 3, "n": "raw", "spec": {"dtypes": ["int32"],
+                                                                                          "shapes": [[2]]}}))
+                 + encode_compact_request(COMPACT_DEQUEUE, 11, 3, 0.0, ()))
+    reply = _read_frame(sock)
+    assert reply["i"] == 11 and reply["e"][0] == qs.InvalidArgumentError.code and "not the elements" in reply["e"][1]
+    sock.sendall(_frame(msgpack.packb({"i": 0, "o": "bind", "fh": 1, "n": "raw", "spec": spec}))
                  + encode_compact_request(COMPACT_ENQUEUE, 8, 1, None, (), b"\x00" * 5))
     reply = _read_frame(sock)
     assert reply["i"] == 8 and reply["e"][0] == qs.InvalidArgumentError.code and "carries 5 bytes" in reply["e"][1]
@@ -162,7 +214,8 @@ def test_a_killed_connection_returns_a_compact_delivery(local_server):
     with qs.connect(local_server.target) as c:
         q = c.fifo_queue("held", 4, [np.float32], [[]])
         q.enqueue_many(np.float32([1, 2, 3]))
-        sock.sendall(_frame(msgpack.packb({"i": 0, "o": "bind", "fh": 1, "n": "held"}))
+        sock.sendall(_frame(msgpack.packb({"i": 0, "o": "bind", "fh": 1, "n": "held",
+                                           "spec": {"dtypes": ["float32"], "shapes": [[]]}}))
                      + encode_compact_request(COMPACT_DEQUEUE, 2, 1, None, ()))
         first = _compact_reply(sock)[2]
         sock.sendall(encode_compact_request(COMPACT_DEQUEUE, 3, 1, None, [first]))  # acknowledges 1.0
