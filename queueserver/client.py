@@ -44,13 +44,12 @@ from queueserver.errors import (
 )
 from queueserver.server import new_event_loop
 from queueserver.wire import (
-    COMPACT_DEQUEUE, COMPACT_ENQUEUE, COMPACT_MAX_ACKS, COMPACT_REPLY, PREAMBLE, FrameReader, coalesce,
-    compact_layout, decode_arrays, encode_compact_request, encode_frame, encode_raw_frame, route_fields,
+    COMPACT_DEQUEUE, COMPACT_ENQUEUE, COMPACT_MAX_ACKS, COMPACT_MAX_HANDLES, COMPACT_REPLY, PREAMBLE, FrameReader,
+    coalesce, compact_layout, decode_arrays, encode_compact_request, encode_frame, encode_raw_frame, route_fields,
     set_nodelay,
 )
 
 _DEFAULT = object()  # "use the client's operation timeout"
-_MAX_COMPACT_HANDLES = 65536  # the server's limit per connection
 # How long the client waits past a call's own timeout before deciding the server is gone.
 _TIMEOUT_GRACE = 30.0
 
@@ -657,7 +656,7 @@ class AsyncQueue(_Handle):
         key = (self._key, self._layout)
         handle = conn._compact_handles.get(key)
         if handle is None:
-            if len(conn._compact_handles) >= _MAX_COMPACT_HANDLES:
+            if len(conn._compact_handles) >= COMPACT_MAX_HANDLES:
                 self._compact = 0  # the server's limit: further queues use ordinary frames
                 return 0
             handle = len(conn._compact_handles) + 1

@@ -51,10 +51,11 @@ from queueserver.routing import Directory, Peers, Placement, check_device_name
 from queueserver.wire import (
     COMPACT_DEQUEUE,
     COMPACT_ENQUEUE,
+    COMPACT_MAX_HANDLES,
+    COMPACT_REQUEST,
     DEFAULT_MAX_MESSAGE_BYTES,
     PREAMBLE,
     FrameReader,
-    COMPACT_REQUEST,
     compact_layout,
     decode_arrays,
     decode_compact_acks,
@@ -998,8 +999,6 @@ def _op_dequeue(conn: DataConnection, h: dict, body) -> Attempt:
     return q.dequeue(n, mode=mode, timeout=_timeout(h))
 
 
-# Compact handles one connection may bind: each holds a reference to its queue.
-_MAX_HANDLES = 65536
 _NO_REPLY = object()  # an operation that is answered by nothing (bind)
 
 
@@ -1010,8 +1009,8 @@ def _op_bind(conn: DataConnection, h: dict, body) -> object:
     handle = h.get("fh")
     if type(handle) is not int or not 0 < handle < 2 ** 32:
         raise InvalidArgumentError(f"bind needs a handle number between 1 and 2**32-1, got {handle!r}")
-    if handle not in conn.handles and len(conn.handles) >= _MAX_HANDLES:
-        raise ResourceExhaustedError(f"this connection already bound {_MAX_HANDLES} compact handles")
+    if handle not in conn.handles and len(conn.handles) >= COMPACT_MAX_HANDLES:
+        raise ResourceExhaustedError(f"this connection already bound {COMPACT_MAX_HANDLES} compact handles")
     key = (_str(h, "c", ""), _str(h, "n"))
     try:
         layout = compact_layout(ComponentSpec.from_wire(h["spec"]))

@@ -50,6 +50,7 @@ COMPACT_REQUEST = struct.Struct("<BxHIQd")   # op, ack count, handle, request id
 COMPACT_REPLY = struct.Struct("<B7xQQ")      # op, request id, delivery id
 COMPACT_ENQUEUE, COMPACT_DEQUEUE = 1, 2
 COMPACT_MAX_ACKS = 0xFFFF
+COMPACT_MAX_HANDLES = 65536  # per connection: each holds a reference to its queue on the server
 # Larger elements gain nothing from compact frames (their bytes cost more than a header) and
 # would leave the reader's small-frame buffer.
 COMPACT_MAX_ELEMENT_BYTES = 1 << 20
