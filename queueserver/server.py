@@ -858,8 +858,10 @@ class DataConnection(asyncio.BufferedProtocol):
                 delivery = next(self._delivery_ids)
                 self.held[delivery] = (attempt.queue, attempt.taken)
                 if compact:
-                    values = attempt.result
-                    payload = values[0].tobytes() if len(values) == 1 else b"".join([v.tobytes() for v in values])
+                    # One element is taken as one batch of one: its arrays' bytes are the
+                    # element's, without assembling the result arrays.
+                    element = attempt.taken[0] if len(attempt.taken) == 1 else attempt.result
+                    payload = element[0].tobytes() if len(element) == 1 else b"".join([c.tobytes() for c in element])
                     self.send_frame(encode_compact_reply(COMPACT_DEQUEUE, rid, delivery, payload))
                 else:
                     self.send({"i": rid, "d": delivery}, attempt.result)

@@ -47,19 +47,22 @@ from queueserver.errors import (
 )
 
 ONE, MANY, UP_TO = "one", "many", "up_to"
+_ASSEMBLE = object()  # a finished dequeue's result, assembled from ``taken`` when first read
 
 
 class Attempt:
     """One enqueue or dequeue call waiting its turn.
 
-    ``done`` turns true exactly once, with either ``result`` or ``error`` set; callbacks added with
+    ``done`` turns true exactly once, with either ``result`` or ``error`` set (a dequeue's result is
+    assembled from ``taken`` when first read: a caller that sends the elements' bytes never builds
+    it); callbacks added with
     :meth:`add_done_callback` then run synchronously, in order. ``waiting_since`` is the monotonic
     time the attempt started to wait (0.0 while it has not had to): the queue adds the waited time to
     its blocked-seconds statistics when the attempt finishes, however it finishes.
     """
 
     __slots__ = ("queue", "is_enqueue", "batch", "count", "mode", "progress", "held", "taken",
-                 "done", "result", "error", "waiting_since", "_callbacks", "_timer", "_future")
+                 "done", "_result", "error", "waiting_since", "_callbacks", "_timer", "_future")
 
     def __init__(self, queue: "QueueBase", is_enqueue: bool, count: int, *,
                  batch: Batch | None = None, mode: str = ONE) -> None:
@@ -72,12 +75,19 @@ class Attempt:
         self.held: list[Batch] = []  # what a dequeue has taken while it waits for the rest
         self.taken: list[Batch] = []  # what a finished dequeue delivered, unpadded, for returning it
         self.done = False
-        self.result: Any = None
+        self._result: Any = None
         self.error: QueueServerError | None = None
         self.waiting_since = 0.0
         self._callbacks: list[Callable[["Attempt"], None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._future: asyncio.Future | None = None
+
+    @property
+    def result(self) -> Any:
+        """The outcome: None for an enqueue, the element(s) for a dequeue."""
+        if self._result is _ASSEMBLE:
+            self._result = self.queue._output(self.taken, self.mode)
+        return self._result
 
     def add_done_callback(self, fn: Callable[["Attempt"], None]) -> None:
         """Run ``fn(attempt)`` when the attempt finishes (at once if it already has)."""
@@ -88,7 +98,7 @@ class Attempt:
 
     def _finish(self, result: Any = None, error: QueueServerError | None = None) -> None:
         self.done = True
-        self.result, self.error = result, error
+        self._result, self.error = result, error
         self.batch = None
         self.held = []
         if self.waiting_since:
@@ -106,7 +116,7 @@ class Attempt:
             if error is not None:
                 self._future.set_exception(error)
             else:
-                self._future.set_result(result)
+                self._future.set_result(self.result)
 
     def cancel(self, error: QueueServerError | None = None) -> None:
         """Withdraw a waiting attempt (its caller went away): a dequeue returns what it took."""
@@ -372,7 +382,7 @@ class QueueBase:
         if att.progress == att.count:
             self._count_delivered(att)
             att.taken = att.held
-            att._finish(self._output(att.held, att.mode))
+            att._finish(_ASSEMBLE)
         return True
 
     def _count_delivered(self, att: Attempt) -> None:
@@ -409,7 +419,7 @@ class QueueBase:
             if head.mode == UP_TO and head.progress > 0:
                 self._count_delivered(head)
                 head.taken = head.held
-                head._finish(self._output(head.held, head.mode))
+                head._finish(_ASSEMBLE)
             else:
                 self._rollback(head)
                 head._finish(error=OutOfRangeError(
