@@ -257,16 +257,20 @@ def transfer_marker(name: str) -> str | None:
     return "bfloat16" if transfer_wire_dtype(name) == np.uint16 else None
 
 
-def encode_transfer(x: np.ndarray, dtype: str) -> np.ndarray:
-    """A float32 host array in the wire form of ``dtype`` (float32: unchanged, no copy)."""
-    x = np.asarray(x, dtype=np.float32)
-    if dtype == "float32":
+def encode_transfer(x: Any, dtype: str) -> Any:
+    """A float32 array in the wire form of ``dtype`` (float32: unchanged, no copy), where it lives:
+    a GPU array is rounded on the GPU, so its copy to the host carries the narrow bytes. An array
+    already in the wire form (uint16 bit patterns for bfloat16, float16) is returned as it is."""
+    xp = array_module(x)
+    wire = transfer_wire_dtype(dtype)  # ValueError for an unknown name
+    if getattr(x, "dtype", None) == wire:
         return x
+    x = xp.asarray(x, dtype=np.float32)
     if dtype == "float16":
         return x.astype(np.float16)
     if dtype == "bfloat16":
-        return float32_to_bfloat16_bits(x)
-    raise ValueError(f"unknown transfer dtype {dtype!r}: use one of {', '.join(TRANSFER_DTYPES)}")
+        return float32_to_bfloat16_bits(x, xp)
+    return x
 
 
 def decode_transfer(x: np.ndarray, dtype: str) -> np.ndarray:

@@ -670,7 +670,8 @@ class ParameterStore:
         return OrderedDict(zip(self.vars, raw))
 
     async def push_delta(self, delta: Mapping[str, np.ndarray]) -> "OrderedDict[str, np.ndarray]":
-        """Add ``delta`` (host arrays) to every variable atomically, sent in the transfer dtype.
+        """Add ``delta`` (host arrays, float32 or already in the transfer dtype's wire form) to every
+        variable atomically, sent in the transfer dtype.
 
         Returns the new values, float32 (the next pull, free).
         """
@@ -682,7 +683,8 @@ class ParameterStore:
 
     async def push_grads(self, accs: Mapping[str, Any], grads: Mapping[str, np.ndarray],
                          local_step: int) -> list[bool]:
-        """Apply one gradient (host arrays) per variable to its accumulator, sent in the transfer dtype.
+        """Apply one gradient per variable to its accumulator, sent in the transfer dtype (host arrays,
+        float32 or already in the wire form: see :func:`~compute.backend.encode_transfer`).
 
         Returns each accumulator's answer: False where the gradient was stale and dropped.
         """
@@ -780,6 +782,12 @@ class Trainer:
 
     def _host_params(self, params: Mapping[str, Any]) -> "OrderedDict[str, np.ndarray]":
         return OrderedDict((k, self.backend.to_host(v)) for k, v in params.items())
+
+    def _host_wire(self, arrays: Mapping[str, Any]) -> "OrderedDict[str, np.ndarray]":
+        """Device arrays on the host in the transfer dtype's wire form, encoded before the copy: on a
+        GPU the device rounds, and the copy carries half the bytes of float32."""
+        dt = self.cfg.transfer_dtype
+        return OrderedDict((k, self.backend.to_host(encode_transfer(v, dt))) for k, v in arrays.items())
 
     def _report(self, **fields: Any) -> None:
         print(json.dumps({"task": self.cfg.task, **fields}), flush=True)
@@ -1073,7 +1081,7 @@ class Trainer:
                     self._after_step(now, loss, n)
                     continue
                 delta = self.optimizer.delta(grads, factor)
-                params_host = await store.push_delta(self._host_params(delta))
+                params_host = await store.push_delta(self._host_wire(delta))
                 pulled_at = int(await global_step.assign_add(np.int64(1)))
                 self._after_step(pulled_at, loss, n)
                 self._checkpoint(params_host, pulled_at)
@@ -1135,7 +1143,7 @@ class Trainer:
                 clock.enter("compute_s")
                 loss, grads = await self._run_compute(self._grads, params, x, y)
                 clock.enter("push_grads_s")
-                applied = await store.push_grads(accs, self._host_params(grads), local_step)
+                applied = await store.push_grads(accs, self._host_wire(grads), local_step)
                 if not all(applied):
                     self.result.dropped += 1
                 last_pushed = local_step

@@ -28,6 +28,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import sys
 
 import numpy as np
@@ -103,7 +105,7 @@ def widen(value: np.ndarray, wire_dtype: str | None, dtype: np.dtype, owner: str
     return value if value.dtype == dtype else value.astype(dtype)
 
 
-def float32_to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
+def float32_to_bfloat16_bits(x: np.ndarray, xp: Any = np) -> np.ndarray:
     """Round float32 values to bfloat16, returned as their uint16 bit patterns (same shape).
 
     Rounds to nearest, ties to even, like hardware conversions: add 0x7FFF plus the lowest kept bit,
@@ -117,9 +119,11 @@ def float32_to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
 
     Args:
         x: float values (converted to float32 first when they are not).
+        xp: the array module ``x`` belongs to: ``cupy`` rounds a GPU array on the GPU, with the
+            same operations.
     """
-    shape = np.shape(x)
-    x = np.ascontiguousarray(x, dtype=np.float32).reshape(shape)  # ascontiguousarray makes 0-d 1-d
+    shape = xp.shape(x)
+    x = xp.ascontiguousarray(x, dtype=np.float32).reshape(shape)  # ascontiguousarray makes 0-d 1-d
     bits = x.view(_U32)
     tmp = bits >> _U32(16)
     tmp &= _U32(1)  # the lowest bit kept: ties round to make it 0
@@ -127,8 +131,8 @@ def float32_to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
     tmp += bits  # wraps only for NaNs, fixed below
     out = tmp.reshape(-1).view(np.uint16)[_HIGH_HALF::2].reshape(shape).copy()
     # np.min propagates NaNs: one cheap reduction instead of a boolean mask of every element.
-    if x.size and np.isnan(np.min(x)):
-        nan = np.isnan(x)
+    if x.size and xp.isnan(xp.min(x)):
+        nan = xp.isnan(x)
         out[nan] = ((bits[nan] >> _U32(16)) & _U32(0x8000)).astype(np.uint16) | np.uint16(0x7FC0)
     return out
 

@@ -166,3 +166,25 @@ def test_gpu_copies_from_several_threads_do_not_share_the_staging_buffer():  # p
         copies = list(pool.map(b.to_device, arrays))
     for i, dev in enumerate(copies):
         assert float(b.xp.min(dev)) == float(b.xp.max(dev)) == i
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_encode_transfer_leaves_an_encoded_array_alone(dtype):
+    x = np.float32([1.0, 3.14159, -2.5e-3])
+    wire = encode_transfer(x, dtype)
+    again = encode_transfer(wire, dtype)
+    assert again is wire  # not read as numbers and encoded twice
+    np.testing.assert_array_equal(decode_transfer(again, dtype), decode_transfer(wire, dtype))
+
+
+@needs_gpu
+def test_gpu_arrays_are_encoded_on_the_gpu_bit_for_bit():  # pragma: no cover - GPU only
+    b = get_backend("gpu:0")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(100_000).astype(np.float32)
+    x[:4] = [np.nan, -np.nan, np.inf, -np.inf]
+    x[4:8] = np.uint32([0x3F808000, 0x3F818000, 0x7F7FFFFF, 0x00008000]).view(np.float32)  # ties, overflow
+    for dtype in ("bfloat16", "float16"):
+        dev = encode_transfer(b.to_device(x), dtype)
+        assert type(dev).__module__.startswith("cupy")
+        np.testing.assert_array_equal(b.to_host(dev).view(np.uint16), encode_transfer(x, dtype).view(np.uint16))
