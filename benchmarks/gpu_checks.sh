@@ -3,7 +3,10 @@
 #   1. the trainer tests, trained on the GPU (QUEUESERVER_TEST_DEVICE=gpu:0), plus the GPU-only tests;
 #   2. the trainer issue's feeding benchmark: MLP 784-4096-4096-4096-10 at batch 4096, fed from the
 #      queue server by loader processes vs the same trainer on data already on the GPU.
-# Extra wheels the machine lacks (pytest-asyncio, google-crc32c, isal) may sit in .whl/.
+# Extra wheels the machine lacks may sit in .whl/ (git-ignored through .git/info/exclude), fetched with
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux2014_x86_64 -d .whl pytest-asyncio==1.5.0 google-crc32c==1.9.0 isal==1.9.1 \
+#       pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1
 #
 #     bash benchmarks/gpu_checks.sh [OUT_DIR]
 set -u
