@@ -80,15 +80,7 @@ class _BatchIterator(_UnaryIterator):
             if got == 0 or (self._drop and got < size):
                 raise StopIteration
             return structure.concat_chunks(chunks).data
-        elements = []
-        for _ in range(size):
-            try:
-                elements.append(next(parent))
-            except StopIteration:
-                break
-        if not elements or (self._drop and len(elements) < size):
-            raise StopIteration
-        return structure.stack(elements)
+        return structure.stack(_next_elements(parent, size, self._drop))
 
 
 # --------------------------------------------------------------------------- padded_batch
