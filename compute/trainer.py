@@ -48,7 +48,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import sys
 import time
 from collections import Counter, OrderedDict
