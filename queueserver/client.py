@@ -34,6 +34,7 @@ import numpy as np
 
 from queueserver.cluster import DeviceSpec, ResourceInfo
 from queueserver.core.specs import ComponentSpec, coerce_component
+from queueserver.core.timeouts import check_timeout
 from queueserver.core.wire_dtypes import BFLOAT16, float32_to_bfloat16_bits
 from queueserver.errors import (
     DeadlineExceededError,
@@ -423,8 +424,10 @@ class AsyncClient:
             pass  # the connection is gone: the server returns held batches itself
 
     def _timeout(self, timeout: Any) -> float | None:
+        """The call's timeout in seconds (the operation timeout by default), checked by the core's
+        rule here too: the compact wire spells "no timeout" as NaN, so a NaN must never reach it."""
         owner = self.parent or self
-        return owner.operation_timeout if timeout is _DEFAULT else timeout
+        return check_timeout(owner.operation_timeout if timeout is _DEFAULT else timeout, "a blocking call")
 
     # ----- resources
     async def _queue(self, kind: str, name: str, capacity: int, dtypes: Any, shapes: Any, names: Any,

@@ -934,11 +934,9 @@ def _str(header: dict, key: str, default: str | None = None) -> str:
     return value
 
 
-def _timeout(header: dict) -> float | None:
-    t = header.get("t")
-    if t is not None and not isinstance(t, (int, float)):
-        raise InvalidArgumentError("timeout must be a number of seconds or None")
-    return t
+def _timeout(header: dict) -> Any:
+    """The call's timeout as sent; the core checks it (``check_timeout``) before anything changes."""
+    return header.get("t")
 
 
 # ----- operations: (connection, header, body) -> reply dict | (reply, arrays) | Attempt

@@ -108,3 +108,53 @@ class ClusterProcesses:
     def stop(self) -> None:
         for proc in self.procs.values():
             proc.stop()
+
+
+class RawConnection:
+    """A data-plane connection that sends hand-made msgpack frames: what a client we did not write
+    (or a hostile one) can send, past every check of our own clients."""
+
+    def __init__(self, target: str) -> None:
+        import socket
+
+        from queueserver.wire import PREAMBLE
+
+        host, port = target.removeprefix("http://").rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.sock.sendall(PREAMBLE)
+        self._buffer = b""
+
+    def send(self, header: dict, body: bytes = b"") -> None:
+        import msgpack
+
+        from queueserver.wire import PREFIX
+
+        packed = msgpack.packb(header)
+        self.sock.sendall(PREFIX.pack(len(packed), len(body)) + packed + body)
+
+    def reply(self) -> tuple[dict, bytes]:
+        """The next frame: its header and its raw body."""
+        import msgpack
+
+        from queueserver.wire import PREFIX
+
+        while len(self._buffer) < PREFIX.size:
+            self._recv()
+        header_len, body_len = PREFIX.unpack_from(self._buffer)
+        end = PREFIX.size + header_len + body_len
+        while len(self._buffer) < end:
+            self._recv()
+        frame, self._buffer = self._buffer[:end], self._buffer[end:]
+        return msgpack.unpackb(frame[PREFIX.size:PREFIX.size + header_len]), frame[PREFIX.size + header_len:]
+
+    def call(self, header: dict, body: bytes = b"") -> tuple[dict, bytes]:
+        self.send(header, body)
+        return self.reply()
+
+    def _recv(self) -> None:
+        chunk = self.sock.recv(1 << 20)
+        assert chunk, "the server closed the connection"
+        self._buffer += chunk
+
+    def close(self) -> None:
+        self.sock.close()

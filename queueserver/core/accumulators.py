@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from queueserver.core.specs import as_dtype, dtype_name, shape_str
+from queueserver.core.timeouts import check_timeout
 from queueserver.core.wire_dtypes import check_wire, widen
 from queueserver.errors import CancelledError, DeadlineExceededError, InvalidArgumentError, NotFoundError
 
@@ -93,6 +94,7 @@ class ConditionalAccumulator:
             InvalidArgumentError: ``num_required`` < 1.
         """
         self._check_alive()
+        timeout = check_timeout(timeout, f"take_grad from ConditionalAccumulator '{self.name}'")
         if int(num_required) < 1:
             raise InvalidArgumentError(f"take_grad needs num_required >= 1, got {num_required}")
         loop = asyncio.get_running_loop()

@@ -37,6 +37,7 @@ from queueserver.core.specs import (
     pad_batches,
 )
 from queueserver.core.stores import ChunkStore, PriorityStore, ShuffleStore
+from queueserver.core.timeouts import check_timeout
 from queueserver.errors import (
     CancelledError,
     DeadlineExceededError,
@@ -231,6 +232,7 @@ class QueueBase:
             CancelledError: the queue is closed.
         """
         self._check_alive()
+        timeout = check_timeout(timeout, f"enqueue into {self.type_name} '{self.name}'")
         if not validated:
             batch = self.spec.validate_batch(batch, many=many)
         self._validate_enqueue(batch)
@@ -252,6 +254,7 @@ class QueueBase:
             InvalidArgumentError: ``n`` is negative, or the queue cannot batch its components.
         """
         self._check_alive()
+        timeout = check_timeout(timeout, f"dequeue from {self.type_name} '{self.name}'")
         if mode == ONE:
             n = 1
         else:

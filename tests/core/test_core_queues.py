@@ -416,3 +416,16 @@ async def test_priority_queue_returns_a_multi_element_batch_in_its_own_order():
     store.push_back((np.array([1], np.int64), f32(99)))
     store.push_front((np.array([1, 1, 1], np.int64), f32(10, 11, 12)))
     assert [float(b[1][0]) for b in store.take(4)] == [10, 11, 12, 99]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), "1", True])
+async def test_an_invalid_timeout_is_refused_before_anything_changes(bad):
+    q = make(capacity=1)
+    with pytest.raises(InvalidArgumentError, match="timeout"):
+        q.dequeue(timeout=bad)
+    assert not q._dequeues  # no ghost waits in line
+    enq(q, 1.0)
+    with pytest.raises(InvalidArgumentError, match="timeout"):
+        enq(q, 2.0, timeout=bad)
+    assert not q._enqueues and q.size() == 1
+    assert values((await deq(q, 1, MANY))) == [1.0]
