@@ -855,20 +855,37 @@ class DataConnection(asyncio.BufferedProtocol):
                 # The client went away while the batch was on its way: put it straight back.
                 attempt.queue.return_elements(attempt.taken)
             else:
-                delivery = next(self._delivery_ids)
-                self.held[delivery] = (attempt.queue, attempt.taken)
-                if compact:
-                    # One element is taken as one batch of one: its arrays' bytes are the
-                    # element's, without assembling the result arrays.
-                    element = attempt.taken[0] if len(attempt.taken) == 1 else attempt.result
-                    payload = element[0].tobytes() if len(element) == 1 else b"".join([c.tobytes() for c in element])
-                    self.send_frame(encode_compact_reply(COMPACT_DEQUEUE, rid, delivery, payload))
-                else:
-                    self.send({"i": rid, "d": delivery}, attempt.result)
+                self._deliver(rid, attempt, compact)
         except Exception as exc:  # a bug: report it to this caller, keep serving everyone else
+            self._fail_reply(rid, exc)
+
+    def _deliver(self, rid: int, attempt: Attempt, compact: bool) -> None:
+        """Send a finished dequeue's batch and hold it until acknowledged. The reply is built first:
+        a batch whose reply cannot be built (a padded batch too large to allocate, any failure while
+        assembling) goes back to the front of its queue, in order, and the caller gets the error."""
+        delivery = next(self._delivery_ids)
+        try:
+            if compact:
+                # One element is taken as one batch of one: its arrays' bytes are the
+                # element's, without assembling the result arrays.
+                element = attempt.taken[0] if len(attempt.taken) == 1 else attempt.result
+                payload = element[0].tobytes() if len(element) == 1 else b"".join([c.tobytes() for c in element])
+                frames = [encode_compact_reply(COMPACT_DEQUEUE, rid, delivery, payload)]
+            else:
+                frames = encode_frame({"i": rid, "d": delivery}, attempt.result)
+        except Exception as exc:
+            attempt.queue.return_elements(attempt.taken)
+            self._fail_reply(rid, exc)
+            return
+        self.held[delivery] = (attempt.queue, attempt.taken)
+        self._queue_out(frames)
+
+    def _fail_reply(self, rid: int, exc: Exception) -> None:
+        if not isinstance(exc, QueueServerError):
             event(logging.ERROR, self.service.task, "internal_error", f"internal error replying to request {rid}",
-                  exc_info=True, client=self.client_name)
-            self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
+                  exc_info=True, client=self.client_name)  # called in an except block
+            exc = InternalError(f"{type(exc).__name__}: {exc}")
+        self.send({"i": rid, "e": error_payload(exc)})
 
     def _ack(self, ids: Any) -> None:
         if not ids:

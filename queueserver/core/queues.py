@@ -45,6 +45,7 @@ from queueserver.errors import (
     NotFoundError,
     OutOfRangeError,
     QueueServerError,
+    ResourceExhaustedError,
 )
 
 ONE, MANY, UP_TO = "one", "many", "up_to"
@@ -394,7 +395,13 @@ class QueueBase:
         self.stats["dequeued_bytes"] += _nbytes(held[0]) if len(held) == 1 else sum(_nbytes(b) for b in held)
 
     def _output(self, held: list[Batch], mode: str) -> Batch:
-        batch = self._assemble(held, mode)
+        try:
+            batch = self._assemble(held, mode)
+        except MemoryError:
+            count = sum(batch_count(b) for b in held)
+            raise ResourceExhaustedError(
+                f"{self.type_name} '{self.name}': the batch of {count} element(s) cannot be allocated"
+                f" ({self.spec.describe()}); the elements stay in the queue") from None
         return tuple(c[0, ...] for c in batch) if mode == ONE else batch  # 0-d arrays, strings too
 
     def _flush(self) -> None:

@@ -69,3 +69,21 @@ def test_the_clients_refuse_an_invalid_timeout_too(local_server, bad):
             q.enqueue(1, timeout=bad)
         q.enqueue(7)
         assert int(q.dequeue(timeout=5)) == 7
+
+
+def test_a_batch_whose_reply_cannot_be_built_goes_back_in_order(local_server):
+    wide, tall = np.ones((1, 2 ** 20), np.float32), np.full((2 ** 20, 1), 2.0, np.float32)
+    with qs.connect(local_server.target) as c:
+        c.reset([""])
+        q = c.padding_fifo_queue("ragged", capacity=4, dtypes=[np.float32], shapes=[[None, None]])
+        q.enqueue(wide)
+        q.enqueue(tall)
+        # Padded to (2, 2**20, 2**20) float32: 8 TiB, which no machine allocates.
+        with pytest.raises(qs.ResourceExhaustedError, match="ragged.*cannot be allocated"):
+            q.dequeue_many(2, timeout=5)
+        assert q.size() == 2
+    # A clean close acknowledges what the client received: the failed batch was never received.
+    with qs.connect(local_server.target) as c:
+        q = c.padding_fifo_queue("ragged", capacity=4, dtypes=[np.float32], shapes=[[None, None]])
+        first, second = q.dequeue(timeout=5), q.dequeue(timeout=5)
+        assert first.shape == wide.shape and second.shape == tall.shape and float(second[0, 0]) == 2.0
