@@ -15,11 +15,11 @@ from queueserver.errors import __all__ as _errors_all  # noqa: E402
 from queueserver.cluster import ClusterSpec, DeviceSpec, ResourceInfo, replica_device_setter  # noqa: E402
 from queueserver.server import Server  # noqa: E402
 from queueserver.client import (  # noqa: E402
-    Accumulator, AsyncAccumulator, AsyncClient, AsyncQueue, AsyncVariable, Client, Queue, VariableHandle,
-    connect, connect_async,
+    Accumulator, AsyncAccumulator, AsyncClient, AsyncDelivery, AsyncQueue, AsyncVariable, Client, Delivery, Queue,
+    VariableHandle, connect, connect_async,
 )
 
 __all__ = [
     "__version__", "Server", "ClusterSpec", "DeviceSpec", "ResourceInfo", "replica_device_setter", "connect", "connect_async", "Client", "AsyncClient",
-    "Queue", "AsyncQueue", "VariableHandle", "AsyncVariable", "Accumulator", "AsyncAccumulator", *_errors_all,
+    "Queue", "AsyncQueue", "Delivery", "AsyncDelivery", "VariableHandle", "AsyncVariable", "Accumulator", "AsyncAccumulator", *_errors_all,
 ]

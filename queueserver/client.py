@@ -5,8 +5,10 @@ calls may be in flight; replies name their request). Values go in as numpy array
 values and come out as numpy arrays; errors come out as the same classes the server raised.
 
 Delivery is at least once: each dequeued batch stays held on the server until this client
-acknowledges it, which happens on the next dequeue from the same queue, on ``queue.ack()``, or on a
-clean ``close()``. If the process dies first, the server puts the batch back at the queue's front.
+acknowledges it, which happens on the same caller's next dequeue from the same queue, on
+``queue.ack()``, or on a clean ``close()``; a batch from ``queue.take()`` only by its own ``ack()``
+(see :mod:`queueserver.deliveries`). If the process dies first, the server puts the batch back at
+the queue's front.
 
 Example:
     >>> import numpy as np, queueserver as qs
@@ -35,6 +37,7 @@ import numpy as np
 from queueserver.cluster import DeviceSpec, ResourceInfo
 from queueserver.core.specs import ComponentSpec, coerce_component
 from queueserver.core.timeouts import check_timeout
+from queueserver.deliveries import Deliveries
 from queueserver.core.wire_dtypes import BFLOAT16, float32_to_bfloat16_bits
 from queueserver.errors import (
     DeadlineExceededError,
@@ -130,7 +133,8 @@ class AsyncClient:
         self._protocol: _ClientProtocol | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._next_id = 1
-        self._unacked: dict[tuple[str, str], list[int]] = {}
+        self._deliveries = Deliveries()
+        self._watched_tasks: set[asyncio.Task] = set()  # callers whose end hands their batches over
         self._fatal: QueueServerError | None = None
         self._closed = False
         self.server_info: dict = {}
@@ -211,7 +215,8 @@ class AsyncClient:
         return route
 
     async def close(self) -> None:
-        """Acknowledge everything received and disconnect cleanly."""
+        """Acknowledge everything received (except taken batches nobody acknowledged, which go back
+        to their queues) and disconnect cleanly."""
         if self._closed:
             return
         for route in list(self._routes.values()):
@@ -219,6 +224,8 @@ class AsyncClient:
         self._routes.clear()
         self._closed = True
         if self._protocol is not None and self._protocol.transport is not None:
+            for delivery, route in self._deliveries.close():
+                self._give_back(delivery, route)  # taken and never acknowledged: not done with
             try:
                 await asyncio.wait_for(self.call({"o": "bye"}), 5.0)
             except (QueueServerError, asyncio.TimeoutError, ConnectionError):
@@ -428,6 +435,19 @@ class AsyncClient:
         rule here too: the compact wire spells "no timeout" as NaN, so a NaN must never reach it."""
         owner = self.parent or self
         return check_timeout(owner.operation_timeout if timeout is _DEFAULT else timeout, "a blocking call")
+
+    def _caller(self) -> Any:
+        """Who is calling, for acknowledgements (see :mod:`queueserver.deliveries`): the current task,
+        watched so that what it received is handed over when it ends."""
+        task = asyncio.current_task()
+        if task is not None and task not in self._watched_tasks:
+            self._watched_tasks.add(task)
+            task.add_done_callback(self._caller_ended)
+        return task
+
+    def _caller_ended(self, task: asyncio.Task) -> None:
+        self._watched_tasks.discard(task)
+        self._deliveries.caller_ended(task)
 
     # ----- resources
     async def _queue(self, kind: str, name: str, capacity: int, dtypes: Any, shapes: Any, names: Any,
@@ -686,43 +706,55 @@ class AsyncQueue(_Handle):
         header = {"o": "enqueue", "n": self.name, "c": self.container, "h": self.device, "m": many, "t": t}
         await self.conn.call(header, comps, wait=_wait(t))
 
-    async def _dequeue(self, mode: str, n: int | None, timeout: Any, tracked: bool = False) -> Any:
-        """The element(s) dequeued; with ``tracked``, ``(value, delivery id)`` (see ``_give_back``)."""
-        if mode == "one":
+    async def _dequeue(self, mode: str, n: int | None, timeout: Any, tracked: bool = False,
+                       caller: Any = None, take: bool = False) -> Any:
+        """The element(s) dequeued; with ``tracked``, ``(value, delivery id)`` (see ``_give_back``).
+
+        The call acknowledges what ``caller`` (default: the current task) is done with, unless it
+        is a ``take``, whose batch only its own ``ack()`` acknowledges."""
+        conn = self.conn
+        books = conn._deliveries
+        if caller is None:
+            caller = conn._caller()
+        key = self._key
+        if mode == "one" and not take:
             handle = self._compact if self._compact is not None else self._bind()
-            if handle and len(self.conn._unacked.get(self._key, ())) <= COMPACT_MAX_ACKS:
-                return await self._dequeue_compact(handle, timeout, tracked)
+            if handle and books.count(key, caller) <= COMPACT_MAX_ACKS:
+                return await self._dequeue_compact(handle, timeout, tracked, caller)
         t = self.client._timeout(timeout)
         header = {"o": "dequeue", "n": self.name, "c": self.container, "h": self.device, "md": mode, "nn": n, "t": t}
-        unacked = self.conn._unacked.pop(self._key, None)
-        if unacked:
-            header["k"] = unacked
+        done = books.done_with(key, caller)
+        if done:
+            header["k"] = done
         try:
-            reply, arrays = await self.conn.call(header, wait=_wait(t))
+            reply, arrays = await conn.call(header, wait=_wait(t))
         except BaseException:
-            if unacked:  # not acknowledged after all: keep them for the next call
-                self.conn._unacked.setdefault(self._key, []).extend(unacked)
+            books.restore(key, caller, done)  # perhaps not acknowledged: they go with the next call
             raise
-        self.conn._unacked.setdefault(self._key, []).append(reply["d"])
+        delivery = reply["d"]
+        if take:
+            books.taken(delivery, self._route)
+        else:
+            books.received(key, caller, delivery)
         value = self._value(arrays)
-        return (value, reply["d"]) if tracked else value
+        return (value, delivery) if tracked else value
 
-    async def _dequeue_compact(self, handle: int, timeout: Any, tracked: bool) -> Any:
+    async def _dequeue_compact(self, handle: int, timeout: Any, tracked: bool, caller: Any) -> Any:
         """``dequeue()`` in compact frames: the element comes back as bare bytes cut by the spec."""
         conn = self.conn
-        unacked = conn._unacked.pop(self._key, None)
+        books = conn._deliveries
+        done = books.done_with(self._key, caller)
         try:
             reply, body = await conn.call_compact(COMPACT_DEQUEUE, handle, self.client._timeout(timeout),
-                                                  unacked or (), b"", self._route)
+                                                  done, b"", self._route)
         except BaseException:
-            if unacked:  # not acknowledged after all: keep them for the next call
-                conn._unacked.setdefault(self._key, []).extend(unacked)
+            books.restore(self._key, caller, done)  # perhaps not acknowledged: they go with the next call
             raise
         delivery = reply["d"]
         if len(body) != COMPACT_REPLY.size + sum(nbytes for _, _, nbytes in self._layout):
             self._give_back(delivery)  # nobody can read it: back to the queue's front, not acknowledged
             raise InvalidArgumentError(f"malformed compact reply: {len(body)} bytes for an element of {self}")
-        conn._unacked.setdefault(self._key, []).append(delivery)
+        books.received(self._key, caller, delivery)
         offset = COMPACT_REPLY.size
         arrays = []
         for dtype, shape, nbytes in self._layout:
@@ -743,9 +775,7 @@ class AsyncQueue(_Handle):
         Runs on the client's loop. The batch is no longer ours to acknowledge: a later call
         must not acknowledge it, and the server puts it back as if our connection had dropped.
         """
-        unacked = self.conn._unacked.get(self._key)
-        if unacked and delivery in unacked:
-            unacked.remove(delivery)
+        self.conn._deliveries.forget(self._key, delivery)
         self.conn._give_back(delivery, self._route)
 
     async def dequeue(self, *, timeout: Any = _DEFAULT) -> Any:
@@ -769,11 +799,40 @@ class AsyncQueue(_Handle):
         """Like :meth:`dequeue_many`, but once the queue is closed returns what is left (1..n)."""
         return await self._dequeue("up_to", int(n), timeout)
 
+    async def take(self, n: int | None = None, *, up_to: bool = False, timeout: Any = _DEFAULT) -> "AsyncDelivery":
+        """Dequeue like :meth:`dequeue` (``n`` None), :meth:`dequeue_many` or, with ``up_to``,
+        :meth:`dequeue_up_to`, but keep the batch held on the server until :meth:`AsyncDelivery.ack`:
+        no other call acknowledges it, and one not acknowledged when the client closes (or dies)
+        goes back to the queue. ``async with await q.take(32) as batch:`` acknowledges on success
+        and gives the batch back on an exception.
+        """
+        mode = "one" if n is None else "up_to" if up_to else "many"
+        value, delivery = await self._dequeue(mode, None if n is None else int(n), timeout, True, take=True)
+        return AsyncDelivery(self, value, delivery)
+
     async def ack(self) -> None:
-        """Acknowledge every batch received from this queue (they will not be redelivered)."""
-        ids = self.conn._unacked.pop(self._key, None)
+        """Acknowledge the batches this caller (the current task) received from this queue by plain
+        dequeues, and those of callers that have ended; they will not be redelivered."""
+        await self._ack(self.conn._caller())
+
+    async def _ack(self, caller: Any) -> None:
+        books = self.conn._deliveries
+        ids = books.done_with(self._key, caller)
         if ids:
-            await self.conn.call(self._header("ack", k=ids))
+            try:
+                await self.conn.call(self._header("ack", k=ids))
+            except BaseException:
+                books.restore(self._key, caller, ids)
+                raise
+
+    async def _settle(self, delivery: int, ack: bool) -> None:
+        """Acknowledge a taken delivery, or give it back to the front of its queue."""
+        if not self.conn._deliveries.settled(delivery):
+            raise InvalidArgumentError(f"delivery {delivery} from {self} was already acknowledged or given back")
+        if ack:
+            await self.conn.call(self._header("ack", k=[delivery]))
+        else:
+            self.conn._give_back(delivery, self._route)
 
     async def size(self) -> int:
         """Elements in the queue now."""
@@ -788,6 +847,43 @@ class AsyncQueue(_Handle):
     async def close(self, cancel_pending_enqueues: bool = False) -> None:
         """Close the queue; with ``cancel_pending_enqueues`` blocked enqueues fail with Cancelled."""
         await self.conn.call(self._header("close", x=bool(cancel_pending_enqueues)))
+
+
+class AsyncDelivery:
+    """A taken batch (:meth:`AsyncQueue.take`): held on the server until :meth:`ack`.
+
+    Attributes:
+        value: what the dequeue returned.
+        id: the server's delivery id.
+    """
+
+    def __init__(self, queue: AsyncQueue, value: Any, delivery: int) -> None:
+        self.queue, self.value, self.id = queue, value, delivery
+
+    def __repr__(self) -> str:
+        return f"<AsyncDelivery {self.id} from {self.queue}>"
+
+    async def ack(self) -> None:
+        """Done with it: it will not be delivered again.
+
+        Raises:
+            InvalidArgumentError: it was already acknowledged or given back.
+        """
+        await self.queue._settle(self.id, ack=True)
+
+    async def give_back(self) -> None:
+        """Not done with it: it goes back to the front of its queue, in order, for the next caller.
+
+        Raises:
+            InvalidArgumentError: it was already acknowledged or given back.
+        """
+        await self.queue._settle(self.id, ack=False)
+
+    async def __aenter__(self) -> Any:
+        return self.value
+
+    async def __aexit__(self, exc_type: Any, *exc: Any) -> None:
+        await (self.give_back() if exc_type is not None else self.ack())
 
 
 def _wait(timeout: float | None) -> float | None:
@@ -969,10 +1065,10 @@ class _LoopThread:
             fut.cancel()  # e.g. KeyboardInterrupt: withdraw the call on the server too
             raise
 
-    def run_delivery(self, coro: Any, give_back: Any) -> Any:
+    def run_delivery(self, coro: Any, give_back: Any, with_id: bool = False) -> Any:
         """Run a tracked dequeue; a batch its caller never receives goes back to the queue.
 
-        ``coro`` returns ``(value, delivery id)``. The caller can be interrupted (Ctrl-C) at any
+        ``coro`` returns ``(value, delivery id)``; so does this with ``with_id``, else the value. The caller can be interrupted (Ctrl-C) at any
         moment: before the reply (the call is withdrawn, as in :meth:`run`), or after the batch
         reached this client but before ``run`` returned it. A lock decides which side wins: either
         the loop hands the value over, or the caller has given up and the loop gives it back.
@@ -985,9 +1081,9 @@ class _LoopThread:
             with lock:
                 if not state["abandoned"]:
                     state["handed"] = delivery
-                    return value
+                    return (value, delivery) if with_id else value
             give_back(delivery)  # the caller gave up while the batch was on its way
-            return value
+            return None
 
         fut = asyncio.run_coroutine_threadsafe(guarded(), self.loop)
         try:
@@ -1047,21 +1143,72 @@ class Queue(_SyncHandle):
     enqueue = _sync("AsyncQueue.enqueue")
     enqueue_many = _sync("AsyncQueue.enqueue_many")
 
+    # The caller, for acknowledgements, is the calling thread (each call runs as a new task on the
+    # client's loop): a dequeue acknowledges what this thread received before, never another's.
     def dequeue(self, *, timeout: Any = _DEFAULT) -> Any:
         """Remove one element (see :meth:`AsyncQueue.dequeue`); Ctrl-C at any moment loses nothing."""
-        return self._runner.run_delivery(self._async._dequeue("one", None, timeout, True), self._async._give_back)
+        return self._dequeue("one", None, timeout)
 
     def dequeue_many(self, n: int, *, timeout: Any = _DEFAULT) -> Any:
         """Remove exactly ``n`` elements (see :meth:`AsyncQueue.dequeue_many`)."""
-        return self._runner.run_delivery(self._async._dequeue("many", int(n), timeout, True), self._async._give_back)
+        return self._dequeue("many", int(n), timeout)
 
     def dequeue_up_to(self, n: int, *, timeout: Any = _DEFAULT) -> Any:
         """Remove up to ``n`` elements (see :meth:`AsyncQueue.dequeue_up_to`)."""
-        return self._runner.run_delivery(self._async._dequeue("up_to", int(n), timeout, True), self._async._give_back)
-    ack = _sync("AsyncQueue.ack")
+        return self._dequeue("up_to", int(n), timeout)
+
+    def _dequeue(self, mode: str, n: int | None, timeout: Any) -> Any:
+        coro = self._async._dequeue(mode, n, timeout, True, _thread_caller())
+        return self._runner.run_delivery(coro, self._async._give_back)
+
+    def take(self, n: int | None = None, *, up_to: bool = False, timeout: Any = _DEFAULT) -> "Delivery":
+        """A batch held until its :meth:`Delivery.ack` (see :meth:`AsyncQueue.take`);
+        ``with q.take(32) as batch:`` acknowledges on success and gives it back on an exception."""
+        mode = "one" if n is None else "up_to" if up_to else "many"
+        coro = self._async._dequeue(mode, None if n is None else int(n), timeout, True, _thread_caller(), True)
+        value, delivery = self._runner.run_delivery(coro, self._async._give_back, with_id=True)
+        return Delivery(self._runner, AsyncDelivery(self._async, value, delivery))
+
+    def ack(self) -> None:
+        """Acknowledge what this thread received from this queue (see :meth:`AsyncQueue.ack`)."""
+        self._runner.run(self._async._ack(_thread_caller()))
     size = _sync("AsyncQueue.size")
     is_closed = _sync("AsyncQueue.is_closed")
     close = _sync("AsyncQueue.close")
+
+
+def _thread_caller() -> tuple[str, int]:
+    return ("thread", threading.get_ident())
+
+
+class Delivery:
+    """A taken batch (:meth:`Queue.take`), held on the server until :meth:`ack`.
+
+    Attributes:
+        value: what the dequeue returned.
+        id: the server's delivery id.
+    """
+
+    def __init__(self, runner: "_LoopThread", delivery: AsyncDelivery) -> None:
+        self._runner, self._async = runner, delivery
+        self.value, self.id = delivery.value, delivery.id
+
+    def __repr__(self) -> str:
+        return f"<Delivery {self.id} from {self._async.queue}>"
+
+    def ack(self) -> None:
+        """Done with it: it will not be delivered again (see :meth:`AsyncDelivery.ack`)."""
+        self._runner.run(self._async.ack())
+
+    def give_back(self) -> None:
+        """Not done with it: back to the front of its queue (see :meth:`AsyncDelivery.give_back`)."""
+        self._runner.run(self._async.give_back())
+
+    def __enter__(self) -> Any:
+        return self.value
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.give_back() if exc_type is not None else self.ack()
 
 
 class VariableHandle(_SyncHandle):

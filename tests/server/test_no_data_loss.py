@@ -32,6 +32,30 @@ with qs.connect(target) as c, open(out_path, "a") as out:
 
 N = 5000
 
+TASKS_CONSUMER = r"""
+import asyncio, sys, numpy as np, queueserver as qs
+target, out_path, batch_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+async def consume(q, out, work_s):
+    while True:
+        try:
+            batch = await q.dequeue_up_to(batch_size)
+        except qs.OutOfRangeError:
+            return
+        await asyncio.sleep(work_s)  # the work: a sibling task dequeues meanwhile
+        out.write(" ".join(map(str, batch.tolist())) + "\n")
+        out.flush()
+
+async def main():
+    async with await qs.connect_async(target) as c:
+        q = await c.fifo_queue("work", capacity=100000, dtypes=[np.int64], shapes=[[]])
+        with open(out_path, "a") as out:
+            # Work of different lengths, so the tasks fall out of step.
+            await asyncio.gather(*(consume(q, out, 0.003 * (i + 1)) for i in range(4)))
+
+asyncio.run(main())
+"""
+
 
 def _lines(path: Path) -> int:
     try:
@@ -66,6 +90,39 @@ def test_consumer_killed_with_sigkill_loses_nothing(server_process, tmp_path, ba
         assert set(seen) == set(range(N)), f"lost {N - len(seen)} elements"
         repeated = sum(count - 1 for count in seen.values())
         assert repeated <= kills * batch  # at most the one batch each killed consumer held
+        assert q.size() == 0
+        c.reset([""])
+
+
+def _kill_consumers(target: str, script: str, out: Path, batch: int, thresholds: tuple) -> int:
+    """Start a consumer per threshold and SIGKILL it once ``out`` has that many lines; then drain."""
+    for threshold in thresholds:
+        proc = subprocess.Popen([sys.executable, "-c", script, target, str(out), str(batch)],
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + 60
+        while _lines(out) < threshold and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    subprocess.run([sys.executable, "-c", script, target, str(out), str(batch)], check=True, timeout=120)
+    return len(thresholds)
+
+
+@pytest.mark.slow
+def test_tasks_sharing_a_connection_killed_with_sigkill_lose_nothing(server_process, tmp_path):
+    # Four tasks consume over one asyncio connection: a dequeue acknowledges only what its own
+    # task received, so a batch a sibling is still working on is never acknowledged for it.
+    batch = 20
+    with qs.connect(server_process.target) as c:
+        c.reset([""])
+        q = c.fifo_queue("work", capacity=100000, dtypes=[np.int64], shapes=[[]])
+        q.enqueue_many(np.arange(N, dtype=np.int64))
+        q.close()
+        out = tmp_path / "seen.txt"
+        kills = _kill_consumers(server_process.target, TASKS_CONSUMER, out, batch, (5, 30, 60))
+        seen = Counter(int(v) for line in out.read_text().splitlines() for v in line.split())
+        assert set(seen) == set(range(N)), f"lost {N - len(seen)} elements"
+        assert sum(count - 1 for count in seen.values()) <= kills * 4 * batch  # what the four tasks held
         assert q.size() == 0
         c.reset([""])
 

@@ -4,7 +4,9 @@ caller was still processing."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -87,3 +89,83 @@ def test_a_batch_whose_reply_cannot_be_built_goes_back_in_order(local_server):
         q = c.padding_fifo_queue("ragged", capacity=4, dtypes=[np.float32], shapes=[[None, None]])
         first, second = q.dequeue(timeout=5), q.dequeue(timeout=5)
         assert first.shape == wide.shape and second.shape == tall.shape and float(second[0, 0]) == 2.0
+
+
+def _crash(async_client) -> None:
+    """Drop the connection as a killed process would: no goodbye, nothing acknowledged."""
+    async_client._protocol.transport.abort()
+
+
+async def test_a_dequeue_acknowledges_only_what_its_own_task_received(local_server):
+    async with await qs.connect_async(local_server.target) as setup:
+        await setup.reset([""])
+        q = await setup.fifo_queue("shared", capacity=100, dtypes=[np.int64], shapes=[[]])
+        await q.enqueue_many(np.arange(12))
+    c = await qs.connect_async(local_server.target)
+    q = await c.fifo_queue("shared", capacity=100, dtypes=[np.int64], shapes=[[]])
+    a_has_batch, b_done = asyncio.Event(), asyncio.Event()
+
+    async def task_a():  # takes a batch and is still processing it when the process dies
+        batch = await q.dequeue_many(3)
+        a_has_batch.set()
+        await b_done.wait()
+        return batch
+
+    async def task_b():  # takes a batch, then asks for more: done with its own batch only
+        await a_has_batch.wait()
+        first = await q.dequeue_many(3)
+        second = await q.dequeue_many(3)
+        b_done.set()
+        return first, second
+
+    a, (b1, b2) = await asyncio.gather(task_a(), task_b())
+    assert (a.tolist(), b1.tolist(), b2.tolist()) == ([0, 1, 2], [3, 4, 5], [6, 7, 8])
+    _crash(c)
+    async with await qs.connect_async(local_server.target) as after:
+        q = await after.fifo_queue("shared", capacity=100, dtypes=[np.int64], shapes=[[]])
+        # A's batch was never acknowledged (B's second dequeue acknowledged only B's first batch);
+        # B's second batch was held: both come back, in order, and B's first does not.
+        assert (await q.dequeue_many(9, timeout=5)).tolist() == [0, 1, 2, 6, 7, 8, 9, 10, 11]
+
+
+def test_sync_threads_sharing_a_client_acknowledge_only_their_own(local_server):
+    with qs.connect(local_server.target) as setup:
+        setup.reset([""])
+        setup.fifo_queue("threads", capacity=100, dtypes=[np.int64], shapes=[[]]).enqueue_many(np.arange(6))
+    c = qs.connect(local_server.target)
+    q = c.fifo_queue("threads", capacity=100, dtypes=[np.int64], shapes=[[]])
+    got = {}
+    holder = threading.Thread(target=lambda: got.setdefault("held", q.dequeue_many(2).tolist()))
+    holder.start()
+    holder.join()
+    assert q.dequeue_many(2).tolist() == [2, 3]
+    assert q.dequeue_many(2).tolist() == [4, 5]  # acknowledges this thread's [2, 3], not [0, 1]
+    c._runner.loop.call_soon_threadsafe(_crash, c._async)  # runs before close(), on the client's loop
+    c.close()
+    with qs.connect(local_server.target) as after:
+        q = after.fifo_queue("threads", capacity=100, dtypes=[np.int64], shapes=[[]])
+        assert q.dequeue_many(4, timeout=5).tolist() == [0, 1, 4, 5]
+
+
+def test_a_taken_batch_is_acknowledged_only_by_its_own_ack(local_server):
+    with qs.connect(local_server.target) as c:
+        c.reset([""])
+        q = c.fifo_queue("taken", capacity=100, dtypes=[np.int64], shapes=[[]])
+        q.enqueue_many(np.arange(10))
+        first = q.take(2)
+        assert first.value.tolist() == [0, 1]
+        assert q.dequeue_many(2).tolist() == [2, 3]
+        assert q.dequeue_many(2).tolist() == [4, 5]  # acknowledges [2, 3], not the taken batch
+        with q.take(2) as batch:
+            assert batch.tolist() == [6, 7]          # acknowledged when the block ends
+        with pytest.raises(RuntimeError):
+            with q.take(2, up_to=True):
+                raise RuntimeError("training failed")  # given back: 8, 9 go to the front
+        assert int(q.take().value) == 8               # one element; never acknowledged
+        first.ack()
+        with pytest.raises(qs.InvalidArgumentError, match="already acknowledged"):
+            first.ack()
+    # The clean close acknowledged the plain dequeues and gave the unacknowledged taken one back.
+    with qs.connect(local_server.target) as c:
+        q = c.fifo_queue("taken", capacity=100, dtypes=[np.int64], shapes=[[]])
+        assert q.size() == 2 and q.dequeue_many(2, timeout=5).tolist() == [8, 9]
