@@ -24,7 +24,7 @@ from .base import (
     DatasetIterator,
 )
 from .files import CsvDataset, FixedLengthRecordDataset, TextLineDataset, TFRecordDataset
-from .structure import DatasetSpec, RaggedTensor, RaggedTensorSpec, TensorSpec
+from .structure import DatasetSpec, RaggedTensor, RaggedTensorSpec, TensorSpec, UnknownSpec
 
 __all__ = [
     "AUTOTUNE",
@@ -40,6 +40,7 @@ __all__ = [
     "RaggedTensorSpec",
     "TFRecordDataset",
     "TensorSpec",
+    "UnknownSpec",
     "TextLineDataset",
 ]
 

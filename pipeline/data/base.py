@@ -284,6 +284,24 @@ class Dataset:
     def _cardinality(self) -> int:
         return UNKNOWN_CARDINALITY
 
+    #: Iterating this source takes elements from outside the pipeline (a server queue, a user's
+    #: generator): nothing but iteration may run it (see :class:`~pipeline.data.UnknownSpec`).
+    _consumes_input = False
+
+    def _inputs(self) -> list["Dataset"]:
+        """The datasets this one reads (every Dataset among its attributes, in lists and tuples too)."""
+        found: list[Dataset] = []
+        for value in self.__dict__.values():
+            if isinstance(value, Dataset):
+                found.append(value)
+            elif isinstance(value, (list, tuple)):
+                found.extend(v for v in value if isinstance(v, Dataset))
+        return found
+
+    def _iteration_consumes(self) -> bool:
+        """Whether iterating this dataset would take elements from outside (a queue, a generator)."""
+        return self._consumes_input or any(d._iteration_consumes() for d in self._inputs())
+
     # ----------------------------------------------------------------- iteration
     def iterator(self, state: dict | None = None) -> DatasetIterator:
         """Starts a pass over the dataset, optionally resuming from a saved state.
@@ -335,12 +353,16 @@ class Dataset:
         Static for sources and structural transformations. Python functions cannot be traced,
         so after ``map``/``scan``/``from_generator`` without a declared signature the spec is
         inferred from the first few elements (dimensions that vary, or follow a ``None``
-        dimension of the input, become ``None``).
+        dimension of the input, become ``None``), unless that would take elements from a server
+        queue or run a generator: then it is :class:`UnknownSpec` until declared.
         """
         try:
             return self.__dict__["_spec"]
         except KeyError:
-            spec = self._compute_spec()
+            if any(isinstance(d.element_spec, structure.UnknownSpec) for d in self._inputs()):
+                spec = structure.UNKNOWN_SPEC
+            else:
+                spec = self._compute_spec()
             self.__dict__["_spec"] = spec
             return spec
 

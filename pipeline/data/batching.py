@@ -90,7 +90,15 @@ class PaddedBatchDataset(_Batching):
     def __init__(self, parent: Dataset, batch_size: int, padded_shapes: Any, padding_values: Any,
                  drop_remainder: bool) -> None:
         super().__init__(parent, batch_size, drop_remainder)
+        self._padded_shapes, self._padding_values = padded_shapes, padding_values
         spec = parent.element_spec
+        # Checked at construction, as TensorFlow does, when the input's spec is known without
+        # consuming anything; else from the first element's (see UnknownSpec).
+        self._padding = None if isinstance(spec, structure.UnknownSpec) else self._resolve(spec)
+
+    def _resolve(self, spec: Any) -> tuple[Any, Any]:
+        """``(shapes, padding values)`` for elements of ``spec``, in its structure."""
+        padded_shapes, padding_values = self._padded_shapes, self._padding_values
         nested = structure.is_nested(spec)
         if padded_shapes is None:
             shapes = structure.map_structure(lambda s: None, spec)
@@ -98,14 +106,14 @@ class PaddedBatchDataset(_Batching):
             shapes = structure.map_structure(lambda s, p: p, spec, _shapes_as_leaves(padded_shapes, spec))
         else:
             shapes = padded_shapes
-        self._shapes = structure.map_structure(_norm_shape, shapes) if nested else _norm_shape(shapes)
+        shapes = structure.map_structure(_norm_shape, shapes) if nested else _norm_shape(shapes)
         if padding_values is None:
             pads = structure.map_structure(lambda s: b"" if s.dtype_name == "string" else 0, spec)
         elif nested and structure.is_nested(padding_values):
             pads = padding_values
         else:
             pads = structure.map_structure(lambda s: padding_values, spec)
-        self._pads = structure.map_structure(lambda v: structure.normalize(v), pads)
+        return shapes, structure.map_structure(lambda v: structure.normalize(v), pads)
 
     def _compute_spec(self) -> Any:
         dim = self._size if self._drop else None
@@ -118,9 +126,10 @@ class PaddedBatchDataset(_Batching):
             return TensorSpec(None if inner is None else (dim,) + inner, s.dtype)
 
         spec = self._parent.element_spec
+        shapes = self._padding[0]
         if structure.is_nested(spec):
-            return structure.map_structure(one, spec, self._shapes)
-        return one(spec, self._shapes)
+            return structure.map_structure(one, spec, shapes)
+        return one(spec, shapes)
 
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
@@ -176,8 +185,11 @@ class _PaddedBatchIterator(_UnaryIterator):
         elements = _next_elements(self._parent, ds._size, ds._drop)
         template = elements[0]
         flats = [structure.flatten(e) for e in elements]
-        shapes = structure.flatten(ds._shapes) if structure.is_nested(template) else [ds._shapes]
-        pads = structure.flatten(ds._pads)
+        if ds._padding is None:  # the input's spec was unknown: the first element's tells
+            ds._padding = ds._resolve(structure.spec_of(template))
+        shape_tree, pad_tree = ds._padding
+        shapes = structure.flatten(shape_tree) if structure.is_nested(template) else [shape_tree]
+        pads = structure.flatten(pad_tree)
         out = []
         for c in range(len(flats[0])):
             out.append(_pad_component([f[c] for f in flats], shapes[c], pads[c], c))

@@ -62,6 +62,8 @@ class QueueDataset(Dataset):
         timeout: seconds each dequeue may wait (default: the client's operation timeout).
     """
 
+    _consumes_input = True  # iterating dequeues: nothing else may (see UnknownSpec)
+
     def __init__(self, queue: Any, batch_size: int | None = None, *, timeout: float | None = None) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")

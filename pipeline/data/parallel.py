@@ -71,6 +71,8 @@ class MapDataset(_Unary):
         # Python functions cannot be traced: run the function on a few input elements. A result
         # dimension equal to an input dimension that is unknown (e.g. the batch dimension) is
         # unknown too, so `batch(256).map(f)` reports (None, ...) as TensorFlow does.
+        if self._parent._iteration_consumes():
+            return structure.UNKNOWN_SPEC  # never take from a queue or run a generator to look
         in_spec = self._parent.element_spec
         it = self._parent.iterator()
         spec = None
@@ -231,6 +233,8 @@ class InterleaveDataset(_Unary):
         return out
 
     def _compute_spec(self) -> Any:
+        if self._parent._iteration_consumes():
+            return structure.UNKNOWN_SPEC  # never take from a queue or run a generator to look
         it = self._parent.iterator()
         try:
             for _ in range(64):

@@ -19,6 +19,8 @@ def infer_spec(ds: Dataset, n: int = 8) -> Any:
     Used where a Python function decides the elements and cannot be traced. Errors while
     producing the sample are skipped (``ignore_errors`` pipelines), so a spec is still found.
     """
+    if ds._iteration_consumes():
+        return structure.UNKNOWN_SPEC  # never take from a queue or run a generator to look
     spec = None
     it = ds.iterator()
     try:
@@ -227,6 +229,8 @@ class _RangeIterator(DatasetIterator):
 class GeneratorDataset(Dataset):
     """``Dataset.from_generator``: elements from a Python generator function."""
 
+    _consumes_input = True  # iterating runs the user's generator: nothing else may (see UnknownSpec)
+
     def __init__(self, generator: Callable, output_types: Any, output_shapes: Any,
                  args: Sequence[Any] | None, output_signature: Any) -> None:
         if not callable(generator):
@@ -379,8 +383,11 @@ class ConcatenateDataset(Dataset):
         if not isinstance(second, Dataset):
             raise TypeError("concatenate expects a Dataset")
         self._a, self._b = first, second
-        # Validated at construction, as TensorFlow does (TypeError naming both specs).
-        self.__dict__["_spec"] = structure.relax(first.element_spec, second.element_spec)
+        # Validated at construction, as TensorFlow does (TypeError naming both specs), when both
+        # specs are known without consuming input.
+        a, b = first.element_spec, second.element_spec
+        unknown = isinstance(a, structure.UnknownSpec) or isinstance(b, structure.UnknownSpec)
+        self.__dict__["_spec"] = structure.UNKNOWN_SPEC if unknown else structure.relax(a, b)
 
     def _compute_spec(self) -> Any:  # pragma: no cover - set in __init__
         return structure.relax(self._a.element_spec, self._b.element_spec)

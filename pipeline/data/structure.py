@@ -32,6 +32,7 @@ __all__ = [
     "TensorSpec",
     "RaggedTensorSpec",
     "DatasetSpec",
+    "UnknownSpec",
     "RaggedTensor",
     "normalize",
     "spec_of",
@@ -244,6 +245,33 @@ class DatasetSpec:
 
     def __repr__(self) -> str:
         return f"DatasetSpec({self.element_spec!r}, TensorShape([]))"
+
+
+class UnknownSpec:
+    """The spec of elements that cannot be known without consuming input.
+
+    A Python function cannot be traced, so a spec after ``map``/``scan``/``flat_map`` is inferred by
+    running the pipeline on a few elements. Where that would take elements from a server queue or
+    run a user's generator, the spec stays unknown instead (building, printing or inspecting a
+    dataset never consumes anything): iterate to see the elements, or declare them with
+    ``output_signature``. Transformations of an unknown spec are unknown too.
+
+    Example:
+        >>> UnknownSpec()
+        UnknownSpec()
+    """
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UnknownSpec)
+
+    def __hash__(self) -> int:
+        return hash(UnknownSpec)
+
+    def __repr__(self) -> str:
+        return "UnknownSpec()"
+
+
+UNKNOWN_SPEC = UnknownSpec()
 
 
 # --------------------------------------------------------------------------- nesting

@@ -475,7 +475,9 @@ class UniqueDataset(_Unary):
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         spec = self._parent.element_spec
-        if not isinstance(spec, TensorSpec) or spec.shape != ():
+        if isinstance(spec, structure.UnknownSpec):
+            pass  # known only by iterating: the iterator meets the elements themselves
+        elif not isinstance(spec, TensorSpec) or spec.shape != ():
             raise TypeError("Dataset.unique() supports only scalar elements")
         return _UniqueIterator(self._parent._make_iter(ctx))
 

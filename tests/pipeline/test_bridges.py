@@ -145,3 +145,52 @@ def test_from_queue_with_an_async_queue_needs_its_loop(server):
 
 def test_docstring_examples():
     assert doctest.testmod(bridges, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_building_printing_and_inspecting_a_queue_pipeline_takes_nothing(client):
+    # Before: the spec of map/padded_batch was inferred by dequeuing a few elements, which the
+    # next dequeue acknowledged: lost for good.
+    from pipeline.data import UnknownSpec
+
+    q = client.fifo_queue("inspect", capacity=20, dtypes=[np.int64], shapes=[[]])
+    q.enqueue_many(np.arange(20))
+    q.close()
+    calls = []
+
+    def grow(x):
+        calls.append(int(x))
+        return np.arange(int(x) % 3 + 1)
+
+    ds = Dataset.from_queue(q).map(grow)
+    assert "UnknownSpec()" in repr(ds)
+    assert ds.element_spec == UnknownSpec()
+    padded = ds.padded_batch(4)
+    assert padded.element_spec == UnknownSpec() and "UnknownSpec" in repr(padded)
+    scanned = Dataset.from_queue(q).scan(0, lambda s, x: (s + x, s + x))
+    flat = Dataset.from_queue(q).flat_map(lambda x: Dataset.from_tensors(x))
+    assert scanned.element_spec == flat.element_spec == UnknownSpec()
+    joined = ds.concatenate(Dataset.from_tensor_slices(np.arange(2)))
+    assert joined.element_spec == UnknownSpec() and ds.batch(2).element_spec == UnknownSpec()
+    assert q.size() == 20 and calls == []
+    # Iterating works out the padding from the elements themselves.
+    batches = list(padded)
+    assert [b.shape for b in batches] == [(4, 3)] * 5
+    assert batches[0].tolist() == [[0, 0, 0], [0, 1, 0], [0, 1, 2], [0, 0, 0]]
+    assert calls == list(range(20))
+
+
+def test_building_and_printing_a_generator_pipeline_never_runs_the_generator():
+    runs = []
+
+    def gen():
+        runs.append(1)
+        yield from range(3)
+
+    ds = Dataset.from_generator(gen).map(lambda x: x * 2)
+    repr(ds), ds.element_spec, ds.padded_batch(2).element_spec
+    assert runs == []
+    assert [int(x) for x in ds] == [0, 2, 4] and runs == [1]
+    declared = Dataset.from_generator(gen, output_signature=TensorSpec((), np.int64))
+    assert declared.element_spec == TensorSpec((), np.int64)
+    assert repr(declared.map(lambda x: x + 1).element_spec) == "UnknownSpec()"  # map would run it to see
+    assert runs == [1]
