@@ -312,14 +312,21 @@ class QueueSource:
     def __init__(self, queue: Any, batch: int, timeout: float | None = None) -> None:
         self.queue, self.batch, self.timeout = queue, batch, timeout
 
-    async def next(self) -> tuple[np.ndarray, np.ndarray]:
-        """The next minibatch as float32 features ``(n, d)`` and integer labels ``(n,)``.
+    async def next(self) -> tuple[np.ndarray, np.ndarray, Any]:
+        """The next minibatch as float32 features ``(n, d)`` and integer labels ``(n,)``, and its
+        delivery: the batch stays held on the server until the trainer has trained on it and
+        acknowledges it (``delivery.ack()``); one it never trains on goes back to the queue.
 
         Raises:
             queueserver.OutOfRangeError: the queue is closed and drained.
         """
-        x, y = _split_element(await self.queue.dequeue_up_to(self.batch, timeout=self.timeout))
-        return np.asarray(x, np.float32).reshape(len(x), -1), np.asarray(y).reshape(-1)
+        delivery = await self.queue.take(self.batch, up_to=True, timeout=self.timeout)
+        try:
+            x, y = _split_element(delivery.value)
+        except BaseException:
+            await delivery.give_back()
+            raise
+        return np.asarray(x, np.float32).reshape(len(x), -1), np.asarray(y).reshape(-1), delivery
 
 
 class ArraySource:
@@ -354,13 +361,18 @@ class ArraySource:
 
 
 class Prefetcher:
-    """Fetches minibatch ``k + 1`` (and copies it to the device) while step ``k`` computes.
+    """Fetches minibatch ``k + 1`` (and copies it to the device) while step ``k`` computes, and
+    owns what the batches' deliveries become: the loop calls :meth:`trained` once a step's update
+    is done, which acknowledges that batch; :meth:`cancel` gives back the batch being trained and
+    the one fetched ahead, so a trainer stopped by anything (its step budget, Ctrl-C, SIGTERM, an
+    error) leaves every batch it did not train on in the queue. (SIGKILL: the server does it.)
 
     The dequeue is I/O on the event loop; the host-to-device copy runs on ``copy_executor`` so it
     overlaps the compute thread too.
 
     Args:
-        source: anything with ``async next() -> (x, y)``.
+        source: anything with ``async next() -> (x, y)`` or ``(x, y, delivery)``, where a
+            delivery has ``async ack()`` and ``async give_back()`` (see :class:`QueueSource`).
         backend: where the batch should end up.
         copy_executor: the thread that runs host-to-device copies.
     """
@@ -368,14 +380,22 @@ class Prefetcher:
     def __init__(self, source: Any, backend: Backend, copy_executor: ThreadPoolExecutor) -> None:
         self.source, self.backend, self.executor = source, backend, copy_executor
         self._task: asyncio.Task | None = None
+        self._current: Any = None              # the delivery of the batch being trained on
+        self._acks: set[asyncio.Task] = set()  # acknowledgements on their way
 
-    async def _fetch(self) -> tuple[Any, Any, int]:
-        x, y = await self.source.next()
-        if self.backend.is_gpu and type(x).__module__.startswith("numpy"):
-            loop = asyncio.get_running_loop()
-            x, y = await loop.run_in_executor(
-                self.executor, lambda: (self.backend.to_device(x, np.float32), self.backend.to_device(y)))
-        return x, y, len(y)
+    async def _fetch(self) -> tuple[Any, Any, int, Any]:
+        x, y, *rest = await self.source.next()
+        delivery = rest[0] if rest else None
+        try:
+            if self.backend.is_gpu and type(x).__module__.startswith("numpy"):
+                loop = asyncio.get_running_loop()
+                x, y = await loop.run_in_executor(
+                    self.executor, lambda: (self.backend.to_device(x, np.float32), self.backend.to_device(y)))
+        except BaseException:
+            if delivery is not None:
+                await delivery.give_back()
+            raise
+        return x, y, len(y), delivery
 
     def start(self) -> None:
         """Begin fetching the next minibatch in the background."""
@@ -388,19 +408,43 @@ class Prefetcher:
         Raises:
             queueserver.OutOfRangeError: the source is exhausted.
         """
+        if self._current is not None:
+            raise RuntimeError("Prefetcher.next() before the last batch was marked trained()")
         self.start()
         task, self._task = self._task, None
-        result = await task
+        x, y, n, self._current = await task
         self.start()
-        return result
+        return x, y, n
+
+    def trained(self) -> None:
+        """The current batch's step is done: acknowledge it (in the background, in order)."""
+        delivery, self._current = self._current, None
+        if delivery is not None:
+            ack = asyncio.ensure_future(delivery.ack())
+            self._acks.add(ack)
+            ack.add_done_callback(self._acks.discard)
 
     async def cancel(self) -> None:
-        """Withdraw the fetch in flight (the client hands an undelivered batch back to the queue)."""
+        """Give back the batch being trained and withdraw (or give back) the one fetched ahead;
+        wait for the acknowledgements on their way."""
         task, self._task = self._task, None
+        current, self._current = self._current, None
+        to_give_back = []
         if task is not None:
             task.cancel()
             with contextlib.suppress(BaseException):
-                await task
+                fetched = await task  # finished before the cancel: it holds a batch
+                if fetched[3] is not None:
+                    to_give_back.append(fetched[3])
+        if current is not None:
+            to_give_back.append(current)
+        # Each goes back to the queue's front: the one fetched ahead first, so the batch being
+        # trained on ends up before it, in the order they were taken.
+        for delivery in to_give_back:
+            with contextlib.suppress(qs.QueueServerError):
+                await delivery.give_back()
+        if self._acks:
+            await asyncio.gather(*self._acks, return_exceptions=True)
 
 
 # ---------------------------------------------------------------- where the time goes
@@ -940,6 +984,7 @@ class Trainer:
                     loss = await self._run_compute(step_fn)
                     step += 1
                     self._after_step(step, loss, n)
+                    prefetch.trained()
                     self._checkpoint(params, step)
                 else:
                     self.result.stop_reason = "steps"
@@ -1078,11 +1123,13 @@ class Trainer:
                     params_host = await store.pull(wire=False)
                     pulled_at = now
                     self._after_step(now, loss, n)
+                    prefetch.trained()  # its gradient was computed, and dropped by the staleness rule
                     continue
                 delta = self.optimizer.delta(grads, factor)
                 params_host = await store.push_delta(self._host_wire(delta))
                 pulled_at = int(await global_step.assign_add(np.int64(1)))
                 self._after_step(pulled_at, loss, n)
+                prefetch.trained()
                 self._checkpoint(params_host, pulled_at)
         finally:
             clock.enter(None)
@@ -1147,6 +1194,7 @@ class Trainer:
                     self.result.dropped += 1
                 last_pushed = local_step
                 self._after_step(local_step, loss, n)
+                prefetch.trained()
         finally:
             clock.enter(None)
             await prefetch.cancel()
