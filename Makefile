@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean venv
+.PHONY: demo test check bench clean venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-test: $(STAMP)
+# Lint and types first (seconds), then the suite.
+check: $(STAMP)
+	$(PY) -m ruff check queueserver pipeline compute tests benchmarks examples
+	$(PY) -m mypy
+
+test: check
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

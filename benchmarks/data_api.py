@@ -64,7 +64,7 @@ def w7_pipeline(x: np.ndarray, y: np.ndarray) -> float:
     t0 = time.perf_counter()
     ds = Dataset.from_tensor_slices((x, y)).batch(W7_BATCH).prefetch(2)
     n = 0
-    for bx, by in ds:
+    for _bx, by in ds:
         n += len(by)
     assert n == W7_N
     return time.perf_counter() - t0
@@ -74,7 +74,7 @@ def w7_floor(x: np.ndarray, y: np.ndarray) -> float:
     t0 = time.perf_counter()
     n = 0
     for i in range(0, W7_N, W7_BATCH):
-        bx, by = x[i : i + W7_BATCH], y[i : i + W7_BATCH]
+        _bx, by = x[i : i + W7_BATCH], y[i : i + W7_BATCH]
         n += len(by)
     assert n == W7_N
     return time.perf_counter() - t0
@@ -84,7 +84,7 @@ def w7_floor_copy(x: np.ndarray, y: np.ndarray) -> float:
     t0 = time.perf_counter()
     n = 0
     for i in range(0, W7_N, W7_BATCH):
-        bx, by = x[i : i + W7_BATCH].copy(), y[i : i + W7_BATCH].copy()
+        _bx, by = x[i : i + W7_BATCH].copy(), y[i : i + W7_BATCH].copy()
         n += len(by)
     assert n == W7_N
     return time.perf_counter() - t0

@@ -277,16 +277,16 @@ def bench_w4(quick: bool) -> None:
     for label, path, comp in (("", plain, ""), ("GZIP ", gz, "GZIP")):
         size = plain.stat().st_size  # MB/s counted on the uncompressed records
 
-        def floor():
+        def floor(path=path, comp=comp):
             data = path.read_bytes()
             if comp:
                 data = zlib.decompress(data, 31)
             return crc(data)
 
-        def arrays():
+        def arrays(path=path, comp=comp):
             return read_tfrecord_examples(path, spec, compression_type=comp)
 
-        def pipeline():
+        def pipeline(path=path, comp=comp):
             count = 0
             with TFRecordReader(path, compression_type=comp) as r:
                 while recs := r.read_chunk(1024):

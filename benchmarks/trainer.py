@@ -75,7 +75,7 @@ def _relay_seconds(nbytes: int, repeat: int) -> float:
             done = threading.Event()
             received = [0]
 
-            def consume() -> None:
+            def consume(cons=cons, received=received, done=done) -> None:
                 buf = bytearray(1 << 20)
                 while True:
                     n = cons.recv_into(buf)
@@ -156,7 +156,7 @@ def main() -> None:
             relay = _relay_seconds(nbytes, args.repeat)
             rows.append((f"  {dtype}", f"{nbytes / 1e6:.1f}", f"{seconds * 1e3:.1f}",
                          f"{nbytes / 1e6 / seconds:,.0f}", f"{seconds / relay:.2f}"))
-            rows.append((f"  floor: the same bytes through the bare relay", f"{nbytes / 1e6:.1f}",
+            rows.append(("  floor: the same bytes through the bare relay", f"{nbytes / 1e6:.1f}",
                          f"{relay * 1e3:.1f}", f"{nbytes / 1e6 / relay:,.0f}", "1.00"))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows))

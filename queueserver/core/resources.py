@@ -246,7 +246,7 @@ class ResourceManager:
         freed = 0
         for container in containers:
             resources = self.containers.pop(container, {})
-            for name, res in resources.items():
+            for res in resources.values():
                 if hasattr(res, "destroy"):
                     res.destroy(f"{res.type_name} '{res.name}' was reset (container '{container}')")
                 else:

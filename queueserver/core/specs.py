@@ -161,34 +161,32 @@ class ComponentSpec:
         out = []
         count = None
         for i, (arr, dtype) in enumerate(zip(components, self.dtypes)):
-            if not isinstance(arr, np.ndarray):
-                raise InvalidArgumentError(f"component {i} is not an array")
-            if arr.dtype != dtype and not (dtype == STRING and arr.dtype.kind in "OSU"):
-                raise InvalidArgumentError(
-                    f"Type mismatch in tuple component {i}. Expected {dtype_name(dtype)}, got {dtype_name(arr.dtype)}")
-            if dtype == STRING and arr.dtype != STRING:
-                arr = _to_bytes_objects(arr)
+            arr = _checked_dtype(i, arr, dtype)
             if many:
                 if arr.ndim == 0:
                     raise InvalidArgumentError(
                         f"enqueue_many needs a leading element dimension, but component {i} is a scalar")
                 if count is None:
                     count = arr.shape[0]
-                if self.shapes is not None:
-                    expected = (count,) + self.shapes[i]
-                    if not shape_compatible(expected, arr.shape):
-                        raise InvalidArgumentError(
-                            f"Shape mismatch in tuple component {i}. Expected {shape_str(expected)}, got {shape_str(arr.shape)}")
-                elif arr.shape[0] != count:
-                    raise InvalidArgumentError(
-                        f"Shape mismatch in tuple component {i}. Expected first dimension {count}, got {arr.shape[0]}")
-                out.append(arr)
+                out.append(self._checked_many(i, arr, count))
             else:
                 if self.shapes is not None and not shape_compatible(self.shapes[i], arr.shape):
                     raise InvalidArgumentError(
                         f"Shape mismatch in tuple component {i}. Expected {shape_str(self.shapes[i])}, got {shape_str(arr.shape)}")
                 out.append(arr[np.newaxis])
         return tuple(out)
+
+    def _checked_many(self, i: int, arr: np.ndarray, count: int) -> np.ndarray:
+        """Component ``i`` of an ``enqueue_many`` batch of ``count`` elements, checked."""
+        if self.shapes is not None:
+            expected = (count,) + self.shapes[i]
+            if not shape_compatible(expected, arr.shape):
+                raise InvalidArgumentError(
+                    f"Shape mismatch in tuple component {i}. Expected {shape_str(expected)}, got {shape_str(arr.shape)}")
+        elif arr.shape[0] != count:
+            raise InvalidArgumentError(
+                f"Shape mismatch in tuple component {i}. Expected first dimension {count}, got {arr.shape[0]}")
+        return arr
 
     def describe(self) -> str:
         """Human-readable spec for status output."""
@@ -198,6 +196,18 @@ class ComponentSpec:
             name = f"{self.names[i]}:" if self.names else ""
             parts.append(f"{name}{dtype_name(d)}{shape}")
         return "(" + ", ".join(parts) + ")"
+
+
+def _checked_dtype(i: int, arr: Any, dtype: np.dtype) -> np.ndarray:
+    """Component ``i`` as an array of ``dtype`` (text becomes bytes objects for strings), or the error."""
+    if not isinstance(arr, np.ndarray):
+        raise InvalidArgumentError(f"component {i} is not an array")
+    if arr.dtype != dtype and not (dtype == STRING and arr.dtype.kind in "OSU"):
+        raise InvalidArgumentError(
+            f"Type mismatch in tuple component {i}. Expected {dtype_name(dtype)}, got {dtype_name(arr.dtype)}")
+    if dtype == STRING and arr.dtype != STRING:
+        arr = _to_bytes_objects(arr)
+    return arr
 
 
 def _to_bytes_objects(arr: np.ndarray) -> np.ndarray:

@@ -398,7 +398,7 @@ async def test_a_finishing_attempt_whose_callback_returns_its_batch_orphans_no_o
 async def test_cancel_all_fails_each_waiter_once():
     q = make()
     enq(q, 1, 2)
-    x = q.dequeue(3, mode=MANY)
+    q.dequeue(3, mode=MANY)  # waits in line ahead of y
     y = q.dequeue()
     outcomes = []
     y.add_done_callback(lambda att: outcomes.append((type(att.error).__name__, att.result)))
