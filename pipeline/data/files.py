@@ -14,12 +14,15 @@ how many records of that chunk were consumed: resuming re-reads that chunk and d
 from __future__ import annotations
 
 import glob
-import importlib
 import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from pipeline.csv import decode_csv
+from pipeline.fixed_length import FixedLengthRecordReader
+from pipeline.textline import TextLineReader
+from pipeline.tfrecord import TFRecordReader
 from queueserver import errors
 
 from . import structure
@@ -27,13 +30,6 @@ from .base import Dataset, DatasetIterator, autotune_parallelism
 from .structure import Chunk, TensorSpec
 
 _READ_SIZE = 1024  # records per read_chunk: large enough to amortise, small enough to start fast
-
-
-def _reader_module(name: str) -> Any:
-    try:
-        return importlib.import_module(f"pipeline.{name}")
-    except ImportError as e:  # pragma: no cover - only while the readers are being written
-        raise errors.UnimplementedError(f"pipeline.{name} is not available: {e}") from e
 
 
 def _as_paths(filenames: Any) -> list[str]:
@@ -253,8 +249,7 @@ class TextLineDataset(_FilesDataset):
         return TextLineDataset(path, self._compression, skip_header_lines=self._skip_header)
 
     def _open(self, path: str, state: dict | None) -> Any:
-        cls = _reader_module("textline").TextLineReader
-        return _reader_with_state(cls, path, state, skip_header_lines=self._skip_header,
+        return _reader_with_state(TextLineReader, path, state, skip_header_lines=self._skip_header,
                                   compression_type=self._compression)
 
 
@@ -298,11 +293,10 @@ class FixedLengthRecordDataset(_FilesDataset):
                                         compression_type=o["compression_type"], hop_bytes=o["hop_bytes"])
 
     def _open(self, path: str, state: dict | None) -> Any:
-        cls = _reader_module("fixed_length").FixedLengthRecordReader
         opts = dict(self._opts)
         if not opts["hop_bytes"]:
             del opts["hop_bytes"]
-        return _reader_with_state(cls, path, state, **opts)
+        return _reader_with_state(FixedLengthRecordReader, path, state, **opts)
 
 
 class TFRecordDataset(_FilesDataset):
@@ -330,8 +324,7 @@ class TFRecordDataset(_FilesDataset):
         return TFRecordDataset(path, self._compression)
 
     def _open(self, path: str, state: dict | None) -> Any:
-        cls = _reader_module("tfrecord").TFRecordReader
-        return _reader_with_state(cls, path, state, compression_type=self._compression)
+        return _reader_with_state(TFRecordReader, path, state, compression_type=self._compression)
 
 
 class CsvDataset(Dataset):
@@ -375,7 +368,6 @@ class CsvDataset(Dataset):
         self._lines = TextLineDataset(filenames, compression_type, skip_header_lines=1 if header else 0)
 
     def _decode(self, lines: np.ndarray) -> tuple:
-        decode_csv = _reader_module("csv").decode_csv
         cols = decode_csv(lines, self._defaults, **self._decode_kwargs)
         return tuple(structure.to_array(c) if not isinstance(c, np.ndarray) else c for c in cols)
 
