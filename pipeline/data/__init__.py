@@ -12,7 +12,8 @@ Example:
 
 Modules, one per transformation family: :mod:`.base` (Dataset, iterators), :mod:`.structure`
 (elements, specs, state encoding), :mod:`.sources`, :mod:`.transforms`, :mod:`.batching`,
-:mod:`.shuffle`, :mod:`.parallel` (map, interleave, prefetch) and :mod:`.files`.
+:mod:`.shuffle`, :mod:`.parallel` (map, interleave, prefetch), :mod:`.files` and :mod:`.bridges`
+(server queues: the implementation of ``Dataset.from_queue`` / ``to_queue``, imported when first used).
 """
 
 from .base import (
@@ -43,5 +44,3 @@ __all__ = [
     "UnknownSpec",
     "TextLineDataset",
 ]
-
-from . import bridges as _bridges  # noqa: E402,F401 - adds Dataset.from_queue / to_queue / to_queue_async

@@ -13,6 +13,11 @@ Iterators form a tree mirroring the datasets. Each one implements ``__next__`` (
 Randomness never touches global state: each random stage derives its generator from
 ``np.random.SeedSequence(seed, spawn_key=...)`` with a spawn key that records which repetition
 (epoch) of an enclosing ``repeat`` it runs in.
+
+Also here: ``_Unary`` / ``_UnaryIterator``, the bases of every one-input dataset and its
+iterator (transforms, batching, shuffle, parallel import them from this module), and the server
+queue methods ``from_queue`` / ``to_queue`` / ``to_queue_async``, whose implementation lives in
+:mod:`.bridges` and is imported on first call.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ AUTOTUNE = -1
 INFINITE_CARDINALITY = -1
 #: :meth:`Dataset.cardinality` when it cannot be known without iterating.
 UNKNOWN_CARDINALITY = -2
+#: Elements per ``enqueue_many`` when :meth:`Dataset.to_queue` moves blocks of consecutive elements.
+DEFAULT_CHUNK = 256
 
 
 def autotune_parallelism(n: int | None) -> int:
@@ -861,3 +868,116 @@ class Dataset:
         from .transforms import UniqueDataset
 
         return UniqueDataset(self)
+
+
+    # ----------------------------------------------------------------- server queues
+    @staticmethod
+    def from_queue(queue: Any, batch_size: int | None = None, *, timeout: float | None = None) -> "Dataset":
+        """A dataset of the elements of a server queue, until it is closed and drained.
+
+        Args:
+            queue: a ``Queue`` (or an ``AsyncQueue``, see :class:`~pipeline.data.bridges.QueueDataset`).
+            batch_size: each dataset element is a batch of up to this many queue elements
+                (``dequeue_up_to``: full batches while the queue is open, then what is left); ``None``
+                gives single elements.
+            timeout: seconds each dequeue may wait (``DeadlineExceededError`` after that).
+
+        Returns:
+            The dataset (elements: arrays, tuples, or dicts for queues with component names).
+
+        Raises:
+            TypeError: ``queue`` is not a queue handle.
+
+        Example:
+            >>> ds = Dataset.from_queue(q, batch_size=256).map(train_step)   # doctest: +SKIP
+        """
+        from .bridges import from_queue
+
+        return from_queue(queue, batch_size, timeout=timeout)
+
+    def to_queue(self, queue: Any, *, enqueue_many: bool = False, close: bool = True,
+                 chunk_size: int = DEFAULT_CHUNK) -> int:
+        """Enqueue every element of the dataset into a server queue; blocks while the queue is full.
+
+        Args:
+            queue: a synchronous ``Queue`` whose spec matches the elements.
+            enqueue_many: each dataset element is a batch of queue elements (its first dimension
+                counts them); otherwise one dataset element is one queue element.
+            close: close the queue after the last element (consumers then drain it and get
+                ``OutOfRangeError``). If the dataset fails, the queue is closed with
+                ``cancel_pending_enqueues=True`` instead and the error is raised.
+            chunk_size: most consecutive elements sent in one ``enqueue_many``.
+
+        Returns:
+            The number of queue elements enqueued.
+
+        Raises:
+            TypeError: ``queue`` is an ``AsyncQueue`` (use :meth:`to_queue_async`).
+            InvalidArgumentError: an element does not match the queue's spec (the queue's message).
+            CancelledError: the queue was closed by someone else.
+
+        Example:
+            >>> Dataset.from_tensor_slices((x, y)).to_queue(q)      # doctest: +SKIP
+            60000
+        """
+        from .bridges import to_queue
+
+        return to_queue(self, queue, enqueue_many=enqueue_many, close=close, chunk_size=chunk_size)
+
+    async def to_queue_async(self, queue: Any, *, enqueue_many: bool = False, close: bool = True,
+                             chunk_size: int = DEFAULT_CHUNK) -> int:
+        """:meth:`to_queue` as a coroutine: the dataset runs in worker threads, enqueues are awaited.
+
+        Args:
+            queue: an ``AsyncQueue`` of this loop's client, or a synchronous ``Queue``.
+            enqueue_many: as for :meth:`to_queue`.
+            close: as for :meth:`to_queue`.
+            chunk_size: as for :meth:`to_queue`.
+
+        Returns:
+            The number of queue elements enqueued.
+
+        Example:
+            >>> await Dataset.range(100).to_queue_async(aq)    # doctest: +SKIP
+            100
+        """
+        from .bridges import to_queue_async
+
+        return await to_queue_async(self, queue, enqueue_many=enqueue_many, close=close, chunk_size=chunk_size)
+
+
+# ----------------------------------------------------------------- one-input datasets
+class _Unary(Dataset):
+    """A dataset computed from one input dataset; by default it keeps the element spec."""
+
+    def __init__(self, parent: Dataset) -> None:
+        if not isinstance(parent, Dataset):
+            raise TypeError(f"expected a Dataset, got {type(parent).__name__}")
+        self._parent = parent
+
+    def _compute_spec(self) -> Any:
+        return self._parent.element_spec
+
+
+class _UnaryIterator(DatasetIterator):
+    """Holds the iterator of the input; saves it under ``child`` in the state."""
+
+    def __init__(self, parent_it: DatasetIterator) -> None:
+        self._parent = parent_it
+
+    def _children(self) -> list[DatasetIterator]:
+        return [self._parent]
+
+    def get_state(self) -> dict:
+        return self._state(child=self._parent.get_state(), **self._own_state())
+
+    def set_state(self, state: dict) -> None:
+        self._check(state)
+        self._parent.set_state(state["child"])
+        self._set_own_state(state)
+
+    def _own_state(self) -> dict:
+        return {}
+
+    def _set_own_state(self, state: dict) -> None:
+        pass

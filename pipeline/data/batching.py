@@ -10,9 +10,8 @@ import numpy as np
 from queueserver import errors
 
 from . import structure
-from .base import Dataset, DatasetIterator
+from .base import Dataset, DatasetIterator, _Unary, _UnaryIterator
 from .structure import Chunk, DatasetSpec, RaggedTensor, RaggedTensorSpec, TensorSpec
-from .transforms import _Unary, _UnaryIterator
 
 
 def _check_batch_size(batch_size: int) -> int:

@@ -12,8 +12,9 @@
 A queue cannot rewind: iterating ``from_queue`` twice continues where the first pass stopped, and
 its iterators cannot save their state.
 
-This module attaches ``from_queue``, ``to_queue`` and ``to_queue_async`` to :class:`Dataset` when
-:mod:`pipeline.data` is imported.
+:meth:`Dataset.from_queue`, :meth:`Dataset.to_queue` and :meth:`Dataset.to_queue_async` are
+ordinary methods of :class:`Dataset` that import this module when first called; the functions
+below are their implementation (``to_queue(dataset, queue)`` is ``dataset.to_queue(queue)``).
 
 Example:
     >>> import numpy as np, queueserver as qs
@@ -34,19 +35,15 @@ import asyncio
 import threading
 from typing import Any
 
-
 from queueserver import errors
 from queueserver.client import AsyncQueue, Queue
 from queueserver.core.specs import STRING
 
 from . import structure
-from .base import UNKNOWN_CARDINALITY, Dataset, DatasetIterator
+from .base import DEFAULT_CHUNK, UNKNOWN_CARDINALITY, Dataset, DatasetIterator
 from .structure import TensorSpec
 
 __all__ = ["QueueDataset", "from_queue", "to_queue", "to_queue_async"]
-
-#: Elements per ``enqueue_many`` when ``to_queue`` moves blocks of consecutive elements.
-DEFAULT_CHUNK = 256
 
 
 # --------------------------------------------------------------------------- from_queue
@@ -313,11 +310,3 @@ async def to_queue_async(self: Dataset, queue: Any, *, enqueue_many: bool = Fals
         await aq.close()
     return total
 
-
-def _attach() -> None:
-    Dataset.from_queue = staticmethod(from_queue)  # type: ignore[attr-defined]
-    Dataset.to_queue = to_queue  # type: ignore[attr-defined]
-    Dataset.to_queue_async = to_queue_async  # type: ignore[attr-defined]
-
-
-_attach()

@@ -28,10 +28,11 @@ from .base import (
     call_fn,
     fn_name,
     run_coroutine,
+    _Unary,
+    _UnaryIterator,
     wrap_user_error,
 )
 from .structure import TensorSpec
-from .transforms import _Unary, _UnaryIterator
 
 
 def _call_raw(fn: Callable, element: Any) -> Any:

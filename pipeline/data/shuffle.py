@@ -32,9 +32,8 @@ import numpy as np
 from queueserver import errors
 
 from . import structure
-from .base import Dataset, DatasetIterator
+from .base import Dataset, DatasetIterator, _Unary
 from .structure import Chunk
-from .transforms import _Unary
 
 
 class ShuffleDataset(_Unary):

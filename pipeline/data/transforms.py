@@ -19,48 +19,14 @@ from .base import (
     UNKNOWN_CARDINALITY,
     Dataset,
     DatasetIterator,
+    _Unary,
+    _UnaryIterator,
     call_fn,
     fn_name,
 )
 from .structure import Chunk, TensorSpec
 
 log = logging.getLogger(__name__)
-
-
-class _Unary(Dataset):
-    """A dataset computed from one input dataset; by default it keeps the element spec."""
-
-    def __init__(self, parent: Dataset) -> None:
-        if not isinstance(parent, Dataset):
-            raise TypeError(f"expected a Dataset, got {type(parent).__name__}")
-        self._parent = parent
-
-    def _compute_spec(self) -> Any:
-        return self._parent.element_spec
-
-
-class _UnaryIterator(DatasetIterator):
-    """Holds the iterator of the input; saves it under ``child`` in the state."""
-
-    def __init__(self, parent_it: DatasetIterator) -> None:
-        self._parent = parent_it
-
-    def _children(self) -> list[DatasetIterator]:
-        return [self._parent]
-
-    def get_state(self) -> dict:
-        return self._state(child=self._parent.get_state(), **self._own_state())
-
-    def set_state(self, state: dict) -> None:
-        self._check(state)
-        self._parent.set_state(state["child"])
-        self._set_own_state(state)
-
-    def _own_state(self) -> dict:
-        return {}
-
-    def _set_own_state(self, state: dict) -> None:
-        pass
 
 
 # --------------------------------------------------------------------------- repeat
