@@ -1,0 +1,213 @@
+"""Where a trainer's time goes, and what it says about it.
+
+Every step is split into the phases of :data:`queueserver.metrics.TRAINER_PHASES`
+(``wait_data_s``: waiting for the minibatch; ``pull_params_s``: getting the parameters, in sync mode
+waiting for the chief's token too; ``compute_s``: forward and backward, and in local mode the update;
+``push_grads_s``: sending the update or the gradients) by a :class:`StepClock`. Every
+``report_every_s`` seconds the trainer reports them (seconds per step, averaged since its last
+report) with ``samples_per_s`` and ``step_s`` to the server (``Client.report``, role ``"trainer"``),
+whose status page stacks them; the run's averages are in :class:`TrainResult` and the CLI's final
+JSON line. :class:`Progress` draws the progress bar on stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from queueserver.metrics import TRAINER_PHASES
+
+__all__ = ["TrainResult", "StepClock", "Progress"]
+
+
+@dataclass
+class TrainResult:
+    """What a trainer reports when it stops.
+
+    Attributes:
+        task: the trainer's task index.
+        mode: local, async or sync.
+        local_steps: steps this trainer computed (gradients it pushed, dropped ones included).
+        start_step: the global step when it started (above 0 after a restore).
+        global_step: the global step when it stopped.
+        samples: examples it consumed.
+        seconds: wall time of the training loop.
+        final_loss: loss of its last minibatch.
+        stop_reason: ``steps``, ``end_of_data`` or ``stopped`` (another replica asked).
+        step_s: wall time per local step (``seconds / local_steps``).
+        wait_data_s, pull_params_s, compute_s, push_grads_s: the step's split into phases, seconds
+            per step averaged over the run (see :class:`StepClock`); the rest of ``step_s`` is
+            bookkeeping (progress, checkpoints).
+        staleness: async mode: how many gradients had each staleness.
+        dropped: gradients dropped as too stale (by the policy in async mode, by the accumulators
+            in sync mode as far as this replica can tell).
+        params: the final parameters when this process owned them (local mode and the chief).
+    """
+
+    task: int
+    mode: str
+    local_steps: int = 0
+    start_step: int = 0
+    global_step: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+    final_loss: float = float("nan")
+    stop_reason: str = ""
+    step_s: float = 0.0
+    wait_data_s: float = 0.0
+    pull_params_s: float = 0.0
+    compute_s: float = 0.0
+    push_grads_s: float = 0.0
+    staleness: dict[int, int] = field(default_factory=dict)
+    dropped: int = 0
+    params: "OrderedDict[str, np.ndarray] | None" = field(default=None, repr=False)
+
+    @property
+    def samples_per_s(self) -> float:
+        """Throughput of the training loop."""
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict:
+        """A JSON-friendly summary (no parameters)."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "params"}
+        out["samples_per_s"] = round(self.samples_per_s, 1)
+        for key in ("step_s", *TRAINER_PHASES):
+            out[key] = round(out[key], 6)
+        out["staleness"] = {str(k): v for k, v in sorted(self.staleness.items())}
+        return out
+
+    def staleness_histogram(self, width: int = 40) -> str:
+        """The staleness distribution as text bars, one line per staleness value."""
+        if not self.staleness:
+            return "(no staleness measured)"
+        top = max(self.staleness.values())
+        lines = []
+        for k in sorted(self.staleness):
+            n = self.staleness[k]
+            lines.append(f"staleness {k:>3}: {'#' * max(1, round(width * n / top)):<{width}} {n}")
+        return "\n".join(lines)
+
+
+class StepClock:
+    """Splits a trainer's steps into phases (``TRAINER_PHASES``) and averages them per step.
+
+    The loop calls :meth:`enter` when it moves to another phase (``None``: bookkeeping, counted in
+    no phase) and :meth:`step_done` at the end of each step. :meth:`take_window` returns the
+    figures since its last call; the phase in progress then is counted up to now, so a trainer stuck
+    waiting for data shows that wait even before its step ends. Over a window without a finished
+    step, the step in progress counts as one.
+
+    Args:
+        clock: the time source (``time.perf_counter``).
+
+    Example:
+        >>> t = iter([0.0, 1.0, 1.5, 3.5, 4.0, 4.0]).__next__
+        >>> c = StepClock(clock=t); c.start()          # 0.0
+        >>> c.enter("wait_data_s")                     # 1.0: bookkeeping until now
+        >>> c.enter("compute_s")                       # 1.5: waited 0.5 s for data
+        >>> c.step_done(32)                            # 3.5: computed 2.0 s
+        >>> f = c.take_window()                        # 4.0: one step of 4.0 s
+        >>> f["samples_per_s"], f["step_s"], f["wait_data_s"], f["compute_s"]
+        (8.0, 4.0, 0.5, 2.0)
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.total = dict.fromkeys(TRAINER_PHASES, 0.0)
+        self.window = dict.fromkeys(TRAINER_PHASES, 0.0)
+        self.phase: str | None = None
+        self.since = 0.0
+        self.window_start = 0.0
+        self.window_steps = self.window_samples = 0
+        self.started = False
+
+    def start(self) -> None:
+        """The training loop begins: open the first window."""
+        self.started = True
+        self.phase = None
+        self.since = self.window_start = self.clock()
+
+    def _count(self, now: float) -> None:
+        if self.phase is not None:
+            dt = now - self.since
+            self.total[self.phase] += dt
+            self.window[self.phase] += dt
+        self.since = now
+
+    def enter(self, phase: str | None) -> None:
+        """Move to ``phase`` (one of ``TRAINER_PHASES``, or ``None`` for bookkeeping)."""
+        self._count(self.clock())
+        self.phase = phase
+
+    def step_done(self, samples: int) -> None:
+        """One step ended, on ``samples`` examples."""
+        self.enter(None)
+        self.window_steps += 1
+        self.window_samples += samples
+
+    def take_window(self) -> dict[str, float]:
+        """``samples_per_s``, ``step_s`` and the phases in seconds per step since the last call."""
+        now = self.clock()
+        self._count(now)
+        wall = max(now - self.window_start, 1e-9)
+        per = max(self.window_steps, 1)
+        out = {"samples_per_s": round(self.window_samples / wall, 3), "step_s": round(wall / per, 6)}
+        out.update((p, round(v / per, 6)) for p, v in self.window.items())
+        self.window = dict.fromkeys(TRAINER_PHASES, 0.0)
+        self.window_start, self.window_steps, self.window_samples = now, 0, 0
+        return out
+
+    def averages(self, steps: int) -> dict[str, float]:
+        """Each phase's seconds per step over the whole run of ``steps`` steps."""
+        self._count(self.clock())
+        return {p: v / steps if steps else 0.0 for p, v in self.total.items()}
+
+
+# ---------------------------------------------------------------- progress
+class Progress:
+    """A one-line progress bar on stderr: step, loss and samples/s, redrawn at most 10 times a second.
+
+    Args:
+        total: the global step to reach (None: unknown, no bar drawn).
+        enabled: draw at all (None: when the stream is a terminal).
+        stream: where to draw.
+        label: a prefix, such as the task.
+    """
+
+    def __init__(self, total: int | None, enabled: bool | None = None, stream: Any = None, label: str = "") -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.total, self.label = total, label
+        self._last = 0.0
+        self._start = time.perf_counter()
+        self._drawn = False
+
+    def update(self, step: int, loss: float, samples: int, force: bool = False) -> None:
+        """Redraw with the latest figures (throttled unless ``force``)."""
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not force and now - self._last < 0.1:
+            return
+        self._last = now
+        rate = samples / max(now - self._start, 1e-9)
+        if self.total:
+            done = min(step / self.total, 1.0)
+            bar = f"[{'#' * int(done * 24):<24}] {step}/{self.total}"
+        else:
+            bar = f"step {step}"
+        self.stream.write(f"\r{self.label}{bar} loss {loss:.4f} {rate:,.0f} samples/s ")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        """End the line."""
+        if self.enabled and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
