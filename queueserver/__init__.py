@@ -8,7 +8,7 @@
         print(q.dequeue_many(2))
 """
 
-__version__ = "0.1.0"
+from queueserver._version import __version__  # noqa: E402,F401
 
 from queueserver.errors import *  # noqa: E402,F401,F403
 from queueserver.errors import __all__ as _errors_all  # noqa: E402

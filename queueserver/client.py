@@ -38,6 +38,7 @@ from queueserver.cluster import DeviceSpec, ResourceInfo
 from queueserver.core.specs import ComponentSpec, coerce_component
 from queueserver.core.timeouts import check_timeout
 from queueserver.deliveries import Deliveries
+from queueserver.protocol import route_fields
 from queueserver.core.wire_dtypes import BFLOAT16, float32_to_bfloat16_bits
 from queueserver.errors import (
     DeadlineExceededError,
@@ -46,11 +47,10 @@ from queueserver.errors import (
     UnavailableError,
     error_from_code,
 )
-from queueserver.server import new_event_loop
+from queueserver.loops import LoopThread
 from queueserver.wire import (
     COMPACT_DEQUEUE, COMPACT_ENQUEUE, COMPACT_MAX_ACKS, COMPACT_MAX_HANDLES, COMPACT_REPLY, PREAMBLE, FrameReader,
-    coalesce, compact_layout, decode_arrays, encode_compact_request, encode_frame, encode_raw_frame, route_fields,
-    set_nodelay,
+    coalesce, compact_layout, decode_arrays, encode_compact_request, encode_frame, encode_raw_frame, set_nodelay,
 )
 
 _DEFAULT = object()  # "use the client's operation timeout"
@@ -1049,27 +1049,17 @@ def connect_async(target: str, operation_timeout: float | None = None, token: st
 
 
 # ---------------------------------------------------------------- synchronous client
-class _LoopThread:
-    """An event loop in a daemon thread that runs one client's coroutines."""
+class _LoopThread(LoopThread):
+    """The loop thread that runs one synchronous client's coroutines, plus its delivery guard."""
 
     def __init__(self) -> None:
-        self.loop = new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="queueserver-client", daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any) -> Any:
-        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return fut.result()
-        except BaseException:
-            fut.cancel()  # e.g. KeyboardInterrupt: withdraw the call on the server too
-            raise
+        super().__init__("queueserver-client")
 
     def run_delivery(self, coro: Any, give_back: Any, with_id: bool = False) -> Any:
         """Run a tracked dequeue; a batch its caller never receives goes back to the queue.
 
-        ``coro`` returns ``(value, delivery id)``; so does this with ``with_id``, else the value. The caller can be interrupted (Ctrl-C) at any
-        moment: before the reply (the call is withdrawn, as in :meth:`run`), or after the batch
+        ``coro`` returns ``(value, delivery id)``; so does this with ``with_id``, else the value.
+        The caller can be interrupted (Ctrl-C) at any moment: before the reply (the call is withdrawn, as in :meth:`run`), or after the batch
         reached this client but before ``run`` returned it. A lock decides which side wins: either
         the loop hands the value over, or the caller has given up and the loop gives it back.
         """
@@ -1097,12 +1087,6 @@ class _LoopThread:
             else:
                 fut.cancel()  # withdraw the call (a reply still on its way is returned on arrival)
             raise
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        if not self.thread.is_alive():
-            self.loop.close()
 
 
 def _sync(name: str):

@@ -142,6 +142,29 @@ _BY_CODE: dict[int, type[QueueServerError]] = {
 }
 
 
+def error_name(code: Any) -> str:
+    """The class name a wire error code stands for (``"QueueServerError"`` for an unknown one)."""
+    return _BY_CODE.get(code, QueueServerError).__name__
+
+
+def from_exception(exc: BaseException, what: str) -> QueueServerError:
+    """The error of this tree for a lower layer's exception while doing ``what`` (one mapping for
+    every package): a QueueServerError is returned as it is; a timeout is DeadlineExceeded; a
+    refused, reset or unreachable connection is Unavailable; a missing file NotFound; other
+    OSErrors Unavailable; anything else Internal."""
+    if isinstance(exc, QueueServerError):
+        return exc
+    import asyncio
+
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return DeadlineExceededError(f"{what}: timed out")
+    if isinstance(exc, FileNotFoundError):
+        return NotFoundError(f"{what}: {exc}")
+    if isinstance(exc, (ConnectionError, OSError)):
+        return UnavailableError(f"{what}: {exc}")
+    return InternalError(f"{what}: {type(exc).__name__}: {exc}")
+
+
 def error_from_code(code: int, message: str, details: dict | None = None) -> QueueServerError:
     """Build the error class that ``code`` names; unknown codes give the base class."""
     cls = _BY_CODE.get(code, QueueServerError)

@@ -39,10 +39,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from queueserver import __version__
+from queueserver._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from queueserver.server import QueueService
+    from queueserver.service import QueueService
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -231,11 +231,6 @@ def decode_arrays(descriptors: Any, body: bytearray | bytes) -> list[np.ndarray]
     return out
 
 
-def route_fields(header: dict) -> dict:
-    """The fields (name, container, home task) that route a follow-up call to a request's resource."""
-    return {k: header[k] for k in ("n", "c", "h") if k in header}
-
-
 def set_nodelay(transport: Any) -> None:
     """Turn Nagle off: calls are answered one by one, so a small frame must never wait for an ACK."""
     sock = transport.get_extra_info("socket")

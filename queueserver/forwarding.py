@@ -1,0 +1,105 @@
+"""Cluster routing: a request for a resource homed on another task is forwarded there.
+
+A task that receives a call for a resource it does not hold finds the resource's home (the
+directory, :mod:`queueserver.routing`), forwards the call over its link to that task, and relays
+the reply. Deliveries the home task holds for our client are remembered in the client
+connection's session, so a goodbye acknowledges them there and a lost connection returns them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from queueserver.errors import CancelledError, InvalidArgumentError, QueueServerError, error_name
+from queueserver.logs import event
+from queueserver.protocol import CREATE_OPS, field_str, route_fields
+from queueserver.routing import check_device_name
+from queueserver.wire import error_payload
+
+if TYPE_CHECKING:
+    from queueserver.connection import DataConnection
+
+# How long past a forwarded call's own timeout the forwarding task waits for the home's reply.
+FORWARD_GRACE_S = 30.0
+
+
+async def route(conn: DataConnection, rid: int, op: str, header: dict, body: Any, t0: float = 0.0) -> None:
+    """Find the task a request belongs to; run it here or forward it there."""
+    svc = conn.service
+    stats = conn.stats
+    try:
+        if op == "reset":
+            containers = header.get("cs")
+            if not isinstance(containers, list) or not all(isinstance(c, str) for c in containers):
+                raise InvalidArgumentError("reset needs a list of container names")
+            freed, unreachable = await svc.cluster_reset(containers)
+            conn.send({"i": rid, "r": freed, "unreachable": unreachable})
+            if stats is not None:
+                stats.observe(op, "ok", t0)
+            return
+        if op == "status":
+            conn.send({"i": rid, "r": svc.status(), "cluster": await svc.cluster_status()})
+            if stats is not None:
+                stats.observe(op, "ok", t0)
+            return
+        container, name = field_str(header, "c", ""), field_str(header, "n")
+        if op in CREATE_OPS:
+            wanted, warning = svc.placement.resolve(check_device_name(header.get("dev")), bool(header.get("soft")))
+            home = await svc.directory.register(container, name, wanted)
+            if home != wanted:
+                warning = None  # it already existed: where it lives is not a placement decision
+            header = {**header, "h": home, "local": True, "warn": warning}
+        else:
+            home = header.get("h") if isinstance(header.get("h"), str) else await svc.directory.lookup(container, name)
+            header = {**header, "h": home, "local": True}
+        if home == svc.task:
+            conn.dispatch_local(rid, op, header, body, t0)
+        else:
+            await forward(conn, rid, op, home, header, body, t0)
+    except asyncio.CancelledError:
+        # Withdrawn by the client (or its connection closed): answer, so it forgets the call.
+        conn.send({"i": rid, "e": error_payload(CancelledError("the call was cancelled by its caller"))})
+        raise
+    except Exception as exc:
+        conn.fail(rid, op, exc, t0, "routing")
+
+
+async def forward(conn: DataConnection, rid: int, op: str, home: str, header: dict, body: Any,
+                  t0: float = 0.0) -> None:
+    """Send a request to its home task and relay the reply (its arrays stay encoded)."""
+    stats = conn.stats
+    if stats is not None:
+        stats.forward(home)
+    peer = await conn.service.peers.get(home)
+    forwarded = {k: v for k, v in header.items() if k != "i"}
+    t = header.get("t")
+    reply, reply_body = await peer.call_raw(forwarded, body, wait=None if t is None else t + FORWARD_GRACE_S)
+    delivery = reply.get("d") if op == "dequeue" else None
+    if delivery is not None and conn.transport is None:
+        # Our client left while the batch travelled: give it back on its home.
+        asyncio.ensure_future(peer.call({"o": "return", "k": [delivery], **route_fields(header)}))
+        conn.session.forwarded(home, header.get("k"), None)
+        return
+    conn.session.forwarded(home, header.get("k"), delivery)
+    reply["i"] = rid
+    conn.send_raw(reply, reply_body)
+    if stats is not None:
+        stats.observe(op, "ok" if "e" not in reply else error_name(reply["e"][0]), t0)
+
+
+def settle_forwarded(conn: DataConnection, action: str, pending: dict[str, list[int]]) -> None:
+    """Acknowledge (``"ack"``: clean goodbye) or return (``"return"``: lost connection) the
+    deliveries ``pending`` (home task -> ids) held on other tasks for this connection's client."""
+    for home, ids in pending.items():
+        asyncio.ensure_future(_settle_one(conn, home, action, ids))
+
+
+async def _settle_one(conn: DataConnection, home: str, action: str, ids: list) -> None:
+    try:
+        peer = await conn.service.peers.get(home)
+        await peer.call({"o": action, "k": ids, "local": True}, wait=10.0)
+    except QueueServerError as exc:  # the home is gone too: it returns them itself on our disconnect
+        event(logging.WARNING, conn.service.task, "settle_failed",
+              f"could not {action} deliveries {ids} on {home}: {exc}", action=action, home=home, error=str(exc))

@@ -1,0 +1,288 @@
+"""The operations: one handler per op, each a thin adapter from a request's header and body to
+the core (:mod:`queueserver.core`) and the connection's delivery session (:mod:`queueserver.session`).
+
+A handler takes ``(connection, header, body)`` and returns a reply dict, ``(reply, arrays)``, a core
+:class:`~queueserver.core.Attempt` or future that the connection answers when it finishes, or
+:data:`NO_REPLY`. It raises a :class:`~queueserver.errors.QueueServerError` for a bad request; the
+connection answers with it, and nothing has changed. No queue rule is written here.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import sys
+import time
+from typing import TYPE_CHECKING, Callable
+
+from queueserver._version import __version__
+from queueserver.core import MANY, ONE, UP_TO, Attempt, QueueBase
+from queueserver.core.specs import ComponentSpec
+from queueserver.errors import (
+    InvalidArgumentError,
+    QueueServerError,
+    UnauthenticatedError,
+    UnimplementedError,
+)
+from queueserver.forwarding import settle_forwarded
+from queueserver.logs import event
+from queueserver.protocol import field_str, timeout_field
+from queueserver.wire import compact_layout, decode_arrays
+
+if TYPE_CHECKING:
+    from queueserver.connection import DataConnection
+
+# ----- operations: (connection, header, body) -> reply dict | (reply, arrays) | Attempt
+def _op_hello(conn: DataConnection, h: dict, body) -> dict:
+    token = conn.service.token
+    if token is not None:
+        given = h.get("token") or ""
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
+            event(logging.WARNING, conn.service.task, "auth_failed",
+                  f"rejected a client from {conn.peer}: wrong or missing token", peer=conn.peer,
+                  client=str(h.get("client", "?"))[:200])
+            raise UnauthenticatedError("wrong or missing token for this server")
+    conn.authenticated = True
+    conn.client_name = str(h.get("client", "?"))[:200]
+    if not conn.said_hello:
+        conn.said_hello = True
+        event(logging.INFO, conn.service.task, "client_connected", f"client {conn.client_name} connected from {conn.peer}",
+              client=conn.client_name, peer=conn.peer)
+    cluster = conn.service.cluster
+    return {"version": __version__, "task": conn.service.task, "max_message_bytes": conn.service.max_message_bytes,
+            "compact": 1, "byteorder": sys.byteorder,
+            "cluster": None if cluster is None else cluster.as_dict()}
+
+
+def _op_queue(conn: DataConnection, h: dict, body) -> dict:
+    home, warning = conn.service.placement_for(h)
+    spec = h.get("spec")
+    if not isinstance(spec, dict) or "dtypes" not in spec:
+        raise InvalidArgumentError("queue spec must give dtypes")
+    capacity = h.get("cap")
+    container, name = field_str(h, "c", ""), field_str(h, "n")
+    existed = name in conn.service.resources.containers.get(container, {})
+    q = conn.service.resources.queue(
+        field_str(h, "kind"), field_str(h, "n"), container=field_str(h, "c", ""), capacity=capacity,
+        dtypes=spec["dtypes"], shapes=spec.get("shapes"), names=spec.get("names"),
+        min_after_dequeue=h.get("mad", 0) or 0, seed=h.get("seed"))
+    if not existed:
+        event(logging.INFO, conn.service.task, "queue_created",
+              f"{q.type_name} {q.name} created by {conn.client_name} (capacity {q.capacity}, {q.spec.describe()})",
+              queue=q.name, type=q.type_name, capacity=q.capacity, spec=q.spec.describe(), client=conn.client_name)
+    return {"spec": q.spec.to_wire(), "type": q.type_name, "home": home, "warn": warning}
+
+
+def _op_enqueue(conn: DataConnection, h: dict, body) -> Attempt:
+    conn.session.check_budget()
+    q = conn.queue(h)
+    arrays = decode_arrays(h.get("a", []), body)
+    return q.enqueue(arrays, many=bool(h.get("m")), timeout=timeout_field(h))
+
+
+def _op_dequeue(conn: DataConnection, h: dict, body) -> Attempt:
+    conn.session.ack(h.get("k"))
+    q = conn.queue(h)
+    mode = h.get("md", ONE)
+    if mode not in (ONE, MANY, UP_TO):
+        raise InvalidArgumentError(f"unknown dequeue mode {mode!r}")
+    n = h.get("nn")
+    if n is not None and not isinstance(n, int):
+        raise InvalidArgumentError("dequeue count must be an integer")
+    return q.dequeue(n, mode=mode, timeout=timeout_field(h))
+
+
+NO_REPLY = object()  # an operation that is answered by nothing (bind)
+
+
+def _op_bind(conn: DataConnection, h: dict, body) -> object:
+    """Bind a client-chosen handle to a queue name and the element layout the client expects, for
+    compact frames. No reply: the client sends its first compact call right behind it, and that
+    call (like every later one) fails if the queue is missing or holds other elements."""
+    key = (field_str(h, "c", ""), field_str(h, "n"))
+    try:
+        layout = compact_layout(ComponentSpec.from_wire(h["spec"]))
+    except (QueueServerError, KeyError, TypeError, ValueError, AttributeError):
+        layout = None  # every call on the handle then says so
+    conn.session.bind(h.get("fh"), key, layout, 0 if layout is None else sum(nb for _, _, nb in layout))
+    return NO_REPLY
+
+
+def _op_ack(conn: DataConnection, h: dict, body) -> dict:
+    conn.session.ack(h.get("k"))
+    return {}
+
+
+def _op_return(conn: DataConnection, h: dict, body) -> dict:
+    ids = h.get("k") or []
+    if not isinstance(ids, list):
+        raise InvalidArgumentError("return ids must be a list")
+    conn.session.give_back(ids)
+    return {}
+
+
+def _op_cancel(conn: DataConnection, h: dict, body) -> dict:
+    pending = conn.pending.get(h.get("r")) or conn.forwards.get(h.get("r"))
+    if pending is not None:
+        pending.cancel()
+    return {}
+
+
+def _op_size(conn: DataConnection, h: dict, body) -> dict:
+    return {"r": conn.queue(h).size()}
+
+
+def _op_is_closed(conn: DataConnection, h: dict, body) -> dict:
+    return {"r": conn.queue(h).is_closed()}
+
+
+def _op_close(conn: DataConnection, h: dict, body) -> dict:
+    q = conn.queue(h)
+    q.close(cancel_pending_enqueues=bool(h.get("x")))
+    event(logging.INFO, conn.service.task, "queue_closed", f"queue {q.name} closed by {conn.client_name}",
+          queue=q.name, client=conn.client_name, size=q._store.size, cancel_pending_enqueues=bool(h.get("x")))
+    return {}
+
+
+def _op_variable(conn: DataConnection, h: dict, body) -> dict:
+    home, warning = conn.service.placement_for(h)
+    arrays = decode_arrays(h.get("a", []), body)
+    if len(arrays) != 1:
+        raise InvalidArgumentError("variable needs exactly one initial value")
+    container, name = field_str(h, "c", ""), field_str(h, "n")
+    existed = name in conn.service.resources.containers.get(container, {})
+    v = conn.service.resources.variable(name, arrays[0], container=container, dtype=h.get("dtype"))
+    if not existed:
+        event(logging.INFO, conn.service.task, "variable_created", f"variable {v.name} created by {conn.client_name}",
+              variable=v.name, dtype=str(v.dtype), shape=list(v.shape), client=conn.client_name)
+    return {"dtype": v.dtype.str, "shape": list(v.shape), "init": v.is_initialized(), "home": home, "warn": warning}
+
+
+def _op_var(conn: DataConnection, h: dict, body):
+    v = conn.variable(h)
+    action = h.get("v")
+    if action == "is_initialized":
+        if v.destroyed:
+            v._check()
+        return {"r": v.is_initialized()}
+    arrays = decode_arrays(h.get("a", []), body)
+    if action == "initialize":
+        value = v.initialize()
+    elif action == "read":
+        value = v.read()
+    elif action in ("assign", "assign_add", "assign_sub"):
+        if len(arrays) != 1:
+            raise InvalidArgumentError(f"{action} needs one value")
+        value = getattr(v, action)(arrays[0], h.get("wd"))  # "wd": the marked wire dtype, if any
+    else:
+        raise UnimplementedError(f"unknown variable operation {action!r}")
+    return {}, [value]
+
+
+def _op_accumulator(conn: DataConnection, h: dict, body) -> dict:
+    home, warning = conn.service.placement_for(h)
+    shape = h.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InvalidArgumentError("an accumulator needs a fully defined shape")
+    container, name = field_str(h, "c", ""), field_str(h, "n")
+    existed = name in conn.service.resources.containers.get(container, {})
+    acc = conn.service.resources.accumulator(name, shape, dtype=h.get("dtype", "float32"), container=container)
+    if not existed:
+        event(logging.INFO, conn.service.task, "accumulator_created",
+              f"accumulator {acc.name} created by {conn.client_name}", accumulator=acc.name, client=conn.client_name)
+    return {"dtype": acc.dtype.str, "shape": list(acc.shape), "home": home, "warn": warning}
+
+
+def _op_acc(conn: DataConnection, h: dict, body):
+    acc = conn.accumulator(h)
+    action = h.get("v")
+    if action == "apply":
+        arrays = decode_arrays(h.get("a", []), body)
+        step = h.get("step")
+        if len(arrays) != 1 or not isinstance(step, int):
+            raise InvalidArgumentError("apply_grad needs one gradient and an integer local_step")
+        return {"r": acc.apply_grad(arrays[0], step, h.get("wd"))}
+    if action == "take":
+        n = h.get("nn")
+        if not isinstance(n, int):
+            raise InvalidArgumentError("take_grad needs an integer num_required")
+        return acc.take_grad(n, timeout=timeout_field(h))
+    if action == "set_step":
+        step = h.get("step")
+        if not isinstance(step, int):
+            raise InvalidArgumentError("set_global_step needs an integer step")
+        acc.set_global_step(step)
+        return {}
+    if action == "num":
+        return {"r": acc.num_accumulated(), "step": acc.global_step}
+    raise UnimplementedError(f"unknown accumulator operation {action!r}")
+
+
+def _op_reset(conn: DataConnection, h: dict, body) -> dict:
+    containers = h.get("cs")
+    if not isinstance(containers, list) or not all(isinstance(c, str) for c in containers):
+        raise InvalidArgumentError("reset needs a list of container names")
+    return {"r": conn.service.reset_local(containers), "unreachable": []}
+
+
+def _op_status(conn: DataConnection, h: dict, body) -> dict:
+    return {"r": conn.service.status()}
+
+
+def _op_spec(conn: DataConnection, h: dict, body) -> dict:
+    res = conn.service.resources.get(field_str(h, "c", ""), field_str(h, "n"))
+    home = conn.service.task
+    if isinstance(res, QueueBase):
+        return {"kind": "queue", "type": res.type_name, "spec": res.spec.to_wire(), "cap": res.capacity, "home": home}
+    return {"kind": "variable", "dtype": res.dtype.str, "shape": list(res.shape), "home": home}
+
+
+def _op_bye(conn: DataConnection, h: dict, body) -> dict:
+    conn.said_bye = True
+    settle_forwarded(conn, "ack", conn.session.goodbye())
+    conn.close_after_flush()
+    return {}
+
+
+def _op_ping(conn: DataConnection, h: dict, body) -> dict:
+    return {}
+
+
+_MAX_REPORT_FIGURES = 64
+
+
+def _op_report(conn: DataConnection, h: dict, body) -> dict:
+    """Keep a client's latest figures about itself (role, e.g. "trainer", and name -> number)."""
+    role = field_str(h, "role")[:100]
+    figures = h.get("fig")
+    if not isinstance(figures, dict) or len(figures) > _MAX_REPORT_FIGURES:
+        raise InvalidArgumentError(f"report figures must be a dict of at most {_MAX_REPORT_FIGURES} numbers")
+    clean: dict[str, float] = {}
+    for key, value in figures.items():
+        if not isinstance(key, str) or not key or len(key) > 100:
+            raise InvalidArgumentError("report figure names must be non-empty strings of at most 100 characters")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
+                float("inf"), float("-inf")):
+            raise InvalidArgumentError(f"report figure {key!r} must be a finite number, got {value!r}")
+        clean[key] = value
+    conn.report = {"role": role, "figures": clean, "ts": time.time()}
+    return {}
+
+
+def _op_dir(conn: DataConnection, h: dict, body) -> dict:
+    directory = conn.service.directory
+    container, name = field_str(h, "c", ""), field_str(h, "n")
+    if h.get("v") == "register":
+        return {"r": directory.local_register(container, name, field_str(h, "home"))}
+    if h.get("v") == "lookup":
+        return {"r": directory.local_lookup(container, name)}
+    raise UnimplementedError(f"unknown directory operation {h.get('v')!r}")
+
+
+OPS: dict[str, Callable] = {
+    "hello": _op_hello, "queue": _op_queue, "enqueue": _op_enqueue, "dequeue": _op_dequeue,
+    "ack": _op_ack, "return": _op_return, "cancel": _op_cancel, "size": _op_size,
+    "is_closed": _op_is_closed, "close": _op_close, "variable": _op_variable, "var": _op_var,
+    "accumulator": _op_accumulator, "acc": _op_acc, "reset": _op_reset, "status": _op_status, "spec": _op_spec, "bye": _op_bye, "ping": _op_ping,
+    "dir": _op_dir, "report": _op_report, "bind": _op_bind,
+}

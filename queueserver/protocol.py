@@ -1,0 +1,112 @@
+"""The data-plane protocol in one place: its operations, the header fields they use, and which
+calls a cluster task routes to another task.
+
+A connection starts with :data:`queueserver.wire.PREAMBLE`; then each request and reply is a
+frame (see :mod:`queueserver.wire` for the framing, the array codec and the compact frames): a
+msgpack header (a map) and a body of raw array bytes. Every request names its operation and a
+request id; its reply carries the same id, and either the results or an error.
+
+Requests (``OP_*``; the fields each uses are listed with the field constants below):
+
+==============  ===========================================================================
+``hello``       introduce the client (``token``, ``client``); the reply describes the server
+``queue``       create or open a queue (``kind``, ``n``, ``c``, ``cap``, ``spec``, ``mad``, ``seed``)
+``enqueue``     add one element or, with ``m``, a batch (arrays ``a`` + body; ``t``)
+``dequeue``     take ``md`` one/many/up_to (``nn`` elements; ``t``), acknowledging ``k``;
+                the reply's ``d`` is the delivery id the server holds the batch under
+``ack``         acknowledge deliveries ``k``
+``return``      give deliveries ``k`` back to the front of their queues
+``bind``        bind compact-frame handle ``fh`` to a queue and element ``spec`` (no reply)
+``cancel``      withdraw the pending request ``r``
+``size``        a queue's size; ``is_closed``; ``close`` (``x``: cancel pending enqueues)
+``variable``    create or open a variable (initial value in ``a``; ``dtype``)
+``var``         a variable action ``v``: read, assign, assign_add, assign_sub, initialize, is_initialized
+``accumulator`` create or open a conditional accumulator (``shape``, ``dtype``)
+``acc``         an accumulator action ``v``: apply (``step``, ``wd``), take (``nn``, ``t``), set_step, num
+``spec``        what a name is (queue or variable) and its spec
+``reset``       free containers ``cs`` (on every task of a cluster)
+``status``      the server's status (``cluster``: every task's)
+``report``      a client's latest figures about itself (``role``, ``fig``)
+``dir``         the cluster directory of resource homes (between tasks)
+``bye``         clean goodbye: every held delivery is acknowledged
+``ping``        nothing; answers at once
+==============  ===========================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from queueserver.errors import InvalidArgumentError
+
+# ----- operations
+OP_HELLO, OP_QUEUE, OP_ENQUEUE, OP_DEQUEUE = "hello", "queue", "enqueue", "dequeue"
+OP_ACK, OP_RETURN, OP_BIND, OP_CANCEL = "ack", "return", "bind", "cancel"
+OP_SIZE, OP_IS_CLOSED, OP_CLOSE = "size", "is_closed", "close"
+OP_VARIABLE, OP_VAR, OP_ACCUMULATOR, OP_ACC = "variable", "var", "accumulator", "acc"
+OP_SPEC, OP_RESET, OP_STATUS, OP_REPORT, OP_DIR = "spec", "reset", "status", "report", "dir"
+OP_BYE, OP_PING = "bye", "ping"
+
+# ----- header fields (short: they travel with every call)
+ID = "i"              # request id; a reply carries its request's (0: not a reply to anything)
+OP = "o"              # the operation
+NAME = "n"            # resource name
+CONTAINER = "c"       # resource container ("" the default)
+HOME = "h"            # the task a resource lives on (/job:ps/task:0)
+LOCAL = "local"       # run on this task, do not route again (set by the task that routed it)
+ARRAYS = "a"          # array descriptors of the body: [[dtype, shape], ...]
+TIMEOUT = "t"         # seconds a blocking call may wait; None for ever
+MANY = "m"            # enqueue: the arrays are a batch
+MODE = "md"           # dequeue: "one", "many" or "up_to"
+COUNT = "nn"          # dequeue / take_grad: how many
+ACKS = "k"            # delivery ids being acknowledged (dequeue, ack) or returned (return)
+DELIVERY = "d"        # reply to a dequeue: the delivery id the batch is held under
+RESULT = "r"          # reply: the result of a query
+ERROR = "e"           # reply: [code, message, details] of the error raised
+WIRE_DTYPE = "wd"     # a narrower dtype the values travel as (bfloat16 bit patterns)
+HANDLE = "fh"         # bind: the compact-frame handle
+CANCEL_PENDING = "x"  # close: cancel pending enqueues
+ACTION = "v"          # var / acc / dir: the action
+WARNING = "warn"      # reply to a create: a placement warning to show the user
+
+# Ops that create a resource: the cluster decides (and remembers) where it lives.
+CREATE_OPS = frozenset({OP_QUEUE, OP_VARIABLE, OP_ACCUMULATOR})
+# Ops on one named resource: a task that is not its home forwards them there.
+RESOURCE_OPS = frozenset({OP_ENQUEUE, OP_DEQUEUE, OP_SIZE, OP_IS_CLOSED, OP_CLOSE, OP_VAR, OP_ACC, OP_SPEC,
+                          OP_ACK, OP_RETURN})
+
+
+def needs_routing(op: str, header: dict, task: str) -> bool:
+    """Whether ``task``, receiving ``op`` from a client, must route it (find its home, or go to
+    every task) rather than run it on its own resources."""
+    if op in CREATE_OPS or op == OP_RESET:
+        return True
+    if op == OP_STATUS:
+        return bool(header.get("cluster"))
+    if op in RESOURCE_OPS:
+        if op in (OP_ACK, OP_RETURN) and NAME not in header:
+            return False
+        return header.get(HOME) != task
+    return False
+
+
+def route_fields(header: dict) -> dict:
+    """The fields (name, container, home task) that route a follow-up call to a request's resource."""
+    return {k: header[k] for k in (NAME, CONTAINER, HOME) if k in header}
+
+
+def field_str(header: dict, key: str, default: str | None = None) -> str:
+    """A string field of a request.
+
+    Raises:
+        InvalidArgumentError: the field is missing (without a default) or not a string.
+    """
+    value = header.get(key, default)
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"field {key!r} must be a string")
+    return value
+
+
+def timeout_field(header: dict) -> Any:
+    """The call's timeout as sent; the core checks it (``check_timeout``) before anything changes."""
+    return header.get(TIMEOUT)

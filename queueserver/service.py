@@ -1,0 +1,243 @@
+"""The state of one server: its resources, its connections, its options and its status.
+
+:class:`QueueService` owns the resource manager (the core), this task's place in its cluster
+(placement, peers, the directory), the open connections and the figures status and /metrics
+read. Its ``start``/``stop`` bind and release the port; :mod:`queueserver.runtime` runs it in a
+thread or as the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from queueserver._version import __version__
+from queueserver.cluster import ClusterSpec
+from queueserver.connection import DataConnection, Sniffer
+from queueserver.core import Attempt, ConditionalAccumulator, QueueBase, ResourceManager
+from queueserver.errors import InvalidArgumentError, QueueServerError, UnavailableError
+from queueserver.logs import event
+from queueserver.routing import Directory, Peers, Placement, check_device_name
+from queueserver.wire import DEFAULT_MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+# A connection whose blocked enqueues hold more than this has further enqueues refused (with
+# ResourceExhausted) until they drain, so a fast producer cannot grow the server's memory without
+# bound; its dequeues, cancels and acks are still read, so it can never block itself.
+PENDING_BYTES_LIMIT = 64 * 1024 * 1024
+# A client's report older than this is dropped from status and metrics (the client stopped reporting).
+REPORT_TTL_S = 60.0
+
+
+class QueueService:
+    """The state of one server: its resources, its connections and its options.
+
+    Args:
+        token: a shared secret every client must present; ``None`` for none.
+        max_message_bytes: the largest frame accepted (header plus body).
+        cluster, job, index: this server's cluster and its task in it (none: a lone task).
+        metrics: keep per-call statistics and serve ``/metrics`` (False: ``--no-metrics``; the
+            queues' own counters, which status shows, are kept either way).
+        report_ttl: seconds after which a client's last ``report()`` counts as stale and is dropped.
+    """
+
+    def __init__(self, *, token: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 cluster: ClusterSpec | None = None, job: str = "localhost", index: int = 0,
+                 metrics: bool = True, report_ttl: float = REPORT_TTL_S) -> None:
+        self.resources = ResourceManager()
+        self.token = token or None
+        self.max_message_bytes = max_message_bytes
+        self.cluster = cluster
+        self.placement = Placement(cluster, job, index)
+        self.task = self.placement.task
+        self.peers = Peers(self.placement, self.token, max_message_bytes)
+        self.directory = Directory(self.placement, self.peers)
+        self.connections: set[DataConnection] = set()
+        self.pending_bytes_limit = PENDING_BYTES_LIMIT
+        self.reading = 0                              # reads being handled right now (nested)
+        self.unflushed: set[DataConnection] = set()   # connections with replies from those reads
+        self.started = time.time()
+        self.calls: dict[str, int] = {}
+        self.report_ttl = report_ttl
+        self.call_stats = self.metrics_registry = None
+        if metrics:
+            from queueserver.metrics import CallStats, make_registry
+
+            self.call_stats = CallStats()
+            self.metrics_registry = make_registry(self)
+        self.stopping = False
+        self._all_closed: asyncio.Event | None = None  # set when the last connection closes while stopping
+        self._listener: asyncio.AbstractServer | None = None
+        self._runner: web.AppRunner | None = None
+        self.host = self.port = None
+
+    # ----- lifecycle
+    async def start(self, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None) -> None:
+        """Listen on ``host:port`` (port 0 picks a free one); returns once accepting."""
+        from aiohttp import web
+
+        from queueserver.http import build_app  # aiohttp: imported when a server starts
+
+        self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        http_factory = self._runner.server
+        loop = asyncio.get_running_loop()
+        factory = lambda: Sniffer(self, http_factory)  # noqa: E731
+        if sock is not None:
+            self._listener = await loop.create_server(factory, sock=sock)
+        else:
+            self._listener = await loop.create_server(factory, host, port, reuse_address=True)
+        self.host, self.port = self._listener.sockets[0].getsockname()[:2]
+        event(logging.INFO, self.task, "server_started", f"serving on {self.target}", address=self.target,
+              token=self.token is not None, metrics=self.call_stats is not None, pid=os.getpid())
+
+    def connection_closed(self, conn: DataConnection) -> None:
+        """A connection is gone (its transport closed)."""
+        self.connections.discard(conn)
+        if not self.connections and self._all_closed is not None:
+            self._all_closed.set()
+
+    @property
+    def target(self) -> str:
+        """The address clients connect to, as ``http://host:port``."""
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop accepting, tell every waiting caller the server is going away, and close."""
+        if self.stopping:
+            return
+        self.stopping = True
+        event(logging.INFO, self.task, "server_stopping", f"stopping ({len(self.connections)} connection(s) open)",
+              connections=len(self.connections))
+        if self._listener is not None:
+            self._listener.close()
+        error = UnavailableError(f"server {self.task} is shutting down")
+        for _, _, res in list(self.resources.items()):
+            if isinstance(res, QueueBase):
+                res.cancel_all(error)
+        for conn in list(self.connections):
+            conn.close_after_flush()
+        if self.connections:
+            self._all_closed = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), grace)
+            except asyncio.TimeoutError:
+                pass  # what is still open after the grace period is cut off
+        for conn in list(self.connections):
+            conn.abort()
+        await self.peers.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        event(logging.INFO, self.task, "server_stopped", "stopped",
+              uptime_s=round(time.time() - self.started, 1))
+
+    # ----- status
+    def status(self) -> dict:
+        """Everything ``queueserver status`` and the status page show, as plain data.
+
+        Besides the resources: ``clients`` (each connection, what it is blocked on, and its latest
+        report), ``time`` (this server's clock, for computing rates and ages) and ``bytes_in`` /
+        ``bytes_out`` when metrics are on.
+        """
+        queues, variables, accumulators = [], [], []
+        for container, name, res in self.resources.items():
+            entry = {"container": container, "name": name, **res.describe()}
+            if isinstance(res, QueueBase):
+                queues.append(entry)
+            elif isinstance(res, ConditionalAccumulator):
+                accumulators.append(entry)
+            else:
+                variables.append(entry)
+        now = time.time()
+        out = {
+            "task": self.task, "version": __version__, "uptime_s": round(now - self.started, 1),
+            "time": now, "connections": len(self.connections), "calls": dict(self.calls),
+            "queues": queues, "variables": variables, "accumulators": accumulators,
+            "clients": self.clients(), "metrics": self.call_stats is not None,
+        }
+        if self.call_stats is not None:
+            out["bytes_in"] = self.call_stats.bytes_in_closed + sum(c.bytes_in for c in self.connections)
+            out["bytes_out"] = self.call_stats.bytes_out_closed + sum(c.bytes_out for c in self.connections)
+            out["forwarded"] = dict(self.call_stats.forwarded)
+        return out
+
+    def clients(self) -> list[dict]:
+        """Every connection: who it is, how long it has been here, what it waits on, what it reported."""
+        now, mono = time.time(), time.monotonic()
+        out = []
+        for conn in self.connections:
+            blocked = []
+            for attempt in conn.pending.values():
+                if isinstance(attempt, Attempt) and not attempt.done:
+                    blocked.append({"op": "enqueue" if attempt.is_enqueue else "dequeue", "queue": attempt.queue.name,
+                                    "count": attempt.count,
+                                    "for_s": round(mono - attempt.waiting_since, 3) if attempt.waiting_since else 0.0})
+                elif isinstance(attempt, asyncio.Future):
+                    blocked.append({"op": "take_grad", "queue": "", "count": 0, "for_s": 0.0})
+            report = conn.fresh_report(now, self.report_ttl)
+            out.append({"client": conn.client_name, "peer": conn.peer, "connected_s": round(mono - conn.connected_at, 1),
+                        "blocked": blocked, "held": len(conn.session.held),
+                        "report": None if report is None else {**report, "age_s": round(now - report["ts"], 2)}})
+        out.sort(key=lambda c: (c["client"], c["peer"]))
+        return out
+
+    def live_reports(self) -> list[dict]:
+        """The latest report of every connected client that reported within ``report_ttl`` seconds."""
+        now = time.time()
+        out = []
+        for conn in self.connections:
+            report = conn.fresh_report(now, self.report_ttl)
+            if report is not None:
+                out.append({"client": conn.client_name, **report})
+        return out
+
+    async def cluster_status(self) -> list[dict]:
+        """Every task's status; a task that does not answer is listed as down, with why."""
+        async def one(task: str) -> dict:
+            if task == self.task:
+                return {"up": True, **self.status()}
+            try:
+                peer = await self.peers.get(task)
+                reply, _ = await peer.call({"o": "status"}, wait=5.0)
+                return {"up": True, **reply["r"]}
+            except QueueServerError as exc:
+                return {"task": task, "up": False, "error": str(exc)}
+        return list(await asyncio.gather(*(one(t) for t in self.placement.all_tasks())))
+
+    def reset_local(self, containers: list[str]) -> int:
+        """Free this task's resources in ``containers`` and forget their directory entries."""
+        freed = self.resources.reset(containers)
+        self.directory.forget(containers)
+        event(logging.INFO, self.task, "containers_reset", f"containers {containers} reset ({freed} resource(s) freed)",
+              containers=containers, freed=freed)
+        return freed
+
+    async def cluster_reset(self, containers: list[str]) -> tuple[int, list[str]]:
+        """Reset ``containers`` on every task; returns (resources freed, tasks that did not answer)."""
+        async def one(task: str) -> tuple[int, str | None]:
+            if task == self.task:
+                return self.reset_local(containers), None
+            try:
+                peer = await self.peers.get(task)
+                reply, _ = await peer.call({"o": "reset", "cs": containers, "local": True}, wait=10.0)
+                return reply["r"], None
+            except QueueServerError as exc:
+                return 0, f"{task}: {exc}"
+        results = await asyncio.gather(*(one(t) for t in self.placement.all_tasks()))
+        return sum(r for r, _ in results), [e for _, e in results if e]
+
+    def placement_for(self, header: dict) -> tuple[str, str | None]:
+        """Where a resource being created here lives: resolved by the routing step, or now."""
+        if header.get("local") and isinstance(header.get("h"), str):
+            return header["h"], header.get("warn")
+        home, warning = self.placement.resolve(check_device_name(header.get("dev")), bool(header.get("soft")))
+        if home != self.task:  # only reachable without a cluster: nothing else exists
+            raise InvalidArgumentError(f"cannot place on {home} from {self.task}")
+        return home, warning
