@@ -318,3 +318,15 @@ def test_clients_do_not_import_the_http_stack(server_process):
             "    c.fifo_queue('light', capacity=1, dtypes=[np.float32], shapes=[[]]).size()\n"
             "assert 'aiohttp' not in sys.modules, 'aiohttp imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_a_stopped_server_says_so_and_cannot_be_started_again():
+    server = qs.Server.create_local_server()
+    assert server.target.startswith("http://127.0.0.1:")
+    server.stop()
+    server.stop()  # twice is fine
+    with pytest.raises(qs.UnavailableError, match="was stopped"):
+        server.target
+    with pytest.raises(qs.FailedPreconditionError, match="create a new Server"):
+        server.start()
+    server.join()  # returns at once: it is stopped
