@@ -10,6 +10,7 @@ import pytest
 from conftest import check, golden_names
 
 import pipeline.csv as csv_mod
+import pipeline.csv.arrow as csv_arrow
 from pipeline.csv import decode_csv, read_csv_columns
 from pipeline.textline import TextLineReader
 from queueserver.errors import InvalidArgumentError
@@ -327,8 +328,8 @@ def test_arrow_select_cols_and_na_value(monkeypatch):
 
 
 def test_works_without_pyarrow(monkeypatch):
-    monkeypatch.setattr(csv_mod, "_arrow_mods", False)
-    monkeypatch.setattr(csv_mod, "_arrow_plans", {})
+    monkeypatch.setattr(csv_arrow, "_arrow_mods", False)
+    monkeypatch.setattr(csv_arrow, "_arrow_plans", {})
     lines = [b"%d.5,%d" % (i, i) for i in range(1000)]
     cols = decode_csv(lines, [[0.0], [0]])
     assert cols[0][3] == 3.5 and cols[1].tolist() == list(range(1000))
