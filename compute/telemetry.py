@@ -7,23 +7,32 @@ waiting for the chief's token too; ``compute_s``: forward and backward, and in l
 ``report_every_s`` seconds the trainer reports them (seconds per step, averaged since its last
 report) with ``samples_per_s`` and ``step_s`` to the server (``Client.report``, role ``"trainer"``),
 whose status page stacks them; the run's averages are in :class:`TrainResult` and the CLI's final
-JSON line. :class:`Progress` draws the progress bar on stderr.
+JSON line. :class:`Progress` draws the progress bar on stderr; :class:`Telemetry` holds the three
+for one trainer, accounts for each step, and runs the reports.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import json
+import logging
+import math
 import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import numpy as np
 
+import queueserver as qs
 from queueserver.metrics import TRAINER_PHASES
 
-__all__ = ["TrainResult", "StepClock", "Progress"]
+__all__ = ["TrainResult", "StepClock", "Progress", "Telemetry"]
+
+log = logging.getLogger("compute.trainer")  # the trainer's logger, as before the split
 
 
 @dataclass
@@ -211,3 +220,85 @@ class Progress:
         if self.enabled and self._drawn:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class Telemetry:
+    """One trainer's accounting: its :class:`TrainResult`, :class:`StepClock` and :class:`Progress`,
+    the JSON lines it prints every ``report_every`` steps, and its reports to the server.
+
+    Args:
+        result: the result to fill in.
+        steps: the global step to reach, for the progress bar (None: unknown).
+        progress: draw the progress bar (None: when stderr is a terminal).
+        label: the progress bar's prefix.
+        report_every: print a JSON line on stdout every this many local steps (0: never).
+        report_every_s: seconds between reports to the server (0: never).
+    """
+
+    def __init__(self, result: TrainResult, *, steps: int | None = None, progress: bool | None = None,
+                 label: str = "", report_every: int = 0, report_every_s: float = 0.0) -> None:
+        self.result = result
+        self.clock = StepClock()
+        self.progress = Progress(steps, progress, label=label)
+        self.report_every = report_every
+        self.report_every_s = report_every_s
+
+    def print_line(self, **fields: Any) -> None:
+        """One JSON line on stdout, tagged with the trainer's task."""
+        print(json.dumps({"task": self.result.task, **fields}), flush=True)
+
+    def after_step(self, global_step: int, loss: float, n: int) -> None:
+        """Account for one step on ``n`` examples that left the model at ``global_step``."""
+        self.clock.step_done(n)
+        r = self.result
+        r.local_steps += 1
+        r.samples += n
+        r.final_loss = loss
+        r.global_step = global_step
+        self.progress.update(global_step, loss, r.samples)
+        if self.report_every and r.local_steps % self.report_every == 0:
+            self.print_line(event="step", global_step=global_step, loss=round(loss, 6), samples=r.samples)
+
+    def finish(self, seconds: float) -> None:
+        """The training loop ran ``seconds``: its step time and split, into the result."""
+        r = self.result
+        r.seconds = seconds
+        self.clock.enter(None)
+        r.step_s = r.seconds / r.local_steps if r.local_steps else 0.0
+        for phase, value in self.clock.averages(r.local_steps).items():
+            setattr(r, phase, value)
+
+    def figures(self) -> dict[str, float]:
+        """What the trainer reports to the server now: the window's figures and where it stands."""
+        figures: dict[str, float] = self.clock.take_window()
+        r = self.result
+        figures.update(global_step=r.global_step, local_steps=r.local_steps, samples=r.samples)
+        if math.isfinite(r.final_loss):
+            figures["loss"] = round(float(r.final_loss), 6)
+        return figures
+
+    async def _report_loop(self, client: Any) -> None:
+        """Every ``report_every_s`` seconds, report role ``trainer`` to the server (one round trip)."""
+        while True:
+            await asyncio.sleep(self.report_every_s)  # the report period, not a wait for an event
+            if not self.clock.started:
+                continue  # still setting up: no step to account for yet
+            try:
+                await client.report("trainer", self.figures())
+            except qs.QueueServerError as exc:  # an older server, or the connection is gone
+                log.debug("trainer report failed, not reporting any more: %s", exc)
+                return
+
+    @contextlib.asynccontextmanager
+    async def reporting(self, client: Any) -> AsyncIterator[None]:
+        """Report to ``client``'s server in the background while the block runs."""
+        task = None
+        if client is not None and self.report_every_s > 0 and hasattr(client, "report"):
+            task = asyncio.ensure_future(self._report_loop(client))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task

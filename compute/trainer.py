@@ -20,20 +20,15 @@ ready" by closing a queue (a dequeue on a closed, empty queue fails at once, so 
 broadcast), and any replica signals "stop" the same way on a second queue, when the data queue is
 closed and drained or the step budget is spent.
 
-Where the time goes: every step is split into the phases of :data:`queueserver.metrics.TRAINER_PHASES`
-(``wait_data_s``: waiting for the minibatch; ``pull_params_s``: getting the parameters, in sync mode
-waiting for the chief's token too; ``compute_s``: forward and backward, and in local mode the update;
-``push_grads_s``: sending the update or the gradients). Every ``report_every_s`` seconds the trainer
-reports them (seconds per step, averaged since its last report) with ``samples_per_s`` and ``step_s``
-to the server (``Client.report``, role ``"trainer"``), whose status page stacks them; the run's
-averages are in :class:`TrainResult` and the CLI's final JSON line.
-
-Tokens: each replica has its own token queue (``<scope>/token_q/<task>``), and the chief enqueues one
-token per replica per step: ``replicas`` tokens per step as in TensorFlow. One shared queue (as
-TensorFlow has) lets a fast replica take a slow one's token and push two gradients for one step;
-per-replica queues keep exactly one gradient per replica per step, which the equivalence of K
-replicas with one big-batch process depends on. A dead replica's queue just fills with stale tokens,
-which a restarted replica skips.
+Where the time goes (the step's phases, reported to the server and in :class:`TrainResult`) is
+:mod:`compute.telemetry`'s; the loops themselves, one template and each mode's step, the sync
+mode's tokens and the chief's aggregation, are in :mod:`compute.loops`. This module holds the
+:class:`Trainer` (configuration to connection, setup of the model on the ps, then the mode's loop)
+and :func:`train`, and re-exports the names it always had: :class:`TrainConfig`,
+:class:`StalenessPolicy` (:mod:`compute.config`), :class:`QueueSource`, :class:`ArraySource`,
+:class:`Prefetcher` (:mod:`compute.inputs`), :class:`TrainResult`, :class:`StepClock`,
+:class:`Progress` (:mod:`compute.telemetry`), :class:`Stopper` (:mod:`compute.stopping`) and
+:class:`ParameterStore` (:mod:`compute.parameters`).
 
 Example:
     >>> cfg = TrainConfig(target=server.target, queue="instances", model="softmax:20,3", steps=100)  # doctest: +SKIP
@@ -44,11 +39,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import math
-import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -59,11 +51,12 @@ from compute.backend import encode_transfer, get_backend
 from compute.checkpoint import load_checkpoint, save_checkpoint
 from compute.config import StalenessPolicy, TrainConfig
 from compute.inputs import ArraySource, Prefetcher, QueueSource
+from compute.loops import AsyncReplicaLoop, LocalLoop, SyncReplicaLoop
 from compute.models import MLP, parse_model
 from compute.optim import Optimizer, make_optimizer
 from compute.parameters import ParameterStore, device_scope
-from compute.stopping import Stopped, Stopper
-from compute.telemetry import Progress, StepClock, TrainResult
+from compute.stopping import Stopper
+from compute.telemetry import Progress, StepClock, Telemetry, TrainResult
 
 __all__ = [
     "TrainConfig", "TrainResult", "Trainer", "train", "train_async", "ParameterStore", "StalenessPolicy",
@@ -92,12 +85,12 @@ class Trainer:
         self.policy = StalenessPolicy.parse(config.staleness_policy)
         self._source = source
         self._client = client
-        self._own_client = client is None
         self._compute = ThreadPoolExecutor(1, thread_name_prefix="compute")
         self._copy = ThreadPoolExecutor(1, thread_name_prefix="h2d")
-        self.result = TrainResult(task=config.task, mode=config.mode)
-        self.clock = StepClock()
-        self.progress = Progress(config.steps, config.progress, label=f"[{config.job}:{config.task}] ")
+        self.telemetry = Telemetry(TrainResult(task=config.task, mode=config.mode), steps=config.steps,
+                                   progress=config.progress, label=f"[{config.job}:{config.task}] ",
+                                   report_every=config.report_every, report_every_s=config.report_every_s)
+        self.result, self.clock, self.progress = self.telemetry.result, self.telemetry.clock, self.telemetry.progress
 
     # ----- plumbing
     def _target(self) -> str | None:
@@ -146,20 +139,6 @@ class Trainer:
         dt = self.cfg.transfer_dtype
         return OrderedDict((k, self.backend.to_host(encode_transfer(v, dt))) for k, v in arrays.items())
 
-    def _report(self, **fields: Any) -> None:
-        print(json.dumps({"task": self.cfg.task, **fields}), flush=True)
-
-    def _after_step(self, global_step: int, loss: float, n: int) -> None:
-        self.clock.step_done(n)
-        r = self.result
-        r.local_steps += 1
-        r.samples += n
-        r.final_loss = loss
-        r.global_step = global_step
-        self.progress.update(global_step, loss, r.samples)
-        if self.cfg.report_every and r.local_steps % self.cfg.report_every == 0:
-            self._report(event="step", global_step=global_step, loss=round(loss, 6), samples=r.samples)
-
     def _done(self) -> bool:
         return self.cfg.steps is not None and self.result.global_step >= self.cfg.steps
 
@@ -185,48 +164,9 @@ class Trainer:
                 return ckpt.params, ckpt.global_step
         return self.model.init_params(self.cfg.seed), 0
 
-    def _finish_times(self) -> None:
-        """The run's step time and its split, into the result (at the end of the training loop)."""
-        r = self.result
-        self.clock.enter(None)
-        r.step_s = r.seconds / r.local_steps if r.local_steps else 0.0
-        for phase, value in self.clock.averages(r.local_steps).items():
-            setattr(r, phase, value)
-
     def report_figures(self) -> dict[str, float]:
         """What the trainer reports to the server now: the window's figures and where it stands."""
-        figures: dict[str, float] = self.clock.take_window()
-        r = self.result
-        figures.update(global_step=r.global_step, local_steps=r.local_steps, samples=r.samples)
-        if math.isfinite(r.final_loss):
-            figures["loss"] = round(float(r.final_loss), 6)
-        return figures
-
-    async def _report_loop(self, client: Any) -> None:
-        """Every ``report_every_s`` seconds, report role ``trainer`` to the server (one round trip)."""
-        while True:
-            await asyncio.sleep(self.cfg.report_every_s)  # the report period, not a wait for an event
-            if not self.clock.started:
-                continue  # still setting up: no step to account for yet
-            try:
-                await client.report("trainer", self.report_figures())
-            except qs.QueueServerError as exc:  # an older server, or the connection is gone
-                log.debug("trainer report failed, not reporting any more: %s", exc)
-                return
-
-    @contextlib.asynccontextmanager
-    async def _reporting(self, client: Any):
-        """Report to ``client``'s server in the background while the block runs."""
-        task = None
-        if client is not None and self.cfg.report_every_s > 0 and hasattr(client, "report"):
-            task = asyncio.ensure_future(self._report_loop(client))
-        try:
-            yield
-        finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        return self.telemetry.figures()
 
     # ----- entry point
     async def run(self) -> TrainResult:
@@ -269,52 +209,16 @@ class Trainer:
 
     # ----- local mode
     async def _run_local(self) -> None:
-        async with self._connection() as client, self._reporting(client):
+        async with self._connection() as client, self.telemetry.reporting(client):
             source = await self._open_source(client) if client is not None or self._source else None
             if source is None:
                 raise ValueError("local mode needs a data source: --target with --queue, or an ArraySource")
-            params_host, step = self._initial_params()
-            params = self._to_device_params(params_host)
-            self.result.start_step = self.result.global_step = step
-            prefetch = Prefetcher(source, self.backend, self._copy)
-            clock = self.clock
-            start = time.perf_counter()
-            clock.start()
-            try:
-                while not self._done():
-                    clock.enter("wait_data_s")
-                    try:
-                        x, y, n = await prefetch.next()
-                    except qs.OutOfRangeError:
-                        self.result.stop_reason = "end_of_data"
-                        break
-
-                    def step_fn(x=x, y=y) -> float:
-                        loss, grads = self._grads(params, x, y)
-                        self.optimizer.apply(params, grads)
-                        return loss
-
-                    clock.enter("compute_s")
-                    loss = await self._run_compute(step_fn)
-                    step += 1
-                    self._after_step(step, loss, n)
-                    prefetch.trained()
-                    self._checkpoint(params, step)
-                else:
-                    self.result.stop_reason = "steps"
-            finally:
-                clock.enter(None)
-                await prefetch.cancel()
-            self.backend.synchronize()
-            self.result.seconds = time.perf_counter() - start
-            self._finish_times()
-            self._checkpoint(params, step, final=True)
-            self.result.params = self._host_params(params)
+            await LocalLoop(self, source).run()
 
     # ----- distributed modes
     async def _run_distributed(self) -> None:
         cfg = self.cfg
-        async with self._connection() as client, self._reporting(client):
+        async with self._connection() as client, self.telemetry.reporting(client):
             shapes = OrderedDict((k, v.shape) for k, v in self.model.init_params(cfg.seed).items())
             store = ParameterStore(client, shapes, cfg.transfer_dtype, cfg.container, self._ps_tasks())
             cc = self._coord_container
@@ -340,10 +244,10 @@ class Trainer:
                     await self._chief_init(store, global_step, accs)
                     await (await open_q("ready_q")).close()  # broadcast: the model is ready
                 source = await self._open_source(client)
-                if cfg.mode == "async":
-                    await self._run_async_replica(store, global_step, source, stopper)
+                if accs is None:  # async mode
+                    await AsyncReplicaLoop(self, source, stopper, store, global_step).run()
                 else:
-                    await self._run_sync_replica(client, store, global_step, accs, source, stopper, cc)
+                    await SyncReplicaLoop(self, source, stopper, client, store, global_step, accs, cc).run()
             finally:
                 await stopper.close()
 
@@ -386,168 +290,6 @@ class Trainer:
         self.result.start_step = self.result.global_step = step
         if accs:
             await asyncio.gather(*(a.set_global_step(step) for a in accs.values()))
-
-    # ----- async replicas
-    async def _run_async_replica(self, store: ParameterStore, global_step: Any, source: Any,
-                                 stopper: Stopper) -> None:
-        cfg = self.cfg
-        staleness: Counter = Counter()
-        prefetch = Prefetcher(source, self.backend, self._copy)
-        params_host = await store.pull(wire=False)  # float32: the echo of each push is the next pull
-        pulled_at = int(await global_step.read())
-        self.result.start_step = self.result.global_step = pulled_at
-        clock = self.clock
-        start = time.perf_counter()
-        clock.start()
-        try:
-            while True:
-                if self._done():
-                    self.result.stop_reason = "steps"
-                    await stopper.request_stop()
-                    break
-                clock.enter("wait_data_s")
-                try:
-                    x, y, n = await stopper.race(prefetch.next())
-                except qs.OutOfRangeError:
-                    self.result.stop_reason = "end_of_data"
-                    await stopper.request_stop()
-                    break
-                except Stopped:
-                    self.result.stop_reason = "stopped"
-                    break
-                # The pull is the echo of the last push (free); what is left of it is the copy
-                # of the parameters to the device.
-                clock.enter("pull_params_s")
-                params = self._to_device_params(params_host)
-
-                def step_fn(params=params, x=x, y=y) -> tuple[float, dict]:
-                    loss, grads = self._grads(params, x, y)
-                    return loss, grads
-
-                clock.enter("compute_s")
-                loss, grads = await self._run_compute(step_fn)
-                clock.enter("push_grads_s")
-                now = int(await global_step.read())
-                stale = now - pulled_at
-                staleness[stale] += 1
-                factor = self.policy.scale(stale)
-                if factor is None:  # too stale: drop it, and pull fresh parameters
-                    self.result.dropped += 1
-                    clock.enter("pull_params_s")
-                    params_host = await store.pull(wire=False)
-                    pulled_at = now
-                    self._after_step(now, loss, n)
-                    prefetch.trained()  # its gradient was computed, and dropped by the staleness rule
-                    continue
-                delta = self.optimizer.delta(grads, factor)
-                params_host = await store.push_delta(self._host_wire(delta))
-                pulled_at = int(await global_step.assign_add(np.int64(1)))
-                self._after_step(pulled_at, loss, n)
-                prefetch.trained()
-                self._checkpoint(params_host, pulled_at)
-        finally:
-            clock.enter(None)
-            await prefetch.cancel()
-        self.result.seconds = time.perf_counter() - start
-        self._finish_times()
-        self.result.staleness = dict(staleness)
-        if cfg.is_chief:
-            params_host = await store.pull(wire=False)
-            self.result.global_step = int(await global_step.read())
-            self._checkpoint(params_host, self.result.global_step, final=True)
-            self.result.params = params_host
-
-    # ----- sync replicas
-    async def _run_sync_replica(self, client: Any, store: ParameterStore, global_step: Any, accs: Any,
-                                source: Any, stopper: Stopper, cc: str) -> None:
-        cfg = self.cfg
-        tokens = [await client.fifo_queue(self._name(f"token_q/{i}"), 1 << 20, [np.int64], [[]], container=cc)
-                  for i in range(cfg.replicas)]
-        my_tokens = tokens[cfg.task]
-        chief_task = None
-        if cfg.is_chief:
-            chief_task = asyncio.ensure_future(self._chief_loop(store, global_step, accs, tokens, stopper))
-        prefetch = Prefetcher(source, self.backend, self._copy)
-        last_pushed = -1
-        clock = self.clock
-        start = time.perf_counter()
-        clock.start()
-        try:
-            while True:
-                if chief_task is not None and chief_task.done():
-                    chief_task.result()  # surface the chief loop's error, if it failed
-                try:
-                    # Wait for a token newer than the last step we pushed for (skipping stale ones
-                    # left by a dead incarnation of this replica), then read the step we compute at.
-                    # Waiting for the token is waiting for the chief's update: part of the pull.
-                    clock.enter("pull_params_s")
-                    if last_pushed >= 0:
-                        while int(await stopper.race(my_tokens.dequeue(timeout=None))) <= last_pushed:
-                            pass
-                    local_step = int(await global_step.read())
-                    if cfg.steps is not None and local_step >= cfg.steps:
-                        self.result.global_step = local_step
-                        self.result.stop_reason = "steps"
-                        break
-                    clock.enter("wait_data_s")
-                    x, y, n = await stopper.race(prefetch.next())
-                except qs.OutOfRangeError:
-                    self.result.stop_reason = "end_of_data"
-                    await stopper.request_stop()
-                    break
-                except Stopped:
-                    self.result.stop_reason = "stopped"
-                    break
-                clock.enter("pull_params_s")
-                params = self._to_device_params(await store.pull())
-                clock.enter("compute_s")
-                loss, grads = await self._run_compute(self._grads, params, x, y)
-                clock.enter("push_grads_s")
-                applied = await store.push_grads(accs, self._host_wire(grads), local_step)
-                if not all(applied):
-                    self.result.dropped += 1
-                last_pushed = local_step
-                self._after_step(local_step, loss, n)
-                prefetch.trained()
-        finally:
-            clock.enter(None)
-            await prefetch.cancel()
-            if chief_task is not None:
-                await stopper.request_stop()
-                try:
-                    await chief_task
-                except Stopped:
-                    pass
-                if chief_task.done() and not chief_task.cancelled() and chief_task.exception() is None:
-                    final_params, final_step = chief_task.result()
-                    self.result.params, self.result.global_step = final_params, final_step
-        self.result.seconds = time.perf_counter() - start
-        self._finish_times()
-
-    async def _chief_loop(self, store: ParameterStore, global_step: Any, accs: Any, tokens: list,
-                          stopper: Stopper) -> tuple["OrderedDict[str, np.ndarray]", int]:
-        """Take ``aggregate`` averaged gradients per variable, apply, advance the step, release tokens."""
-        cfg = self.cfg
-        params = await store.pull(wire=False)  # the chief's master copy, float32
-        step = int(await global_step.read())
-        n = cfg.replicas_to_aggregate
-        try:
-            while cfg.steps is None or step < cfg.steps:
-                try:
-                    avgs = await stopper.race(asyncio.gather(*(a.take_grad(n) for a in accs.values())))
-                except Stopped:
-                    break
-                grads = OrderedDict((k, np.asarray(g, np.float32)) for k, g in zip(accs, avgs))
-                self.optimizer.apply(params, grads)
-                await store.publish(params)
-                step = int(await global_step.assign_add(np.int64(1)))
-                await asyncio.gather(*(t.enqueue(np.int64(step)) for t in tokens))
-                self._checkpoint(params, step)
-        finally:
-            self._checkpoint(params, step, final=True)
-        if cfg.steps is not None and step >= cfg.steps:
-            await stopper.request_stop()
-        return params, step
 
 
 def train_async(config: TrainConfig, source: Any = None, client: Any = None) -> Awaitable[TrainResult]:
