@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--staleness-policy", default="none", help="async: none, drop:K or scale")
     mode.add_argument("--transfer-dtype", default="float32", choices=TRANSFER_DTYPES,
                       help="dtype of parameter traffic")
+    # Accepted so that old command lines still parse, and ignored: the chief waits for gradients
+    # racing the stop flag, with no timeout. Never shown in --help.
     mode.add_argument("--sync-timeout", type=float, default=5.0, help=argparse.SUPPRESS)
     dev = t.add_argument_group("device")
     dev.add_argument("--device", default="cpu", help="cpu or gpu:N")
@@ -90,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         transfer_dtype=args.transfer_dtype, staleness_policy=args.staleness_policy, seed=args.seed,
         scope=args.scope, container=args.container, ps_tasks=args.ps_tasks, progress=args.progress,
         report_every=args.report_every,
-        report_every_s=args.report_every_s, dequeue_timeout=args.dequeue_timeout, sync_timeout=args.sync_timeout)
+        report_every_s=args.report_every_s, dequeue_timeout=args.dequeue_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,7 +51,6 @@ class TrainConfig:
         report_every_s: seconds between reports of this trainer's figures (samples/s, step time and
             its split into phases) to the server, shown on its status page (0: never).
         dequeue_timeout: seconds to wait for one minibatch before failing (None: forever).
-        sync_timeout: seconds the chief waits for gradients before checking whether to stop.
     """
 
     target: str | None = None
@@ -83,7 +82,6 @@ class TrainConfig:
     report_every: int = 0
     report_every_s: float = 2.0
     dequeue_timeout: float | None = None
-    sync_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         # Validate everything here, with the fix in the message, rather than deep inside a run.

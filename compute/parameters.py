@@ -117,15 +117,11 @@ class ParameterStore:
 
 
 def placement_scope(client: Any, ps_tasks: int | None) -> Any:
-    """``client.device(replica_device_setter(ps_tasks=N))`` when the cluster API is there, else nothing.
-
-    Round-robin placement needs the queue server's cluster support (``client.device`` and
-    ``queueserver.replica_device_setter``); on a single server everything lives on it.
-    """
-    setter = getattr(qs, "replica_device_setter", None)
+    """``client.device(replica_device_setter(ps_tasks=N))`` with ps tasks to spread over, else nothing
+    (on a single server everything lives on it)."""
     device = getattr(client, "device", None)
-    if ps_tasks and setter is not None and device is not None:
-        return device(setter(ps_tasks=ps_tasks))
+    if ps_tasks and device is not None:
+        return device(qs.replica_device_setter(ps_tasks=ps_tasks))
     return contextlib.nullcontext()
 
 
