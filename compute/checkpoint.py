@@ -58,13 +58,13 @@ def save_checkpoint(directory: str | os.PathLike, params: Mapping[str, np.ndarra
     os.makedirs(directory, exist_ok=True)
     arrays = {f"{_PARAM}{k}": np.asarray(v) for k, v in params.items()}
     arrays.update({f"{_SLOT}{k}": np.asarray(v) for k, v in (slots or {}).items()})
-    arrays["global_step"] = np.int64(global_step)
+    arrays["global_step"] = np.asarray(global_step, np.int64)  # a 0-d array, as savez would make it
     arrays["order"] = np.array(list(params), dtype=object).astype(str)
     path = os.path.join(directory, CHECKPOINT_FILE)
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz.tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, allow_pickle=False, **arrays)  # plain arrays only, as load_checkpoint reads them
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

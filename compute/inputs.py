@@ -110,7 +110,7 @@ class Prefetcher:
 
     def __init__(self, source: Any, backend: Backend, copy_executor: ThreadPoolExecutor) -> None:
         self.source, self.backend, self.executor = source, backend, copy_executor
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[tuple[Any, Any, int, Any]] | None = None  # the fetch ahead
         self._current: Any = None              # the delivery of the batch being trained on
         self._acks: set[asyncio.Task] = set()  # acknowledgements on their way
 
@@ -130,8 +130,13 @@ class Prefetcher:
 
     def start(self) -> None:
         """Begin fetching the next minibatch in the background."""
+        self._fetching()
+
+    def _fetching(self) -> asyncio.Task[tuple[Any, Any, int, Any]]:
+        """The fetch ahead, started if there is none."""
         if self._task is None:
             self._task = asyncio.ensure_future(self._fetch())
+        return self._task
 
     async def next(self) -> tuple[Any, Any, int]:
         """The prefetched minibatch ``(x, y, n)``; starts fetching the one after.
@@ -141,8 +146,7 @@ class Prefetcher:
         """
         if self._current is not None:
             raise RuntimeError("Prefetcher.next() before the last batch was marked trained()")
-        self.start()
-        task, self._task = self._task, None
+        task, self._task = self._fetching(), None
         x, y, n, self._current = await task
         self.start()
         return x, y, n

@@ -199,5 +199,5 @@ def parse_model(spec: str) -> MLP:
     if kind == "mlp" and len(sizes) >= 2:
         return MLP(sizes)
     if kind in ("softmax", "logreg") and len(sizes) == 2:
-        return SoftmaxRegression(*sizes)
+        return SoftmaxRegression(sizes[0], sizes[1])
     raise ValueError(f"bad model spec {spec!r}: use 'mlp:784,1024,1024,10' or 'softmax:784,10'")
