@@ -247,5 +247,8 @@ def test_option_parsers():
     assert FixedLengthFormat(4).default_spec().describe() == "(uint8[4])"
 
 
-def test_docstring_examples():
-    assert doctest.testmod(loader, optionflags=doctest.ELLIPSIS).failed == 0
+@pytest.mark.parametrize("module", [loader, loader.formats, loader.reading, loader.loading, loader.cli],
+                         ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    # The package and each of its modules: testmod only finds examples defined in the module it is given.
+    assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

@@ -1,0 +1,249 @@
+"""Readers: :func:`reader_runner` and :func:`csv_reader_runner` build the QueueRunner of a reader pipeline.
+
+Each reader (``_ReaderOp``) takes a file name from the filename queue (a server queue, or a
+:class:`LocalFilenameQueue`), opens the file in a worker thread, reads and decodes it a chunk at a
+time with its format and enqueues each chunk with ``enqueue_many``; :class:`ReaderStats` counts
+what they did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from queueserver import errors as qerrors
+
+from pipeline.coordination import QueueRunner, as_async_queue
+
+from .formats import CsvFormat, _Format
+
+__all__ = ["LocalFilenameQueue", "ReaderStats", "csv_reader_runner", "reader_runner"]
+
+#: Records read and decoded per step of a reader (and per ``enqueue_many``).
+DEFAULT_CHUNK = 1024
+_MAX_KEPT_ERRORS = 100  # bad-record messages kept for the report (all are counted)
+
+
+@dataclass
+class ReaderStats:
+    """Counters shared by the readers of one pipeline (read them for progress and reports)."""
+
+    records: int = 0
+    files_done: int = 0
+    bad_records: int = 0
+    errors: list = field(default_factory=list)
+    bytes: int = 0  # bytes of the enqueued components (a string counts its own bytes)
+
+    def add_errors(self, errors: list) -> None:
+        """Count bad records and keep the first messages."""
+        self.bad_records += len(errors)
+        room = _MAX_KEPT_ERRORS - len(self.errors)
+        if room > 0:
+            self.errors.extend(str(e) for e in errors[:room])
+
+
+class _ReaderOp:
+    """One reader: takes file names from a queue, enqueues decoded chunks. An async enqueue op."""
+
+    def __init__(self, files: Any, queue: Any, fmt: _Format, convert: Callable, chunk_size: int,
+                 stats: ReaderStats) -> None:
+        self.files = files
+        self.queue = queue
+        self.fmt = fmt
+        self.convert = convert
+        self.chunk_size = chunk_size
+        self.stats = stats
+        self.reader: Any = None
+        self.path = ""
+
+    def _read_and_decode(self) -> tuple[bool, tuple | None, int, int, list]:
+        """Worker thread: read one chunk and decode it. Returns (end_of_file, components, n, bytes, errors)."""
+        reader = self.reader
+        first = self.fmt.first_line(reader)
+        bad_before = reader.bad_records
+        records = reader.read_chunk(self.chunk_size)
+        errors: list = [qerrors.DataLossError(f"{self.path}: corrupt data skipped near record {first}")] * (
+            reader.bad_records - bad_before)
+        if len(records) == 0:
+            return True, None, 0, 0, errors
+        comps = self.convert(records, self.path, first, errors)
+        n = 0 if comps is None else len(comps[0])
+        return False, comps, n, 0 if comps is None else _payload_bytes(comps), errors
+
+    async def __call__(self) -> None:
+        while True:
+            if self.reader is None:
+                name = await self.files.dequeue()  # OutOfRangeError when no file is left: we are done
+                if isinstance(name, np.ndarray):  # a server string queue hands out 0-d object arrays
+                    name = name.item()
+                self.path = os.fsdecode(name)
+                self.reader = await asyncio.to_thread(self.fmt.open, self.path)
+            try:
+                eof, comps, n, nbytes, errors = await asyncio.to_thread(self._read_and_decode)
+            except BaseException:
+                self.reader.close()
+                self.reader = None
+                raise
+            if errors:
+                self.stats.add_errors(errors)
+            if eof:
+                self.reader.close()
+                self.reader = None
+                self.stats.files_done += 1
+                continue
+            if n:
+                await self.queue.enqueue_many(comps)
+                self.stats.records += n
+                self.stats.bytes += nbytes
+            return
+
+
+def _payload_bytes(comps: tuple) -> int:
+    """Bytes of decoded components: array bytes, or the strings' own bytes for object arrays."""
+    total = 0
+    for c in comps:
+        if c.dtype == object:
+            total += sum(len(v) for v in c.ravel())
+        else:
+            total += c.nbytes
+    return total
+
+
+def reader_runner(
+    filename_queue: Any,
+    queue: Any,
+    fmt: _Format,
+    *,
+    num_readers: int = 1,
+    chunk_size: int = DEFAULT_CHUNK,
+    stats: ReaderStats | None = None,
+    name: str | None = None,
+) -> QueueRunner:
+    """A QueueRunner of ``num_readers`` readers moving records of files named in ``filename_queue``
+    into ``queue`` (the seed's figure 12-10).
+
+    Each reader dequeues a file name, opens the file with ``fmt`` in a worker thread, and enqueues
+    ``chunk_size`` decoded records per ``enqueue_many`` until the file ends, then takes the next
+    name. When the file names run out (the filename queue is closed and empty) the reader stops;
+    when all have stopped the runner closes ``queue``.
+
+    Args:
+        filename_queue: a string queue of file names (``Queue``/``AsyncQueue``), or any object with
+            a coroutine ``dequeue()`` raising ``OutOfRangeError`` at the end
+            (:class:`LocalFilenameQueue`).
+        queue: the target queue; its spec decides the element layout (see the module docstring).
+        fmt: :class:`CsvFormat`, :class:`TextFormat`, :class:`FixedLengthFormat` or
+            :class:`TFRecordFormat`.
+        num_readers: concurrent readers (files read at the same time).
+        chunk_size: records per read, decode and ``enqueue_many``.
+        stats: counters to update (a new :class:`ReaderStats` by default; see ``runner.stats``).
+        name: the runner's name.
+
+    Returns:
+        The :class:`QueueRunner`; start it with ``create_tasks(coord)`` or ``create_threads(coord)``.
+        Its ``stats`` attribute counts records, files and bad records.
+
+    Raises:
+        InvalidArgumentError: the queue's spec cannot hold the format's records (before any read).
+
+    Example:
+        >>> runner = reader_runner(files, instances, CsvFormat([[-1.], [-1.], [-1]], 1), num_readers=5)  # doctest: +SKIP
+    """
+    if num_readers < 1:
+        raise qerrors.InvalidArgumentError(f"num_readers must be >= 1, got {num_readers}")
+    if chunk_size < 1:
+        raise qerrors.InvalidArgumentError(f"chunk_size must be >= 1, got {chunk_size}")
+    target = as_async_queue(queue)
+    files = as_async_queue(filename_queue)
+    convert = fmt.bind(target.spec, target.name)
+    stats = stats if stats is not None else ReaderStats()
+    ops = [_ReaderOp(files, target, fmt, convert, chunk_size, stats) for _ in range(num_readers)]
+    runner = QueueRunner(queue, ops, name=name or f"{target.name}_readers")
+    runner.stats = stats  # type: ignore[attr-defined]
+    return runner
+
+
+def csv_reader_runner(
+    filename_queue: Any,
+    queue: Any,
+    record_defaults: Sequence[Any] | None,
+    *,
+    num_readers: int = 5,
+    skip_header_lines: int = 1,
+    field_delim: str = ",",
+    on_error: str = "raise",
+    chunk_size: int = DEFAULT_CHUNK,
+    name: str | None = None,
+) -> QueueRunner:
+    """The seed's multi-reader CSV pipeline: :func:`reader_runner` with a :class:`CsvFormat`.
+
+    Args:
+        filename_queue: the queue of file names.
+        queue: the instance queue, e.g. ``RandomShuffleQueue(dtypes=[float32, int32], shapes=[[2], []])``.
+        record_defaults: ``decode_csv`` defaults (``None``: zeros from the queue's spec).
+        num_readers: readers reading different files at the same time.
+        skip_header_lines: header lines per file.
+        field_delim: the delimiter.
+        on_error: ``"raise"`` or ``"skip"``.
+        chunk_size: lines per read, decode and ``enqueue_many``.
+        name: the runner's name.
+
+    Returns:
+        The :class:`QueueRunner`.
+
+    Example:
+        >>> runner = csv_reader_runner(files, instances, [[-1.], [-1.], [-1]])  # doctest: +SKIP
+        >>> coord = Coordinator(); threads = runner.create_threads(coord)      # doctest: +SKIP
+    """
+    fmt = CsvFormat(record_defaults, skip_header_lines, field_delim, on_error=on_error)
+    return reader_runner(filename_queue, queue, fmt, num_readers=num_readers, chunk_size=chunk_size, name=name)
+
+
+class LocalFilenameQueue:
+    """An in-process source of file names with the filename queue's ``dequeue`` protocol.
+
+    The loader uses it instead of a server queue: the names never leave the loading process.
+
+    Args:
+        paths: the files of one epoch.
+        num_epochs: how many times to hand out the list (``None``: for ever).
+        shuffle: shuffle the list every epoch.
+        seed: the shuffle seed.
+
+    Example:
+        >>> q = LocalFilenameQueue(["a", "b"], num_epochs=2)
+        >>> [asyncio.run(q.dequeue()) for _ in range(4)]
+        ['a', 'b', 'a', 'b']
+    """
+
+    name = "local_filenames"
+
+    def __init__(self, paths: Sequence[str], num_epochs: int | None = 1, shuffle: bool = False,
+                 seed: int | None = None) -> None:
+        self.paths = list(paths)
+        self.num_epochs = num_epochs
+        self.shuffle = shuffle
+        self._rng = np.random.default_rng(seed)
+        self._epoch = 0
+        self._pending: list[str] = []
+
+    async def dequeue(self) -> str:
+        """The next file name.
+
+        Raises:
+            OutOfRangeError: every epoch was handed out.
+        """
+        if not self._pending:
+            if not self.paths or (self.num_epochs is not None and self._epoch >= self.num_epochs):
+                raise qerrors.OutOfRangeError("no more files to read")
+            order = self._rng.permutation(len(self.paths)) if self.shuffle else range(len(self.paths))
+            self._pending = [self.paths[i] for i in order][::-1]
+            self._epoch += 1
+        return self._pending.pop()
+
+    async def close(self, cancel_pending_enqueues: bool = False) -> None:
+        """Nothing to release (for the queue protocol)."""
