@@ -293,5 +293,8 @@ async def test_async_queue_view_works_from_another_event_loop(local_server):
         c.close()
 
 
-def test_docstring_examples():
-    assert doctest.testmod(coordination, optionflags=doctest.ELLIPSIS).failed == 0
+@pytest.mark.parametrize("module", [coordination, coordination.loops, coordination.views, coordination.coordinator,
+                                    coordination.runner], ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    # The package and each of its modules: testmod only finds examples defined in the module it is given.
+    assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
