@@ -18,7 +18,7 @@ from queueserver.cluster import ClusterSpec, DeviceSpec, task_name
 from queueserver.errors import InvalidArgumentError, NotFoundError, QueueServerError, UnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from queueserver.client import AsyncClient
+    from queueserver.channel import Channel
 
 log = logging.getLogger("queueserver")
 
@@ -88,10 +88,10 @@ class Peers:
         self.placement = placement
         self.token = token
         self.max_message_bytes = max_message_bytes
-        self._clients: dict[str, AsyncClient] = {}
+        self._clients: dict[str, Channel] = {}
         self._connecting: dict[str, asyncio.Future] = {}
 
-    async def get(self, task: str) -> "AsyncClient":
+    async def get(self, task: str) -> "Channel":
         """A live connection to ``task``.
 
         Raises:
@@ -121,14 +121,14 @@ class Peers:
         finally:
             del self._connecting[task]
 
-    async def _connect(self, task: str) -> "AsyncClient":
-        from queueserver.client import AsyncClient
+    async def _connect(self, task: str) -> "Channel":
+        from queueserver.channel import Channel
 
         address = self.placement.address(task)
         last: Exception | None = None
         for attempt in range(CONNECT_ATTEMPTS):
-            client = AsyncClient(address, token=self.token, client_name=f"peer {self.placement.task}",
-                                 max_message_bytes=self.max_message_bytes)
+            client = Channel(address, token=self.token, client_name=f"peer {self.placement.task}",
+                             max_message_bytes=self.max_message_bytes)
             try:
                 return await client.open()
             except QueueServerError as exc:

@@ -95,7 +95,7 @@ async def test_negative_timeouts_expire_at_once_and_leave_the_client_usable(loca
 
 
 async def test_handles_are_per_queue_and_acknowledgements_overflow_to_msgpack(local_server, monkeypatch):
-    import queueserver.client as client_module
+    import queueserver.handles as client_module  # where queue handles read the limit
 
     monkeypatch.setattr(client_module, "COMPACT_MAX_ACKS", 3)
     async with qs.connect_async(local_server.target) as c:

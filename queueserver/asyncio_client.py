@@ -1,0 +1,300 @@
+"""The asyncio client: a :class:`~queueserver.channel.Channel` plus resources, placement and the
+acknowledgement books (:mod:`queueserver.deliveries`). Its handles are in :mod:`queueserver.handles`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from queueserver.channel import DEFAULT, Channel
+from queueserver.cluster import DeviceSpec, ResourceInfo
+from queueserver.core.specs import ComponentSpec
+from queueserver.core.timeouts import check_timeout
+from queueserver.deliveries import Deliveries
+from queueserver.errors import InvalidArgumentError, UnavailableError
+from queueserver.handles import AsyncAccumulator, AsyncQueue, AsyncVariable
+
+
+class AsyncClient(Channel):
+    """An asyncio connection to a queue server. Create it with :func:`connect_async`.
+
+    Args:
+        target: the server's address (``server.target``, ``host:port``).
+        operation_timeout: default timeout in seconds for every blocking call (the seed's
+            ``operation_timeout_in_ms``, in seconds); ``None`` waits for ever.
+        token: the server's shared secret (default: ``QUEUESERVER_TOKEN``).
+        client_name: shown in the server's logs and status.
+    """
+
+    def __init__(self, target: str, *, operation_timeout: float | None = None, token: str | None = None,
+                 client_name: str | None = None, max_message_bytes: int = 256 * 1024 * 1024,
+                 allow_soft_placement: bool = False, log_device_placement: bool = False,
+                 route_direct: bool = True, parent: "AsyncClient | None" = None) -> None:
+        super().__init__(target, token=token, client_name=client_name, max_message_bytes=max_message_bytes)
+        self.operation_timeout = operation_timeout
+        self.allow_soft_placement = allow_soft_placement
+        self.log_device_placement = log_device_placement
+        self.route_direct = route_direct
+        self.parent = parent
+        self._device_stack: list = []
+        self._routes: dict[str, "AsyncClient"] = {}
+        self._deliveries = Deliveries()
+        self._watched_tasks: set[asyncio.Task] = set()  # callers whose end hands their batches over
+        # Compact-frame handles this connection has bound, one per queue and element layout (see AsyncQueue).
+        self._compact_handles: dict[tuple, int] = {}
+
+    # ----- placement
+    def device(self, device: Any):
+        """Place resources created inside this block: ``with c.device("/job:ps/task:1"): ...``.
+
+        ``device`` is a (partial) task name or a function of a :class:`~queueserver.cluster.ResourceInfo`
+        returning one (e.g. :func:`~queueserver.replica_device_setter`). Blocks nest; inner ones
+        override the fields they set, as TensorFlow's ``tf.device`` blocks do.
+        """
+        return _DeviceScope(self._device_stack, device)
+
+    def _placement(self, kind: str, name: str, container: str) -> str:
+        spec = DeviceSpec()
+        info = ResourceInfo(kind, name, container)
+        for entry in self._device_stack:
+            value = entry(info) if callable(entry) else entry
+            spec = spec.merged_with(DeviceSpec.parse(value))
+        return spec.to_string()
+
+    async def _create(self, kind: str, name: str, container: str, header: dict,
+                      arrays: Sequence[np.ndarray] = ()) -> tuple[dict, "AsyncClient"]:
+        """Create or open a resource where the placement scope says; returns the reply and its route."""
+        header.update(n=name, c=container, dev=self._placement(kind, name, container),
+                      soft=self.allow_soft_placement)
+        reply, _ = await self.call(header, arrays)
+        home = reply.get("home", self.task)
+        if reply.get("warn"):
+            warnings.warn(reply["warn"], stacklevel=3)
+        if self.log_device_placement:
+            print(f"{kind} {container + '/' if container else ''}{name}: {home}", file=sys.stderr, flush=True)
+        return reply, await self._route_to(home)
+
+    async def _route_to(self, home: str) -> "AsyncClient":
+        """The connection that reaches ``home`` best: a direct one to its task, when allowed."""
+        if not self.route_direct or home == self.task or not self.cluster:
+            return self
+        route = self._routes.get(home)
+        if route is None or not route.connected:
+            spec = DeviceSpec.parse(home)
+            address = self.cluster[spec.job][spec.task]
+            route = AsyncClient(address, operation_timeout=self.operation_timeout, token=self.token,
+                                client_name=self.client_name, max_message_bytes=self.max_message_bytes,
+                                route_direct=False, parent=self)
+            try:
+                await route.open()
+            except UnavailableError:
+                return self  # let the task we talk to forward it, and report the failure itself
+            self._routes[home] = route
+        return route
+
+    async def close(self) -> None:
+        """Acknowledge everything received (except taken batches nobody acknowledged, which go back
+        to their queues) and disconnect cleanly."""
+        if self._closed:
+            return
+        for route in list(self._routes.values()):
+            await route.close()
+        self._routes.clear()
+        if self._protocol is not None and self._protocol.transport is not None:
+            for delivery, route in self._deliveries.close():
+                self._give_back(delivery, route)  # taken and never acknowledged: not done with
+        await super().close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def _timeout(self, timeout: Any) -> float | None:
+        """The call's timeout in seconds (the operation timeout by default), checked by the core's
+        rule here too: the compact wire spells "no timeout" as NaN, so a NaN must never reach it."""
+        owner = self.parent or self
+        return check_timeout(owner.operation_timeout if timeout is DEFAULT else timeout, "a blocking call")
+
+    def _caller(self) -> Any:
+        """Who is calling, for acknowledgements (see :mod:`queueserver.deliveries`): the current task,
+        watched so that what it received is handed over when it ends."""
+        task = asyncio.current_task()
+        if task is not None and task not in self._watched_tasks:
+            self._watched_tasks.add(task)
+            task.add_done_callback(self._caller_ended)
+        return task
+
+    def _caller_ended(self, task: asyncio.Task) -> None:
+        self._watched_tasks.discard(task)
+        self._deliveries.caller_ended(task)
+
+    # ----- resources
+    async def _queue(self, kind: str, name: str, capacity: int, dtypes: Any, shapes: Any, names: Any,
+                     container: str, **extra: Any) -> "AsyncQueue":
+        if not isinstance(capacity, (int, np.integer)) or isinstance(capacity, bool):
+            raise InvalidArgumentError(f"capacity must be an integer, got {capacity!r}")
+        spec = ComponentSpec(dtypes, shapes, names)  # validates before anything is sent
+        header = {"o": "queue", "kind": kind, "cap": int(capacity), "spec": spec.to_wire(), **extra}
+        reply, route = await self._create(_QUEUE_TYPE_NAMES[kind], name, container, header)
+        return AsyncQueue(self, route, name, container, reply.get("home", self.task),
+                          ComponentSpec.from_wire(reply["spec"]), reply["type"])
+
+    async def fifo_queue(self, name: str, capacity: int, dtypes: Any, shapes: Any = None, *,
+                         names: Any = None, container: str = "") -> "AsyncQueue":
+        """Get or create a first-in first-out queue shared under ``(container, name)``."""
+        return await self._queue("fifo", name, capacity, dtypes, shapes, names, container)
+
+    async def random_shuffle_queue(self, name: str, capacity: int, min_after_dequeue: int, dtypes: Any,
+                                   shapes: Any = None, *, names: Any = None, seed: int | None = None,
+                                   container: str = "") -> "AsyncQueue":
+        """Get or create a queue that dequeues in random order, keeping ``min_after_dequeue`` while open."""
+        return await self._queue("random_shuffle", name, capacity, dtypes, shapes, names, container,
+                                 mad=int(min_after_dequeue), seed=seed)
+
+    async def padding_fifo_queue(self, name: str, capacity: int, dtypes: Any, shapes: Any, *,
+                                 names: Any = None, container: str = "") -> "AsyncQueue":
+        """Get or create a FIFO queue of variable-size elements, zero-padded when batched."""
+        return await self._queue("padding_fifo", name, capacity, dtypes, shapes, names, container)
+
+    async def priority_queue(self, name: str, capacity: int, dtypes: Any, shapes: Any = None, *,
+                             names: Any = None, container: str = "") -> "AsyncQueue":
+        """Get or create a queue whose elements are ``(int64 priority, *values)``, smallest first."""
+        return await self._queue("priority", name, capacity, dtypes, shapes, names, container)
+
+    async def queue(self, name: str, *, container: str = "") -> "AsyncQueue":
+        """Open an existing queue by name, whatever its type and spec."""
+        reply, _ = await self.call({"o": "spec", "n": name, "c": container})
+        if reply.get("kind") != "queue":
+            raise InvalidArgumentError(f"'{name}' is a variable, not a queue")
+        home = reply.get("home", self.task)
+        return AsyncQueue(self, await self._route_to(home), name, container, home,
+                          ComponentSpec.from_wire(reply["spec"]), reply["type"])
+
+    async def variable(self, name: str, initial_value: Any = 0.0, *, container: str = "",
+                       dtype: Any = None) -> "AsyncVariable":
+        """Get or create a variable; it stays uninitialised until ``initialize()``."""
+        value = np.asarray(initial_value)
+        if dtype is None and value.dtype == np.float64 and not isinstance(initial_value, np.ndarray):
+            value = value.astype(np.float32)  # Python floats make float32 variables, as in TensorFlow
+        header = {"o": "variable"}
+        if dtype is not None:
+            header["dtype"] = np.dtype(dtype).name
+        reply, route = await self._create("Variable", name, container, header, [value])
+        return AsyncVariable(self, route, name, container, reply.get("home", self.task),
+                             np.dtype(reply["dtype"]), tuple(reply["shape"]))
+
+    async def conditional_accumulator(self, name: str, shape: Any, dtype: Any = np.float32, *,
+                                      container: str = "") -> "AsyncAccumulator":
+        """Get or create a conditional accumulator of gradients (TensorFlow's ConditionalAccumulator)."""
+        shape = [int(shape)] if isinstance(shape, (int, np.integer)) else [int(d) for d in shape]
+        header = {"o": "accumulator", "shape": shape, "dtype": np.dtype(dtype).name}
+        reply, route = await self._create("ConditionalAccumulator", name, container, header)
+        return AsyncAccumulator(self, route, name, container, reply.get("home", self.task),
+                                np.dtype(reply["dtype"]), tuple(reply["shape"]))
+
+    async def reset(self, containers: Sequence[str]) -> int:
+        """Free every resource in ``containers``; returns how many were freed."""
+        if isinstance(containers, str):
+            containers = [containers]
+        reply, _ = await self.call({"o": "reset", "cs": list(containers)})
+        if reply.get("unreachable"):
+            warnings.warn("reset did not reach: " + "; ".join(reply["unreachable"]), stacklevel=2)
+        return reply["r"]
+
+    async def status(self, cluster: bool = False) -> dict:
+        """This server's queues, variables and counters; with ``cluster``, every task's under ``"cluster"``."""
+        reply, _ = await self.call({"o": "status", "cluster": bool(cluster)})
+        out = reply["r"]
+        if "cluster" in reply:
+            out["cluster"] = reply["cluster"]
+        return out
+
+    async def report(self, role: str, figures: dict[str, float]) -> None:
+        """Tell the server how this client is doing; the status page, ``/status`` and ``/metrics`` show it.
+
+        The server keeps the latest report of each connection (under this client's ``client_name``)
+        until the connection closes or the report is a minute old, so call it every second or few,
+        not every step: it is one small round trip.
+
+        By convention a loader reports ``role="loader"`` with ``records_per_s`` (and ``bytes_per_s``);
+        a trainer reports ``role="trainer"`` with ``samples_per_s``, ``step_s`` and its step split
+        into ``wait_data_s``, ``pull_params_s``, ``compute_s`` and ``push_grads_s`` (seconds per step,
+        averaged since the last report), which the page stacks to show where the time goes.
+
+        Args:
+            role: what this client is, e.g. ``"loader"`` or ``"trainer"``.
+            figures: figure name -> finite number (at most 64).
+
+        Raises:
+            InvalidArgumentError: a figure is not a finite number.
+        """
+        # numpy scalars (a loader's np.float32 rate) travel as plain numbers.
+        clean = {str(k): v.item() if isinstance(v, np.generic) else v for k, v in figures.items()}
+        await self.call({"o": "report", "role": str(role), "fig": clean})
+
+
+_QUEUE_TYPE_NAMES = {"fifo": "FIFOQueue", "random_shuffle": "RandomShuffleQueue",
+                     "padding_fifo": "PaddingFIFOQueue", "priority": "PriorityQueue"}
+
+
+class _DeviceScope:
+    """``with client.device(...)``: pushes a placement on entry, pops it on exit."""
+
+    def __init__(self, stack: list, device: Any) -> None:
+        if not callable(device):
+            DeviceSpec.parse(device)  # a malformed name fails here, not at the first creation
+        self._stack, self._device = stack, device
+
+    def __enter__(self) -> None:
+        self._stack.append(self._device)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.pop()
+
+
+class _AsyncConnect:
+    """What :func:`connect_async` returns: await it, or use it with ``async with``."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    def __await__(self):
+        return self._client.open().__await__()
+
+    async def __aenter__(self) -> AsyncClient:
+        return await self._client.open()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._client.close()
+
+
+def connect_async(target: str, operation_timeout: float | None = None, token: str | None = None, *,
+                  operation_timeout_in_ms: int | None = None, client_name: str | None = None,
+                  allow_soft_placement: bool = False, log_device_placement: bool = False,
+                  route_direct: bool = True) -> _AsyncConnect:
+    """Connect an asyncio client: ``async with connect_async(target) as c:`` or ``c = await connect_async(t)``.
+
+    Args:
+        target: the server's address.
+        operation_timeout: default timeout, in seconds, of every blocking call.
+        token: the server's shared secret (default: ``QUEUESERVER_TOKEN``).
+        operation_timeout_in_ms: the same default in milliseconds, as TensorFlow's ConfigProto spells it.
+        client_name: shown in the server's logs.
+        allow_soft_placement: place a resource pinned to a task that does not exist on the task this
+            client talks to, with a warning, instead of failing (TensorFlow's soft placement).
+        log_device_placement: print where each resource is placed.
+        route_direct: in a cluster, send each resource's calls straight to its home task (one hop
+            less); False sends everything through ``target``, which forwards.
+    """
+    if operation_timeout_in_ms is not None:
+        operation_timeout = operation_timeout_in_ms / 1000.0
+    return _AsyncConnect(AsyncClient(target, operation_timeout=operation_timeout, token=token,
+                                     client_name=client_name, allow_soft_placement=allow_soft_placement,
+                                     log_device_placement=log_device_placement, route_direct=route_direct))

@@ -1,0 +1,336 @@
+"""The request multiplexer over one connection: what every client of the data plane shares.
+
+A :class:`Channel` connects, introduces itself (``hello``, with the token), and carries any number
+of requests at once: each gets an id, its reply resolves it, a caller that stops waiting withdraws
+its request (or gives back the batch that was already on its way), and pipelined calls started
+in one turn of the loop share one write. The asyncio client (:class:`~queueserver.asyncio_client.AsyncClient`)
+and the server's links to its peer tasks (:mod:`queueserver.routing`) both build on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from queueserver.errors import (
+    DeadlineExceededError,
+    InvalidArgumentError,
+    QueueServerError,
+    UnavailableError,
+    error_from_code,
+)
+from queueserver.protocol import route_fields
+from queueserver.wire import (
+    COMPACT_REPLY, PREAMBLE, FrameReader, coalesce, decode_arrays, encode_compact_request, encode_frame,
+    encode_raw_frame, set_nodelay,
+)
+
+DEFAULT = object()  # "use the client's operation timeout"
+# How long the client waits past a call's own timeout before deciding the server is gone.
+TIMEOUT_GRACE_S = 30.0
+
+
+def wait_for_reply(timeout: float | None) -> float | None:
+    """How long to wait for the reply to a call that may block ``timeout`` seconds on the server."""
+    return None if timeout is None else timeout + TIMEOUT_GRACE_S
+
+
+def parse_target(target: str) -> tuple[str, int]:
+    """``http://host:port``, ``grpc://host:port`` or ``host:port`` -> ``(host, port)``.
+
+    Raises:
+        InvalidArgumentError: the target names no port.
+    """
+    if "://" not in target:
+        target = "http://" + target
+    parts = urlsplit(target)
+    if parts.hostname is None or parts.port is None:
+        raise InvalidArgumentError(f"target {target!r} needs a host and a port, like http://127.0.0.1:2222")
+    return parts.hostname, parts.port
+
+
+class _ClientProtocol(asyncio.BufferedProtocol):
+    def __init__(self, client: "Channel") -> None:
+        self.client = client
+        self.reader = FrameReader(client._on_frame, client._on_stray_error, client._on_fatal,
+                                  max_message_bytes=client.max_message_bytes, on_compact=client._on_compact)
+        self.transport: asyncio.Transport | None = None
+        self.can_write = asyncio.Event()
+        self.can_write.set()
+        # The transport calls these once per read: the reader's own methods, without a hop.
+        self.get_buffer = self.reader.get_buffer
+        self.buffer_updated = self.reader.buffer_updated
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        set_nodelay(transport)
+
+    def pause_writing(self) -> None:
+        self.can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.can_write.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.can_write.set()
+        self.client._on_lost(exc)
+
+
+class Channel:
+    """One connection to a queue server, carrying pipelined requests.
+
+    Args:
+        target: the server's address (``host:port``, ``http://host:port``).
+        token: the server's shared secret (default: ``QUEUESERVER_TOKEN``).
+        client_name: shown in the server's logs and status.
+        max_message_bytes: the largest frame accepted from the server.
+    """
+
+    def __init__(self, target: str, *, token: str | None = None, client_name: str | None = None,
+                 max_message_bytes: int = 256 * 1024 * 1024) -> None:
+        self.target = target
+        self.token = token if token is not None else os.environ.get("QUEUESERVER_TOKEN")
+        self.client_name = client_name or f"pid {os.getpid()}"
+        self.max_message_bytes = max_message_bytes
+        self.task = "/job:localhost/task:0"
+        self.cluster: dict | None = None
+        self.server_info: dict = {}
+        self._protocol: _ClientProtocol | None = None
+        self._pending: dict[int, asyncio.Future] = {}
+        self._next_id = 1
+        self._dequeue_routes: dict[int, dict] = {}
+        self._out: list | None = None  # frames waiting for this turn's coalesced write
+        self._fatal: QueueServerError | None = None
+        self._closed = False
+        # The loop this channel runs on, kept: asyncio.get_running_loop() costs a getpid() system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def open(self) -> "Channel":
+        """Connect and introduce this client (token included)."""
+        host, port = parse_target(self.target)
+        self._loop = loop = asyncio.get_running_loop()
+        try:
+            transport, protocol = await loop.create_connection(lambda: _ClientProtocol(self), host, port)
+        except OSError as exc:
+            raise UnavailableError(f"cannot connect to {self.target}: {exc}") from exc
+        self._protocol = protocol
+        transport.write(PREAMBLE)
+        reply, _ = await self.call({"o": "hello", "token": self.token, "client": self.client_name})
+        self.server_info = reply
+        self.task = reply.get("task", self.task)
+        self.cluster = reply.get("cluster")
+        return self
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up."""
+        return self._protocol is not None and self._protocol.transport is not None and not self._closed
+
+    async def close(self) -> None:
+        """Say goodbye (the server acknowledges every batch it holds for this connection) and disconnect."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._protocol is not None and self._protocol.transport is not None:
+            try:
+                await asyncio.wait_for(self.call({"o": "bye"}), 5.0)
+            except (QueueServerError, asyncio.TimeoutError, ConnectionError):
+                pass
+            if self._protocol.transport is not None:
+                self._protocol.transport.close()
+
+    def _on_frame(self, header: dict, body: Any) -> None:
+        route = self._dequeue_routes.pop(header.get("i"), None)
+        fut = self._pending.pop(header.get("i"), None)
+        if fut is None:
+            if header.get("i") == 0 and "e" in header:
+                self._on_stray_error(error_from_code(*header["e"]), header)
+            return
+        if fut.cancelled():
+            # Nobody waits for this batch any more: give it straight back to the queue's front.
+            if "d" in header:
+                self._give_back(header["d"], route_fields(route) if route else {})
+            return
+        fut.set_result((header, body))
+
+    def _on_compact(self, body: bytearray) -> None:
+        """A compact reply (see :mod:`queueserver.wire`): resolve its call as ``({"d": id}, body)``."""
+        if len(body) < COMPACT_REPLY.size:
+            self._on_fatal(InvalidArgumentError(f"malformed compact reply of {len(body)} bytes"))
+            return
+        _, rid, delivery = COMPACT_REPLY.unpack_from(body)
+        route = self._dequeue_routes.pop(rid, None)
+        fut = self._pending.pop(rid, None)
+        if fut is None:
+            return
+        if fut.cancelled():
+            if delivery:  # nobody waits for this element any more: straight back to the queue's front
+                self._give_back(delivery, route or {})
+            return
+        fut.set_result(({"d": delivery} if delivery else {}, body))
+
+    def _on_stray_error(self, error: QueueServerError, header: Any) -> None:
+        self._fatal = error
+
+    def _on_fatal(self, error: QueueServerError) -> None:
+        self._fatal = error
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+
+    def _on_lost(self, exc: Exception | None) -> None:
+        error = self._fatal or UnavailableError(
+            f"connection to {self.target} lost" + (f": {exc}" if exc else ""))
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+
+    def _send(self, header: dict, arrays: Sequence[np.ndarray] = ()) -> None:
+        proto = self._protocol
+        if proto is None or proto.transport is None:
+            raise self._fatal or UnavailableError(f"not connected to {self.target}")
+        self._write(proto, encode_frame(header, arrays))
+
+    def _write(self, proto: _ClientProtocol, frames: list) -> None:
+        """Write a frame now when it is the only call in flight; coalesce pipelined calls.
+
+        A lone call goes out at once and costs no extra turn of the loop (latency); many calls
+        started together share one system call, flushed at the end of this turn.
+        """
+        if self._out is not None:
+            self._out.extend(frames)
+            return
+        if len(self._pending) > 1:
+            self._out = list(frames)
+            self._loop.call_soon(self._flush_out, proto)
+            return
+        if len(frames) == 1:
+            proto.transport.write(frames[0])
+        else:
+            proto.transport.writelines(frames)
+
+    def _flush_out(self, proto: _ClientProtocol) -> None:
+        out, self._out = self._out, None
+        if out and proto.transport is not None:
+            proto.transport.writelines(coalesce(out))
+
+    async def call(self, header: dict, arrays: Sequence[np.ndarray] = (), *,
+                   wait: float | None = None) -> tuple[dict, list[np.ndarray]]:
+        """Send one request and await its reply; raises the server's error class."""
+        proto = self._protocol
+        if proto is not None and not proto.can_write.is_set():
+            await proto.can_write.wait()
+        rid = self._next_id
+        self._next_id += 1
+        header["i"] = rid
+        fut = (self._loop or asyncio.get_running_loop()).create_future()
+        self._pending[rid] = fut
+        if header.get("o") == "dequeue":
+            self._dequeue_routes[rid] = header  # its routing fields, should the batch go back
+        try:
+            self._send(header, arrays)
+        except BaseException:
+            self._pending.pop(rid, None)
+            raise
+        reply, body = await self._reply(rid, fut, wait, header)
+        arrays_out = decode_arrays(reply["a"], body) if "a" in reply else []
+        return reply, arrays_out
+
+    async def call_compact(self, op: int, handle: int, timeout: float | None, acks: Sequence[int],
+                           payload: bytes, route: dict | None) -> tuple[dict, bytearray]:
+        """Send one compact request (see :mod:`queueserver.wire`) and await its reply.
+
+        Returns:
+            ``({"d": delivery id}, reply body)`` for a dequeue (the element's bytes follow the reply's
+            fixed part), ``({}, body)`` for an enqueue. Raises the server's error class.
+        """
+        proto = self._protocol
+        if proto is not None and not proto.can_write.is_set():
+            await proto.can_write.wait()
+        if proto is None or proto.transport is None:
+            raise self._fatal or UnavailableError(f"not connected to {self.target}")
+        rid = self._next_id
+        frame = encode_compact_request(op, rid, handle, timeout, acks, payload)  # before anything is registered
+        self._next_id += 1
+        fut = self._loop.create_future()
+        self._pending[rid] = fut
+        if route is not None:
+            self._dequeue_routes[rid] = route
+        self._write(proto, [frame])
+        return await self._reply(rid, fut, wait_for_reply(timeout), route)
+
+    async def _reply(self, rid: int, fut: asyncio.Future, wait: float | None, route: dict | None) -> tuple[dict, Any]:
+        """Await a call's reply; a caller that stops waiting withdraws the call (``route``: where
+        its resource lives, to give back what it delivered). Raises the server's error class."""
+        try:
+            if wait is None:
+                reply, body = await fut
+            else:
+                reply, body = await asyncio.wait_for(fut, wait)
+        except asyncio.TimeoutError:
+            self._abandon(rid, fut, route_fields(route) if route else {})
+            raise DeadlineExceededError(f"no reply from {self.target} within {wait:.1f} s") from None
+        except asyncio.CancelledError:
+            self._abandon(rid, fut, route_fields(route) if route else {})
+            raise
+        if "e" in reply:
+            code, message, details = reply["e"]
+            raise error_from_code(code, message, details)
+        return reply, body
+
+    async def call_raw(self, header: dict, body: Any, *, wait: float | None = None) -> tuple[dict, Any]:
+        """Send a request whose arrays are already encoded; return the raw reply (errors included).
+
+        This is how a server forwards a call to the task that owns the resource.
+        """
+        rid = self._next_id
+        self._next_id += 1
+        header["i"] = rid
+        fut = (self._loop or asyncio.get_running_loop()).create_future()
+        self._pending[rid] = fut
+        proto = self._protocol
+        if proto is None or proto.transport is None:
+            self._pending.pop(rid, None)
+            raise self._fatal or UnavailableError(f"not connected to {self.target}")
+        self._write(proto, encode_raw_frame(header, body))
+        try:
+            return await (fut if wait is None else asyncio.wait_for(fut, wait))
+        except asyncio.TimeoutError:
+            self._abandon(rid, fut, {"local": True})
+            raise DeadlineExceededError(f"no reply from {self.target} within {wait:.1f} s") from None
+        except asyncio.CancelledError:
+            self._abandon(rid, fut, {"local": True})
+            raise
+
+    def _give_back(self, delivery: int, route: dict) -> None:
+        """Return a delivered batch nobody will see to the front of its queue (``route``: where it lives).
+
+        If the connection is gone there is nothing to send: the server returns held batches itself.
+        """
+        try:
+            self._send({"o": "return", "k": [delivery], "i": 0, **route})
+        except QueueServerError:
+            pass
+
+    def _abandon(self, rid: int, fut: asyncio.Future, route: dict) -> None:
+        """The caller stopped waiting: withdraw the call on the server, or give back what it delivered.
+
+        If the reply already arrived (cancelled in the same turn), a delivered batch goes back to
+        the queue's front; if it has not, the server withdraws the call, and a reply that still
+        comes is returned on arrival (see ``_on_frame``).
+        """
+        try:
+            if fut.done() and not fut.cancelled():
+                reply = fut.result()[0]
+                if "d" in reply:
+                    self._give_back(reply["d"], route)
+            else:
+                fut.cancel()
+                self._send({"o": "cancel", "r": rid, "i": 0})
+        except QueueServerError:
+            pass  # the connection is gone: the server returns held batches itself

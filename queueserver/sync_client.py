@@ -1,0 +1,313 @@
+"""The synchronous client: an :class:`~queueserver.asyncio_client.AsyncClient` driven from a loop
+thread (:mod:`queueserver.loops`), so every method blocks only its caller; several threads may
+share one client. A batch whose caller is interrupted (Ctrl-C) goes back to its queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from typing import Any
+
+import numpy as np
+
+from queueserver.asyncio_client import AsyncClient
+from queueserver.channel import DEFAULT
+from queueserver.handles import AsyncAccumulator, AsyncDelivery, AsyncQueue, AsyncVariable
+from queueserver.loops import LoopThread
+
+class _LoopThread(LoopThread):
+    """The loop thread that runs one synchronous client's coroutines, plus its delivery guard."""
+
+    def __init__(self) -> None:
+        super().__init__("queueserver-client")
+
+    def run_delivery(self, coro: Any, give_back: Any, with_id: bool = False) -> Any:
+        """Run a tracked dequeue; a batch its caller never receives goes back to the queue.
+
+        ``coro`` returns ``(value, delivery id)``; so does this with ``with_id``, else the value.
+        The caller can be interrupted (Ctrl-C) at any moment: before the reply (the call is withdrawn, as in :meth:`run`), or after the batch
+        reached this client but before ``run`` returned it. A lock decides which side wins: either
+        the loop hands the value over, or the caller has given up and the loop gives it back.
+        """
+        lock = threading.Lock()
+        state: dict[str, Any] = {"handed": None, "abandoned": False}  # handed: the delivery id
+
+        async def guarded() -> Any:
+            value, delivery = await coro
+            with lock:
+                if not state["abandoned"]:
+                    state["handed"] = delivery
+                    return (value, delivery) if with_id else value
+            give_back(delivery)  # the caller gave up while the batch was on its way
+            return None
+
+        fut = asyncio.run_coroutine_threadsafe(guarded(), self.loop)
+        try:
+            return fut.result()
+        except BaseException:
+            with lock:
+                handed, state["abandoned"] = state["handed"], True
+            if handed is not None:
+                # The batch reached this client; the interruption kept it from the caller.
+                self.loop.call_soon_threadsafe(give_back, handed)
+            else:
+                fut.cancel()  # withdraw the call (a reply still on its way is returned on arrival)
+            raise
+
+
+def _sync(name: str):
+    """Make a blocking method that runs the async handle's method of the same name."""
+    async_method = getattr(_ASYNC_BY_NAME[name.split(".")[0]], name.split(".")[1])
+
+    @functools.wraps(async_method)
+    def method(self, *args: Any, **kwargs: Any) -> Any:
+        return self._runner.run(getattr(self._async, async_method.__name__)(*args, **kwargs))
+
+    return method
+
+
+_ASYNC_BY_NAME = {"AsyncQueue": AsyncQueue, "AsyncVariable": AsyncVariable, "AsyncClient": AsyncClient,
+                  "AsyncAccumulator": AsyncAccumulator}
+
+
+class _SyncHandle:
+    """A blocking view of an async handle: the same attributes, methods run on the client's loop."""
+
+    def __init__(self, handle: Any, runner: _LoopThread) -> None:
+        self._async, self._runner = handle, runner
+        self.name, self.container, self.device = handle.name, handle.container, handle.device
+
+    def __repr__(self) -> str:
+        return repr(self._async)
+
+
+class Queue(_SyncHandle):
+    """Blocking handle on a shared queue, with the methods of :class:`AsyncQueue`."""
+
+    def __init__(self, handle: AsyncQueue, runner: _LoopThread) -> None:
+        super().__init__(handle, runner)
+        self.spec, self.type_name = handle.spec, handle.type_name
+
+    dtypes = property(lambda self: self.spec.dtypes, doc="The components' dtypes.")
+    shapes = property(lambda self: self.spec.shapes, doc="The components' shapes.")
+    enqueue = _sync("AsyncQueue.enqueue")
+    enqueue_many = _sync("AsyncQueue.enqueue_many")
+
+    # The caller, for acknowledgements, is the calling thread (each call runs as a new task on the
+    # client's loop): a dequeue acknowledges what this thread received before, never another's.
+    def dequeue(self, *, timeout: Any = DEFAULT) -> Any:
+        """Remove one element (see :meth:`AsyncQueue.dequeue`); Ctrl-C at any moment loses nothing."""
+        return self._dequeue("one", None, timeout)
+
+    def dequeue_many(self, n: int, *, timeout: Any = DEFAULT) -> Any:
+        """Remove exactly ``n`` elements (see :meth:`AsyncQueue.dequeue_many`)."""
+        return self._dequeue("many", int(n), timeout)
+
+    def dequeue_up_to(self, n: int, *, timeout: Any = DEFAULT) -> Any:
+        """Remove up to ``n`` elements (see :meth:`AsyncQueue.dequeue_up_to`)."""
+        return self._dequeue("up_to", int(n), timeout)
+
+    def _dequeue(self, mode: str, n: int | None, timeout: Any) -> Any:
+        coro = self._async._dequeue(mode, n, timeout, True, _thread_caller())
+        return self._runner.run_delivery(coro, self._async._give_back)
+
+    def take(self, n: int | None = None, *, up_to: bool = False, timeout: Any = DEFAULT) -> "Delivery":
+        """A batch held until its :meth:`Delivery.ack` (see :meth:`AsyncQueue.take`);
+        ``with q.take(32) as batch:`` acknowledges on success and gives it back on an exception."""
+        mode = "one" if n is None else "up_to" if up_to else "many"
+        coro = self._async._dequeue(mode, None if n is None else int(n), timeout, True, _thread_caller(), True)
+        value, delivery = self._runner.run_delivery(coro, self._async._give_back, with_id=True)
+        return Delivery(self._runner, AsyncDelivery(self._async, value, delivery))
+
+    def ack(self) -> None:
+        """Acknowledge what this thread received from this queue (see :meth:`AsyncQueue.ack`)."""
+        self._runner.run(self._async._ack(_thread_caller()))
+    size = _sync("AsyncQueue.size")
+    is_closed = _sync("AsyncQueue.is_closed")
+    close = _sync("AsyncQueue.close")
+
+
+def _thread_caller() -> tuple[str, int]:
+    return ("thread", threading.get_ident())
+
+
+class Delivery:
+    """A taken batch (:meth:`Queue.take`), held on the server until :meth:`ack`.
+
+    Attributes:
+        value: what the dequeue returned.
+        id: the server's delivery id.
+    """
+
+    def __init__(self, runner: "_LoopThread", delivery: AsyncDelivery) -> None:
+        self._runner, self._async = runner, delivery
+        self.value, self.id = delivery.value, delivery.id
+
+    def __repr__(self) -> str:
+        return f"<Delivery {self.id} from {self._async.queue}>"
+
+    def ack(self) -> None:
+        """Done with it: it will not be delivered again (see :meth:`AsyncDelivery.ack`)."""
+        self._runner.run(self._async.ack())
+
+    def give_back(self) -> None:
+        """Not done with it: back to the front of its queue (see :meth:`AsyncDelivery.give_back`)."""
+        self._runner.run(self._async.give_back())
+
+    def __enter__(self) -> Any:
+        return self.value
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.give_back() if exc_type is not None else self.ack()
+
+
+class VariableHandle(_SyncHandle):
+    """Blocking handle on a shared variable, with the methods of :class:`AsyncVariable`."""
+
+    def __init__(self, handle: AsyncVariable, runner: _LoopThread) -> None:
+        super().__init__(handle, runner)
+        self.dtype, self.shape = handle.dtype, handle.shape
+
+    initialize = _sync("AsyncVariable.initialize")
+    is_initialized = _sync("AsyncVariable.is_initialized")
+    read = _sync("AsyncVariable.read")
+    assign = _sync("AsyncVariable.assign")
+    assign_add = _sync("AsyncVariable.assign_add")
+    assign_sub = _sync("AsyncVariable.assign_sub")
+
+    @property
+    def initializer(self):
+        """The seed's ``x.initializer``: call it to initialize."""
+        return self.initialize
+
+    def eval(self) -> np.ndarray:
+        """Alias of :meth:`read`, as the seed's ``x.eval()``."""
+        return self.read()
+
+
+class Accumulator(_SyncHandle):
+    """Blocking handle on a shared conditional accumulator, with the methods of :class:`AsyncAccumulator`."""
+
+    def __init__(self, handle: AsyncAccumulator, runner: _LoopThread) -> None:
+        super().__init__(handle, runner)
+        self.dtype, self.shape = handle.dtype, handle.shape
+
+    apply_grad = _sync("AsyncAccumulator.apply_grad")
+    take_grad = _sync("AsyncAccumulator.take_grad")
+    set_global_step = _sync("AsyncAccumulator.set_global_step")
+    num_accumulated = _sync("AsyncAccumulator.num_accumulated")
+
+
+def _sync_factory(name: str, wrapper: type):
+    """A blocking method that creates a resource with the async client and wraps its handle."""
+    async_method = getattr(AsyncClient, name)
+
+    @functools.wraps(async_method)
+    def method(self: "Client", *args: Any, **kwargs: Any) -> Any:
+        return wrapper(self._runner.run(getattr(self._async, name)(*args, **kwargs)), self._runner)
+
+    return method
+
+
+class Client:
+    """A synchronous connection to a queue server. Create it with :func:`connect`.
+
+    It runs an :class:`AsyncClient` on an event loop in a background thread, so every method
+    blocks the caller only.
+    """
+
+    def __init__(self, target: str, operation_timeout: float | None = None, token: str | None = None, *,
+                 client_name: str | None = None, **options: Any) -> None:
+        self._runner = _LoopThread()
+        self._async = AsyncClient(target, operation_timeout=operation_timeout, token=token, client_name=client_name,
+                                  **options)
+        try:
+            self._runner.run(self._async.open())
+        except BaseException:
+            self._runner.stop()
+            raise
+        self.target = target
+
+    @property
+    def operation_timeout(self) -> float | None:
+        """Default timeout in seconds of every blocking call."""
+        return self._async.operation_timeout
+
+    @operation_timeout.setter
+    def operation_timeout(self, value: float | None) -> None:
+        self._async.operation_timeout = value
+
+    @property
+    def task(self) -> str:
+        """The task this client talks to, e.g. ``/job:worker/task:0``."""
+        return self._async.task
+
+    def device(self, device: Any):
+        """Place resources created inside this block (see :meth:`AsyncClient.device`)."""
+        return self._async.device(device)
+
+    fifo_queue = _sync_factory("fifo_queue", Queue)
+    random_shuffle_queue = _sync_factory("random_shuffle_queue", Queue)
+    padding_fifo_queue = _sync_factory("padding_fifo_queue", Queue)
+    priority_queue = _sync_factory("priority_queue", Queue)
+    queue = _sync_factory("queue", Queue)
+    variable = _sync_factory("variable", VariableHandle)
+    conditional_accumulator = _sync_factory("conditional_accumulator", Accumulator)
+
+    reset = _sync("AsyncClient.reset")
+    status = _sync("AsyncClient.status")
+    report = _sync("AsyncClient.report")
+
+    def close(self) -> None:
+        """Acknowledge everything received, disconnect, and stop the client's thread."""
+        if self._runner is None:
+            return
+        try:
+            self._runner.run(self._async.close())
+        finally:
+            self._runner.stop()
+            self._runner = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        runner = getattr(self, "_runner", None)
+        if runner is not None:
+            try:
+                runner.loop.call_soon_threadsafe(runner.loop.stop)
+            except RuntimeError:
+                pass
+
+
+def connect(target: str, operation_timeout: float | None = None, token: str | None = None, *,
+            operation_timeout_in_ms: int | None = None, client_name: str | None = None,
+            allow_soft_placement: bool = False, log_device_placement: bool = False,
+            route_direct: bool = True) -> Client:
+    """Connect a synchronous client: ``with connect(server.target) as c: ...``.
+
+    Args:
+        target: the server's address.
+        operation_timeout: default timeout, in seconds, of every blocking call (``None``: wait).
+        token: the server's shared secret (default: ``QUEUESERVER_TOKEN``).
+        operation_timeout_in_ms: the same default in milliseconds, as TensorFlow spells it.
+        client_name: shown in the server's logs.
+        allow_soft_placement: fall back to the client's task when a placement names a task that
+            does not exist, with a warning.
+        log_device_placement: print where each resource is placed.
+        route_direct: in a cluster, call each resource's home task directly.
+
+    Raises:
+        UnavailableError: nothing answers at ``target``.
+        UnauthenticatedError: the token is missing or wrong.
+    """
+    if operation_timeout_in_ms is not None:
+        operation_timeout = operation_timeout_in_ms / 1000.0
+    return Client(target, operation_timeout, token, client_name=client_name,
+                  allow_soft_placement=allow_soft_placement, log_device_placement=log_device_placement,
+                  route_direct=route_direct)
