@@ -67,6 +67,7 @@ from pipeline.coordination import (
     background_loop,
     call_in_thread,
 )
+from pipeline.coordination.loops import is_coroutine_callable
 from pipeline.data.structure import to_array
 
 __all__ = [
@@ -282,8 +283,7 @@ class _Source:
         self._ait: Any = None
         if callable(source) and not hasattr(source, "__iter__") and not hasattr(source, "__aiter__"):
             self._fn = source
-            self._is_async_fn = inspect.iscoroutinefunction(source) or inspect.iscoroutinefunction(
-                getattr(source, "__call__", None))
+            self._is_async_fn = is_coroutine_callable(source)
         elif hasattr(source, "__iter__"):
             self._it = iter(source)
         elif hasattr(source, "__aiter__"):

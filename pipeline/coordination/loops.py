@@ -9,6 +9,7 @@ for a worker thread.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any, Callable, Coroutine
 
 from queueserver import errors as qerrors
@@ -16,7 +17,7 @@ from queueserver import errors as qerrors
 # One background loop for the whole package (the Data API runs its coroutine functions there too).
 from pipeline.data.base import background_loop
 
-__all__ = ["background_loop", "call_in_thread"]
+__all__ = ["background_loop", "call_in_thread", "is_coroutine_callable"]
 
 
 def _loop_of_current_thread() -> asyncio.AbstractEventLoop | None:
@@ -47,3 +48,9 @@ def call_in_thread(fn: Callable[[], Any]) -> Any:
         return fn()
     except StopIteration as exc:
         raise qerrors.OutOfRangeError(f"{getattr(fn, '__qualname__', fn)!s} raised StopIteration: no more input") from exc
+
+
+def is_coroutine_callable(fn: Any) -> bool:
+    """Whether calling ``fn`` gives a coroutine: an ``async def`` function (or a method or partial of
+    one), or an object whose class defines ``async def __call__`` (what a call of it runs)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)

@@ -18,7 +18,7 @@ from queueserver import errors as qerrors
 from queueserver.client import AsyncQueue
 
 from .coordinator import Coordinator
-from .loops import background_loop, call_in_thread
+from .loops import background_loop, call_in_thread, is_coroutine_callable
 from .views import as_async_queue
 
 __all__ = ["QueueRunner", "RunnerThread"]
@@ -164,7 +164,7 @@ class QueueRunner:
 
     # -- the loops ------------------------------------------------------------------------------
     async def _call(self, op: EnqueueOp, run: _Run) -> None:
-        if inspect.iscoroutinefunction(op) or inspect.iscoroutinefunction(getattr(op, "__call__", None)):
+        if is_coroutine_callable(op):
             await op()
             return
         out = await asyncio.get_running_loop().run_in_executor(run.executor, call_in_thread, op)
@@ -217,8 +217,7 @@ class QueueRunner:
     def _coroutines(self, coord: Coordinator | None) -> tuple[list[Coroutine], list[str], Coordinator]:
         own = coord is None
         coord = coord or Coordinator()
-        n_sync = sum(1 for op in self.enqueue_ops if not (
-            inspect.iscoroutinefunction(op) or inspect.iscoroutinefunction(getattr(op, "__call__", None))))
+        n_sync = sum(1 for op in self.enqueue_ops if not is_coroutine_callable(op))
         # Sync ops may block on a full queue; a private pool keeps them from starving the
         # loop's default executor, which readers (asyncio.to_thread) use.
         executor = concurrent.futures.ThreadPoolExecutor(

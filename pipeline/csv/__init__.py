@@ -48,7 +48,7 @@ import numpy as np
 
 from queueserver.errors import InvalidArgumentError
 
-from .arrow import _arrow_plan, _decode_arrow
+from .arrow import _ArrowPlan, _arrow_plan, _decode_arrow
 from .arrow import _has_long_field as _has_long_field  # re-exported for the tests
 from .defaults import _NP, _STR, _Column, _empty_columns, _parse_defaults
 from .exact import _decode_record_slow, _RecordError
@@ -183,71 +183,21 @@ def _decode_records(
     small batch) goes through the numpy vector path and, record by record, the exact path.
     """
     n = len(recs)
-
-    def fail(i: int, err: _RecordError) -> InvalidArgumentError:
-        where = ""
-        line = None
-        if first_line is not None:
-            line = first_line + i
-        if source is not None and line is not None:
-            where = f" (file {source}, line {line})"
-        elif source is not None:
-            where = f" (file {source})"
-        elif line is not None:
-            where = f" (line {line})"
-        return InvalidArgumentError(f"{err}{where}", record=i, field=err.field, source=source, line=line)
-
     plan = _arrow_plan(cols, delim, na, select) if USE_ARROW and try_arrow and n >= _ARROW_MIN_RECORDS else None
     step = _ARROW_CHUNK if plan is not None else _CHUNK
     parts: list[list[np.ndarray]] = []
     dropped = False
     for outer in range(0, n, step):
         if plan is not None:
-            block = recs[outer : outer + step]
-            try:
-                text = b"\n".join(block)
-            except TypeError:  # a str among bytes records (only the ends were checked): convert all
-                block = recs[outer : outer + step] = _all_bytes(block)
-                text = b"\n".join(block)
-            res = _decode_arrow(text, len(block), cols, plan) if len(block) >= _ARROW_MIN_RECORDS else None
-            if res is not None:
-                parts.append(res[0])
+            arrow_out = _decode_arrow_block(recs, outer, step, cols, plan)
+            if arrow_out is not None:
+                parts.append(arrow_out)
                 continue
         for base in range(outer, min(n, outer + step), _CHUNK):
-            chunk = recs[base : base + _CHUNK]
-            try:
-                res = _decode_chunk_fast(chunk, cols, delim, use_quote, na, select) if len(chunk) > 1 else None
-            except TypeError:  # a str among bytes records (only the ends were checked): convert all
-                chunk = recs[base : base + _CHUNK] = _all_bytes(chunk)
-                res = _decode_chunk_fast(chunk, cols, delim, use_quote, na, select)
-            if res is None:
-                out = [
-                    np.empty(len(chunk), object) if c.kind == _STR else np.empty(len(chunk), _NP[c.kind])
-                    for c in cols
-                ]
-                slow_idx = range(len(chunk))
-            else:
-                out, slow = res
-                slow_idx = np.flatnonzero(slow).tolist()
-            keep = None
-            for r in slow_idx:
-                try:
-                    vals = _decode_record_slow(chunk[r], base + r, cols, delim, use_quote, na, select)
-                except _RecordError as e:
-                    err = fail(base + r, e)
-                    if on_error == "raise":
-                        raise err from None
-                    if bad_records is not None:
-                        bad_records.append(err)
-                    if keep is None:
-                        keep = np.ones(len(chunk), bool)
-                    keep[r] = False
-                    continue
-                for c, v in enumerate(vals):
-                    out[c][r] = v
-            if keep is not None:
-                out = [o[keep] for o in out]
-                dropped = True
+            out, chunk_dropped = _decode_chunk(
+                recs, base, cols, delim, use_quote, na, select, on_error, bad_records, source, first_line
+            )
+            dropped = dropped or chunk_dropped
             parts.append(out)
 
     if n == 0:
@@ -255,6 +205,78 @@ def _decode_records(
     if len(parts) == 1:
         return parts[0], dropped
     return [np.concatenate([p[c] for p in parts]) for c in range(len(cols))], dropped
+
+
+def _decode_arrow_block(
+    recs: list[bytes], outer: int, step: int, cols: list[_Column], plan: _ArrowPlan
+) -> list[np.ndarray] | None:
+    """pyarrow's columns for ``recs[outer : outer + step]``, or None when the block must go the numpy way."""
+    block = recs[outer : outer + step]
+    try:
+        text = b"\n".join(block)
+    except TypeError:  # a str among bytes records (only the ends were checked): convert all
+        block = recs[outer : outer + step] = _all_bytes(block)
+        text = b"\n".join(block)
+    res = _decode_arrow(text, len(block), cols, plan) if len(block) >= _ARROW_MIN_RECORDS else None
+    return None if res is None else res[0]
+
+
+def _decode_chunk(
+    recs: list[bytes], base: int, cols: list[_Column], delim: int, use_quote: bool, na: bytes,
+    select: list[int] | None, on_error: str, bad_records: list | None, source: str | None, first_line: int | None,
+) -> tuple[list[np.ndarray], bool]:
+    """Decode ``recs[base : base + _CHUNK]``: the vector path, then the exact path for the records it
+    flags; returns ``(columns, any record dropped)``."""
+    chunk = recs[base : base + _CHUNK]
+    try:
+        res = _decode_chunk_fast(chunk, cols, delim, use_quote, na, select) if len(chunk) > 1 else None
+    except TypeError:  # a str among bytes records (only the ends were checked): convert all
+        chunk = recs[base : base + _CHUNK] = _all_bytes(chunk)
+        res = _decode_chunk_fast(chunk, cols, delim, use_quote, na, select)
+    slow_idx: Sequence[int]
+    if res is None:
+        out = [
+            np.empty(len(chunk), object) if c.kind == _STR else np.empty(len(chunk), _NP[c.kind])
+            for c in cols
+        ]
+        slow_idx = range(len(chunk))
+    else:
+        out, slow = res
+        slow_idx = np.flatnonzero(slow).tolist()
+    keep = None
+    for r in slow_idx:
+        try:
+            vals = _decode_record_slow(chunk[r], base + r, cols, delim, use_quote, na, select)
+        except _RecordError as e:
+            err = _located_error(base + r, e, source, first_line)
+            if on_error == "raise":
+                raise err from None
+            if bad_records is not None:
+                bad_records.append(err)
+            if keep is None:
+                keep = np.ones(len(chunk), bool)
+            keep[r] = False
+            continue
+        for c, v in enumerate(vals):
+            out[c][r] = v
+    if keep is not None:
+        return [o[keep] for o in out], True
+    return out, False
+
+
+def _located_error(i: int, err: _RecordError, source: str | None, first_line: int | None) -> InvalidArgumentError:
+    """The InvalidArgumentError of record ``i``: TensorFlow's message plus the file and line, when known."""
+    where = ""
+    line = None
+    if first_line is not None:
+        line = first_line + i
+    if source is not None and line is not None:
+        where = f" (file {source}, line {line})"
+    elif source is not None:
+        where = f" (file {source})"
+    elif line is not None:
+        where = f" (line {line})"
+    return InvalidArgumentError(f"{err}{where}", record=i, field=err.field, source=source, line=line)
 
 
 def read_csv_columns(

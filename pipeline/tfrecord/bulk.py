@@ -23,8 +23,7 @@ from pipeline.textline import _check_compression
 from .example import (
     FixedLenFeature,
     SparseTensor,
-    VarLenFeature,
-    _kind_of,
+    _feature_kinds,
     _parse_rows_fast,
     parse_example,
 )
@@ -401,11 +400,7 @@ def read_tfrecord_examples(
     comp = _check_compression(compression_type)
     if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
-    kinds = {}
-    for name, sp in features.items():
-        if not isinstance(sp, (FixedLenFeature, VarLenFeature)):
-            raise InvalidArgumentError(f"feature {name!r}: spec must be FixedLenFeature or VarLenFeature, got {sp!r}")
-        kinds[name] = _kind_of(sp.dtype, name)
+    kinds = _feature_kinds(features)
     parts: list[tuple[dict, int]] = []
     for path in map(os.fspath, paths):
         mark = len(parts)

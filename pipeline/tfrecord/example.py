@@ -136,7 +136,7 @@ def encode_example(features: Mapping[str, Any]) -> bytes:
 
     Example:
         >>> encode_example({"y": [7]}).hex()
-        '0a0a0a080a017912031a0107'
+        '0a0c0a0a0a017912051a030a0107'
     """
     entries = []
     for key in sorted(features, key=lambda k: k.encode() if isinstance(k, str) else bytes(k)):
@@ -536,7 +536,7 @@ def _parse_rows_fast(arr: np.ndarray, spec: Mapping[str, Any], kinds: dict[str, 
     length = arr.shape[1]
     row0 = arr[0]
     payload = np.zeros(length, bool)
-    for kind, s, e in layout.values():
+    for _kind, s, e in layout.values():
         payload[s:e] = True
     skeleton = np.flatnonzero(~payload)
     if skeleton.size and not (arr[:, skeleton] == row0[skeleton]).all():
@@ -554,31 +554,9 @@ def _parse_rows_fast(arr: np.ndarray, spec: Mapping[str, Any], kinds: dict[str, 
         gkind, s, e = layout[name]
         if gkind != kind:
             return None  # let the general path raise the exact error
-        block = arr[:, s:e]
-        if kind == "f":
-            vals = np.ascontiguousarray(block).view("<f4").astype(np.float32, copy=False)
-        elif kind == "i":
-            if e == s:
-                vals = np.empty((n, 0), np.int64)
-            elif not (block >= 0x80).any():
-                vals = block.astype(np.int64)
-            else:
-                cont = block >= 0x80
-                if not (cont == cont[0]).all():
-                    return None
-                ends = np.flatnonzero(~cont[0])
-                if ends.size == 0 or ends[-1] != e - s - 1:
-                    return None
-                starts = np.concatenate(([0], ends[:-1] + 1))
-                lens = ends - starts + 1
-                if lens.max() > 10:
-                    return None
-                shift = (np.arange(e - s) - np.repeat(starts, lens)).astype(np.uint64) * np.uint64(7)
-                contrib = (block & 0x7F).astype(np.uint64) << shift
-                vals = np.bitwise_or.reduceat(contrib, starts, axis=1).view(np.int64)
-        else:
-            vals = np.empty((n, 1), object)
-            vals[:, 0] = [row.tobytes() for row in block]
+        vals = _rows_values(arr[:, s:e], kind)
+        if vals is None:
+            return None
         count = vals.shape[1]
         if isinstance(sp, VarLenFeature):
             rows = np.repeat(np.arange(n, dtype=np.int64), count)
@@ -592,6 +570,34 @@ def _parse_rows_fast(arr: np.ndarray, spec: Mapping[str, Any], kinds: dict[str, 
                 return None  # the general path raises the exact error
             out[name] = vals.reshape((n,) + shape)
     return out
+
+
+def _rows_values(block: np.ndarray, kind: str) -> np.ndarray | None:
+    """One feature's values in every row of ``block`` (n, payload bytes), or None if their varints differ."""
+    n, width = block.shape
+    if kind == "f":
+        return np.ascontiguousarray(block).view("<f4").astype(np.float32, copy=False)
+    if kind == "b":
+        vals = np.empty((n, 1), object)
+        vals[:, 0] = [row.tobytes() for row in block]
+        return vals
+    if width == 0:
+        return np.empty((n, 0), np.int64)
+    if not (block >= 0x80).any():
+        return block.astype(np.int64)
+    cont = block >= 0x80
+    if not (cont == cont[0]).all():
+        return None
+    ends = np.flatnonzero(~cont[0])
+    if ends.size == 0 or ends[-1] != width - 1:
+        return None
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lens = ends - starts + 1
+    if lens.max() > 10:
+        return None
+    shift = (np.arange(width) - np.repeat(starts, lens)).astype(np.uint64) * np.uint64(7)
+    contrib = (block & 0x7F).astype(np.uint64) << shift
+    return np.bitwise_or.reduceat(contrib, starts, axis=1).view(np.int64)
 
 
 def parse_example(serialized: Any, features: Mapping[str, Any] | None = None) -> Any:
@@ -636,17 +642,30 @@ def parse_example(serialized: Any, features: Mapping[str, Any] | None = None) ->
             dicts.append({k: _values(kind, parts) for k, (kind, parts) in raw.items()})
         return dicts[0] if single else dicts
 
+    kinds = _feature_kinds(features)
+    if not single:
+        fast = _parse_batch_fast(recs, features, kinds)
+        if fast is not None:
+            return fast
+    dense, sparse = _parse_records(recs, features, kinds)
+    return _stack_features(dense, sparse, features, kinds, n, single)
+
+
+def _feature_kinds(features: Mapping[str, Any]) -> dict[str, str]:
+    """Each feature's kind (``"f"``, ``"i"`` or ``"b"``); refuses specs that are not feature specs."""
     kinds = {}
     for name, sp in features.items():
         if not isinstance(sp, (FixedLenFeature, VarLenFeature)):
             raise InvalidArgumentError(f"feature {name!r}: spec must be FixedLenFeature or VarLenFeature, got {sp!r}")
         kinds[name] = _kind_of(sp.dtype, name)
+    return kinds
 
-    if not single:
-        fast = _parse_batch_fast(recs, features, kinds)
-        if fast is not None:
-            return fast
 
+def _parse_records(
+    recs: list[bytes], features: Mapping[str, Any], kinds: dict[str, str]
+) -> tuple[dict[str, list], dict[str, list]]:
+    """The general path: parse every record, giving each dense feature's values and each sparse one's, per record."""
+    n = len(recs)
     dense: dict[str, list] = {k: [] for k, sp in features.items() if isinstance(sp, FixedLenFeature)}
     sparse: dict[str, list] = {k: [] for k, sp in features.items() if isinstance(sp, VarLenFeature)}
     for i, rec in enumerate(recs):
@@ -668,7 +687,14 @@ def parse_example(serialized: Any, features: Mapping[str, Any] | None = None) ->
                     )
                 else:
                     sparse[name].append(_values(*got))
+    return dense, sparse
 
+
+def _stack_features(
+    dense: dict[str, list], sparse: dict[str, list], features: Mapping[str, Any], kinds: dict[str, str], n: int,
+    single: bool,
+) -> dict[str, Any]:
+    """The general path's result: per-record values stacked into arrays and SparseTensors."""
     out: dict[str, Any] = {}
     for name, sp in features.items():
         kind = kinds[name]

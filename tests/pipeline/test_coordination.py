@@ -147,7 +147,7 @@ async def test_async_with_requests_stop_on_error_and_joins_registered_tasks():
 
             coord.register_task(asyncio.create_task(loop()))
             await asyncio.sleep(0)
-            1 / 0
+            raise ZeroDivisionError("division by zero")
     assert coord.should_stop() and stopped.is_set()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import importlib
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np

@@ -89,7 +89,7 @@ def test_parallel_interleave_matches_sequential() -> None:
     rng = np.random.default_rng(0)
     lengths = rng.integers(0, 7, 15).tolist()
     for cycle, block in [(1, 1), (2, 1), (3, 2), (4, 3), (16, 1)]:
-        def make(parallel):
+        def make(parallel, cycle=cycle, block=block):
             return Dataset.from_tensor_slices(lengths).interleave(
                 lambda n: Dataset.range(n * 100, n * 100 + n), cycle_length=cycle, block_length=block,
                 num_parallel_calls=parallel)

@@ -304,7 +304,7 @@ def test_read_examples_tf_written_w4(fname, comp):
 def _mixed_records(rng, n):
     """Runs of identical layouts broken by records of other lengths and layouts."""
     recs = []
-    for i in range(n):
+    for _i in range(n):
         r = rng.random()
         if r < 0.7:
             feats = {"x": rng.random(6).astype(np.float32), "y": [int(rng.integers(0, 100))], "s": [b"ab"]}
@@ -416,10 +416,10 @@ def test_read_examples_errors_are_tfrecordreaders(tmp_path, comp):
         path = tmp_path / f"{name}.tfrecord"
         path.write_bytes(gzip.compress(data) if comp else data)
 
-        def via_reader():
+        def via_reader(path=path):
             return _reference([path], W4_SPEC, comp)
 
-        got = _errors(lambda: read_tfrecord_examples(path, W4_SPEC, comp))
+        got = _errors(lambda path=path: read_tfrecord_examples(path, W4_SPEC, comp))
         exp = _errors(via_reader)
         assert got == exp, name
         if exp is None:
