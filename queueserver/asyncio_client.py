@@ -102,8 +102,8 @@ class AsyncClient(Channel):
         to their queues) and disconnect cleanly."""
         if self._closed:
             return
-        for route in list(self._routes.values()):
-            await route.close()
+        for link in list(self._routes.values()):
+            await link.close()
         self._routes.clear()
         if self._protocol is not None and self._protocol.transport is not None:
             for delivery, route in self._deliveries.close():
@@ -266,10 +266,14 @@ class _AsyncConnect:
         self._client = client
 
     def __await__(self):
-        return self._client.open().__await__()
+        return self._open().__await__()
+
+    async def _open(self) -> AsyncClient:
+        await self._client.open()
+        return self._client
 
     async def __aenter__(self) -> AsyncClient:
-        return await self._client.open()
+        return await self._open()
 
     async def __aexit__(self, *exc: Any) -> None:
         await self._client.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -62,11 +62,11 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         self.can_write = asyncio.Event()
         self.can_write.set()
         # The transport calls these once per read: the reader's own methods, without a hop.
-        self.get_buffer = self.reader.get_buffer
-        self.buffer_updated = self.reader.buffer_updated
+        self.get_buffer = self.reader.get_buffer  # type: ignore[method-assign]  # a bound method, per instance
+        self.buffer_updated = self.reader.buffer_updated  # type: ignore[method-assign]
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         set_nodelay(transport)
 
     def pause_writing(self) -> None:
@@ -108,7 +108,7 @@ class Channel:
         self._fatal: QueueServerError | None = None
         self._closed = False
         # The loop this channel runs on, kept: asyncio.get_running_loop() costs a getpid() system call.
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by open()
 
     async def open(self) -> "Channel":
         """Connect and introduce this client (token included)."""
@@ -145,8 +145,9 @@ class Channel:
                 self._protocol.transport.close()
 
     def _on_frame(self, header: dict, body: Any) -> None:
-        route = self._dequeue_routes.pop(header.get("i"), None)
-        fut = self._pending.pop(header.get("i"), None)
+        rid = header.get("i")
+        route = self._dequeue_routes.pop(rid, None)  # type: ignore[arg-type]  # any id: pop finds nothing
+        fut = self._pending.pop(rid, None)  # type: ignore[arg-type]
         if fut is None:
             if header.get("i") == 0 and "e" in header:
                 self._on_stray_error(error_from_code(*header["e"]), header)
@@ -196,7 +197,7 @@ class Channel:
             raise self._fatal or UnavailableError(f"not connected to {self.target}")
         self._write(proto, encode_frame(header, arrays))
 
-    def _write(self, proto: _ClientProtocol, frames: list) -> None:
+    def _write(self, proto: _ClientProtocol, frames: list) -> None:  # proto: connected
         """Write a frame now when it is the only call in flight; coalesce pipelined calls.
 
         A lone call goes out at once and costs no extra turn of the loop (latency); many calls
@@ -209,10 +210,11 @@ class Channel:
             self._out = list(frames)
             self._loop.call_soon(self._flush_out, proto)
             return
+        transport: Any = proto.transport  # the caller checked that it is connected
         if len(frames) == 1:
-            proto.transport.write(frames[0])
+            transport.write(frames[0])
         else:
-            proto.transport.writelines(frames)
+            transport.writelines(frames)
 
     def _flush_out(self, proto: _ClientProtocol) -> None:
         out, self._out = self._out, None

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import numpy as np
 
@@ -57,13 +57,13 @@ if TYPE_CHECKING:
 class Sniffer(asyncio.Protocol):
     """Looks at a connection's first byte and hands it to the data plane or to aiohttp."""
 
-    def __init__(self, service: QueueService, http_factory: Callable[[], asyncio.Protocol]) -> None:
+    def __init__(self, service: QueueService, http_factory: Callable[[], Any]) -> None:
         self.service = service
         self.http_factory = http_factory
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # the accepted transport, handed to the chosen protocol
         self.buffer = b""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -74,7 +74,7 @@ class Sniffer(asyncio.Protocol):
             if self.buffer[: len(PREAMBLE)] != PREAMBLE:
                 self.transport.close()  # a binary client of another protocol or version
                 return
-            proto: asyncio.BaseProtocol = DataConnection(self.service)
+            proto: Any = DataConnection(self.service)
             rest = self.buffer[len(PREAMBLE):]
         else:
             proto, rest = self.http_factory(), self.buffer
@@ -119,8 +119,8 @@ class DataConnection(asyncio.BufferedProtocol):
         self._last_queue: tuple | None = None            # ((container, name), queue) of the last call
 
     # ----- transport callbacks
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         self.service.connections.add(self)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
@@ -255,8 +255,8 @@ class DataConnection(asyncio.BufferedProtocol):
     def _on_frame(self, header: dict, body: Any) -> None:
         stats = self.stats
         t0 = perf_counter() if stats is not None else 0.0
-        rid = header.get("i", 0)
-        op = header.get("o")
+        rid: Any = header.get("i", 0)  # checked below, with op, in one test
+        op: Any = header.get("o")
         svc = self.service
         # The usual request passes one test; anything else is looked at closely, and refused with
         # an error that says what is wrong (a "hello" before the token is accepted goes on).
@@ -342,8 +342,9 @@ class DataConnection(asyncio.BufferedProtocol):
             svc.calls[op] = svc.calls.get(op, 0) + 1
             if op == "?":
                 raise UnimplementedError(f"unknown compact operation {code}")
-            if not self.authenticated or svc.stopping:
-                raise self._refusal(rid, op)
+            refusal = None if self.authenticated and not svc.stopping else self._refusal(rid, op)
+            if refusal is not None:
+                raise refusal
             acks, offset = decode_compact_acks(body, n_acks)
             if timeout != timeout:  # NaN: wait for ever
                 timeout = None

@@ -52,7 +52,8 @@ async def route(conn: DataConnection, rid: int, op: str, header: dict, body: Any
                 warning = None  # it already existed: where it lives is not a placement decision
             header = {**header, "h": home, "local": True, "warn": warning}
         else:
-            home = header.get("h") if isinstance(header.get("h"), str) else await svc.directory.lookup(container, name)
+            given = header.get("h")
+            home = given if isinstance(given, str) else await svc.directory.lookup(container, name)
             header = {**header, "h": home, "local": True}
         if home == svc.task:
             conn.dispatch_local(rid, op, header, body, t0)

@@ -82,7 +82,7 @@ class AsyncQueue(_Handle):
         self._route = {"n": name, "c": container, "h": home}  # where a delivery goes back to
         # Compact frames: None until the first call decides, then 0 (not possible) or the handle.
         self._compact: int | None = None
-        self._layout = compact_layout(spec)
+        self._layout: Any = compact_layout(spec)  # a tuple wherever compact calls are made (see _bind)
 
     def __repr__(self) -> str:
         where = f"{self.container}/" if self.container else ""
@@ -171,7 +171,8 @@ class AsyncQueue(_Handle):
             if handle and books.count(key, caller) <= COMPACT_MAX_ACKS:
                 return await self._dequeue_compact(handle, timeout, tracked, caller)
         t = self.client._timeout(timeout)
-        header = {"o": "dequeue", "n": self.name, "c": self.container, "h": self.device, "md": mode, "nn": n, "t": t}
+        header: dict[str, Any] = {"o": "dequeue", "n": self.name, "c": self.container, "h": self.device, "md": mode,
+                                  "nn": n, "t": t}
         done = books.done_with(key, caller)
         if done:
             header["k"] = done

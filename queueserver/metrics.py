@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from time import perf_counter
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -156,7 +156,7 @@ class ServiceCollector(Collector):
         from queueserver.core import ConditionalAccumulator, QueueBase, Variable
 
         qlabels = ["container", "name", "type"]
-        q = {key: GaugeMetricFamily(f"queueserver_queue_{key}", doc, labels=qlabels) for key, doc in (
+        q: dict[str, Any] = {key: GaugeMetricFamily(f"queueserver_queue_{key}", doc, labels=qlabels) for key, doc in (
             ("size", "Elements in the queue."),
             ("capacity", "The queue's capacity."),
             ("fraction_full", "size / capacity (TensorFlow's fraction_of_N_full)."),
@@ -164,7 +164,7 @@ class ServiceCollector(Collector):
             ("waiting_enqueues", "Enqueue calls waiting for room now."),
             ("waiting_dequeues", "Dequeue calls waiting for elements now."),
         )}
-        qc = {key: CounterMetricFamily(f"queueserver_queue_{key}", doc, labels=qlabels) for key, doc in (
+        qc: dict[str, Any] = {key: CounterMetricFamily(f"queueserver_queue_{key}", doc, labels=qlabels) for key, doc in (
             ("enqueued_elements", "Elements enqueued."),
             ("dequeued_elements", "Elements delivered by dequeues."),
             ("returned_elements", "Delivered elements put back because their client went away unacknowledged."),
@@ -174,7 +174,7 @@ class ServiceCollector(Collector):
             ("dequeue_blocked_seconds", "Seconds dequeue calls spent waiting for elements (input too slow)."),
         )}
         vlabels = ["container", "name"]
-        v = {
+        v: dict[str, Any] = {
             "reads": CounterMetricFamily("queueserver_variable_reads", "Variable reads.", labels=vlabels),
             "updates": CounterMetricFamily("queueserver_variable_updates",
                                            "Variable updates (initialize, assign, assign_add, assign_sub).",

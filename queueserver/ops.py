@@ -13,7 +13,7 @@ import hmac
 import logging
 import sys
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from queueserver._version import __version__
 from queueserver.core import MANY, ONE, UP_TO, Attempt, QueueBase
@@ -63,7 +63,7 @@ def _op_queue(conn: DataConnection, h: dict, body) -> dict:
     container, name = field_str(h, "c", ""), field_str(h, "n")
     existed = name in conn.service.resources.containers.get(container, {})
     q = conn.service.resources.queue(
-        field_str(h, "kind"), field_str(h, "n"), container=field_str(h, "c", ""), capacity=capacity,
+        field_str(h, "kind"), field_str(h, "n"), container=field_str(h, "c", ""), capacity=capacity,  # type: ignore[arg-type]  # the core checks it
         dtypes=spec["dtypes"], shapes=spec.get("shapes"), names=spec.get("names"),
         min_after_dequeue=h.get("mad", 0) or 0, seed=h.get("seed"))
     if not existed:
@@ -77,7 +77,7 @@ def _op_enqueue(conn: DataConnection, h: dict, body) -> Attempt:
     conn.session.check_budget()
     q = conn.queue(h)
     arrays = decode_arrays(h.get("a", []), body)
-    return q.enqueue(arrays, many=bool(h.get("m")), timeout=timeout_field(h))
+    return q.enqueue(tuple(arrays), many=bool(h.get("m")), timeout=timeout_field(h))
 
 
 def _op_dequeue(conn: DataConnection, h: dict, body) -> Attempt:
@@ -122,7 +122,8 @@ def _op_return(conn: DataConnection, h: dict, body) -> dict:
 
 
 def _op_cancel(conn: DataConnection, h: dict, body) -> dict:
-    pending = conn.pending.get(h.get("r")) or conn.forwards.get(h.get("r"))
+    rid: Any = h.get("r")  # any value: one that names no pending call finds nothing
+    pending = conn.pending.get(rid) or conn.forwards.get(rid)
     if pending is not None:
         pending.cancel()
     return {}

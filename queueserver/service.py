@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from queueserver._version import __version__
 from queueserver.cluster import ClusterSpec
@@ -86,7 +86,7 @@ class QueueService:
 
         self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
         await self._runner.setup()
-        http_factory = self._runner.server
+        http_factory: Any = self._runner.server  # aiohttp's protocol factory
         loop = asyncio.get_running_loop()
         factory = lambda: Sniffer(self, http_factory)  # noqa: E731
         if sock is not None:

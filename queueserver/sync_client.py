@@ -14,6 +14,7 @@ import numpy as np
 
 from queueserver.asyncio_client import AsyncClient
 from queueserver.channel import DEFAULT
+from queueserver.errors import FailedPreconditionError
 from queueserver.handles import AsyncAccumulator, AsyncDelivery, AsyncQueue, AsyncVariable
 from queueserver.loops import LoopThread
 
@@ -220,15 +221,28 @@ class Client:
 
     def __init__(self, target: str, operation_timeout: float | None = None, token: str | None = None, *,
                  client_name: str | None = None, **options: Any) -> None:
-        self._runner = _LoopThread()
+        self.target = target
+        self._loop_thread: _LoopThread | None = _LoopThread()
         self._async = AsyncClient(target, operation_timeout=operation_timeout, token=token, client_name=client_name,
                                   **options)
         try:
             self._runner.run(self._async.open())
         except BaseException:
             self._runner.stop()
+            self._loop_thread = None
             raise
-        self.target = target
+
+    @property
+    def _runner(self) -> _LoopThread:
+        """The client's loop thread.
+
+        Raises:
+            FailedPreconditionError: the client was closed.
+        """
+        runner = self._loop_thread
+        if runner is None:
+            raise FailedPreconditionError(f"this client of {self.target} is closed: connect again")
+        return runner
 
     @property
     def operation_timeout(self) -> float | None:
@@ -262,13 +276,13 @@ class Client:
 
     def close(self) -> None:
         """Acknowledge everything received, disconnect, and stop the client's thread."""
-        if self._runner is None:
+        runner, self._loop_thread = self._loop_thread, None
+        if runner is None:
             return
         try:
-            self._runner.run(self._async.close())
+            runner.run(self._async.close())
         finally:
-            self._runner.stop()
-            self._runner = None
+            runner.stop()
 
     def __enter__(self) -> "Client":
         return self
@@ -277,7 +291,7 @@ class Client:
         self.close()
 
     def __del__(self) -> None:
-        runner = getattr(self, "_runner", None)
+        runner = getattr(self, "_loop_thread", None)
         if runner is not None:
             try:
                 runner.loop.call_soon_threadsafe(runner.loop.stop)

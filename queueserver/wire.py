@@ -89,7 +89,7 @@ def encode_arrays(arrays: Sequence[np.ndarray]) -> tuple[list, list, int]:
         if nbytes:
             # A small array's bytes are copied (cheaper than a view, and joined with the header
             # anyway); a large one's are sent from the array itself.
-            buffers.append(arr.tobytes() if nbytes < 512 else memoryview(arr).cast("B"))
+            buffers.append(arr.tobytes() if nbytes < 512 else memoryview(arr).cast("B"))  # type: ignore[arg-type]
             total += nbytes
     return descriptors, buffers, total
 
@@ -161,7 +161,8 @@ def coalesce(buffers: list) -> list:
     """
     if len(buffers) <= 1:
         return buffers
-    out, run = [], []
+    out: list = []
+    run: list = []
     for buf in buffers:
         if len(buf) >= _BIG_BODY:
             if run:
@@ -276,7 +277,7 @@ class FrameReader:
         self._buf = bytearray(_SMALL_BUFFER)
         self._start = 0
         self._end = 0
-        self._big: tuple[Any, bytearray] | None = None
+        self._big: tuple[Any, bytearray, QueueServerError | None] | None = None
         self._big_filled = 0
         self._dead = False
 
@@ -318,7 +319,7 @@ class FrameReader:
         if bad is not None:
             self._on_bad_frame(bad, None)
         elif header is _COMPACT:
-            self._on_compact(body)
+            self._on_compact(body)  # type: ignore[misc]  # compact frames are parsed only with a handler
         else:
             self._on_frame(header, body)
 
@@ -375,7 +376,7 @@ class FrameReader:
                 self._start = self._end = 0
                 self._big, self._big_filled = (header, body, bad), have
                 return
-            body = buf[b0:b0 + body_len] if body_len else b""  # a bytearray slice is its own copy
+            body = buf[b0:b0 + body_len] if body_len else bytearray()  # a bytearray slice is its own copy
             self._start += frame_len
             self._emit(header, body, bad)
         if self._start == self._end:

@@ -70,7 +70,7 @@ class Attempt:
                  batch: Batch | None = None, mode: str = ONE) -> None:
         self.queue = queue
         self.is_enqueue = is_enqueue
-        self.batch = batch
+        self.batch: Any = batch  # the elements still to place (an enqueue); None once done
         self.count = count
         self.mode = mode
         self.progress = 0            # elements placed (enqueue) or taken (dequeue) so far

@@ -152,8 +152,9 @@ class ResourceManager:
         if existing is not None:
             self._check_same_queue(existing, cls, display, capacity, spec, min_after_dequeue)
             return existing
+        queue: QueueBase
         if cls is RandomShuffleQueue:
-            queue = cls(display, capacity, spec, min_after_dequeue=min_after_dequeue, seed=seed)
+            queue = RandomShuffleQueue(display, capacity, spec, min_after_dequeue=min_after_dequeue, seed=seed)
         else:
             queue = cls(display, capacity, spec)
         self._add(container, name, queue)
@@ -172,7 +173,7 @@ class ResourceManager:
             if mine[field] != theirs[field]:
                 raise InvalidArgumentError(
                     f"Shared queue '{display}' has {label} {mine[field]} but requested {label} were {theirs[field]}")
-        if cls is RandomShuffleQueue and existing.min_after_dequeue != min_after_dequeue:
+        if isinstance(existing, RandomShuffleQueue) and existing.min_after_dequeue != min_after_dequeue:
             raise InvalidArgumentError(
                 f"Shared queue '{display}' has min_after_dequeue {existing.min_after_dequeue}"
                 f" but requested min_after_dequeue was {min_after_dequeue}")

@@ -52,7 +52,7 @@ def as_shape(spec: Any) -> Shape | None:
         return None
     if isinstance(spec, (int, np.integer)):
         spec = [spec]
-    dims = []
+    dims: list[int | None] = []
     for dim in spec:
         if dim is None or (isinstance(dim, (int, np.integer)) and int(dim) == -1):
             dims.append(None)
@@ -117,7 +117,8 @@ class ComponentSpec:
         both ends hold says how to cut them (the wire's compact frames)."""
         if not self.fully_defined or any(d == STRING for d in self.dtypes):
             return None
-        return tuple((d, s, math.prod(s) * d.itemsize) for d, s in zip(self.dtypes, self.shapes))
+        shapes: Any = self.shapes  # fully defined: a shape for every component
+        return tuple((d, s, math.prod(s) * d.itemsize) for d, s in zip(self.dtypes, shapes))
 
     @property
     def fully_defined(self) -> bool:

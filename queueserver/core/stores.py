@@ -11,6 +11,8 @@ import heapq
 import itertools
 from collections import deque
 
+from typing import Any
+
 import numpy as np
 
 from queueserver.core.specs import Batch, ComponentSpec, batch_count
@@ -74,8 +76,9 @@ class ShuffleStore:
         self.size = 0
         if self._vectorised:
             initial = max(1, min(capacity_hint, 1024))
+            shapes: Any = spec.shapes  # fully defined: a shape for every component
             self._buffers = [np.empty((initial,) + shape, dtype=dtype)
-                             for dtype, shape in zip(spec.dtypes, spec.shapes)]
+                             for dtype, shape in zip(spec.dtypes, shapes)]
         else:
             self._elements: list[Batch] = []
 

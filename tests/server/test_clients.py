@@ -330,3 +330,11 @@ def test_a_stopped_server_says_so_and_cannot_be_started_again():
     with pytest.raises(qs.FailedPreconditionError, match="create a new Server"):
         server.start()
     server.join()  # returns at once: it is stopped
+
+
+def test_a_closed_client_says_so(local_server):
+    c = qs.connect(local_server.target)
+    c.close()
+    c.close()  # twice is fine
+    with pytest.raises(qs.FailedPreconditionError, match="is closed: connect again"):
+        c.fifo_queue("after_close", capacity=1, dtypes=[np.int64])
