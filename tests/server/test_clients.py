@@ -326,7 +326,7 @@ def test_a_stopped_server_says_so_and_cannot_be_started_again():
     server.stop()
     server.stop()  # twice is fine
     with pytest.raises(qs.UnavailableError, match="was stopped"):
-        server.target
+        _ = server.target
     with pytest.raises(qs.FailedPreconditionError, match="create a new Server"):
         server.start()
     server.join()  # returns at once: it is stopped
