@@ -1,7 +1,8 @@
 """Cluster specs: jobs, tasks and their addresses (as ``tf.train.ClusterSpec``).
 
-Placement, forwarding and cluster-wide containers build on this (see the cluster issue); for now a
-ClusterSpec answers jobs, task counts and addresses, and lets ``Server`` bind its task's address.
+A ClusterSpec answers jobs, task counts and addresses, and lets ``Server`` bind its task's
+address; placement (:mod:`queueserver.routing`) and forwarding (:mod:`queueserver.forwarding`)
+build on it.
 """
 
 from __future__ import annotations

@@ -51,9 +51,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                       0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-# The figures loaders and trainers report, by convention (any other name is shown too).
-LOADER_FIGURES = ("records_per_s", "bytes_per_s")
-TRAINER_FIGURES = ("samples_per_s", "step_s")
 # A trainer's step split into phases, in seconds per step: the status page stacks them in this order.
 TRAINER_PHASES = ("wait_data_s", "pull_params_s", "compute_s", "push_grads_s")
 
@@ -90,11 +87,6 @@ class CallStats:
     def forward(self, task: str) -> None:
         """Count one call forwarded to ``task``."""
         self.forwarded[task] = self.forwarded.get(task, 0) + 1
-
-
-def outcome_of(error: BaseException | None) -> str:
-    """The ``outcome`` label of a call: ``ok`` or its error class name."""
-    return "ok" if error is None else type(error).__name__
 
 
 class ServiceCollector(Collector):
