@@ -6,6 +6,15 @@
 
 Command line: ``python -m compute train --target T --queue Q --model mlp:784,1024,10 --sync ...``
 (see :mod:`compute.cli`). Nothing here imports CuPy until a GPU device is asked for.
+
+Layout: :mod:`~compute.backend` (NumPy/CuPy arrays, transfer dtypes), :mod:`~compute.models`,
+:mod:`~compute.optim` and :mod:`~compute.checkpoint` never talk to the server. The trainer is
+:mod:`~compute.trainer` (the :class:`Trainer`, :func:`train`, and every trainer name, re-exported)
+built from :mod:`~compute.config` (:class:`TrainConfig`), :mod:`~compute.inputs` (queue and array
+sources, the prefetcher), :mod:`~compute.telemetry` (results, the step clock, reports),
+:mod:`~compute.stopping` (the cluster-wide stop flag), :mod:`~compute.parameters` (parameters on the
+ps) and :mod:`~compute.loops` (one training-loop template, and each mode's step). On top of them:
+:mod:`~compute.search` (a hyperparameter search) and :mod:`~compute.ensemble` (an ensemble of models).
 """
 
 from compute.backend import (
