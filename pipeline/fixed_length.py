@@ -154,6 +154,7 @@ class FixedLengthRecordReader:
         rb = self.record_bytes
         if self.compression_type:
             return self._read_compressed(max_records)
+        assert self._n is not None  # counted in __init__ for uncompressed files
         n = max(0, min(int(max_records), self._n - self._next))
         if n == 0:
             return np.empty((0, rb), np.uint8)
@@ -297,7 +298,7 @@ def decode_cifar10(
         InvalidArgumentError: the records are not ``label_bytes + prod(image_shape)`` bytes long.
     """
     single = isinstance(records, (bytes, bytearray, memoryview))
-    if single:
+    if isinstance(records, (bytes, bytearray, memoryview)):
         arr = np.frombuffer(records, np.uint8)[None, :]
     elif isinstance(records, np.ndarray) and records.dtype == np.uint8 and records.ndim == 2:
         arr = records
@@ -312,7 +313,7 @@ def decode_cifar10(
             f"CIFAR records must be {want} bytes ({label_bytes} label + {want - label_bytes} "
             f"pixels), got {arr.shape[1]}"
         )
-    labels = arr[:, :label_bytes].astype(label_dtype)
+    labels: np.ndarray = arr[:, :label_bytes].astype(label_dtype)
     labels = labels[:, 0] if label_bytes == 1 else labels
     images = arr[:, label_bytes:].reshape((arr.shape[0],) + tuple(image_shape))
     if single:

@@ -51,7 +51,7 @@ import inspect
 import os
 import threading
 import uuid
-from typing import Any, AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -265,6 +265,7 @@ def _to_queue_value(value: Any) -> Any:
     comps, names, kind = _split(value)
     arrays = [to_array(c) for c in comps]
     if kind == "dict":
+        assert names is not None  # a dict's keys
         return dict(zip(names, arrays))
     return tuple(arrays) if kind == "tuple" else arrays[0]
 
@@ -277,7 +278,7 @@ class _Source:
         self._peeked: list[Any] = []
         self._tlock = threading.Lock()
         self._alock: asyncio.Lock | None = None
-        self._fn = None
+        self._fn: Callable[[], Any] | None = None
         self._is_async_fn = False
         self._it: Iterator | None = None
         self._ait: Any = None
@@ -299,6 +300,7 @@ class _Source:
         with self._tlock:  # iterators are not thread-safe; readers behind them rarely are either
             if self._peeked:
                 return self._peeked.pop()
+            assert self._it is not None  # only called for an iterable source
             try:
                 return next(self._it)
             except StopIteration:
@@ -320,6 +322,7 @@ class _Source:
                     return await self._ait.__anext__()
                 except StopAsyncIteration:
                     raise self._end() from None
+        assert self._fn is not None  # neither iterable: the source is a function
         try:
             if self._is_async_fn:
                 return await self._fn()

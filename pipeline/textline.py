@@ -337,6 +337,7 @@ class TextLineReader:
         """Load the next block of complete lines; False at the end of the file."""
         while not self._eof:
             offset = self._block_base + self._consumed_bytes(len(self._lines))
+            assert self._src is not None  # opened in __init__, never unset
             try:
                 data = self._src.read_block()
             except DataLossError:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 from queueserver import errors as qerrors
 
@@ -365,7 +365,7 @@ class Coordinator:
     def __enter__(self) -> "Coordinator":
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         self.request_stop(exc if isinstance(exc, Exception) else None)
         if exc is None:
             self.join_threads(stop_grace_period_secs=self._grace)

@@ -58,6 +58,7 @@ class RunnerThread:
             raise RuntimeError(f"{self.name} was started already")
         self._started = True
         coro, self._coro = self._coro, None
+        assert coro is not None  # handed out once: _started guards it
 
         def create() -> None:
             self._task = self._loop.create_task(coro, name=self.name)
@@ -150,7 +151,8 @@ class QueueRunner:
         if queue is None and (close_op is None or cancel_op is None):
             raise ValueError("give the queue to close, or both close_op and cancel_op")
         self.queue = queue
-        self._aqueue = as_async_queue(queue) if queue is not None else None
+        # A duck-typed async queue (see as_async_queue); None only when both ops were given.
+        self._aqueue: Any = as_async_queue(queue) if queue is not None else None
         self.close_op = close_op or (lambda: self._aqueue.close())
         self.cancel_op = cancel_op or (lambda: self._aqueue.close(cancel_pending_enqueues=True))
         self.queue_closed_exception_types = tuple(queue_closed_exception_types)

@@ -15,7 +15,8 @@ from queueserver.errors import InvalidArgumentError
 
 
 _F32, _F64, _I32, _I64, _STR = "float32", "float64", "int32", "int64", "string"
-_NP = {_F32: np.float32, _F64: np.float64, _I32: np.int32, _I64: np.int64}
+# The numpy scalar types, used both as constructors and as dtypes.
+_NP: dict[str, Any] = {_F32: np.float32, _F64: np.float64, _I32: np.int32, _I64: np.int64}
 _TYPE_WORD = {_F32: "float", _F64: "double", _I32: "int32", _I64: "int64"}
 
 
@@ -79,7 +80,7 @@ def _parse_defaults(record_defaults: Sequence[Any]) -> list[_Column]:
         kind: str | None
         if isinstance(d, type) or isinstance(d, np.dtype):
             # A bare type (np.int32, float, bytes): a required column of that type.
-            builtin = {float: _F32, int: _I32, bytes: _STR, str: _STR}
+            builtin: dict[Any, str] = {float: _F32, int: _I32, bytes: _STR, str: _STR}
             kind = builtin[d] if d in builtin else _kind_of_dtype(np.dtype(d))
             values: list = []
         elif isinstance(d, np.ndarray):

@@ -89,13 +89,14 @@ def _f32_exact(exact: Fraction) -> np.float32:
     guess = np.float32(float(exact))
     if not np.isfinite(guess):
         return guess
-    best = None
+    best: tuple[Fraction, np.float32] | None = None
     for cand in (np.nextafter(guess, np.float32(-np.inf)), guess, np.nextafter(guess, np.float32(np.inf))):
         if not np.isfinite(cand):
             continue
         d = abs(Fraction(float(cand)) - exact)
         if best is None or d < best[0] or (d == best[0] and int(cand.view(np.uint32)) % 2 == 0):
             best = (d, cand)
+    assert best is not None  # guess itself is finite
     return best[1]
 
 

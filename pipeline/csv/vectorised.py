@@ -12,6 +12,7 @@ required fields missing, errors) are flagged for the exact path (:mod:`.exact`).
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import cast
 
 import numpy as np
 
@@ -208,7 +209,7 @@ def _decode_chunk_fast(
         qmask = np.frombuffer(ptext.translate(_QUOTE_TAB if use_quote else _CR_TAB), np.bool_)
         per_field = np.logical_or.reduceat(qmask, starts)
         slow |= np.logical_or.reduceat(per_field, f0)
-    return out, slow
+    return cast("list[np.ndarray]", out), slow  # every column was filled above
 
 
 def _matches(ptext: bytes, e: np.ndarray, L: np.ndarray, na: bytes) -> np.ndarray:

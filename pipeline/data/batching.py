@@ -125,6 +125,7 @@ class PaddedBatchDataset(_Batching):
             return TensorSpec(None if inner is None else (dim,) + inner, s.dtype)
 
         spec = self._parent.element_spec
+        assert self._padding is not None  # resolved in __init__: the input's spec is known here
         shapes = self._padding[0]
         if structure.is_nested(spec):
             return structure.map_structure(one, spec, shapes)
@@ -255,7 +256,7 @@ class _RaggedBatchIterator(_UnaryIterator):
         ds = self._ds
         elements = _next_elements(self._parent, ds._size, ds._drop)
         flats = [structure.flatten(e) for e in elements]
-        out = []
+        out: list[Any] = []  # arrays and RaggedTensors
         for c in range(len(flats[0])):
             column = [np.asarray(f[c]) for f in flats]
             if column[0].ndim == 0:

@@ -105,6 +105,8 @@ class _QueueIterator(DatasetIterator):
     def _dequeue(self) -> Any:
         ds = self._ds
         q = ds._queue
+        call: Any
+        args: tuple[int, ...]
         if ds._batch_size is None:
             call, args = q.dequeue, ()
         else:

@@ -118,11 +118,11 @@ class _FilesIterator(DatasetIterator):
             self._file += 1
             raise
 
-    def _load(self) -> bool:
-        """Makes sure an unconsumed record is buffered; False at the end of the last file."""
+    def _load(self) -> np.ndarray | None:
+        """Makes sure an unconsumed record is buffered and returns the buffer; None at the end of the last file."""
         while self._chunk is None or self._taken >= len(self._chunk):
             if self._file >= len(self._ds._paths):
-                return False
+                return None
             if self._reader is None:
                 self._open_reader(None)
             start = self._reader.get_state()
@@ -139,7 +139,7 @@ class _FilesIterator(DatasetIterator):
             self._chunk_start = start
             self._chunk = _object_array(records)
             self._taken = 0
-        return True
+        return self._chunk
 
     def _next_file(self) -> None:
         if self._reader is not None:
@@ -151,18 +151,20 @@ class _FilesIterator(DatasetIterator):
         self._file += 1
 
     def __next__(self) -> Any:
-        if not self._load():
+        chunk = self._load()
+        if chunk is None:
             raise StopIteration
         self._taken += 1
-        return self._chunk[self._taken - 1]
+        return chunk[self._taken - 1]
 
     def next_chunk(self, max_n: int) -> Chunk | None:
-        if not self._load():
+        chunk = self._load()
+        if chunk is None:
             return None
         i = self._taken
-        j = min(len(self._chunk), i + max_n)
+        j = min(len(chunk), i + max_n)
         self._taken = j
-        return Chunk(j - i, self._chunk[i:j])
+        return Chunk(j - i, chunk[i:j])
 
     def close(self) -> None:
         if self._reader is not None:
@@ -278,7 +280,7 @@ class FixedLengthRecordDataset(_FilesDataset):
                  hop_bytes: int | None = None) -> None:
         if int(record_bytes) < 1:
             raise ValueError(f"record_bytes must be positive, got {record_bytes}")
-        self._opts = dict(
+        self._opts: dict[str, Any] = dict(
             record_bytes=int(record_bytes),
             header_bytes=int(header_bytes or 0),
             footer_bytes=int(footer_bytes or 0),
@@ -363,7 +365,7 @@ class CsvDataset(Dataset):
             excluded = set(int(c) for c in exclude_cols)
             total = len(self._defaults) + len(excluded)
             select_cols = [c for c in range(total) if c not in excluded]
-        self._decode_kwargs = dict(field_delim=field_delim, use_quote_delim=use_quote_delim,
+        self._decode_kwargs: dict[str, Any] = dict(field_delim=field_delim, use_quote_delim=use_quote_delim,
                                    na_value=na_value, select_cols=None if select_cols is None else list(select_cols))
         self._lines = TextLineDataset(filenames, compression_type, skip_header_lines=1 if header else 0)
 
@@ -401,31 +403,34 @@ class _DecodedChunksIterator(DatasetIterator):
     def _children(self) -> list[DatasetIterator]:
         return [self._parent]
 
-    def _load(self) -> bool:
+    def _load(self) -> Chunk | None:
+        """Makes sure an unconsumed row is decoded and returns the chunk; None at the end."""
         while self._data is None or self._i >= self._data.n:
             before = self._parent.get_state()
             c = self._parent.next_chunk(_READ_SIZE)
             if c is None:
                 self._data = None
-                return False
+                return None
             self._before = before
             self._data = Chunk(c.n, self._decode(c.data))
             self._i = 0
-        return True
+        return self._data
 
     def __next__(self) -> Any:
-        if not self._load():
+        data = self._load()
+        if data is None:
             raise StopIteration
         self._i += 1
-        return self._data.element(self._i - 1)
+        return data.element(self._i - 1)
 
     def next_chunk(self, max_n: int) -> Chunk | None:
-        if not self._load():
+        data = self._load()
+        if data is None:
             return None
         i = self._i
-        j = min(self._data.n, i + max_n)
+        j = min(data.n, i + max_n)
         self._i = j
-        return self._data.drop(i).take(j - i) if (i or j < self._data.n) else self._data
+        return data.drop(i).take(j - i) if (i or j < data.n) else data
 
     def get_state(self) -> dict:
         if self._data is None or self._i >= self._data.n:

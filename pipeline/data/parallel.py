@@ -400,7 +400,7 @@ class _InterleaveIterator(_UnaryIterator):
         raise StopIteration
 
     def _own_state(self) -> dict:
-        slots = []
+        slots: list[dict[str, Any] | None] = []
         for s in self._slots:
             if s is None:
                 slots.append(None)

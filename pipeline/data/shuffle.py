@@ -25,7 +25,7 @@ gathers once. ``tests/pipeline/test_dataset_shuffle.py`` checks both give the sa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class ShuffleIterator(DatasetIterator):
         self._key = tuple(ctx) if ds._reshuffle else ()
         # Without a seed each pass draws fresh OS entropy; it goes into the state so a resumed
         # pass continues the same order.
-        self._entropy = ds._seed if ds._seed is not None else int(np.random.SeedSequence().entropy)
+        self._entropy = ds._seed if ds._seed is not None else int(cast(int, np.random.SeedSequence().entropy))
         self._gen = _rng(self._entropy, self._key)
         self._draws = 0
         self._fast = self._parent.chunked if fast is None else fast

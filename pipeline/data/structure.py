@@ -417,7 +417,7 @@ def normalize(value: Any) -> Any:
     if t is bytes:
         return value
     if isinstance(value, np.generic):
-        if value.dtype.kind == "S":
+        if isinstance(value, np.bytes_):  # dtype kind "S"
             return bytes(value)
         if value.dtype.kind == "U":
             return str(value).encode("utf-8")

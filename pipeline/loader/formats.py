@@ -62,6 +62,10 @@ class _Format:
     def open(self, path: str) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def first_line(self, reader: Any) -> int:  # pragma: no cover - abstract
+        """The line (or record) number, in its file, of the next record ``reader`` gives (for messages)."""
+        raise NotImplementedError
+
     def default_spec(self) -> ComponentSpec:  # pragma: no cover - abstract
         """The spec of a queue created for this format."""
         raise NotImplementedError
@@ -150,9 +154,11 @@ class CsvFormat(_Format):
     def bind(self, spec: ComponentSpec, queue_name: str) -> Callable[..., tuple | None]:
         """See :meth:`_Format.bind`."""
         fmt = self.with_defaults_for(spec)
+        record_defaults = fmt.record_defaults
+        assert record_defaults is not None  # with_defaults_for fills them in
         where = f"queue '{queue_name}' {spec.describe()}"
         widths = _component_widths(spec, where)
-        n_cols = len(fmt.record_defaults)
+        n_cols = len(record_defaults)
         if sum(widths) != n_cols:
             raise qerrors.InvalidArgumentError(
                 f"{where} takes {sum(widths)} CSV column(s) but record_defaults has {n_cols}: "
@@ -167,7 +173,7 @@ class CsvFormat(_Format):
 
         def convert(records: list[bytes], path: str, first_line: int, errors: list) -> tuple | None:
             bad: list = []
-            cols = decode_csv(records, fmt.record_defaults, fmt.field_delim, on_error=fmt.on_error,
+            cols = decode_csv(records, record_defaults, fmt.field_delim, on_error=fmt.on_error,
                               bad_records=bad, source=path, first_line=first_line)
             errors.extend(bad)
             if len(cols[0]) == 0:

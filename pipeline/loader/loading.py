@@ -113,11 +113,12 @@ class _Progress:
         return f"{bar}{self.stats.records:,} records, {rate:,.0f} records/s, files {files}{bad}"
 
     async def run(self) -> None:
-        if not self.live:
+        stream = self.stream
+        if not self.live or stream is None:  # live implies a stream
             return
         while True:
-            self.stream.write("\r" + self.line() + "\x1b[K")
-            self.stream.flush()
+            stream.write("\r" + self.line() + "\x1b[K")
+            stream.flush()
             await asyncio.sleep(0.2)  # a redraw rate, not a wait for an event
 
     def finish(self) -> None:

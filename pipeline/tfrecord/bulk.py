@@ -398,11 +398,10 @@ def read_tfrecord_examples(
         (20000, 784)
     """
     comp = _check_compression(compression_type)
-    if isinstance(paths, (str, bytes, os.PathLike)):
-        paths = [paths]
+    files: Sequence[Any] = [paths] if isinstance(paths, (str, bytes, os.PathLike)) else paths
     kinds = _feature_kinds(features)
     parts: list[tuple[dict, int]] = []
-    for path in map(os.fspath, paths):
+    for path in map(os.fspath, files):
         mark = len(parts)
         try:
             if not os.path.isfile(path):

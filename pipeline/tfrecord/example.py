@@ -207,7 +207,7 @@ def _decode_varints(payload: bytes) -> np.ndarray:
 
 
 # Feature kinds: 'b' bytes_list, 'f' float_list, 'i' int64_list.
-_KIND_NAMES = {"b": "string", "f": "float", "i": "int64"}
+_KIND_NAMES: dict[str | None, str] = {"b": "string", "f": "float", "i": "int64"}
 
 
 def _parse_list(buf: bytes, p: int, end: int, kind: str, parts: list) -> None:
@@ -306,7 +306,8 @@ def _parse_example_raw(buf: bytes) -> dict[str, tuple[str | None, list]]:
                 if tag >> 3 == 1 and tag & 7 == 2:  # Features.feature map entry
                     m, p = _read_varint(buf, p, f_end)
                     e_end = min(p + m, f_end)
-                    key, kind, parts = "", None, []
+                    key, kind = "", None
+                    parts: list = []
                     while p < e_end:
                         tag, p = _read_varint(buf, p, e_end)
                         if tag == 0x0A:
@@ -384,7 +385,8 @@ def _kind_of(dtype: Any, name: str) -> str:
 
 
 def _empty(kind: str) -> np.ndarray:
-    return {"f": np.empty(0, np.float32), "i": np.empty(0, np.int64), "b": np.empty(0, object)}[kind]
+    empty: dict[str, np.ndarray] = {"f": np.empty(0, np.float32), "i": np.empty(0, np.int64), "b": np.empty(0, object)}
+    return empty[kind]
 
 
 def _as_kind(values: Any, kind: str) -> np.ndarray:
