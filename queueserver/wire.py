@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import socket
 import struct
+import threading
 from typing import Any, Callable, Sequence
 
 import msgpack
@@ -57,7 +58,17 @@ COMPACT_MAX_ELEMENT_BYTES = 1 << 20
 _COMPACT = object()  # the "header" of a compact frame inside the reader
 _COMPACT_FRAME = struct.Struct("<IQBxHIQd")  # PREFIX and COMPACT_REQUEST in one
 
-_packer = msgpack.Packer(use_bin_type=True)
+# A Packer keeps an internal buffer and is not thread-safe; the server's thread and clients'
+# loop threads of one process all encode frames, so each thread packs with its own.
+_local = threading.local()
+
+
+def _pack(header: dict) -> bytes:
+    try:
+        packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack(header)
 _DTYPES: dict = {}  # wire dtype strings already validated, to skip np.dtype() on the hot path
 _DTYPE_NAMES: dict = {}  # little-endian or byte-order-free dtypes -> their wire string
 
@@ -101,7 +112,7 @@ def encode_frame(header: dict, arrays: Sequence[np.ndarray] = ()) -> list:
         header["a"] = descriptors
     else:
         buffers, body_len = [], 0
-    head = _packer.pack(header)
+    head = _pack(header)
     if body_len < _BIG_BODY:
         # One small buffer: a single send, instead of a header segment followed by a tiny body one.
         return [b"".join([PREFIX.pack(len(head), body_len), head, *buffers])]
@@ -178,7 +189,7 @@ def coalesce(buffers: list) -> list:
 
 def encode_raw_frame(header: dict, body: Any) -> list:
     """Build a frame around an already-encoded body (``header["a"]`` describes it): forwarding."""
-    head = _packer.pack(header)
+    head = _pack(header)
     prefix = PREFIX.pack(len(head), len(body)) + head
     return [prefix, body] if len(body) else [prefix]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -9,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -36,18 +38,29 @@ def load_golden() -> dict:
 
 
 class ServerProcess:
-    """``queueserver serve`` in a child process, as a user runs it."""
+    """``queueserver serve`` in a child process, as a user runs it.
 
-    def __init__(self, *extra: str, env: dict | None = None) -> None:
-        cmd = [sys.executable, "-m", "queueserver", "--log-level", "WARNING", "serve", "--port", "0", *extra]
+    Its output is drained by two threads into ``output`` (its last lines), so a chatty server
+    never blocks on a full pipe.
+    """
+
+    def __init__(self, *extra: str, env: dict | None = None, cmd: list[str] | None = None) -> None:
+        cmd = cmd or [sys.executable, "-m", "queueserver", "--log-level", "WARNING", "serve", "--port", "0", *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
         line = self.proc.stdout.readline()
         match = re.search(r"serving on (\S+)", line)
         if not match:
             self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()}")
+            raise RuntimeError(f"server did not start ({' '.join(cmd[3:])}): {line!r} {self.proc.stderr.read()}")
         self.target = match.group(1)
+        self.output: collections.deque[str] = collections.deque(maxlen=200)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=self._drain, args=(stream,), daemon=True).start()
+
+    def _drain(self, stream) -> None:
+        for line in stream:
+            self.output.append(line)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
         if self.proc.poll() is None:
@@ -90,15 +103,8 @@ class ClusterProcesses:
                 self.start(job, i)
 
     def start(self, job: str, index: int) -> "ServerProcess":
-        proc = ServerProcess.__new__(ServerProcess)
-        cmd = [sys.executable, "-m", "queueserver", "--log-level", "WARNING", "serve",
-               "--cluster", str(self.path), "--job", job, "--task", str(index)]
-        proc.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = proc.proc.stdout.readline()
-        match = re.search(r"serving on (\S+)", line)
-        if not match:
-            raise RuntimeError(f"/job:{job}/task:{index} did not start: {line!r} {proc.proc.stderr.read()}")
-        proc.target = match.group(1)
+        proc = ServerProcess(cmd=[sys.executable, "-m", "queueserver", "--log-level", "WARNING", "serve",
+                                  "--cluster", str(self.path), "--job", job, "--task", str(index)])
         self.procs[f"/job:{job}/task:{index}"] = proc
         return proc
 

@@ -11,17 +11,10 @@ import numpy as np
 import pytest
 
 import queueserver as qs
-from support import REPO, ClusterProcesses
+from support import REPO
 
 PS0, PS1 = "/job:ps/task:0", "/job:ps/task:1"
 W0, W1, W2 = "/job:worker/task:0", "/job:worker/task:1", "/job:worker/task:2"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = ClusterProcesses(tmp_path_factory.mktemp("cluster"))
-    yield c
-    c.stop()
 
 
 @pytest.fixture

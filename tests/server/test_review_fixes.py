@@ -13,7 +13,6 @@ import pytest
 import queueserver as qs
 from queueserver.client import AsyncClient
 from queueserver.wire import PREAMBLE, PREFIX
-from support import ClusterProcesses
 
 
 @pytest.mark.parametrize("compact", [True, False], ids=["compact frames", "msgpack frames"])
@@ -103,13 +102,6 @@ async def test_a_connection_over_its_pending_enqueue_budget_can_still_dequeue(lo
         await asyncio.gather(*blocked)
     finally:
         await c.close()
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = ClusterProcesses(tmp_path_factory.mktemp("review_cluster"))
-    yield c
-    c.stop()
 
 
 @pytest.mark.parametrize("timeout", [None, 5.0])
