@@ -3,6 +3,20 @@
     from pipeline import Dataset, TextLineDataset, decode_csv
     ds = TextLineDataset("my_test.csv").skip(1).batch(1024).map(
         lambda lines: decode_csv(lines, record_defaults=[[-1.], [-1.], [-1]]))
+
+Layout:
+
+* readers and decoders: :mod:`.textline`, :mod:`.fixed_length`, :mod:`.raw`, and two packages,
+  :mod:`.csv` (``decode_csv``: ``defaults``, ``exact``, ``vectorised``, ``arrow``) and
+  :mod:`.tfrecord` (``framing``, ``example`` codec, ``bulk`` whole-file reading);
+* :mod:`.data`: the Data API (``Dataset`` and the file datasets);
+* :mod:`.coordination` (``loops``, ``views``, ``coordinator``, ``runner``) and :mod:`.producers`:
+  TensorFlow 1's queue runners and input producers;
+* :mod:`.loader` (``formats``, ``reading``, ``loading``, ``cli``): reader pipelines into shared
+  queues and ``python -m pipeline load``.
+
+Each package's ``__init__`` re-exports its public names, so ``pipeline.csv.decode_csv`` and the
+like import as before.
 """
 
 from pipeline.coordination import Coordinator, QueueRunner
