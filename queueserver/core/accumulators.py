@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from queueserver.core.clock import LOOP_CLOCK, Clock
 from queueserver.core.specs import as_dtype, dtype_name, shape_str
 from queueserver.core.timeouts import check_timeout
 from queueserver.core.wire_dtypes import check_wire, widen
@@ -38,8 +39,9 @@ class ConditionalAccumulator:
 
     type_name = "ConditionalAccumulator"
 
-    def __init__(self, name: str, shape: Any, dtype: Any = np.float32) -> None:
+    def __init__(self, name: str, shape: Any, dtype: Any = np.float32, *, clock: Clock = LOOP_CLOCK) -> None:
         self.name = name
+        self.clock = clock
         self.dtype = as_dtype(dtype)
         if self.dtype.kind not in "fc":
             raise InvalidArgumentError(f"ConditionalAccumulator '{name}': dtype must be floating, got {dtype_name(self.dtype)}")
@@ -110,7 +112,7 @@ class ConditionalAccumulator:
                         f"Timed out waiting for {num_required} gradient(s) in ConditionalAccumulator"
                         f" '{self.name}' (have {self.count})"))
                     self._serve()  # the next taker may need fewer gradients than this one did
-            handle = loop.call_later(max(timeout, 0), expire)
+            handle = self.clock.call_later(max(timeout, 0), expire)
             fut.add_done_callback(lambda _: handle.cancel())
         return fut
 

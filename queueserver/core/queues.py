@@ -22,7 +22,6 @@ This module does no I/O. Blocking is a future on the running event loop; timeout
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from typing import Any, Callable, Sequence
 
@@ -36,6 +35,7 @@ from queueserver.core.specs import (
     empty_batch,
     pad_batches,
 )
+from queueserver.core.clock import LOOP_CLOCK, Clock, TimerHandle
 from queueserver.core.stores import ChunkStore, PriorityStore, ShuffleStore
 from queueserver.core.timeouts import check_timeout
 from queueserver.errors import (
@@ -81,7 +81,7 @@ class Attempt:
         self.error: QueueServerError | None = None
         self.waiting_since = 0.0
         self._callbacks: list[Callable[["Attempt"], None]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: TimerHandle | None = None
         self._future: asyncio.Future | None = None
 
     @property
@@ -106,7 +106,7 @@ class Attempt:
         if self.waiting_since:
             # Only attempts that had to wait pay for a clock read: the fast path stays as it was.
             key = "enqueue_blocked_s" if self.is_enqueue else "dequeue_blocked_s"
-            self.queue.stats[key] += time.monotonic() - self.waiting_since
+            self.queue.stats[key] += self.queue.clock.monotonic() - self.waiting_since
             self.waiting_since = 0.0
         if self._timer is not None:
             self._timer.cancel()
@@ -144,10 +144,11 @@ class QueueBase:
 
     type_name = "Queue"
 
-    def __init__(self, name: str, capacity: int, spec: ComponentSpec) -> None:
+    def __init__(self, name: str, capacity: int, spec: ComponentSpec, *, clock: Clock = LOOP_CLOCK) -> None:
         if not isinstance(capacity, (int, np.integer)) or capacity <= 0:
             raise InvalidArgumentError(f"{self.type_name} '{name}': capacity must be a positive integer, got {capacity!r}")
         self.name = name
+        self.clock = clock  # timeouts and blocked time (see queueserver.core.clock)
         self.capacity = int(capacity)
         self.spec = spec
         self.closed = False
@@ -193,7 +194,7 @@ class QueueBase:
         Both only grow (a finished wait moves from "in progress" to the stored total unchanged), so
         they export as Prometheus counters.
         """
-        now = time.monotonic()
+        now = self.clock.monotonic()
         enq = self.stats["enqueue_blocked_s"] + sum(now - a.waiting_since for a in self._enqueues if a.waiting_since)
         deq = self.stats["dequeue_blocked_s"] + sum(now - a.waiting_since for a in self._dequeues if a.waiting_since)
         return enq, deq
@@ -277,7 +278,7 @@ class QueueBase:
         line.append(attempt)
         self._flush()
         if not attempt.done:
-            attempt.waiting_since = time.monotonic()
+            attempt.waiting_since = self.clock.monotonic()
             self._arm_timer(attempt, timeout)
         return attempt
 
@@ -330,7 +331,7 @@ class QueueBase:
         if timeout <= 0:
             self._expire(attempt)
             return
-        attempt._timer = asyncio.get_running_loop().call_later(timeout, self._expire, attempt)
+        attempt._timer = self.clock.call_later(timeout, self._expire, attempt)
 
     def _expire(self, attempt: Attempt) -> None:
         if attempt.done:
@@ -455,11 +456,11 @@ class PaddingFIFOQueue(QueueBase):
 
     type_name = "PaddingFIFOQueue"
 
-    def __init__(self, name: str, capacity: int, spec: ComponentSpec) -> None:
+    def __init__(self, name: str, capacity: int, spec: ComponentSpec, *, clock: Clock = LOOP_CLOCK) -> None:
         if spec.shapes is None:
             raise InvalidArgumentError(
                 f"PaddingFIFOQueue '{name}' needs shapes (use None for the dimensions that vary)")
-        super().__init__(name, capacity, spec)
+        super().__init__(name, capacity, spec, clock=clock)
 
     def _check_dequeue_many(self) -> None:
         pass
@@ -474,7 +475,7 @@ class RandomShuffleQueue(QueueBase):
     type_name = "RandomShuffleQueue"
 
     def __init__(self, name: str, capacity: int, spec: ComponentSpec, *,
-                 min_after_dequeue: int = 0, seed: int | None = None) -> None:
+                 min_after_dequeue: int = 0, seed: int | None = None, clock: Clock = LOOP_CLOCK) -> None:
         if not isinstance(min_after_dequeue, (int, np.integer)) or min_after_dequeue < 0:
             raise InvalidArgumentError(f"RandomShuffleQueue '{name}': min_after_dequeue must be >= 0")
         if min_after_dequeue >= capacity:
@@ -484,7 +485,7 @@ class RandomShuffleQueue(QueueBase):
         self.min_after_dequeue = int(min_after_dequeue)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
-        super().__init__(name, capacity, spec)
+        super().__init__(name, capacity, spec, clock=clock)
 
     def _make_store(self):
         return ShuffleStore(self.spec, self._rng, self.capacity)

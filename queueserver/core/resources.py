@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from queueserver.core.accumulators import ConditionalAccumulator
+from queueserver.core.clock import LOOP_CLOCK, Clock
 from queueserver.core.queues import QUEUE_TYPES, QueueBase, RandomShuffleQueue
 from queueserver.core.specs import ComponentSpec, as_dtype, dtype_name, shape_str
 from queueserver.core.wire_dtypes import widen
@@ -119,8 +120,9 @@ def _resource_key(container: str, name: str) -> str:
 class ResourceManager:
     """All resources of one server, by container."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = LOOP_CLOCK) -> None:
         self.containers: dict[str, dict[str, Any]] = {}
+        self.clock = clock  # every queue's and accumulator's timers (see queueserver.core.clock)
 
     def _existing(self, container: str, name: str):
         return self.containers.get(container, {}).get(name)
@@ -154,9 +156,10 @@ class ResourceManager:
             return existing
         queue: QueueBase
         if cls is RandomShuffleQueue:
-            queue = RandomShuffleQueue(display, capacity, spec, min_after_dequeue=min_after_dequeue, seed=seed)
+            queue = RandomShuffleQueue(display, capacity, spec, min_after_dequeue=min_after_dequeue, seed=seed,
+                                       clock=self.clock)
         else:
-            queue = cls(display, capacity, spec)
+            queue = cls(display, capacity, spec, clock=self.clock)
         self._add(container, name, queue)
         return queue
 
@@ -215,7 +218,7 @@ class ResourceManager:
         if not name:
             raise InvalidArgumentError("a shared accumulator needs a non-empty name")
         display = _resource_key(container, name)
-        acc = ConditionalAccumulator(display, shape, dtype)
+        acc = ConditionalAccumulator(display, shape, dtype, clock=self.clock)
         existing = self._existing(container, name)
         if existing is not None:
             if not isinstance(existing, ConditionalAccumulator):
