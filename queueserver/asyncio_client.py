@@ -5,6 +5,7 @@ acknowledgement books (:mod:`queueserver.deliveries`). Its handles are in :mod:`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import warnings
 from typing import Any, Sequence
@@ -17,6 +18,7 @@ from queueserver.core.specs import ComponentSpec
 from queueserver.core.timeouts import check_timeout
 from queueserver.deliveries import Deliveries
 from queueserver.errors import InvalidArgumentError, UnavailableError
+from queueserver.options import ClientOptions
 from queueserver.handles import AsyncAccumulator, AsyncQueue, AsyncVariable
 
 
@@ -25,21 +27,21 @@ class AsyncClient(Channel):
 
     Args:
         target: the server's address (``server.target``, ``host:port``).
-        operation_timeout: default timeout in seconds for every blocking call (the seed's
-            ``operation_timeout_in_ms``, in seconds); ``None`` waits for ever.
-        token: the server's shared secret (default: ``QUEUESERVER_TOKEN``).
-        client_name: shown in the server's logs and status.
+        options: a :class:`~queueserver.options.ClientOptions`; or its fields as keywords
+            (``operation_timeout`` in seconds, ``token``, ``client_name``, ...), checked here.
+        parent: the client this one is a direct route of (it takes its operation timeout).
     """
 
-    def __init__(self, target: str, *, operation_timeout: float | None = None, token: str | None = None,
-                 client_name: str | None = None, max_message_bytes: int = 256 * 1024 * 1024,
-                 allow_soft_placement: bool = False, log_device_placement: bool = False,
-                 route_direct: bool = True, parent: "AsyncClient | None" = None) -> None:
-        super().__init__(target, token=token, client_name=client_name, max_message_bytes=max_message_bytes)
-        self.operation_timeout = operation_timeout
-        self.allow_soft_placement = allow_soft_placement
-        self.log_device_placement = log_device_placement
-        self.route_direct = route_direct
+    def __init__(self, target: str, options: ClientOptions | None = None, *,
+                 parent: "AsyncClient | None" = None, **fields: Any) -> None:
+        options = options if options is not None else ClientOptions(**fields)
+        super().__init__(target, token=options.token, client_name=options.client_name,
+                         max_message_bytes=options.max_message_bytes)
+        self.options = options
+        self.operation_timeout = options.operation_timeout  # may be changed later (Client.operation_timeout)
+        self.allow_soft_placement = options.allow_soft_placement
+        self.log_device_placement = options.log_device_placement
+        self.route_direct = options.route_direct
         self.parent = parent
         self._device_stack: list = []
         self._routes: dict[str, "AsyncClient"] = {}
@@ -87,9 +89,7 @@ class AsyncClient(Channel):
         if route is None or not route.connected:
             spec = DeviceSpec.parse(home)
             address = self.cluster[spec.job][spec.task]
-            route = AsyncClient(address, operation_timeout=self.operation_timeout, token=self.token,
-                                client_name=self.client_name, max_message_bytes=self.max_message_bytes,
-                                route_direct=False, parent=self)
+            route = AsyncClient(address, dataclasses.replace(self.options, route_direct=False), parent=self)
             try:
                 await route.open()
             except UnavailableError:

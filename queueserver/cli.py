@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Sequence
 
@@ -24,28 +23,26 @@ from queueserver.wire import DEFAULT_MAX_MESSAGE_BYTES
 def _serve(args: argparse.Namespace) -> int:
     from queueserver.server import serve_forever
 
-    host, port = args.host, args.port
-    spec, job, index = None, "localhost", 0
+    from queueserver.options import ServerOptions, token_from_env
+
+    fields = dict(token=token_from_env(args.token), max_message_bytes=args.max_message_bytes,
+                  metrics=not args.no_metrics)
     if args.cluster:
         from queueserver.cluster import ClusterSpec
 
         if args.job is None:
             print("queueserver serve: --cluster needs --job (and --task)", file=sys.stderr)
             return 2
-        spec, job, index = ClusterSpec(args.cluster), args.job, args.task
-        address = spec.task_address(job, index)
-        host, _, port_s = address.rpartition(":")
-        host, port = host.strip("[]"), int(port_s)
-
-    set_default_task(f"/job:{job}/task:{index}")
+        options = ServerOptions.for_task(ClusterSpec(args.cluster), args.job, args.task, **fields)
+    else:
+        options = ServerOptions(host=args.host, port=args.port, **fields)
+    set_default_task(f"/job:{options.job}/task:{options.index}")
 
     def ready(service) -> None:
         auth = "token required" if service.token else "no token"
         print(f"queueserver {service.task} serving on {service.target} ({auth}); Ctrl-C stops it", flush=True)
 
-    serve_forever(host, port, token=args.token or os.environ.get("QUEUESERVER_TOKEN") or None,
-                  max_message_bytes=args.max_message_bytes, cluster=spec, job=job, index=index,
-                  metrics=not args.no_metrics, on_ready=ready)
+    serve_forever(options, on_ready=ready)
     return 0
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import threading
 from typing import Any, Callable
@@ -17,7 +16,7 @@ from queueserver.errors import FailedPreconditionError, InvalidArgumentError, Un
 from queueserver.logs import event
 from queueserver.loops import LoopThread, new_event_loop
 from queueserver.service import QueueService
-from queueserver.wire import DEFAULT_MAX_MESSAGE_BYTES
+from queueserver.options import ServerOptions, token_from_env
 
 
 class Server:
@@ -35,8 +34,8 @@ class Server:
             unless asked for).
         port: port to bind when no cluster is given; 0 picks a free one.
         token: shared secret every client must present (default: ``QUEUESERVER_TOKEN``, else none).
-        max_message_bytes: largest message accepted.
-        metrics: keep per-call statistics and serve ``/metrics`` (see :class:`QueueService`).
+        options: any other field of :class:`~queueserver.options.ServerOptions` (``max_message_bytes``,
+            ``metrics``, ``grace_s``, ...), checked when the server is built.
         start: start serving now (as ``tf.train.Server`` does).
 
     Example:
@@ -47,26 +46,18 @@ class Server:
     """
 
     def __init__(self, cluster: Any = None, job_name: str | None = None, task_index: int = 0, *,
-                 host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, metrics: bool = True,
-                 start: bool = True) -> None:
-        job, index = "localhost", 0
+                 host: str = "127.0.0.1", port: int = 0, token: str | None = None, start: bool = True,
+                 **options: Any) -> None:
+        token = token_from_env(token)
         if cluster is not None:
             spec = cluster if isinstance(cluster, ClusterSpec) else ClusterSpec(cluster)
             if job_name is None:
                 raise InvalidArgumentError("a cluster server needs job_name (and task_index)")
-            address = spec.task_address(job_name, task_index)
-            host, _, port_s = address.rpartition(":")
-            host, port = host.strip("[]"), int(port_s)
-            job, index = job_name, task_index
-            self.cluster_spec: ClusterSpec | None = spec
+            self.options = ServerOptions.for_task(spec, job_name, task_index, token=token, **options)
         else:
-            self.cluster_spec = None
-        if token is None:
-            token = os.environ.get("QUEUESERVER_TOKEN") or None
-        self.service = QueueService(token=token, max_message_bytes=max_message_bytes,
-                                    cluster=self.cluster_spec, job=job, index=index, metrics=metrics)
-        self._host, self._port = host, port
+            self.options = ServerOptions(host=host, port=port, token=token, **options)
+        self.cluster_spec: ClusterSpec | None = self.options.cluster
+        self.service = QueueService(self.options)
         self._loop_thread: LoopThread | None = None
         self._stopped = threading.Event()
         if start:
@@ -105,10 +96,10 @@ class Server:
             return
         loop_thread = LoopThread(f"queueserver {self.service.task}")
         try:
-            loop_thread.run(self.service.start(self._host, self._port))
+            loop_thread.run(self.service.start())
         except BaseException as exc:  # report bind errors to the caller of start()
             loop_thread.stop()
-            raise UnavailableError(f"cannot serve on {self._host}:{self._port}: {exc}") from exc
+            raise UnavailableError(f"cannot serve on {self.options.host}:{self.options.port}: {exc}") from exc
         self._loop_thread = loop_thread
 
     def join(self) -> None:
@@ -135,18 +126,15 @@ class Server:
         self.stop()
 
 
-def serve_forever(host: str, port: int, *, token: str | None, max_message_bytes: int,
-                  cluster: ClusterSpec | None = None, job: str = "localhost", index: int = 0,
-                  metrics: bool = True, on_ready: Callable[[QueueService], None] | None = None) -> None:
+def serve_forever(options: ServerOptions, *, on_ready: Callable[[QueueService], None] | None = None) -> None:
     """Run a server in this thread until SIGINT or SIGTERM (the ``queueserver serve`` daemon)."""
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    service = QueueService(token=token, max_message_bytes=max_message_bytes, cluster=cluster, job=job, index=index,
-                           metrics=metrics)
+    service = QueueService(options)
     stop = asyncio.Event()
 
     async def main() -> None:
-        await service.start(host, port)
+        await service.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         if on_ready is not None:

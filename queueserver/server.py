@@ -22,7 +22,8 @@ their queues. This module keeps the names it has always offered.
 from queueserver.connection import DataConnection
 from queueserver.loops import new_event_loop
 from queueserver.runtime import Server, serve_forever
-from queueserver.service import PENDING_BYTES_LIMIT, REPORT_TTL_S, QueueService
+from queueserver.options import PENDING_BYTES_LIMIT, REPORT_TTL_S, ClientOptions, ServerOptions
+from queueserver.service import QueueService
 
-__all__ = ["Server", "QueueService", "DataConnection", "serve_forever", "new_event_loop", "PENDING_BYTES_LIMIT",
+__all__ = ["Server", "ServerOptions", "ClientOptions", "QueueService", "DataConnection", "serve_forever", "new_event_loop", "PENDING_BYTES_LIMIT",
            "REPORT_TTL_S"]

@@ -16,57 +16,44 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from queueserver._version import __version__
-from queueserver.cluster import ClusterSpec
 from queueserver.connection import DataConnection, Sniffer
 from queueserver.core import Attempt, ConditionalAccumulator, QueueBase, ResourceManager
 from queueserver.errors import InvalidArgumentError, QueueServerError, UnavailableError
 from queueserver.logs import event
+from queueserver.options import ServerOptions
 from queueserver.routing import Directory, Peers, Placement, check_device_name
-from queueserver.wire import DEFAULT_MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-# A connection whose blocked enqueues hold more than this has further enqueues refused (with
-# ResourceExhausted) until they drain, so a fast producer cannot grow the server's memory without
-# bound; its dequeues, cancels and acks are still read, so it can never block itself.
-PENDING_BYTES_LIMIT = 64 * 1024 * 1024
-# A client's report older than this is dropped from status and metrics (the client stopped reporting).
-REPORT_TTL_S = 60.0
-
 
 class QueueService:
     """The state of one server: its resources, its connections and its options.
 
     Args:
-        token: a shared secret every client must present; ``None`` for none.
-        max_message_bytes: the largest frame accepted (header plus body).
-        cluster, job, index: this server's cluster and its task in it (none: a lone task).
-        metrics: keep per-call statistics and serve ``/metrics`` (False: ``--no-metrics``; the
-            queues' own counters, which status shows, are kept either way).
-        report_ttl: seconds after which a client's last ``report()`` counts as stale and is dropped.
+        options: how it runs (:class:`~queueserver.options.ServerOptions`); or give the options'
+            fields as keywords (``QueueService(token="t")``).
     """
 
-    def __init__(self, *, token: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 cluster: ClusterSpec | None = None, job: str = "localhost", index: int = 0,
-                 metrics: bool = True, report_ttl: float = REPORT_TTL_S) -> None:
+    def __init__(self, options: ServerOptions | None = None, **fields: Any) -> None:
+        options = options if options is not None else ServerOptions(**fields)
+        self.options = options
         self.resources = ResourceManager()
-        self.token = token or None
-        self.max_message_bytes = max_message_bytes
-        self.cluster = cluster
-        self.placement = Placement(cluster, job, index)
+        self.token = options.token
+        self.max_message_bytes = options.max_message_bytes
+        self.cluster = options.cluster
+        self.placement = Placement(options.cluster, options.job, options.index)
         self.task = self.placement.task
-        self.peers = Peers(self.placement, self.token, max_message_bytes)
+        self.peers = Peers(self.placement, self.token, self.max_message_bytes)
         self.directory = Directory(self.placement, self.peers)
         self.connections: set[DataConnection] = set()
-        self.pending_bytes_limit = PENDING_BYTES_LIMIT
+        self.pending_bytes_limit = options.pending_bytes_limit
         self.reading = 0                              # reads being handled right now (nested)
         self.unflushed: set[DataConnection] = set()   # connections with replies from those reads
         self.started = time.time()
         self.calls: dict[str, int] = {}
-        self.report_ttl = report_ttl
+        self.report_ttl = options.report_ttl_s
         self.call_stats = self.metrics_registry = None
-        if metrics:
+        if options.metrics:
             from queueserver.metrics import CallStats, make_registry
 
             self.call_stats = CallStats()
@@ -78,8 +65,11 @@ class QueueService:
         self.host = self.port = None
 
     # ----- lifecycle
-    async def start(self, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None) -> None:
-        """Listen on ``host:port`` (port 0 picks a free one); returns once accepting."""
+    async def start(self, host: str | None = None, port: int | None = None, *,
+                    sock: socket.socket | None = None) -> None:
+        """Listen on ``host:port`` (default: the options'; port 0 picks a free one); returns once accepting."""
+        host = self.options.host if host is None else host
+        port = self.options.port if port is None else port
         from aiohttp import web
 
         from queueserver.http import build_app  # aiohttp: imported when a server starts
@@ -109,7 +99,7 @@ class QueueService:
         host = f"[{self.host}]" if self.host and ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    async def stop(self, grace: float = 2.0) -> None:
+    async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, tell every waiting caller the server is going away, and close."""
         if self.stopping:
             return
@@ -127,7 +117,7 @@ class QueueService:
         if self.connections:
             self._all_closed = asyncio.Event()
             try:
-                await asyncio.wait_for(self._all_closed.wait(), grace)
+                await asyncio.wait_for(self._all_closed.wait(), self.options.grace_s if grace is None else grace)
             except asyncio.TimeoutError:
                 pass  # what is still open after the grace period is cut off
         for conn in list(self.connections):

@@ -338,3 +338,20 @@ def test_a_closed_client_says_so(local_server):
     c.close()  # twice is fine
     with pytest.raises(qs.FailedPreconditionError, match="is closed: connect again"):
         c.fifo_queue("after_close", capacity=1, dtypes=[np.int64])
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"port": 70000}, "port must be an integer in 0..65535"),
+    ({"max_message_bytes": 0}, "max_message_bytes must be a positive integer"),
+    ({"grace_s": float("nan")}, "grace_s must be a positive number"),
+])
+def test_bad_server_options_fail_when_the_server_is_built(fields, message):
+    with pytest.raises(qs.InvalidArgumentError, match=message):
+        qs.Server.create_local_server(**fields)
+
+
+def test_bad_client_options_fail_at_connect_naming_the_option(local_server):
+    with pytest.raises(qs.InvalidArgumentError, match="operation_timeout: timeout must be a finite"):
+        qs.connect(local_server.target, operation_timeout=float("nan"))
+    with pytest.raises(qs.InvalidArgumentError, match="no task 5 in job 'ps'"):
+        qs.Server({"ps": ["127.0.0.1:1"]}, job_name="ps", task_index=5)
