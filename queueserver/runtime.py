@@ -66,7 +66,7 @@ class Server:
     @classmethod
     def create_local_server(cls, **options: Any) -> "Server":
         """Start an embedded server on a free loopback port, in a background thread."""
-        return cls(host="127.0.0.1", port=0, **options)
+        return cls(**{"host": "127.0.0.1", "port": 0, **options})
 
     @property
     def target(self) -> str:
