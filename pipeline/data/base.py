@@ -31,6 +31,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 import numpy as np
 
 from queueserver import errors
+from queueserver.loops import LoopThread
 
 from . import structure
 from .structure import Chunk
@@ -115,17 +116,8 @@ def background_loop() -> asyncio.AbstractEventLoop:
     global _LOOP
     with _LOOP_LOCK:
         if _LOOP is None or _LOOP.is_closed():
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-
-            def run() -> None:
-                asyncio.set_event_loop(loop)
-                loop.call_soon(ready.set)
-                loop.run_forever()
-
-            threading.Thread(target=run, name="pipeline-loop", daemon=True).start()
-            ready.wait()
-            _LOOP = loop
+            # asyncio's own loop: user coroutines may rely on its behaviour exactly.
+            _LOOP = LoopThread("pipeline-loop", uvloop=False).loop
         return _LOOP
 
 
