@@ -146,8 +146,16 @@ class Prefetcher:
         """
         if self._current is not None:
             raise RuntimeError("Prefetcher.next() before the last batch was marked trained()")
-        task, self._task = self._fetching(), None
-        x, y, n, self._current = await task
+        task = self._fetching()
+        try:
+            x, y, n, delivery = await task
+        except BaseException:
+            if task.done() and (task.cancelled() or task.exception() is not None):
+                self._task = None  # the fetch failed: nothing to give back, the next call fetches afresh
+            # Else this call was cancelled after the fetch got its batch: the fetch stays in
+            # self._task, and cancel() gives the batch back.
+            raise
+        self._task, self._current = None, delivery
         self.start()
         return x, y, n
 

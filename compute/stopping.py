@@ -62,12 +62,21 @@ class Stopper:
         """Await ``aw`` unless the stop flag comes first.
 
         Raises:
-            Stopped: the flag came first (``aw`` is cancelled).
+            Stopped: the flag came first (``aw`` is cancelled). If the race itself is cancelled,
+                ``aw`` is cancelled too.
         """
         task = asyncio.ensure_future(aw)
         stop = asyncio.ensure_future(self.stopping.wait())
         try:
             await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            # Cancelled (Ctrl-C): so is ``aw``, and it has settled before the caller cleans up after
+            # it. Left running, a Prefetcher.next() took a batch after the trainer had given back
+            # what it held, and the clean close acknowledged it.
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise
         finally:
             stop.cancel()
         if task.done():

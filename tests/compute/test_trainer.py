@@ -91,6 +91,61 @@ def test_prefetcher_fetches_the_next_batch_while_the_step_runs():
     run(main())
 
 
+@pytest.mark.parametrize("cancel_after_s", [0.0, 0.02, 0.07, 0.12])
+def test_a_loop_cancelled_while_racing_for_data_settles_every_batch_it_took(cancel_after_s):
+    # Before: cancelling the loop (Ctrl-C) while Stopper.race waited on Prefetcher.next() left that
+    # next() running: it took a batch after cancel() had given back what it held (lost on close).
+    log = []
+
+    class Delivery:
+        def __init__(self, i):
+            self.i = i
+
+        async def ack(self):
+            log.append(("settled", self.i))
+
+        async def give_back(self):
+            log.append(("settled", self.i))
+
+    class Source:
+        taken = 0
+
+        async def next(self):
+            await asyncio.sleep(0.05)
+            Source.taken += 1
+            log.append(("taken", Source.taken))
+            return np.zeros((1, D), np.float32), np.zeros(1), Delivery(Source.taken)
+
+    class NeverStops:
+        async def dequeue(self, timeout=None):
+            await asyncio.Event().wait()
+
+    async def main():
+        p = Prefetcher(Source(), get_backend("cpu"), ThreadPoolExecutor(1))
+        stopper = await Stopper(lambda: asyncio.sleep(0, NeverStops())).start()
+
+        async def loop():
+            try:
+                while True:
+                    await stopper.race(p.next())
+                    p.trained()
+            finally:
+                await p.cancel()
+
+        task = asyncio.ensure_future(loop())
+        await asyncio.sleep(cancel_after_s)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.15)  # time for anything left running to take another batch
+        await stopper.close()
+
+    run(main())
+    taken = {i for kind, i in log if kind == "taken"}
+    settled = [i for kind, i in log if kind == "settled"]
+    assert sorted(settled) == sorted(taken) and len(set(settled)) == len(settled), log
+
+
 def test_stopper_is_a_broadcast(local_server):
     async def main():
         async with qs.connect_async(local_server.target) as c:
