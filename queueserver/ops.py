@@ -26,6 +26,7 @@ from queueserver.errors import (
 )
 from queueserver.forwarding import settle_forwarded
 from queueserver.logs import event
+from queueserver import protocol as P
 from queueserver.protocol import field_str, timeout_field
 from queueserver.wire import compact_layout, decode_arrays
 
@@ -280,10 +281,12 @@ def _op_dir(conn: DataConnection, h: dict, body) -> dict:
     raise UnimplementedError(f"unknown directory operation {h.get('v')!r}")
 
 
+# Every operation the server answers (see queueserver.protocol for what each one carries).
 OPS: dict[str, Callable] = {
-    "hello": _op_hello, "queue": _op_queue, "enqueue": _op_enqueue, "dequeue": _op_dequeue,
-    "ack": _op_ack, "return": _op_return, "cancel": _op_cancel, "size": _op_size,
-    "is_closed": _op_is_closed, "close": _op_close, "variable": _op_variable, "var": _op_var,
-    "accumulator": _op_accumulator, "acc": _op_acc, "reset": _op_reset, "status": _op_status, "spec": _op_spec, "bye": _op_bye, "ping": _op_ping,
-    "dir": _op_dir, "report": _op_report, "bind": _op_bind,
+    P.OP_HELLO: _op_hello, P.OP_QUEUE: _op_queue, P.OP_ENQUEUE: _op_enqueue, P.OP_DEQUEUE: _op_dequeue,
+    P.OP_ACK: _op_ack, P.OP_RETURN: _op_return, P.OP_BIND: _op_bind, P.OP_CANCEL: _op_cancel,
+    P.OP_SIZE: _op_size, P.OP_IS_CLOSED: _op_is_closed, P.OP_CLOSE: _op_close,
+    P.OP_VARIABLE: _op_variable, P.OP_VAR: _op_var, P.OP_ACCUMULATOR: _op_accumulator, P.OP_ACC: _op_acc,
+    P.OP_SPEC: _op_spec, P.OP_RESET: _op_reset, P.OP_STATUS: _op_status, P.OP_REPORT: _op_report,
+    P.OP_DIR: _op_dir, P.OP_BYE: _op_bye, P.OP_PING: _op_ping,
 }

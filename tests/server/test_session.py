@@ -85,3 +85,13 @@ def test_compact_handles_are_bounded_and_checked_on_use():
         session.bound(1, find, lambda queue: ("another",))
     with pytest.raises(InvalidArgumentError, match="no queue is bound to compact handle 3"):
         session.bound(3, find, lambda queue: ())
+
+
+def test_the_protocol_module_names_every_operation_the_server_answers():
+    from queueserver import protocol
+    from queueserver.ops import OPS
+
+    named = {v for k, v in vars(protocol).items() if k.startswith("OP_")}
+    assert named == set(OPS)
+    documented = protocol.__doc__
+    assert all(f"``{op}``" in documented for op in OPS), "every op has a line in protocol's table"
