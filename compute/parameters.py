@@ -119,16 +119,14 @@ class ParameterStore:
 def placement_scope(client: Any, ps_tasks: int | None) -> Any:
     """``client.device(replica_device_setter(ps_tasks=N))`` with ps tasks to spread over, else nothing
     (on a single server everything lives on it)."""
-    device = getattr(client, "device", None)
-    if ps_tasks and device is not None:
-        return device(qs.replica_device_setter(ps_tasks=ps_tasks))
+    if ps_tasks:
+        return client.device(qs.replica_device_setter(ps_tasks=ps_tasks))
     return contextlib.nullcontext()
 
 
 def device_scope(client: Any, resource: Any, ps_tasks: int | None) -> Any:
     """Place new resources beside ``resource`` (an accumulator beside its variable) in a cluster."""
     where = getattr(resource, "device", None)
-    device = getattr(client, "device", None)
-    if ps_tasks and where and device is not None:
-        return device(where)
+    if ps_tasks and where:
+        return client.device(where)
     return contextlib.nullcontext()

@@ -293,7 +293,7 @@ class Telemetry:
     async def reporting(self, client: Any) -> AsyncIterator[None]:
         """Report to ``client``'s server in the background while the block runs."""
         task = None
-        if client is not None and self.report_every_s > 0 and hasattr(client, "report"):
+        if client is not None and self.report_every_s > 0:
             task = asyncio.ensure_future(self._report_loop(client))
         try:
             yield

@@ -262,17 +262,13 @@ class Trainer:
                 continue  # the chief reset the coordination container: wait on the new queue
 
     async def _accumulators(self, client: Any, store: ParameterStore, container: str) -> "OrderedDict[str, Any]":
-        make = getattr(client, "conditional_accumulator", None)
-        if make is None:
-            raise RuntimeError("sync mode needs the queue server's conditional accumulators "
-                               "(client.conditional_accumulator), which this queueserver lacks")
         accs: OrderedDict[str, Any] = OrderedDict()
         for name, shape in store.shapes.items():
             # float32 whatever the transfer dtype: pushes travel narrow (store.push_grads) and the
             # ps widens them on arrival, so only the bytes shrink, not the sums' precision.
             with device_scope(client, store.vars[name], store.ps_tasks):
-                accs[name] = await make(f"{name}/grad_accum", list(shape), store.accumulator_dtype,
-                                        container=container)
+                accs[name] = await client.conditional_accumulator(f"{name}/grad_accum", list(shape),
+                                                                  store.accumulator_dtype, container=container)
         return accs
 
     async def _chief_init(self, store: ParameterStore, global_step: Any, accs: Any) -> None:
