@@ -5,24 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from support import SHARED, golden_file
-
-TF_WRITTEN = SHARED / "fixtures" / "tf_written"
+from support import TF_WRITTEN, golden_file  # noqa: F401 - TF_WRITTEN is imported from here by the tests
 
 
 @pytest.fixture(scope="session")
 def golden_meta() -> dict:
     """The golden file's meta block (data checksums)."""
-    data = golden_file()
-    if data is None:
-        pytest.skip("golden fixtures not found beside the repository")
-    return data["meta"]
+    return golden_file()["meta"]
 
 
 def golden_names(group: str) -> list[str]:
-    """Names of the cases of one group (for parametrize; empty if the fixtures are missing)."""
-    data = golden_file()
-    return [] if data is None else [c["name"] for c in data["cases"] if c.get("group") == group]
+    """Names of the cases of one group (for parametrize)."""
+    names = [c["name"] for c in golden_file()["cases"] if c.get("group") == group]
+    assert names, f"no golden case of group {group!r}"
+    return names
 
 
 def check(actual, expected) -> None:

@@ -7,27 +7,17 @@ the handful of TensorFlow ops the cases use onto numpy.
 
 from __future__ import annotations
 
-import json
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline.data import CsvDataset, Dataset, FixedLengthRecordDataset, RaggedTensor, TFRecordDataset, TextLineDataset
 from queueserver import errors
+from support import golden_file
 
 
-def _golden_path() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:  # the repo folder and shared/ are siblings
-        candidate = parent / "shared" / "fixtures" / "golden.json"
-        if candidate.exists():
-            return candidate
-    return here.parents[3] / "shared" / "fixtures" / "golden.json"
-
-
-GOLDEN = json.loads(_golden_path().read_text())
+GOLDEN = golden_file()
 DATASET_CASES = [c for c in GOLDEN["cases"] if c["group"] == "dataset" and "INFO_ONLY" not in c["name"]]
 
 
