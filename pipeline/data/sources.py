@@ -357,22 +357,45 @@ class ZipDataset(Dataset):
 
 
 class _ZipIterator(DatasetIterator):
+    """As TensorFlow's zip: every input advances on every call, even after one of them raised,
+    so the inputs stay in step (an error skipped by ``ignore_errors`` skips the whole tuple); the
+    first error is raised; once any input ends, the zip has ended."""
+
     def __init__(self, ds: ZipDataset, ctx: tuple) -> None:
         self._ds = ds
         self._its = [d._make_iter(ctx) for d in ds._datasets]
+        self._ended = False
 
     def __next__(self) -> Any:
-        return structure.pack_as(self._ds._structure, [next(it) for it in self._its])
+        if self._ended:
+            raise StopIteration
+        values, error = [], None
+        for it in self._its:
+            try:
+                values.append(next(it))
+            except StopIteration:
+                self._ended = True
+                break
+            except Exception as exc:  # noqa: BLE001 - raised below, after the others advanced
+                if error is None:
+                    error = exc
+        if error is not None:
+            raise error
+        if self._ended:
+            raise StopIteration
+        return structure.pack_as(self._ds._structure, values)
 
     def _children(self) -> list[DatasetIterator]:
         return self._its
 
     def get_state(self) -> dict:
-        return self._state(children=[it.get_state() for it in self._its])
+        return self._state(children=[it.get_state() for it in self._its], ended=self._ended)
 
     def set_state(self, state: dict) -> None:
-        for it, s in zip(self._its, self._check(state)["children"], strict=True):
+        state = self._check(state)
+        for it, s in zip(self._its, state["children"], strict=True):
             it.set_state(s)
+        self._ended = bool(state.get("ended", False))
 
 
 # --------------------------------------------------------------------------- concatenate
