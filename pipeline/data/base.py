@@ -408,6 +408,10 @@ class Dataset:
             >>> [int(x) for x in Dataset.from_tensor_slices([1, 2, 3])]
             [1, 2, 3]
         """
+        if isinstance(tensors, list) and tensors and all(isinstance(d, Dataset) for d in tensors):
+            from .sources import ListDataset
+
+            return ListDataset(tensors)  # a dataset of datasets, as TensorFlow slices a list of them
         from .sources import TensorSliceDataset
 
         return TensorSliceDataset(tensors)

@@ -374,6 +374,10 @@ def to_array(value: Any) -> np.ndarray:
         return _python_ints(np.asarray(value))
     if isinstance(value, float):
         return np.asarray(value, np.float32)
+    if isinstance(value, list) and any(_is_dataset(v) for v in value):
+        # Never iterate them (that would run a queue or a generator) to make bytes of them.
+        raise TypeError("a list of datasets is not a tensor: Dataset.from_tensor_slices(list) makes a dataset"
+                        " of datasets; a tuple makes a structure of them")
     if isinstance(value, list):
         arr = np.array(value, dtype=object if _has_strings(value) else None)
         if arr.dtype == object:
