@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from queueserver import protocol as P
 from queueserver.channel import DEFAULT, Channel
 from queueserver.cluster import DeviceSpec, ResourceInfo
 from queueserver.core.specs import ComponentSpec
@@ -141,7 +142,7 @@ class AsyncClient(Channel):
         if not isinstance(capacity, (int, np.integer)) or isinstance(capacity, bool):
             raise InvalidArgumentError(f"capacity must be an integer, got {capacity!r}")
         spec = ComponentSpec(dtypes, shapes, names)  # validates before anything is sent
-        header = {"o": "queue", "kind": kind, "cap": int(capacity), "spec": spec.to_wire(), **extra}
+        header = P.create_queue(kind, int(capacity), spec.to_wire(), **extra)
         reply, route = await self._create(_QUEUE_TYPE_NAMES[kind], name, container, header)
         return AsyncQueue(self, route, name, container, reply.get("home", self.task),
                           ComponentSpec.from_wire(reply["spec"]), reply["type"])
@@ -170,7 +171,7 @@ class AsyncClient(Channel):
 
     async def queue(self, name: str, *, container: str = "") -> "AsyncQueue":
         """Open an existing queue by name, whatever its type and spec."""
-        reply, _ = await self.call({"o": "spec", "n": name, "c": container})
+        reply, _ = await self.call(P.spec(name, container))
         if reply.get("kind") != "queue":
             raise InvalidArgumentError(f"'{name}' is a variable, not a queue")
         home = reply.get("home", self.task)
@@ -183,9 +184,7 @@ class AsyncClient(Channel):
         value = np.asarray(initial_value)
         if dtype is None and value.dtype == np.float64 and not isinstance(initial_value, np.ndarray):
             value = value.astype(np.float32)  # Python floats make float32 variables, as in TensorFlow
-        header = {"o": "variable"}
-        if dtype is not None:
-            header["dtype"] = np.dtype(dtype).name
+        header = P.create_variable(None if dtype is None else np.dtype(dtype).name)
         reply, route = await self._create("Variable", name, container, header, [value])
         return AsyncVariable(self, route, name, container, reply.get("home", self.task),
                              np.dtype(reply["dtype"]), tuple(reply["shape"]))
@@ -194,7 +193,7 @@ class AsyncClient(Channel):
                                       container: str = "") -> "AsyncAccumulator":
         """Get or create a conditional accumulator of gradients (TensorFlow's ConditionalAccumulator)."""
         shape = [int(shape)] if isinstance(shape, (int, np.integer)) else [int(d) for d in shape]
-        header = {"o": "accumulator", "shape": shape, "dtype": np.dtype(dtype).name}
+        header = P.create_accumulator(shape, np.dtype(dtype).name)
         reply, route = await self._create("ConditionalAccumulator", name, container, header)
         return AsyncAccumulator(self, route, name, container, reply.get("home", self.task),
                                 np.dtype(reply["dtype"]), tuple(reply["shape"]))
@@ -203,14 +202,14 @@ class AsyncClient(Channel):
         """Free every resource in ``containers``; returns how many were freed."""
         if isinstance(containers, str):
             containers = [containers]
-        reply, _ = await self.call({"o": "reset", "cs": list(containers)})
+        reply, _ = await self.call(P.reset(list(containers)))
         if reply.get("unreachable"):
             warnings.warn("reset did not reach: " + "; ".join(reply["unreachable"]), stacklevel=2)
         return reply["r"]
 
     async def status(self, cluster: bool = False) -> dict:
         """This server's queues, variables and counters; with ``cluster``, every task's under ``"cluster"``."""
-        reply, _ = await self.call({"o": "status", "cluster": bool(cluster)})
+        reply, _ = await self.call(P.status(bool(cluster)))
         out = reply["r"]
         if "cluster" in reply:
             out["cluster"] = reply["cluster"]
@@ -237,7 +236,7 @@ class AsyncClient(Channel):
         """
         # numpy scalars (a loader's np.float32 rate) travel as plain numbers.
         clean = {str(k): v.item() if isinstance(v, np.generic) else v for k, v in figures.items()}
-        await self.call({"o": "report", "role": str(role), "fig": clean})
+        await self.call(P.report(str(role), clean))
 
 
 _QUEUE_TYPE_NAMES = {"fifo": "FIFOQueue", "random_shuffle": "RandomShuffleQueue",

@@ -23,6 +23,7 @@ from queueserver.errors import (
     UnavailableError,
     error_from_code,
 )
+from queueserver import protocol as P
 from queueserver.protocol import route_fields
 from queueserver.wire import (
     COMPACT_REPLY, PREAMBLE, FrameReader, coalesce, decode_arrays, encode_compact_request, encode_frame,
@@ -120,7 +121,7 @@ class Channel:
             raise UnavailableError(f"cannot connect to {self.target}: {exc}") from exc
         self._protocol = protocol
         transport.write(PREAMBLE)
-        reply, _ = await self.call({"o": "hello", "token": self.token, "client": self.client_name})
+        reply, _ = await self.call(P.hello(self.token, self.client_name))
         self.server_info = reply
         self.task = reply.get("task", self.task)
         self.cluster = reply.get("cluster")
@@ -138,7 +139,7 @@ class Channel:
         self._closed = True
         if self._protocol is not None and self._protocol.transport is not None:
             try:
-                await asyncio.wait_for(self.call({"o": "bye"}), 5.0)
+                await asyncio.wait_for(self.call(P.bye()), 5.0)
             except (QueueServerError, asyncio.TimeoutError, ConnectionError):
                 pass
             if self._protocol.transport is not None:
@@ -315,7 +316,7 @@ class Channel:
         If the connection is gone there is nothing to send: the server returns held batches itself.
         """
         try:
-            self._send({"o": "return", "k": [delivery], "i": 0, **route})
+            self._send({**P.give_back(route, [delivery]), P.ID: 0})
         except QueueServerError:
             pass
 
@@ -333,6 +334,6 @@ class Channel:
                     self._give_back(reply["d"], route)
             else:
                 fut.cancel()
-                self._send({"o": "cancel", "r": rid, "i": 0})
+                self._send({**P.cancel(rid), P.ID: 0})
         except QueueServerError:
             pass  # the connection is gone: the server returns held batches itself

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from queueserver.errors import CancelledError, InvalidArgumentError, QueueServerError, error_name
 from queueserver.logs import event
+from queueserver import protocol as P
 from queueserver.protocol import CREATE_OPS, field_str, route_fields
 from queueserver.routing import check_device_name
 from queueserver.wire import error_payload
@@ -80,7 +81,7 @@ async def forward(conn: DataConnection, rid: int, op: str, home: str, header: di
     delivery = reply.get("d") if op == "dequeue" else None
     if delivery is not None and conn.transport is None:
         # Our client left while the batch travelled: give it back on its home.
-        asyncio.ensure_future(peer.call({"o": "return", "k": [delivery], **route_fields(header)}))
+        asyncio.ensure_future(peer.call(P.give_back(route_fields(header), [delivery])))
         conn.session.forwarded(home, header.get("k"), None)
         return
     conn.session.forwarded(home, header.get("k"), delivery)
@@ -100,7 +101,8 @@ def settle_forwarded(conn: DataConnection, action: str, pending: dict[str, list[
 async def _settle_one(conn: DataConnection, home: str, action: str, ids: list) -> None:
     try:
         peer = await conn.service.peers.get(home)
-        await peer.call({"o": action, "k": ids, "local": True}, wait=10.0)
+        settle = P.ack if action == "ack" else P.give_back
+        await peer.call({**settle({}, ids), P.LOCAL: True}, wait=10.0)
     except QueueServerError as exc:  # the home is gone too: it returns them itself on our disconnect
         event(logging.WARNING, conn.service.task, "settle_failed",
               f"could not {action} deliveries {ids} on {home}: {exc}", action=action, home=home, error=str(exc))

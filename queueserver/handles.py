@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from queueserver import protocol as P
 from queueserver.channel import DEFAULT, wait_for_reply
 from queueserver.core.specs import ComponentSpec, coerce_component
 from queueserver.core.wire_dtypes import BFLOAT16, float32_to_bfloat16_bits
@@ -66,8 +67,10 @@ class _Handle:
         self.container = container
         self.device = home
 
-    def _header(self, op: str, **fields: Any) -> dict:
-        return {"o": op, "n": self.name, "c": self.container, "h": self.device, **fields}
+    @property
+    def _where(self) -> dict:
+        """The routing fields of this resource's calls (see queueserver.protocol)."""
+        return {P.NAME: self.name, P.CONTAINER: self.container, P.HOME: self.device}
 
 
 class AsyncQueue(_Handle):
@@ -79,7 +82,7 @@ class AsyncQueue(_Handle):
         self.spec = spec
         self.type_name = type_name
         self._key = (container, name)
-        self._route = {"n": name, "c": container, "h": home}  # where a delivery goes back to
+        self._route = self._where  # its calls' routing fields, built once; also where a delivery goes back to
         # Compact frames: None until the first call decides, then 0 (not possible) or the handle.
         self._compact: int | None = None
         self._layout: Any = compact_layout(spec)  # a tuple wherever compact calls are made (see _bind)
@@ -134,8 +137,7 @@ class AsyncQueue(_Handle):
             handle = len(conn._compact_handles) + 1
             # No reply: the first compact call follows on the same connection, so the server has
             # bound the handle before it reads that call; the server checks the layout then.
-            conn._send({"o": "bind", "i": 0, "fh": handle, "n": self.name, "c": self.container,
-                        "spec": self.spec.to_wire()})
+            conn._send({**P.bind(handle, self.name, self.container, self.spec.to_wire()), P.ID: 0})
             conn._compact_handles[key] = handle
         self._compact = handle
         return handle
@@ -152,7 +154,7 @@ class AsyncQueue(_Handle):
     async def _enqueue(self, value: Any, many: bool, timeout: Any) -> None:
         comps = _components(value, self.spec)
         t = self.client._timeout(timeout)
-        header = {"o": "enqueue", "n": self.name, "c": self.container, "h": self.device, "m": many, "t": t}
+        header = P.enqueue(self._route, many, t)
         await self.conn.call(header, comps, wait=wait_for_reply(t))
 
     async def _dequeue(self, mode: str, n: int | None, timeout: Any, tracked: bool = False,
@@ -171,11 +173,8 @@ class AsyncQueue(_Handle):
             if handle and books.count(key, caller) <= COMPACT_MAX_ACKS:
                 return await self._dequeue_compact(handle, timeout, tracked, caller)
         t = self.client._timeout(timeout)
-        header: dict[str, Any] = {"o": "dequeue", "n": self.name, "c": self.container, "h": self.device, "md": mode,
-                                  "nn": n, "t": t}
         done = books.done_with(key, caller)
-        if done:
-            header["k"] = done
+        header = P.dequeue(self._route, mode, n, t, done)
         try:
             reply, arrays = await conn.call(header, wait=wait_for_reply(t))
         except BaseException:
@@ -270,7 +269,7 @@ class AsyncQueue(_Handle):
         ids = books.done_with(self._key, caller)
         if ids:
             try:
-                await self.conn.call(self._header("ack", k=ids))
+                await self.conn.call(P.ack(self._route, ids))
             except BaseException:
                 books.restore(self._key, caller, ids)
                 raise
@@ -280,23 +279,23 @@ class AsyncQueue(_Handle):
         if not self.conn._deliveries.settled(delivery):
             raise InvalidArgumentError(f"delivery {delivery} from {self} was already acknowledged or given back")
         if ack:
-            await self.conn.call(self._header("ack", k=[delivery]))
+            await self.conn.call(P.ack(self._route, [delivery]))
         else:
             self.conn._give_back(delivery, self._route)
 
     async def size(self) -> int:
         """Elements in the queue now."""
-        reply, _ = await self.conn.call(self._header("size"))
+        reply, _ = await self.conn.call(P.queue_query(P.OP_SIZE, self._route))
         return reply["r"]
 
     async def is_closed(self) -> bool:
         """Whether the queue was closed."""
-        reply, _ = await self.conn.call(self._header("is_closed"))
+        reply, _ = await self.conn.call(P.queue_query(P.OP_IS_CLOSED, self._route))
         return reply["r"]
 
     async def close(self, cancel_pending_enqueues: bool = False) -> None:
         """Close the queue; with ``cancel_pending_enqueues`` blocked enqueues fail with Cancelled."""
-        await self.conn.call(self._header("close", x=bool(cancel_pending_enqueues)))
+        await self.conn.call(P.close(self._route, bool(cancel_pending_enqueues)))
 
 
 class AsyncDelivery:
@@ -358,9 +357,9 @@ class AsyncVariable(_ArrayHandle):
 
     async def _op(self, action: str, value: Any = None, wire_dtype: str | None = None) -> Any:
         if wire_dtype is None:
-            header, arrays = self._header("var", v=action), [] if value is None else [np.asarray(value)]
+            header, arrays = P.variable_action(self._where, action), [] if value is None else [np.asarray(value)]
         else:
-            header, arrays = self._header("var", v=action, wd=wire_dtype), [_to_wire(value, wire_dtype)]
+            header, arrays = P.variable_action(self._where, action, wire_dtype), [_to_wire(value, wire_dtype)]
         reply, out = await self.conn.call(header, arrays)
         if action == "is_initialized":
             return reply["r"]
@@ -421,7 +420,7 @@ class AsyncAccumulator(_ArrayHandle):
     kind = "ConditionalAccumulator"
 
     def _acc(self, action: str, **fields: Any) -> dict:
-        return self._header("acc", v=action, **fields)
+        return P.accumulator_action(self._where, action, **fields)
 
     async def apply_grad(self, grad: Any, local_step: int = 0, *, wire_dtype: str | None = None) -> bool:
         """Add a gradient computed at ``local_step``; False when it was stale and dropped.

@@ -61,10 +61,10 @@ def _op_queue(conn: DataConnection, h: dict, body) -> dict:
     if not isinstance(spec, dict) or "dtypes" not in spec:
         raise InvalidArgumentError("queue spec must give dtypes")
     capacity = h.get("cap")
-    container, name = field_str(h, "c", ""), field_str(h, "n")
+    container, name = field_str(h, P.CONTAINER, ""), field_str(h, P.NAME)
     existed = name in conn.service.resources.containers.get(container, {})
     q = conn.service.resources.queue(
-        field_str(h, "kind"), field_str(h, "n"), container=field_str(h, "c", ""), capacity=capacity,  # type: ignore[arg-type]  # the core checks it
+        field_str(h, "kind"), field_str(h, P.NAME), container=field_str(h, P.CONTAINER, ""), capacity=capacity,  # type: ignore[arg-type]  # the core checks it
         dtypes=spec["dtypes"], shapes=spec.get("shapes"), names=spec.get("names"),
         min_after_dequeue=h.get("mad", 0) or 0, seed=h.get("seed"))
     if not existed:
@@ -77,17 +77,17 @@ def _op_queue(conn: DataConnection, h: dict, body) -> dict:
 def _op_enqueue(conn: DataConnection, h: dict, body) -> Attempt:
     conn.session.check_budget()
     q = conn.queue(h)
-    arrays = decode_arrays(h.get("a", []), body)
-    return q.enqueue(tuple(arrays), many=bool(h.get("m")), timeout=timeout_field(h))
+    arrays = decode_arrays(h.get(P.ARRAYS, []), body)
+    return q.enqueue(tuple(arrays), many=bool(h.get(P.MANY)), timeout=timeout_field(h))
 
 
 def _op_dequeue(conn: DataConnection, h: dict, body) -> Attempt:
-    conn.session.ack(h.get("k"))
+    conn.session.ack(h.get(P.ACKS))
     q = conn.queue(h)
-    mode = h.get("md", ONE)
+    mode = h.get(P.MODE, ONE)
     if mode not in (ONE, MANY, UP_TO):
         raise InvalidArgumentError(f"unknown dequeue mode {mode!r}")
-    n = h.get("nn")
+    n = h.get(P.COUNT)
     if n is not None and not isinstance(n, int):
         raise InvalidArgumentError("dequeue count must be an integer")
     return q.dequeue(n, mode=mode, timeout=timeout_field(h))
@@ -100,22 +100,22 @@ def _op_bind(conn: DataConnection, h: dict, body) -> object:
     """Bind a client-chosen handle to a queue name and the element layout the client expects, for
     compact frames. No reply: the client sends its first compact call right behind it, and that
     call (like every later one) fails if the queue is missing or holds other elements."""
-    key = (field_str(h, "c", ""), field_str(h, "n"))
+    key = (field_str(h, P.CONTAINER, ""), field_str(h, P.NAME))
     try:
         layout = compact_layout(ComponentSpec.from_wire(h["spec"]))
     except (QueueServerError, KeyError, TypeError, ValueError, AttributeError):
         layout = None  # every call on the handle then says so
-    conn.session.bind(h.get("fh"), key, layout, 0 if layout is None else sum(nb for _, _, nb in layout))
+    conn.session.bind(h.get(P.HANDLE), key, layout, 0 if layout is None else sum(nb for _, _, nb in layout))
     return NO_REPLY
 
 
 def _op_ack(conn: DataConnection, h: dict, body) -> dict:
-    conn.session.ack(h.get("k"))
+    conn.session.ack(h.get(P.ACKS))
     return {}
 
 
 def _op_return(conn: DataConnection, h: dict, body) -> dict:
-    ids = h.get("k") or []
+    ids = h.get(P.ACKS) or []
     if not isinstance(ids, list):
         raise InvalidArgumentError("return ids must be a list")
     conn.session.give_back(ids)
@@ -123,7 +123,7 @@ def _op_return(conn: DataConnection, h: dict, body) -> dict:
 
 
 def _op_cancel(conn: DataConnection, h: dict, body) -> dict:
-    rid: Any = h.get("r")  # any value: one that names no pending call finds nothing
+    rid: Any = h.get(P.WITHDRAWN)  # any value: one that names no pending call finds nothing
     pending = conn.pending.get(rid) or conn.forwards.get(rid)
     if pending is not None:
         pending.cancel()
@@ -140,18 +140,18 @@ def _op_is_closed(conn: DataConnection, h: dict, body) -> dict:
 
 def _op_close(conn: DataConnection, h: dict, body) -> dict:
     q = conn.queue(h)
-    q.close(cancel_pending_enqueues=bool(h.get("x")))
+    q.close(cancel_pending_enqueues=bool(h.get(P.CANCEL_PENDING)))
     event(logging.INFO, conn.service.task, "queue_closed", f"queue {q.name} closed by {conn.client_name}",
-          queue=q.name, client=conn.client_name, size=q._store.size, cancel_pending_enqueues=bool(h.get("x")))
+          queue=q.name, client=conn.client_name, size=q._store.size, cancel_pending_enqueues=bool(h.get(P.CANCEL_PENDING)))
     return {}
 
 
 def _op_variable(conn: DataConnection, h: dict, body) -> dict:
     home, warning = conn.service.placement_for(h)
-    arrays = decode_arrays(h.get("a", []), body)
+    arrays = decode_arrays(h.get(P.ARRAYS, []), body)
     if len(arrays) != 1:
         raise InvalidArgumentError("variable needs exactly one initial value")
-    container, name = field_str(h, "c", ""), field_str(h, "n")
+    container, name = field_str(h, P.CONTAINER, ""), field_str(h, P.NAME)
     existed = name in conn.service.resources.containers.get(container, {})
     v = conn.service.resources.variable(name, arrays[0], container=container, dtype=h.get("dtype"))
     if not existed:
@@ -162,12 +162,12 @@ def _op_variable(conn: DataConnection, h: dict, body) -> dict:
 
 def _op_var(conn: DataConnection, h: dict, body):
     v = conn.variable(h)
-    action = h.get("v")
+    action = h.get(P.ACTION)
     if action == "is_initialized":
         if v.destroyed:
             v._check()
         return {"r": v.is_initialized()}
-    arrays = decode_arrays(h.get("a", []), body)
+    arrays = decode_arrays(h.get(P.ARRAYS, []), body)
     if action == "initialize":
         value = v.initialize()
     elif action == "read":
@@ -175,7 +175,7 @@ def _op_var(conn: DataConnection, h: dict, body):
     elif action in ("assign", "assign_add", "assign_sub"):
         if len(arrays) != 1:
             raise InvalidArgumentError(f"{action} needs one value")
-        value = getattr(v, action)(arrays[0], h.get("wd"))  # "wd": the marked wire dtype, if any
+        value = getattr(v, action)(arrays[0], h.get(P.WIRE_DTYPE))  # "wd": the marked wire dtype, if any
     else:
         raise UnimplementedError(f"unknown variable operation {action!r}")
     return {}, [value]
@@ -186,7 +186,7 @@ def _op_accumulator(conn: DataConnection, h: dict, body) -> dict:
     shape = h.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise InvalidArgumentError("an accumulator needs a fully defined shape")
-    container, name = field_str(h, "c", ""), field_str(h, "n")
+    container, name = field_str(h, P.CONTAINER, ""), field_str(h, P.NAME)
     existed = name in conn.service.resources.containers.get(container, {})
     acc = conn.service.resources.accumulator(name, shape, dtype=h.get("dtype", "float32"), container=container)
     if not existed:
@@ -197,15 +197,15 @@ def _op_accumulator(conn: DataConnection, h: dict, body) -> dict:
 
 def _op_acc(conn: DataConnection, h: dict, body):
     acc = conn.accumulator(h)
-    action = h.get("v")
+    action = h.get(P.ACTION)
     if action == "apply":
-        arrays = decode_arrays(h.get("a", []), body)
+        arrays = decode_arrays(h.get(P.ARRAYS, []), body)
         step = h.get("step")
         if len(arrays) != 1 or not isinstance(step, int):
             raise InvalidArgumentError("apply_grad needs one gradient and an integer local_step")
-        return {"r": acc.apply_grad(arrays[0], step, h.get("wd"))}
+        return {"r": acc.apply_grad(arrays[0], step, h.get(P.WIRE_DTYPE))}
     if action == "take":
-        n = h.get("nn")
+        n = h.get(P.COUNT)
         if not isinstance(n, int):
             raise InvalidArgumentError("take_grad needs an integer num_required")
         return acc.take_grad(n, timeout=timeout_field(h))
@@ -232,7 +232,7 @@ def _op_status(conn: DataConnection, h: dict, body) -> dict:
 
 
 def _op_spec(conn: DataConnection, h: dict, body) -> dict:
-    res = conn.service.resources.get(field_str(h, "c", ""), field_str(h, "n"))
+    res = conn.service.resources.get(field_str(h, P.CONTAINER, ""), field_str(h, P.NAME))
     home = conn.service.task
     if isinstance(res, QueueBase):
         return {"kind": "queue", "type": res.type_name, "spec": res.spec.to_wire(), "cap": res.capacity, "home": home}
@@ -273,10 +273,10 @@ def _op_report(conn: DataConnection, h: dict, body) -> dict:
 
 def _op_dir(conn: DataConnection, h: dict, body) -> dict:
     directory = conn.service.directory
-    container, name = field_str(h, "c", ""), field_str(h, "n")
-    if h.get("v") == "register":
+    container, name = field_str(h, P.CONTAINER, ""), field_str(h, P.NAME)
+    if h.get(P.ACTION) == "register":
         return {"r": directory.local_register(container, name, field_str(h, "home"))}
-    if h.get("v") == "lookup":
+    if h.get(P.ACTION) == "lookup":
         return {"r": directory.local_lookup(container, name)}
     raise UnimplementedError(f"unknown directory operation {h.get('v')!r}")
 

@@ -1,5 +1,7 @@
-"""The data-plane protocol in one place: its operations, the header fields they use, and which
-calls a cluster task routes to another task.
+"""The data-plane protocol in one place: its operations, the header fields they use, which calls
+a cluster task routes to another task, and one builder per request (the functions at the end,
+which every client and the server's peer links call). Each operation's parser is its handler in
+:mod:`queueserver.ops`, which checks every field it reads.
 
 A connection starts with :data:`queueserver.wire.PREAMBLE`; then each request and reply is a
 frame (see :mod:`queueserver.wire` for the framing, the array codec and the compact frames): a
@@ -62,6 +64,7 @@ COUNT = "nn"          # dequeue / take_grad: how many
 ACKS = "k"            # delivery ids being acknowledged (dequeue, ack) or returned (return)
 DELIVERY = "d"        # reply to a dequeue: the delivery id the batch is held under
 RESULT = "r"          # reply: the result of a query
+WITHDRAWN = "r"       # cancel: the id of the request to withdraw
 ERROR = "e"           # reply: [code, message, details] of the error raised
 WIRE_DTYPE = "wd"     # a narrower dtype the values travel as (bfloat16 bit patterns)
 HANDLE = "fh"         # bind: the compact-frame handle
@@ -110,3 +113,104 @@ def field_str(header: dict, key: str, default: str | None = None) -> str:
 def timeout_field(header: dict) -> Any:
     """The call's timeout as sent; the core checks it (``check_timeout``) before anything changes."""
     return header.get(TIMEOUT)
+
+
+# ----- one builder per request (the client side; ``route`` is ``route_fields`` of the resource)
+def hello(token: str | None, client: str) -> dict:
+    return {OP: OP_HELLO, "token": token, "client": client}
+
+
+def bye() -> dict:
+    return {OP: OP_BYE}
+
+
+def ping() -> dict:
+    return {OP: OP_PING}
+
+
+def create_queue(kind: str, capacity: int, spec: dict, **extra: Any) -> dict:
+    """``extra``: ``mad`` (min_after_dequeue) and ``seed`` for a RandomShuffleQueue."""
+    return {OP: OP_QUEUE, "kind": kind, "cap": capacity, "spec": spec, **extra}
+
+
+def create_variable(dtype: str | None = None) -> dict:
+    return {OP: OP_VARIABLE} if dtype is None else {OP: OP_VARIABLE, "dtype": dtype}
+
+
+def create_accumulator(shape: list, dtype: str) -> dict:
+    return {OP: OP_ACCUMULATOR, "shape": shape, "dtype": dtype}
+
+
+def enqueue(route: dict, many: bool, timeout: float | None) -> dict:
+    return {OP: OP_ENQUEUE, **route, MANY: many, TIMEOUT: timeout}
+
+
+def dequeue(route: dict, mode: str, count: int | None, timeout: float | None, acks: list) -> dict:
+    header: dict[str, Any] = {OP: OP_DEQUEUE, **route, MODE: mode, COUNT: count, TIMEOUT: timeout}
+    if acks:
+        header[ACKS] = acks
+    return header
+
+
+def ack(route: dict, ids: list) -> dict:
+    return {OP: OP_ACK, **route, ACKS: ids}
+
+
+def give_back(route: dict, ids: list) -> dict:
+    """``return``: the deliveries go back to the front of their queues."""
+    return {OP: OP_RETURN, **route, ACKS: ids}
+
+
+def cancel(request_id: int) -> dict:
+    return {OP: OP_CANCEL, WITHDRAWN: request_id}
+
+
+def bind(handle: int, name: str, container: str, spec: dict) -> dict:
+    return {OP: OP_BIND, HANDLE: handle, NAME: name, CONTAINER: container, "spec": spec}
+
+
+def queue_query(op: str, route: dict) -> dict:
+    """``size`` or ``is_closed``."""
+    return {OP: op, **route}
+
+
+def close(route: dict, cancel_pending_enqueues: bool) -> dict:
+    return {OP: OP_CLOSE, **route, CANCEL_PENDING: cancel_pending_enqueues}
+
+
+def variable_action(route: dict, action: str, wire_dtype: str | None = None) -> dict:
+    header: dict[str, Any] = {OP: OP_VAR, **route, ACTION: action}
+    if wire_dtype is not None:
+        header[WIRE_DTYPE] = wire_dtype
+    return header
+
+
+def accumulator_action(route: dict, action: str, **fields: Any) -> dict:
+    """``fields``: ``step`` and ``wd`` for apply, ``nn`` and ``t`` for take, ``step`` for set_step."""
+    return {OP: OP_ACC, **route, ACTION: action, **fields}
+
+
+def spec(name: str, container: str) -> dict:
+    return {OP: OP_SPEC, NAME: name, CONTAINER: container}
+
+
+def reset(containers: list, local: bool = False) -> dict:
+    header: dict[str, Any] = {OP: OP_RESET, "cs": containers}
+    if local:
+        header[LOCAL] = True
+    return header
+
+
+def status(cluster: bool = False) -> dict:
+    return {OP: OP_STATUS, "cluster": cluster}
+
+
+def report(role: str, figures: dict) -> dict:
+    return {OP: OP_REPORT, "role": role, "fig": figures}
+
+
+def directory(action: str, container: str, name: str, home: str | None = None) -> dict:
+    header: dict[str, Any] = {OP: OP_DIR, ACTION: action, CONTAINER: container, NAME: name}
+    if home is not None:
+        header["home"] = home
+    return header

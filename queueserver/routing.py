@@ -14,6 +14,7 @@ import logging
 import zlib
 from typing import TYPE_CHECKING
 
+from queueserver import protocol as P
 from queueserver.cluster import ClusterSpec, DeviceSpec, task_name
 from queueserver.errors import InvalidArgumentError, NotFoundError, QueueServerError, UnavailableError
 
@@ -179,7 +180,7 @@ class Directory:
         if owner == self.placement.task:
             return self.local_register(container, name, home)
         peer = await self.peers.get(owner)
-        reply, _ = await peer.call({"o": "dir", "v": "register", "c": container, "n": name, "home": home})
+        reply, _ = await peer.call(P.directory("register", container, name, home))
         self.cache[key] = reply["r"]
         return reply["r"]
 
@@ -196,7 +197,7 @@ class Directory:
         if owner == self.placement.task:
             return self.local_lookup(container, name)
         peer = await self.peers.get(owner)
-        reply, _ = await peer.call({"o": "dir", "v": "lookup", "c": container, "n": name})
+        reply, _ = await peer.call(P.directory("lookup", container, name))
         self.cache[key] = reply["r"]
         return reply["r"]
 

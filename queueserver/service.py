@@ -15,6 +15,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from queueserver import protocol as P
 from queueserver._version import __version__
 from queueserver.connection import DataConnection, Sniffer
 from queueserver.core import Attempt, ConditionalAccumulator, QueueBase, ResourceManager
@@ -195,7 +196,7 @@ class QueueService:
                 return {"up": True, **self.status()}
             try:
                 peer = await self.peers.get(task)
-                reply, _ = await peer.call({"o": "status"}, wait=5.0)
+                reply, _ = await peer.call(P.status(), wait=5.0)
                 return {"up": True, **reply["r"]}
             except QueueServerError as exc:
                 return {"task": task, "up": False, "error": str(exc)}
@@ -216,7 +217,7 @@ class QueueService:
                 return self.reset_local(containers), None
             try:
                 peer = await self.peers.get(task)
-                reply, _ = await peer.call({"o": "reset", "cs": containers, "local": True}, wait=10.0)
+                reply, _ = await peer.call(P.reset(containers, local=True), wait=10.0)
                 return reply["r"], None
             except QueueServerError as exc:
                 return 0, f"{task}: {exc}"
