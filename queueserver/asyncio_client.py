@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import sys
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -46,8 +46,7 @@ class AsyncClient(Channel):
         self.parent = parent
         self._device_stack: list = []
         self._routes: dict[str, "AsyncClient"] = {}
-        self._deliveries = Deliveries()
-        self._watched_tasks: set[asyncio.Task] = set()  # callers whose end hands their batches over
+        self._deliveries = Deliveries(_watch_task)
         # Compact-frame handles this connection has bound, one per queue and element layout (see AsyncQueue).
         self._compact_handles: dict[tuple, int] = {}
 
@@ -124,17 +123,8 @@ class AsyncClient(Channel):
         return check_timeout(owner.operation_timeout if timeout is DEFAULT else timeout, "a blocking call")
 
     def _caller(self) -> Any:
-        """Who is calling, for acknowledgements (see :mod:`queueserver.deliveries`): the current task,
-        watched so that what it received is handed over when it ends."""
-        task = asyncio.current_task()
-        if task is not None and task not in self._watched_tasks:
-            self._watched_tasks.add(task)
-            task.add_done_callback(self._caller_ended)
-        return task
-
-    def _caller_ended(self, task: asyncio.Task) -> None:
-        self._watched_tasks.discard(task)
-        self._deliveries.caller_ended(task)
+        """Who is calling, for acknowledgements (see :mod:`queueserver.deliveries`): the current task."""
+        return asyncio.current_task()
 
     # ----- resources
     async def _queue(self, kind: str, name: str, capacity: int, dtypes: Any, shapes: Any, names: Any,
@@ -237,6 +227,12 @@ class AsyncClient(Channel):
         # numpy scalars (a loader's np.float32 rate) travel as plain numbers.
         clean = {str(k): v.item() if isinstance(v, np.generic) else v for k, v in figures.items()}
         await self.call(P.report(str(role), clean))
+
+
+def _watch_task(caller: Any, callback: Callable[[Any], None]) -> None:
+    """What a task received is handed over when it ends (threads, the synchronous callers, stay)."""
+    if isinstance(caller, asyncio.Task):
+        caller.add_done_callback(callback)
 
 
 _QUEUE_TYPE_NAMES = {"fifo": "FIFOQueue", "random_shuffle": "RandomShuffleQueue",

@@ -19,60 +19,86 @@ here, on the client, without I/O:
 
 from __future__ import annotations
 
-from typing import Hashable
+from typing import Any, Callable, Hashable
 
 QueueKey = tuple[str, str]  # (container, name)
 
 
 class Deliveries:
-    """Delivery ids a connection received and has not acknowledged, by queue and by caller."""
+    """Delivery ids a connection received and has not acknowledged, by queue and by caller.
 
-    def __init__(self) -> None:
-        self._held: dict[QueueKey, dict[Hashable, list[int]]] = {}
-        self._handed_over: dict[QueueKey, list[int]] = {}  # received by callers that have ended
-        self._taken: dict[int, dict] = {}                  # taken delivery -> its route (where it goes back)
+    On the path of every dequeue: plain dicts keyed by ``(queue, caller)``, no container built
+    or dropped per call when a caller keeps consuming.
+    """
+
+    def __init__(self, watch: Callable[[Hashable, Callable[[Any], None]], None] | None = None) -> None:
+        # watch(caller, callback): arrange for callback(caller) when the caller ends (a task's done
+        # callback), called once per caller, when it first receives something.
+        self._watch = watch
+        self._held: dict[tuple[QueueKey, Hashable], list[int]] = {}
+        self._caller_keys: dict[Hashable, set[QueueKey]] = {}  # the queues each caller received from
+        self._handed_over: dict[QueueKey, list[int]] = {}      # received by callers that have ended
+        self._taken: dict[int, dict] = {}                      # taken delivery -> its route (where it goes back)
 
     def received(self, key: QueueKey, caller: Hashable, delivery: int) -> None:
         """``caller`` received ``delivery`` from queue ``key`` by a plain dequeue."""
-        self._held.setdefault(key, {}).setdefault(caller, []).append(delivery)
+        ids = self._held.get((key, caller))
+        if ids is None:
+            self._held[(key, caller)] = [delivery]
+            keys = self._caller_keys.get(caller)
+            if keys is None:
+                self._caller_keys[caller] = {key}
+                if self._watch is not None:
+                    self._watch(caller, self.caller_ended)
+            else:
+                keys.add(key)
+        else:
+            ids.append(delivery)
 
     def done_with(self, key: QueueKey, caller: Hashable) -> list[int]:
         """What ``caller``'s next call on ``key`` acknowledges (removed from the books; see :meth:`restore`)."""
-        by_caller = self._held.get(key)
-        ids = by_caller.pop(caller, []) if by_caller else []
-        handed = self._handed_over.pop(key, None)
-        if by_caller is not None and not by_caller:
-            del self._held[key]
-        return handed + ids if handed else ids
+        ids = self._held.pop((key, caller), None)
+        if self._handed_over:
+            handed = self._handed_over.pop(key, None)
+            if handed:
+                return handed + ids if ids else handed
+        return ids or []
 
     def count(self, key: QueueKey, caller: Hashable) -> int:
         """How many ids :meth:`done_with` would return now."""
-        by_caller = self._held.get(key)
-        mine = len(by_caller.get(caller, ())) if by_caller else 0
-        return mine + len(self._handed_over.get(key, ()))
+        ids = self._held.get((key, caller))
+        n = len(ids) if ids else 0
+        if self._handed_over:
+            n += len(self._handed_over.get(key, ()))
+        return n
 
     def restore(self, key: QueueKey, caller: Hashable, ids: list[int]) -> None:
         """The call that was to acknowledge ``ids`` failed before it was sent: they stay held."""
         if ids:
-            mine = self._held.setdefault(key, {}).setdefault(caller, [])
-            mine[:0] = ids
+            later = self._held.get((key, caller))
+            if later:
+                ids = ids + later
+            else:
+                self._caller_keys.setdefault(caller, set()).add(key)
+            self._held[(key, caller)] = list(ids)
 
-    def caller_ended(self, caller: Hashable) -> None:
+    def caller_ended(self, caller: Any) -> None:
         """``caller`` (a task) ended: what it received was handed over to whoever awaited it."""
-        for key in list(self._held):
-            ids = self._held[key].pop(caller, None)
+        for key in self._caller_keys.pop(caller, ()):
+            ids = self._held.pop((key, caller), None)
             if ids:
                 self._handed_over.setdefault(key, []).extend(ids)
-            if not self._held[key]:
-                del self._held[key]
 
     def forget(self, key: QueueKey, delivery: int) -> None:
         """``delivery`` goes back to its queue (nobody will see it): no call may acknowledge it."""
         self._taken.pop(delivery, None)
-        for ids in [*self._held.get(key, {}).values(), self._handed_over.get(key, [])]:
-            if delivery in ids:
+        for (held_key, _), ids in self._held.items():
+            if held_key == key and delivery in ids:
                 ids.remove(delivery)
                 return
+        handed = self._handed_over.get(key)
+        if handed and delivery in handed:
+            handed.remove(delivery)
 
     def taken(self, delivery: int, route: dict) -> None:
         """``delivery`` was taken: only its own ``ack()`` acknowledges it."""
@@ -87,6 +113,7 @@ class Deliveries:
         taken ones nobody acknowledged, with their routes, to give back first."""
         outstanding = list(self._taken.items())
         self._held.clear()
+        self._caller_keys.clear()
         self._handed_over.clear()
         self._taken.clear()
         return outstanding
