@@ -22,6 +22,7 @@ from queueserver.errors import (
     QueueServerError,
     UnavailableError,
     error_from_code,
+    from_exception,
 )
 from queueserver import protocol as P
 from queueserver.protocol import route_fields
@@ -118,7 +119,7 @@ class Channel:
         try:
             transport, protocol = await loop.create_connection(lambda: _ClientProtocol(self), host, port)
         except OSError as exc:
-            raise UnavailableError(f"cannot connect to {self.target}: {exc}") from exc
+            raise from_exception(exc, f"cannot connect to {self.target}") from exc
         self._protocol = protocol
         transport.write(PREAMBLE)
         reply, _ = await self.call(P.hello(self.token, self.client_name))

@@ -18,7 +18,10 @@ the class's ``code`` and the message, and the client raises the same class.
      ├── DataLossError            (15)  corrupt or truncated data (bad CRC, short record)
      └── UnauthenticatedError     (16)  missing or wrong shared token
 
-``error_from_code(code, message)`` maps a wire code back to the most specific class.
+``error_from_code(code, message)`` maps a wire code back to the most specific class;
+``from_exception(exc, what)`` maps a lower layer's exception (OSError, TimeoutError) into the tree.
+Misuse of the Python API itself (a wrong argument type, an impossible combination) raises
+Python's ``TypeError``/``ValueError`` where TensorFlow raises them, so ported code catches the same.
 """
 
 from __future__ import annotations

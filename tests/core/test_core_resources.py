@@ -78,3 +78,17 @@ def test_variable_updates_accept_marked_bfloat16_and_refuse_it_where_it_cannot_g
         counter.assign_add(delta, wire_dtype="bfloat16")
     bits = rm.variable("w/bfloat16", np.zeros(3, np.uint16))  # an encoded copy: unmarked uint16 is itself
     assert bits.assign(delta).tolist() == delta.tolist()
+
+
+def test_lower_layer_exceptions_map_into_the_one_error_tree():
+    from queueserver import errors
+
+    assert isinstance(errors.from_exception(ConnectionRefusedError(111, "refused"), "connect"), errors.UnavailableError)
+    assert isinstance(errors.from_exception(TimeoutError(), "connect"), errors.DeadlineExceededError)
+    assert isinstance(errors.from_exception(FileNotFoundError(2, "no such file", "x.csv"), "read"), errors.NotFoundError)
+    assert isinstance(errors.from_exception(KeyError("k"), "parse"), errors.InternalError)
+    same = errors.NotFoundError("already ours")
+    assert errors.from_exception(same, "anything") is same
+    assert errors.from_exception(ConnectionRefusedError(111, "refused"), "cannot connect to h:1").message \
+        == "cannot connect to h:1: [Errno 111] refused"
+    assert errors.error_name(errors.OutOfRangeError.code) == "OutOfRangeError" and errors.error_name(999) == "QueueServerError"
