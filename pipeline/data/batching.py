@@ -373,54 +373,94 @@ class WindowDataset(_Unary):
         self._drop = bool(drop_remainder)
 
     def _compute_spec(self) -> Any:
-        return DatasetSpec(self._parent.element_spec)
+        # As TensorFlow: a window of structured elements is the same structure of datasets, one
+        # per component.
+        return structure.map_structure(DatasetSpec, self._parent.element_spec)
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _WindowIterator(self, self._parent._make_iter(ctx))
 
 
 class _WindowIterator(_UnaryIterator):
+    """TensorFlow's window: a buffer of ``(size - 1) * stride + 1`` input elements, each kept with
+    the error its input raised, if any; a window whose elements include an error raises it (after
+    the buffer has shifted, so the next window is the right one); elements shifted past without
+    being buffered are read and dropped, errors included."""
+
     def __init__(self, ds: WindowDataset, parent_it: DatasetIterator) -> None:
         super().__init__(parent_it)
         self._ds = ds
-        self._start = 0  # input position of the next window's first element
-        self._pos = 0  # input elements consumed
-        self._buf: deque = deque()  # (position, element) still needed by later windows
+        self._target = (ds._size - 1) * ds._stride + 1
+        self._buf: deque = deque()  # (element, error): one per input position from the window's start
         self._ended = False
 
-    def __next__(self) -> Any:
-        from .sources import ListDataset
+    def _read(self) -> tuple[Any, BaseException | None] | None:
+        """The next input element as ``(element, error)``; None at the end of the input."""
+        try:
+            return next(self._parent), None
+        except StopIteration:
+            self._ended = True
+            return None
+        except Exception as exc:  # noqa: BLE001 - kept in its place in the window
+            return None, exc
 
+    def __next__(self) -> Any:
         ds = self._ds
-        last = self._start + (ds._size - 1) * ds._stride
-        while not self._ended and self._pos <= last:
-            try:
-                e = next(self._parent)
-            except StopIteration:
-                self._ended = True
-                break
-            if self._pos >= self._start:
-                self._buf.append((self._pos, e))
-            self._pos += 1
-        while self._buf and self._buf[0][0] < self._start:
-            self._buf.popleft()
-        wanted = {self._start + k * ds._stride for k in range(ds._size)}
-        window = [e for p, e in self._buf if p in wanted]
-        if not window or (ds._drop and len(window) < ds._size):
+        buf = self._buf
+        while not self._ended and len(buf) < self._target:
+            item = self._read()
+            if item is not None:
+                buf.append(item)
+        if not buf or (ds._drop and len(buf) < self._target):
             raise StopIteration
-        self._start += ds._shift
-        while self._buf and self._buf[0][0] < self._start:
-            self._buf.popleft()
-        return ListDataset(window, spec=ds._parent.element_spec)
+        window, error = [], None
+        for k in range(0, len(buf), ds._stride):
+            element, error = buf[k]
+            if error is not None:
+                break
+            window.append(element)
+        if ds._shift >= len(buf):
+            for _ in range(ds._shift - len(buf)):
+                if self._ended or self._read() is None:
+                    break
+            buf.clear()
+        else:
+            for _ in range(ds._shift):
+                buf.popleft()
+        if error is not None:
+            raise error
+        return _window_of(window, ds._parent.element_spec)
 
     def _own_state(self) -> dict:
         return {
-            "start": self._start,
-            "pos": self._pos,
             "ended": self._ended,
-            "buf": [[p, structure.encode(e)] for p, e in self._buf],
+            "buf": [[structure.encode(e), None if err is None else [type(err).__name__, str(err)]]
+                    for e, err in self._buf],
         }
 
     def _set_own_state(self, state: dict) -> None:
-        self._start, self._pos, self._ended = int(state["start"]), int(state["pos"]), bool(state["ended"])
-        self._buf = deque((int(p), structure.decode(e)) for p, e in state["buf"])
+        self._ended = bool(state["ended"])
+        self._buf = deque((structure.decode(e), None if err is None else _restored_error(*err))
+                          for e, err in state["buf"])
+
+
+def _window_of(elements: list, spec: Any) -> Any:
+    """One window: a dataset of ``elements``, or, for structured elements, the same structure of
+    datasets, one per component."""
+    from .sources import ListDataset
+
+    if not elements or not structure.is_nested(elements[0]):
+        return ListDataset(elements, spec=spec)
+    columns = zip(*(structure.flatten(e) for e in elements))
+    specs = structure.flatten(spec) if structure.is_nested(spec) else [None] * len(structure.flatten(elements[0]))
+    return structure.pack_as(elements[0], [ListDataset(list(c), spec=s) for c, s in zip(columns, specs)])
+
+
+def _restored_error(name: str, message: str) -> BaseException:
+    """An error saved with a window's state, as the class of this tree it was (else InvalidArgument)."""
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, errors.QueueServerError):
+        return cls(message)
+    return errors.InvalidArgumentError(message)
+
+
