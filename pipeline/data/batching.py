@@ -377,6 +377,15 @@ class WindowDataset(_Unary):
         # per component.
         return structure.map_structure(DatasetSpec, self._parent.element_spec)
 
+    def _cardinality(self) -> int:
+        n = self._parent._cardinality()
+        if n < 0:  # infinite or unknown stays so
+            return n
+        if self._drop:
+            rest = n - ((self._size - 1) * self._stride + 1)  # elements after the first full window
+            return 0 if rest < 0 else rest // self._shift + 1
+        return -(-n // self._shift)
+
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _WindowIterator(self, self._parent._make_iter(ctx))
 

@@ -346,11 +346,13 @@ class ZipDataset(Dataset):
         return structure.pack_as(self._structure, [d.element_spec for d in self._datasets])
 
     def _cardinality(self) -> int:
+        # TensorFlow's rule: one input of unknown length makes the zip's unknown (a filtered input
+        # may be shorter than every other), else the shortest finite one, else infinite.
         cards = [d._cardinality() for d in self._datasets]
+        if UNKNOWN_CARDINALITY in cards:
+            return UNKNOWN_CARDINALITY
         finite = [c for c in cards if c >= 0]
-        if finite:
-            return min(finite)
-        return UNKNOWN_CARDINALITY if UNKNOWN_CARDINALITY in cards else INFINITE_CARDINALITY
+        return min(finite) if finite else INFINITE_CARDINALITY
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _ZipIterator(self, ctx)

@@ -71,3 +71,14 @@ def test_window_state_keeps_buffered_errors():
         next(it)
     resumed = ds.iterator(state=it.get_state())
     assert _windows(resumed) == ["InvalidArgumentError", "InvalidArgumentError", [3, 4, 5], [4, 5], [5]]
+
+
+@pytest.mark.parametrize("size, shift, stride, drop", [
+    (3, 2, 1, False), (3, 2, 2, True), (2, 3, 1, False), (4, 1, 2, False), (4, 1, 2, True), (8, 1, 1, True),
+])
+def test_window_cardinality_matches_what_iteration_gives(size, shift, stride, drop):
+    # cardinality_test: window's figure is known (TensorFlow computes it from the input's).
+    ds = Dataset.range(7).window(size, shift, stride, drop)
+    assert ds.cardinality() == len(_windows(ds))
+    assert Dataset.range(7).repeat().window(3).cardinality() == -1
+    assert Dataset.range(7).filter(lambda x: x > 2).window(3).cardinality() == -2

@@ -54,3 +54,13 @@ def test_a_zip_that_ended_stays_ended_across_a_checkpoint():
     assert [int(x) for x, _ in it] == [0]
     resumed = zipped.iterator(state=it.get_state())
     assert list(resumed) == []
+
+
+def test_zip_cardinality():  # cardinality_test: Zip cases
+    assert Dataset.zip((Dataset.range(5), Dataset.range(3))).cardinality() == 3
+    assert Dataset.zip((Dataset.range(5), Dataset.range(3).repeat())).cardinality() == 5
+    assert Dataset.zip((Dataset.range(3).repeat(), Dataset.range(3).repeat())).cardinality() == -1
+    # One input of unknown length (filtered: 3 of 5 remain) makes the zip's unknown, never 5.
+    filtered = Dataset.range(5).filter(lambda x: x < 3)
+    assert Dataset.zip((Dataset.range(5), filtered)).cardinality() == -2
+    assert len(list(Dataset.zip((Dataset.range(5), filtered)))) == 3
