@@ -285,11 +285,14 @@ class QueueBase:
     def close(self, cancel_pending_enqueues: bool = False) -> None:
         """Close the queue: no new enqueues; dequeues drain what is left.
 
+        As TensorFlow's: a cancelling close always succeeds (the TF1 shutdown pattern closes, then
+        closes again cancelling pending enqueues); a plain close of a closed queue fails.
+
         Raises:
-            CancelledError: the queue was already closed (as TensorFlow 2 reports it).
+            CancelledError: a plain close of a queue already closed (as TensorFlow 2 reports it).
         """
         self._check_alive()
-        if self.closed:
+        if self.closed and not cancel_pending_enqueues:
             raise CancelledError(f"Queue '{self.name}' is already closed.")
         self.closed = True
         if cancel_pending_enqueues:

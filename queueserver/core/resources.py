@@ -16,7 +16,7 @@ import numpy as np
 from queueserver.core.accumulators import ConditionalAccumulator
 from queueserver.core.clock import LOOP_CLOCK, Clock
 from queueserver.core.queues import QUEUE_TYPES, QueueBase, RandomShuffleQueue
-from queueserver.core.specs import ComponentSpec, as_dtype, dtype_name, shape_str
+from queueserver.core.specs import ComponentSpec, as_dtype, cast_exact, dtype_name, shape_str
 from queueserver.core.wire_dtypes import widen
 from queueserver.errors import (
     FailedPreconditionError,
@@ -152,7 +152,7 @@ class ResourceManager:
         display = _resource_key(container, name)
         existing = self._existing(container, name)
         if existing is not None:
-            self._check_same_queue(existing, cls, display, capacity, spec, min_after_dequeue)
+            self._check_same_queue(existing, cls, display, capacity, spec, min_after_dequeue, seed)
             return existing
         queue: QueueBase
         if cls is RandomShuffleQueue:
@@ -164,7 +164,7 @@ class ResourceManager:
         return queue
 
     @staticmethod
-    def _check_same_queue(existing, cls, display, capacity, spec, min_after_dequeue) -> None:
+    def _check_same_queue(existing, cls, display, capacity, spec, min_after_dequeue, seed) -> None:
         if not isinstance(existing, QueueBase) or type(existing) is not cls:
             raise InvalidArgumentError(
                 f"Shared resource '{display}' is a {existing.type_name}, not a {cls.type_name}")
@@ -180,6 +180,9 @@ class ResourceManager:
             raise InvalidArgumentError(
                 f"Shared queue '{display}' has min_after_dequeue {existing.min_after_dequeue}"
                 f" but requested min_after_dequeue was {min_after_dequeue}")
+        if isinstance(existing, RandomShuffleQueue) and existing.seed != seed:
+            raise InvalidArgumentError(
+                f"Shared queue '{display}' has random seeds ({existing.seed}) but requested seeds were ({seed})")
 
     def variable(self, name: str, initial_value: Any, *, container: str = "", dtype=None) -> Variable:
         """Get or create a variable (uninitialised until ``initialize``).
@@ -191,7 +194,7 @@ class ResourceManager:
             raise InvalidArgumentError("a shared variable needs a non-empty name")
         value = np.asarray(initial_value)
         if dtype is not None:
-            value = value.astype(as_dtype(dtype))
+            value = cast_exact(value, as_dtype(dtype), f"Variable '{_resource_key(container, name)}'")
         if value.dtype.kind not in "biufc":
             raise InvalidArgumentError(f"Variable '{name}': values must be numeric or bool, got {value.dtype}")
         display = _resource_key(container, name)

@@ -260,6 +260,25 @@ def pad_batches(batches: Sequence[Batch], spec: ComponentSpec) -> Batch:
     return tuple(out)
 
 
+def cast_exact(arr: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+    """``arr`` as ``dtype``, refusing integers outside ``dtype``'s range instead of wrapping them
+    (2**40 into int32, 300 or -1 into uint8), one vectorised min/max for the whole array.
+
+    Raises:
+        InvalidArgumentError: a value is out of range, naming it, the dtype and ``what``.
+    """
+    if arr.dtype == dtype:
+        return arr
+    if dtype.kind in "iu" and arr.dtype.kind in "iu" and arr.size:
+        info = np.iinfo(dtype)
+        low, high = arr.min(), arr.max()
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise InvalidArgumentError(
+                f"{what}: value {int(bad)} is out of range for {dtype_name(dtype)} ({info.min} to {info.max})")
+    return arr.astype(dtype)
+
+
 def coerce_component(value: Any, dtype: np.dtype, index: int) -> np.ndarray:
     """Turn a user's value into an array of ``dtype`` where the conversion loses no kind of meaning.
 
@@ -279,9 +298,11 @@ def coerce_component(value: Any, dtype: np.dtype, index: int) -> np.ndarray:
     arr = value if isinstance(value, np.ndarray) else np.asarray(value)
     if arr.dtype == dtype:
         return arr
+    if arr.size == 0 and isinstance(value, (list, tuple)):
+        return np.empty(arr.shape, dtype)  # an empty list has no dtype of its own: it takes the queue's
     if arr.dtype.kind in "OSU" or not np.can_cast(arr.dtype, dtype, casting="same_kind"):
         if not (arr.dtype.kind in "bui" and dtype.kind in "biuf"):
             raise InvalidArgumentError(
                 f"Type mismatch in tuple component {index}. Expected {dtype_name(dtype)}, got {dtype_name(arr.dtype)}"
                 + (f" ({value!r})" if arr.size == 1 else ""))
-    return arr.astype(dtype)
+    return cast_exact(arr, dtype, f"tuple component {index}")

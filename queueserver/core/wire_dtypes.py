@@ -34,7 +34,7 @@ import sys
 
 import numpy as np
 
-from queueserver.core.specs import dtype_name
+from queueserver.core.specs import cast_exact, dtype_name
 from queueserver.errors import InvalidArgumentError
 
 __all__ = ["BFLOAT16", "WIRE_DTYPES", "check_wire", "widen", "float32_to_bfloat16_bits",
@@ -102,7 +102,7 @@ def widen(value: np.ndarray, wire_dtype: str | None, dtype: np.dtype, owner: str
     check_wire(value.dtype, wire_dtype, dtype, owner)
     if wire_dtype == BFLOAT16:
         value = bfloat16_bits_to_float32(value)
-    return value if value.dtype == dtype else value.astype(dtype)
+    return value if value.dtype == dtype else cast_exact(value, dtype, owner)
 
 
 def float32_to_bfloat16_bits(x: np.ndarray, xp: Any = np) -> np.ndarray:
