@@ -26,12 +26,16 @@ if TYPE_CHECKING:
 def _components(value: Any, spec: ComponentSpec) -> list:
     """Split a user's element (array, tuple, or dict for named queues) into components."""
     n = len(spec.dtypes)
+    # Misuse of names is Python API misuse: ValueError with TensorFlow's own words.
     if isinstance(value, dict):
         if spec.names is None:
-            raise InvalidArgumentError("this queue has no component names: pass a tuple, not a dict")
-        if set(value) != set(spec.names):
-            raise InvalidArgumentError(f"expected components {list(spec.names)}, got {sorted(value)}")
+            raise ValueError("Queue must have names to enqueue a dictionary")
+        if sorted(map(str, value)) != sorted(spec.names):
+            raise ValueError("Keys in dictionary to enqueue do not match names of Queue.  Dictionary: "
+                             f"({sorted(map(str, value))}), Queue: ({sorted(spec.names)})")
         value = [value[k] for k in spec.names]
+    elif spec.names is not None:
+        raise ValueError("You must enqueue a dictionary in a Queue with names")
     elif n == 1 and not isinstance(value, (tuple, list)):
         value = [value]
     elif n == 1 and isinstance(value, list):
@@ -46,7 +50,7 @@ def _components(value: Any, spec: ComponentSpec) -> list:
 def _compact_payload(value: Any, spec: ComponentSpec, layout: tuple) -> bytes | None:
     """One element's bytes for a compact enqueue, or None when it does not match the spec exactly
     (then the ordinary call sends it, and the server says what is wrong)."""
-    if len(layout) == 1 and isinstance(value, (np.ndarray, np.generic)):
+    if len(layout) == 1 and spec.names is None and isinstance(value, (np.ndarray, np.generic)):
         dtype, shape, _ = layout[0]
         if value.dtype == dtype and value.shape == shape:  # the commonest element: one exact array
             return value.tobytes()
@@ -100,6 +104,11 @@ class AsyncQueue(_Handle):
     def shapes(self) -> tuple | None:
         """The components' shapes (``None`` entries for unknown sizes)."""
         return self.spec.shapes
+
+    @property
+    def names(self) -> tuple | None:
+        """The components' names (elements are dicts keyed by them), or None."""
+        return self.spec.names
 
     async def enqueue(self, value: Any, *, timeout: Any = DEFAULT) -> None:
         """Add one element; waits while the queue is full.

@@ -93,6 +93,7 @@ class Queue(_SyncHandle):
 
     dtypes = property(lambda self: self.spec.dtypes, doc="The components' dtypes.")
     shapes = property(lambda self: self.spec.shapes, doc="The components' shapes.")
+    names = property(lambda self: self.spec.names, doc="The components' names (elements are dicts), or None.")
     enqueue = _sync("AsyncQueue.enqueue")
     enqueue_many = _sync("AsyncQueue.enqueue_many")
 

@@ -61,3 +61,26 @@ def test_incompatible_shared_random_shuffle_queue_seeds(c):  # testIncompatibleS
     with pytest.raises(qs.InvalidArgumentError, match=r"random seeds \(12\) but requested seeds were \(21\)"):
         c.random_shuffle_queue("q_f", 10, 5, [np.float32], seed=21)
     assert c.random_shuffle_queue("q_f", 10, 5, [np.float32], seed=12).size() == 0
+
+
+def test_named_queue_elements_are_dicts(c):  # FIFOQueueTest.testEnqueueDequeueOneDictionary et al.
+    q = c.fifo_queue("named_q", 10, [np.int32, np.float32], [[], []], names=["i", "f"])
+    assert q.names == ("i", "f")
+    q.enqueue({"i": 1, "f": 2.0})
+    q.enqueue_many({"i": [3, 4], "f": [5.0, 6.0]})
+    one = q.dequeue()
+    assert sorted(one) == ["f", "i"] and int(one["i"]) == 1 and float(one["f"]) == 2.0
+    assert q.dequeue_many(2)["i"].tolist() == [3, 4]
+    # testEnqueueWithBadNames / positional values: refused, nothing placed (TensorFlow's words).
+    with pytest.raises(ValueError, match="You must enqueue a dictionary in a Queue with names"):
+        q.enqueue((1, 2.0))
+    with pytest.raises(ValueError, match="Keys in dictionary to enqueue do not match names of Queue"):
+        q.enqueue({"i": 1, "g": 2.0})
+    plain = c.fifo_queue("unnamed_q", 10, [np.int32], [[]])
+    assert plain.names is None
+    with pytest.raises(ValueError, match="Queue must have names to enqueue a dictionary"):
+        plain.enqueue({"i": 1})
+    one_named = c.fifo_queue("one_named", 10, [np.int32], [[]], names=["x"])
+    with pytest.raises(ValueError, match="You must enqueue a dictionary"):
+        one_named.enqueue(np.int32(5))  # the compact fast path checks names too
+    assert q.size() == 0 and one_named.size() == 0
