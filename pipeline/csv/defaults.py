@@ -73,6 +73,10 @@ def _as_default(kind: str, v: Any) -> Any:
 
 def _parse_defaults(record_defaults: Sequence[Any]) -> list[_Column]:
     """Turn ``record_defaults`` into columns, with TensorFlow's dtype rules."""
+    if isinstance(record_defaults, np.ndarray) and record_defaults.ndim >= 1:
+        # TensorFlow (eager) takes a numpy array as the list of its rows: np.zeros(5) is five
+        # float64 scalar defaults.
+        record_defaults = list(record_defaults)
     if not isinstance(record_defaults, (list, tuple)) or not record_defaults:
         raise InvalidArgumentError("record_defaults must be a non-empty list, one entry per column")
     cols = []
