@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from queueserver.errors import (
+    CancelledError,
     DeadlineExceededError,
     InvalidArgumentError,
     QueueServerError,
@@ -109,6 +110,8 @@ class Channel:
         self._out: list | None = None  # frames waiting for this turn's coalesced write
         self._fatal: QueueServerError | None = None
         self._closed = False
+        self._replies_left: set[int] = set()  # while closing: withdrawn calls not yet answered
+        self._all_replied = asyncio.Event()
         # The loop this channel runs on, kept: asyncio.get_running_loop() costs a getpid() system call.
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by open()
 
@@ -139,12 +142,40 @@ class Channel:
             return
         self._closed = True
         if self._protocol is not None and self._protocol.transport is not None:
+            await self._withdraw_pending()
             try:
                 await asyncio.wait_for(self.call(P.bye()), 5.0)
             except (QueueServerError, asyncio.TimeoutError, ConnectionError):
                 pass
             if self._protocol.transport is not None:
                 self._protocol.transport.close()
+
+    async def _withdraw_pending(self, wait: float = 2.0) -> None:
+        """Closing with calls still waiting (other tasks or threads blocked in them): each fails at
+        once with CancelledError, and is withdrawn on the server. Their replies are awaited (briefly)
+        before the goodbye, so a batch delivered just before its withdrawal arrived goes back to its
+        queue (see ``_on_frame``) instead of being acknowledged by the goodbye."""
+        waiting = [(rid, fut) for rid, fut in self._pending.items() if not fut.done()]
+        if not waiting:
+            return
+        error = CancelledError(f"the client of {self.target} was closed while this call waited")
+        self._replies_left = {rid for rid, _ in waiting}
+        self._all_replied = asyncio.Event()
+        for rid, fut in waiting:
+            fut.set_exception(error)
+            self._send({**P.cancel(rid), P.ID: 0})
+        try:
+            await asyncio.wait_for(self._all_replied.wait(), wait)
+        except asyncio.TimeoutError:
+            pass  # what has not answered by now is returned by the server when the connection drops
+
+    def _replied(self, rid: Any) -> None:
+        """A reply arrived for ``rid``: one fewer to wait for while closing."""
+        left = self._replies_left
+        if left:
+            left.discard(rid)
+            if not left:
+                self._all_replied.set()
 
     def _on_frame(self, header: dict, body: Any) -> None:
         rid = header.get("i")
@@ -154,7 +185,9 @@ class Channel:
             if header.get("i") == 0 and "e" in header:
                 self._on_stray_error(error_from_code(*header["e"]), header)
             return
-        if fut.cancelled():
+        if self._replies_left:
+            self._replied(rid)
+        if fut.done():  # cancelled by its caller, or failed because the client is closing
             # Nobody waits for this batch any more: give it straight back to the queue's front.
             if "d" in header:
                 self._give_back(header["d"], route_fields(route) if route else {})
@@ -171,7 +204,9 @@ class Channel:
         fut = self._pending.pop(rid, None)
         if fut is None:
             return
-        if fut.cancelled():
+        if self._replies_left:
+            self._replied(rid)
+        if fut.done():  # cancelled by its caller, or failed because the client is closing
             if delivery:  # nobody waits for this element any more: straight back to the queue's front
                 self._give_back(delivery, route or {})
             return
@@ -329,7 +364,7 @@ class Channel:
         comes is returned on arrival (see ``_on_frame``).
         """
         try:
-            if fut.done() and not fut.cancelled():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
                 reply = fut.result()[0]
                 if "d" in reply:
                     self._give_back(reply["d"], route)

@@ -9,8 +9,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from typing import Any, Coroutine
+
+from queueserver.errors import CancelledError, FailedPreconditionError
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -31,7 +34,10 @@ class LoopThread:
     """
 
     def __init__(self, name: str, *, uvloop: bool = True) -> None:
+        self.name = name
         self.loop = new_event_loop() if uvloop else asyncio.new_event_loop()
+        self._stopped = False
+        self._outstanding: set[concurrent.futures.Future] = set()  # submitted, not finished
         ready = threading.Event()
 
         def run() -> None:
@@ -43,9 +49,19 @@ class LoopThread:
         self.thread.start()
         ready.wait()
 
-    def submit(self, coro: Coroutine[Any, Any, Any]) -> "Any":
-        """Schedule ``coro`` on the loop; returns a ``concurrent.futures.Future``."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
+        """Schedule ``coro`` on the loop; returns a ``concurrent.futures.Future``.
+
+        Raises:
+            FailedPreconditionError: the loop was stopped (its client was closed).
+        """
+        if self._stopped:
+            coro.close()
+            raise FailedPreconditionError(f"{self.name} was stopped (its client was closed): connect again")
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        self._outstanding.add(fut)
+        fut.add_done_callback(self._outstanding.discard)
+        return fut
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` on the loop and return its result; an interruption (Ctrl-C) of the
@@ -58,8 +74,14 @@ class LoopThread:
             raise
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the loop, wait for the thread, and close the loop once it has stopped."""
+        """Stop the loop, wait for the thread, and close the loop once it has stopped. A call still
+        waiting on it then (submitted by another thread as it stopped) fails with CancelledError
+        instead of waiting for ever."""
+        self._stopped = True
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout)
+        for fut in list(self._outstanding):
+            if not fut.done():
+                fut.set_exception(CancelledError(f"{self.name} stopped before this call could finish"))
         if not self.thread.is_alive():
             self.loop.close()

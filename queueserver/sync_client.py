@@ -5,7 +5,6 @@ share one client. A batch whose caller is interrupted (Ctrl-C) goes back to its 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import threading
 from typing import Any
@@ -44,7 +43,7 @@ class _LoopThread(LoopThread):
             give_back(delivery)  # the caller gave up while the batch was on its way
             return None
 
-        fut = asyncio.run_coroutine_threadsafe(guarded(), self.loop)
+        fut = self.submit(guarded())
         try:
             return fut.result()
         except BaseException:

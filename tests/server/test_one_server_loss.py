@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -169,3 +170,55 @@ def test_a_taken_batch_is_acknowledged_only_by_its_own_ack(local_server):
     with qs.connect(local_server.target) as c:
         q = c.fifo_queue("taken", capacity=100, dtypes=[np.int64], shapes=[[]])
         assert q.size() == 2 and q.dequeue_many(2, timeout=5).tolist() == [8, 9]
+
+
+@pytest.mark.parametrize("attempt", range(8))
+def test_closing_a_client_fails_every_thread_blocked_in_it_promptly(local_server, attempt):
+    # Before: some threads hung for ever (the loop thread stopped under them) or got "connection lost".
+    with qs.connect(local_server.target) as setup:
+        setup.reset([""])
+        setup.fifo_queue("blocked", capacity=10, dtypes=[np.int64], shapes=[[]])
+    c = qs.connect(local_server.target)
+    q = c.fifo_queue("blocked", capacity=10, dtypes=[np.int64], shapes=[[]])
+    outcomes: list = []
+    started = threading.Barrier(7)
+
+    def blocked(kind):
+        started.wait()
+        try:
+            q.dequeue() if kind % 2 else q.dequeue_many(2)
+            outcomes.append("returned")
+        except BaseException as exc:  # noqa: BLE001 - the test looks at what each thread got
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=blocked, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    started.wait()
+    with qs.connect(local_server.target) as watcher:  # wait until all six wait on the server
+        deadline = time.monotonic() + 10
+        while watcher.status()["queues"][0]["waiting_dequeues"] < 6:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    c.close()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads), "a thread is still blocked in the closed client"
+    assert outcomes == ["CancelledError"] * 6
+    with qs.connect(local_server.target) as after:  # nothing was taken by the withdrawn calls
+        q2 = after.fifo_queue("blocked", capacity=10, dtypes=[np.int64], shapes=[[]])
+        q2.enqueue_many(np.arange(3))
+        assert q2.dequeue_many(3, timeout=5).tolist() == [0, 1, 2]
+
+
+async def test_closing_an_asyncio_client_fails_its_waiting_tasks_with_cancelled(local_server):
+    c = await qs.connect_async(local_server.target)
+    await c.reset([""])
+    q = await c.fifo_queue("blocked_async", capacity=10, dtypes=[np.int64], shapes=[[]])
+    waiting = [asyncio.ensure_future(q.dequeue()) for _ in range(4)]
+    while (await c.status())["queues"][0]["waiting_dequeues"] < 4:
+        await asyncio.sleep(0.005)
+    await c.close()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["CancelledError"] * 4
+    assert all(isinstance(r, qs.CancelledError) for r in results)
