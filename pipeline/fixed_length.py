@@ -7,7 +7,10 @@ whole block of records as one ``uint8`` array of shape ``(n, record_bytes)`` rea
 
 TensorFlow's rules, which this reader matches:
 
-* a file shorter than header + footer holds no records (no error);
+* a file shorter than header + footer: TensorFlow computes its body length as an unsigned 64-bit
+  number, so it wraps to ``2**64 - (header + footer - size)``; when that is not a multiple of
+  ``record_bytes`` the file is refused with the same ``InvalidArgumentError`` as any other partial
+  body (naming that wrapped length), otherwise it holds no records;
 * uncompressed, a body that is not a whole number of records is refused when the file is opened,
   before any record, with ``InvalidArgumentError`` ("... is not an exact multiple of the record
   length ...");
@@ -45,7 +48,8 @@ class FixedLengthRecordReader:
         footer_bytes: bytes to ignore at the end of the file.
         hop_bytes: if > 0, record ``k`` starts at ``header_bytes + k * hop_bytes`` (records may
             overlap or leave gaps); the file is then read while a whole record fits before the
-            footer. Not supported with compression.
+            footer, and a trailing partial record is dropped quietly, as TensorFlow's
+            ``FixedLengthRecordReader`` does (with or without compression).
         compression_type: ``""``, ``"GZIP"`` or ``"ZLIB"``.
         buffer_size: bytes read per block for compressed files.
         on_error: ``"raise"`` (TensorFlow's behaviour) or ``"skip"``: a trailing partial record is
@@ -84,15 +88,14 @@ class FixedLengthRecordReader:
         self.footer_bytes = int(footer_bytes)
         self.hop_bytes = int(hop_bytes)
         self.compression_type = _check_compression(compression_type)
-        if self.hop_bytes and self.compression_type:
-            raise InvalidArgumentError("hop_bytes is not supported with compressed files")
         self.buffer_size = int(buffer_size)
         self.on_error = check_on_error(on_error)
         self.records = 0
         self.bad_records = 0
         self._src = ByteSource(self.path, self.compression_type, self.buffer_size)
         self._next = 0  # index of the next record
-        self._buf = bytearray()  # compressed files: decompressed bytes not handed out yet
+        self._buf = bytearray()  # compressed files: decompressed bytes from the next record on
+        self._skip = 0  # compressed files with a hop past the buffer: bytes still to discard
         self._eof = False
         self._reported = False  # the partial trailing record was already raised/counted
         if self.compression_type:
@@ -106,6 +109,17 @@ class FixedLengthRecordReader:
 
     # -- layout ---------------------------------------------------------------------------------
     def _body_error(self, cls: type, body: int, total: int) -> Exception:
+        if body < 0:
+            # TensorFlow's body length is a uint64: a file shorter than header + footer wraps.
+            wrapped = body + (1 << 64)
+            return cls(
+                f"Excluding the header ({self.header_bytes} bytes) and footer ({self.footer_bytes} "
+                f"bytes), input file \"{self.path}\" has body length {wrapped} bytes, which is not an "
+                f"exact multiple of the record length ({self.record_bytes} bytes). (The file has only "
+                f"{total} bytes, {-body} fewer than the header and footer together.)",
+                path=self.path,
+                offset=0,
+            )
         whole = body // self.record_bytes * self.record_bytes
         return cls(
             f"Excluding the header ({self.header_bytes} bytes) and footer ({self.footer_bytes} "
@@ -120,9 +134,15 @@ class FixedLengthRecordReader:
     def _count_uncompressed(self) -> int:
         size = self._src.size() or 0
         limit = size - self.footer_bytes
-        if size < self.header_bytes + self.footer_bytes:
-            return 0  # TensorFlow: such a file simply holds no records
         body = limit - self.header_bytes
+        if body < 0:
+            if self.hop_bytes or (body + (1 << 64)) % self.record_bytes == 0:
+                return 0  # TensorFlow: then such a file simply holds no records
+            if self.on_error == "raise":
+                raise self._body_error(InvalidArgumentError, body, size)
+            self.bad_records += 1
+            self._reported = True
+            return 0
         if self.hop_bytes:
             if body < self.record_bytes:
                 return 0
@@ -182,22 +202,41 @@ class FixedLengthRecordReader:
         self.records += n
         return out
 
-    def _read_compressed(self, max_records: int) -> np.ndarray:
-        rb, fb = self.record_bytes, self.footer_bytes
-        need = int(max_records) * rb + fb
+    def _fill_compressed(self, need: int) -> None:
+        """Decompress until ``self._buf`` holds ``need`` bytes or the stream ends."""
+        while self._skip and not self._eof:  # a hop past the end of the buffer: discard the gap
+            gap = self._src.read(min(self._skip, 1 << 20))
+            if not gap:
+                self._eof = True
+            self._skip -= len(gap)
         while len(self._buf) < need and not self._eof:
             block = self._src.read_block()
             if not block:
                 self._eof = True
             else:
                 self._buf += block
-        usable = len(self._buf) - fb  # bytes that are surely body, not footer
-        k = max(0, min(int(max_records), usable // rb)) if usable > 0 else 0
-        out = np.frombuffer(bytes(self._buf[: k * rb]), np.uint8).reshape(k, rb).copy()
-        del self._buf[: k * rb]
+
+    def _read_compressed(self, max_records: int) -> np.ndarray:
+        rb, fb = self.record_bytes, self.footer_bytes
+        step = self.hop_bytes or rb
+        want = max(0, int(max_records))
+        # Record k of this chunk starts at k * step in the buffer; it is a record (not footer) when
+        # the footer's bytes follow it, which is all a one-pass stream can know.
+        self._fill_compressed((want - 1) * step + rb + fb if want else 0)
+        last = len(self._buf) - fb - rb  # the furthest start a whole record can have
+        k = min(want, last // step + 1) if last >= 0 else 0
+        if k:
+            span = (k - 1) * step + rb
+            flat = np.frombuffer(bytes(self._buf[:span]), np.uint8)
+            out = np.lib.stride_tricks.as_strided(flat, (k, rb), (step, 1)).copy()
+        else:
+            out = np.empty((0, rb), np.uint8)
+        drop = k * step
+        self._skip += max(0, drop - len(self._buf))
+        del self._buf[:drop]
         self._next += k
         self.records += k
-        if k < max_records and self._eof and not self._reported:
+        if k < want and self._eof and not self._reported and not self.hop_bytes:
             leftover = len(self._buf) - fb
             if leftover > 0:
                 self._reported = True
@@ -255,6 +294,7 @@ class FixedLengthRecordReader:
         self.bad_records = int(state.get("bad_records", self.bad_records))
         if self.compression_type:
             self._buf = bytearray()
+            self._skip = 0
             self._eof = False
             self._reported = False
             self._src.seek(offset)
