@@ -45,6 +45,7 @@ class AsyncClient(Channel):
         self.route_direct = options.route_direct
         self.parent = parent
         self._device_stack: list = []
+        self._container_stack: list[str] = []
         self._routes: dict[str, "AsyncClient"] = {}
         self._deliveries = Deliveries(_watch_task)
         # Compact-frame handles this connection has bound, one per queue and element layout (see AsyncQueue).
@@ -127,8 +128,29 @@ class AsyncClient(Channel):
         return asyncio.current_task()
 
     # ----- resources
-    async def _queue(self, kind: str, name: str, capacity: int, dtypes: Any, shapes: Any, names: Any,
-                     container: str, **extra: Any) -> "AsyncQueue":
+    def container(self, name: str) -> Any:
+        """Create and open resources inside this block in container ``name`` (TensorFlow 1's
+        ``with tf.container(name):``); an explicit ``container=`` still wins. Blocks nest."""
+        if not isinstance(name, str):
+            raise TypeError(f"a container name is a string, got {type(name).__name__}")
+        return _ContainerScope(self._container_stack, name)
+
+    def _container(self, container: str | None) -> str:
+        if container is not None:
+            return container
+        return self._container_stack[-1] if self._container_stack else ""
+
+    async def _queue(self, kind: str, name: str | None, capacity: int | None, dtypes: Any, shapes: Any, names: Any,
+                     container: str | None, shared_name: str | None = None, **extra: Any) -> "AsyncQueue":
+        # TensorFlow 1's spelling: shared_name= is the name the queue is shared under (name= is
+        # then only its op's name); without it, name is.
+        key = shared_name if shared_name is not None else name
+        if not key:
+            raise TypeError(f"{_QUEUE_TYPE_NAMES[kind]} needs a name (or shared_name=) to be shared under")
+        name = key
+        container = self._container(container)
+        if dtypes is None:
+            raise TypeError(f"{_QUEUE_TYPE_NAMES[kind]} needs dtypes")
         if not isinstance(capacity, (int, np.integer)) or isinstance(capacity, bool):
             raise InvalidArgumentError(f"capacity must be an integer, got {capacity!r}")
         spec = ComponentSpec(dtypes, shapes, names)  # validates before anything is sent
@@ -137,30 +159,37 @@ class AsyncClient(Channel):
         return AsyncQueue(self, route, name, container, reply.get("home", self.task),
                           ComponentSpec.from_wire(reply["spec"]), reply["type"])
 
-    async def fifo_queue(self, name: str, capacity: int, dtypes: Any, shapes: Any = None, *,
-                         names: Any = None, container: str = "") -> "AsyncQueue":
-        """Get or create a first-in first-out queue shared under ``(container, name)``."""
-        return await self._queue("fifo", name, capacity, dtypes, shapes, names, container)
+    async def fifo_queue(self, name: str | None = None, capacity: int | None = None, dtypes: Any = None,
+                         shapes: Any = None, *, names: Any = None, container: str | None = None,
+                         shared_name: str | None = None) -> "AsyncQueue":
+        """Get or create a first-in first-out queue shared under ``(container, name)``
+        (``shared_name=`` names it as TensorFlow 1 does; ``container`` defaults to the
+        :meth:`container` block's, else ``""``)."""
+        return await self._queue("fifo", name, capacity, dtypes, shapes, names, container, shared_name)
 
-    async def random_shuffle_queue(self, name: str, capacity: int, min_after_dequeue: int, dtypes: Any,
-                                   shapes: Any = None, *, names: Any = None, seed: int | None = None,
-                                   container: str = "") -> "AsyncQueue":
+    async def random_shuffle_queue(self, name: str | None = None, capacity: int | None = None,
+                                   min_after_dequeue: int = 0, dtypes: Any = None, shapes: Any = None, *,
+                                   names: Any = None, seed: int | None = None, container: str | None = None,
+                                   shared_name: str | None = None) -> "AsyncQueue":
         """Get or create a queue that dequeues in random order, keeping ``min_after_dequeue`` while open."""
-        return await self._queue("random_shuffle", name, capacity, dtypes, shapes, names, container,
+        return await self._queue("random_shuffle", name, capacity, dtypes, shapes, names, container, shared_name,
                                  mad=int(min_after_dequeue), seed=seed)
 
-    async def padding_fifo_queue(self, name: str, capacity: int, dtypes: Any, shapes: Any, *,
-                                 names: Any = None, container: str = "") -> "AsyncQueue":
+    async def padding_fifo_queue(self, name: str | None = None, capacity: int | None = None, dtypes: Any = None,
+                                 shapes: Any = None, *, names: Any = None, container: str | None = None,
+                                 shared_name: str | None = None) -> "AsyncQueue":
         """Get or create a FIFO queue of variable-size elements, zero-padded when batched."""
-        return await self._queue("padding_fifo", name, capacity, dtypes, shapes, names, container)
+        return await self._queue("padding_fifo", name, capacity, dtypes, shapes, names, container, shared_name)
 
-    async def priority_queue(self, name: str, capacity: int, dtypes: Any, shapes: Any = None, *,
-                             names: Any = None, container: str = "") -> "AsyncQueue":
+    async def priority_queue(self, name: str | None = None, capacity: int | None = None, dtypes: Any = None,
+                             shapes: Any = None, *, names: Any = None, container: str | None = None,
+                             shared_name: str | None = None) -> "AsyncQueue":
         """Get or create a queue whose elements are ``(int64 priority, *values)``, smallest first."""
-        return await self._queue("priority", name, capacity, dtypes, shapes, names, container)
+        return await self._queue("priority", name, capacity, dtypes, shapes, names, container, shared_name)
 
-    async def queue(self, name: str, *, container: str = "") -> "AsyncQueue":
+    async def queue(self, name: str, *, container: str | None = None) -> "AsyncQueue":
         """Open an existing queue by name, whatever its type and spec."""
+        container = self._container(container)
         reply, _ = await self.call(P.spec(name, container))
         if reply.get("kind") != "queue":
             raise InvalidArgumentError(f"'{name}' is a variable, not a queue")
@@ -168,9 +197,10 @@ class AsyncClient(Channel):
         return AsyncQueue(self, await self._route_to(home), name, container, home,
                           ComponentSpec.from_wire(reply["spec"]), reply["type"])
 
-    async def variable(self, name: str, initial_value: Any = 0.0, *, container: str = "",
+    async def variable(self, name: str, initial_value: Any = 0.0, *, container: str | None = None,
                        dtype: Any = None) -> "AsyncVariable":
         """Get or create a variable; it stays uninitialised until ``initialize()``."""
+        container = self._container(container)
         value = np.asarray(initial_value)
         if dtype is None and value.dtype == np.float64 and not isinstance(initial_value, np.ndarray):
             value = value.astype(np.float32)  # Python floats make float32 variables, as in TensorFlow
@@ -180,8 +210,9 @@ class AsyncClient(Channel):
                              np.dtype(reply["dtype"]), tuple(reply["shape"]))
 
     async def conditional_accumulator(self, name: str, shape: Any, dtype: Any = np.float32, *,
-                                      container: str = "") -> "AsyncAccumulator":
+                                      container: str | None = None) -> "AsyncAccumulator":
         """Get or create a conditional accumulator of gradients (TensorFlow's ConditionalAccumulator)."""
+        container = self._container(container)
         shape = [int(shape)] if isinstance(shape, (int, np.integer)) else [int(d) for d in shape]
         header = P.create_accumulator(shape, np.dtype(dtype).name)
         reply, route = await self._create("ConditionalAccumulator", name, container, header)
@@ -237,6 +268,19 @@ def _watch_task(caller: Any, callback: Callable[[Any], None]) -> None:
 
 _QUEUE_TYPE_NAMES = {"fifo": "FIFOQueue", "random_shuffle": "RandomShuffleQueue",
                      "padding_fifo": "PaddingFIFOQueue", "priority": "PriorityQueue"}
+
+
+class _ContainerScope:
+    """``with client.container(name)``: pushes a default container on entry, pops it on exit."""
+
+    def __init__(self, stack: list, name: str) -> None:
+        self._stack, self._name = stack, name
+
+    def __enter__(self) -> None:
+        self._stack.append(self._name)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.pop()
 
 
 class _DeviceScope:

@@ -262,6 +262,11 @@ class Client:
         """Place resources created inside this block (see :meth:`AsyncClient.device`)."""
         return self._async.device(device)
 
+    def container(self, name: str):
+        """Create and open resources inside this block in container ``name`` (TensorFlow 1's
+        ``with tf.container(name):``; see :meth:`AsyncClient.container`)."""
+        return self._async.container(name)
+
     fifo_queue = _sync_factory("fifo_queue", Queue)
     random_shuffle_queue = _sync_factory("random_shuffle_queue", Queue)
     padding_fifo_queue = _sync_factory("padding_fifo_queue", Queue)

@@ -84,3 +84,23 @@ def test_named_queue_elements_are_dicts(c):  # FIFOQueueTest.testEnqueueDequeueO
     with pytest.raises(ValueError, match="You must enqueue a dictionary"):
         one_named.enqueue(np.int32(5))  # the compact fast path checks names too
     assert q.size() == 0 and one_named.size() == 0
+
+
+def test_tf1_names_shared_name_and_container_blocks(c):
+    # tf.FIFOQueue(capacity, dtypes, shapes, shared_name=..., name=...): shared_name is the key.
+    a = c.fifo_queue(capacity=10, dtypes=[np.float32], shapes=[[]], shared_name="shared_q", name="q_op")
+    a.enqueue(1.0)
+    assert c.fifo_queue("shared_q", 10, [np.float32], [[]]).size() == 1
+    with c.container("exp"):  # with tf.container("exp"):
+        inside = c.fifo_queue(capacity=10, dtypes=[np.float32], shapes=[[]], shared_name="shared_q")
+        v = c.variable("w", np.zeros(2, np.float32))
+        with c.container("inner"):
+            assert c.variable("w", np.zeros(3, np.float32)).container == "inner"
+        assert c.queue("shared_q").container == "exp"
+        explicit = c.fifo_queue("shared_q", 10, [np.float32], [[]], container="")
+    assert inside.container == "exp" and v.container == "exp" and inside.size() == 0
+    assert explicit.size() == 1  # container= still wins inside a block
+    assert c.variable("w", np.zeros(4, np.float32)).container == ""  # outside: the default container
+    assert c.reset(["exp"]) == 2
+    with pytest.raises(TypeError, match="needs a name"):
+        c.fifo_queue(capacity=1, dtypes=[np.float32])
