@@ -36,7 +36,7 @@ try:  # the C extension's own entry point skips a Python-level wrapper call per 
 except ImportError:  # pragma: no cover - google_crc32c without its C extension
     from google_crc32c import value as _crc32c
 
-from queueserver.errors import DataLossError
+from queueserver.errors import DataLossError, FailedPreconditionError
 from pipeline.textline import DEFAULT_BUFFER_SIZE, ByteSource, _check_compression, check_on_error
 
 __all__ = ["TFRecordWriter", "TFRecordReader", "tf_record_iterator", "masked_crc32c"]
@@ -104,10 +104,9 @@ class TFRecordWriter:
             record: the record's bytes (``str`` is encoded as UTF-8).
 
         Raises:
-            ValueError: the writer is closed.
+            FailedPreconditionError: the writer is closed (TensorFlow's "Writer is closed.").
         """
-        if self._closed:
-            raise ValueError(f"TFRecordWriter for {self.path} is closed")
+        self._check_open()
         if isinstance(record, str):
             record = record.encode()
         record = bytes(record)
@@ -126,8 +125,16 @@ class TFRecordWriter:
 
         For compressed files this, like TensorFlow's flush, does not end a deflate block (which
         would change the compressed bytes); records become readable when the writer is closed.
+
+        Raises:
+            FailedPreconditionError: the writer is closed (TensorFlow's "Writer is closed.").
         """
+        self._check_open()
         self._file.flush()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FailedPreconditionError(f"Writer is closed. ({self.path})", path=self.path)
 
     def close(self) -> None:
         """Finish the compressed stream, if any, and close the file. Safe to call twice."""
@@ -189,6 +196,7 @@ class TFRecordReader:
         self._base = 0  # stream offset of self._buf[0]
         self._done = False
         self._pending_error: Exception | None = None
+        self._stop = 0  # offset of the record the last read stopped at (end of file or an error)
         if state is not None:
             self.set_state(state)
 
@@ -222,6 +230,7 @@ class TFRecordReader:
         while True:
             if self._ensure(12) < 12:
                 self._p = len(self._buf)
+                self._stop = self._base + self._p
                 self._done = True
                 return
             buf, end = self._buf, len(self._buf) - 11
@@ -263,6 +272,7 @@ class TFRecordReader:
             buf, p = self._buf, self._p
             if len(buf) - p < 12 and self._ensure(12) < 12:
                 # TensorFlow: a file ending inside a record header simply ends the input.
+                self._stop = self._base + self._p
                 self._p = len(self._buf)
                 self._done = True
                 break
@@ -270,7 +280,7 @@ class TFRecordReader:
             length, length_crc = unpack_header(buf, p)
             c = crc(buf[p : p + 8])
             if ((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF) != length_crc:
-                offset = self._base + p
+                offset = self._stop = self._base + p
                 if skip:
                     self.bad_records += 1
                     self._resync()
@@ -289,7 +299,7 @@ class TFRecordReader:
                     self._size is not None and self._base + p + total > self._size
                 ) or self._ensure(total) < total
                 if short:
-                    offset = self._base + self._p
+                    offset = self._stop = self._base + self._p
                     have = (self._size - offset) if self._size is not None else len(self._buf) - self._p
                     self._done = True
                     if skip:
@@ -308,6 +318,7 @@ class TFRecordReader:
             c = crc(data)
             if ((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF) != unpack_u32(buf, p + 12 + length)[0]:
                 offset = self._base + p + 12
+                self._stop = self._base + p
                 self._p = p + total
                 if skip:
                     self.bad_records += 1
@@ -356,11 +367,21 @@ class TFRecordReader:
         """
         offset = int(state["offset"])
         self._src.seek(offset)
+        self._size = self._src.size()  # the file may have grown since it was opened
         self._buf, self._p, self._base = b"", 0, offset
+        self._stop = offset
         self._done = False
         self._pending_error = None
         self.records = int(state.get("records", 0))
         self.bad_records = int(state.get("bad_records", 0))
+
+    def _retry(self) -> None:
+        """Read again from the record the last read stopped at (for ``tf_record_iterator``).
+
+        Bytes appended to the file since then are read, so a record that was missing or cut short
+        comes out now, and a corrupt one raises again, as TensorFlow's iterator behaves.
+        """
+        self.set_state({"offset": self._stop, "records": self.records, "bad_records": self.bad_records})
 
     def close(self) -> None:
         """Close the file."""
@@ -373,19 +394,65 @@ class TFRecordReader:
         self.close()
 
 
-def tf_record_iterator(path: str | os.PathLike, compression_type: str | None = "") -> Iterator[bytes]:
-    """Yield each record of a TFRecord file, like ``tf.compat.v1.io.tf_record_iterator``.
+class _RecordIterator:
+    """What :func:`tf_record_iterator` returns: an iterator that keeps its read offset.
+
+    At the end of the file (or at a record cut short, or a corrupt one) it raises ``StopIteration``
+    (or the ``DataLossError``) but stays open; the next ``next()`` reads again from the record it
+    stopped at, so records appended since come out (what TensorBoard relies on).
+    """
+
+    def __init__(self, path: str | os.PathLike, compression_type: str | None) -> None:
+        self._reader = TFRecordReader(path, compression_type=compression_type)
+        self._records: list[bytes] = []
+        self._i = 0
+        self._stopped = False  # the last read ended: re-read from the reader's stop offset
+
+    def __iter__(self) -> "_RecordIterator":
+        return self
+
+    def __next__(self) -> bytes:
+        if self._i < len(self._records):
+            self._i += 1
+            return self._records[self._i - 1]
+        reader = self._reader
+        if self._stopped:
+            reader._retry()
+        self._stopped = True  # until a read returns records
+        self._records, self._i = reader.read_chunk(1024), 0
+        if not self._records:
+            raise StopIteration
+        self._stopped = reader._done  # the file (or a bad record) was reached in this chunk
+        self._i = 1
+        return self._records[0]
+
+    def close(self) -> None:
+        """Close the file."""
+        self._reader.close()
+
+    def __enter__(self) -> "_RecordIterator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def tf_record_iterator(path: str | os.PathLike, compression_type: str | None = "") -> _RecordIterator:
+    """Iterate over the records of a TFRecord file, like ``tf.compat.v1.io.tf_record_iterator``.
+
+    The iterator keeps its read offset, as TensorFlow's does: after ``StopIteration`` (or a
+    ``DataLossError`` for a record cut short), a later ``next()`` returns the records appended to
+    the file since, so a file that is still being written can be followed (uncompressed files).
 
     Args:
         path: the file.
         compression_type: ``""``, ``"GZIP"`` or ``"ZLIB"``.
 
-    Yields:
-        Each record's bytes, CRC-checked.
+    Returns:
+        An iterator of each record's bytes, CRC-checked (with a ``close`` method).
 
     Raises:
-        NotFoundError: the file does not exist (raised when iteration starts).
-        DataLossError: a corrupt or truncated record, after the records before it.
+        NotFoundError: the file does not exist.
+        DataLossError: (from ``next``) a corrupt or truncated record, after the records before it.
     """
-    with TFRecordReader(path, compression_type=compression_type) as reader:
-        yield from reader
+    return _RecordIterator(path, compression_type)
