@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import structure
+from .shuffle import sampling
 from .base import (
     AUTOTUNE,
     Dataset,
@@ -75,6 +76,10 @@ class MapDataset(_Unary):
         if self._parent._iteration_consumes():
             return structure.UNKNOWN_SPEC  # never take from a queue or run a generator to look
         in_spec = self._parent.element_spec
+        with sampling():  # looking must not advance a shuffle's reshuffle sequence
+            return self._sample_spec(in_spec)
+
+    def _sample_spec(self, in_spec: Any) -> Any:
         it = self._parent.iterator()
         spec = None
         free_sizes: set = set()
@@ -236,6 +241,10 @@ class InterleaveDataset(_Unary):
     def _compute_spec(self) -> Any:
         if self._parent._iteration_consumes():
             return structure.UNKNOWN_SPEC  # never take from a queue or run a generator to look
+        with sampling():  # looking must not advance a shuffle's reshuffle sequence
+            return self._sample_spec()
+
+    def _sample_spec(self) -> Any:
         it = self._parent.iterator()
         try:
             for _ in range(64):

@@ -10,7 +10,7 @@ The element-wise algorithm (the definition)::
            else:                               buf[j] = buf[-1]; buf.pop()
            emit out; stop when buf is empty
 
-``rng`` is ``np.random.Generator(PCG64(SeedSequence(seed, spawn_key=epoch_path)))``:
+``rng`` is ``np.random.Generator(PCG64(SeedSequence(seed, spawn_key=key)))``:
 ``Generator.random(k)`` returns exactly the floats of ``k`` calls to ``random()``, so the block
 algorithm below can draw a whole block at once and still emit the identical sequence.
 
@@ -21,11 +21,24 @@ chunk and slots ``j_0..j_{m-1}``; step ``t`` emits the last value written to slo
 A stable sort of the slots finds those predecessors, so the outputs are one gather and the buffer
 update one scatter. Draining (input exhausted) runs the swap-with-last steps on row indices and
 gathers once. ``tests/pipeline/test_dataset_shuffle.py`` checks both give the same sequence.
+
+Seeding follows TensorFlow's (``ShuffleDatasetOp`` with its seed generator): the seed is fixed
+when the dataset is built (``seed``, or fresh OS entropy when it is None). Without
+``reshuffle_each_iteration`` every iterator of the dataset uses ``key = ()``: one order for every
+epoch of ``repeat`` and every new pass. With it, each new iterator of the dataset -- a new pass, a
+new epoch of an enclosing ``repeat``, another use inside ``concatenate``/``interleave`` -- takes
+the next number of the dataset's sequence as ``key = (k,)``, so orders differ and are
+reproducible from the seed. A saved state holds the entropy and ``k``; restoring it also sets
+the dataset's sequence to continue after ``k`` (as TensorFlow restores its seed generator), so a
+restored pass continues with the same later epochs. Iterators made only to infer an element spec
+(inside :func:`sampling`) look at the next order without taking a number.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator, cast
 
 import numpy as np
 
@@ -48,32 +61,77 @@ class ShuffleDataset(_Unary):
         self._size = buffer_size
         self._seed = None if seed is None else int(seed)
         self._reshuffle = True if reshuffle_each_iteration is None else bool(reshuffle_each_iteration)
+        # The seed is fixed here, once per dataset (TensorFlow draws it when the op is built).
+        self._entropy = self._seed if self._seed is not None else int(cast(int, np.random.SeedSequence().entropy))
+        self._next_number = 0  # the next pass's number in the reshuffle sequence
+        self._lock = threading.Lock()
+
+    def _number(self, take: bool) -> int | None:
+        """A new pass's number in the reshuffle sequence (None without reshuffling); ``take``
+        advances the sequence, otherwise this only looks at the next number."""
+        if not self._reshuffle:
+            return None
+        with self._lock:
+            k = self._next_number
+            if take:
+                self._next_number = k + 1
+        return k
+
+    def _restored(self, entropy: int, number: int | None) -> None:
+        """A state was restored: later passes continue the sequence it was saved in."""
+        with self._lock:
+            if self._seed is None:
+                self._entropy = entropy
+            if number is not None:
+                self._next_number = number + 1
 
     def _cardinality(self) -> int:
         return self._parent._cardinality()
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
-        return ShuffleIterator(self, ctx)
+        return ShuffleIterator(self, ctx, take=True)
 
 
-def _rng(entropy: int, key: tuple) -> np.random.Generator:
+_SAMPLING = threading.local()
+
+
+@contextmanager
+def sampling() -> Iterator[None]:
+    """Iterators made in this thread inside the block only look at elements (e.g. to infer an
+    element spec): they see the order the next pass will have and leave the seed sequence as it is."""
+    before = getattr(_SAMPLING, "active", False)
+    _SAMPLING.active = True
+    try:
+        yield
+    finally:
+        _SAMPLING.active = before
+
+
+def _rng(entropy: int, number: int | None) -> np.random.Generator:
+    # Pass 0 (and every pass without reshuffling) uses the seed's own order: spawn key ().
+    key = (number,) if number else ()
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=key)))
 
 
 class ShuffleIterator(DatasetIterator):
     """Iterator of :class:`ShuffleDataset`; chunked when its input is.
 
-    ``fast=False`` forces the element-wise algorithm (used by the equivalence tests).
+    ``fast=False`` forces the element-wise algorithm (used by the equivalence tests). With
+    ``take`` (a new pass, see the module docstring) the iterator takes the next number of the
+    dataset's reshuffle sequence when it draws first -- an iterator that never yields takes none;
+    without it, it only looks at that number.
     """
 
-    def __init__(self, ds: ShuffleDataset, ctx: tuple, fast: bool | None = None) -> None:
+    def __init__(self, ds: ShuffleDataset, ctx: tuple, fast: bool | None = None,
+                 take: bool = False) -> None:
         self._ds = ds
         self._parent = ds._parent._make_iter(ctx)
-        self._key = tuple(ctx) if ds._reshuffle else ()
-        # Without a seed each pass draws fresh OS entropy; it goes into the state so a resumed
-        # pass continues the same order.
-        self._entropy = ds._seed if ds._seed is not None else int(cast(int, np.random.SeedSequence().entropy))
-        self._gen = _rng(self._entropy, self._key)
+        self._take = take and not getattr(_SAMPLING, "active", False)
+        # Set when the first draw starts the generator. The entropy goes into the state, so a
+        # resumed pass continues the same order even in a dataset built again without a seed.
+        self._entropy = ds._entropy
+        self._number: int | None = None
+        self._gen = cast(np.random.Generator, None)  # set by _start
         self._draws = 0
         self._fast = self._parent.chunked if fast is None else fast
         self.chunked = self._fast
@@ -85,8 +143,15 @@ class ShuffleIterator(DatasetIterator):
     def _children(self) -> list[DatasetIterator]:
         return [self._parent]
 
+    def _start(self) -> None:
+        if self._gen is None:
+            self._entropy = self._ds._entropy
+            self._number = self._ds._number(self._take)
+            self._gen = _rng(self._entropy, self._number)
+
     # ----------------------------------------------------------------- element-wise
     def _fill_list(self) -> None:
+        self._start()
         while len(self._buf) < self._ds._size:
             try:
                 self._buf.append(next(self._parent))
@@ -123,6 +188,7 @@ class ShuffleIterator(DatasetIterator):
 
     # ----------------------------------------------------------------- blocks
     def _fill_stacked(self) -> None:
+        self._start()
         chunks = []
         got = 0
         size = self._ds._size
@@ -209,12 +275,15 @@ class ShuffleIterator(DatasetIterator):
             buf = None if self._buf is None or self._n == 0 else structure.encode(self._buf)
         else:
             buf = structure.encode(list(self._buf))
-        gen_state = self._gen.bit_generator.state
+        rng = None
+        if self._gen is not None:
+            gen_state = self._gen.bit_generator.state
+            rng = {"state": str(gen_state["state"]["state"]), "inc": str(gen_state["state"]["inc"])}
         return self._state(
             child=self._parent.get_state(),
             entropy=str(self._entropy),
-            key=list(self._key),
-            rng={"state": str(gen_state["state"]["state"]), "inc": str(gen_state["state"]["inc"])},
+            number=self._number,
+            rng=rng,
             draws=self._draws,
             filled=self._filled,
             done=self._done,
@@ -227,15 +296,20 @@ class ShuffleIterator(DatasetIterator):
         if bool(state["fast"]) != self._fast:
             raise ValueError("this shuffle state was saved with a different buffer layout")
         self._parent.set_state(state["child"])
-        self._entropy = int(state["entropy"])
-        self._key = tuple(state["key"])
-        self._gen = _rng(self._entropy, self._key)
-        self._gen.bit_generator.state = {
-            "bit_generator": "PCG64",
-            "state": {"state": int(state["rng"]["state"]), "inc": int(state["rng"]["inc"])},
-            "has_uint32": 0,
-            "uinteger": 0,
-        }
+        if state["rng"] is None:  # saved before the first draw: the pass starts when resumed
+            self._gen = cast(np.random.Generator, None)
+            self._number = None
+        else:
+            self._entropy = int(state["entropy"])
+            self._number = None if state["number"] is None else int(state["number"])
+            self._ds._restored(self._entropy, self._number)
+            self._gen = _rng(self._entropy, self._number)
+            self._gen.bit_generator.state = {
+                "bit_generator": "PCG64",
+                "state": {"state": int(state["rng"]["state"]), "inc": int(state["rng"]["inc"])},
+                "has_uint32": 0,
+                "uinteger": 0,
+            }
         self._draws = int(state["draws"])
         self._filled = bool(state["filled"])
         self._done = bool(state["done"])
