@@ -176,10 +176,10 @@ class RangeDataset(Dataset):
     def __init__(self, *args: int, dtype: Any = np.int64) -> None:
         if not 1 <= len(args) <= 3:
             raise TypeError(f"range takes 1 to 3 arguments, got {len(args)}")
-        r = range(*(int(a) for a in args))
-        if r.step == 0:
+        ints = [int(a) for a in args]
+        if len(ints) == 3 and ints[2] == 0:  # before range(), whose own check is a ValueError
             raise errors.InvalidArgumentError("step must be a non-zero integer")
-        self._range = r
+        self._range = range(*ints)
         self._dtype = np.dtype(dtype)
 
     def _compute_spec(self) -> Any:
