@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from queueserver import protocol as P
-from queueserver.channel import DEFAULT, Channel
+from queueserver.channel import DEFAULT, HELLO_TIMEOUT_S, Channel
 from queueserver.cluster import DeviceSpec, ResourceInfo
 from queueserver.core.specs import ComponentSpec
 from queueserver.core.timeouts import check_timeout
@@ -50,6 +50,14 @@ class AsyncClient(Channel):
         self._deliveries = Deliveries(_watch_task)
         # Compact-frame handles this connection has bound, one per queue and element layout (see AsyncQueue).
         self._compact_handles: dict[tuple, int] = {}
+
+    async def open(self, timeout: float | None = None) -> "AsyncClient":
+        """Connect and say hello, within the operation timeout when it is shorter than the hello's
+        own limit (see :meth:`Channel.open`)."""
+        if timeout is None and self.options.operation_timeout is not None:
+            timeout = min(max(self.options.operation_timeout, 0.001), HELLO_TIMEOUT_S)
+        await super().open(timeout)
+        return self
 
     # ----- placement
     def device(self, device: Any):

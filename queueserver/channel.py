@@ -21,6 +21,8 @@ from queueserver.errors import (
     DeadlineExceededError,
     InvalidArgumentError,
     QueueServerError,
+    ResourceExhaustedError,
+    UnimplementedError,
     UnavailableError,
     error_from_code,
     from_exception,
@@ -33,6 +35,8 @@ from queueserver.wire import (
 )
 
 DEFAULT = object()  # "use the client's operation timeout"
+# How long a connection may take to answer its hello (the operation timeout when shorter).
+HELLO_TIMEOUT_S = 30.0
 # How long the client waits past a call's own timeout before deciding the server is gone.
 TIMEOUT_GRACE_S = 30.0
 
@@ -108,15 +112,43 @@ class Channel:
         self._next_id = 1
         self._dequeue_routes: dict[int, dict] = {}
         self._out: list | None = None  # frames waiting for this turn's coalesced write
-        self._fatal: QueueServerError | None = None
+        self._fatal: QueueServerError | None = None  # the stream broke: no call can be made
+        self._stray: QueueServerError | None = None
         self._closed = False
         self._replies_left: set[int] = set()  # while closing: withdrawn calls not yet answered
         self._all_replied = asyncio.Event()
         # The loop this channel runs on, kept: asyncio.get_running_loop() costs a getpid() system call.
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by open()
 
-    async def open(self) -> "Channel":
-        """Connect and introduce this client (token included)."""
+    async def open(self, timeout: float | None = None) -> "Channel":
+        """Connect and introduce this client (token included), within ``timeout`` seconds
+        (default :data:`HELLO_TIMEOUT_S`): a listener that never answers, or answers something
+        that is not this protocol, fails here instead of hanging.
+
+        Raises:
+            UnavailableError: nothing listens there, or it is not a queue server (of this version).
+            DeadlineExceededError: it did not answer the hello in time.
+        """
+        wait = HELLO_TIMEOUT_S if timeout is None else timeout
+        try:
+            reply = await asyncio.wait_for(self._hello(), wait)
+        except asyncio.TimeoutError:
+            self._drop()
+            raise DeadlineExceededError(
+                f"{self.target} did not answer the hello within {wait:g} s: not a queue server (or a different"
+                " version), or it is hung") from None
+        except (ResourceExhaustedError, InvalidArgumentError, UnimplementedError) as exc:
+            self._drop()
+            raise UnavailableError(f"{self.target} is not a queue server (or a different version): {exc}") from None
+        except BaseException:
+            self._drop()
+            raise
+        self.server_info = reply
+        self.task = reply.get("task", self.task)
+        self.cluster = reply.get("cluster")
+        return self
+
+    async def _hello(self) -> dict:
         host, port = parse_target(self.target)
         self._loop = loop = asyncio.get_running_loop()
         try:
@@ -126,10 +158,14 @@ class Channel:
         self._protocol = protocol
         transport.write(PREAMBLE)
         reply, _ = await self.call(P.hello(self.token, self.client_name))
-        self.server_info = reply
-        self.task = reply.get("task", self.task)
-        self.cluster = reply.get("cluster")
-        return self
+        if not isinstance(reply.get("version"), str) or not isinstance(reply.get("task"), str):
+            raise InvalidArgumentError(f"its hello reply has no version and task: {sorted(reply)}")
+        return reply
+
+    def _drop(self) -> None:
+        """Abandon a connection that never completed its hello."""
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.abort()
 
     @property
     def connected(self) -> bool:
@@ -213,15 +249,20 @@ class Channel:
         fut.set_result(({"d": delivery} if delivery else {}, body))
 
     def _on_stray_error(self, error: QueueServerError, header: Any) -> None:
-        self._fatal = error
+        """An error that answers no call (a frame we could not decode, or the server's last word
+        before it closes the connection): kept as the reason if the connection then drops."""
+        self._stray = error
 
     def _on_fatal(self, error: QueueServerError) -> None:
+        """The stream cannot be parsed any further: every waiting call fails now (uvloop may
+        report the connection lost only much later) and the connection is dropped."""
         self._fatal = error
+        self._on_lost(None)
         if self._protocol is not None and self._protocol.transport is not None:
-            self._protocol.transport.close()
+            self._protocol.transport.abort()
 
     def _on_lost(self, exc: Exception | None) -> None:
-        error = self._fatal or UnavailableError(
+        error = self._fatal or self._stray or UnavailableError(
             f"connection to {self.target} lost" + (f": {exc}" if exc else ""))
         pending, self._pending = self._pending, {}
         for fut in pending.values():
@@ -230,7 +271,7 @@ class Channel:
 
     def _send(self, header: dict, arrays: Sequence[np.ndarray] = ()) -> None:
         proto = self._protocol
-        if proto is None or proto.transport is None:
+        if proto is None or proto.transport is None or self._fatal is not None:
             raise self._fatal or UnavailableError(f"not connected to {self.target}")
         self._write(proto, encode_frame(header, arrays))
 
@@ -291,7 +332,7 @@ class Channel:
         proto = self._protocol
         if proto is not None and not proto.can_write.is_set():
             await proto.can_write.wait()
-        if proto is None or proto.transport is None:
+        if proto is None or proto.transport is None or self._fatal is not None:
             raise self._fatal or UnavailableError(f"not connected to {self.target}")
         rid = self._next_id
         frame = encode_compact_request(op, rid, handle, timeout, acks, payload)  # before anything is registered
@@ -333,7 +374,7 @@ class Channel:
         fut = (self._loop or asyncio.get_running_loop()).create_future()
         self._pending[rid] = fut
         proto = self._protocol
-        if proto is None or proto.transport is None:
+        if proto is None or proto.transport is None or self._fatal is not None:
             self._pending.pop(rid, None)
             raise self._fatal or UnavailableError(f"not connected to {self.target}")
         self._write(proto, encode_raw_frame(header, body))

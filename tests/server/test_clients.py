@@ -7,6 +7,8 @@ import concurrent.futures
 import subprocess
 import sys
 
+import time
+
 import numpy as np
 import pytest
 
@@ -355,3 +357,33 @@ def test_bad_client_options_fail_at_connect_naming_the_option(local_server):
         qs.connect(local_server.target, operation_timeout=float("nan"))
     with pytest.raises(qs.InvalidArgumentError, match="no task 5 in job 'ps'"):
         qs.Server({"ps": ["127.0.0.1:1"]}, job_name="ps", task_index=5)
+
+
+def test_connecting_to_something_that_is_not_a_queue_server_fails_clearly():
+    import socket
+    import threading as _threading
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    banner = socket.create_server(("127.0.0.1", 0))
+    stop = _threading.Event()
+
+    def greet() -> None:  # an SSH-like service: a banner, then nothing
+        while not stop.is_set():
+            try:
+                conn, _ = banner.accept()
+            except OSError:
+                return
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n" + b"x" * 64)
+
+    _threading.Thread(target=greet, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(qs.DeadlineExceededError, match="did not answer the hello within 1 s: not a queue server"):
+            qs.connect(f"127.0.0.1:{silent.getsockname()[1]}", operation_timeout=1)
+        assert time.monotonic() - t0 < 5
+        with pytest.raises(qs.UnavailableError, match="is not a queue server"):
+            qs.connect(f"127.0.0.1:{banner.getsockname()[1]}", operation_timeout=5)
+    finally:
+        stop.set()
+        silent.close()
+        banner.close()
