@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import inspect
+import os
 import threading
 import weakref
 from collections import deque
@@ -210,6 +211,14 @@ class _ParallelMapIterator(_UnaryIterator):
 
 
 # --------------------------------------------------------------------------- interleave
+def schedulable_cores() -> int:
+    """The CPU cores this process may run on (TensorFlow's ``port::MaxParallelism``), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API on this platform
+        return max(1, os.cpu_count() or 1)
+
+
 class InterleaveDataset(_Unary):
     """``ds.interleave(...)`` and ``ds.flat_map(fn)`` (cycle_length 1)."""
 
@@ -221,7 +230,8 @@ class InterleaveDataset(_Unary):
             raise TypeError("`map_func` must be callable")
         self._fn = fn
         if cycle_length is None or cycle_length == AUTOTUNE:
-            cycle_length = autotune_parallelism(AUTOTUNE)
+            # "If cycle_length is not set, it defaults to the number of schedulable CPU cores."
+            cycle_length = schedulable_cores()
         if int(cycle_length) < 1:
             raise ValueError(f"cycle_length must be positive, got {cycle_length}")
         if block_length is None:
@@ -264,11 +274,15 @@ class InterleaveDataset(_Unary):
 
 
 class _Slot:
-    """One open input element of the cycle: its iterator and (in parallel mode) read-ahead."""
+    """One open input element of the cycle: its iterator and (in parallel mode) read-ahead.
+
+    Parallel mode opens inputs ahead of the cycle; an input that failed to open (its input
+    element or its function raised) holds the error as a slot without an iterator (``it`` None),
+    raised when the cycle reaches it -- where the sequential algorithm would have opened it."""
 
     __slots__ = ("element", "it", "buf", "fut", "ended", "exc")
 
-    def __init__(self, element: Any, it: DatasetIterator) -> None:
+    def __init__(self, element: Any, it: DatasetIterator | None) -> None:
         self.element = element
         self.it = it
         self.buf: deque = deque()
@@ -305,7 +319,7 @@ class _InterleaveIterator(_UnaryIterator):
         self._pool: cf.ThreadPoolExecutor | None = None
 
     def _children(self) -> list[DatasetIterator]:
-        return [self._parent] + [s.it for s in self._slots if s is not None]
+        return [self._parent] + [s.it for s in self._slots if s is not None and s.it is not None]
 
     def close(self) -> None:
         super().close()
@@ -317,7 +331,7 @@ class _InterleaveIterator(_UnaryIterator):
         self._cycle_index = (self._cycle_index + 1) % self._ds._cycle
 
     def _schedule(self, slot: _Slot) -> None:
-        if self._ds._parallel <= 1 or slot.fut is not None or slot.ended or slot.exc is not None:
+        if self._ds._parallel <= 1 or slot.it is None or slot.fut is not None or slot.ended or slot.exc is not None:
             return
         if self._pool is None:
             self._pool = cf.ThreadPoolExecutor(self._ds._parallel, thread_name_prefix="pipeline-interleave")
@@ -335,6 +349,7 @@ class _InterleaveIterator(_UnaryIterator):
         slot.exc = exc
 
     def _slot_next(self, slot: _Slot) -> Any:
+        assert slot.it is not None
         if self._ds._parallel <= 1:
             return next(slot.it)
         if not slot.buf:
@@ -368,14 +383,38 @@ class _InterleaveIterator(_UnaryIterator):
             if self._end_of_input:
                 return
             idx = (self._cycle_index + k) % n
-            if self._slots[idx] is None:
+            held = self._slots[idx]
+            if held is not None and held.it is None:
+                return  # after this error, the next input goes into this slot
+            if held is None:
                 try:
                     element = next(self._parent)
                 except StopIteration:
                     self._end_of_input = True
                     return
-                self._slots[idx] = self._open(element)
+                except Exception as exc:  # noqa: BLE001 - raised when the cycle gets here
+                    self._hold_error(idx, None, exc)
+                    return
+                try:
+                    self._slots[idx] = self._open(element)
+                except Exception as exc:  # noqa: BLE001 - raised when the cycle gets here
+                    self._hold_error(idx, element, exc)
+                    return
                 self._num_open += 1
+
+    def _hold_error(self, idx: int, element: Any, exc: BaseException) -> None:
+        """Parks an input's error in its slot; opening ahead stops there, as after that error the
+        sequential algorithm takes the next input into this same slot."""
+        slot = _Slot(element, None)
+        slot.exc = exc
+        self._slots[idx] = slot
+        self._num_open += 1
+
+    def _raise_held(self, slot: _Slot) -> None:
+        self._slots[self._cycle_index] = None
+        self._num_open -= 1
+        assert slot.exc is not None
+        raise slot.exc
 
     def __next__(self) -> Any:
         ds = self._ds
@@ -384,9 +423,12 @@ class _InterleaveIterator(_UnaryIterator):
         while not self._end_of_input or self._num_open > 0:
             slot = self._slots[self._cycle_index]
             if slot is not None:
+                if slot.it is None:
+                    self._raise_held(slot)
                 try:
                     e = self._slot_next(slot)
                 except StopIteration:
+                    assert slot.it is not None
                     slot.it.close()
                     self._slots[self._cycle_index] = None
                     self._num_open -= 1
@@ -414,6 +456,10 @@ class _InterleaveIterator(_UnaryIterator):
             if s is None:
                 slots.append(None)
                 continue
+            if s.it is None:
+                assert s.exc is not None
+                slots.append({"failed": structure.encode(s.exc)})
+                continue
             self._settle(s)
             slots.append(
                 {
@@ -434,7 +480,7 @@ class _InterleaveIterator(_UnaryIterator):
 
     def _set_own_state(self, state: dict) -> None:
         for s in self._slots:
-            if s is not None:
+            if s is not None and s.it is not None:
                 s.it.close()
         self._cycle_index = int(state["cycle_index"])
         self._block_index = int(state["block_index"])
@@ -444,6 +490,11 @@ class _InterleaveIterator(_UnaryIterator):
         for s in state["slots"]:
             if s is None:
                 self._slots.append(None)
+                continue
+            if "failed" in s:
+                held = _Slot(None, None)
+                held.exc = structure.decode(s["failed"])
+                self._slots.append(held)
                 continue
             element = structure.decode(s["element"])
             it = self._ds._open(element)._make_iter(self._ctx)
