@@ -33,11 +33,14 @@ class ParameterStore:
         transfer_dtype: ``float32``, ``bfloat16`` or ``float16``.
         container: the resource container.
         ps_tasks: spread the variables over this many ps tasks (None or 0: wherever the client is).
+        scope: the name prefix of the variables on the ps: parameter ``mlp/w0`` of a model in scope
+            ``A`` is variable ``A/w0`` (None: the parameter's own name, ``mlp/w0``).
     """
 
     def __init__(self, client: Any, names_shapes: Mapping[str, tuple], transfer_dtype: str = "float32",
-                 container: str = "", ps_tasks: int | None = None) -> None:
+                 container: str = "", ps_tasks: int | None = None, scope: str | None = None) -> None:
         self.client = client
+        self.scope = scope
         self.shapes = OrderedDict(names_shapes)
         self.transfer_dtype = transfer_dtype
         self.container = container
@@ -58,18 +61,25 @@ class ParameterStore:
         """A context placing new resources round robin over the ps tasks (when the client can)."""
         return placement_scope(self.client, self.ps_tasks)
 
+    def variable_name(self, name: str) -> str:
+        """The ps variable holding parameter ``name`` (``mlp/w0`` in scope ``A``: ``A/w0``)."""
+        if not self.scope:
+            return name
+        return f"{self.scope}/{name.split('/', 1)[-1]}"
+
     async def create(self) -> None:
         """Get or create the variables (zeros until someone initialises them)."""
         with self.placement():
             for name, shape in self.shapes.items():
-                self.vars[name] = await self.client.variable(name, np.zeros(shape, np.float32),
+                self.vars[name] = await self.client.variable(self.variable_name(name), np.zeros(shape, np.float32),
                                                              container=self.container)
         if self.transfer_dtype != "float32":
             wire = transfer_wire_dtype(self.transfer_dtype)
             for name, shape in self.shapes.items():
                 with device_scope(self.client, self.vars[name], self.ps_tasks):
                     self.wire_vars[name] = await self.client.variable(
-                        f"{name}/{self.transfer_dtype}", np.zeros(shape, wire), container=self.container)
+                        f"{self.variable_name(name)}/{self.transfer_dtype}", np.zeros(shape, wire),
+                        container=self.container)
 
     async def is_initialized(self) -> bool:
         """Whether every variable holds a value."""

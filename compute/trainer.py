@@ -220,7 +220,7 @@ class Trainer:
         cfg = self.cfg
         async with self._connection() as client, self.telemetry.reporting(client):
             shapes = OrderedDict((k, v.shape) for k, v in self.model.init_params(cfg.seed).items())
-            store = ParameterStore(client, shapes, cfg.transfer_dtype, cfg.container, self._ps_tasks())
+            store = ParameterStore(client, shapes, cfg.transfer_dtype, cfg.container, self._ps_tasks(), self.scope)
             cc = self._coord_container
 
             def open_q(suffix: str) -> Awaitable[Any]:
@@ -267,7 +267,7 @@ class Trainer:
             # float32 whatever the transfer dtype: pushes travel narrow (store.push_grads) and the
             # ps widens them on arrival, so only the bytes shrink, not the sums' precision.
             with device_scope(client, store.vars[name], store.ps_tasks):
-                accs[name] = await client.conditional_accumulator(f"{name}/grad_accum", list(shape),
+                accs[name] = await client.conditional_accumulator(f"{store.variable_name(name)}/grad_accum", list(shape),
                                                                   store.accumulator_dtype, container=container)
         return accs
 

@@ -402,3 +402,20 @@ def test_parameter_store_round_trip(local_server):
             np.testing.assert_allclose(new["mlp/b0"], params["mlp/b0"] + 1)
 
     run(main())
+
+
+def test_scope_prefixes_every_variable_of_the_model(local_server):
+    # Before: --scope A and --scope B both trained the same mlp/w0 on the ps.
+    x, y = make_data(256)
+    run(fill(local_server.target, "scoped_a", x, y))
+    run(fill(local_server.target, "scoped_b", x, y))
+    a = run(Trainer(cfg(local_server.target, queue="scoped_a", mode="async", scope="A", steps=2)).run())
+    b = run(Trainer(cfg(local_server.target, queue="scoped_b", mode="async", scope="B", steps=2)).run())
+    assert a.global_step == b.global_step == 2
+
+    async def names():
+        async with qs.connect_async(local_server.target) as c:
+            return {v["name"] for v in (await c.status())["variables"]}
+    found = run(names())
+    assert {"A/w0", "A/b0", "A/w1", "A/b1", "A/global_step", "B/w0", "B/global_step"} <= found
+    assert not any(n.startswith("mlp/") for n in found)
