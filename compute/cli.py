@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    print(json.dumps({"event": "done", **result.summary()}), flush=True)
+    print(json.dumps({"event": "done", **result.summary()}, allow_nan=False), flush=True)
     if result.staleness:
         print(result.staleness_histogram(), file=sys.stderr)
     return 0

@@ -89,7 +89,8 @@ class TrainResult:
         for key in ("step_s", *TRAINER_PHASES):
             out[key] = round(out[key], 6)
         out["staleness"] = {str(k): v for k, v in sorted(self.staleness.items())}
-        return out
+        # Valid JSON: a figure that is not a number (no step ran, a loss that diverged) is null.
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in out.items()}
 
     def staleness_histogram(self, width: int = 40) -> str:
         """The staleness distribution as text bars, one line per staleness value."""
@@ -245,7 +246,8 @@ class Telemetry:
 
     def print_line(self, **fields: Any) -> None:
         """One JSON line on stdout, tagged with the trainer's task."""
-        print(json.dumps({"task": self.result.task, **fields}), flush=True)
+        clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in fields.items()}
+        print(json.dumps({"task": self.result.task, **clean}, allow_nan=False), flush=True)
 
     def after_step(self, global_step: int, loss: float, n: int) -> None:
         """Account for one step on ``n`` examples that left the model at ``global_step``."""

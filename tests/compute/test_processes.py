@@ -158,3 +158,18 @@ def test_a_trainer_interrupted_mid_run_leaves_every_untrained_batch_queued(serve
     # Nothing lost: every sample was trained or is back in the queue. A step that finished after
     # its report may be trained and given back both (at least once): at most one batch more.
     assert n <= left + trained <= n + 32, (left, trained)
+
+
+def test_a_run_with_nothing_to_do_prints_valid_json(server_process):
+    # Before: the done line said "final_loss": NaN, which JSON parsers refuse.
+    with qs.connect(server_process.target) as c:
+        c.fifo_queue("empty_q", 10, [np.float32, np.int64], [[D], []]).close()
+    p = trainer(server_process.target, "--queue", "empty_q", "--async", "--scope", "empty")
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    done = [json.loads(line, parse_constant=refuse) for line in out.splitlines() if line.startswith("{")][-1]
+    assert done["event"] == "done" and done["samples"] == 0 and done["final_loss"] is None
