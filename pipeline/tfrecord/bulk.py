@@ -23,6 +23,7 @@ from pipeline.textline import _check_compression
 from .example import (
     FixedLenFeature,
     SparseTensor,
+    _checked_features,
     _feature_kinds,
     _parse_rows_fast,
     parse_example,
@@ -399,6 +400,7 @@ def read_tfrecord_examples(
     """
     comp = _check_compression(compression_type)
     files: Sequence[Any] = [paths] if isinstance(paths, (str, bytes, os.PathLike)) else paths
+    features = _checked_features(features)
     kinds = _feature_kinds(features)
     parts: list[tuple[dict, int]] = []
     for path in map(os.fspath, files):

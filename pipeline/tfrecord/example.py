@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -338,13 +338,18 @@ class FixedLenFeature:
     """A feature with a fixed number of values, like ``tf.io.FixedLenFeature``.
 
     Args:
-        shape: the shape of one record's values (``[]`` for a scalar).
+        shape: the shape of one record's values (``[]`` for a scalar; an int ``n`` means ``[n]``,
+            as TensorFlow's ``TensorShape`` reads it). ``None`` is refused by the parser with
+            TensorFlow's ``ValueError("Missing shape for feature ...")``.
         dtype: ``np.float32``, ``np.int64`` or ``bytes`` (also ``"float32"``, ``"int64"``,
             ``"string"``, ``str``, ``object``).
-        default_value: used when a record lacks the feature; ``None`` makes it required.
+        default_value: used when a record lacks the feature; ``None`` makes it required. As in
+            TensorFlow it is reshaped to ``shape``, so it must hold exactly as many values (a
+            flat list for a multi-dimensional shape, or a scalar when the shape holds one value);
+            otherwise the parser raises ``ValueError("Cannot reshape a tensor with ...")``.
     """
 
-    shape: Sequence[int]
+    shape: Any  # a sequence of ints (an int n is [n]); None is refused when parsing
     dtype: Any
     default_value: Any = None
 
@@ -629,6 +634,8 @@ def parse_example(serialized: Any, features: Mapping[str, Any] | None = None) ->
     Raises:
         InvalidArgumentError: malformed bytes, a required feature missing, a wrong number of
             values or a wrong type; the message names the feature and the record index.
+        ValueError: a FixedLenFeature without a shape (or with an unknown dimension), or with a
+            ``default_value`` that does not hold exactly the shape's number of values.
 
     Example:
         >>> s = encode_example({"x": np.array([1.5, 2.5], np.float32), "y": [7]})
@@ -644,6 +651,7 @@ def parse_example(serialized: Any, features: Mapping[str, Any] | None = None) ->
             dicts.append({k: _values(kind, parts) for k, (kind, parts) in raw.items()})
         return dicts[0] if single else dicts
 
+    features = _checked_features(features)
     kinds = _feature_kinds(features)
     if not single:
         fast = _parse_batch_fast(recs, features, kinds)
@@ -651,6 +659,49 @@ def parse_example(serialized: Any, features: Mapping[str, Any] | None = None) ->
             return fast
     dense, sparse = _parse_records(recs, features, kinds)
     return _stack_features(dense, sparse, features, kinds, n, single)
+
+
+def _dense_shape(name: str, sp: FixedLenFeature) -> tuple[int, ...]:
+    """The feature's shape as a tuple, checked as TensorFlow's parsing config checks it."""
+    if sp.shape is None:
+        raise ValueError(f"Missing shape for feature {name}. Received feature={sp}.")
+    if isinstance(sp.shape, (int, np.integer)):
+        return (int(sp.shape),)  # TensorShape(3) is the vector shape [3]
+    dims = tuple(sp.shape)
+    if dims and dims[0] is None:
+        raise ValueError(
+            f"First dimension of shape for feature {name} unknown. Consider using "
+            f"FixedLenSequenceFeature. Received feature={sp}."
+        )
+    if any(d is None or int(d) < 0 for d in dims):
+        raise ValueError(f"All dimensions of shape for feature {name} need to be known but received {sp.shape!s}.")
+    return tuple(int(d) for d in dims)
+
+
+def _checked_features(features: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec with each FixedLenFeature's shape a tuple and its default reshaped to it.
+
+    Raises:
+        ValueError: a missing or partly unknown shape, or a default whose number of values is not
+            the shape's, in TensorFlow's words.
+    """
+    out: dict[str, Any] = {}
+    for name, sp in features.items():
+        if isinstance(sp, FixedLenFeature):
+            shape = _dense_shape(name, sp)
+            default = sp.default_value
+            if default is not None:
+                arr = _as_kind(default, _kind_of(sp.dtype, name))
+                size = int(np.prod(shape)) if shape else 1
+                if arr.size != size:
+                    raise ValueError(
+                        f"Cannot reshape a tensor with {arr.size} elements to shape {list(shape)} ({size} "
+                        f"elements) for the default_value of feature {name}"
+                    )
+                default = arr.reshape(shape)
+            sp = FixedLenFeature(shape, sp.dtype, default)
+        out[name] = sp
+    return out
 
 
 def _feature_kinds(features: Mapping[str, Any]) -> dict[str, str]:
