@@ -2,7 +2,7 @@
 ``Dataset.list_files``.
 
 These wrap the synchronous readers of :mod:`pipeline.textline`, :mod:`pipeline.fixed_length`,
-:mod:`pipeline.tfrecord` and :func:`pipeline.csv.decode_csv`; no file format is parsed here. A
+:mod:`pipeline.tfrecord` and :mod:`pipeline.csv.records`; no file format is parsed here. A
 reader is iterable, has ``read_chunk(max_records)``, ``get_state()``, resumes from a state and
 ``close()``\\ s. Records move in chunks (one object array of bytes per ``read_chunk``), so
 ``TextLineDataset(f).batch(1024)`` never handles lines one by one.
@@ -19,13 +19,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.csv import decode_csv
 from pipeline.fixed_length import FixedLengthRecordReader
 from pipeline.textline import TextLineReader
 from pipeline.tfrecord import TFRecordReader
 from queueserver import errors
 
-from . import structure
 from .base import Dataset, DatasetIterator, autotune_parallelism
 from .structure import Chunk, TensorSpec
 
@@ -332,15 +330,21 @@ class TFRecordDataset(_FilesDataset):
 class CsvDataset(Dataset):
     """Rows of CSV files as tuples of scalars, one per column (``tf.data.experimental.CsvDataset``).
 
-    Lines are read in chunks and decoded with :func:`pipeline.csv.decode_csv` a chunk at a time.
+    Records follow TensorFlow's CSV rules, not lines: a quoted field may hold delimiters, newlines
+    and ``""``; ``\\n``, ``\\r`` and ``\\r\\n`` end records; an empty line is one empty field. Files
+    are read a chunk of records at a time (:class:`pipeline.csv.records.CsvRecordReader`); chunks of
+    plain lines are decoded by the vector/arrow paths of :mod:`pipeline.csv`. A bad record raises
+    ``InvalidArgumentError`` (TensorFlow's message plus file and line) at its own position, and
+    only that record is lost: the rows before and after it still come, so ``ignore_errors()``
+    drops exactly the bad records.
 
     Args:
         filenames: a path, a list of paths, or a Dataset of paths.
         record_defaults: one default per (selected) column; its dtype is the column's dtype, an
             empty default makes the column required.
         compression_type: ``""``, ``"GZIP"`` or ``"ZLIB"``.
-        buffer_size: accepted for compatibility.
-        header: skip the first line of each file.
+        buffer_size: bytes per read (positive; None for the default).
+        header: skip the first record of each file (an error if the file has none).
         field_delim: the field separator.
         use_quote_delim: treat ``"`` as quoting.
         na_value: a field value that means "missing".
@@ -348,7 +352,9 @@ class CsvDataset(Dataset):
         exclude_cols: indices of the columns to drop (instead of ``select_cols``).
 
     Raises:
-        ValueError: if both ``select_cols`` and ``exclude_cols`` are given.
+        InvalidArgumentError: bad arguments (TensorFlow's messages): both ``select_cols`` and
+            ``exclude_cols``, indices not strictly increasing or negative, ``select_cols`` of the
+            wrong length, ``buffer_size`` not positive, a bad delimiter or default.
 
     Example:
         >>> ds = CsvDataset("data.csv", [[0.0]] * 10 + [[0]], header=True)  # doctest: +SKIP
@@ -358,94 +364,176 @@ class CsvDataset(Dataset):
                  buffer_size: int | None = None, header: bool = False, field_delim: str = ",",
                  use_quote_delim: bool = True, na_value: str = "", select_cols: Sequence[int] | None = None,
                  exclude_cols: Sequence[int] | None = None) -> None:
-        if select_cols is not None and exclude_cols is not None:
-            raise ValueError("Either select_cols or exclude_cols should be empty")
-        self._defaults = list(record_defaults)
-        if exclude_cols is not None:
-            excluded = set(int(c) for c in exclude_cols)
-            total = len(self._defaults) + len(excluded)
-            select_cols = [c for c in range(total) if c not in excluded]
-        self._decode_kwargs: dict[str, Any] = dict(field_delim=field_delim, use_quote_delim=use_quote_delim,
-                                   na_value=na_value, select_cols=None if select_cols is None else list(select_cols))
-        self._lines = TextLineDataset(filenames, compression_type, skip_header_lines=1 if header else 0)
+        from pipeline.csv.defaults import _parse_defaults
 
-    def _decode(self, lines: np.ndarray) -> tuple:
-        cols = decode_csv(lines, self._defaults, **self._decode_kwargs)
-        return tuple(structure.to_array(c) if not isinstance(c, np.ndarray) else c for c in cols)
+        if buffer_size is not None and int(buffer_size) <= 0:
+            raise errors.InvalidArgumentError("buffer_size should be positive")
+        self._cols = _parse_defaults(record_defaults)
+        select = _csv_indices("select_cols", select_cols)
+        exclude = _csv_indices("exclude_cols", exclude_cols)
+        if select and exclude:
+            raise errors.InvalidArgumentError("Either select_cols or exclude_cols should be empty")
+        if select and len(select) != len(self._cols):
+            raise errors.InvalidArgumentError("select_cols should match output size")
+        delim = field_delim.encode() if isinstance(field_delim, str) else bytes(field_delim)
+        if len(delim) != 1:
+            raise errors.InvalidArgumentError("field_delim should be only 1 char")
+        na = na_value.encode() if isinstance(na_value, str) else bytes(na_value)
+        self._opts: dict[str, Any] = dict(
+            cols=self._cols, delim=delim[0], use_quote=bool(use_quote_delim), na=na,
+            select=select or None, exclude=exclude or None, header=bool(header),
+            compression_type=_compression(compression_type), buffer_size=buffer_size,
+        )
+        self._args = (record_defaults, compression_type, buffer_size, header, field_delim, use_quote_delim,
+                      na_value, select_cols, exclude_cols)
+        self._delegate: Dataset | None = None
+        self._paths: list[str] = []
+        if isinstance(filenames, Dataset):
+            self._delegate = filenames.flat_map(lambda p: CsvDataset(p, *self._args))
+        else:
+            self._paths = _as_paths(filenames)
+
+    def _open(self, path: str, state: dict | None) -> Any:
+        from pipeline.csv.records import CsvRecordReader
+
+        return CsvRecordReader(path, state=state, **self._opts)
 
     def _compute_spec(self) -> Any:
-        def one(d: Any) -> TensorSpec:
-            arr = structure.to_array(d if not isinstance(d, (list, tuple)) or len(d) else [0.0])
-            return TensorSpec((), "string" if arr.dtype == object else arr.dtype)
-
-        return tuple(one(d) for d in self._defaults)
+        return tuple(TensorSpec((), c.kind) for c in self._cols)
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
-        return _DecodedChunksIterator(self._lines._make_iter(ctx), self._decode)
+        if self._delegate is not None:
+            return self._delegate._make_iter(ctx)
+        return _CsvIterator(self)
 
 
-class _DecodedChunksIterator(DatasetIterator):
-    """Serves rows of chunks transformed by ``decode`` (chunk -> stacked columns).
+def _csv_indices(name: str, cols: Sequence[int] | None) -> list[int]:
+    """``select_cols`` / ``exclude_cols`` checked as TensorFlow's CSVDataset kernel does."""
+    out = [] if cols is None else [int(c) for c in cols]
+    if any(out[i - 1] >= out[i] for i in range(1, len(out))):
+        raise errors.InvalidArgumentError(f"{name} should be strictly increasing indices")
+    if out and out[0] < 0:
+        raise errors.InvalidArgumentError(f"{name} should be non-negative indices")
+    return out
 
-    The state is the input's state before the current chunk, the chunk size asked for and the
-    rows consumed; resuming re-reads and re-decodes that chunk.
+
+class _CsvIterator(DatasetIterator):
+    """Rows of a CsvDataset: one reader at a time, a decoded chunk of records buffered.
+
+    A chunk holds its good rows and the positions of its bad records; rows are served in record
+    order and a bad record raises its error when its turn comes (then the rows after it follow).
+    The state is the file index, the reader's state before the buffered chunk and the records of
+    that chunk already consumed (good and bad): resuming re-reads the chunk and skips them.
     """
 
     chunked = True
 
-    def __init__(self, parent: DatasetIterator, decode: Callable[[np.ndarray], Any]) -> None:
-        self._parent = parent
-        self._decode = decode
+    def __init__(self, ds: CsvDataset) -> None:
+        self._ds = ds
+        self._file = 0
+        self._reader: Any = None
         self._before: dict | None = None
-        self._data: Chunk | None = None
-        self._i = 0
+        self._chunk: Any = None  # CsvChunk
+        self._rec = 0  # records of the chunk consumed
+        self._row = 0  # good rows of the chunk consumed
+        self._bad_i = 0  # bad records of the chunk consumed
 
-    def _children(self) -> list[DatasetIterator]:
-        return [self._parent]
+    def _next_file(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+        self._reader, self._chunk, self._before = None, None, None
+        self._rec = self._row = self._bad_i = 0
+        self._file += 1
 
-    def _load(self) -> Chunk | None:
-        """Makes sure an unconsumed row is decoded and returns the chunk; None at the end."""
-        while self._data is None or self._i >= self._data.n:
-            before = self._parent.get_state()
-            c = self._parent.next_chunk(_READ_SIZE)
-            if c is None:
-                self._data = None
+    def _open(self, state: dict | None) -> None:
+        path = self._ds._paths[self._file]
+        try:
+            self._reader = self._ds._open(path, state)
+        except Exception:
+            self._file += 1  # an error moves past the file, so ignore_errors() can go on
+            raise
+
+    def _load(self) -> Any:
+        """A chunk with an unconsumed record, or None at the end of the last file."""
+        while self._chunk is None or self._rec >= self._chunk.n:
+            if self._file >= len(self._ds._paths):
                 return None
-            self._before = before
-            self._data = Chunk(c.n, self._decode(c.data))
-            self._i = 0
-        return self._data
+            if self._reader is None:
+                self._open(None)
+            before = self._reader.get_state()
+            try:
+                chunk = self._reader.read_chunk(_READ_SIZE)
+            except errors.InvalidArgumentError:
+                self._chunk = None  # a header that cannot be read: the file goes on after it
+                raise
+            except Exception:
+                self._next_file()
+                raise
+            if chunk is None:
+                self._next_file()
+                continue
+            self._before, self._chunk = before, chunk
+            self._rec = self._row = self._bad_i = 0
+        return self._chunk
+
+    def _raise_if_bad(self, chunk: Any) -> None:
+        if self._bad_i < len(chunk.bad) and chunk.bad[self._bad_i][0] == self._rec:
+            err = chunk.bad[self._bad_i][1]
+            self._bad_i += 1
+            self._rec += 1
+            raise err
 
     def __next__(self) -> Any:
-        data = self._load()
-        if data is None:
+        chunk = self._load()
+        if chunk is None:
             raise StopIteration
-        self._i += 1
-        return data.element(self._i - 1)
+        self._raise_if_bad(chunk)
+        i = self._row
+        self._row += 1
+        self._rec += 1
+        return tuple(c[i] for c in chunk.columns)
 
     def next_chunk(self, max_n: int) -> Chunk | None:
-        data = self._load()
-        if data is None:
+        chunk = self._load()
+        if chunk is None:
             return None
-        i = self._i
-        j = min(data.n, i + max_n)
-        self._i = j
-        return data.drop(i).take(j - i) if (i or j < data.n) else data
+        self._raise_if_bad(chunk)
+        stop = chunk.bad[self._bad_i][0] if self._bad_i < len(chunk.bad) else chunk.n
+        k = min(max_n, stop - self._rec)
+        i = self._row
+        self._row += k
+        self._rec += k
+        if i == 0 and k == len(chunk.columns[0]):
+            return Chunk(k, tuple(chunk.columns))
+        return Chunk(k, tuple(c[i : i + k] for c in chunk.columns))
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def get_state(self) -> dict:
-        if self._data is None or self._i >= self._data.n:
-            return self._state(child=self._parent.get_state(), before=None, i=0)
-        return self._state(child=None, before=self._before, i=self._i)
+        if self._chunk is None:
+            reader = None if self._reader is None else self._reader.get_state()
+            return self._state(file=self._file, reader=reader, rec=0, chunk=False)
+        return self._state(file=self._file, reader=self._before, rec=self._rec, chunk=True)
 
     def set_state(self, state: dict) -> None:
         self._check(state)
-        self._data = None
-        if state["before"] is None:
-            self._parent.set_state(state["child"])
+        self.close()
+        self._chunk, self._before = None, None
+        self._rec = self._row = self._bad_i = 0
+        self._file = int(state["file"])
+        if self._file >= len(self._ds._paths):
             return
-        self._parent.set_state(state["before"])
-        self._load()
-        self._i = int(state["i"])
+        if state["reader"] is not None:
+            self._open(state["reader"])
+        if state["chunk"]:
+            self._before = state["reader"]
+            self._chunk = self._reader.read_chunk(_READ_SIZE)
+            rec = int(state["rec"])
+            self._bad_i = sum(1 for i, _ in self._chunk.bad if i < rec)
+            self._rec, self._row = rec, rec - self._bad_i
 
 
 # --------------------------------------------------------------------------- list_files
