@@ -52,12 +52,17 @@ def parse_target(target: str) -> tuple[str, int]:
     Raises:
         InvalidArgumentError: the target names no port.
     """
+    given = target
     if "://" not in target:
         target = "http://" + target
     parts = urlsplit(target)
-    if parts.hostname is None or parts.port is None:
-        raise InvalidArgumentError(f"target {target!r} needs a host and a port, like http://127.0.0.1:2222")
-    return parts.hostname, parts.port
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = None
+    if parts.hostname is None or port is None:
+        raise InvalidArgumentError(f"target {given!r} needs a host and a port, like http://127.0.0.1:2222")
+    return parts.hostname, port
 
 
 class _ClientProtocol(asyncio.BufferedProtocol):

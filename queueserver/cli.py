@@ -142,18 +142,37 @@ def _reset(args: argparse.Namespace) -> int:
     return 0
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a log level: use one of {', '.join(_LOG_LEVELS)}")
+    return level
+
+
+def _logging_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """--log-level and --log-format, accepted before the subcommand and after it."""
+    parser.add_argument("--log-level", type=_log_level, default=default,
+                        help=f"logging level: {', '.join(_LOG_LEVELS)} (default INFO)")
+    parser.add_argument("--log-format", choices=("text", "json"), default=default,
+                        help="text lines for people (default) or one JSON object per line"
+                             " (ts, level, task, event, message, fields) for machines")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, for ``--help`` and for tests."""
     parser = argparse.ArgumentParser(
         prog="queueserver",
         description="A queue server with shared named queues and resource containers (TensorFlow 1 style).")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="text lines for people (default) or one JSON object per line"
-                             " (ts, level, task, event, message, fields) for machines")
+    _logging_options(parser, None)
     sub = parser.add_subparsers(dest="command", required=True)
+    # After the subcommand too; SUPPRESS keeps a value given before it when none is given after.
+    logging_after = argparse.ArgumentParser(add_help=False)
+    _logging_options(logging_after, argparse.SUPPRESS)
 
-    serve = sub.add_parser("serve", help="run the server daemon until SIGINT/SIGTERM",
+    serve = sub.add_parser("serve", help="run the server daemon until SIGINT/SIGTERM", parents=[logging_after],
                            description="Run a queue server. Binds loopback unless --host says otherwise.")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=2222, help="port to bind (default 2222; 0 picks a free one)")
@@ -168,14 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep no per-call statistics and serve no /metrics (the status page still works)")
     serve.set_defaults(func=_serve)
 
-    status = sub.add_parser("status", help="show a server's queues and variables")
+    status = sub.add_parser("status", help="show a server's queues and variables", parents=[logging_after])
     status.add_argument("target", help="server address, e.g. http://127.0.0.1:2222")
     status.add_argument("--token", default=None, help="the server's token (default: $QUEUESERVER_TOKEN)")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.add_argument("--cluster", action="store_true", help="show every task of the server's cluster")
     status.set_defaults(func=_status)
 
-    reset = sub.add_parser("reset", help="free every resource in the given containers")
+    reset = sub.add_parser("reset", help="free every resource in the given containers", parents=[logging_after])
     reset.add_argument("target", help="server address, e.g. http://127.0.0.1:2222")
     reset.add_argument("--container", action="append", required=True,
                        help="container to reset (repeat for several; '' is the default container)")
@@ -184,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = sub.add_parser("cluster", help="cluster helpers")
     cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True)
     up = cluster_sub.add_parser("up", help="start every task of a cluster spec whose host is this machine",
+                                parents=[logging_after],
                                 description="Start one `queueserver serve` per local task of CLUSTER_FILE"
                                             " (for development); Ctrl-C stops them all.")
     up.add_argument("cluster_file", help='cluster spec JSON, e.g. {"ps": ["127.0.0.1:2221"], "worker": [...]}')
@@ -195,8 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``queueserver`` console script."""
-    args = build_parser().parse_args(argv)
-    configure_logging(args.log_level, args.log_format)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and args.job is not None and not args.cluster:
+        parser.error("serve --job needs --cluster (the cluster spec that names the job's tasks)")
+    configure_logging(args.log_level or "INFO", args.log_format or "text")
     try:
         return args.func(args)
     except QueueServerError as exc:

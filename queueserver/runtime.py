@@ -134,7 +134,10 @@ def serve_forever(options: ServerOptions, *, on_ready: Callable[[QueueService], 
     stop = asyncio.Event()
 
     async def main() -> None:
-        await service.start()
+        try:
+            await service.start()
+        except OSError as exc:  # a busy port, an address not on this machine
+            raise UnavailableError(f"cannot serve on {options.host}:{options.port}: {exc.strerror or exc}") from None
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         if on_ready is not None:

@@ -87,6 +87,10 @@ class QueueService:
         self.host, self.port = self._listener.sockets[0].getsockname()[:2]
         event(logging.INFO, self.task, "server_started", f"serving on {self.target}", address=self.target,
               token=self.token is not None, metrics=self.call_stats is not None, pid=os.getpid())
+        if self.token is None and not _is_loopback(str(self.host)):
+            event(logging.WARNING, self.task, "no_token",
+                  f"serving on {self.target} without a token: anyone who can reach this address can read and"
+                  " change every queue and variable; set --token (or QUEUESERVER_TOKEN)", address=self.target)
 
     def connection_closed(self, conn: DataConnection) -> None:
         """A connection is gone (its transport closed)."""
@@ -232,3 +236,13 @@ class QueueService:
         if home != self.task:  # only reachable without a cluster: nothing else exists
             raise InvalidArgumentError(f"cannot place on {home} from {self.task}")
         return home, warning
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is only reachable from this machine."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"

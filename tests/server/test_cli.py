@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -78,6 +79,32 @@ def test_port_in_use_is_a_clear_error():
         port = server.target.rsplit(":", 1)[1]
         out = subprocess.run([sys.executable, "-m", "queueserver", "serve", "--port", port],
                              capture_output=True, text=True, timeout=30)
-        assert out.returncode != 0 and ("in use" in out.stderr or "Address" in out.stderr)
+        assert out.returncode == 1 and "in use" in out.stderr
+        assert "Traceback" not in out.stderr  # one line that says what is wrong
+        assert out.stderr.strip().count("\n") == 0 and out.stderr.startswith("queueserver serve: ")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["status", "foo:bar"], 1, "target 'foo:bar' needs a host and a port"),
+    (["--log-level", "LOUD", "serve", "--port", "0"], 2, "'LOUD' is not a log level"),
+    (["serve", "--log-level", "LOUD", "--port", "0"], 2, "'LOUD' is not a log level"),
+    (["serve", "--job", "ps", "--port", "0"], 2, "serve --job needs --cluster"),
+])
+def test_mistakes_get_one_line_errors_without_tracebacks(args, code, message):
+    out = run_cli(*args)
+    assert out.returncode == code and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_log_options_are_accepted_after_the_subcommand_and_a_public_bind_without_token_warns():
+    proc = subprocess.Popen([sys.executable, "-m", "queueserver", "serve", "--port", "0", "--host", "0.0.0.0",
+                             "--log-level", "warning", "--log-format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving on" in proc.stdout.readline()
+        warning = proc.stderr.readline()
+        assert json.loads(warning)["event"] == "no_token" and "without a token" in warning
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
