@@ -433,7 +433,7 @@ class Dataset:
         """``range(stop)``, ``range(start, stop[, step])`` as int64 scalars.
 
         Raises:
-            ValueError: if ``step`` is 0.
+            InvalidArgumentError: if ``step`` is 0.
 
         Example:
             >>> [int(x) for x in Dataset.range(10, 0, -3)]

@@ -20,6 +20,7 @@ from pipeline.csv import decode_csv
 from pipeline.fixed_length import FixedLengthRecordReader
 from pipeline.textline import TextLineReader
 from pipeline.tfrecord import FixedLenFeature, TFRecordReader, parse_example
+from pipeline.tfrecord.example import _dense_shape
 
 __all__ = ["CsvFormat", "FixedLengthFormat", "TFRecordFormat", "TextFormat", "parse_features"]
 
@@ -359,7 +360,7 @@ class TFRecordFormat(_Format):
         if self.features is None:
             return ComponentSpec([STRING], [[]])
         return ComponentSpec([STRING if f.dtype == "string" else f.dtype for f in self.features.values()],
-                             [list(f.shape) for f in self.features.values()])
+                             [list(_dense_shape(name, f)) for name, f in self.features.items()])
 
     def bind(self, spec: ComponentSpec, queue_name: str) -> Callable[..., tuple | None]:
         """See :meth:`_Format.bind`."""
