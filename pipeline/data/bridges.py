@@ -142,24 +142,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def from_queue(queue: Any, batch_size: int | None = None, *, timeout: float | None = None) -> Dataset:
-    """A dataset of the elements of a server queue, until it is closed and drained.
-
-    Args:
-        queue: a ``Queue`` (or an ``AsyncQueue``, see :class:`QueueDataset`).
-        batch_size: each dataset element is a batch of up to this many queue elements
-            (``dequeue_up_to``: full batches while the queue is open, then what is left); ``None``
-            gives single elements.
-        timeout: seconds each dequeue may wait (``DeadlineExceededError`` after that).
-
-    Returns:
-        The dataset (elements: arrays, tuples, or dicts for queues with component names).
-
-    Raises:
-        TypeError: ``queue`` is not a queue handle.
-
-    Example:
-        >>> ds = Dataset.from_queue(q, batch_size=256).map(train_step)   # doctest: +SKIP
-    """
+    """The implementation of :meth:`Dataset.from_queue` (documented there)."""
     return QueueDataset(queue, batch_size, timeout=timeout)
 
 
@@ -208,29 +191,7 @@ def _check_handle(queue: Any, method: str) -> None:
 
 def to_queue(self: Dataset, queue: Queue, *, enqueue_many: bool = False, close: bool = True,
              chunk_size: int = DEFAULT_CHUNK) -> int:
-    """Enqueue every element of the dataset into a server queue; blocks while the queue is full.
-
-    Args:
-        queue: a synchronous ``Queue`` whose spec matches the elements.
-        enqueue_many: each dataset element is a batch of queue elements (its first dimension
-            counts them); otherwise one dataset element is one queue element.
-        close: close the queue after the last element (consumers then drain it and get
-            ``OutOfRangeError``). If the dataset fails, the queue is closed with
-            ``cancel_pending_enqueues=True`` instead and the error is raised.
-        chunk_size: most consecutive elements sent in one ``enqueue_many``.
-
-    Returns:
-        The number of queue elements enqueued.
-
-    Raises:
-        TypeError: ``queue`` is an ``AsyncQueue`` (use :func:`to_queue_async`).
-        InvalidArgumentError: an element does not match the queue's spec (the queue's message).
-        CancelledError: the queue was closed by someone else.
-
-    Example:
-        >>> Dataset.from_tensor_slices((x, y)).to_queue(q)      # doctest: +SKIP
-        60000
-    """
+    """The implementation of :meth:`Dataset.to_queue` (documented there)."""
     _check_handle(queue, "to_queue")
     total = 0
     it = self.iterator()
@@ -261,21 +222,7 @@ def _close_quietly(close: Any, cancel: bool) -> Any:
 
 async def to_queue_async(self: Dataset, queue: Any, *, enqueue_many: bool = False, close: bool = True,
                          chunk_size: int = DEFAULT_CHUNK) -> int:
-    """:func:`to_queue` as a coroutine: the dataset runs in worker threads, enqueues are awaited.
-
-    Args:
-        queue: an ``AsyncQueue`` of this loop's client, or a synchronous ``Queue``.
-        enqueue_many: as for :func:`to_queue`.
-        close: as for :func:`to_queue`.
-        chunk_size: as for :func:`to_queue`.
-
-    Returns:
-        The number of queue elements enqueued.
-
-    Example:
-        >>> await Dataset.range(100).to_queue_async(aq)    # doctest: +SKIP
-        100
-    """
+    """The implementation of :meth:`Dataset.to_queue_async` (documented there)."""
     from pipeline.coordination import as_async_queue  # pipeline.data must not need it at import
 
     aq = as_async_queue(queue)
