@@ -80,8 +80,25 @@ class _Format:
         raise NotImplementedError  # pragma: no cover - abstract
 
 
+class _LineFormat(_Format):
+    """A format read line by line (CSV, text): skip_header_lines, compression_type and on_error
+    are the subclass's fields."""
+
+    skip_header_lines: int
+    compression_type: str
+
+    def open(self, path: str) -> TextLineReader:
+        """Open one file (blocking: call it in a worker thread)."""
+        return TextLineReader(path, skip_header_lines=self.skip_header_lines,
+                              compression_type=self.compression_type, on_error=self.on_error)
+
+    def first_line(self, reader: TextLineReader) -> int:
+        """The 1-based line number of the next record of ``reader``."""
+        return self.skip_header_lines + reader.records + 1
+
+
 @dataclass(frozen=True)
-class CsvFormat(_Format):
+class CsvFormat(_LineFormat):
     """CSV files read with ``TextLineReader`` and decoded with ``decode_csv``, a chunk at a time.
 
     Args:
@@ -116,15 +133,6 @@ class CsvFormat(_Format):
         if self.record_defaults is None:
             raise qerrors.InvalidArgumentError("CSV needs record_defaults (or an existing queue to derive them from)")
         return [np.asarray(c).dtype for c in decode_csv([], self.record_defaults)]
-
-    def open(self, path: str) -> TextLineReader:
-        """Open one file (blocking: call it in a worker thread)."""
-        return TextLineReader(path, skip_header_lines=self.skip_header_lines,
-                              compression_type=self.compression_type, on_error=self.on_error)
-
-    def first_line(self, reader: TextLineReader) -> int:
-        """The 1-based line number of the next record of ``reader``."""
-        return self.skip_header_lines + reader.records + 1
 
     def default_spec(self) -> ComponentSpec:
         """See :meth:`_Format.default_spec`."""
@@ -193,7 +201,7 @@ class CsvFormat(_Format):
 
 
 @dataclass(frozen=True)
-class TextFormat(_Format):
+class TextFormat(_LineFormat):
     """Text files, one string element per line (``TextLineReader``).
 
     Args:
@@ -209,15 +217,6 @@ class TextFormat(_Format):
     skip_header_lines: int = 0
     compression_type: str = ""
     on_error: str = "raise"
-
-    def open(self, path: str) -> TextLineReader:
-        """Open one file (blocking)."""
-        return TextLineReader(path, skip_header_lines=self.skip_header_lines,
-                              compression_type=self.compression_type, on_error=self.on_error)
-
-    def first_line(self, reader: TextLineReader) -> int:
-        """The 1-based line number of the next line of ``reader``."""
-        return self.skip_header_lines + reader.records + 1
 
     def default_spec(self) -> ComponentSpec:
         """One string component."""
