@@ -5,8 +5,10 @@ share one client. A batch whose caller is interrupted (Ctrl-C) goes back to its 
 
 from __future__ import annotations
 
+import atexit
 import functools
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -231,6 +233,7 @@ class Client:
             self._runner.stop()
             self._loop_thread = None
             raise
+        _OPEN_CLIENTS.add(self)
 
     @property
     def _runner(self) -> _LoopThread:
@@ -284,6 +287,7 @@ class Client:
         runner, self._loop_thread = self._loop_thread, None
         if runner is None:
             return
+        _OPEN_CLIENTS.discard(self)
         try:
             runner.run(self._async.close())
         finally:
@@ -330,3 +334,18 @@ def connect(target: str, operation_timeout: float | None = None, token: str | No
     return Client(target, operation_timeout, token, client_name=client_name,
                   allow_soft_placement=allow_soft_placement, log_device_placement=log_device_placement,
                   route_direct=route_direct)
+
+
+# Clients still open when the interpreter exits normally are closed cleanly then (their loop
+# threads, daemons, still run during atexit): what they received is acknowledged, as a clean close
+# does, and only a crash makes the server deliver it again.
+_OPEN_CLIENTS: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_clients() -> None:
+    for client in list(_OPEN_CLIENTS):
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - exiting: a client that cannot say goodbye is dropped
+            pass

@@ -155,3 +155,26 @@ def test_explicit_ack_and_clean_close_do_not_redeliver(server_process):
         # A clean close acknowledged the last batch: nothing comes back.
         assert q.size() == 0
         producer.reset([""])
+
+
+EXITING_CONSUMER = r"""
+import sys, numpy as np, queueserver as qs
+c = qs.connect(sys.argv[1])  # no with-block, no close(): the interpreter simply exits
+q = c.fifo_queue("exiting", capacity=100, dtypes=[np.int64], shapes=[[]])
+print(q.dequeue_many(3).tolist(), flush=True)
+"""
+
+
+def test_a_client_left_open_at_a_normal_exit_acknowledges_what_it_received(server_process):
+    # Before: the process exited without a goodbye, so the server gave the batch to the next
+    # consumer again, as if the consumer had crashed.
+    with qs.connect(server_process.target) as c:
+        c.reset([""])
+        q = c.fifo_queue("exiting", capacity=100, dtypes=[np.int64], shapes=[[]])
+        q.enqueue_many(np.arange(6))
+        out = subprocess.run([sys.executable, "-c", EXITING_CONSUMER, server_process.target],
+                             capture_output=True, text=True, timeout=60, check=True)
+        assert out.stdout.strip() == "[0, 1, 2]"
+        assert q.size() == 3 and q.dequeue_many(3, timeout=5).tolist() == [3, 4, 5]
+        assert q.size() == 0
+        c.reset([""])
