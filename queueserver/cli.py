@@ -219,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve" and args.job is not None and not args.cluster:
         parser.error("serve --job needs --cluster (the cluster spec that names the job's tasks)")
-    configure_logging(args.log_level or "INFO", args.log_format or "text")
+    args.log_level, args.log_format = args.log_level or "INFO", args.log_format or "text"
+    configure_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
     except QueueServerError as exc:
