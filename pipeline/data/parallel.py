@@ -10,6 +10,7 @@ buffered ahead are saved as elements.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import inspect
 import os
@@ -20,6 +21,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from queueserver import errors
+
+from . import base as _base
 from . import structure
 from .shuffle import sampling
 from .base import (
@@ -37,10 +41,47 @@ from .base import (
 from .structure import TensorSpec
 
 
-def _call_raw(fn: Callable, element: Any) -> Any:
-    """Runs ``fn`` on ``element`` in a worker; awaitable results are awaited on the loop."""
+def _on_background_loop() -> bool:
+    """Whether this thread is the pipeline's background loop's, running a coroutine there."""
+    loop = asyncio._get_running_loop()
+    return loop is not None and loop is _base._LOOP
+
+
+_ON_LOOP = (
+    "a coroutine function runs on the pipeline's background event loop, but this dataset is being "
+    "iterated synchronously on that loop's own thread (from a coroutine running there, e.g. another "
+    "map's coroutine function), so the loop would wait for itself for ever. Iterate the dataset with "
+    "`async for` (each step runs in a worker thread), or move the synchronous iteration off the loop: "
+    "`await asyncio.to_thread(list, dataset)`"
+)
+
+
+def _refuse(out: Any) -> errors.FailedPreconditionError:
+    if inspect.iscoroutine(out):
+        out.close()  # never awaited: no "coroutine was never awaited" warning
+    return errors.FailedPreconditionError(_ON_LOOP)
+
+
+def _guard(fn: Callable) -> Callable:
+    """``fn``, refusing (instead of deadlocking) to wait for an awaitable result when called on
+    the background loop's thread; ``call_fn`` then reports the refusal like any failure."""
+
+    def call(*args: Any) -> Any:
+        out = fn(*args)
+        if _on_background_loop() and inspect.isawaitable(out):
+            raise _refuse(out)
+        return out
+
+    return call
+
+
+def _call_raw(fn: Callable, element: Any, consumer_on_loop: bool = False) -> Any:
+    """Runs ``fn`` on ``element`` in a worker; awaitable results are awaited on the loop (unless
+    the consumer waiting for this result blocks that loop)."""
     out = fn(*element) if type(element) is tuple else fn(element)
     if inspect.isawaitable(out):
+        if consumer_on_loop:
+            raise _refuse(out)
         out = run_coroutine(out).result()
     return out
 
@@ -64,6 +105,7 @@ class MapDataset(_Unary):
         if not callable(fn):
             raise TypeError("`map_func` must be callable")
         self._fn = fn
+        self._call = _guard(fn)
         self._parallel = autotune_parallelism(num_parallel_calls) if num_parallel_calls else 1
         self._deterministic = True if deterministic is None else bool(deterministic)
         self._where = f"Dataset.map(fn={fn_name(fn)})"
@@ -98,7 +140,7 @@ class MapDataset(_Unary):
                             d for d, k in zip(np.shape(leaf), s.shape) if k is None
                         )
                 try:
-                    out = call_fn(self._fn, e, self._where)
+                    out = call_fn(self._call, e, self._where)
                 except Exception:  # noqa: BLE001 - sample around failing elements
                     continue
                 sp = structure.spec_of(out)
@@ -128,7 +170,7 @@ class MapDataset(_Unary):
 class _MapIterator(_UnaryIterator):
     def __init__(self, ds: MapDataset, parent_it: DatasetIterator) -> None:
         super().__init__(parent_it)
-        self._fn, self._where = ds._fn, ds._where
+        self._fn, self._where = ds._call, ds._where
 
     def __next__(self) -> Any:
         return call_fn(self._fn, next(self._parent), self._where)
@@ -146,14 +188,17 @@ class _ParallelMapIterator(_UnaryIterator):
         self._coro = inspect.iscoroutinefunction(ds._fn)
 
     def _submit(self, element: Any) -> Any:
+        on_loop = _on_background_loop()
         if self._coro:  # coroutine functions run on the event loop, not in threads
+            if on_loop:
+                raise errors.FailedPreconditionError(f"in {self._ds._where}: {_ON_LOOP}")
             fn = self._ds._fn
             return run_coroutine(fn(*element) if type(element) is tuple else fn(element))
         if self._pool is None:
             self._pool = cf.ThreadPoolExecutor(self._ds._parallel, thread_name_prefix="pipeline-map")
             # Threads end when the iterator is dropped without close().
             weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
-        return self._pool.submit(_call_raw, self._ds._fn, element)
+        return self._pool.submit(_call_raw, self._ds._fn, element, on_loop)
 
     def _fill(self) -> None:
         while not self._parent_done and len(self._pending) < self._ds._parallel:
@@ -229,6 +274,7 @@ class InterleaveDataset(_Unary):
         if not callable(fn):
             raise TypeError("`map_func` must be callable")
         self._fn = fn
+        self._call = _guard(fn)
         if cycle_length is None or cycle_length == AUTOTUNE:
             # "If cycle_length is not set, it defaults to the number of schedulable CPU cores."
             cycle_length = schedulable_cores()
@@ -243,7 +289,7 @@ class InterleaveDataset(_Unary):
         self._where = f"Dataset.{name}(fn={fn_name(fn)})"
 
     def _open(self, element: Any) -> Dataset:
-        out = call_fn(self._fn, element, self._where)
+        out = call_fn(self._call, element, self._where)
         if not isinstance(out, Dataset):
             raise TypeError(f"in {self._where}: `map_func` must return a `Dataset` object, got {type(out).__name__}")
         return out
@@ -333,6 +379,8 @@ class _InterleaveIterator(_UnaryIterator):
     def _schedule(self, slot: _Slot) -> None:
         if self._ds._parallel <= 1 or slot.it is None or slot.fut is not None or slot.ended or slot.exc is not None:
             return
+        if _on_background_loop():  # its thread would wait for a worker that may need the loop
+            return
         if self._pool is None:
             self._pool = cf.ThreadPoolExecutor(self._ds._parallel, thread_name_prefix="pipeline-interleave")
             weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
@@ -342,8 +390,13 @@ class _InterleaveIterator(_UnaryIterator):
         """Waits for the slot's read-ahead and moves its results into the slot."""
         if slot.fut is None:
             return
-        out, ended, exc = slot.fut.result()
+        result = slot.fut.result()
         slot.fut = None
+        self._apply(slot, result)
+
+    @staticmethod
+    def _apply(slot: _Slot, result: tuple[list, bool, BaseException | None]) -> None:
+        out, ended, exc = result
         slot.buf.extend(out)
         slot.ended = slot.ended or ended
         slot.exc = exc
@@ -354,7 +407,10 @@ class _InterleaveIterator(_UnaryIterator):
             return next(slot.it)
         if not slot.buf:
             if slot.exc is None and not slot.ended:
-                self._schedule(slot)
+                if slot.fut is None and _on_background_loop():
+                    self._apply(slot, _fetch(slot.it, 1))  # no read-ahead on the loop's thread
+                else:
+                    self._schedule(slot)
             self._settle(slot)
         if slot.buf:
             e = slot.buf.popleft()
@@ -583,8 +639,27 @@ class _PrefetchIterator(DatasetIterator):
         self._thread = threading.Thread(target=self._core.run, name="pipeline-prefetch", daemon=True)
         self._thread.start()
 
+    def _next_inline(self) -> Any:
+        """On the background loop's thread: no producer thread (it could need the blocked loop)."""
+        core = self._core
+        if core.buf:
+            kind, value = core.buf[0]
+            if kind == "end":
+                raise StopIteration
+            core.buf.popleft()
+            if kind == "err":
+                raise value
+            return value
+        try:
+            return next(core.parent)
+        except StopIteration:
+            core.buf.append(("end", None))
+            raise
+
     def __next__(self) -> Any:
         if self._thread is None:
+            if _on_background_loop():
+                return self._next_inline()
             self._start()
         core = self._core
         with core.cv:
