@@ -11,8 +11,7 @@ Iterators form a tree mirroring the datasets. Each one implements ``__next__`` (
 :class:`~pipeline.data.structure.Chunk`, so batch, shuffle and friends can move numpy blocks.
 
 Randomness never touches global state: each random stage derives its generator from
-``np.random.SeedSequence(seed, spawn_key=...)`` with a spawn key that records which repetition
-(epoch) of an enclosing ``repeat`` it runs in.
+``np.random.SeedSequence``, from a seed fixed when the dataset is built (see ``shuffle``).
 
 Also here: ``_Unary`` / ``_UnaryIterator``, the bases of every one-input dataset and its
 iterator (transforms, batching, shuffle, parallel import them from this module), and the server
@@ -612,14 +611,16 @@ class Dataset:
         """Shuffles with a buffer of ``buffer_size`` elements.
 
         The algorithm (see :mod:`pipeline.data.shuffle`) fills the buffer, then repeatedly emits
-        a uniformly chosen buffer slot and refills it with the next input. With a ``seed`` the
-        order is the same in every run and process; ``reshuffle_each_iteration`` (default True)
-        gives each repetition under ``repeat`` a different order.
+        a uniformly chosen buffer slot and refills it with the next input. As in tf.data, the seed
+        is fixed when the dataset is built: with ``reshuffle_each_iteration`` (default True) each
+        new iteration (a new pass, or a new epoch under ``repeat``) takes a different order, a
+        sequence the seed determines; without it every pass and epoch has one order. With a
+        ``seed`` the orders are the same in every run and process.
 
         Args:
             buffer_size: the buffer size (>= 1).
-            seed: an int seed, or None for fresh OS entropy per iteration.
-            reshuffle_each_iteration: reshuffle for every epoch of an enclosing ``repeat``.
+            seed: an int seed, or None for one drawn from OS entropy when the dataset is built.
+            reshuffle_each_iteration: a new order for each new iteration and epoch.
 
         Returns:
             The dataset.
