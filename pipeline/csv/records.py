@@ -28,7 +28,8 @@ from .exact import _parse_float, _parse_int
 __all__ = ["CsvRecordReader", "CsvChunk"]
 
 _BLOCK = 1 << 20  # bytes read per fill unless buffer_size says less
-_FAST_MAX_BYTES = 1 << 24  # give up looking for enough line ends past this many buffered bytes
+_FAST_MAX_BYTES = 1 << 24  # give up looking for a line end past this many buffered bytes
+_LINE_BYTES = 128  # a chunk of plain lines spans up to max_records * _LINE_BYTES bytes
 
 
 class _NeedMore(Exception):
@@ -365,23 +366,26 @@ class CsvRecordReader:
         return lines
 
     def _find_line_ends(self, max_records: int) -> int | None:
-        """The buffer index after the ``max_records``-th line end (or the end of the file), filling
-        the buffer as needed; None when that takes too many bytes."""
-        while True:
-            buf, end = self._buf, self._pos
-            for _ in range(max_records):
-                nl = buf.find(b"\n", end)
-                if nl < 0:
-                    end = -1
-                    break
-                end = nl + 1
-            if end >= 0:
-                return end
-            if self._eof:
-                return len(buf) if len(buf) > self._pos else None
-            if len(buf) - self._pos > _FAST_MAX_BYTES:
+        """The buffer index after the last line end within ``max_records * _LINE_BYTES`` bytes (the
+        whole rest at the end of the file; the first line's end when that line is longer), filling
+        the buffer as needed; None when that takes too many bytes. The cut depends only on the
+        file's bytes from the chunk start, so a resumed iterator re-reads the same chunk."""
+        budget = max_records * _LINE_BYTES
+        while len(self._buf) - self._pos < budget and self._fill():
+            pass
+        buf, pos = self._buf, self._pos
+        if self._eof and len(buf) - pos <= budget:
+            return len(buf) if len(buf) > pos else None
+        end = buf.rfind(b"\n", pos, pos + budget) + 1
+        while end <= 0:  # one line longer than the budget
+            if len(self._buf) - self._pos > _FAST_MAX_BYTES:
                 return None
-            self._fill()
+            nl = self._buf.find(b"\n", self._pos)
+            if nl >= 0:
+                return nl + 1
+            if not self._fill():
+                return len(self._buf)
+        return end
 
     def _decode_lines(self, lines: list[bytes]) -> CsvChunk:
         from . import _decode_records

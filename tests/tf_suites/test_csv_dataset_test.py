@@ -399,3 +399,18 @@ def test_header_with_a_quoted_newline(tmp):
     p = tmp / "h.csv"
     p.write_bytes(b'"a\nb",c\n1,2\n')
     assert _rows(CsvDataset(str(p), [[0], [0]], header=True)) == [(1, 2)]
+
+
+def test_resume_mid_file_re_reads_the_same_chunk(tmp):
+    lines = [b"%d,%s" % (i, b"7" * (i % 300)) for i in range(3000)]
+    lines[1700] = b"1700," + b"9" * 200_000  # a line longer than a chunk's byte budget
+    p = tmp / "r.csv"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    ds = CsvDataset(str(p), [[0], [b""]])
+    full = _rows(ds)
+    assert [r[0] for r in full] == list(range(3000))
+    it = ds.iterator()
+    for k in range(3000):
+        if k in (1, 999, 1699, 1700, 1701, 2999):
+            assert _rows(ds.iterator(state=it.get_state())) == full[k:]
+        next(it)
