@@ -241,7 +241,7 @@ async def load_async(
         names = LocalFilenameQueue(paths, num_epochs=num_epochs, shuffle=shuffle_files, seed=seed)
         stats = ReaderStats()
         runner = reader_runner(names, q, fmt, num_readers=readers, chunk_size=batch, stats=stats,
-                               name=f"load:{queue}")
+                               name=f"load:{queue}", closed_is_an_error=True)
         if not close:
             runner.close_op = runner.cancel_op = _keep_open
         total = len(paths) * num_epochs if num_epochs is not None else None
@@ -255,7 +255,14 @@ async def load_async(
         interrupted = False
         try:
             tasks = runner.create_tasks(coord)
-            await coord.join(tasks, stop_grace_period_secs=10.0)
+            try:
+                await coord.join(tasks, stop_grace_period_secs=10.0)
+            except qerrors.CancelledError as exc:  # our enqueue found the queue closed
+                raise qerrors.CancelledError(
+                    f"queue '{queue}' was closed by another client while this loader ran: it enqueued"
+                    f" {stats.records:,} records and finished {stats.files_done} of its {len(paths)} file(s);"
+                    " the rest was not loaded (to share a queue, run its loaders with --no-close and close"
+                    f" it after the last one). The server said: {exc}", loaded=stats.records) from exc
         except asyncio.CancelledError:
             interrupted = True
             await _stop_readers(runner, coord, tasks, interrupt_grace_s)

@@ -122,6 +122,7 @@ def reader_runner(
     chunk_size: int = DEFAULT_CHUNK,
     stats: ReaderStats | None = None,
     name: str | None = None,
+    closed_is_an_error: bool = False,
 ) -> QueueRunner:
     """A QueueRunner of ``num_readers`` readers moving records of files named in ``filename_queue``
     into ``queue`` (the seed's figure 12-10).
@@ -142,6 +143,9 @@ def reader_runner(
         chunk_size: records per read, decode and ``enqueue_many``.
         stats: counters to update (a new :class:`ReaderStats` by default; see ``runner.stats``).
         name: the runner's name.
+        closed_is_an_error: the target queue closed by someone else stops the readers with
+            its CancelledError (a loader must not report success then); by default, as in
+            TensorFlow's QueueRunner, a closed queue ends the readers quietly.
 
     Returns:
         The :class:`QueueRunner`; start it with ``create_tasks(coord)`` or ``create_threads(coord)``.
@@ -162,7 +166,8 @@ def reader_runner(
     convert = fmt.bind(target.spec, target.name)
     stats = stats if stats is not None else ReaderStats()
     ops = [_ReaderOp(files, target, fmt, convert, chunk_size, stats) for _ in range(num_readers)]
-    runner = QueueRunner(queue, ops, name=name or f"{target.name}_readers")
+    ends = (qerrors.OutOfRangeError,) if closed_is_an_error else (qerrors.OutOfRangeError, qerrors.CancelledError)
+    runner = QueueRunner(queue, ops, name=name or f"{target.name}_readers", queue_closed_exception_types=ends)
     runner.stats = stats  # type: ignore[attr-defined]
     return runner
 

@@ -159,3 +159,36 @@ def test_ctrl_c_stops_the_readers_and_leaves_the_queue_usable(server_process, tm
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_loader_whose_queue_is_closed_by_someone_else_fails_and_says_what_it_did_not_load(server_process,
+                                                                                               tmp_path):
+    # Before: the readers stopped quietly at the closed queue and the loader exited 0 with a
+    # success summary, having loaded only part of its files.
+    rows = "\n".join(f"{i}.0,{i}.5,{i % 3}" for i in range(400))
+    (tmp_path / "part.csv").write_text("a,b,label\n" + rows + "\n")
+    queue = "closed_under_me"
+    with qs.connect(server_process.target) as c:
+        c.reset([""])
+        q = c.fifo_queue(queue, 20, [np.float32, np.float32, np.int32], [[], [], []])
+        cmd = [sys.executable, "-m", "pipeline", "load", "--target", server_process.target, "--queue", queue,
+               "--format", "csv", "--files", str(tmp_path / "part.csv"), "--skip-header-lines", "1",
+               "--record-defaults", "float32*2,int32", "--batch", "10", "--report-every", "0"]
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while q.size() < 20:  # full: the loader now waits for room
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+                time.sleep(0.01)
+            q.close()  # someone else closes the queue; a consumer drains it
+            with pytest.raises(qs.OutOfRangeError):
+                while True:  # the loader's pending enqueue lands (closing does not cancel it), then ends
+                    q.dequeue_up_to(100, timeout=10)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 1, err
+        assert "was closed by another client" in err and "the rest was not loaded" in err
+        assert "loaded 400 records" not in err
+        c.reset([""])
