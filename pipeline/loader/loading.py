@@ -184,8 +184,8 @@ async def load_async(
     Opens the queue ``queue`` on the server (or creates it with ``fmt``'s default spec), reads the
     files with ``readers`` concurrent readers, ``batch`` records per ``enqueue_many``, and closes the
     queue at the end (``close=True``) so consumers see ``OutOfRangeError`` once it is drained. If
-    loading fails, the queue is closed with ``cancel_pending_enqueues=True`` (unless
-    ``close=False``) so no consumer waits for ever, and the error is raised.
+    loading fails, the error is raised and the queue is left open: closing it would tell the
+    consumers that the data ended cleanly.
 
     Interrupted (Ctrl-C under :func:`load`, or this coroutine cancelled), the loader stops its
     readers and leaves the queue open for its other loaders and consumers: the ``enqueue_many``
@@ -242,8 +242,11 @@ async def load_async(
         stats = ReaderStats()
         runner = reader_runner(names, q, fmt, num_readers=readers, chunk_size=batch, stats=stats,
                                name=f"load:{queue}", closed_is_an_error=True)
+        # A failed load leaves the queue open: closing it would tell consumers the data ended
+        # cleanly when part of it was never loaded. Only a finished load closes it (close=True).
+        runner.cancel_op = _keep_open
         if not close:
-            runner.close_op = runner.cancel_op = _keep_open
+            runner.close_op = _keep_open
         total = len(paths) * num_epochs if num_epochs is not None else None
         bar = _Progress(stats, total, progress)
         helpers = [asyncio.create_task(bar.run(), name=f"load:{queue}:progress")]

@@ -166,15 +166,17 @@ def test_cli_skips_bad_records_and_reports_them(local_server, tmp_path, capsys):
     assert a.tolist() == [1, 5] and b.tolist() == [2, 6]
 
 
-def test_cli_error_exit_status_names_file_and_line_and_cancels_the_queue(local_server, tmp_path, capsys):
+def test_cli_error_exit_status_names_file_and_line_and_leaves_the_queue_open(local_server, tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("1,2\n3,oops\n")
     rc = main(["load", "--target", local_server.target, "--queue", "failq", "--format", "csv",
                "--files", str(tmp_path / "bad.csv"), "--record-defaults", "int32,int32", "--quiet"])
     err = capsys.readouterr().err
     assert rc == 1
     assert "InvalidArgumentError" in err and "bad.csv, line 2" in err
+    assert "queue 'failq' left open: it was not closed as a clean end of data" in err
     with qs.connect(local_server.target) as c:
-        assert c.queue("failq").is_closed()  # consumers are not left waiting
+        # Closing it would tell consumers the data ended cleanly after a partial load.
+        assert not c.queue("failq").is_closed()
 
     rc = main(["load", "--target", local_server.target, "--queue", "q", "--format", "csv",
                "--files", str(tmp_path / "nothing-*.csv"), "--record-defaults", "int32"])
