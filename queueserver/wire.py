@@ -209,7 +209,8 @@ def decode_arrays(descriptors: Any, body: bytearray | bytes) -> list[np.ndarray]
         else:
             try:
                 kind, shape = d[0], d[1]
-                if not isinstance(shape, list) or not all(isinstance(x, int) and x >= 0 for x in shape):
+                if (not isinstance(shape, list) or len(shape) > 64
+                        or not all(isinstance(x, int) and x >= 0 for x in shape)):
                     raise ValueError(f"bad shape {shape!r}")
                 count = math.prod(shape)
                 if kind == "O":

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from queueserver.core.clock import LOOP_CLOCK, Clock
-from queueserver.core.specs import as_dtype, dtype_name, shape_str
+from queueserver.core.specs import allocate, as_dtype, dtype_name, shape_str
 from queueserver.core.timeouts import check_timeout
 from queueserver.core.wire_dtypes import check_wire, widen
 from queueserver.errors import CancelledError, DeadlineExceededError, InvalidArgumentError, NotFoundError
@@ -49,7 +49,7 @@ class ConditionalAccumulator:
         self.global_step = 0
         self.count = 0
         self.sum_dtype = np.promote_types(self.dtype, np.float32)  # float16 -> float32; wider ones stay
-        self._sum = np.zeros(self.shape, dtype=self.sum_dtype)
+        self._sum = allocate(self.shape, self.sum_dtype, f"ConditionalAccumulator '{name}'", fill=0)
         self._takers: deque[tuple[int, asyncio.Future]] = deque()
         self.destroyed = False
         self.stats = {"applied": 0, "dropped_stale": 0, "taken": 0}

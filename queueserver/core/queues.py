@@ -486,6 +486,9 @@ class RandomShuffleQueue(QueueBase):
                 f"RandomShuffleQueue '{name}': min_after_dequeue ({min_after_dequeue}) must be below capacity"
                 f" ({capacity}), or no dequeue could ever run before close()")
         self.min_after_dequeue = int(min_after_dequeue)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise InvalidArgumentError(f"RandomShuffleQueue '{name}': seed must be a non-negative integer or None,"
+                                       f" got {seed!r}")
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         super().__init__(name, capacity, spec, clock=clock)

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from queueserver.errors import InvalidArgumentError
+from queueserver.errors import InvalidArgumentError, ResourceExhaustedError
 
 Shape = tuple  # of int | None
 Batch = tuple  # of np.ndarray, each with a leading element-count dimension
@@ -46,12 +46,19 @@ def dtype_name(dtype: np.dtype) -> str:
     return "string" if dtype == STRING else dtype.name
 
 
+MAX_RANK = 64  # NumPy's limit on an array's dimensions
+
+
 def as_shape(spec: Any) -> Shape | None:
     """Normalise one component's shape: a sequence of ints or ``None`` (unknown size); ``None`` = unshaped."""
     if spec is None:
         return None
     if isinstance(spec, (int, np.integer)):
         spec = [spec]
+    if not isinstance(spec, (list, tuple)):
+        raise InvalidArgumentError(f"a shape is a list of dimensions, got {spec!r}")
+    if len(spec) > MAX_RANK:
+        raise InvalidArgumentError(f"shape {list(spec)} has {len(spec)} dimensions; at most {MAX_RANK} are supported")
     dims: list[int | None] = []
     for dim in spec:
         if dim is None or (isinstance(dim, (int, np.integer)) and int(dim) == -1):
@@ -61,6 +68,16 @@ def as_shape(spec: Any) -> Shape | None:
         else:
             raise InvalidArgumentError(f"bad dimension {dim!r} in shape {spec!r}")
     return tuple(dims)
+
+
+def allocate(shape: Sequence[int], dtype: Any, what: str, fill: Any = None) -> np.ndarray:
+    """A new array (zeros with ``fill=0``), or ResourceExhaustedError naming ``what`` when it cannot
+    be allocated (a shape a client asked for is too large: numpy raises ValueError or MemoryError)."""
+    try:
+        return np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
+    except (ValueError, MemoryError):
+        raise ResourceExhaustedError(
+            f"{what}: an array of shape {shape_str(shape)} ({dtype_name(np.dtype(dtype))}) cannot be allocated") from None
 
 
 def shape_str(shape: Iterable) -> str:
@@ -86,10 +103,14 @@ class ComponentSpec:
                  names: Sequence[str] | None = None) -> None:
         if isinstance(dtypes, (str, np.dtype, type)):
             dtypes = [dtypes]
+        if not isinstance(dtypes, (list, tuple)):
+            raise InvalidArgumentError(f"dtypes is a list of dtypes, one per component, got {dtypes!r}")
         if not dtypes:
             raise InvalidArgumentError("a queue needs at least one component dtype")
         self.dtypes = tuple(as_dtype(d) for d in dtypes)
         if shapes is not None:
+            if not isinstance(shapes, (list, tuple)):
+                raise InvalidArgumentError(f"shapes is a list of shapes, one per component, got {shapes!r}")
             shapes = list(shapes)
             if len(shapes) != len(self.dtypes):
                 raise InvalidArgumentError(
@@ -100,6 +121,8 @@ class ComponentSpec:
         else:
             self.shapes = None
         if names is not None:
+            if not isinstance(names, (list, tuple)):
+                raise InvalidArgumentError(f"names is a list of component names, got {names!r}")
             names = tuple(str(n) for n in names)
             if len(names) != len(self.dtypes) or len(set(names)) != len(names):
                 raise InvalidArgumentError(f"names {list(names)} must be unique, one per component")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from queueserver.core.specs import Batch, ComponentSpec, batch_count
+from queueserver.core.specs import Batch, ComponentSpec, allocate, batch_count
 
 
 class ChunkStore:
@@ -77,7 +77,7 @@ class ShuffleStore:
         if self._vectorised:
             initial = max(1, min(capacity_hint, 1024))
             shapes: Any = spec.shapes  # fully defined: a shape for every component
-            self._buffers = [np.empty((initial,) + shape, dtype=dtype)
+            self._buffers = [allocate((initial,) + shape, dtype, "RandomShuffleQueue buffer")
                              for dtype, shape in zip(spec.dtypes, shapes)]
         else:
             self._elements: list[Batch] = []

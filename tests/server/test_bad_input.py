@@ -110,3 +110,35 @@ def test_a_large_header_does_not_pin_a_large_receive_buffer():
     reader.feed(PREFIX.pack(len(header), 0) + header)
     assert frames and frames[0]["i"] == 1
     assert len(reader._buf) == _SMALL_BUFFER
+
+
+def test_malformed_specs_and_descriptors_get_invalid_argument_or_resource_exhausted(local_server):
+    # Before: each of these was an InternalError (a logged server bug) instead of the caller's error.
+    from support import RawConnection
+
+    raw = RawConnection(local_server.target)
+    try:
+        def error(header, body=b""):
+            reply, _ = raw.call({"i": 1, **header}, body)
+            return reply["e"][0], reply["e"][1]
+
+        queue = {"o": "queue", "kind": "fifo", "cap": 4}
+        assert error({**queue, "n": "d65", "spec": {"dtypes": ["float32"], "shapes": [[1] * 65]}}) == (
+            qs.InvalidArgumentError.code, f"shape {[1] * 65} has 65 dimensions; at most 64 are supported")
+        assert error({**queue, "n": "nd", "spec": {"dtypes": 5}})[0] == qs.InvalidArgumentError.code
+        assert error({**queue, "n": "ns", "spec": {"dtypes": ["float32"], "shapes": 7}})[0] == qs.InvalidArgumentError.code
+        code, message = error({**queue, "kind": "random_shuffle", "n": "seed", "mad": 0, "seed": -5,
+                               "spec": {"dtypes": ["float32"]}})
+        assert code == qs.InvalidArgumentError.code and "seed must be a non-negative integer" in message
+        code, message = error({**queue, "kind": "random_shuffle", "n": "huge", "mad": 0,
+                               "spec": {"dtypes": ["float32"], "shapes": [[2 ** 40, 2 ** 40]]}})
+        assert code == qs.ResourceExhaustedError.code and "cannot be allocated" in message
+        code, message = error({"o": "accumulator", "n": "huge_acc", "shape": [2 ** 40, 2 ** 40], "dtype": "float32"})
+        assert code == qs.ResourceExhaustedError.code and "cannot be allocated" in message
+        created, _ = raw.call({"i": 1, **queue, "n": "ok", "spec": {"dtypes": ["float32"]}})
+        assert "e" not in created
+        code, message = error({"o": "enqueue", "n": "ok", "a": [["<f4", [1] * 65]]}, b"\0" * 4)
+        assert code == qs.InvalidArgumentError.code and "malformed array descriptor" in message
+    finally:
+        raw.close()
+    _still_serves(local_server.target)
