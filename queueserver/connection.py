@@ -53,6 +53,9 @@ from queueserver.wire import (
 if TYPE_CHECKING:
     from queueserver.service import QueueService
 
+# The largest frame a client may send before its token is checked (a hello is a few hundred bytes).
+PRE_AUTH_MAX_BYTES = 64 * 1024
+
 
 class Sniffer(asyncio.Protocol):
     """Looks at a connection's first byte and hands it to the data plane or to aiohttp."""
@@ -97,10 +100,14 @@ class DataConnection(asyncio.BufferedProtocol):
 
     def __init__(self, service: QueueService) -> None:
         self.service = service
-        self.reader = FrameReader(self._on_frame, self._on_bad_frame, self._on_fatal,
-                                  max_message_bytes=service.max_message_bytes, on_compact=self._on_compact)
-        self.transport: asyncio.Transport | None = None
         self.authenticated = service.token is None
+        # Before its token is checked a client may send only a small hello: no large frame is
+        # buffered or parsed for someone who may not be allowed in.
+        limit = service.max_message_bytes if self.authenticated else min(PRE_AUTH_MAX_BYTES, service.max_message_bytes)
+        self.reader = FrameReader(self._on_frame, self._on_bad_frame, self._on_fatal,
+                                  max_message_bytes=limit, on_compact=self._on_compact)
+        self.transport: asyncio.Transport | None = None
+        self._hello_timer: asyncio.TimerHandle | None = None
         self.client_name = "?"
         self.out: list = []
         self.closing = False
@@ -122,10 +129,33 @@ class DataConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         self.service.connections.add(self)
+        if not self.authenticated:
+            self._hello_timer = asyncio.get_running_loop().call_later(
+                self.service.options.hello_timeout_s, self._hello_expired)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
         set_nodelay(transport)
+
+    def authenticate(self) -> None:
+        """The client presented the token: it may now send frames of any allowed size."""
+        self.authenticated = True
+        self.reader.set_limit(self.service.max_message_bytes)
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
+
+    def _hello_expired(self) -> None:
+        self._hello_timer = None
+        if self.authenticated or self.transport is None:
+            return
+        wait = self.service.options.hello_timeout_s
+        event(logging.WARNING, self.service.task, "hello_timeout",
+              f"closing the connection from {self.peer}: no hello with the token within {wait:g} s", peer=self.peer)
+        self.send({"i": 0, "e": error_payload(UnauthenticatedError(
+            f"no hello with the token within {wait:g} s: this server needs its token"))})
+        self.flush()
+        self.transport.close()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.reader.get_buffer(sizehint)
@@ -158,8 +188,12 @@ class DataConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         svc = self.service
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
         svc.connection_closed(self)
         self.transport = None
+        self.reader.release()  # its buffers go now, not when the cycle collector runs
         if self.stats is not None:
             self.stats.bytes_in_closed += self.bytes_in
             self.stats.bytes_out_closed += self.bytes_out

@@ -43,7 +43,7 @@ def _op_hello(conn: DataConnection, h: dict, body) -> dict:
                   f"rejected a client from {conn.peer}: wrong or missing token", peer=conn.peer,
                   client=str(h.get("client", "?"))[:200])
             raise UnauthenticatedError("wrong or missing token for this server")
-    conn.authenticated = True
+    conn.authenticate()
     conn.client_name = str(h.get("client", "?"))[:200]
     if not conn.said_hello:
         conn.said_hello = True

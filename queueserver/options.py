@@ -44,6 +44,8 @@ class ServerOptions:
         report_ttl_s: seconds after which a client's last report is dropped from status.
         pending_bytes_limit: bytes of one connection's waiting enqueues past which it is refused more.
         grace_s: on stop, how long open connections get to take their last replies.
+        hello_timeout_s: with a token, how long a new connection has to present it before it is
+            closed.
         cluster, job, index: this server's cluster and its task in it (none: a lone task).
     """
 
@@ -55,6 +57,7 @@ class ServerOptions:
     report_ttl_s: float = REPORT_TTL_S
     pending_bytes_limit: int = PENDING_BYTES_LIMIT
     grace_s: float = 2.0
+    hello_timeout_s: float = 10.0
     cluster: ClusterSpec | None = None
     job: str = "localhost"
     index: int = 0
@@ -66,6 +69,7 @@ class ServerOptions:
         _positive("report_ttl_s", self.report_ttl_s)
         _positive("pending_bytes_limit", self.pending_bytes_limit, integer=True)
         _positive("grace_s", self.grace_s)
+        _positive("hello_timeout_s", self.hello_timeout_s)
         if self.token is not None and not isinstance(self.token, str):
             raise InvalidArgumentError("token must be a string")
         object.__setattr__(self, "token", self.token or None)

@@ -45,6 +45,11 @@ PREFIX = struct.Struct("<IQ")
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 # Bodies at least this big get a buffer of their own that the socket reads straight into.
 _BIG_BODY = 64 * 1024
+# A header is metadata (the bodies carry the data): one larger than this is refused before it is
+# parsed, and its parse is bounded too, so a header cannot cost more than a few dozen times its
+# size in Python objects (a 16 MiB header of empty arrays used to cost 1.2 GB).
+MAX_HEADER_BYTES = 1024 * 1024
+_HEADER_LIMITS = dict(max_array_len=1 << 17, max_map_len=1024, max_ext_len=0)
 _SMALL_BUFFER = 256 * 1024
 
 COMPACT_REQUEST = struct.Struct("<BxHIQd")   # op, ack count, handle, request id, timeout
@@ -286,12 +291,28 @@ class FrameReader:
         self._on_bad_frame = on_bad_frame
         self._on_fatal = on_fatal
         self._max = max_message_bytes
+        self._max_header = min(MAX_HEADER_BYTES, max_message_bytes)
         self._buf = bytearray(_SMALL_BUFFER)
         self._start = 0
         self._end = 0
         self._big: tuple[Any, bytearray, QueueServerError | None] | None = None
         self._big_filled = 0
+        self._big_len = 0  # the announced size of the large body being received
         self._dead = False
+
+    def set_limit(self, max_message_bytes: int) -> None:
+        """Change the largest frame accepted (a server raises it once the client is authenticated)."""
+        self._max = max_message_bytes
+        self._max_header = min(MAX_HEADER_BYTES, max_message_bytes)
+
+    def release(self) -> None:
+        """The connection is gone: drop the buffers and the callbacks at once (they hold the
+        connection, which holds this reader: without this only the cycle collector frees them)."""
+        self._dead = True
+        self._buf = bytearray(0)
+        self._big = None
+        self._on_frame = self._on_compact = None  # type: ignore[assignment]
+        self._on_bad_frame = self._on_fatal = None  # type: ignore[assignment]
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Where the next bytes from the socket go."""
@@ -321,6 +342,11 @@ class FrameReader:
             self._big_filled += nbytes
             header, body, bad = self._big
             if self._big_filled == len(body):
+                if len(body) < self._big_len:  # more announced: grow as it arrives, never ahead of it
+                    grown = bytearray(min(self._big_len, 2 * len(body)))
+                    grown[:len(body)] = body
+                    self._big = (header, grown, bad)
+                    return
                 self._big = None
                 self._emit(header, body, bad)
             return
@@ -353,6 +379,11 @@ class FrameReader:
             if avail < PREFIX.size:
                 break
             header_len, body_len = PREFIX.unpack_from(buf, self._start)
+            if header_len > self._max_header:
+                self._dead = True
+                self._on_fatal(ResourceExhaustedError(
+                    f"a frame header of {header_len} bytes is over the limit of {self._max_header} bytes"))
+                return
             if header_len + body_len > self._max:
                 self._dead = True
                 self._on_fatal(ResourceExhaustedError(
@@ -373,7 +404,8 @@ class FrameReader:
                     bad = InvalidArgumentError("malformed frame: empty header (compact frames are not accepted here)")
             else:
                 try:
-                    header = msgpack.unpackb(memoryview(buf)[h0:h0 + header_len], raw=False, strict_map_key=False)
+                    header = msgpack.unpackb(memoryview(buf)[h0:h0 + header_len], raw=False, strict_map_key=False,
+                                             max_str_len=header_len, max_bin_len=header_len, **_HEADER_LIMITS)
                     if not isinstance(header, dict):
                         raise ValueError("the header is not a map")
                 except Exception as exc:  # malformed msgpack of any kind
@@ -381,12 +413,14 @@ class FrameReader:
             b0 = h0 + header_len
             frame_len = needed if not big else needed + body_len
             if avail < frame_len:
-                # A large body: give it its own buffer and let the socket fill the rest of it.
-                body = bytearray(body_len)
+                # A large body: give it its own buffer and let the socket fill the rest of it. The
+                # buffer grows as the bytes arrive (doubling): a half-sent frame pins about what
+                # has arrived, not what it announced.
                 have = self._end - b0
+                body = bytearray(min(body_len, max(2 * have, _SMALL_BUFFER)))
                 body[:have] = memoryview(buf)[b0:self._end]
                 self._start = self._end = 0
-                self._big, self._big_filled = (header, body, bad), have
+                self._big, self._big_filled, self._big_len = (header, body, bad), have, body_len
                 return
             body = buf[b0:b0 + body_len] if body_len else bytearray()  # a bytearray slice is its own copy
             self._start += frame_len

@@ -106,7 +106,7 @@ def test_a_large_header_does_not_pin_a_large_receive_buffer():
 
     frames = []
     reader = FrameReader(lambda h, b: frames.append(h), lambda e, h: None, lambda e: None)
-    header = msgpack.packb({"i": 1, "o": "ping", "pad": "x" * (4 * _SMALL_BUFFER)})
+    header = msgpack.packb({"i": 1, "o": "ping", "pad": "x" * (3 * _SMALL_BUFFER)})  # under MAX_HEADER_BYTES
     reader.feed(PREFIX.pack(len(header), 0) + header)
     assert frames and frames[0]["i"] == 1
     assert len(reader._buf) == _SMALL_BUFFER
@@ -142,3 +142,52 @@ def test_malformed_specs_and_descriptors_get_invalid_argument_or_resource_exhaus
     finally:
         raw.close()
     _still_serves(local_server.target)
+
+
+def test_a_header_is_bounded_before_and_while_it_is_parsed():
+    from queueserver.wire import MAX_HEADER_BYTES, FrameReader
+
+    frames, bad, fatal = [], [], []
+    reader = FrameReader(lambda h, b: frames.append(h), lambda e, h: bad.append(e), fatal.append)
+    # 200k empty arrays in one array: too many elements for a header (each costs a Python object).
+    many = msgpack.packb([[]] * 200_000)
+    reader.feed(PREFIX.pack(len(many), 0) + many)
+    assert not frames and bad and "malformed frame header" in str(bad[0])
+    # A header over the size limit is refused before anything is parsed, and ends the stream.
+    reader.feed(PREFIX.pack(MAX_HEADER_BYTES + 1, 0) + b"\x80" * 64)
+    assert fatal and "frame header of" in str(fatal[0])
+
+
+def test_a_half_sent_frame_pins_about_what_arrived_not_what_it_announced():
+    from queueserver.wire import FrameReader
+
+    reader = FrameReader(lambda h, b: None, lambda e, h: None, lambda e: None)
+    header = msgpack.packb({"i": 1, "o": "enqueue"})
+    reader.feed(PREFIX.pack(len(header), 200 * 1024 * 1024) + header + b"\0" * 1000)
+    assert len(reader.get_buffer()) < 1024 * 1024  # not the 200 MiB announced
+
+
+def test_before_its_token_a_client_may_send_only_a_small_hello_within_a_deadline():
+    from support import RawConnection
+
+    server = qs.Server.create_local_server(token="s3cret", hello_timeout_s=0.5)
+    try:
+        # A large frame before the hello: refused as over the pre-authentication limit, nothing buffered.
+        raw = RawConnection(server.target)
+        raw.sock.sendall(PREFIX.pack(100, 10 * 1024 * 1024))
+        reply, _ = raw.reply()
+        assert reply["e"][0] == qs.ResourceExhaustedError.code and "over the limit of 65536 bytes" in reply["e"][1]
+        raw.close()
+        # Silent after connecting: closed at the deadline, told why.
+        raw = RawConnection(server.target)
+        reply, _ = raw.reply()
+        assert reply["e"][0] == qs.UnauthenticatedError.code and "no hello with the token within 0.5 s" in reply["e"][1]
+        assert raw.sock.recv(1) == b""  # and closed
+        raw.close()
+        # With the token, large frames are fine and the deadline does not apply.
+        with qs.connect(server.target, token="s3cret") as c:
+            q = c.fifo_queue("big", 2, [np.uint8], [[1 << 20]])
+            q.enqueue(np.ones(1 << 20, np.uint8))
+            assert q.dequeue(timeout=5).sum() == 1 << 20
+    finally:
+        server.stop()
