@@ -295,9 +295,8 @@ class FrameReader:
         self._buf = bytearray(_SMALL_BUFFER)
         self._start = 0
         self._end = 0
-        self._big: tuple[Any, bytearray, QueueServerError | None] | None = None
+        self._big: tuple[Any, Any, QueueServerError | None] | None = None  # (header, body array, error)
         self._big_filled = 0
-        self._big_len = 0  # the announced size of the large body being received
         self._dead = False
 
     def set_limit(self, max_message_bytes: int) -> None:
@@ -342,11 +341,6 @@ class FrameReader:
             self._big_filled += nbytes
             header, body, bad = self._big
             if self._big_filled == len(body):
-                if len(body) < self._big_len:  # more announced: grow as it arrives, never ahead of it
-                    grown = bytearray(min(self._big_len, 2 * len(body)))
-                    grown[:len(body)] = body
-                    self._big = (header, grown, bad)
-                    return
                 self._big = None
                 self._emit(header, body, bad)
             return
@@ -414,13 +408,14 @@ class FrameReader:
             frame_len = needed if not big else needed + body_len
             if avail < frame_len:
                 # A large body: give it its own buffer and let the socket fill the rest of it. The
-                # buffer grows as the bytes arrive (doubling): a half-sent frame pins about what
-                # has arrived, not what it announced.
+                # buffer is left uninitialised (np.empty, not a zero-filled bytearray): its pages
+                # take memory only when the bytes that land in them arrive, so a half-sent frame
+                # pins what has arrived, not what it announced, and an honest one costs no copy.
                 have = self._end - b0
-                body = bytearray(min(body_len, max(2 * have, _SMALL_BUFFER)))
-                body[:have] = memoryview(buf)[b0:self._end]
+                big_body = np.empty(body_len, np.uint8)
+                big_body[:have] = memoryview(buf)[b0:self._end]
                 self._start = self._end = 0
-                self._big, self._big_filled, self._big_len = (header, body, bad), have, body_len
+                self._big, self._big_filled = (header, big_body, bad), have
                 return
             body = buf[b0:b0 + body_len] if body_len else bytearray()  # a bytearray slice is its own copy
             self._start += frame_len
