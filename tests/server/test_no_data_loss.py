@@ -73,19 +73,8 @@ def test_consumer_killed_with_sigkill_loses_nothing(server_process, tmp_path, ba
         q.enqueue_many(np.arange(N, dtype=np.int64))
         q.close()
         out = tmp_path / "seen.txt"
-        kills = 0
-        for threshold in (3, 20, 45):
-            proc = subprocess.Popen([sys.executable, "-c", CONSUMER, server_process.target, str(out), str(batch)],
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
-            deadline = time.monotonic() + 60
-            while _lines(out) < threshold and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.005)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
         # The last consumer drains what is left, including every batch a killed consumer held.
-        subprocess.run([sys.executable, "-c", CONSUMER, server_process.target, str(out), str(batch)],
-                       check=True, timeout=120)
+        kills = _kill_consumers(server_process.target, CONSUMER, out, batch, (3, 20, 45))
         seen = Counter(int(v) for line in out.read_text().splitlines() for v in line.split())
         assert set(seen) == set(range(N)), f"lost {N - len(seen)} elements"
         repeated = sum(count - 1 for count in seen.values())
