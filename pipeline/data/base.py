@@ -707,6 +707,64 @@ class Dataset:
         return InterleaveDataset(self, map_func, cycle_length, block_length, num_parallel_calls,
                                  deterministic)
 
+    def take_while(self, predicate: Callable) -> "Dataset":
+        """The elements up to (not including) the first for which ``predicate`` is false.
+
+        Raises:
+            InvalidArgumentError: (when iterated) ``predicate`` returns something other than a
+                scalar boolean.
+
+        Example:
+            >>> [int(x) for x in Dataset.range(10).take_while(lambda x: x < 4)]
+            [0, 1, 2, 3]
+        """
+        from .transforms import TakeWhileDataset
+
+        return TakeWhileDataset(self, predicate)
+
+    def get_single_element(self) -> Any:
+        """The dataset's one element (``tf.data.Dataset.get_single_element``).
+
+        Raises:
+            InvalidArgumentError: the dataset is empty, or has more than one element.
+
+        Example:
+            >>> int(Dataset.range(5).skip(4).get_single_element())
+            4
+        """
+        it = self.iterator()
+        try:
+            try:
+                element = next(it)
+            except StopIteration:
+                raise errors.InvalidArgumentError("Dataset was empty.") from None
+            try:
+                next(it)
+            except StopIteration:
+                return element
+            raise errors.InvalidArgumentError("Dataset had more than one element.")
+        finally:
+            it.close()
+
+    @staticmethod
+    def choose_from_datasets(datasets: Sequence["Dataset"], choice_dataset: "Dataset",
+                             stop_on_empty_dataset: bool = True) -> "Dataset":
+        """Elements of ``datasets`` in the order ``choice_dataset`` (int64 scalars) names them.
+
+        Raises:
+            TypeError: ``datasets`` is empty or ``choice_dataset`` is not a dataset.
+            InvalidArgumentError: (when iterated) a choice is out of range.
+
+        Example:
+            >>> ds = Dataset.choose_from_datasets([Dataset.range(3), Dataset.range(10, 13)],
+            ...                                   Dataset.from_tensor_slices(np.array([0, 1, 1, 0], np.int64)))
+            >>> [int(x) for x in ds]
+            [0, 10, 11, 1]
+        """
+        from .sources import ChooseDataset
+
+        return ChooseDataset(list(datasets), choice_dataset, stop_on_empty_dataset)
+
     def take(self, count: int) -> "Dataset":
         """The first ``count`` elements (all when -1).
 

@@ -400,6 +400,74 @@ class _ZipIterator(DatasetIterator):
         self._ended = bool(state.get("ended", False))
 
 
+# --------------------------------------------------------------------------- choose_from_datasets
+class ChooseDataset(Dataset):
+    """``Dataset.choose_from_datasets``: the next element of the dataset each choice names."""
+
+    def __init__(self, datasets: list, choices: Dataset, stop_on_empty_dataset: bool) -> None:
+        if not datasets or not all(isinstance(d, Dataset) for d in datasets):
+            raise TypeError("`datasets` must be a non-empty list of datasets")
+        if not isinstance(choices, Dataset):
+            raise TypeError("`choice_dataset` must be a dataset of scalar `tf.int64` tensors")
+        spec = choices.element_spec
+        if not isinstance(spec, structure.UnknownSpec) and spec != TensorSpec((), np.int64):
+            raise TypeError(f"`choice_dataset` must be a dataset of scalar `tf.int64` tensors, but its "
+                            f"element_spec is {spec!r}")
+        self._datasets, self._choices, self._stop = datasets, choices, bool(stop_on_empty_dataset)
+
+    def _compute_spec(self) -> Any:
+        spec = self._datasets[0].element_spec
+        for d in self._datasets[1:]:
+            spec = structure.relax(spec, d.element_spec)
+        return spec
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _ChooseIterator(self, ctx)
+
+
+class _ChooseIterator(DatasetIterator):
+    def __init__(self, ds: ChooseDataset, ctx: tuple) -> None:
+        self._ds = ds
+        self._choices = ds._choices._make_iter(ctx)
+        self._its = [d._make_iter(ctx) for d in ds._datasets]
+        self._empty = [False] * len(self._its)
+        self._ended = False
+
+    def __next__(self) -> Any:
+        ds = self._ds
+        if self._ended:
+            raise StopIteration
+        while True:
+            choice = int(next(self._choices))
+            if not 0 <= choice < len(self._its):
+                raise errors.InvalidArgumentError(
+                    f"Selector index out of range: {choice} >= {len(self._its)}" if choice >= 0
+                    else f"Selector index out of range: {choice} < 0")
+            if not self._empty[choice]:
+                try:
+                    return next(self._its[choice])
+                except StopIteration:
+                    self._empty[choice] = True
+            if ds._stop:
+                self._ended = True  # as TensorFlow's stop_on_empty_dataset: the selection ends here
+                raise StopIteration
+
+    def _children(self) -> list[DatasetIterator]:
+        return [self._choices, *self._its]
+
+    def get_state(self) -> dict:
+        return self._state(choices=self._choices.get_state(), children=[it.get_state() for it in self._its],
+                           empty=list(self._empty), ended=self._ended)
+
+    def set_state(self, state: dict) -> None:
+        state = self._check(state)
+        self._choices.set_state(state["choices"])
+        for it, s in zip(self._its, state["children"], strict=True):
+            it.set_state(s)
+        self._empty = [bool(e) for e in state["empty"]]
+        self._ended = bool(state["ended"])
+
+
 # --------------------------------------------------------------------------- concatenate
 class ConcatenateDataset(Dataset):
     """``a.concatenate(b)``: a's elements then b's."""

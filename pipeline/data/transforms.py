@@ -362,6 +362,48 @@ class _FilterIterator(_UnaryIterator):
                 return e
 
 
+# --------------------------------------------------------------------------- take_while
+class TakeWhileDataset(_Unary):
+    """``ds.take_while(predicate)``: elements until the first for which ``predicate`` is false."""
+
+    def __init__(self, parent: Dataset, predicate: Callable) -> None:
+        super().__init__(parent)
+        if not callable(predicate):
+            raise TypeError("`predicate` must be callable")
+        self._pred = predicate
+        self._where = f"Dataset.take_while(predicate={fn_name(predicate)})"
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _TakeWhileIterator(self, self._parent._make_iter(ctx))
+
+
+class _TakeWhileIterator(_UnaryIterator):
+    def __init__(self, ds: TakeWhileDataset, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._ds = ds
+        self._ended = False
+
+    def __next__(self) -> Any:
+        if self._ended:
+            raise StopIteration
+        ds = self._ds
+        e = next(self._parent)
+        keep = call_fn(ds._pred, e, ds._where)
+        if np.ndim(keep) != 0 or np.asarray(keep).dtype != np.bool_:
+            raise errors.InvalidArgumentError(
+                f"in {ds._where}: `predicate` must return a scalar boolean tensor, got {structure.spec_of(keep)!r}")
+        if not keep:
+            self._ended = True
+            raise StopIteration
+        return e
+
+    def _own_state(self) -> dict:
+        return {"ended": self._ended}
+
+    def _set_own_state(self, state: dict) -> None:
+        self._ended = bool(state["ended"])
+
+
 # --------------------------------------------------------------------------- scan
 class ScanDataset(_Unary):
     """``ds.scan(initial_state, scan_func)``."""
