@@ -479,15 +479,39 @@ class _IgnoreErrorsIterator(_UnaryIterator):
 
 # --------------------------------------------------------------------------- unique
 class UniqueDataset(_Unary):
-    """``ds.unique()`` for scalar int and string elements."""
+    """``ds.unique()``: each distinct element once, in the order of first appearance. As TensorFlow's:
+    single-component elements of int32, int64 or string, of any shape (vectors compare whole,
+    shape included)."""
+
+    _SUPPORTED = ("int32", "int64", "string")
+
+    def __init__(self, parent: Dataset) -> None:
+        super().__init__(parent)
+        spec = parent.element_spec
+        if isinstance(spec, structure.UnknownSpec):
+            return  # known only by iterating: the iterator checks the elements themselves
+        if not isinstance(spec, TensorSpec):
+            raise TypeError(f"Dataset.unique() supports only single-component elements, got {spec!r}")
+        if spec.dtype_name not in self._SUPPORTED:
+            raise TypeError(f"`tf.data.Dataset.unique` does not support type {spec.dtype_name} -- only "
+                            "tf.int32, tf.int64, and tf.string are supported.")
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
-        spec = self._parent.element_spec
-        if isinstance(spec, structure.UnknownSpec):
-            pass  # known only by iterating: the iterator meets the elements themselves
-        elif not isinstance(spec, TensorSpec) or spec.shape != ():
-            raise TypeError("Dataset.unique() supports only scalar elements")
         return _UniqueIterator(self._parent._make_iter(ctx))
+
+
+def _unique_key(e: Any) -> Any:
+    """What two equal elements share: the value for scalars, shape and bytes for arrays."""
+    if isinstance(e, bytes):
+        return e
+    arr = np.asarray(e)
+    if arr.dtype.name not in ("int32", "int64") and arr.dtype != object:
+        raise errors.InvalidArgumentError(f"Dataset.unique() supports int32, int64 and string elements, got {arr.dtype}")
+    if arr.ndim == 0:
+        return arr.item()
+    if arr.dtype == object:
+        return (arr.shape, tuple(arr.reshape(-1).tolist()))
+    return (arr.shape, arr.dtype.str, arr.tobytes())
 
 
 class _UniqueIterator(_UnaryIterator):
@@ -498,7 +522,7 @@ class _UniqueIterator(_UnaryIterator):
     def __next__(self) -> Any:
         while True:
             e = next(self._parent)
-            key = e if isinstance(e, bytes) else e.item()
+            key = _unique_key(e)
             if key not in self._seen:
                 self._seen[key] = e
                 return e
@@ -508,7 +532,7 @@ class _UniqueIterator(_UnaryIterator):
 
     def _set_own_state(self, state: dict) -> None:
         vals = structure.decode(state["seen"])
-        self._seen = {(v if isinstance(v, bytes) else v.item()): v for v in vals}
+        self._seen = {_unique_key(v): v for v in vals}
 
 
 # --------------------------------------------------------------------------- cache
