@@ -722,6 +722,21 @@ class Dataset:
 
         return TakeWhileDataset(self, predicate)
 
+    def group_by_window(self, key_func: Callable, reduce_func: Callable, window_size: int | None = None,
+                        window_size_func: Callable | None = None) -> "Dataset":
+        """Group elements by ``key_func`` (an int64 scalar) into windows of ``window_size`` (or
+        ``window_size_func(key)``); each full window, and at the end each partial one, becomes
+        ``reduce_func(key, window_dataset)``, whose elements are this dataset's.
+
+        Example:
+            >>> ds = Dataset.range(10).group_by_window(lambda x: x % 2, lambda k, w: w.batch(5), window_size=5)
+            >>> [b.tolist() for b in ds]
+            [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
+        """
+        from .transforms import GroupByWindowDataset
+
+        return GroupByWindowDataset(self, key_func, reduce_func, window_size, window_size_func)
+
     def get_single_element(self) -> Any:
         """The dataset's one element (``tf.data.Dataset.get_single_element``).
 

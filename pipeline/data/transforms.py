@@ -404,6 +404,95 @@ class _TakeWhileIterator(_UnaryIterator):
         self._ended = bool(state["ended"])
 
 
+# --------------------------------------------------------------------------- group_by_window
+class GroupByWindowDataset(_Unary):
+    """``ds.group_by_window(key_func, reduce_func, window_size)``: elements grouped by key in
+    windows; each full window (and, at the end, each partial one) goes through ``reduce_func``."""
+
+    def __init__(self, parent: Dataset, key_func: Callable, reduce_func: Callable, window_size: int | None,
+                 window_size_func: Callable | None) -> None:
+        super().__init__(parent)
+        if (window_size is None) == (window_size_func is None):
+            raise ValueError("Either the `window_size` argument or the `window_size_func` argument must be specified.")
+        if window_size is not None and int(window_size) < 1:
+            raise errors.InvalidArgumentError(f"window_size must be greater than zero, got {window_size}.")
+        self._key, self._reduce = key_func, reduce_func
+        self._size, self._size_fn = window_size, window_size_func
+        self._where = f"Dataset.group_by_window(key_func={fn_name(key_func)})"
+
+    def _compute_spec(self) -> Any:
+        return structure.UNKNOWN_SPEC  # what reduce_func makes of a window: known by iterating
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _GroupByWindowIterator(self, self._parent._make_iter(ctx))
+
+
+class _GroupByWindowIterator(_UnaryIterator):
+    def __init__(self, ds: GroupByWindowDataset, parent_it: DatasetIterator) -> None:
+        super().__init__(parent_it)
+        self._ds = ds
+        self._groups: dict[int, list] = {}  # key -> the elements of its open window
+        self._sizes: dict[int, int] = {}
+        self._current: DatasetIterator | None = None  # the reduced window being emitted
+        self._ended = False
+
+    def _key_of(self, e: Any) -> int:
+        key = call_fn(self._ds._key, e, self._ds._where)
+        if np.ndim(key) != 0 or np.asarray(key).dtype != np.int64:
+            raise errors.InvalidArgumentError(
+                f"in {self._ds._where}: `key_func` must return a single tf.int64 scalar tensor, got "
+                f"{structure.spec_of(key)!r}")
+        return int(key)
+
+    def _window_size(self, key: int) -> int:
+        ds = self._ds
+        if ds._size is not None:
+            return int(ds._size)
+        size_fn = ds._size_fn
+        assert size_fn is not None  # checked at construction: one of window_size, window_size_func
+        size = int(call_fn(size_fn, np.int64(key), ds._where))
+        if size < 1:
+            raise errors.InvalidArgumentError(f"Window size must be greater than zero, but got {size}.")
+        return size
+
+    def _reduce(self, key: int, elements: list) -> DatasetIterator:
+        from .sources import ListDataset
+
+        out = call_fn(self._ds._reduce, (np.int64(key), ListDataset(elements)), self._ds._where)
+        if not isinstance(out, Dataset):
+            raise TypeError(f"in {self._ds._where}: `reduce_func` must return a `Dataset` object")
+        return out.iterator()
+
+    def __next__(self) -> Any:
+        while True:
+            if self._current is not None:
+                try:
+                    return next(self._current)
+                except StopIteration:
+                    self._current = None
+            if self._ended:
+                if not self._groups:
+                    raise StopIteration
+                key = min(self._groups)  # at the end, the open windows in key order, as TensorFlow
+                self._current = self._reduce(key, self._groups.pop(key))
+                continue
+            try:
+                e = next(self._parent)
+            except StopIteration:
+                self._ended = True
+                continue
+            key = self._key_of(e)
+            if key not in self._sizes:
+                self._sizes[key] = self._window_size(key)
+            window = self._groups.setdefault(key, [])
+            window.append(e)
+            if len(window) >= self._sizes[key]:
+                self._current = self._reduce(key, self._groups.pop(key))
+
+    def get_state(self) -> dict:
+        raise NotImplementedError("Dataset.group_by_window cannot save its position yet")
+
+
 # --------------------------------------------------------------------------- scan
 class ScanDataset(_Unary):
     """``ds.scan(initial_state, scan_func)``."""
