@@ -220,6 +220,9 @@ class Trainer:
         cfg = self.cfg
         async with self._connection() as client, self.telemetry.reporting(client):
             shapes = OrderedDict((k, v.shape) for k, v in self.model.init_params(cfg.seed).items())
+            # The input first: a wrong --queue fails here, before any variable or coordination
+            # queue is created or closed.
+            source = await self._open_source(client)
             store = ParameterStore(client, shapes, cfg.transfer_dtype, cfg.container, self._ps_tasks(), self.scope)
             cc = self._coord_container
 
@@ -227,9 +230,10 @@ class Trainer:
                 return client.fifo_queue(self._name(suffix), 1, [np.int64], [[]], container=cc)
 
             if cfg.is_chief:
-                if await (await open_q("stop_q")).is_closed():
-                    # Left over from an earlier run on this live server: a closed queue cannot be
-                    # reopened, so free the coordination container (the model's variables stay).
+                if await (await open_q("stop_q")).is_closed() or await (await open_q("ready_q")).is_closed():
+                    # Left over from an earlier run on this live server (finished, failed or
+                    # interrupted): a closed queue cannot be reopened, so free the coordination
+                    # container (the model's variables stay, and the chief continues from them).
                     await client.reset([cc])
             else:
                 await self._wait_ready(open_q)
@@ -243,7 +247,6 @@ class Trainer:
                 if cfg.is_chief:
                     await self._chief_init(store, global_step, accs)
                     await (await open_q("ready_q")).close()  # broadcast: the model is ready
-                source = await self._open_source(client)
                 if accs is None:  # async mode
                     await AsyncReplicaLoop(self, source, stopper, store, global_step).run()
                 else:

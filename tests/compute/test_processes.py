@@ -173,3 +173,23 @@ def test_a_run_with_nothing_to_do_prints_valid_json(server_process):
 
     done = [json.loads(line, parse_constant=refuse) for line in out.splitlines() if line.startswith("{")][-1]
     assert done["event"] == "done" and done["samples"] == 0 and done["final_loss"] is None
+
+
+def test_a_rerun_just_works_after_a_failed_or_interrupted_chief(server_process):
+    # Before: the first run closed the model's ready_q and failed; every later run then died with
+    # "CancelledError: Queue 'coord-.../ready_q' is already closed" until a manual reset.
+    target = server_process.target
+    p = trainer(target, "--queue", "rerun_q", "--async", "--scope", "rerun", "--steps", "3")
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and "start the loaders first" in err
+    fill(target, "rerun_q", 5000, close=False)
+    p = trainer(target, "--queue", "rerun_q", "--async", "--scope", "rerun", "--report-every", "1")
+    for line in p.stdout:  # interrupted in the middle of training
+        if json.loads(line).get("event") == "step":
+            p.send_signal(signal.SIGINT)
+            break
+    p.communicate(timeout=30)
+    p = trainer(target, "--queue", "rerun_q", "--async", "--scope", "rerun", "--steps", "5")
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert done_line(out)["global_step"] == 5
