@@ -38,10 +38,12 @@ class QueueSource:
         queue: an :class:`queueserver.AsyncQueue`.
         batch: examples per minibatch.
         timeout: seconds to wait for a minibatch (None: forever).
+        classes: the model's number of classes: a batch with a label outside ``0..classes-1`` is
+            given back and refused with an error that says so (None: not checked).
     """
 
-    def __init__(self, queue: Any, batch: int, timeout: float | None = None) -> None:
-        self.queue, self.batch, self.timeout = queue, batch, timeout
+    def __init__(self, queue: Any, batch: int, timeout: float | None = None, classes: int | None = None) -> None:
+        self.queue, self.batch, self.timeout, self.classes = queue, batch, timeout, classes
 
     async def next(self) -> tuple[np.ndarray, np.ndarray, Any]:
         """The next minibatch as float32 features ``(n, d)`` and integer labels ``(n,)``, and its
@@ -54,10 +56,16 @@ class QueueSource:
         delivery = await self.queue.take(self.batch, up_to=True, timeout=self.timeout)
         try:
             x, y = _split_element(delivery.value)
+            y = np.asarray(y).reshape(-1)
+            if self.classes is not None and y.size and (y.min() < 0 or y.max() >= self.classes):
+                bad = int(y.min()) if y.min() < 0 else int(y.max())
+                raise qs.InvalidArgumentError(
+                    f"queue '{self.queue.name}' holds label {bad}, but the model has {self.classes} classes"
+                    f" (labels 0 to {self.classes - 1}): check --model or the data; the batch went back to the queue")
         except BaseException:
             await delivery.give_back()
             raise
-        return np.asarray(x, np.float32).reshape(len(x), -1), np.asarray(y).reshape(-1), delivery
+        return np.asarray(x, np.float32).reshape(len(x), -1), y, delivery
 
 
 class ArraySource:

@@ -190,7 +190,22 @@ class Trainer:
         except qs.NotFoundError:
             raise qs.NotFoundError(f"input queue {self.cfg.queue!r} does not exist on {self._target()}: "
                                    "start the loaders first (or check --queue)") from None
-        return QueueSource(queue, self.cfg.batch, self.cfg.dequeue_timeout)
+        self._check_queue_fits_the_model(queue)
+        return QueueSource(queue, self.cfg.batch, self.cfg.dequeue_timeout, classes=self.model.sizes[-1])
+
+    def _check_queue_fits_the_model(self, queue: Any) -> None:
+        """Refuse, before any variable is made, a queue whose elements the model cannot take."""
+        spec = queue.spec
+        if len(spec.dtypes) != 2:
+            raise qs.InvalidArgumentError(
+                f"queue '{queue.name}' holds {spec.describe()}: a trainer needs (features, label) pairs")
+        if spec.shapes is None or None in spec.shapes[0]:
+            return  # features of unknown size: each batch is checked by the model
+        width = int(np.prod(spec.shapes[0]))
+        if width != self.model.sizes[0]:
+            raise qs.InvalidArgumentError(
+                f"queue '{queue.name}' holds features of {width} values ({spec.describe()}), but model"
+                f" {self.cfg.model} takes {self.model.sizes[0]}: check --model or --queue")
 
     @contextlib.asynccontextmanager
     async def _connection(self):

@@ -193,3 +193,28 @@ def test_a_rerun_just_works_after_a_failed_or_interrupted_chief(server_process):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     assert done_line(out)["global_step"] == 5
+
+
+def test_a_model_that_does_not_fit_the_queue_fails_before_creating_anything(server_process):
+    target = server_process.target
+    fill(target, "fit_q", 200, close=False)
+    cmd = [sys.executable, "-m", "compute", "train", "--target", target, "--model", f"mlp:{D + 1},16,{C}",
+           "--queue", "fit_q", "--async", "--scope", "misfit", "--no-progress"]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 1 and f"holds features of {D} values" in p.stderr and f"takes {D + 1}" in p.stderr
+    assert "Traceback" not in p.stderr
+    with qs.connect(target) as c:
+        assert not any(v["name"].startswith("misfit/") for v in c.status()["variables"])
+
+
+def test_labels_out_of_range_fail_clearly_and_the_batch_goes_back(server_process):
+    target = server_process.target
+    fill(target, "labels_q", 64, close=False)  # labels 0..2
+    cmd = [sys.executable, "-m", "compute", "train", "--target", target, "--model", f"mlp:{D},16,2",
+           "--queue", "labels_q", "--async", "--scope", "twoclass", "--no-progress", "--batch", "32"]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 1 and "holds label 2, but the model has 2 classes" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+    assert _queue_size(target, "labels_q") == 64
