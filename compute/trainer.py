@@ -188,8 +188,16 @@ class Trainer:
         try:
             queue = await client.queue(self.cfg.queue, container=self.cfg.container)
         except qs.NotFoundError:
-            raise qs.NotFoundError(f"input queue {self.cfg.queue!r} does not exist on {self._target()}: "
-                                   "start the loaders first (or check --queue)") from None
+            elsewhere = sorted(q["container"] for q in (await client.status())["queues"]
+                               if q["name"] == self.cfg.queue and q["container"] != self.cfg.container)
+            if elsewhere:
+                raise qs.NotFoundError(
+                    f"input queue {self.cfg.queue!r} is not in container {self.cfg.container!r} (--container) on"
+                    f" {self._target()}, but it exists in {', '.join(repr(c) for c in elsewhere)}: pass"
+                    f" --container {elsewhere[0] or chr(39) * 2}") from None
+            raise qs.NotFoundError(f"input queue {self.cfg.queue!r} does not exist in container {self.cfg.container!r}"
+                                   f" on {self._target()}: start the loaders first (or check --queue and"
+                                   " --container)") from None
         self._check_queue_fits_the_model(queue)
         return QueueSource(queue, self.cfg.batch, self.cfg.dequeue_timeout, classes=self.model.sizes[-1])
 

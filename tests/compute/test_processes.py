@@ -218,3 +218,13 @@ def test_labels_out_of_range_fail_clearly_and_the_batch_goes_back(server_process
     assert p.returncode == 1 and "holds label 2, but the model has 2 classes" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
     assert _queue_size(target, "labels_q") == 64
+
+
+def test_a_queue_in_another_container_is_named(server_process):
+    target = server_process.target
+    with qs.connect(target) as c:
+        c.fifo_queue("boxed_q", 10, [np.float32, np.int64], [[D], []], container="exp")
+    p = trainer(target, "--queue", "boxed_q", "--async", "--scope", "boxed")
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and "is not in container '' (--container)" in err and "exists in 'exp'" in err
+    assert "--container exp" in err
