@@ -16,6 +16,7 @@ from typing import Sequence
 
 from queueserver.errors import QueueServerError
 from queueserver.logs import configure as configure_logging
+from queueserver.logs import printable
 from queueserver.logs import set_default_task
 from queueserver.wire import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -103,12 +104,12 @@ def _format_status(status: dict) -> str:
     if queues:
         lines.append(f"  {'name':<32} {'type':<20} {'size':>8} {'capacity':>9}  {'closed':<6}  spec")
     for q in queues:
-        name = f"{q['container']}/{q['name']}" if q["container"] else q["name"]
+        name = printable(f"{q['container']}/{q['name']}" if q["container"] else q["name"])
         lines.append(f"  {name:<32} {q['type']:<20} {q['size']:>8} {q['capacity']:>9}  {str(q['closed']):<6}  {q['spec']}")
     variables = status.get("variables", [])
     lines.append(f"variables ({len(variables)}):")
     for v in variables:
-        name = f"{v['container']}/{v['name']}" if v["container"] else v["name"]
+        name = printable(f"{v['container']}/{v['name']}" if v["container"] else v["name"])
         state = "initialized" if v["initialized"] else "uninitialized"
         lines.append(f"  {name:<32} {v['dtype']}{v['shape']}  {state}")
     return "\n".join(lines)

@@ -23,6 +23,26 @@ log = logging.getLogger("queueserver")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# Control characters (newlines, terminal escapes) a client could put in a name or client string.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``, ``\\x0a``): a name a client chose can
+    neither forge a log line nor drive the terminal that shows it."""
+    return text.translate(_CONTROL)
+
+
+class TextFormatter(logging.Formatter):
+    """The text log format, one line per record whatever the record's strings hold."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if record.exc_info:  # a traceback keeps its own lines; only the message is escaped
+            first, _, rest = line.partition("\n")
+            return printable(first) + "\n" + rest
+        return printable(line)
+
 
 def event(level: int, task: str, name: str, message: str, *, exc_info: bool = False, **fields: Any) -> None:
     """Log one event of ``task``: ``name`` is its machine-readable kind, ``fields`` its details.
@@ -80,7 +100,7 @@ def configure(level: str = "INFO", fmt: str = "text", *, stream: TextIO | None =
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

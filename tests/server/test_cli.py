@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -108,3 +109,25 @@ def test_log_options_are_accepted_after_the_subcommand_and_a_public_bind_without
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)
+
+
+def test_names_are_escaped_in_text_logs_and_the_status_table():
+    # Before: a client could forge log lines and drive the operator's terminal with a queue name.
+    evil = "evil\n2026-01-01 00:00:00,000 INFO queueserver: forged\x1b[2J"
+    server = ServerProcess(cmd=[sys.executable, "-m", "queueserver", "--log-level", "INFO", "serve", "--port", "0"])
+    try:
+        with qs.connect(server.target, client_name="bad\nclient") as c:
+            c.fifo_queue(evil, 2, [np.float32], [[]])
+            status = run_cli("status", server.target)
+        assert status.returncode == 0 and "\x1b" not in status.stdout
+        assert "evil\\x0a2026-01-01" in status.stdout and "forged" in status.stdout
+        assert not any(line.startswith("2026-01-01") for line in status.stdout.splitlines())
+    finally:
+        server.stop()
+    deadline = time.monotonic() + 10
+    while not any("queue_created" in line or "created by" in line for line in server.output):
+        assert time.monotonic() < deadline, list(server.output)
+        time.sleep(0.01)
+    logged = "".join(server.output)
+    assert "\x1b" not in logged and "evil\\x0a" in logged
+    assert not any(line.startswith("2026-01-01") for line in logged.splitlines())
