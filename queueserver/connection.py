@@ -108,6 +108,7 @@ class DataConnection(asyncio.BufferedProtocol):
                                   max_message_bytes=limit, on_compact=self._on_compact)
         self.transport: asyncio.Transport | None = None
         self._hello_timer: asyncio.TimerHandle | None = None
+        self.failed_hellos = 0
         self.client_name = "?"
         self.out: list = []
         self.closing = False

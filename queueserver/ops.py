@@ -33,15 +33,19 @@ from queueserver.wire import compact_layout, decode_arrays
 if TYPE_CHECKING:
     from queueserver.connection import DataConnection
 
+# Wrong tokens one connection may try before it is closed.
+MAX_FAILED_HELLOS = 3
+
 # ----- operations: (connection, header, body) -> reply dict | (reply, arrays) | Attempt
 def _op_hello(conn: DataConnection, h: dict, body) -> dict:
     token = conn.service.token
     if token is not None:
         given = h.get("token") or ""
         if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
-            event(logging.WARNING, conn.service.task, "auth_failed",
-                  f"rejected a client from {conn.peer}: wrong or missing token", peer=conn.peer,
-                  client=str(h.get("client", "?"))[:200])
+            conn.service.auth_failed(conn.peer, str(h.get("client", "?"))[:200])
+            conn.failed_hellos += 1
+            if conn.failed_hellos >= MAX_FAILED_HELLOS:  # guessing: no more tries on this connection
+                conn.closing = True  # closed once this error reply is written
             raise UnauthenticatedError("wrong or missing token for this server")
     conn.authenticate()
     conn.client_name = str(h.get("client", "?"))[:200]

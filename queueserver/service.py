@@ -20,12 +20,15 @@ from queueserver._version import __version__
 from queueserver.connection import DataConnection, Sniffer
 from queueserver.core import Attempt, ConditionalAccumulator, QueueBase, ResourceManager
 from queueserver.errors import InvalidArgumentError, QueueServerError, UnavailableError
-from queueserver.logs import event
+from queueserver.logs import event, printable
 from queueserver.options import ServerOptions
 from queueserver.routing import Directory, Peers, Placement, check_device_name
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+# Wrong tokens from one host are logged once per this many seconds (with a count of the rest).
+AUTH_LOG_WINDOW_S = 10.0
 
 class QueueService:
     """The state of one server: its resources, its connections and its options.
@@ -60,7 +63,8 @@ class QueueService:
             self.call_stats = CallStats()
             self.metrics_registry = make_registry(self)
         self.stopping = False
-        self._all_closed: asyncio.Event | None = None  # set when the last connection closes while stopping
+        self._all_closed: asyncio.Event | None = None
+        self._auth_failures: dict[str, tuple[float, int]] = {}  # peer host -> (logged at, suppressed since)  # set when the last connection closes while stopping
         self._listener: asyncio.AbstractServer | None = None
         self._runner: web.AppRunner | None = None
         self.host = self.port = None
@@ -91,6 +95,24 @@ class QueueService:
             event(logging.WARNING, self.task, "no_token",
                   f"serving on {self.target} without a token: anyone who can reach this address can read and"
                   " change every queue and variable; set --token (or QUEUESERVER_TOKEN)", address=self.target)
+
+    def auth_failed(self, peer: str, client: str) -> None:
+        """Log a wrong or missing token once per burst per peer host: the first, then how many
+        more came in the next :data:`AUTH_LOG_WINDOW_S` seconds (a guessing client cannot flood the log)."""
+        host = peer.rpartition(":")[0] or peer
+        now = time.monotonic()
+        since, suppressed = self._auth_failures.get(host, (0.0, 0))
+        if now - since < AUTH_LOG_WINDOW_S:
+            self._auth_failures[host] = (since, suppressed + 1)
+            return
+        if suppressed:
+            event(logging.WARNING, self.task, "auth_failed_burst",
+                  f"{printable(host)} sent {suppressed} more wrong or missing token(s)", peer=host, count=suppressed)
+        if len(self._auth_failures) > 10_000:  # many hosts: forget the old windows rather than grow
+            self._auth_failures.clear()
+        self._auth_failures[host] = (now, 0)
+        event(logging.WARNING, self.task, "auth_failed",
+              f"rejected a client from {printable(peer)}: wrong or missing token", peer=peer, client=client)
 
     def connection_closed(self, conn: DataConnection) -> None:
         """A connection is gone (its transport closed)."""

@@ -131,3 +131,26 @@ def test_names_are_escaped_in_text_logs_and_the_status_table():
     logged = "".join(server.output)
     assert "\x1b" not in logged and "evil\\x0a" in logged
     assert not any(line.startswith("2026-01-01") for line in logged.splitlines())
+
+
+def test_wrong_tokens_are_logged_once_per_burst_and_a_guessing_connection_is_closed():
+    from support import RawConnection
+
+    server = ServerProcess(cmd=[sys.executable, "-m", "queueserver", "--log-level", "WARNING", "serve", "--port", "0",
+                                "--token", "right"])
+    try:
+        raw = RawConnection(server.target)
+        for attempt in range(3):
+            reply, _ = raw.call({"i": attempt + 1, "o": "hello", "token": f"guess{attempt}", "client": "x"})
+            assert reply["e"][0] == qs.UnauthenticatedError.code
+        assert raw.sock.recv(1) == b""  # three wrong tokens: the connection is closed
+        raw.close()
+        for _ in range(5):  # more guesses from the same host, on new connections, within the window
+            with pytest.raises(qs.UnauthenticatedError):
+                qs.connect(server.target, token="wrong")
+        with qs.connect(server.target, token="right") as c:  # the right token still gets in
+            assert c.status()["task"]
+    finally:
+        server.stop()
+    logged = "".join(server.output)
+    assert logged.count("wrong or missing token") == 1, logged
