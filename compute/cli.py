@@ -19,6 +19,7 @@ import logging
 import sys
 from typing import Sequence
 
+from queueserver._version import __version__
 import queueserver as qs
 from compute.backend import TRANSFER_DTYPES, DevicePlacementError
 from compute.trainer import TrainConfig, train
@@ -29,6 +30,7 @@ __all__ = ["main", "build_parser", "config_from_args"]
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m compute`` argument parser."""
     parser = argparse.ArgumentParser(prog="python -m compute", description="Trainer clients for the queue server.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model on minibatches from a shared queue")

@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Sequence
 
+from queueserver._version import __version__
 from queueserver.errors import QueueServerError
 from queueserver.logs import configure as configure_logging
 from queueserver.logs import printable
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="queueserver",
         description="A queue server with shared named queues and resource containers (TensorFlow 1 style).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _logging_options(parser, None)
     sub = parser.add_subparsers(dest="command", required=True)
     # After the subcommand too; SUPPRESS keeps a value given before it when none is given after.

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from queueserver._version import __version__
 from queueserver import errors as qerrors
 
 from .formats import CsvFormat, FixedLengthFormat, TextFormat, TFRecordFormat, _Format, parse_features
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline",
         description="Input pipelines for queueserver: load files into a shared queue.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "load",

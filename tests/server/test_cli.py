@@ -154,3 +154,9 @@ def test_wrong_tokens_are_logged_once_per_burst_and_a_guessing_connection_is_clo
         server.stop()
     logged = "".join(server.output)
     assert logged.count("wrong or missing token") == 1, logged
+
+
+@pytest.mark.parametrize("module", ["queueserver", "pipeline", "compute"])
+def test_every_cli_says_its_version(module):
+    out = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip().endswith(qs.__version__)
