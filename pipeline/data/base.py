@@ -762,6 +762,27 @@ class Dataset:
             it.close()
 
     @staticmethod
+    def sample_from_datasets(datasets: Sequence["Dataset"], weights: Any = None, seed: int | None = None,
+                             stop_on_empty_dataset: bool = False) -> "Dataset":
+        """Elements drawn at random from ``datasets``, each pick by ``weights`` (default: uniform).
+
+        An exhausted dataset drops out of the draw (``stop_on_empty_dataset``: the sampling ends
+        there instead). The seed is fixed when the dataset is built.
+
+        Raises:
+            ValueError: ``weights`` does not have one entry per dataset.
+            InvalidArgumentError: a weight is negative, or all are zero.
+
+        Example:
+            >>> ds = Dataset.sample_from_datasets([Dataset.range(3), Dataset.range(10, 13)], seed=1)
+            >>> sorted(int(x) for x in ds)
+            [0, 1, 2, 10, 11, 12]
+        """
+        from .sources import SampleDataset
+
+        return SampleDataset(list(datasets), weights, seed, stop_on_empty_dataset)
+
+    @staticmethod
     def choose_from_datasets(datasets: Sequence["Dataset"], choice_dataset: "Dataset",
                              stop_on_empty_dataset: bool = True) -> "Dataset":
         """Elements of ``datasets`` in the order ``choice_dataset`` (int64 scalars) names them.

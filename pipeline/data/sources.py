@@ -468,6 +468,74 @@ class _ChooseIterator(DatasetIterator):
         self._ended = bool(state["ended"])
 
 
+# --------------------------------------------------------------------------- sample_from_datasets
+class SampleDataset(Dataset):
+    """``Dataset.sample_from_datasets``: each element from a dataset drawn by ``weights``."""
+
+    def __init__(self, datasets: list, weights: Any, seed: int | None, stop_on_empty_dataset: bool) -> None:
+        if not datasets or not all(isinstance(d, Dataset) for d in datasets):
+            raise TypeError("`datasets` must be a non-empty list of datasets")
+        if weights is None:
+            weights = [1.0 / len(datasets)] * len(datasets)
+        w = np.asarray(weights, np.float64).reshape(-1)
+        if w.size != len(datasets):
+            raise ValueError(f"`datasets` and `weights` should have the same number of elements, got "
+                             f"{len(datasets)} datasets and {w.size} weights")
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise errors.InvalidArgumentError(f"`weights` must be non-negative and not all zero, got {w.tolist()}")
+        self._datasets, self._weights, self._stop = datasets, w / w.sum(), bool(stop_on_empty_dataset)
+        # Fixed when the dataset is built (as shuffle's seed): every pass draws the same sequence.
+        self._seed = int(np.random.SeedSequence(seed).generate_state(1)[0]) if seed is None else int(seed)
+
+    def _compute_spec(self) -> Any:
+        spec = self._datasets[0].element_spec
+        for d in self._datasets[1:]:
+            spec = structure.relax(spec, d.element_spec)
+        return spec
+
+    def _make_iter(self, ctx: tuple) -> DatasetIterator:
+        return _SampleIterator(self, ctx)
+
+
+class _SampleIterator(DatasetIterator):
+    def __init__(self, ds: SampleDataset, ctx: tuple) -> None:
+        self._ds = ds
+        self._its = [d._make_iter(ctx) for d in ds._datasets]
+        self._rng = np.random.default_rng(np.random.SeedSequence(ds._seed, spawn_key=tuple(ctx)))
+        self._active = np.ones(len(self._its), bool)
+        self._ended = False
+
+    def __next__(self) -> Any:
+        ds = self._ds
+        while not self._ended and self._active.any():
+            w = np.where(self._active, ds._weights, 0.0)
+            if w.sum() <= 0:  # only zero-weight datasets are left
+                break
+            i = int(self._rng.choice(len(w), p=w / w.sum()))
+            try:
+                return next(self._its[i])
+            except StopIteration:
+                self._active[i] = False
+                if ds._stop:
+                    self._ended = True  # as TensorFlow's stop_on_empty_dataset
+        raise StopIteration
+
+    def _children(self) -> list[DatasetIterator]:
+        return list(self._its)
+
+    def get_state(self) -> dict:
+        return self._state(children=[it.get_state() for it in self._its], rng=self._rng.bit_generator.state,
+                           active=self._active.tolist(), ended=self._ended)
+
+    def set_state(self, state: dict) -> None:
+        state = self._check(state)
+        for it, s in zip(self._its, state["children"], strict=True):
+            it.set_state(s)
+        self._rng.bit_generator.state = state["rng"]
+        self._active = np.asarray(state["active"], bool)
+        self._ended = bool(state["ended"])
+
+
 # --------------------------------------------------------------------------- concatenate
 class ConcatenateDataset(Dataset):
     """``a.concatenate(b)``: a's elements then b's."""

@@ -75,3 +75,34 @@ def test_get_single_element():  # GetSingleElementTest.testGetSingleElement
         Dataset.range(10).skip(10).get_single_element()
     with pytest.raises(errors.InvalidArgumentError, match="Dataset had more than one element."):
         Dataset.range(10).skip(4).take(2).get_single_element()
+
+
+@pytest.mark.parametrize("weights", [[0.1, 0.2, 0.3, 0.4], [0.5, 0.0, 0.0, 0.5], None])
+def test_sample_from_datasets(weights):  # DirectedInterleaveDatasetTest.testSampleFromDatasets
+    n = 4000
+    datasets = [Dataset.from_tensors(np.int64(i)).repeat() for i in range(4)]
+    ds = Dataset.sample_from_datasets(datasets, weights, seed=619)
+    counts = np.bincount([int(x) for x in ds.take(n)], minlength=4) / n
+    expected = np.full(4, 0.25) if weights is None else np.asarray(weights)
+    assert np.allclose(counts, expected, atol=0.03), counts
+    again = [int(x) for x in Dataset.sample_from_datasets(datasets, weights, seed=619).take(50)]
+    assert again == [int(x) for x in ds.take(50)]  # the same seed draws the same sequence
+
+
+def test_sample_from_datasets_drops_exhausted_inputs():  # testSampleFromDatasetsSkippingEmptyDatasets
+    ds = Dataset.sample_from_datasets([Dataset.range(3), Dataset.range(10, 110)], [0.5, 0.5], seed=3)
+    out = [int(x) for x in ds]
+    assert sorted(out) == [0, 1, 2] + list(range(10, 110))
+    stopping = Dataset.sample_from_datasets([Dataset.range(0), Dataset.range(10, 20)], [0.5, 0.5], seed=3,
+                                            stop_on_empty_dataset=True)
+    assert len([int(x) for x in stopping]) < 10  # ends at the first draw of the empty input
+
+
+def test_sample_from_datasets_errors_and_checkpoint():  # DirectedInterleaveDatasetTest.testErrors
+    with pytest.raises(ValueError, match="should have the same number of elements"):
+        Dataset.sample_from_datasets([Dataset.range(10), Dataset.range(20)], weights=[0.25, 0.25, 0.25, 0.25])
+    ds = Dataset.sample_from_datasets([Dataset.range(0, 50), Dataset.range(100, 150)], seed=7)
+    it = ds.iterator()
+    head = [int(next(it)) for _ in range(20)]
+    rest = [int(x) for x in ds.iterator(state=it.get_state())]
+    assert head + rest == [int(x) for x in ds]
