@@ -14,15 +14,17 @@ figures to the server, whose status page shows where each trainer's time goes.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import signal
 import sys
 from typing import Sequence
 
 from queueserver._version import __version__
 import queueserver as qs
 from compute.backend import TRANSFER_DTYPES, DevicePlacementError
-from compute.trainer import TrainConfig, train
+from compute.trainer import TrainConfig, Trainer
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -106,8 +108,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    trainer: Trainer | None = None
+    terminated = []
+
+    def on_sigterm(signum: int, frame: object) -> None:  # stop as Ctrl-C does: batches go back, say what was done
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        result = train(config)
+        trainer = Trainer(config)
+        result = asyncio.run(trainer.run())
     except (DevicePlacementError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -115,11 +126,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
+        if trainer is None:
+            return 143 if terminated else 130
+        r = trainer.result
+        print(f"{'terminated' if terminated else 'interrupted'}: {r.local_steps} step(s) in this run (global step"
+              f" {r.global_step}), {r.samples:,} samples trained; the batches not trained went back to the"
+              f" queue{_last_checkpoint(config.checkpoint_dir)}", file=sys.stderr, flush=True)
+        return 143 if terminated else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(json.dumps({"event": "done", **result.summary()}, allow_nan=False), flush=True)
     if result.staleness:
         print(result.staleness_histogram(), file=sys.stderr)
     return 0
+
+
+def _last_checkpoint(directory: str | None) -> str:
+    if not directory:
+        return ""
+    from compute.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(directory)
+    return f"; last checkpoint: global step {ckpt.global_step} in {directory}" if ckpt else f"; no checkpoint in {directory}"
 
 
 if __name__ == "__main__":

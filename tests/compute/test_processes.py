@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -228,3 +229,26 @@ def test_a_queue_in_another_container_is_named(server_process):
     _, err = p.communicate(timeout=60)
     assert p.returncode == 1 and "is not in container '' (--container)" in err and "exists in 'exp'" in err
     assert "--container exp" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+                         ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_and_sigterm_say_what_was_done_and_lose_nothing(server_process, tmp_path, sig, code, word):
+    name = f"said_q{int(sig)}"
+    n = 20_000
+    fill(server_process.target, name, n, close=False)
+    p = trainer(server_process.target, "--queue", name, "--async", "--scope", f"said{int(sig)}", "--report-every", "1",
+                "--checkpoint-dir", str(tmp_path), "--checkpoint-every", "2")
+    for line in p.stdout:
+        event = json.loads(line)
+        if event.get("event") == "step" and event["global_step"] >= 4:
+            p.send_signal(sig)
+            break
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == code, err
+    said = next(line for line in err.splitlines() if line.startswith(word))
+    trained = int(re.search(r"([\d,]+) samples trained", said).group(1).replace(",", ""))
+    assert "went back to the queue" in said and "last checkpoint: global step" in said
+    left = _queue_size(server_process.target, name)
+    assert n <= left + trained <= n + 32, (left, trained)
