@@ -401,25 +401,34 @@ class _ZipIterator(DatasetIterator):
 
 
 # --------------------------------------------------------------------------- choose_from_datasets
-class ChooseDataset(Dataset):
-    """``Dataset.choose_from_datasets``: the next element of the dataset each choice names."""
+class _SelectDataset(Dataset):
+    """What choose_from_datasets and sample_from_datasets share: a non-empty list of inputs whose
+    specs relax into the output's."""
 
-    def __init__(self, datasets: list, choices: Dataset, stop_on_empty_dataset: bool) -> None:
+    def __init__(self, datasets: list) -> None:
         if not datasets or not all(isinstance(d, Dataset) for d in datasets):
             raise TypeError("`datasets` must be a non-empty list of datasets")
-        if not isinstance(choices, Dataset):
-            raise TypeError("`choice_dataset` must be a dataset of scalar `tf.int64` tensors")
-        spec = choices.element_spec
-        if not isinstance(spec, structure.UnknownSpec) and spec != TensorSpec((), np.int64):
-            raise TypeError(f"`choice_dataset` must be a dataset of scalar `tf.int64` tensors, but its "
-                            f"element_spec is {spec!r}")
-        self._datasets, self._choices, self._stop = datasets, choices, bool(stop_on_empty_dataset)
+        self._datasets = datasets
 
     def _compute_spec(self) -> Any:
         spec = self._datasets[0].element_spec
         for d in self._datasets[1:]:
             spec = structure.relax(spec, d.element_spec)
         return spec
+
+
+class ChooseDataset(_SelectDataset):
+    """``Dataset.choose_from_datasets``: the next element of the dataset each choice names."""
+
+    def __init__(self, datasets: list, choices: Dataset, stop_on_empty_dataset: bool) -> None:
+        super().__init__(datasets)
+        if not isinstance(choices, Dataset):
+            raise TypeError("`choice_dataset` must be a dataset of scalar `tf.int64` tensors")
+        spec = choices.element_spec
+        if not isinstance(spec, structure.UnknownSpec) and spec != TensorSpec((), np.int64):
+            raise TypeError(f"`choice_dataset` must be a dataset of scalar `tf.int64` tensors, but its "
+                            f"element_spec is {spec!r}")
+        self._choices, self._stop = choices, bool(stop_on_empty_dataset)
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _ChooseIterator(self, ctx)
@@ -469,12 +478,11 @@ class _ChooseIterator(DatasetIterator):
 
 
 # --------------------------------------------------------------------------- sample_from_datasets
-class SampleDataset(Dataset):
+class SampleDataset(_SelectDataset):
     """``Dataset.sample_from_datasets``: each element from a dataset drawn by ``weights``."""
 
     def __init__(self, datasets: list, weights: Any, seed: int | None, stop_on_empty_dataset: bool) -> None:
-        if not datasets or not all(isinstance(d, Dataset) for d in datasets):
-            raise TypeError("`datasets` must be a non-empty list of datasets")
+        super().__init__(datasets)
         if weights is None:
             weights = [1.0 / len(datasets)] * len(datasets)
         w = np.asarray(weights, np.float64).reshape(-1)
@@ -483,15 +491,9 @@ class SampleDataset(Dataset):
                              f"{len(datasets)} datasets and {w.size} weights")
         if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise errors.InvalidArgumentError(f"`weights` must be non-negative and not all zero, got {w.tolist()}")
-        self._datasets, self._weights, self._stop = datasets, w / w.sum(), bool(stop_on_empty_dataset)
+        self._weights, self._stop = w / w.sum(), bool(stop_on_empty_dataset)
         # Fixed when the dataset is built (as shuffle's seed): every pass draws the same sequence.
         self._seed = int(np.random.SeedSequence(seed).generate_state(1)[0]) if seed is None else int(seed)
-
-    def _compute_spec(self) -> Any:
-        spec = self._datasets[0].element_spec
-        for d in self._datasets[1:]:
-            spec = structure.relax(spec, d.element_spec)
-        return spec
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _SampleIterator(self, ctx)
