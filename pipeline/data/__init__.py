@@ -25,7 +25,7 @@ from .base import (
     DatasetIterator,
 )
 from .files import CsvDataset, FixedLengthRecordDataset, TextLineDataset, TFRecordDataset
-from .structure import DatasetSpec, RaggedTensor, RaggedTensorSpec, TensorSpec, UnknownSpec
+from .structure import DatasetSpec, NoneTensorSpec, RaggedTensor, RaggedTensorSpec, TensorSpec, UnknownSpec
 
 __all__ = [
     "AUTOTUNE",
@@ -37,6 +37,7 @@ __all__ = [
     "DatasetIterator",
     "DatasetSpec",
     "FixedLengthRecordDataset",
+    "NoneTensorSpec",
     "RaggedTensor",
     "RaggedTensorSpec",
     "TFRecordDataset",

@@ -216,6 +216,8 @@ class DatasetIterator(Iterator[Any]):
 
 
 def _expand(leaf: Any) -> Any:
+    if leaf is None:  # a None component stays None in a chunk too
+        return None
     if isinstance(leaf, bytes):
         arr = np.empty(1, dtype=object)
         arr[0] = leaf

@@ -11,7 +11,7 @@ from queueserver import errors
 
 from . import structure
 from .base import Dataset, DatasetIterator, _Unary, _UnaryIterator
-from .structure import Chunk, DatasetSpec, RaggedTensor, RaggedTensorSpec, TensorSpec
+from .structure import Chunk, DatasetSpec, NoneTensorSpec, RaggedTensor, RaggedTensorSpec, TensorSpec
 
 
 def _check_batch_size(batch_size: int) -> int:
@@ -49,6 +49,10 @@ class BatchDataset(_Batching):
         def one(s: Any) -> Any:
             if isinstance(s, TensorSpec):
                 return TensorSpec(None if s.shape is None else (dim,) + tuple(s.shape), s.dtype)
+            if isinstance(s, NoneTensorSpec):
+                return s
+            if isinstance(s, DatasetSpec):  # a vector of datasets, as TensorFlow batches them
+                return DatasetSpec(s.element_spec, (dim,) + tuple(s.shape))
             raise TypeError(f"cannot batch elements of type {s!r}; use ragged_batch or padded_batch")
 
         return structure.map_structure(one, self._parent.element_spec)
@@ -84,7 +88,14 @@ class _BatchIterator(_UnaryIterator):
 
 # --------------------------------------------------------------------------- padded_batch
 class PaddedBatchDataset(_Batching):
-    """``ds.padded_batch(...)``: pads components to a common (or given) shape."""
+    """``ds.padded_batch(...)``: pads components to a common (or given) shape.
+
+    ``padded_shapes`` and ``padding_values`` follow the element's structure down to its
+    components (``nest.map_structure_up_to`` in TensorFlow): ``None`` anywhere means the default
+    for that part (the component's own shape, padded to the longest; 0, ``b""`` or False), a single
+    value applies to every component below it. Both are checked against the input's spec at
+    construction, with TensorFlow's errors.
+    """
 
     def __init__(self, parent: Dataset, batch_size: int, padded_shapes: Any, padding_values: Any,
                  drop_remainder: bool) -> None:
@@ -93,73 +104,109 @@ class PaddedBatchDataset(_Batching):
         spec = parent.element_spec
         # Checked at construction, as TensorFlow does, when the input's spec is known without
         # consuming anything; else from the first element's (see UnknownSpec).
-        self._padding = None if isinstance(spec, structure.UnknownSpec) else self._resolve(spec)
+        self._padding: tuple[list, list] | None = (
+            None if isinstance(spec, structure.UnknownSpec) else self._resolve(spec, at_build=True))
 
-    def _resolve(self, spec: Any) -> tuple[Any, Any]:
-        """``(shapes, padding values)`` for elements of ``spec``, in its structure."""
-        padded_shapes, padding_values = self._padded_shapes, self._padding_values
-        nested = structure.is_nested(spec)
-        if padded_shapes is None:
-            shapes = structure.map_structure(lambda s: None, spec)
-        elif nested:
-            shapes = structure.map_structure(lambda s, p: p, spec, _shapes_as_leaves(padded_shapes, spec))
-        else:
-            shapes = padded_shapes
-        shapes = structure.map_structure(_norm_shape, shapes) if nested else _norm_shape(shapes)
-        if padding_values is None:
-            pads = structure.map_structure(lambda s: b"" if s.dtype_name == "string" else 0, spec)
-        elif nested and structure.is_nested(padding_values):
-            pads = padding_values
-        else:
-            pads = structure.map_structure(lambda s: padding_values, spec)
-        return shapes, structure.map_structure(lambda v: structure.normalize(v), pads)
+    def _resolve(self, spec: Any, at_build: bool = False) -> tuple[list, list]:
+        """Per flattened component of ``spec``: (padded shape or None, padding value)."""
+        specs = structure.flatten(spec)
+        raw_shapes = _up_to(spec, self._padded_shapes)
+        raw_pads = _up_to(spec, self._padding_values)
+        shapes: list[tuple | None] = []
+        pads: list[Any] = []
+        for s, shape, pad in zip(specs, raw_shapes, raw_pads, strict=True):
+            if isinstance(s, NoneTensorSpec):
+                shapes.append(None)
+                pads.append(None)
+                continue
+            if not isinstance(s, TensorSpec):
+                raise TypeError(f"padded_batch is only supported for tensor components, got {s!r}; "
+                                "use ragged_batch for ragged values")
+            if shape is None:
+                if s.shape is None and at_build and self._padded_shapes is None:
+                    raise ValueError("You must provide `padded_shapes` argument because component "
+                                     f"{len(shapes)} has unknown rank.")
+                shapes.append(None)
+            else:
+                shapes.append(_checked_shape(shape, s))
+            pads.append(_checked_pad(pad, s))
+        return shapes, pads
 
     def _compute_spec(self) -> Any:
         dim = self._size if self._drop else None
-
-        def one(s: TensorSpec, shape: Any) -> TensorSpec:
-            if shape is None:
-                inner = None if s.shape is None else tuple(s.shape)
-            else:
-                inner = tuple(shape)
-            return TensorSpec(None if inner is None else (dim,) + inner, s.dtype)
-
         spec = self._parent.element_spec
         assert self._padding is not None  # resolved in __init__: the input's spec is known here
-        shapes = self._padding[0]
-        if structure.is_nested(spec):
-            return structure.map_structure(one, spec, shapes)
-        return one(spec, shapes)
-
+        out: list[Any] = []
+        for s, shape in zip(structure.flatten(spec), self._padding[0], strict=True):
+            if isinstance(s, NoneTensorSpec):
+                out.append(s)
+                continue
+            inner = shape if shape is not None else (None if s.shape is None else tuple(s.shape))
+            out.append(TensorSpec(None if inner is None else (dim,) + tuple(inner), s.dtype))
+        return structure.pack_as(spec, out)
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _PaddedBatchIterator(self, self._parent._make_iter(ctx))
 
 
-def _shapes_as_leaves(padded_shapes: Any, spec: Any) -> Any:
-    """Padded shapes are lists inside the element's tuples/dicts; turn them into leaf values."""
-    if isinstance(spec, tuple):
-        return tuple(_shapes_as_leaves(p, s) for p, s in zip(padded_shapes, spec, strict=True))
-    if isinstance(spec, dict):
-        return {k: _shapes_as_leaves(padded_shapes[k], spec[k]) for k in spec}
-    return _ShapeLeaf(padded_shapes)
+def _up_to(spec: Any, value: Any) -> list:
+    """``value`` spread over the flattened components of ``spec``: a nested value follows the
+    spec's nesting; a leaf (or None) at a nested spec node applies to every component below it."""
+    if isinstance(spec, tuple) and isinstance(value, tuple):
+        if len(value) != len(spec):
+            raise ValueError(f"The structure of {value!r} does not match the element structure {spec!r}")
+        out: list = []
+        for s, v in zip(spec, value):
+            out.extend(_up_to(s, v))
+        return out
+    if isinstance(spec, dict) and isinstance(value, dict):
+        if set(value) != set(spec):
+            raise ValueError(f"The keys of {value!r} do not match the element's keys {sorted(spec)}")
+        out = []
+        for k in sorted(spec):
+            out.extend(_up_to(spec[k], value[k]))
+        return out
+    return [value] * len(structure.flatten(spec))
 
 
-class _ShapeLeaf:
-    __slots__ = ("shape",)
+def _checked_shape(shape: Any, spec: TensorSpec) -> tuple:
+    """A padded shape as a tuple (None for -1/None dims), checked against the component's spec."""
+    arr = np.asarray(list(shape) if isinstance(shape, tuple) else shape, dtype=object)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    numeric = [d for d in arr.reshape(-1).tolist() if d is not None]
+    if isinstance(shape, np.ndarray) and shape.dtype.kind not in "iu" or any(
+            isinstance(d, (float, np.floating)) for d in numeric):
+        kind = shape.dtype.name if isinstance(shape, np.ndarray) else "float32"
+        raise TypeError(f"Padded shape {list(arr.reshape(-1))} must be a 1-D tensor of tf.int64 values, but its "
+                        f"element type was {kind}.")
+    if arr.ndim != 1:
+        raise ValueError(f"Padded shape {arr.tolist()} must be a 1-D tensor of tf.int64 values, but its shape "
+                         f"was {arr.shape}.")
+    dims = tuple(None if (d is None or int(d) < 0) else int(d) for d in arr.tolist())
+    if spec.shape is not None:
+        have = tuple(spec.shape)
+        if len(have) != len(dims) or any(p is not None and h is not None and p < h for p, h in zip(dims, have)):
+            raise ValueError(f"The padded shape {_pyshape(dims)} is not compatible with the corresponding input "
+                             f"component shape {_pyshape(have)}.")
+    return dims
 
-    def __init__(self, shape: Any) -> None:
-        self.shape = shape
+
+def _pyshape(dims: tuple) -> str:
+    return repr(tuple(dims))
 
 
-def _norm_shape(shape: Any) -> Any:
-    if isinstance(shape, _ShapeLeaf):
-        shape = shape.shape
-    if shape is None:
-        return None
-    if isinstance(shape, (int, np.integer)):
-        shape = [shape]
-    return tuple(None if (d is None or int(d) < 0) else int(d) for d in np.asarray(shape, dtype=object).reshape(-1))
+def _checked_pad(pad: Any, spec: TensorSpec) -> Any:
+    """The padding value of one component (its default for None), of the component's dtype."""
+    is_string = spec.dtype_name == "string"
+    if pad is None:
+        if is_string:
+            return b""
+        return np.zeros((), spec.dtype)[()]
+    value = structure.normalize(pad)
+    if is_string != isinstance(value, bytes) or np.ndim(value) != 0:
+        raise TypeError(f"Padding value {pad!r} must be a scalar of the component's type {spec.dtype_name}")
+    return value if is_string else np.asarray(value).astype(spec.dtype)[()]
 
 
 def _next_elements(parent: DatasetIterator, size: int, drop_remainder: bool) -> list:
@@ -187,12 +234,11 @@ class _PaddedBatchIterator(_UnaryIterator):
         flats = [structure.flatten(e) for e in elements]
         if ds._padding is None:  # the input's spec was unknown: the first element's tells
             ds._padding = ds._resolve(structure.spec_of(template))
-        shape_tree, pad_tree = ds._padding
-        shapes = structure.flatten(shape_tree) if structure.is_nested(template) else [shape_tree]
-        pads = structure.flatten(pad_tree)
-        out = []
+        shapes, pads = ds._padding
+        out: list[Any] = []
         for c in range(len(flats[0])):
-            out.append(_pad_component([f[c] for f in flats], shapes[c], pads[c], c))
+            column = [f[c] for f in flats]
+            out.append(None if column[0] is None else _pad_component(column, shapes[c], pads[c], c))
         return structure.pack_as(template, out)
 
 
@@ -270,15 +316,40 @@ class _RaggedBatchIterator(_UnaryIterator):
 class UnbatchDataset(_Unary):
     """``ds.unbatch()``: one element per row of each input element."""
 
-    def _compute_spec(self) -> Any:
+    def __init__(self, parent: Dataset) -> None:
+        super().__init__(parent)
+        spec = parent.element_spec
+        if not isinstance(spec, structure.UnknownSpec):
+            # Checked at construction, as TensorFlow does, when the spec is known.
+            self.__dict__["_spec"] = self._unbatched(spec)
+
+    @staticmethod
+    def _unbatched(spec: Any) -> Any:
+        dims: set = set()
+
         def one(s: Any) -> Any:
+            if isinstance(s, NoneTensorSpec):
+                return s
             if isinstance(s, RaggedTensorSpec):
+                dims.add(s.shape[0])
                 return TensorSpec((None,) + tuple(s.shape[2:]), s.dtype)
             if s.shape is not None and len(s.shape) == 0:
                 raise ValueError("Cannot unbatch an input with scalar components.")
+            if s.shape is not None:
+                dims.add(s.shape[0])
+            if isinstance(s, DatasetSpec):
+                return DatasetSpec(s.element_spec, tuple(s.shape[1:]))
             return TensorSpec(None if s.shape is None else tuple(s.shape[1:]), s.dtype)
 
-        return structure.map_structure(one, self._parent.element_spec)
+        out = structure.map_structure(one, spec)
+        known = dims - {None}
+        if len(known) > 1:
+            raise ValueError(f"Cannot unbatch an input whose components have different sizes in their first "
+                             f"dimension: {sorted(known)} in {spec!r}")
+        return out
+
+    def _compute_spec(self) -> Any:
+        return self._unbatched(self._parent.element_spec)
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _UnbatchIterator(self._parent._make_iter(ctx))
@@ -302,6 +373,8 @@ class _UnbatchIterator(_UnaryIterator):
             leaves = structure.flatten(b)
             sizes = set()
             for leaf in leaves:
+                if leaf is None:  # a None component unbatches to None
+                    continue
                 if isinstance(leaf, RaggedTensor):
                     sizes.add(len(leaf))
                 elif isinstance(leaf, bytes) or np.ndim(leaf) == 0:
@@ -310,6 +383,8 @@ class _UnbatchIterator(_UnaryIterator):
                     )
                 else:
                     sizes.add(len(leaf))
+            if not sizes:
+                raise errors.InvalidArgumentError("Cannot unbatch an element whose every component is None.")
             if len(sizes) != 1:
                 raise errors.InvalidArgumentError(
                     "Input element must have the same batch size in each component. Component 0 "
@@ -338,7 +413,8 @@ class _UnbatchIterator(_UnaryIterator):
         j = min(self._n, i + max_n)
         self._i = j
         b = self._batch
-        return Chunk(j - i, b[i:j] if not isinstance(b, (tuple, dict)) else structure.map_structure(lambda a: a[i:j], b))
+        return Chunk(j - i, b[i:j] if not isinstance(b, (tuple, dict))
+                     else structure.map_structure(lambda a: None if a is None else a[i:j], b))
 
     def _own_state(self) -> dict:
         if self._batch is None or self._i >= self._n:
@@ -350,7 +426,7 @@ class _UnbatchIterator(_UnaryIterator):
             self._batch, self._n, self._i = None, 0, 0
         else:
             self._batch = structure.decode(state["batch"])
-            leaf = structure.flatten(self._batch)[0]
+            leaf = next(x for x in structure.flatten(self._batch) if x is not None)
             self._n, self._i = len(leaf), int(state["i"])
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "TensorSpec",
     "RaggedTensorSpec",
     "DatasetSpec",
+    "NoneTensorSpec",
     "UnknownSpec",
     "RaggedTensor",
     "normalize",
@@ -234,17 +235,42 @@ class RaggedTensorSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """The type of a leaf that is itself a dataset (the windows of :meth:`Dataset.window`).
+    """The type of a leaf that is itself a dataset (the windows of :meth:`Dataset.window`), or,
+    with a non-empty ``shape``, an array of datasets (a ``batch`` of dataset elements, as
+    TensorFlow allows: ``unbatch`` gives the datasets back).
 
     Example:
         >>> DatasetSpec(TensorSpec((), np.int64))
         DatasetSpec(TensorSpec(shape=(), dtype=tf.int64, name=None), TensorShape([]))
+        >>> DatasetSpec(TensorSpec((), np.int64), (None,))
+        DatasetSpec(TensorSpec(shape=(), dtype=tf.int64, name=None), TensorShape([None]))
     """
 
     element_spec: Any
+    shape: tuple = ()
 
     def __repr__(self) -> str:
-        return f"DatasetSpec({self.element_spec!r}, TensorShape([]))"
+        dims = ", ".join("None" if d is None else str(d) for d in self.shape)
+        return f"DatasetSpec({self.element_spec!r}, TensorShape([{dims}]))"
+
+
+@dataclass(frozen=True)
+class NoneTensorSpec:
+    """The type of a ``None`` component of an element (TensorFlow's ``NoneTensorSpec``): it stays
+    ``None`` through ``batch``, ``unbatch``, ``padded_batch`` and the rest.
+
+    Example:
+        >>> spec_of((np.int64(1), None))
+        (TensorSpec(shape=(), dtype=tf.int64, name=None), NoneTensorSpec())
+    """
+
+    @property
+    def dtype_name(self) -> str:
+        """A name for messages (a None component has no dtype)."""
+        return "none"
+
+    def __repr__(self) -> str:
+        return "NoneTensorSpec()"
 
 
 class UnknownSpec:
@@ -433,12 +459,27 @@ def normalize(value: Any) -> Any:
         return t(*vals) if hasattr(value, "_fields") else tuple(vals)
     if isinstance(value, dict):
         return {k: normalize(v) for k, v in value.items()}
-    if isinstance(value, RaggedTensor) or _is_dataset(value):
-        return value
-    if value is None:
-        raise TypeError("None is not a valid dataset element; return a value or a tuple of values")
+    if isinstance(value, RaggedTensor) or _is_dataset(value) or value is None:
+        return value  # None: a component with no value (TensorFlow's NoneTensor)
+    if isinstance(value, list) and value and all(_is_dataset(v) for v in value):
+        return dataset_array(value)
     arr = to_array(value)
     return arr[()] if arr.ndim == 0 else arr
+
+
+def dataset_array(datasets: Sequence[Any]) -> np.ndarray:
+    """A vector of datasets (an object array): a ``batch`` of dataset elements, or
+    ``from_tensors`` of a list of datasets; ``unbatch`` yields the datasets again."""
+    arr = np.empty(len(datasets), dtype=object)
+    for i, d in enumerate(datasets):
+        arr[i] = d
+    return arr
+
+
+def is_dataset_array(value: Any) -> bool:
+    """True for an object array holding datasets (see :func:`dataset_array`)."""
+    return (isinstance(value, np.ndarray) and value.dtype == object and value.size > 0
+            and _is_dataset(value.flat[0]))
 
 
 def _is_dataset(value: Any) -> bool:
@@ -456,6 +497,10 @@ def leaf_spec(leaf: Any) -> Any:
         return RaggedTensorSpec((len(leaf), None) + leaf.flat_values.shape[1:], leaf.flat_values.dtype)
     if _is_dataset(leaf):
         return DatasetSpec(leaf.element_spec)
+    if leaf is None:
+        return NoneTensorSpec()
+    if is_dataset_array(leaf):
+        return DatasetSpec(leaf.flat[0].element_spec, tuple(leaf.shape))
     arr = np.asarray(leaf) if not isinstance(leaf, np.ndarray) else leaf
     return TensorSpec(tuple(arr.shape), "string" if arr.dtype == object else arr.dtype)
 
@@ -475,8 +520,12 @@ def relax(spec_a: Any, spec_b: Any) -> Any:
     def one(a: Any, b: Any) -> Any:
         if type(a) is not type(b) or getattr(a, "dtype_name", None) != getattr(b, "dtype_name", None):
             raise TypeError(f"Incompatible dataset elements:\n  {spec_a!r} vs.   {spec_b!r}")
-        if isinstance(a, DatasetSpec):
+        if isinstance(a, NoneTensorSpec):
             return a
+        if isinstance(a, DatasetSpec):
+            if len(a.shape) != len(b.shape):
+                raise TypeError(f"Incompatible dataset elements:\n  {spec_a!r} vs.   {spec_b!r}")
+            return DatasetSpec(a.element_spec, tuple(x if x == y else None for x, y in zip(a.shape, b.shape)))
         if a.shape is None or b.shape is None or len(a.shape) != len(b.shape):
             shape = None
         else:
@@ -504,19 +553,19 @@ class Chunk:
 
     def take(self, k: int) -> "Chunk":
         """The first ``k`` elements."""
-        return Chunk(k, map_structure(lambda a: a[:k], self.data))
+        return Chunk(k, map_structure(lambda a: None if a is None else a[:k], self.data))
 
     def drop(self, k: int) -> "Chunk":
         """All but the first ``k`` elements."""
-        return Chunk(self.n - k, map_structure(lambda a: a[k:], self.data))
+        return Chunk(self.n - k, map_structure(lambda a: None if a is None else a[k:], self.data))
 
     def gather(self, idx: np.ndarray) -> "Chunk":
         """The elements at ``idx`` (one fancy-index gather per leaf)."""
-        return Chunk(len(idx), map_structure(lambda a: a[idx], self.data))
+        return Chunk(len(idx), map_structure(lambda a: None if a is None else a[idx], self.data))
 
     def element(self, i: int) -> Any:
         """Element ``i`` in normal element form."""
-        return map_structure(lambda a: a[i], self.data)
+        return map_structure(lambda a: None if a is None else a[i], self.data)
 
     def elements(self) -> list:
         """All elements, one by one."""
@@ -528,7 +577,7 @@ def concat_chunks(chunks: list[Chunk]) -> Chunk:
     if len(chunks) == 1:
         return chunks[0]
     n = sum(c.n for c in chunks)
-    return Chunk(n, map_structure(lambda *a: np.concatenate(a), *[c.data for c in chunks]))
+    return Chunk(n, map_structure(lambda *a: None if a[0] is None else np.concatenate(a), *[c.data for c in chunks]))
 
 
 def stack(elements: Sequence[Any], what: str = "batch") -> Any:
@@ -539,7 +588,7 @@ def stack(elements: Sequence[Any], what: str = "batch") -> Any:
     """
     first = elements[0]
     flats = [flatten(e) for e in elements]
-    out = []
+    out: list[Any] = []
     for c, leaf in enumerate(flats[0]):
         column = [f[c] for f in flats]
         if isinstance(leaf, bytes):
@@ -547,7 +596,15 @@ def stack(elements: Sequence[Any], what: str = "batch") -> Any:
             arr[:] = column
             out.append(arr)
             continue
-        if isinstance(leaf, RaggedTensor) or _is_dataset(leaf):
+        if leaf is None:  # a None component batches to None (TensorFlow's NoneTensor)
+            out.append(None)
+            continue
+        if _is_dataset(leaf):  # datasets batch to a vector of datasets, as in TensorFlow
+            if not all(_is_dataset(v) for v in column):
+                raise errors.InvalidArgumentError(f"Cannot {what} datasets with other values in component {c}.")
+            out.append(dataset_array(column))
+            continue
+        if isinstance(leaf, RaggedTensor):
             raise errors.InvalidArgumentError(f"Cannot {what} elements of this kind; use ragged_batch")
         shape0 = np.shape(leaf)
         for i, v in enumerate(column):
@@ -570,6 +627,8 @@ def unstack_leaf(arr: Any, i: int) -> Any:
     """Row ``i`` of a batched leaf in element form."""
     if isinstance(arr, RaggedTensor):
         return arr.row(i)
+    if arr is None:
+        return None
     return arr[i]
 
 
@@ -601,6 +660,8 @@ def encode(value: Any) -> Any:
         if isinstance(value, ListDataset):
             return {"ds": [encode(e) for e in value._elements]}
         raise TypeError(f"cannot save a nested dataset of type {type(value).__name__} in a state")
+    if is_dataset_array(value):
+        return {"dsa": [encode(d) for d in value.reshape(-1).tolist()], "shape": list(value.shape)}
     if isinstance(value, (np.ndarray, np.generic)):
         arr = np.asarray(value)
         if arr.dtype == object:
@@ -644,6 +705,8 @@ def decode(data: Any) -> Any:
         from .sources import ListDataset
 
         return ListDataset([decode(e) for e in data["ds"]])
+    if "dsa" in data:
+        return dataset_array([decode(d) for d in data["dsa"]]).reshape(data["shape"])
     if "s" in data:
         arr = np.empty(len(data["s"]), dtype=object)
         arr[:] = [base64.b64decode(v) for v in data["s"]]
