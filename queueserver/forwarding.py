@@ -12,7 +12,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from queueserver.errors import CancelledError, InvalidArgumentError, QueueServerError, error_name
+from queueserver.errors import (
+    CancelledError, DeadlineExceededError, InvalidArgumentError, QueueServerError, UnavailableError, error_name,
+)
 from queueserver.logs import event
 from queueserver import protocol as P
 from queueserver.protocol import CREATE_OPS, field_str, route_fields
@@ -22,8 +24,11 @@ from queueserver.wire import error_payload
 if TYPE_CHECKING:
     from queueserver.connection import DataConnection
 
-# How long past a forwarded call's own timeout the forwarding task waits for the home's reply.
-FORWARD_GRACE_S = 30.0
+# How long past a forwarded call's own timeout the forwarding task waits for the home's reply
+# (short of the client's own grace, so the client hears which task failed to answer), and how
+# long it waits for a call that does not block (a read, an assign) before the home counts as hung.
+FORWARD_GRACE_S = 2.0
+FORWARD_REPLY_TIMEOUT_S = 10.0
 
 
 async def route(conn: DataConnection, rid: int, op: str, header: dict, body: Any, t0: float = 0.0) -> None:
@@ -76,8 +81,16 @@ async def forward(conn: DataConnection, rid: int, op: str, home: str, header: di
         stats.forward(home)
     peer = await conn.service.peers.get(home)
     forwarded = {k: v for k, v in header.items() if k != "i"}
-    t = header.get("t")
-    reply, reply_body = await peer.call_raw(forwarded, body, wait=None if t is None else t + FORWARD_GRACE_S)
+    t = header.get(P.TIMEOUT)
+    if t is not None:
+        wait: float | None = t + FORWARD_GRACE_S
+    else:  # no timeout: a call that may block waits as long as its caller does
+        wait = None if _may_block(op, header) else FORWARD_REPLY_TIMEOUT_S
+    try:
+        reply, reply_body = await peer.call_raw(forwarded, body, wait=wait)
+    except (UnavailableError, DeadlineExceededError) as exc:
+        # The client knows tasks by name, not by address: say which task failed.
+        raise type(exc)(f"task {home} at {peer.target}: {exc}") from exc
     delivery = reply.get("d") if op == "dequeue" else None
     if delivery is not None and conn.transport is None:
         # Our client left while the batch travelled: give it back on its home.
@@ -89,6 +102,11 @@ async def forward(conn: DataConnection, rid: int, op: str, home: str, header: di
     conn.send_raw(reply, reply_body)
     if stats is not None:
         stats.observe(op, "ok" if "e" not in reply else error_name(reply["e"][0]), t0)
+
+
+def _may_block(op: str, header: dict) -> bool:
+    """Whether a call may wait on its resource (for room, for elements, for gradients)."""
+    return op in (P.OP_ENQUEUE, P.OP_DEQUEUE) or (op == P.OP_ACC and header.get(P.ACTION) == "take")
 
 
 def settle_forwarded(conn: DataConnection, action: str, pending: dict[str, list[int]]) -> None:

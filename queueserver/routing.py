@@ -16,16 +16,23 @@ from typing import TYPE_CHECKING
 
 from queueserver import protocol as P
 from queueserver.cluster import ClusterSpec, DeviceSpec, task_name
-from queueserver.errors import InvalidArgumentError, NotFoundError, QueueServerError, UnavailableError
+from queueserver.errors import (
+    DeadlineExceededError, InvalidArgumentError, NotFoundError, QueueServerError, UnavailableError,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from queueserver.channel import Channel
+    from queueserver.core.resources import ResourceManager
 
 log = logging.getLogger("queueserver")
 
 # A task that does not answer is tried this many times, with these pauses, before calls fail.
 CONNECT_ATTEMPTS = 3
 CONNECT_BACKOFF_S = (0.1, 0.3)
+# How long a task may take to answer a new link's hello (a hung task accepts TCP but never answers),
+# and the directory's questions: the other tasks must not wait on a hung one longer than this.
+PEER_CONNECT_TIMEOUT_S = 2.0
+PEER_CALL_TIMEOUT_S = 3.0
 
 
 class Placement:
@@ -71,8 +78,14 @@ class Placement:
 
     def directory_task(self, container: str, name: str) -> str:
         """The task that records where ``(container, name)`` lives: a stable hash of the name."""
+        return self.arbiters(container, name)[0]
+
+    def arbiters(self, container: str, name: str) -> list[str]:
+        """The tasks that may record where ``(container, name)`` lives, in the order they are asked:
+        the task the name hashes to, then the ones after it (a fixed ring, the same on every task)."""
         tasks = self.all_tasks()
-        return tasks[zlib.crc32(f"{container}\0{name}".encode()) % len(tasks)]
+        first = zlib.crc32(f"{container}\0{name}".encode()) % len(tasks)
+        return tasks[first:] + tasks[:first]
 
     def address(self, task: str) -> str:
         """``host:port`` of a task."""
@@ -131,7 +144,7 @@ class Peers:
             client = Channel(address, token=self.token, client_name=f"peer {self.placement.task}",
                              max_message_bytes=self.max_message_bytes)
             try:
-                return await client.open()
+                return await client.open(timeout=PEER_CONNECT_TIMEOUT_S)
             except QueueServerError as exc:
                 last = exc
                 if isinstance(exc, UnavailableError) and attempt < CONNECT_ATTEMPTS - 1:
@@ -152,13 +165,25 @@ class Peers:
 
 
 class Directory:
-    """Where each cluster-wide name lives: the entries this task is responsible for, plus a cache."""
+    """Where each cluster-wide name lives, with no single task whose death hides it.
 
-    def __init__(self, placement: Placement, peers: Peers) -> None:
+    The truth is on the home tasks: a resource exists where it was created. The directory only
+    decides, once, which task a new name is created on (first registration wins), and remembers
+    it so lookups are one call. Its entries for a name live on the name's *arbiters*: the task the
+    name hashes to, then the tasks after it in a fixed ring. The first arbiter that answers
+    decides, so a dead task delays (by its bounded connection attempts) but does not hide names
+    homed elsewhere. An arbiter that does not know a name (it restarted, or stands in for a dead
+    one) has the tasks asked whether they hold it before anything is registered, so an existing
+    name never gets a second home: the one exception is a name held only by a task that cannot
+    be reached at that moment, which then cannot be told apart from a new name (see README).
+    """
+
+    def __init__(self, placement: Placement, peers: Peers, resources: ResourceManager | None = None) -> None:
         self.placement = placement
         self.peers = peers
-        self.entries: dict[tuple[str, str], str] = {}  # names this task is the directory for
-        self.cache: dict[tuple[str, str], str] = {}    # homes this task looked up elsewhere
+        self.resources = resources
+        self.entries: dict[tuple[str, str], str] = {}  # names this task has arbitrated
+        self.cache: dict[tuple[str, str], str] = {}    # homes this task learnt elsewhere
 
     def local_register(self, container: str, name: str, home: str) -> str:
         """First registration wins; returns the name's home."""
@@ -167,39 +192,106 @@ class Directory:
     def local_lookup(self, container: str, name: str) -> str:
         home = self.entries.get((container, name))
         if home is None:
-            raise NotFoundError(f"resource '{name}'" + (f" in container '{container}'" if container else "")
-                                + " does not exist anywhere in the cluster")
+            raise NotFoundError(_missing(container, name))
         return home
+
+    def holds(self, container: str, name: str) -> bool:
+        """Whether this task holds ``(container, name)`` itself."""
+        if self.resources is None:
+            return False
+        try:
+            self.resources.get(container, name)
+        except NotFoundError:
+            return False
+        return True
 
     async def register(self, container: str, name: str, home: str) -> str:
         """Record ``home`` for a new name, or learn the existing home of a known one."""
         key = (container, name)
         if key in self.cache:
             return self.cache[key]
-        owner = self.placement.directory_task(container, name)
-        if owner == self.placement.task:
-            return self.local_register(container, name, home)
-        peer = await self.peers.get(owner)
-        reply, _ = await peer.call(P.directory("register", container, name, home))
-        self.cache[key] = reply["r"]
-        return reply["r"]
+        unreachable: dict[str, str] = {}
+        try:
+            winner = await self._known_home(container, name, unreachable)
+        except NotFoundError:
+            holder = await self._find_holder(container, name, unreachable)
+            winner = await self._arbitrate("register", container, name, holder or home, unreachable)
+        self.cache[key] = winner
+        return winner
 
     async def lookup(self, container: str, name: str) -> str:
         """The home of an existing name.
 
         Raises:
-            NotFoundError: no task created it.
+            NotFoundError: no task holds it.
+            UnavailableError: no reachable task holds it, and a task that may hold it is down (named).
         """
         key = (container, name)
         if key in self.cache:
             return self.cache[key]
-        owner = self.placement.directory_task(container, name)
-        if owner == self.placement.task:
-            return self.local_lookup(container, name)
-        peer = await self.peers.get(owner)
-        reply, _ = await peer.call(P.directory("lookup", container, name))
-        self.cache[key] = reply["r"]
-        return reply["r"]
+        unreachable: dict[str, str] = {}
+        try:
+            home = await self._known_home(container, name, unreachable)
+        except NotFoundError:
+            holder = await self._find_holder(container, name, unreachable)
+            if holder is None:
+                if unreachable:
+                    down = "; ".join(f"{task} at {why}" for task, why in sorted(unreachable.items()))
+                    raise UnavailableError(f"{_what(container, name)} is on no reachable task, and a task that "
+                                           f"may hold it is unavailable: {down}") from None
+                raise
+            home = await self._arbitrate("register", container, name, holder, unreachable)
+        self.cache[key] = home
+        return home
+
+    async def _known_home(self, container: str, name: str, unreachable: dict[str, str]) -> str:
+        """What the first answering arbiter has recorded. Raises NotFoundError if it has nothing."""
+        return await self._arbitrate("lookup", container, name, None, unreachable)
+
+    async def _arbitrate(self, action: str, container: str, name: str, home: str | None,
+                         unreachable: dict[str, str]) -> str:
+        """Ask the name's arbiters in turn; the first that answers decides."""
+        for task in self.placement.arbiters(container, name):
+            if task in unreachable:
+                continue
+            if task == self.placement.task:
+                if action == "lookup":
+                    return self.local_lookup(container, name)
+                assert home is not None
+                return self.local_register(container, name, home)
+            try:
+                peer = await self.peers.get(task)
+                reply, _ = await peer.call(P.directory(action, container, name, home), wait=PEER_CALL_TIMEOUT_S)
+            except (UnavailableError, DeadlineExceededError) as exc:
+                unreachable[task] = _why(self.placement, task, exc)
+                continue
+            return reply["r"]
+        down = "; ".join(f"{task} at {why}" for task, why in sorted(unreachable.items()))
+        raise UnavailableError(f"no task can say where {_what(container, name)} lives: {down}")
+
+    async def _find_holder(self, container: str, name: str, unreachable: dict[str, str]) -> str | None:
+        """The task that holds ``(container, name)``, asking every reachable task at once."""
+        if self.holds(container, name):
+            return self.placement.task
+        others = [t for t in self.placement.all_tasks() if t != self.placement.task and t not in unreachable]
+        answers = await asyncio.gather(*(self._holds_on(t, container, name) for t in others),
+                                       return_exceptions=True)
+        for task, answer in zip(others, answers):
+            if answer is True:
+                return task
+            if isinstance(answer, (UnavailableError, DeadlineExceededError)):
+                unreachable[task] = _why(self.placement, task, answer)
+            elif isinstance(answer, BaseException) and not isinstance(answer, QueueServerError):
+                raise answer
+        return None
+
+    async def _holds_on(self, task: str, container: str, name: str) -> bool:
+        peer = await self.peers.get(task)
+        try:
+            await peer.call({**P.spec(name, container), P.HOME: task, P.LOCAL: True}, wait=PEER_CALL_TIMEOUT_S)
+        except NotFoundError:
+            return False
+        return True
 
     def forget(self, containers: list[str]) -> None:
         """Drop every entry and cached home in ``containers`` (after a reset)."""
@@ -207,6 +299,23 @@ class Directory:
         for table in (self.entries, self.cache):
             for key in [k for k in table if k[0] in drop]:
                 del table[key]
+
+
+def _what(container: str, name: str) -> str:
+    return f"resource '{name}'" + (f" in container '{container}'" if container else "")
+
+
+def _missing(container: str, name: str) -> str:
+    return _what(container, name) + " does not exist anywhere in the cluster"
+
+
+def _why(placement: Placement, task: str, exc: BaseException) -> str:
+    """``task at host:port (error)`` for a task that did not answer."""
+    try:
+        where = placement.address(task)
+    except NotFoundError:
+        where = "?"
+    return f"{where} ({exc})"
 
 
 def check_device_name(device: object) -> str | None:

@@ -48,7 +48,7 @@ class QueueService:
         self.placement = Placement(options.cluster, options.job, options.index)
         self.task = self.placement.task
         self.peers = Peers(self.placement, self.token, self.max_message_bytes)
-        self.directory = Directory(self.placement, self.peers)
+        self.directory = Directory(self.placement, self.peers, self.resources)
         self.connections: set[DataConnection] = set()
         self.pending_bytes_limit = options.pending_bytes_limit
         self.reading = 0                              # reads being handled right now (nested)
