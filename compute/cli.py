@@ -25,6 +25,7 @@ from queueserver._version import __version__
 import queueserver as qs
 from compute.backend import TRANSFER_DTYPES, DevicePlacementError
 from compute.trainer import TrainConfig, Trainer
+from queueserver.resolvers import tf_config_task
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -104,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if args.cluster is None and args.target is None:  # under a TFJob: the cluster and this task from TF_CONFIG
+        found = tf_config_task("python -m compute train")
+        if found is not None:  # TensorFlow's numbering: a chief is trainer 0, worker i follows it
+            args.cluster, args.job, args.target = found.spec.as_dict(), found.job, found.address
+            args.task = found.replica_index
     try:
         config = config_from_args(args)
     except ValueError as exc:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Sequence
@@ -19,6 +20,8 @@ from queueserver.errors import QueueServerError
 from queueserver.logs import configure as configure_logging
 from queueserver.logs import printable
 from queueserver.logs import set_default_task
+from queueserver.resolvers import add_arguments as add_resolver_arguments
+from queueserver.resolvers import resolve_serve_args
 from queueserver.wire import DEFAULT_MAX_MESSAGE_BYTES
 
 
@@ -29,6 +32,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     fields = dict(token=token_from_env(args.token), max_message_bytes=args.max_message_bytes,
                   metrics=not args.no_metrics)
+    resolved = resolve_serve_args(args)  # --cluster-from, or TF_CONFIG when no --cluster/--job
+    if resolved is not None:
+        args.cluster, args.job, args.task = resolved.spec, resolved.job, resolved.task
     if args.cluster:
         from queueserver.cluster import ClusterSpec
 
@@ -36,8 +42,10 @@ def _serve(args: argparse.Namespace) -> int:
             print("queueserver serve: --cluster needs --job (and --task)", file=sys.stderr)
             return 2
         options = ServerOptions.for_task(ClusterSpec(args.cluster), args.job, args.task, **fields)
+        if args.host is not None:  # the spec's host unless --host says otherwise
+            options = dataclasses.replace(options, host=args.host)
     else:
-        options = ServerOptions(host=args.host, port=args.port, **fields)
+        options = ServerOptions(host=args.host or "127.0.0.1", port=args.port, **fields)
     set_default_task(f"/job:{options.job}/task:{options.index}")
 
     def ready(service) -> None:
@@ -177,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the server daemon until SIGINT/SIGTERM", parents=[logging_after],
                            description="Run a queue server. Binds loopback unless --host says otherwise.")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only;"
+                                      " in a cluster, this task's host in the spec)")
     serve.add_argument("--port", type=int, default=2222, help="port to bind (default 2222; 0 picks a free one)")
     serve.add_argument("--token", default=None,
                        help="shared secret every client must present (default: $QUEUESERVER_TOKEN, else none)")
@@ -188,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--task", type=int, default=0, help="with --cluster: this task's index (default 0)")
     serve.add_argument("--no-metrics", action="store_true",
                        help="keep no per-call statistics and serve no /metrics (the status page still works)")
+    add_resolver_arguments(serve)
     serve.set_defaults(func=_serve)
 
     status = sub.add_parser("status", help="show a server's queues and variables", parents=[logging_after])

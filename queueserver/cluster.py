@@ -51,6 +51,23 @@ class ClusterSpec:
                     raise InvalidArgumentError(f"/job:{job}/task:{i}: address {address!r} needs host:port")
             self._jobs[str(job)] = entries
 
+    @classmethod
+    def from_tf_config(cls, environ: Mapping[str, str] | None = None) -> "ClusterSpec":
+        """The cluster of the ``TF_CONFIG`` environment variable, as Kubeflow's TFJob sets it.
+
+        This task's job and index are :func:`queueserver.resolvers.from_tf_config`'s.
+
+        Raises:
+            InvalidArgumentError: ``TF_CONFIG`` is unset or malformed, naming what to fix.
+
+        Example:
+            >>> ClusterSpec.from_tf_config({"TF_CONFIG": '{"cluster": {"ps": ["h0:2222"]}}'})
+            ClusterSpec({'ps': ['h0:2222']})
+        """
+        from queueserver.resolvers import from_tf_config  # the resolvers build on this module
+
+        return from_tf_config(environ).spec
+
     @property
     def jobs(self) -> list[str]:
         """Job names, sorted."""

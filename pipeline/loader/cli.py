@@ -14,6 +14,7 @@ import numpy as np
 
 from queueserver._version import __version__
 from queueserver import errors as qerrors
+from queueserver.resolvers import tf_config_task
 
 from .formats import CsvFormat, FixedLengthFormat, TextFormat, TFRecordFormat, _Format, parse_features
 from .loading import DEFAULT_REPORT_EVERY_S, load
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
             "130 interrupted (Ctrl-C)"
         ),
     )
-    p.add_argument("--target", required=True, help="the queue server, e.g. 127.0.0.1:2222 or http://host:port")
+    p.add_argument("--target", help="the queue server, e.g. 127.0.0.1:2222 or http://host:port "
+                                    "(default: this task's address in TF_CONFIG, when it is set)")
     p.add_argument("--queue", required=True, metavar="NAME", help="the queue to fill (opened, or created)")
     p.add_argument("--container", default="", help="the queue's resource container (default: none)")
     p.add_argument("--format", required=True, choices=["csv", "fixed", "tfrecord", "text"],
@@ -201,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--num-epochs must be >= 0 (0: for ever), got {args.num_epochs}")
     if args.report_every < 0:
         parser.error(f"--report-every must be >= 0 (0: never), got {args.report_every}")
+    if args.target is None:  # under a TFJob: the server of this task, from TF_CONFIG
+        found = tf_config_task("pipeline load")
+        args.target = found.address if found else parser.error("--target is required (or set TF_CONFIG)")
     try:
         fmt = _format_from_args(args)
         result = load(args.target, args.queue, fmt, args.files, readers=args.readers, batch=args.batch,
