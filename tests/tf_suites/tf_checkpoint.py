@@ -87,3 +87,19 @@ def verify(verify_fn: str, ds_fn: Callable[[], Any], num_outputs: int, verify_ex
     else:  # pragma: no cover - a typo in a test
         raise ValueError(verify_fn)
     assert actual == expected
+
+
+def at(ds: Any, index: int) -> Any:
+    """``random_access.at(ds, index)`` by iteration (random access does not exist here): element
+    ``index``, or ``OutOfRangeError`` for a negative index or one past the end, as TensorFlow's."""
+    from queueserver import errors
+
+    if index < 0:
+        raise errors.OutOfRangeError(f"Index {index} is negative")
+    it = ds.iterator()
+    try:
+        for _ in range(index):
+            it.get_next()
+        return it.get_next()
+    finally:
+        it.close()
