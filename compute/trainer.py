@@ -252,30 +252,80 @@ class Trainer:
             def open_q(suffix: str) -> Awaitable[Any]:
                 return client.fifo_queue(self._name(suffix), 1, [np.int64], [[]], container=cc)
 
-            if cfg.is_chief:
-                if await (await open_q("stop_q")).is_closed() or await (await open_q("ready_q")).is_closed():
-                    # Left over from an earlier run on this live server (finished, failed or
-                    # interrupted): a closed queue cannot be reopened, so free the coordination
-                    # container (the model's variables stay, and the chief continues from them).
-                    await client.reset([cc])
-            else:
-                await self._wait_ready(open_q)
-            with store.placement():
-                global_step = await client.variable(self._name("global_step"), np.int64(0),
-                                                    container=cfg.container)
-            await store.create()
-            stopper = await Stopper(lambda: open_q("stop_q")).start()
+            chief_lock = await self._claim_chief(client) if cfg.is_chief else None
             try:
-                accs = await self._accumulators(client, store, cc) if cfg.mode == "sync" else None
-                if cfg.is_chief:
-                    await self._chief_init(store, global_step, accs)
-                    await (await open_q("ready_q")).close()  # broadcast: the model is ready
-                if accs is None:  # async mode
-                    await AsyncReplicaLoop(self, source, stopper, store, global_step).run()
-                else:
-                    await SyncReplicaLoop(self, source, stopper, client, store, global_step, accs, cc).run()
+                await self._setup_and_train(client, source, store, open_q)
             finally:
-                await stopper.close()
+                if chief_lock is not None:  # the next chief may start now (a crash gives it back too)
+                    with contextlib.suppress(qs.QueueServerError):
+                        await chief_lock.give_back()
+
+    async def _setup_and_train(self, client: Any, source: Any, store: ParameterStore,
+                               open_q: Callable[[str], Awaitable[Any]]) -> None:
+        """Reset stale coordination (chief) or wait for the model (replica), then run the mode's loop."""
+        cfg, cc = self.cfg, self._coord_container
+        if cfg.is_chief:
+            if await (await open_q("stop_q")).is_closed() or await (await open_q("ready_q")).is_closed():
+                # Left over from an earlier run on this live server (finished, failed or
+                # interrupted): a closed queue cannot be reopened, so free the coordination
+                # container (the model's variables stay, and the chief continues from them).
+                await client.reset([cc])
+        else:
+            await self._wait_ready(open_q)
+        with store.placement():
+            global_step = await client.variable(self._name("global_step"), np.int64(0),
+                                                container=cfg.container)
+        await store.create()
+        stopper = await Stopper(lambda: open_q("stop_q")).start()
+        try:
+            accs = await self._accumulators(client, store, cc) if cfg.mode == "sync" else None
+            if cfg.is_chief:
+                await self._chief_init(store, global_step, accs)
+                await (await open_q("ready_q")).close()  # broadcast: the model is ready
+            if accs is None:  # async mode
+                await AsyncReplicaLoop(self, source, stopper, store, global_step).run()
+            else:
+                await SyncReplicaLoop(self, source, stopper, client, store, global_step, accs, cc).run()
+        finally:
+            await stopper.close()
+
+    #: Seconds a chief waits for the chief lock: long enough for the server to notice that the
+    #: previous chief died (its token comes back when its connection drops), short enough to
+    #: refuse a second live chief promptly.
+    CHIEF_CLAIM_TIMEOUT_S = 2.0
+
+    @property
+    def _chief_lock_container(self) -> str:
+        # Apart from the coordination container, which the chief resets after claiming the lock.
+        return f"{self._coord_container}-chief"
+
+    async def _claim_chief(self, client: Any) -> Any:
+        """Take the model's chief token, held on the server while this chief's connection lives.
+
+        The token is an element of a one-slot queue, taken and never acknowledged: a clean end
+        gives it back, and a chief that dies (even by SIGKILL) loses its connection, so the server
+        puts the token back for the next one. Exactly one token is ever minted: the only enqueue
+        that succeeds into a second one-slot queue, never dequeued, is the minter's.
+
+        Raises:
+            AlreadyExistsError: another chief of this model holds the token.
+        """
+        lc = self._chief_lock_container
+        minted = await client.fifo_queue(self._name("chief_minted"), 1, [np.int64], [[]], container=lc)
+        lock = await client.fifo_queue(self._name("chief_lock"), 1, [np.int64], [[]], container=lc)
+        try:
+            await minted.enqueue(np.int64(1), timeout=0)
+        except qs.DeadlineExceededError:
+            pass  # minted by an earlier chief
+        else:
+            await lock.enqueue(np.int64(1), timeout=0)
+        try:
+            return await lock.take(timeout=self.CHIEF_CLAIM_TIMEOUT_S)
+        except qs.DeadlineExceededError:
+            raise qs.AlreadyExistsError(
+                f"a chief (task 0) of model scope {self.scope!r} is already running on {self._target() or 'this server'}:"
+                f" stop it first, or start this trainer as a replica (--task 1, ...) or with another"
+                f" --scope") from None
 
     async def _wait_ready(self, open_q: Callable[[str], Awaitable[Any]]) -> None:
         """Block until the chief closes the ready queue (TensorFlow's wait-for-model-ready)."""
