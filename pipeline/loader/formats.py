@@ -8,6 +8,8 @@ into the queue's components (see :mod:`pipeline.loader` for the rule).
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -54,6 +56,47 @@ def _component_widths(spec: ComponentSpec, what: str) -> list[int]:
     return widths
 
 
+class GoodPrefix(Exception):
+    """A chunk that stops at a bad record (``on_error="raise"``): the decoded good records before
+    it, to enqueue, and the bad record's error, to raise after them."""
+
+    def __init__(self, components: tuple | None, error: qerrors.QueueServerError) -> None:
+        super().__init__(str(error))
+        self.components, self.error = components, error
+
+
+_IN_RECORD = re.compile(r" in record \d+")  # decode_csv's chunk-relative record number
+_FILE_LINE = re.compile(r" \(file [^()]*, line \d+\)$| \(line \d+\)$")
+
+
+def _field_column(line: bytes, field: int, delim: bytes) -> int:
+    """The 1-based column where field ``field`` (0-based) of a CSV line starts, quotes respected;
+    one past the end of the line when it has fewer fields."""
+    quoted, k = False, 0
+    if field == 0:
+        return 1
+    for i, ch in enumerate(line):
+        if ch == 0x22:  # '"': a delimiter inside quotes does not end a field
+            quoted = not quoted
+        elif ch == delim[0] and not quoted:
+            k += 1
+            if k == field:
+                return i + 2
+    return len(line.rstrip(b"\r\n")) + 1
+
+
+def _csv_error(err: qerrors.QueueServerError, record: bytes, path: str, line: int, delim: str,
+               n_cols: int) -> qerrors.InvalidArgumentError:
+    """``err`` of one CSV record, placed by file, line and column instead of its chunk index."""
+    field = err.details.get("field")
+    if field is None:  # a wrong field count: where the missing field, or the first extra one, starts
+        field = n_cols
+    column = _field_column(record, int(field), delim.encode())
+    text = _FILE_LINE.sub("", _IN_RECORD.sub("", err.message))
+    return qerrors.InvalidArgumentError(f"{text} (file {path}, line {line}, column {column})",
+                                        source=path, line=line, column=column)
+
+
 # --------------------------------------------------------------------------- formats
 class _Format:
     """How to open one kind of file and turn a chunk of its records into queue components."""
@@ -70,6 +113,16 @@ class _Format:
     def default_spec(self) -> ComponentSpec:  # pragma: no cover - abstract
         """The spec of a queue created for this format."""
         raise NotImplementedError
+
+    def position(self, reader: Any) -> int | None:
+        """The byte offset, in its file, of the next record ``reader`` gives (``None``: not known)."""
+        return None
+
+    def skipped(self, reader: Any, path: str, count: int) -> list[qerrors.QueueServerError]:
+        """One error per record ``reader`` skipped in its last read (``count`` of them), naming
+        where it was (called after that read)."""
+        return [qerrors.DataLossError(f"{path}: corrupt data skipped before record {reader.records + 1}",
+                                      source=path)] * count
 
     def bind(self, spec: ComponentSpec, queue_name: str) -> Callable[..., tuple | None]:
         """A function ``(records, path, first_line, errors) -> components`` for this queue.
@@ -95,6 +148,12 @@ class _LineFormat(_Format):
     def first_line(self, reader: TextLineReader) -> int:
         """The 1-based line number of the next record of ``reader``."""
         return self.skip_header_lines + reader.records + 1
+
+    def skipped(self, reader: Any, path: str, count: int) -> list[qerrors.QueueServerError]:
+        """Lines are lost only to broken compression, which ends the file's lines where it starts."""
+        line = self.first_line(reader) - 1
+        return [qerrors.DataLossError(f"{path}: corrupt compressed data skipped after line {line}",
+                                      source=path, line=line)] * count
 
 
 @dataclass(frozen=True)
@@ -180,11 +239,29 @@ class CsvFormat(_LineFormat):
             for c in range(s, s + w):
                 _cast(np.empty(0, col_dtypes[c]), dtype, f"{where}, component {i} (CSV column {c})")
 
-        def convert(records: list[bytes], path: str, first_line: int, errors: list) -> tuple | None:
+        def decode(records: list[bytes], path: str, first_line: int, errors: list) -> list:
             bad: list = []
-            cols = decode_csv(records, record_defaults, fmt.field_delim, on_error=fmt.on_error,
-                              bad_records=bad, source=path, first_line=first_line)
-            errors.extend(bad)
+            try:
+                cols = decode_csv(records, record_defaults, fmt.field_delim, on_error=fmt.on_error,
+                                  bad_records=bad, source=path, first_line=first_line)
+            except qerrors.InvalidArgumentError as exc:
+                i = exc.details.get("record")
+                if i is None:
+                    raise
+                # The records before the bad one are good: they are loaded, then the error raised
+                # (decoding the prefix again finds an earlier bad record first, if there is one).
+                error = _csv_error(exc, records[i], path, first_line + i, fmt.field_delim, n_cols)
+                raise GoodPrefix(to_components(decode(records[:i], path, first_line, errors)) if i else None,
+                                 error) from None
+            errors.extend(_csv_error(e, records[e.details["record"]], path, first_line + e.details["record"],
+                                     fmt.field_delim, n_cols) for e in bad)
+            return cols
+
+        def convert(records: list[bytes], path: str, first_line: int, errors: list,
+                    offset: int | None = None) -> tuple | None:
+            return to_components(decode(records, path, first_line, errors))
+
+        def to_components(cols: list) -> tuple | None:
             if len(cols[0]) == 0:
                 return None
             out = []
@@ -228,7 +305,8 @@ class TextFormat(_LineFormat):
             raise qerrors.InvalidArgumentError(
                 f"queue '{queue_name}' {spec.describe()} cannot take text lines: it needs one string component")
 
-        def convert(records: list[bytes], path: str, first_line: int, errors: list) -> tuple | None:
+        def convert(records: list[bytes], path: str, first_line: int, errors: list,
+                    offset: int | None = None) -> tuple | None:
             arr = np.empty(len(records), object)
             arr[:] = records
             return (arr,)
@@ -269,6 +347,19 @@ class FixedLengthFormat(_Format):
         """The 1-based index of the next record of ``reader``."""
         return reader.records + 1
 
+    def position(self, reader: Any) -> int | None:
+        """The byte offset (uncompressed) of the next record of ``reader``."""
+        return self.header_bytes + reader.records * self.record_bytes
+
+    def skipped(self, reader: Any, path: str, count: int) -> list[qerrors.QueueServerError]:
+        """The only record a fixed-length file can lose is a partial one at its end."""
+        whole = None if self.compression_type else (os.path.getsize(path) - self.header_bytes
+                                                     - self.footer_bytes) // self.record_bytes
+        where = (f"record {whole + 1}, byte offset {self.header_bytes + whole * self.record_bytes}"
+                 if whole is not None else "at the end of the file")
+        return [qerrors.DataLossError(f"{path}: a partial record skipped ({where}): the body is not a multiple"
+                                      f" of {self.record_bytes} bytes", source=path)] * count
+
     def default_spec(self) -> ComponentSpec:
         """One ``uint8[record_bytes]`` component."""
         return ComponentSpec([np.uint8], [[self.record_bytes]])
@@ -282,7 +373,8 @@ class FixedLengthFormat(_Format):
                 f"queue '{queue_name}' {spec.describe()} cannot take {self.record_bytes}-byte records: it "
                 f"needs one uint8[{self.record_bytes}] or string component")
 
-        def convert(records: np.ndarray, path: str, first_line: int, errors: list) -> tuple | None:
+        def convert(records: np.ndarray, path: str, first_line: int, errors: list,
+                    offset: int | None = None) -> tuple | None:
             if not as_string:
                 return (records,)
             arr = np.empty(len(records), object)
@@ -351,8 +443,20 @@ class TFRecordFormat(_Format):
         return TFRecordReader(path, compression_type=self.compression_type, on_error=self.on_error)
 
     def first_line(self, reader: Any) -> int:
-        """The 1-based index of the next record of ``reader``."""
+        """The 1-based index of the next good record of ``reader``."""
         return reader.records + 1
+
+    def position(self, reader: Any) -> int | None:
+        """The byte offset (uncompressed) of the next record of ``reader``."""
+        return int(reader.get_state()["offset"])
+
+    def skipped(self, reader: Any, path: str, count: int) -> list[qerrors.QueueServerError]:
+        """Each corrupt or truncated record skipped, by its index in the file and its byte offset."""
+        where, reader.skipped = list(getattr(reader, "skipped", ())), []
+        out: list[qerrors.QueueServerError] = [
+            qerrors.DataLossError(f"{path}: corrupt record skipped (record {index + 1}, byte offset {offset})",
+                                  source=path, record=index + 1, offset=offset) for index, offset in where[:count]]
+        return out + super().skipped(reader, path, count - len(out))
 
     def default_spec(self) -> ComponentSpec:
         """One component per feature, in order (one string component without features)."""
@@ -380,32 +484,53 @@ class TFRecordFormat(_Format):
                 raise qerrors.InvalidArgumentError(
                     f"{where} has {len(spec.dtypes)} component(s) but {len(names)} feature(s) were given")
             order = names
-        on_error = self.on_error
-        features = self.features
+        return _ExampleConverter(self.features, order, spec, where, self.on_error).convert
 
-        def parse_one_by_one(records: list[bytes], path: str, first_line: int, errors: list) -> dict | None:
-            good = []
-            for i, rec in enumerate(records):
-                try:
-                    parse_example([rec], features)
-                except qerrors.InvalidArgumentError as exc:
-                    errors.append(qerrors.InvalidArgumentError(
-                        f"{exc} (file {path}, record {first_line + i})", source=path, line=first_line + i))
-                    continue
-                good.append(rec)
-            return parse_example(good, features) if good else None
 
-        def convert(records: list[bytes], path: str, first_line: int, errors: list) -> tuple | None:
+@dataclass(frozen=True)
+class _ExampleConverter:
+    """Parses a chunk of Example records into a queue's components, in the queue's order."""
+
+    features: dict[str, FixedLenFeature]
+    order: list[str]
+    spec: ComponentSpec
+    where: str
+    on_error: str
+
+    def components(self, parsed: dict) -> tuple:
+        """The parsed features as the queue's components, cast to its dtypes."""
+        return tuple(_cast(parsed[n], self.spec.dtypes[i], f"{self.where}, feature {n!r}")
+                     for i, n in enumerate(self.order))
+
+    def convert(self, records: list[bytes], path: str, first_line: int, errors: list,
+                offset: int | None = None) -> tuple | None:
+        """One chunk (see :meth:`_Format.bind`); ``offset``: the byte offset of ``records[0]``."""
+        try:
+            parsed = parse_example(records, self.features)
+        except qerrors.InvalidArgumentError:
+            # Find the bad record(s) one by one (the reader passes no offset for a chunk in
+            # which it skipped a corrupt record: the offsets would not add up).
+            parsed = self._one_by_one(records, path, first_line, errors, offset)
+            if parsed is None:
+                return None
+        return self.components(parsed)
+
+    def _one_by_one(self, records: list[bytes], path: str, first_line: int, errors: list,
+                    offset: int | None) -> dict | None:
+        good: list[bytes] = []
+        for i, rec in enumerate(records):
             try:
-                parsed = parse_example(records, features)
+                parse_example([rec], self.features)
             except qerrors.InvalidArgumentError as exc:
-                if on_error == "raise":
-                    raise qerrors.InvalidArgumentError(
-                        f"{exc} (file {path}, records {first_line}..{first_line + len(records) - 1})",
-                        source=path) from exc
-                parsed = parse_one_by_one(records, path, first_line, errors)
-                if parsed is None:
-                    return None
-            return tuple(_cast(parsed[n], spec.dtypes[i], f"{where}, feature {n!r}") for i, n in enumerate(order))
-
-        return convert
+                at = f", byte offset {offset}" if offset is not None else ""
+                error = qerrors.InvalidArgumentError(f"{exc} (file {path}, record {first_line + i}{at})",
+                                                     source=path, record=first_line + i, offset=offset)
+                if self.on_error == "raise":  # the records before it are loaded, then this is raised
+                    raise GoodPrefix(self.components(parse_example(good, self.features)) if good else None,
+                                     error) from None
+                errors.append(error)
+            else:
+                good.append(rec)
+            if offset is not None:  # a record takes 12 bytes of header, its data, 4 of CRC
+                offset += len(rec) + 16
+        return parse_example(good, self.features) if good else None

@@ -19,7 +19,7 @@ from queueserver import errors as qerrors
 
 from pipeline.coordination import QueueRunner, as_async_queue
 
-from .formats import CsvFormat, _Format
+from .formats import CsvFormat, GoodPrefix, _Format
 
 __all__ = ["LocalFilenameQueue", "ReaderStats", "csv_reader_runner", "reader_runner"]
 
@@ -59,20 +59,34 @@ class _ReaderOp:
         self.stats = stats
         self.reader: Any = None
         self.path = ""
+        self.bad_seen = 0  # the open reader's bad records already reported
 
-    def _read_and_decode(self) -> tuple[bool, tuple | None, int, int, list]:
-        """Worker thread: read one chunk and decode it. Returns (end_of_file, components, n, bytes, errors)."""
+    def _read_and_decode(self) -> tuple[bool, tuple | None, int, int, list, BaseException | None]:
+        """Worker thread: read one chunk and decode it.
+
+        Returns (end_of_file, components, n, bytes, errors skipped, the error to raise once the
+        components are enqueued: a bad record after good ones, with ``on_error="raise"``).
+        """
         reader = self.reader
         first = self.fmt.first_line(reader)
-        bad_before = reader.bad_records
-        records = reader.read_chunk(self.chunk_size)
-        errors: list = [qerrors.DataLossError(f"{self.path}: corrupt data skipped near record {first}")] * (
-            reader.bad_records - bad_before)
+        offset = self.fmt.position(reader)
+        try:
+            records = reader.read_chunk(self.chunk_size)
+        except qerrors.DataLossError as exc:  # the good records before it came with the previous chunk
+            raise qerrors.DataLossError(f"{exc} (record {self.fmt.first_line(reader)} of the file)",
+                                        **exc.details) from None
+        skipped = reader.bad_records - self.bad_seen
+        self.bad_seen = reader.bad_records
+        errors: list = self.fmt.skipped(reader, self.path, skipped) if skipped else []
         if len(records) == 0:
-            return True, None, 0, 0, errors
-        comps = self.convert(records, self.path, first, errors)
+            return True, None, 0, 0, errors, None
+        stop: BaseException | None = None
+        try:
+            comps = self.convert(records, self.path, first, errors, None if skipped else offset)
+        except GoodPrefix as partial:
+            comps, stop = partial.components, partial.error
         n = 0 if comps is None else len(comps[0])
-        return False, comps, n, 0 if comps is None else _payload_bytes(comps), errors
+        return False, comps, n, 0 if comps is None else _payload_bytes(comps), errors, stop
 
     async def __call__(self) -> None:
         while True:
@@ -82,8 +96,9 @@ class _ReaderOp:
                     name = name.item()
                 self.path = os.fsdecode(name)
                 self.reader = await asyncio.to_thread(self.fmt.open, self.path)
+                self.bad_seen = 0
             try:
-                eof, comps, n, nbytes, errors = await asyncio.to_thread(self._read_and_decode)
+                eof, comps, n, nbytes, errors, stop = await asyncio.to_thread(self._read_and_decode)
             except BaseException:
                 self.reader.close()
                 self.reader = None
@@ -99,6 +114,10 @@ class _ReaderOp:
                 await self.queue.enqueue_many(comps)
                 self.stats.records += n
                 self.stats.bytes += nbytes
+            if stop is not None:  # the good records before the bad one are in the queue now
+                self.reader.close()
+                self.reader = None
+                raise stop
             return
 
 

@@ -189,6 +189,9 @@ class TFRecordReader:
         self.on_error = check_on_error(on_error)
         self.records = 0
         self.bad_records = 0
+        #: ``(record index, byte offset)`` of each record skipped (``on_error="skip"``), 0-based
+        #: among the file's records, good and bad; a reader of these positions clears the list.
+        self.skipped: list[tuple[int, int]] = []
         self._src = ByteSource(self.path, self.compression_type, self.buffer_size)
         self._size = self._src.size()  # None when compressed
         self._buf = b""
@@ -282,7 +285,7 @@ class TFRecordReader:
             if ((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF) != length_crc:
                 offset = self._stop = self._base + p
                 if skip:
-                    self.bad_records += 1
+                    self._skipped(len(out), offset)
                     self._resync()
                     continue
                 hint = " (Is this even a TFRecord file?)" if offset == 0 else ""
@@ -303,7 +306,7 @@ class TFRecordReader:
                     have = (self._size - offset) if self._size is not None else len(self._buf) - self._p
                     self._done = True
                     if skip:
-                        self.bad_records += 1
+                        self._skipped(len(out), offset)
                         break
                     err = self._error(
                         f"truncated record at {offset}' failed with Read less bytes than requested "
@@ -321,7 +324,7 @@ class TFRecordReader:
                 self._stop = self._base + p
                 self._p = p + total
                 if skip:
-                    self.bad_records += 1
+                    self._skipped(len(out), self._stop)
                     continue
                 self._done = True
                 err = self._error(
@@ -334,6 +337,12 @@ class TFRecordReader:
             self._p = p + total
         self.records += len(out)
         return out
+
+    def _skipped(self, returned: int, offset: int) -> None:
+        """Count a skipped record and keep where it was (``returned``: good records of this read so far)."""
+        if len(self.skipped) < 10_000:  # bounded: a reader that never clears it keeps the first ones
+            self.skipped.append((self.records + returned + self.bad_records, offset))
+        self.bad_records += 1
 
     def _defer(self, out: list[bytes], err: Exception) -> list[bytes]:
         if not out:
