@@ -524,10 +524,12 @@ class _ScanIterator(_UnaryIterator):
     def __next__(self) -> Any:
         e = next(self._parent)
         out = call_fn(self._ds._fn, (self._carry, e), self._ds._where)
+        # TensorFlow checks these when it traces scan_func at construction; a Python function
+        # cannot be traced, so they are checked at each call, with TensorFlow's classes and words.
         if not isinstance(out, tuple) or len(out) != 2:
-            raise errors.InvalidArgumentError(
-                f"in {self._ds._where}: scan_func must return a (new_state, output) pair"
-            )
+            raise TypeError(f"in {self._ds._where}: `scan_func` should return a pair consisting of new state and "
+                            f"the output value, got {structure.spec_of(out)!r}")
+        _check_new_state(self._ds._init, out[0], self._ds._where)
         self._carry = out[0]
         return out[1]
 
@@ -536,6 +538,18 @@ class _ScanIterator(_UnaryIterator):
 
     def _set_own_state(self, state: dict) -> None:
         self._carry = structure.decode(state["carry"])
+
+
+def _check_new_state(initial: Any, new: Any, where: str) -> None:
+    """A scan state keeps its structure and dtypes (shapes may change), as in TensorFlow."""
+    if not structure.same_structure(initial, new):
+        raise TypeError(f"in {where}: The element structure for the new state must match the initial state. "
+                        f"Expected {structure.spec_of(initial)!r}; got {structure.spec_of(new)!r}.")
+    want = [getattr(s, "dtype_name", None) for s in structure.flatten(structure.spec_of(initial))]
+    got = [getattr(s, "dtype_name", None) for s in structure.flatten(structure.spec_of(new))]
+    if want != got:
+        raise TypeError(f"in {where}: The element types for the new state must match the initial state. "
+                        f"Expected {want}; got {got}.")
 
 
 # --------------------------------------------------------------------------- ignore_errors
