@@ -30,8 +30,11 @@ log = logging.getLogger("pipeline.loader")
 
 #: Seconds between the loader's reports to the server (``Client.report``).
 DEFAULT_REPORT_EVERY_S = 2.0
-#: Seconds an interrupted loader gives the enqueues in flight to land before withdrawing them.
-DEFAULT_INTERRUPT_GRACE_S = 2.0
+#: Seconds an interrupted loader gives its readers to stop before withdrawing their calls. Each
+#: reader waits for room in slices of ``_ENQUEUE_SLICE_S`` and stops at the end of one, so this
+#: is a backstop, well under the second within which Ctrl-C ends the loader.
+DEFAULT_INTERRUPT_GRACE_S = 0.5
+_ENQUEUE_SLICE_S = 0.2
 
 
 @dataclass
@@ -188,11 +191,11 @@ async def load_async(
     consumers that the data ended cleanly.
 
     Interrupted (Ctrl-C under :func:`load`, or this coroutine cancelled), the loader stops its
-    readers and leaves the queue open for its other loaders and consumers: the ``enqueue_many``
-    calls in flight get ``interrupt_grace_s`` seconds to land whole, then are withdrawn (a call
-    waiting for room in a full queue keeps the records it already placed, as a timed-out
-    ``enqueue_many`` does; no call is left pending on the server), and the cancellation (Ctrl-C:
-    ``KeyboardInterrupt``) propagates.
+    readers and leaves the queue open for its other loaders and consumers: a reader waiting for
+    room waits in slices of 0.2 s and stops at the end of the current one, keeping (and counting)
+    the records it placed; one still busy after ``interrupt_grace_s`` seconds is withdrawn (no
+    call is left pending on the server), and the cancellation (Ctrl-C: ``KeyboardInterrupt``)
+    propagates. The records reported are the records in the queue.
 
     Args:
         target: the server address.
@@ -216,7 +219,7 @@ async def load_async(
             ``bad_records``); 0 disables them.
         client_name: the connection's name in the server's status and logs (default
             ``"loader <queue> pid <pid>"``).
-        interrupt_grace_s: when interrupted, how long the enqueues in flight may take to land.
+        interrupt_grace_s: when interrupted, how long the readers may take to stop by themselves.
 
     Returns:
         A :class:`LoadResult`.
@@ -241,7 +244,7 @@ async def load_async(
         names = LocalFilenameQueue(paths, num_epochs=num_epochs, shuffle=shuffle_files, seed=seed)
         stats = ReaderStats()
         runner = reader_runner(names, q, fmt, num_readers=readers, chunk_size=batch, stats=stats,
-                               name=f"load:{queue}", closed_is_an_error=True)
+                               name=f"load:{queue}", closed_is_an_error=True, enqueue_slice_s=_ENQUEUE_SLICE_S)
         # A failed load leaves the queue open: closing it would tell consumers the data ended
         # cleanly when part of it was never loaded. Only a finished load closes it (close=True).
         runner.cancel_op = _keep_open
@@ -254,6 +257,8 @@ async def load_async(
             helpers.append(asyncio.create_task(_Reporter(client, stats, report_every_s).run(),
                                                name=f"load:{queue}:report"))
         coord = Coordinator()
+        for op in runner.enqueue_ops:
+            op.should_stop = coord.should_stop
         tasks: list = []
         interrupted = False
         try:

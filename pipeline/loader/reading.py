@@ -50,8 +50,11 @@ class _ReaderOp:
     """One reader: takes file names from a queue, enqueues decoded chunks. An async enqueue op."""
 
     def __init__(self, files: Any, queue: Any, fmt: _Format, convert: Callable, chunk_size: int,
-                 stats: ReaderStats) -> None:
+                 stats: ReaderStats, enqueue_slice_s: float | None = None) -> None:
         self.files = files
+        self.enqueue_slice_s = enqueue_slice_s
+        #: Set by whoever runs the reader: true once it should stop (checked between slices).
+        self.should_stop: Callable[[], bool] = lambda: False
         self.queue = queue
         self.fmt = fmt
         self.convert = convert
@@ -111,13 +114,41 @@ class _ReaderOp:
                 self.stats.files_done += 1
                 continue
             if n:
-                await self.queue.enqueue_many(comps)
-                self.stats.records += n
-                self.stats.bytes += nbytes
+                await self._enqueue(comps, n, nbytes)
             if stop is not None:  # the good records before the bad one are in the queue now
                 self.reader.close()
                 self.reader = None
                 raise stop
+            return
+
+
+    async def _enqueue(self, comps: tuple, n: int, nbytes: int) -> None:
+        """``enqueue_many`` the chunk, counting exactly what lands.
+
+        With ``enqueue_slice_s``, a wait for room is cut into timed slices: each timed-out slice
+        keeps what it placed and says how many (``placed``), the rest is sent again, and a stop
+        request ends the wait within one slice with every placed record counted (a cancelled call
+        would keep its placed records too, but nobody would know how many).
+        """
+        if self.enqueue_slice_s is None:
+            await self.queue.enqueue_many(comps)
+            self.stats.records += n
+            self.stats.bytes += nbytes
+            return
+        while True:
+            try:
+                await self.queue.enqueue_many(comps, timeout=self.enqueue_slice_s)
+            except qerrors.DeadlineExceededError as exc:
+                placed = int(exc.details.get("placed", 0))
+                if placed:
+                    self.stats.records += placed
+                    self.stats.bytes += _payload_bytes(tuple(c[:placed] for c in comps))
+                    comps = tuple(c[placed:] for c in comps)
+                if self.should_stop():
+                    return  # interrupted: the rest of the chunk is not loaded
+                continue
+            self.stats.records += len(comps[0])
+            self.stats.bytes += _payload_bytes(comps)
             return
 
 
@@ -142,6 +173,7 @@ def reader_runner(
     stats: ReaderStats | None = None,
     name: str | None = None,
     closed_is_an_error: bool = False,
+    enqueue_slice_s: float | None = None,
 ) -> QueueRunner:
     """A QueueRunner of ``num_readers`` readers moving records of files named in ``filename_queue``
     into ``queue`` (the seed's figure 12-10).
@@ -165,6 +197,9 @@ def reader_runner(
         closed_is_an_error: the target queue closed by someone else stops the readers with
             its CancelledError (a loader must not report success then); by default, as in
             TensorFlow's QueueRunner, a closed queue ends the readers quietly.
+        enqueue_slice_s: wait for room in timed slices of this many seconds, so that a reader
+            asked to stop (its ``should_stop`` callable, in ``runner.enqueue_ops``) ends its wait
+            within one slice and every record it placed is counted (``None``: one untimed wait).
 
     Returns:
         The :class:`QueueRunner`; start it with ``create_tasks(coord)`` or ``create_threads(coord)``.
@@ -184,7 +219,7 @@ def reader_runner(
     files = as_async_queue(filename_queue)
     convert = fmt.bind(target.spec, target.name)
     stats = stats if stats is not None else ReaderStats()
-    ops = [_ReaderOp(files, target, fmt, convert, chunk_size, stats) for _ in range(num_readers)]
+    ops = [_ReaderOp(files, target, fmt, convert, chunk_size, stats, enqueue_slice_s) for _ in range(num_readers)]
     ends = (qerrors.OutOfRangeError,) if closed_is_an_error else (qerrors.OutOfRangeError, qerrors.CancelledError)
     runner = QueueRunner(queue, ops, name=name or f"{target.name}_readers", queue_closed_exception_types=ends)
     runner.stats = stats  # type: ignore[attr-defined]

@@ -161,6 +161,42 @@ def test_ctrl_c_stops_the_readers_and_leaves_the_queue_usable(server_process, tm
             proc.wait()
 
 
+def test_ctrl_c_on_a_full_queue_exits_within_a_second_and_reports_the_records_enqueued(server_process, tmp_path):
+    # Before: the readers waiting for room got 2 s of grace, then were withdrawn; what a withdrawn
+    # enqueue_many had placed stayed in the queue but was not counted in "stopped after N records".
+    write_csv(tmp_path / "a.csv")
+    queue = "ctrlc_exact"
+    cmd = [sys.executable, "-m", "pipeline", "load", "--target", server_process.target, "--queue", queue,
+           "--format", "csv", "--files", str(tmp_path / "a.csv"), "--skip-header-lines", "1",
+           "--record-defaults", "float32*2,int32", "--readers", "3", "--batch", "64",
+           "--capacity", "250", "--num-epochs", "0", "--report-every", "0"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+    try:
+        with qs.connect(server_process.target, operation_timeout=10) as c:
+            deadline = time.monotonic() + 20
+            while True:  # until the queue is full and the readers wait for room, mid-chunk
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the loader did not fill the queue"
+                info = [q for q in c.status()["queues"] if q["name"] == queue]
+                if info and info[0]["size"] == 250 and info[0]["waiting_enqueues"] > 0:
+                    break
+                time.sleep(0.02)  # polling another process, bounded by the deadline
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=15)
+            exit_s = time.monotonic() - sent
+            err = proc.stderr.read()
+            assert proc.returncode == 130, err
+            stopped_after = int(re.search(r"stopped after ([\d,]+) records", err).group(1).replace(",", ""))
+            assert stopped_after == c.queue(queue).size() == 250, err  # 250 is not a multiple of 64
+            assert exit_s < 1.0, f"the loader took {exit_s:.2f} s to exit after Ctrl-C"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_a_loader_whose_queue_is_closed_by_someone_else_fails_and_says_what_it_did_not_load(server_process,
                                                                                                tmp_path):
     # Before: the readers stopped quietly at the closed queue and the loader exited 0 with a
