@@ -258,7 +258,7 @@ async def load_async(
                                                name=f"load:{queue}:report"))
         coord = Coordinator()
         for op in runner.enqueue_ops:
-            op.should_stop = coord.should_stop
+            op.should_stop = coord.should_stop  # type: ignore[attr-defined]  # reader ops have it
         tasks: list = []
         interrupted = False
         try:

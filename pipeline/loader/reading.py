@@ -113,7 +113,7 @@ class _ReaderOp:
                 self.reader = None
                 self.stats.files_done += 1
                 continue
-            if n:
+            if comps is not None and n:
                 await self._enqueue(comps, n, nbytes)
             if stop is not None:  # the good records before the bad one are in the queue now
                 self.reader.close()
