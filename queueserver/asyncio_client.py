@@ -99,6 +99,7 @@ class AsyncClient(Channel):
             spec = DeviceSpec.parse(home)
             address = self.cluster[spec.job][spec.task]
             route = AsyncClient(address, dataclasses.replace(self.options, route_direct=False), parent=self)
+            route.label = f"task {home} at {address}"
             try:
                 await route.open()
             except UnavailableError:
@@ -130,6 +131,10 @@ class AsyncClient(Channel):
         rule here too: the compact wire spells "no timeout" as NaN, so a NaN must never reach it."""
         owner = self.parent or self
         return check_timeout(owner.operation_timeout if timeout is DEFAULT else timeout, "a blocking call")
+
+    def call_deadline(self) -> float | None:
+        """Calls that do not block (reads, assigns, creations) end within the operation timeout."""
+        return (self.parent or self).operation_timeout
 
     def _caller(self) -> Any:
         """Who is calling, for acknowledgements (see :mod:`queueserver.deliveries`): the current task."""

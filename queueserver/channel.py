@@ -37,8 +37,11 @@ from queueserver.wire import (
 DEFAULT = object()  # "use the client's operation timeout"
 # How long a connection may take to answer its hello (the operation timeout when shorter).
 HELLO_TIMEOUT_S = 30.0
-# How long the client waits past a call's own timeout before deciding the server is gone.
-TIMEOUT_GRACE_S = 30.0
+# How long the client waits past a call's own timeout (or, for a call that does not block, its
+# operation timeout) before deciding the server is gone. A task forwarding the call gives the
+# resource's home less (``forwarding.FORWARD_GRACE_S``), so its error naming that task comes first.
+TIMEOUT_GRACE_S = 3.0
+OPERATION_DEADLINE = object()  # "a call that does not block: wait as long as the operation timeout"
 
 
 def wait_for_reply(timeout: float | None) -> float | None:
@@ -106,6 +109,9 @@ class Channel:
     def __init__(self, target: str, *, token: str | None = None, client_name: str | None = None,
                  max_message_bytes: int = 256 * 1024 * 1024) -> None:
         self.target = target
+        # How errors name the server: its address, or "task /job:ps/task:1 at host:port" for a
+        # cluster task (users know tasks by name).
+        self.label = target
         self.token = token if token is not None else os.environ.get("QUEUESERVER_TOKEN")
         self.client_name = client_name or f"pid {os.getpid()}"
         self.max_message_bytes = max_message_bytes
@@ -140,11 +146,11 @@ class Channel:
         except asyncio.TimeoutError:
             self._drop()
             raise DeadlineExceededError(
-                f"{self.target} did not answer the hello within {wait:g} s: not a queue server (or a different"
+                f"{self.label} did not answer the hello within {wait:g} s: not a queue server (or a different"
                 " version), or it is hung") from None
         except (ResourceExhaustedError, InvalidArgumentError, UnimplementedError) as exc:
             self._drop()
-            raise UnavailableError(f"{self.target} is not a queue server (or a different version): {exc}") from None
+            raise UnavailableError(f"{self.label} is not a queue server (or a different version): {exc}") from None
         except BaseException:
             self._drop()
             raise
@@ -159,7 +165,7 @@ class Channel:
         try:
             transport, protocol = await loop.create_connection(lambda: _ClientProtocol(self), host, port)
         except OSError as exc:
-            raise from_exception(exc, f"cannot connect to {self.target}") from exc
+            raise from_exception(exc, f"cannot connect to {self.label}") from exc
         self._protocol = protocol
         transport.write(PREAMBLE)
         reply, _ = await self.call(P.hello(self.token, self.client_name))
@@ -199,7 +205,7 @@ class Channel:
         waiting = [(rid, fut) for rid, fut in self._pending.items() if not fut.done()]
         if not waiting:
             return
-        error = CancelledError(f"the client of {self.target} was closed while this call waited")
+        error = CancelledError(f"the client of {self.label} was closed while this call waited")
         self._replies_left = {rid for rid, _ in waiting}
         self._all_replied = asyncio.Event()
         for rid, fut in waiting:
@@ -268,7 +274,7 @@ class Channel:
 
     def _on_lost(self, exc: Exception | None) -> None:
         error = self._fatal or self._stray or UnavailableError(
-            f"connection to {self.target} lost" + (f": {exc}" if exc else ""))
+            f"connection to {self.label} lost" + (f": {exc}" if exc else ""))
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
@@ -277,7 +283,7 @@ class Channel:
     def _send(self, header: dict, arrays: Sequence[np.ndarray] = ()) -> None:
         proto = self._protocol
         if proto is None or proto.transport is None or self._fatal is not None:
-            raise self._fatal or UnavailableError(f"not connected to {self.target}")
+            raise self._fatal or UnavailableError(f"not connected to {self.label}")
         self._write(proto, encode_frame(header, arrays))
 
     def _write(self, proto: _ClientProtocol, frames: list) -> None:  # proto: connected
@@ -304,9 +310,23 @@ class Channel:
         if out and proto.transport is not None:
             proto.transport.writelines(coalesce(out))
 
+    def call_deadline(self) -> float | None:
+        """How long a call that does not block may take (``None``: no limit); clients override it."""
+        return None
+
     async def call(self, header: dict, arrays: Sequence[np.ndarray] = (), *,
-                   wait: float | None = None) -> tuple[dict, list[np.ndarray]]:
-        """Send one request and await its reply; raises the server's error class."""
+                   wait: Any = OPERATION_DEADLINE) -> tuple[dict, list[np.ndarray]]:
+        """Send one request and await its reply; raises the server's error class.
+
+        ``wait``: how long to wait for the reply (``None``: for ever); by default the client's
+        operation timeout (plus a grace), which also travels with the request so that a task
+        forwarding it stops waiting for a hung home in time to say which task it was.
+        """
+        if wait is OPERATION_DEADLINE:
+            deadline = self.call_deadline()
+            if deadline is not None:
+                header[P.DEADLINE] = deadline
+            wait = wait_for_reply(deadline)
         proto = self._protocol
         if proto is not None and not proto.can_write.is_set():
             await proto.can_write.wait()
@@ -338,7 +358,7 @@ class Channel:
         if proto is not None and not proto.can_write.is_set():
             await proto.can_write.wait()
         if proto is None or proto.transport is None or self._fatal is not None:
-            raise self._fatal or UnavailableError(f"not connected to {self.target}")
+            raise self._fatal or UnavailableError(f"not connected to {self.label}")
         rid = self._next_id
         frame = encode_compact_request(op, rid, handle, timeout, acks, payload)  # before anything is registered
         self._next_id += 1
@@ -359,7 +379,7 @@ class Channel:
                 reply, body = await asyncio.wait_for(fut, wait)
         except asyncio.TimeoutError:
             self._abandon(rid, fut, route_fields(route) if route else {})
-            raise DeadlineExceededError(f"no reply from {self.target} within {wait:.1f} s") from None
+            raise DeadlineExceededError(f"no reply from {self.label} within {wait:.1f} s") from None
         except asyncio.CancelledError:
             self._abandon(rid, fut, route_fields(route) if route else {})
             raise
@@ -381,13 +401,13 @@ class Channel:
         proto = self._protocol
         if proto is None or proto.transport is None or self._fatal is not None:
             self._pending.pop(rid, None)
-            raise self._fatal or UnavailableError(f"not connected to {self.target}")
+            raise self._fatal or UnavailableError(f"not connected to {self.label}")
         self._write(proto, encode_raw_frame(header, body))
         try:
             return await (fut if wait is None else asyncio.wait_for(fut, wait))
         except asyncio.TimeoutError:
             self._abandon(rid, fut, {"local": True})
-            raise DeadlineExceededError(f"no reply from {self.target} within {wait:.1f} s") from None
+            raise DeadlineExceededError(f"no reply from {self.label} within {wait:.1f} s") from None
         except asyncio.CancelledError:
             self._abandon(rid, fut, {"local": True})
             raise

@@ -13,8 +13,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from queueserver.errors import (
-    CancelledError, DeadlineExceededError, InvalidArgumentError, QueueServerError, UnavailableError, error_name,
+    CancelledError, InvalidArgumentError, QueueServerError, error_name,
 )
+from queueserver.core.timeouts import check_timeout
 from queueserver.logs import event
 from queueserver import protocol as P
 from queueserver.protocol import CREATE_OPS, field_str, route_fields
@@ -24,10 +25,11 @@ from queueserver.wire import error_payload
 if TYPE_CHECKING:
     from queueserver.connection import DataConnection
 
-# How long past a forwarded call's own timeout the forwarding task waits for the home's reply
-# (short of the client's own grace, so the client hears which task failed to answer), and how
-# long it waits for a call that does not block (a read, an assign) before the home counts as hung.
-FORWARD_GRACE_S = 2.0
+# How long past a forwarded call's own timeout (or its caller's deadline) the forwarding task
+# waits for the home's reply: short of the client's grace (``channel.TIMEOUT_GRACE_S``), so the
+# client hears which task failed to answer. A call that does not block and comes without a
+# deadline gets FORWARD_REPLY_TIMEOUT_S before its home counts as hung.
+FORWARD_GRACE_S = 1.5
 FORWARD_REPLY_TIMEOUT_S = 10.0
 
 
@@ -81,16 +83,12 @@ async def forward(conn: DataConnection, rid: int, op: str, home: str, header: di
         stats.forward(home)
     peer = await conn.service.peers.get(home)
     forwarded = {k: v for k, v in header.items() if k != "i"}
-    t = header.get(P.TIMEOUT)
-    if t is not None:
-        wait: float | None = t + FORWARD_GRACE_S
-    else:  # no timeout: a call that may block waits as long as its caller does
-        wait = None if _may_block(op, header) else FORWARD_REPLY_TIMEOUT_S
-    try:
-        reply, reply_body = await peer.call_raw(forwarded, body, wait=wait)
-    except (UnavailableError, DeadlineExceededError) as exc:
-        # The client knows tasks by name, not by address: say which task failed.
-        raise type(exc)(f"task {home} at {peer.target}: {exc}") from exc
+    if _may_block(op, header):
+        t = check_timeout(header.get(P.TIMEOUT), "a forwarded call's timeout")
+    else:
+        t = check_timeout(header.get(P.DEADLINE, FORWARD_REPLY_TIMEOUT_S), "a forwarded call's deadline")
+    wait = None if t is None else t + FORWARD_GRACE_S  # None: a blocking call without a timeout
+    reply, reply_body = await peer.call_raw(forwarded, body, wait=wait)  # its errors name the task
     delivery = reply.get("d") if op == "dequeue" else None
     if delivery is not None and conn.transport is None:
         # Our client left while the batch travelled: give it back on its home.

@@ -58,6 +58,7 @@ HOME = "h"            # the task a resource lives on (/job:ps/task:0)
 LOCAL = "local"       # run on this task, do not route again (set by the task that routed it)
 ARRAYS = "a"          # array descriptors of the body: [[dtype, shape], ...]
 TIMEOUT = "t"         # seconds a blocking call may wait; None for ever
+DEADLINE = "dl"       # seconds the caller waits for a call that does not block (its operation timeout)
 MANY = "m"            # enqueue: the arrays are a batch
 MODE = "md"           # dequeue: "one", "many" or "up_to"
 COUNT = "nn"          # dequeue / take_grad: how many

@@ -143,6 +143,7 @@ class Peers:
         for attempt in range(CONNECT_ATTEMPTS):
             client = Channel(address, token=self.token, client_name=f"peer {self.placement.task}",
                              max_message_bytes=self.max_message_bytes)
+            client.label = f"task {task} at {address}"
             try:
                 return await client.open(timeout=PEER_CONNECT_TIMEOUT_S)
             except QueueServerError as exc:
@@ -151,8 +152,7 @@ class Peers:
                     await asyncio.sleep(CONNECT_BACKOFF_S[min(attempt, len(CONNECT_BACKOFF_S) - 1)])
                     continue
                 break
-        raise UnavailableError(
-            f"task {task} at {address} is unavailable after {CONNECT_ATTEMPTS} attempts: {last}") from last
+        raise UnavailableError(f"{last} (tried {CONNECT_ATTEMPTS} times)") from last
 
     async def close(self) -> None:
         """Close every peer connection."""

@@ -124,3 +124,30 @@ def test_a_hung_task_delays_names_homed_elsewhere_by_seconds_not_minutes(cluster
         assert time.monotonic() - start < 8
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("route_direct", [False, True], ids=["forwarded", "direct"])
+def test_every_call_to_a_hung_task_ends_by_its_deadline_naming_the_task(cluster, tasks, route_direct):
+    import os
+    import signal
+
+    from queueserver.channel import TIMEOUT_GRACE_S
+    from queueserver.forwarding import FORWARD_GRACE_S
+
+    grace = TIMEOUT_GRACE_S if route_direct else FORWARD_GRACE_S
+    with qs.connect(cluster.target(W0), operation_timeout=2, route_direct=route_direct) as c:
+        with c.device(PS1):
+            v = c.variable(name_recorded_on(cluster, PS0, "hung_v"), 1.0)
+            q = c.fifo_queue(name_recorded_on(cluster, PS0, "hung_q"), capacity=4, dtypes=[np.int64], shapes=[[]])
+        v.initialize()
+        pid = cluster.procs[PS1].proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for call, limit in ((v.read, 2 + grace), (lambda: q.dequeue(timeout=1), 1 + grace)):
+                start = time.monotonic()
+                with pytest.raises(qs.DeadlineExceededError, match=r"task /job:ps/task:1 at 127\.0\.0\.1:\d+"):
+                    call()
+                assert time.monotonic() - start < limit + 1.0
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert v.read() == 1.0  # back: the same link works again
