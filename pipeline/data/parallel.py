@@ -28,6 +28,8 @@ from . import structure
 from .shuffle import sampling
 from .base import (
     AUTOTUNE,
+    INFINITE_CARDINALITY,
+    UNKNOWN_CARDINALITY,
     Dataset,
     DatasetIterator,
     autotune_parallelism,
@@ -287,6 +289,14 @@ class InterleaveDataset(_Unary):
         self._cycle, self._block = int(cycle_length), int(block_length)
         self._parallel = autotune_parallelism(num_parallel_calls) if num_parallel_calls else 1
         self._where = f"Dataset.{name}(fn={fn_name(fn)})"
+        self._name = name
+
+    def _cardinality(self) -> int:
+        # TensorFlow's interleave: an endless input makes an endless output; otherwise how many
+        # elements the opened datasets hold is known only by opening them (flat_map: always so).
+        if self._name == "interleave" and self._parent._cardinality() == INFINITE_CARDINALITY:
+            return INFINITE_CARDINALITY
+        return UNKNOWN_CARDINALITY
 
     def _open(self, element: Any) -> Dataset:
         out = call_fn(self._call, element, self._where)
