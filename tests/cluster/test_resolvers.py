@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -23,6 +24,16 @@ def serve_cmd(*extra: str) -> list[str]:
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k != "TF_CONFIG" and not k.startswith("SLURM_")}
     return subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=REPO, env={**clean, **env})
+
+
+def said(proc: ServerProcess, text: str, timeout: float = 10) -> bool:
+    """Whether the server printed ``text`` (its output is drained by threads, so wait for it)."""
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in list(proc.output)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 # -- TF_CONFIG -----------------------------------------------------------------------------------
@@ -78,8 +89,7 @@ def test_daemons_and_clients_started_with_only_tf_config_form_the_cluster(tmp_pa
         with qs.connect(cluster["worker"][0], operation_timeout=10) as c:
             assert [t["task"] for t in c.status(cluster=True)["cluster"]] == \
                 ["/job:ps/task:0", "/job:ps/task:1", "/job:worker/task:0"]
-        assert any("cluster from TF_CONFIG: this task /job:ps/task:1 at " + cluster["ps"][1] in line
-                   for line in procs[1].output)
+        assert said(procs[1], "cluster from TF_CONFIG: this task /job:ps/task:1 at " + cluster["ps"][1])
         # The loader with no --target loads into this task's server (TF_CONFIG's worker 0).
         (tmp_path / "a.txt").write_text("x\ny\nz\n")
         load = run_cli([sys.executable, "-m", "pipeline", "load", "--queue", "tfc_lines", "--format", "text",
@@ -251,8 +261,7 @@ def test_slurm_step_of_real_daemons_on_two_loopback_nodes():
             v.initialize()
             assert v.read() == 2.0
             c.reset([""])
-        assert any(f"cluster from slurm: this task /job:worker/task:0 at 127.0.0.2:{base}" in line
-                   for line in procs[2].output)
+        assert said(procs[2], f"cluster from slurm: this task /job:worker/task:0 at 127.0.0.2:{base}")
     finally:
         for p in procs:
             p.stop()
