@@ -901,8 +901,15 @@ class Dataset:
 
         return CacheDataset(self, filename)
 
-    def prefetch(self, buffer_size: int) -> "Dataset":
+    def prefetch(self, buffer_size: int | None) -> "Dataset":
         """Produces up to ``buffer_size`` elements ahead in a background thread.
+
+        Args:
+            buffer_size: elements to keep ready; ``AUTOTUNE`` (-1) or None lets the pipeline
+                choose, 0 does not prefetch.
+
+        Raises:
+            InvalidArgumentError: ``buffer_size`` is below -1.
 
         Example:
             >>> [int(x) for x in Dataset.range(3).prefetch(2)]

@@ -578,11 +578,12 @@ class PrefetchDataset(_Unary):
 
     def __init__(self, parent: Dataset, buffer_size: int) -> None:
         super().__init__(parent)
-        buffer_size = int(buffer_size)
+        # As tf.data: None means AUTOTUNE, 0 no prefetching, other negatives are refused.
+        buffer_size = AUTOTUNE if buffer_size is None else int(buffer_size)
         if buffer_size == AUTOTUNE:
             buffer_size = 4
         if buffer_size < 0:
-            raise ValueError(f"buffer_size must be >= 0 or AUTOTUNE, got {buffer_size}")
+            raise errors.InvalidArgumentError(f"buffer_size must be >= 0 or AUTOTUNE (-1), got {buffer_size}")
         self._size = buffer_size
 
     def _cardinality(self) -> int:
