@@ -576,7 +576,7 @@ class _InterleaveIterator(_UnaryIterator):
 class PrefetchDataset(_Unary):
     """``ds.prefetch(buffer_size)``: a background thread keeps a buffer filled."""
 
-    def __init__(self, parent: Dataset, buffer_size: int) -> None:
+    def __init__(self, parent: Dataset, buffer_size: int | None) -> None:
         super().__init__(parent)
         # As tf.data: None means AUTOTUNE, 0 no prefetching, other negatives are refused.
         buffer_size = AUTOTUNE if buffer_size is None else int(buffer_size)
