@@ -10,7 +10,7 @@ from queueserver import errors
 
 from . import structure
 from .base import Dataset, DatasetIterator, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY
-from .structure import Chunk, RaggedTensor, TensorSpec
+from .structure import Chunk, RaggedTensor, RaggedTensorSpec, TensorSpec
 
 
 def infer_spec(ds: Dataset, n: int = 8) -> Any:
@@ -239,12 +239,13 @@ class GeneratorDataset(Dataset):
         self._args = tuple(args) if args is not None else ()
         self._types = output_types
         if output_signature is None and output_types is not None:
-            shapes = output_shapes
-            if shapes is None:
-                shapes = structure.map_structure(lambda t: None, output_types)
-            output_signature = structure.map_structure(
-                lambda t, s: TensorSpec(None if s is None else tuple(s), _np_dtype(t)), output_types, shapes
-            )
+            # The shapes follow the types' structure down to its leaves, where a shape is a list
+            # or a tuple (``((), ())`` is two scalar shapes), as TensorFlow reads them.
+            types = structure.flatten(output_types)
+            shapes = [None] * len(types) if output_shapes is None else _shapes_up_to(output_types, output_shapes)
+            output_signature = structure.pack_as(output_types, [
+                TensorSpec(None if s is None else tuple(np.asarray(s, dtype=object).reshape(-1).tolist()),
+                           _np_dtype(t)) for t, s in zip(types, shapes, strict=True)])
         self._signature = output_signature
         if output_signature is not None:
             self.__dict__["_spec"] = output_signature
@@ -254,6 +255,19 @@ class GeneratorDataset(Dataset):
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _GeneratorIterator(self)
+
+
+def _shapes_up_to(types: Any, shapes: Any) -> list:
+    """``output_shapes`` as one shape per leaf of ``output_types`` (TensorFlow's map_structure_up_to)."""
+    if isinstance(types, tuple):
+        if not isinstance(shapes, (tuple, list)) or len(shapes) != len(types):
+            raise ValueError(f"`output_shapes` {shapes!r} does not match the structure of `output_types` {types!r}")
+        return [s for t, sh in zip(types, shapes) for s in _shapes_up_to(t, sh)]
+    if isinstance(types, dict):
+        if not isinstance(shapes, dict) or set(shapes) != set(types):
+            raise ValueError(f"`output_shapes` {shapes!r} does not match the structure of `output_types` {types!r}")
+        return [s for k in sorted(types) for s in _shapes_up_to(types[k], shapes[k])]
+    return [shapes]
 
 
 def _np_dtype(t: Any) -> Any:
@@ -267,6 +281,13 @@ class _GeneratorIterator(DatasetIterator):
         self._ds = ds
         self._it: Any = None
         self._count = 0
+        self._done = False
+
+    def close(self) -> None:
+        """Releases the user's generator (running its ``finally`` blocks, as TensorFlow's finalize)."""
+        it, self._it = self._it, None
+        if it is not None and hasattr(it, "close"):
+            it.close()
 
     def _start(self) -> None:
         try:
@@ -278,10 +299,14 @@ class _GeneratorIterator(DatasetIterator):
 
     def __next__(self) -> Any:
         if self._it is None:
+            if self._done:
+                raise StopIteration
             self._start()
         try:
             value = next(self._it)
         except StopIteration:
+            self.close()  # let the generator go at its end, as TensorFlow does
+            self._done = True
             raise
         except Exception as e:
             raise errors.InvalidArgumentError(
@@ -298,6 +323,8 @@ class _GeneratorIterator(DatasetIterator):
 
     def set_state(self, state: dict) -> None:
         n = int(self._check(state)["count"])
+        self.close()
+        self._done = False
         self._start()
         self._count = 0
         for _ in range(n):  # generators cannot seek: replay and drop the consumed elements
@@ -307,7 +334,15 @@ class _GeneratorIterator(DatasetIterator):
 def _conform(value: Any, sig: Any) -> Any:
     """Casts a generator output to the declared signature, as TensorFlow does."""
 
-    def one(v: Any, spec: TensorSpec) -> Any:
+    def one(v: Any, spec: Any) -> Any:
+        if isinstance(spec, RaggedTensorSpec):
+            if not isinstance(v, RaggedTensor):
+                v = RaggedTensor.from_rows(list(v))
+            flat = np.asarray(v.flat_values, dtype=spec.dtype)
+            if spec.shape and spec.shape[0] is not None and len(v) != spec.shape[0]:
+                raise errors.InvalidArgumentError(
+                    f"`generator` yielded a ragged element of {len(v)} rows where {spec.shape[0]} were expected.")
+            return RaggedTensor(flat, v.row_lengths)
         if spec.dtype_name == "string":
             return structure.normalize(v)
         arr = np.asarray(v, dtype=spec.dtype)
@@ -327,7 +362,8 @@ def _conform(value: Any, sig: Any) -> Any:
         return structure.map_structure(one, value, sig) if structure.is_nested(sig) else one(value, sig)
     except (ValueError, TypeError) as e:
         raise errors.InvalidArgumentError(
-            f"`generator` yielded an element that did not match the expected structure: {e}"
+            f"`generator` yielded an element that did not match the expected structure. The expected structure was "
+            f"{sig!r}, but the yielded element was {value!r} ({e})."
         ) from e
 
 

@@ -148,6 +148,10 @@ class _TakeIterator(_UnaryIterator):
         e = next(self._parent)
         if self._left > 0:
             self._left -= 1
+            if self._left == 0:
+                # Done with the input: release it now (a generator's resources, a file), as
+                # TensorFlow does when take ends, not when this iterator is collected.
+                self._parent.close()
         return e
 
     def next_chunk(self, max_n: int) -> Chunk | None:
