@@ -24,6 +24,7 @@ from typing import Sequence
 from queueserver._version import __version__
 import queueserver as qs
 from compute.backend import TRANSFER_DTYPES, DevicePlacementError
+from compute import pipeline_parallel
 from compute.trainer import TrainConfig, Trainer
 from queueserver.resolvers import tf_config_task
 
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "pulling parameters, computing, pushing gradients) to the server's status page "
                           "(default 2; 0: never)")
     out.add_argument("--dequeue-timeout", type=float, help="seconds to wait for a minibatch")
+    pipeline_parallel.add_arguments(t)
     return parser
 
 
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if found is not None:  # TensorFlow's numbering: a chief is trainer 0, worker i follows it
             args.cluster, args.job, args.target = found.spec.as_dict(), found.job, found.address
             args.task = found.replica_index
+    if args.stages is not None:  # model parallelism: this process is one stage of a pipeline
+        return pipeline_parallel.run_from_args(args)
     try:
         config = config_from_args(args)
     except ValueError as exc:

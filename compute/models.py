@@ -151,6 +151,74 @@ class MLP:
         """Logits, shape ``(batch, classes)``."""
         return self._forward(params, x)[0]
 
+    def layer_names(self, start: int, end: int) -> list[str]:
+        """The parameter names of dense layers ``start..end-1``, in :meth:`init_params` order."""
+        self._check_range(start, end)
+        return [f"{self.name}/{kind}{i}" for i in range(start, end) for kind in ("w", "b")]
+
+    def _check_range(self, start: int, end: int) -> None:
+        if not 0 <= start < end <= self.num_layers:
+            raise ValueError(f"layers {start}..{end - 1} are not a non-empty range of {self}'s "
+                             f"{self.num_layers} layers (0..{self.num_layers - 1})")
+
+    def forward_range(self, params: Any, x: Any, start: int, end: int) -> tuple[Any, list]:
+        """Run dense layers ``start..end-1`` only (one stage of a model split by layers).
+
+        Args:
+            params: at least the parameters of those layers (see :meth:`layer_names`).
+            x: the input of layer ``start``: the features, or the previous stage's output.
+            start: the first layer.
+            end: one past the last layer.
+
+        Returns:
+            The output of layer ``end - 1`` (after its ReLU, or the logits for the last layer) and
+            the activations :meth:`backward_range` needs: ``[x, output of start, ..., output of end-1]``.
+        """
+        self._check_range(start, end)
+        xp = array_module(x)
+        activations = [x]
+        h = x
+        for i in range(start, end):
+            z = h @ params[f"{self.name}/w{i}"] + params[f"{self.name}/b{i}"]
+            h = xp.maximum(z, 0) if i < self.num_layers - 1 else z
+            activations.append(h)
+        return h, activations
+
+    def backward_range(self, params: Any, activations: list, grad_out: Any, start: int, end: int,
+                       input_grad: bool = True) -> tuple["OrderedDict[str, Any]", Any]:
+        """Backpropagate through dense layers ``start..end-1`` (the same operations as
+        :meth:`loss_and_grads`, so stages chained end to end give its gradients).
+
+        Args:
+            params: the parameters of those layers.
+            activations: what :meth:`forward_range` returned for them.
+            grad_out: the gradient with respect to the range's output (the logits for the last layer;
+                else the output after the ReLU, which this range owns and applies here).
+            start, end: the range, as for :meth:`forward_range`.
+            input_grad: also return the gradient with respect to the range's input.
+
+        Returns:
+            The parameters' gradients (in :meth:`layer_names` order) and the input's gradient (None
+            without ``input_grad``). The input's gradient does not go through the previous layer's
+            ReLU: the stage that owns that layer applies it.
+        """
+        self._check_range(start, end)
+        acts = activations
+        delta = grad_out
+        if end - 1 < self.num_layers - 1:
+            delta = delta * (acts[-1] > 0)  # this range's last ReLU
+        grads: dict[str, Any] = {}
+        grad_in = None
+        for i in reversed(range(start, end)):
+            a = acts[i - start]
+            grads[f"{self.name}/w{i}"] = a.T @ delta
+            grads[f"{self.name}/b{i}"] = delta.sum(axis=0)
+            if i > start:
+                delta = (delta @ params[f"{self.name}/w{i}"].T) * (a > 0)
+            elif input_grad:
+                grad_in = delta @ params[f"{self.name}/w{i}"].T
+        return OrderedDict((k, grads[k]) for k in self.layer_names(start, end)), grad_in
+
     def loss_and_grads(self, params: Any, x: Any, y: Any) -> tuple[float, "OrderedDict[str, Any]"]:
         """Mean cross-entropy and gradients, by backpropagation through the stored activations."""
         logits, acts = self._forward(params, x)

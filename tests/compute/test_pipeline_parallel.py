@@ -1,0 +1,282 @@
+"""The pipeline-parallel trainer: layer ranges, GPipe's schedule against one process, failures, restarts.
+
+Every case trains against a real server (embedded, or ``queueserver serve`` in its own process) and
+compares with one process computing the whole minibatch's gradient, in float64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import queueserver as qs
+from compute.checkpoint import load_checkpoint
+from compute.models import parse_model, softmax_cross_entropy_with_grad
+from compute.optim import SGD
+from compute.pipeline_parallel import (
+    PipelineConfig, PipelineStage, format_bubble_report, split_layers, theoretical_bubble, train_pipeline,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+D, C = 12, 3
+MODEL = f"mlp:{D},16,16,8,{C}"  # four dense layers: up to four stages
+
+
+def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(99).standard_normal((C, D)) * 2
+    y = rng.integers(0, C, n)
+    return (centers[y] + rng.standard_normal((n, D))).astype(np.float32), y.astype(np.int64)
+
+
+def fill(target: str, name: str, x: np.ndarray, y: np.ndarray, close: bool = True) -> None:
+    with qs.connect(target) as c:
+        q = c.fifo_queue(name, 10_000, [np.float32, np.int64], [[D], []])
+        q.enqueue_many((x, y))
+        if close:
+            q.close()
+
+
+def one_process(x: np.ndarray, y: np.ndarray, batch: int, steps: int, lr: float = 0.2, seed: int = 0) -> dict:
+    """The reference: one process, whole minibatches (the last one short), SGD, float64."""
+    model = parse_model(MODEL)
+    params = model.init_params(seed, np.float64)
+    opt = SGD(lr)
+    for s in range(steps):
+        xb, yb = x[s * batch:(s + 1) * batch].astype(np.float64), y[s * batch:(s + 1) * batch]
+        _, grads = model.loss_and_grads(params, xb, yb)
+        opt.apply(params, grads)
+    return params
+
+
+def config(target: str | None, **kw) -> PipelineConfig:
+    base = dict(target=target, model=MODEL, batch=30, lr=0.2, dtype="float64", stage_timeout=20.0)
+    base.update(kw)
+    return PipelineConfig(**base)
+
+
+def assert_same(got: dict, want: dict) -> None:
+    assert list(got) == list(want)
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+# ---------------------------------------------------------------- pieces
+def test_split_layers_balances_weights_and_refuses_more_stages_than_layers():
+    assert split_layers([8, 100, 100, 100, 2], 2) == [(0, 2), (2, 4)]
+    assert split_layers([1024, 1024, 1024, 1024, 1024, 10], 4) == [(0, 1), (1, 2), (2, 3), (3, 5)]
+    assert split_layers([4, 3], 1) == [(0, 1)]
+    with pytest.raises(ValueError, match="cannot split 2 layer"):
+        split_layers([4, 5, 3], 3)
+    assert theoretical_bubble(4, 8) == pytest.approx(3 / 11)
+
+
+def test_layer_ranges_chained_give_the_whole_models_gradients_exactly():
+    model = parse_model(MODEL)
+    params = model.init_params(3, np.float64)
+    x, y = make_data(10)
+    x = x.astype(np.float64)
+    loss, grads = model.loss_and_grads(params, x, y)
+    h, acts1 = model.forward_range(params, x, 0, 1)
+    logits, acts2 = model.forward_range(params, h, 1, 4)
+    loss2, dlogits = softmax_cross_entropy_with_grad(logits, y)
+    g2, g_in = model.backward_range(params, acts2, dlogits, 1, 4)
+    g1, none = model.backward_range(params, acts1, g_in, 0, 1, input_grad=False)
+    assert loss2 == loss and none is None and list(g1) == model.layer_names(0, 1)
+    for name, g in {**g1, **g2}.items():
+        np.testing.assert_array_equal(g, grads[name], err_msg=name)  # the same operations, bit for bit
+    with pytest.raises(ValueError, match="not a non-empty range"):
+        model.forward_range(params, x, 2, 2)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(stages=5), "cannot split 4 layer"),
+    (dict(stages=2, stage=2), "--stage 2 is outside 0..1"),
+    (dict(micro_batches=0), "--micro-batches must be >= 1"),
+    (dict(batch=3, micro_batches=4), "--batch 3 is smaller than --micro-batches 4"),
+    (dict(optimizer="momentum"), "supports --optimizer sgd only"),
+    (dict(dtype="float16"), "--dtype must be one of"),
+    (dict(stage_timeout=0), "--stage-timeout must be positive"),
+    (dict(target=None), "needs --target or --cluster"),
+])
+def test_config_is_validated_with_the_fix_in_the_message(kw, match):
+    with pytest.raises(ValueError, match=match):
+        config(**{"target": "127.0.0.1:1", **kw})
+
+
+def test_cli_refuses_a_bad_pipeline_before_connecting():
+    p = subprocess.run([sys.executable, "-m", "compute", "train", "--target", "127.0.0.1:1", "--model", "mlp:4,3",
+                        "--stages", "2"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert p.returncode == 2 and "cannot split 1 layer(s) into 2 stages" in p.stderr
+
+
+# ---------------------------------------------------------------- K stages equal one process
+@pytest.mark.parametrize("stages, micro_batches", [(2, 4), (3, 3)])
+def test_k_stages_train_to_the_parameters_of_one_process(local_server, stages, micro_batches):
+    # 7 minibatches of 30 and a short one of 12: uneven micro-batches, and a short last step.
+    x, y = make_data(7 * 30 + 12, seed=stages)
+    fill(local_server.target, "pp_in", x, y)
+    results = train_pipeline(config(local_server.target, queue="pp_in", stages=stages, micro_batches=micro_batches,
+                                    scope=f"pp{stages}"))
+    assert [r.stage for r in results] == list(range(stages))
+    assert all(r.global_step == 8 and r.stop_reason == "end_of_data" for r in results)
+    chief = results[0]
+    assert chief.samples == len(x) and chief.generation == 1
+    want = one_process(x, y, 30, 8)
+    assert_same(chief.model_params, want)
+    # Each stage holds exactly its own layers, and the ps holds what the stages hold.
+    for r in results:
+        assert_same(r.params, {k: want[k] for k in parse_model(MODEL).layer_names(*r.layers)})
+    with qs.connect(local_server.target) as c:
+        w0 = c.variable(f"pp{stages}/w0", np.zeros((D, 16))).read()
+        assert int(c.variable(f"pp{stages}/global_step", np.int64(0)).read()) == 8
+    np.testing.assert_array_equal(w0, chief.model_params["mlp/w0"])
+    # The loss the last stage computed reached the chief: the last minibatch's mean loss.
+    model = parse_model(MODEL)
+    before = one_process(x, y, 30, 7)
+    expected_loss, _ = model.loss_and_grads(before, x[210:].astype(np.float64), y[210:])
+    assert chief.final_loss == pytest.approx(expected_loss, rel=1e-9)
+    # The bubble report: every stage measured, beside GPipe's (K-1)/(M+K-1).
+    report = format_bubble_report(results)
+    assert report.count("idle") == stages and f"{theoretical_bubble(stages, micro_batches):.1%}" in report
+    assert all(0 < r.busy_s < r.seconds and 0 < r.idle_fraction < 1 for r in results)
+
+
+def test_a_step_budget_and_a_restart_from_the_checkpoint_continue_exactly(local_server, tmp_path):
+    x, y = make_data(10 * 30)
+    fill(local_server.target, "pp_ck", x, y, close=False)
+    first = train_pipeline(config(local_server.target, queue="pp_ck", stages=2, steps=4, scope="ck",
+                                  checkpoint_dir=str(tmp_path), checkpoint_every=3))
+    assert first[0].global_step == 4 and first[0].stop_reason == "steps"
+    assert load_checkpoint(tmp_path).global_step == 4  # the last one, at the end
+    second = train_pipeline(config(local_server.target, queue="pp_ck", stages=2, steps=7, scope="ck",
+                                   checkpoint_dir=str(tmp_path)))
+    assert (second[0].start_step, second[0].global_step, second[0].generation) == (4, 7, 2)
+    assert_same(second[0].model_params, one_process(x, y, 30, 7))
+    # On a fresh server, the whole model comes back from the checkpoint.
+    fresh = qs.Server.create_local_server()
+    try:
+        fill(fresh.target, "pp_ck", x[7 * 30:], y[7 * 30:], close=False)
+        third = train_pipeline(config(fresh.target, queue="pp_ck", stages=2, steps=9, scope="ck",
+                                      checkpoint_dir=str(tmp_path)))
+        assert (third[0].start_step, third[0].global_step) == (7, 9)
+        assert_same(third[0].model_params, one_process(x, y, 30, 9))
+    finally:
+        fresh.stop()
+
+
+# ---------------------------------------------------------------- failures
+def test_a_stage_that_never_starts_is_named_by_the_deadline(local_server):
+    x, y = make_data(90)
+    fill(local_server.target, "pp_missing", x, y)
+    cfg = config(local_server.target, queue="pp_missing", stages=3, scope="missing", stage_timeout=1.0)
+
+    async def two_of_three():
+        stages = [PipelineStage(PipelineConfig(**{**cfg.__dict__, "stage": i})) for i in (0, 1)]
+        return await asyncio.gather(*(s.run() for s in stages), return_exceptions=True)
+
+    t0 = time.monotonic()
+    chief, middle = asyncio.run(asyncio.wait_for(two_of_three(), 30))
+    assert time.monotonic() - t0 < 10
+    # Whichever stage's deadline comes first, both name stage 2, which never joined; the other
+    # stage learns at once that the first stopped, and why.
+    for err in (chief, middle):
+        assert isinstance(err, (qs.DeadlineExceededError, qs.UnavailableError)) and err.details["stage"] == 2, err
+        assert "stage 2 has not joined run 1" in str(err)
+    assert isinstance(chief, qs.DeadlineExceededError) or isinstance(middle, qs.DeadlineExceededError)
+    # The chief's minibatch went back to the queue.
+    with qs.connect(local_server.target) as c:
+        assert c.queue("pp_missing").size() == 90
+
+
+def test_a_message_of_another_step_is_refused_not_trained_on(local_server):
+    """Activations are matched to (run, step, micro-batch): a queued one of another step is refused."""
+    x, y = make_data(60)
+    fill(local_server.target, "pp_stale", x, y)
+    cfg = config(local_server.target, queue="pp_stale", stages=2, scope="stale")
+
+    async def main():
+        async with qs.connect_async(local_server.target) as c:
+            # Plant, in the run's forward queue, a message for step 1 ahead of step 0's, as a stage
+            # that ran ahead would have left it.
+            run = await c.variable("stale/pp/run", np.int64(0))
+            await run.initialize()
+            q = await c.fifo_queue("stale/pp/fwd/0", 8, [np.int64, np.float64, np.int64], container="pp-stale-1")
+            await q.enqueue((np.array([1, 1, 0, 1, 30], np.int64), np.zeros((30, 16)), np.zeros(30, np.int64)))
+        stages = [PipelineStage(PipelineConfig(**{**cfg.__dict__, "stage": i})) for i in (0, 1)]
+        return await asyncio.gather(*(s.run() for s in stages), return_exceptions=True)
+
+    chief, second = asyncio.run(asyncio.wait_for(main(), 30))
+    assert isinstance(second, qs.DataLossError)
+    assert "expected activations of run 1 step 0 micro-batch 0 from stage 0, got run 1 step 1" in str(second)
+    assert isinstance(chief, qs.UnavailableError) and chief.details["stage"] == 1
+
+
+# ---------------------------------------------------------------- real processes
+def stage_process(target: str, stage: int, ckpt: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "compute", "train", "--target", target, "--model", MODEL, "--queue", "pp_proc",
+           "--scope", "proc", "--batch", "30", "--lr", "0.2", "--dtype", "float64", "--stages", "3", "--stage",
+           str(stage), "--micro-batches", "3", "--checkpoint-dir", str(ckpt), "--checkpoint-every", "1",
+           "--stage-timeout", "60", "--report-every", "1", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+
+
+def done_line(out: str) -> dict:
+    return next(json.loads(line) for line in out.splitlines() if '"event": "done"' in line)
+
+
+@pytest.mark.slow
+def test_a_killed_stage_stops_the_others_naming_it_and_a_restart_continues(server_process, tmp_path):
+    target = server_process.target
+    x, y = make_data(12 * 30, seed=7)
+    fill(target, "pp_proc", x[:5 * 30], y[:5 * 30], close=False)  # five steps' worth, then the chief waits
+    procs = [stage_process(target, i, tmp_path) for i in range(3)]
+    try:
+        for line in procs[1].stdout:  # stage 1 has finished step 5: everyone is waiting for input
+            if json.loads(line).get("global_step") == 5:
+                break
+        procs[1].send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        for i in (0, 2):
+            out, err = procs[i].communicate(timeout=60)
+            assert procs[i].returncode == 1, err
+            assert "UnavailableError: stage 1 of 3 (pid" in err and "stopped before the end of run 1" in err, err
+        # Named by the server's give-back of its token, long before the 60 s deadline.
+        assert time.monotonic() - t0 < 30
+        assert procs[1].wait(10) == -signal.SIGKILL
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert load_checkpoint(tmp_path).global_step == 5
+    # The rest of the data, then every stage again: the run continues from the checkpoint.
+    fill(target, "pp_proc", x[5 * 30:], y[5 * 30:], close=True)
+    procs = [stage_process(target, i, tmp_path) for i in range(3)]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    summaries = [done_line(out) for out, _ in outs]
+    assert all((s["start_step"], s["global_step"], s["generation"]) == (5, 12, 2) for s in summaries)
+    assert "GPipe bubble (K-1)/(M+K-1) = 40.0% with M=3" in outs[0][1]
+    want = one_process(x, y, 30, 12)
+    with qs.connect(target) as c:
+        got = {name: c.variable(f"proc/{name.split('/')[1]}", np.zeros(want[name].shape)).read() for name in want}
+    assert_same(got, want)
+    assert_same(load_checkpoint(tmp_path).params, want)
