@@ -112,7 +112,10 @@ class DataConnection(asyncio.BufferedProtocol):
         self.client_name = "?"
         self.out: list = []
         self.closing = False
-        self.session = DeliverySession(service.pending_bytes_limit, COMPACT_MAX_HANDLES)
+        self.session = DeliverySession(service.pending_bytes_limit, COMPACT_MAX_HANDLES, service.recorder)
+        # With a data directory: the replies queued report changes up to this record of the log.
+        self.durable = service.durable
+        self.log_needed = 0
         self.pending: dict[int, Any] = {}                # request id -> core Attempt or future
         self.reading_paused = False
         self.writing_paused = False
@@ -246,14 +249,19 @@ class DataConnection(asyncio.BufferedProtocol):
         """Replies made while the server handles a read go out together when it ends; a reply made
         outside one (a timeout, a forwarded reply) goes out at once. No extra turn of the loop."""
         self.out.extend(frames)
+        if self.durable is not None:
+            self.log_needed = self.durable.appended
         if self.service.reading:
             self.service.unflushed.add(self)
         else:
             self.flush()
 
     def flush(self) -> None:
-        """Write every queued reply in one call."""
+        """Write every queued reply in one call (with a data directory, once the log has written
+        the changes they report)."""
         if self.out and self.transport is not None:
+            if self.durable is not None and not self.service.may_send(self, self.log_needed):
+                return
             out, self.out = self.out, []
             if self.stats is not None:
                 self.bytes_out += sum(map(len, out))  # byte views and bytes: len is their size

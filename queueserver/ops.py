@@ -82,7 +82,14 @@ def _op_enqueue(conn: DataConnection, h: dict, body) -> Attempt:
     conn.session.check_budget()
     q = conn.queue(h)
     arrays = decode_arrays(h.get(P.ARRAYS, []), body)
-    return q.enqueue(tuple(arrays), many=bool(h.get(P.MANY)), timeout=timeout_field(h))
+    stamp = h.get(P.STAMP)
+    if stamp is not None:
+        if not (type(stamp) is list and len(stamp) == 2 and type(stamp[0]) is str and 0 < len(stamp[0]) <= 64
+                and type(stamp[1]) is int):
+            raise InvalidArgumentError(f"an enqueue stamp must be [client id (1-64 characters), sequence number],"
+                                       f" got {str(stamp)[:80]}")
+        stamp = conn.service.stamps.get(stamp[0], stamp[1])
+    return q.enqueue(tuple(arrays), many=bool(h.get(P.MANY)), timeout=timeout_field(h), stamp=stamp)
 
 
 def _op_dequeue(conn: DataConnection, h: dict, body) -> Attempt:

@@ -47,6 +47,10 @@ class ServerOptions:
         hello_timeout_s: with a token, how long a new connection has to present it before it is
             closed.
         cluster, job, index: this server's cluster and its task in it (none: a lone task).
+        data_dir: keep the state in this directory (a durable log plus snapshots), so it survives
+            the server's death; ``None`` keeps it in memory only.
+        fsync: with ``data_dir``, when changes reach the disk: ``"always"`` (before each is
+            acknowledged), ``"everysec"`` (at least once a second) or ``"no"`` (when the OS does).
     """
 
     host: str = "127.0.0.1"
@@ -61,6 +65,8 @@ class ServerOptions:
     cluster: ClusterSpec | None = None
     job: str = "localhost"
     index: int = 0
+    data_dir: str | None = None
+    fsync: str = "everysec"
 
     def __post_init__(self) -> None:
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
@@ -73,6 +79,12 @@ class ServerOptions:
         if self.token is not None and not isinstance(self.token, str):
             raise InvalidArgumentError("token must be a string")
         object.__setattr__(self, "token", self.token or None)
+        if self.fsync not in ("always", "everysec", "no"):
+            raise InvalidArgumentError(f"fsync must be one of always, everysec, no; got {self.fsync!r}")
+        if self.data_dir is not None:
+            if not isinstance(self.data_dir, (str, os.PathLike)) or not str(self.data_dir):
+                raise InvalidArgumentError(f"data_dir must be a directory path, got {self.data_dir!r}")
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
         if self.cluster is not None:
             self.cluster.task_address(self.job, self.index)  # raises, naming the job or task, if absent
 

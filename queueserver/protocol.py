@@ -13,7 +13,8 @@ Requests (``OP_*``; the fields each uses are listed with the field constants bel
 ==============  ===========================================================================
 ``hello``       introduce the client (``token``, ``client``); the reply describes the server
 ``queue``       create or open a queue (``kind``, ``n``, ``c``, ``cap``, ``spec``, ``mad``, ``seed``)
-``enqueue``     add one element or, with ``m``, a batch (arrays ``a`` + body; ``t``)
+``enqueue``     add one element or, with ``m``, a batch (arrays ``a`` + body; ``t``); ``st``: its
+                stamp [client id, sequence], so a retry places only what earlier tries did not
 ``dequeue``     take ``md`` one/many/up_to (``nn`` elements; ``t``), acknowledging ``k``;
                 the reply's ``d`` is the delivery id the server holds the batch under
 ``ack``         acknowledge deliveries ``k``
@@ -71,6 +72,7 @@ WIRE_DTYPE = "wd"     # a narrower dtype the values travel as (bfloat16 bit patt
 HANDLE = "fh"         # bind: the compact-frame handle
 CANCEL_PENDING = "x"  # close: cancel pending enqueues
 ACTION = "v"          # var / acc / dir: the action
+STAMP = "st"          # enqueue: [client id, sequence number]; a retry of a stamped call is applied once
 WARNING = "warn"      # reply to a create: a placement warning to show the user
 
 # Ops that create a resource: the cluster decides (and remembers) where it lives.

@@ -4,6 +4,11 @@
 (placement, peers, the directory), the open connections and the figures status and /metrics
 read. Its ``start``/``stop`` bind and release the port; :mod:`queueserver.runtime` runs it in a
 thread or as the daemon.
+
+With a data directory (``ServerOptions.data_dir``) ``start`` first replays the durable log into the
+resources (batches held when the server died go back to the front of their queues), then every
+change is recorded (:mod:`queueserver.durability`), and no reply leaves before the records of the
+changes it reports are written (on disk, with ``fsync="always"``): see :meth:`QueueService.may_send`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from queueserver import protocol as P
 from queueserver._version import __version__
 from queueserver.connection import DataConnection, Sniffer
 from queueserver.core import Attempt, ConditionalAccumulator, QueueBase, ResourceManager
+from queueserver.core.stamps import Stamps
 from queueserver.errors import InvalidArgumentError, QueueServerError, UnavailableError
 from queueserver.logs import event, printable
 from queueserver.options import ServerOptions
@@ -26,6 +32,8 @@ from queueserver.routing import Directory, Peers, Placement, check_device_name
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+    from queueserver.durability import DurableLog, Recorder
 
 # Wrong tokens from one host are logged once per this many seconds (with a count of the rest).
 AUTH_LOG_WINDOW_S = 10.0
@@ -42,6 +50,16 @@ class QueueService:
         options = options if options is not None else ServerOptions(**fields)
         self.options = options
         self.resources = ResourceManager()
+        self.stamps = Stamps()  # the last enqueue stamps of each client: a retry is applied once
+        self.durable: DurableLog | None = None
+        if options.data_dir is not None:
+            from queueserver.durability import DurableLog
+
+            self.durable = DurableLog(options.data_dir, options.fsync, task=f"/job:{options.job}/task:{options.index}")
+        self.recorder: Recorder | None = None
+        self.log_done = 0  # records of the durable log written (on disk with fsync="always")
+        self.log_failed = False
+        self._deferred: set[DataConnection] = set()  # connections whose replies wait for the log
         self.token = options.token
         self.max_message_bytes = options.max_message_bytes
         self.cluster = options.cluster
@@ -75,6 +93,8 @@ class QueueService:
         """Listen on ``host:port`` (default: the options'; port 0 picks a free one); returns once accepting."""
         host = self.options.host if host is None else host
         port = self.options.port if port is None else port
+        if self.durable is not None and self.recorder is None:
+            self._recover()
         from aiohttp import web
 
         from queueserver.http import build_app  # aiohttp: imported when a server starts
@@ -95,6 +115,76 @@ class QueueService:
             event(logging.WARNING, self.task, "no_token",
                   f"serving on {self.target} without a token: anyone who can reach this address can read and"
                   " change every queue and variable; set --token (or QUEUESERVER_TOKEN)", address=self.target)
+
+    # ----- the durable log
+    def _recover(self) -> None:
+        """Replay the data directory, start recording, and give back what was held when the server died."""
+        from queueserver.durability import Recorder
+
+        durable = self.durable
+        assert durable is not None
+        replay, found = durable.recover(self.resources, self.stamps)
+        recorder = Recorder(durable.append, replay.next_tid)
+        self.resources.attach(recorder)
+        self.recorder = recorder
+        loop = asyncio.get_running_loop()
+
+        def progress(n: int) -> None:
+            try:
+                loop.call_soon_threadsafe(self._log_progress, n)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        def failure(exc: BaseException) -> None:
+            try:
+                loop.call_soon_threadsafe(self._log_broken)
+            except RuntimeError:
+                pass
+
+        durable.start(progress, failure)
+        held = replay.held()
+        recorder.adopt(held)
+        by_queue: dict[int, tuple[QueueBase, list]] = {}
+        for _, queue, batch in held:  # in take order: each queue gets its batches back in order
+            by_queue.setdefault(id(queue), (queue, []))[1].append(batch)
+        for queue, batches in by_queue.values():
+            queue.return_elements(batches)
+        counts: dict[str, Any] = {"queues": 0, "variables": 0, "accumulators": 0}
+        for _, _, res in self.resources.items():
+            counts["queues" if isinstance(res, QueueBase) else
+                   "accumulators" if isinstance(res, ConditionalAccumulator) else "variables"] += 1
+        event(logging.INFO, self.task, "state_recovered",
+              f"durable state from {durable.dir}: {found.records} record(s), {found.bytes} bytes replayed in"
+              f" {found.seconds:.2f} s; {counts['queues']} queue(s), {counts['variables']} variable(s),"
+              f" {counts['accumulators']} accumulator(s); {found.held} held batch(es) returned to their queues"
+              + (f"; DAMAGED: {'; '.join(found.damage)}" if found.damage else ""),
+              directory=str(durable.dir), fsync=durable.mode, records=found.records, bytes=found.bytes,
+              seconds=round(found.seconds, 3), held=found.held, damage=found.damage, **counts)
+
+    def may_send(self, conn: DataConnection, needed: int) -> bool:
+        """Whether ``conn``'s replies, which report changes up to record ``needed`` of the durable
+        log, may go out now; if not, ``conn`` is flushed again when they may (or aborted if the
+        log fails: what cannot be recorded is not acknowledged)."""
+        if needed <= self.log_done:
+            return True
+        if self.log_failed:
+            conn.abort()
+        else:
+            self._deferred.add(conn)
+        return False
+
+    def _log_progress(self, done: int) -> None:
+        self.log_done = done
+        if self._deferred:
+            waiting, self._deferred = self._deferred, set()
+            for conn in waiting:
+                conn.flush()
+
+    def _log_broken(self) -> None:
+        self.log_failed = True
+        waiting, self._deferred = self._deferred, set()
+        for conn in waiting:
+            conn.abort()
 
     def auth_failed(self, peer: str, client: str) -> None:
         """Log a wrong or missing token once per burst per peer host: the first, then how many
@@ -149,6 +239,8 @@ class QueueService:
                 pass  # what is still open after the grace period is cut off
         for conn in list(self.connections):
             conn.abort()
+        if self.durable is not None and self.recorder is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.durable.close)  # written and synced
         await self.peers.close()
         if self._runner is not None:
             await self._runner.cleanup()

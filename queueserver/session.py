@@ -15,6 +15,8 @@ do; it never touches a socket, so every rule here is unit-tested without one:
   client expects.
 
 The queues themselves are the core's (:mod:`queueserver.core`): returning a batch is a core call.
+With ``--data-dir``, the session tells the durable log's recorder which taken batches the client
+acknowledged (gone for good); a batch held when the server dies goes back to its queue on restart.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ class DeliverySession:
     Args:
         pending_bytes_limit: bytes of waiting enqueues past which further enqueues are refused.
         max_handles: compact-frame handles one connection may bind.
+        recorder: the durable log's recorder (told of acknowledgements), or None.
     """
 
-    def __init__(self, pending_bytes_limit: int, max_handles: int) -> None:
+    def __init__(self, pending_bytes_limit: int, max_handles: int, recorder: Any = None) -> None:
+        self.recorder = recorder
         self.pending_bytes_limit = pending_bytes_limit
         self.max_handles = max_handles
         self.held: dict[int, tuple[QueueBase, list[Batch]]] = {}
@@ -67,8 +71,11 @@ class DeliverySession:
             return
         if not isinstance(ids, list):
             raise InvalidArgumentError("ack ids must be a list")
+        recorder = self.recorder
         for d in ids:
-            self.held.pop(d, None)
+            entry = self.held.pop(d, None)
+            if entry is not None and recorder is not None:
+                recorder.acked(entry[1])
 
     def give_back(self, ids: list) -> None:
         """Return these deliveries to the front of their queues, in delivery order."""
@@ -84,6 +91,9 @@ class DeliverySession:
     def goodbye(self) -> dict[str, list[int]]:
         """A clean goodbye: everything held is acknowledged. Returns the forwarded deliveries to
         acknowledge on their home tasks."""
+        if self.recorder is not None:
+            for _, batches in self.held.values():
+                self.recorder.acked(batches)
         self.held.clear()
         return self._take_forwarded()
 

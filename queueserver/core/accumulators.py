@@ -38,6 +38,8 @@ class ConditionalAccumulator:
     """
 
     type_name = "ConditionalAccumulator"
+    recorder: Any = None  # the durable log's recorder (set by the ResourceManager), or None
+    key: tuple[str, str] = ("", "")  # (container, name), set by the ResourceManager
 
     def __init__(self, name: str, shape: Any, dtype: Any = np.float32, *, clock: Clock = LOOP_CLOCK) -> None:
         self.name = name
@@ -83,11 +85,18 @@ class ConditionalAccumulator:
         if int(local_step) < self.global_step:
             self.stats["dropped_stale"] += 1
             return False  # before widening: a stale gradient costs no conversion
-        np.add(self._sum, widen(grad, wire_dtype, self.sum_dtype, owner), out=self._sum)
-        self.count += 1
-        self.stats["applied"] += 1
+        wide = widen(grad, wire_dtype, self.sum_dtype, owner)
+        self.add(wide)
+        if self.recorder is not None:
+            self.recorder.gradient_added(self, wide)
         self._serve()
         return True
+
+    def add(self, wide: np.ndarray) -> None:
+        """Add a fresh gradient already widened to ``sum_dtype`` (the durable log's replay calls it)."""
+        np.add(self._sum, wide, out=self._sum)
+        self.count += 1
+        self.stats["applied"] += 1
 
     def take_grad(self, num_required: int, timeout: float | None = None) -> "asyncio.Future":
         """A future of the average of ``num_required`` fresh gradients (waits until there are enough).
@@ -121,17 +130,33 @@ class ConditionalAccumulator:
             self._takers.popleft()
         if self._takers and self.count >= self._takers[0][0]:
             _, fut = self._takers.popleft()
-            average = self._sum / self.count  # a new array: the sum can be cleared in place
-            self._sum.fill(0)
-            self.count = 0
-            self.global_step += 1
-            self.stats["taken"] += 1
+            average = self.take_now()
+            if self.recorder is not None:
+                self.recorder.gradients_taken(self)
             fut.set_result(average.astype(self.dtype, copy=False))
+
+    def take_now(self) -> np.ndarray:
+        """Take the average of what is summed: clear the sum, advance the global step (a served
+        taker; the durable log's replay of one)."""
+        average = self._sum / self.count  # a new array: the sum can be cleared in place
+        self._sum.fill(0)
+        self.count = 0
+        self.global_step += 1
+        self.stats["taken"] += 1
+        return average
+
+    def restore(self, total: np.ndarray, count: int, step: int) -> None:
+        """Set the sum, its count and the global step (a snapshot of the durable log being replayed)."""
+        self._sum[...] = total
+        self.count = int(count)
+        self.global_step = int(step)
 
     def set_global_step(self, step: int) -> None:
         """Move the global step (only forwards); gradients for older steps become stale."""
         self._check_alive()
         self.global_step = max(self.global_step, int(step))
+        if self.recorder is not None:
+            self.recorder.step_set(self)
 
     def num_accumulated(self) -> int:
         """Fresh gradients summed so far."""

@@ -17,6 +17,8 @@ TensorFlow's ``QueueBase`` does. The rules, all pinned by ``tests/core``:
 * A wrong dtype, shape or component count fails with InvalidArgument and changes nothing.
 
 This module does no I/O. Blocking is a future on the running event loop; timeouts are timers on it.
+A queue with a ``recorder`` (the durable log's, see :mod:`queueserver.durability`) tells it every
+change of its elements as it happens: placed, taken, returned, closed. The recorder only notes them.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class Attempt:
     """
 
     __slots__ = ("queue", "is_enqueue", "batch", "count", "mode", "progress", "held", "taken",
-                 "done", "_result", "error", "waiting_since", "_callbacks", "_timer", "_future")
+                 "done", "_result", "error", "waiting_since", "_callbacks", "_timer", "_future", "stamp")
 
     def __init__(self, queue: "QueueBase", is_enqueue: bool, count: int, *,
                  batch: Batch | None = None, mode: str = ONE) -> None:
@@ -83,6 +85,9 @@ class Attempt:
         self._callbacks: list[Callable[["Attempt"], None]] = []
         self._timer: TimerHandle | None = None
         self._future: asyncio.Future | None = None
+        # An enqueue's stamp (queueserver.core.stamps.Stamp): told how many elements are placed, so
+        # a retry of the same call places only the rest.
+        self.stamp: Any = None
 
     @property
     def result(self) -> Any:
@@ -143,6 +148,8 @@ class QueueBase:
     """Shared machinery of all queue types; subclasses choose the store and the output assembly."""
 
     type_name = "Queue"
+    recorder: Any = None  # the durable log's recorder (set by the ResourceManager), or None
+    key: tuple[str, str] = ("", "")  # (container, name), set by the ResourceManager
 
     def __init__(self, name: str, capacity: int, spec: ComponentSpec, *, clock: Clock = LOOP_CLOCK) -> None:
         if not isinstance(capacity, (int, np.integer)) or capacity <= 0:
@@ -217,7 +224,7 @@ class QueueBase:
 
     # ----- operations
     def enqueue(self, batch: Batch, *, many: bool = False, timeout: float | None = None,
-                validated: bool = False) -> Attempt:
+                validated: bool = False, stamp: Any = None) -> Attempt:
         """Start an enqueue of one element (``many=False``) or of a batch's elements.
 
         Args:
@@ -225,6 +232,8 @@ class QueueBase:
             many: True for ``enqueue_many``.
             timeout: seconds to wait for room; ``None`` waits for ever.
             validated: the batch already has a leading count dimension and passed validation.
+            stamp: the call's :class:`~queueserver.core.stamps.Stamp` (client id and sequence), or
+                None. A stamp seen before places only the elements its earlier tries did not.
 
         Returns:
             An :class:`Attempt`, possibly already done.
@@ -240,7 +249,11 @@ class QueueBase:
         self._validate_enqueue(batch)
         if self.closed:
             raise CancelledError(f"{self.type_name} '{self.name}' is closed.")
+        if stamp is not None and stamp.placed:
+            # A retry of a call that placed some (or all) of its elements before its reply was lost.
+            batch = tuple(c[stamp.placed:] for c in batch)
         attempt = Attempt(self, True, batch_count(batch), batch=batch)
+        attempt.stamp = stamp
         if attempt.count == 0:
             attempt._finish(None)
             return attempt
@@ -295,6 +308,8 @@ class QueueBase:
         if self.closed and not cancel_pending_enqueues:
             raise CancelledError(f"Queue '{self.name}' is already closed.")
         self.closed = True
+        if self.recorder is not None:
+            self.recorder.closed(self)
         if cancel_pending_enqueues:
             while self._enqueues:
                 att = self._enqueues.popleft()
@@ -307,6 +322,8 @@ class QueueBase:
         """Put delivered but unacknowledged elements back at the front, in their order."""
         if self.destroyed:
             return
+        if self.recorder is not None and batches:
+            self.recorder.returned(self, batches)
         for batch in reversed(batches):
             self._store.push_front(batch)
             self.stats["returned"] += batch_count(batch)
@@ -360,6 +377,8 @@ class QueueBase:
         self._flush()
 
     def _rollback(self, attempt: Attempt) -> None:
+        if self.recorder is not None and attempt.held:
+            self.recorder.returned(self, attempt.held)
         for batch in reversed(attempt.held):
             self._store.push_front(batch)
         attempt.held = []
@@ -374,6 +393,10 @@ class QueueBase:
             c[att.progress: att.progress + k] for c in att.batch)
         self._store.push_back(part)
         att.progress += k
+        if att.stamp is not None:
+            att.stamp.placed += k
+        if self.recorder is not None:
+            self.recorder.enqueued(self, part, att.stamp)
         stats = self.stats
         stats["enqueued"] += k
         stats["enqueued_bytes"] += _nbytes(part)
@@ -385,7 +408,10 @@ class QueueBase:
         k = min(self._available(), att.count - att.progress)
         if k <= 0:
             return False
-        att.held.extend(self._store.take(k))
+        taken = self._store.take(k)
+        if self.recorder is not None:
+            self.recorder.taken(self, k, taken)
+        att.held.extend(taken)
         att.progress += k
         if att.progress == att.count:
             self._count_delivered(att)

@@ -4,6 +4,9 @@ Every resource is found by ``(container, shared_name)``; ``""`` is the default c
 an existing name with the same spec returns the same resource; with a different spec it fails with
 InvalidArgument and says what differs. ``reset(containers)`` frees every resource in those
 containers: waiting calls fail with Cancelled, later calls see NotFound.
+
+With a ``recorder`` (the durable log's, :mod:`queueserver.durability`), the manager and every
+resource it holds tell it each change of state: created, updated, reset.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class Variable:
     """
 
     type_name = "Variable"
+    recorder: Any = None  # the durable log's recorder (set by the ResourceManager), or None
+    key: tuple[str, str] = ("", "")  # (container, name), set by the ResourceManager
 
     def __init__(self, name: str, initial_value: np.ndarray) -> None:
         self.name = name
@@ -64,8 +69,7 @@ class Variable:
         if self.destroyed:
             raise NotFoundError(f"Variable '{self.name}' no longer exists (its container was reset)")
         self.value = self.initial_value.copy()
-        self.stats["updates"] += 1
-        self.updated_at = time.time()
+        self._updated()
         return self.value
 
     def is_initialized(self) -> bool:
@@ -86,25 +90,29 @@ class Variable:
         if self.destroyed:
             raise NotFoundError(f"Variable '{self.name}' no longer exists (its container was reset)")
         self.value = self._coerce(value, "assign", wire_dtype).copy()
-        self.stats["updates"] += 1
-        self.updated_at = time.time()
+        self._updated()
         return self.value
 
     def assign_add(self, delta: Any, wire_dtype: str | None = None) -> np.ndarray:
         """Add ``delta`` atomically; returns the new value. ``wire_dtype``: as for :meth:`assign`."""
         current = self._check()
         self.value = current + self._coerce(delta, "assign_add", wire_dtype)
-        self.stats["updates"] += 1
-        self.updated_at = time.time()
+        self._updated()
         return self.value
 
     def assign_sub(self, delta: Any, wire_dtype: str | None = None) -> np.ndarray:
         """Subtract ``delta`` atomically; returns the new value. ``wire_dtype``: as for :meth:`assign`."""
         current = self._check()
         self.value = current - self._coerce(delta, "assign_sub", wire_dtype)
+        self._updated()
+        return self.value
+
+    def _updated(self) -> None:
+        # Every update makes a new array (none is changed in place), so the recorder may keep it.
         self.stats["updates"] += 1
         self.updated_at = time.time()
-        return self.value
+        if self.recorder is not None:
+            self.recorder.variable_set(self)
 
     def describe(self) -> dict:
         """A status summary."""
@@ -123,12 +131,23 @@ class ResourceManager:
     def __init__(self, clock: Clock = LOOP_CLOCK) -> None:
         self.containers: dict[str, dict[str, Any]] = {}
         self.clock = clock  # every queue's and accumulator's timers (see queueserver.core.clock)
+        self.recorder: Any = None  # the durable log's recorder; see attach()
+
+    def attach(self, recorder: Any) -> None:
+        """Tell ``recorder`` every later change of state, of this manager and of every resource."""
+        self.recorder = recorder
+        for _, _, res in self.items():
+            res.recorder = recorder
 
     def _existing(self, container: str, name: str):
         return self.containers.get(container, {}).get(name)
 
     def _add(self, container: str, name: str, resource) -> None:
         self.containers.setdefault(container, {})[name] = resource
+        resource.key = (container, name)
+        if self.recorder is not None:
+            resource.recorder = self.recorder
+            self.recorder.created(resource)
 
     def queue(self, kind: str, name: str, *, container: str = "", capacity: int,
               dtypes, shapes=None, names=None, min_after_dequeue: int = 0,
@@ -251,6 +270,9 @@ class ResourceManager:
     def reset(self, containers: Iterable[str]) -> int:
         """Free every resource in ``containers``; returns how many were freed."""
         freed = 0
+        containers = list(containers)
+        if self.recorder is not None:
+            self.recorder.reset(containers)
         for container in containers:
             resources = self.containers.pop(container, {})
             for res in resources.values():

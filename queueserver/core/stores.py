@@ -3,6 +3,10 @@
 Stores hold batches (tuples of arrays with a leading count dimension) and never copy an incoming
 batch that they can keep as it is: a FIFO store keeps each ``enqueue_many`` as one chunk and hands
 out views of it, so a 256-element batch in is a 256-element batch out without touching its bytes.
+
+Every store can list what it holds (``contents``): pushed back in that order into an empty store
+of its kind, the batches give a store that behaves exactly as this one (the durable log's
+snapshots). A shuffle store's ``take`` can be given its picks, so a replay takes what was taken.
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ class ChunkStore:
                 k = 0
         return out
 
+    def contents(self) -> list[Batch]:
+        """What the store holds, front first, chunk by chunk."""
+        return list(self._chunks)
+
     def clear(self) -> None:
         """Drop everything."""
         self._chunks.clear()
@@ -74,6 +82,7 @@ class ShuffleStore:
         self._rng = rng
         self._vectorised = spec.fully_defined
         self.size = 0
+        self.last_picks: np.ndarray | None = None  # the rows the last take chose (the durable log keeps them)
         if self._vectorised:
             initial = max(1, min(capacity_hint, 1024))
             shapes: Any = spec.shapes  # fully defined: a shape for every component
@@ -104,11 +113,14 @@ class ShuffleStore:
 
     push_front = push_back
 
-    def take(self, k: int) -> list[Batch]:
-        """Remove ``k`` elements chosen uniformly at random, in random order."""
+    def take(self, k: int, picks: np.ndarray | None = None) -> list[Batch]:
+        """Remove ``k`` elements chosen uniformly at random, in random order (``picks``: the rows to
+        take, as a replay of an earlier take gives them)."""
         if k <= 0:
             return []
-        picks = self._rng.choice(self.size, size=k, replace=False, shuffle=True)
+        if picks is None:
+            picks = self._rng.choice(self.size, size=k, replace=False, shuffle=True)
+        self.last_picks = picks
         if not self._vectorised:
             chosen = [self._elements[j] for j in picks]
             keep = np.ones(self.size, dtype=bool)
@@ -129,6 +141,14 @@ class ShuffleStore:
                 buf[holes] = buf[survivors]
         self.size = new_size
         return [out]
+
+    def contents(self) -> list[Batch]:
+        """What the store holds, in its row order (copies: the buffers change in place)."""
+        if not self._vectorised:
+            return list(self._elements)
+        if not self.size:
+            return []
+        return [tuple(buf[: self.size].copy() for buf in self._buffers)]
 
     def clear(self) -> None:
         """Drop everything."""
@@ -166,6 +186,10 @@ class PriorityStore:
         out = [heapq.heappop(self._heap)[2] for _ in range(k)]
         self.size -= k
         return out
+
+    def contents(self) -> list[Batch]:
+        """What the store holds, in the order it would give it out (one element per batch)."""
+        return [entry[2] for entry in sorted(self._heap, key=lambda e: (e[0], e[1]))]
 
     def clear(self) -> None:
         """Drop everything."""

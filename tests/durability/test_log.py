@@ -1,0 +1,269 @@
+"""The durable log as pure components: records and checksums, recording and replay through the
+core, snapshots, and the files (torn and corrupt tails, the fsync policy, compaction)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import numpy as np
+import pytest
+
+from queueserver.core import ResourceManager
+from queueserver.core.stamps import Stamps
+from queueserver.durability import DurableLog, Recorder, Replay, snapshot
+from queueserver.durability.records import MAGIC, Damage, crc32c, record_bytes, scan
+from queueserver.errors import DataLossError, FailedPreconditionError, InvalidArgumentError
+
+
+# ----- records
+def test_records_round_trip_with_arrays_and_strings():
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    s = np.array([b"a", b"bc"], dtype=object)
+    buf = MAGIC + record_bytes({"k": "e", "c": "", "n": "q"}, (x, s)) + record_bytes({"k": "x", "c": "", "n": "q"})
+    items = list(scan(bytearray(buf), len(MAGIC)))
+    assert [h["k"] for h, _, _ in items] == ["e", "x"]
+    arrays = items[0][1]
+    np.testing.assert_array_equal(arrays[0], x)
+    assert list(arrays[1]) == [b"a", b"bc"]
+    assert items[-1][2] == len(buf)
+
+
+def test_crc32c_matches_the_c_extension():
+    from google_crc32c.cext import value
+
+    data = os.urandom(100_000)
+    assert crc32c([data[:10], memoryview(data)[10:]]) == value(data)
+
+
+@pytest.mark.parametrize("cut", [1, 7, 9, 30])
+def test_a_torn_record_ends_the_scan_after_the_good_prefix(cut):
+    first = record_bytes({"k": "x", "c": "", "n": "a"})
+    second = record_bytes({"k": "e", "c": "", "n": "q"}, (np.arange(10),))
+    buf = bytearray(first + second[:cut])
+    items = list(scan(buf))
+    assert items[0][0]["n"] == "a"
+    assert isinstance(items[1], Damage) and items[1].offset == len(first) and "torn" in items[1].reason
+
+
+def test_a_flipped_bit_is_caught_by_the_checksum():
+    first = record_bytes({"k": "x", "c": "", "n": "a"})
+    second = bytearray(record_bytes({"k": "e", "c": "", "n": "q"}, (np.arange(10),)))
+    second[-3] ^= 0x10
+    items = list(scan(bytearray(first + second + first)))
+    assert len(items) == 2 and isinstance(items[1], Damage)
+    assert items[1].offset == len(first) and "checksum" in items[1].reason
+
+
+# ----- recording and replay through the core
+def _recorded() -> tuple[ResourceManager, list]:
+    records: list = []
+    res = ResourceManager()
+    res.attach(Recorder(lambda h, a: records.append((dict(h), [np.array(x, copy=True) for x in a]))))
+    return res, records
+
+
+def _replayed(records: list) -> Replay:
+    replay = Replay(ResourceManager(), Stamps())
+    for h, arrays in records:
+        replay.apply(dict(h), arrays)
+    return replay
+
+
+def _contents(q) -> list:
+    return [c.tolist() for batch in q._store.contents() for c in batch]
+
+
+def test_replay_rebuilds_queues_held_batches_variables_and_accumulators():
+    async def main():
+        res, records = _recorded()
+        q = res.queue("fifo", "q", capacity=100, dtypes=[np.int64], shapes=[[]])
+        q.enqueue((np.arange(10),), many=True)
+        a1 = q.dequeue(3, mode="many")             # taken and acknowledged below
+        a2 = q.dequeue(2, mode="many")             # taken, never acknowledged: held
+        a3 = q.dequeue(2, mode="many")             # taken and given back
+        q.return_elements(a3.taken)
+        res.recorder.acked(a1.taken)
+        p = res.queue("priority", "p", capacity=10, dtypes=[np.float32], shapes=[[]], container="box")
+        p.enqueue((np.array([5, 1, 3]), np.array([0.5, 0.1, 0.3], np.float32)), many=True)
+        p.dequeue()
+        s = res.queue("random_shuffle", "s", capacity=50, dtypes=[np.int32], shapes=[[2]], seed=3)
+        s.enqueue((np.arange(40, dtype=np.int32).reshape(20, 2),), many=True)
+        s.dequeue(5, mode="many")
+        s.close()
+        v = res.variable("v", np.zeros(3))
+        v.initialize()
+        v.assign_add(np.ones(3))
+        acc = res.accumulator("g", [2])
+        acc.apply_grad(np.array([1.0, 2.0], np.float32), 0)
+        acc.apply_grad(np.array([3.0, 4.0], np.float32), 0)
+        await acc.take_grad(2)
+        acc.apply_grad(np.array([5.0, 5.0], np.float32), 1)
+        return res, records, a2
+
+    res, records, a2 = asyncio.run(main())
+    replay = _replayed(records)
+    back = replay.resources
+    for container, name, live in res.items():
+        again = back.get(container, name)
+        if hasattr(live, "_store"):
+            assert _contents(again) == _contents(live), name
+            assert again.closed == live.closed
+    held = replay.held()
+    assert [q.name for _, q, _ in held] == ["q", "box/p", "s"]
+    assert [c.tolist() for c in held[0][2]] == [c.tolist() for c in a2.taken[0]]
+    np.testing.assert_array_equal(back.get("", "v").read(), [1.0, 1.0, 1.0])
+    acc = back.get("", "g")
+    assert (acc.global_step, acc.count) == (1, 1)
+    np.testing.assert_array_equal(acc._sum, [5.0, 5.0])
+
+
+def test_a_snapshot_replays_to_the_same_state_and_keeps_held_batches_held():
+    res, records = _recorded()
+    q = res.queue("fifo", "q", capacity=100, dtypes=[np.int64], shapes=[[]])
+    q.enqueue((np.arange(8),), many=True)
+    q.dequeue(2, mode="many")
+    q.dequeue()
+    stamps = Stamps()
+    stamps.get("client-a", 7).placed = 8
+    first = _replayed(records)
+    snap = [(dict(h), list(a)) for h, a in snapshot(first.resources, stamps, first.held(), first.next_tid)]
+    second = _replayed(snap)
+    assert _contents(second.resources.get("", "q")) == [[3, 4, 5, 6, 7]]
+    assert [[c.tolist() for c in b] for _, _, b in second.held()] == [[[0, 1]], [[2]]]
+    assert second.next_tid == first.next_tid
+    assert second.stamps.get("client-a", 7).placed == 8
+
+
+def test_a_retried_stamped_enqueue_places_only_what_earlier_tries_did_not():
+    res, records = _recorded()
+    stamps = Stamps()
+    q = res.queue("fifo", "q", capacity=4, dtypes=[np.int64], shapes=[[]])
+    first = q.enqueue((np.arange(6),), many=True, stamp=stamps.get("c1", 1), timeout=0)
+    assert first.error is not None and stamps.get("c1", 1).placed == 4  # 4 fit, then it timed out
+    q.dequeue(4, mode="many")
+    again = q.enqueue((np.arange(6),), many=True, stamp=stamps.get("c1", 1))
+    assert again.done and again.error is None
+    assert _contents(q) == [[4, 5]]
+    done = q.enqueue((np.arange(6),), many=True, stamp=stamps.get("c1", 1))  # a third try: nothing left
+    assert done.done and _contents(q) == [[4, 5]]
+    replay = _replayed(records)
+    assert replay.stamps.get("c1", 1).placed == 6
+
+
+def test_a_record_that_contradicts_the_state_is_data_loss():
+    replay = Replay(ResourceManager(), Stamps())
+    with pytest.raises(DataLossError, match="never created"):
+        replay.apply({"k": "e", "c": "", "n": "nope"}, [np.arange(3)])
+    with pytest.raises(DataLossError, match="unknown kind"):
+        replay.apply({"k": "??"}, [])
+
+
+# ----- the files
+def _log(tmp_path, **kw) -> DurableLog:
+    return DurableLog(tmp_path, kw.pop("fsync", "always"), **kw)
+
+
+def _run(log: DurableLog, changes) -> None:
+    """Start ``log`` on a fresh state, make ``changes(resources)``, and close it (all written)."""
+    res = ResourceManager()
+    replay, _ = log.recover(res, Stamps())
+    res.attach(Recorder(log.append, replay.next_tid))
+    log.start(lambda n: None, lambda exc: None)
+    changes(res)
+    log.close()
+
+
+def _recover(tmp_path, **kw):
+    res = ResourceManager()
+    log = _log(tmp_path, **kw)
+    replay, found = log.recover(res, Stamps())
+    log.close()
+    return res, replay, found
+
+
+def _fill(res: ResourceManager) -> None:
+    q = res.queue("fifo", "q", capacity=1000, dtypes=[np.int64], shapes=[[]])
+    for i in range(10):
+        q.enqueue((np.arange(i * 10, i * 10 + 10),), many=True)
+
+
+def test_a_torn_tail_is_cut_off_reported_and_set_aside(tmp_path, caplog):
+    _run(_log(tmp_path), _fill)
+    (segment,) = sorted(tmp_path.glob("log-*.qlog"))
+    size = segment.stat().st_size
+    os.truncate(segment, size - 5)  # the last record, torn mid-write
+    res, _, found = _recover(tmp_path)
+    assert _contents(res.get("", "q")) == [[i * 10 + j for j in range(10)] for i in range(9)]
+    assert len(found.damage) == 1 and "torn" in found.damage[0]
+    assert "log_damaged" in caplog.text or "torn" in caplog.text
+    assert (tmp_path / "damaged").is_dir() and any((tmp_path / "damaged").iterdir())
+    res, _, found = _recover(tmp_path)  # the cut is kept: a second start finds a clean log
+    assert found.damage == [] and res.get("", "q")._store.size == 90
+
+
+def test_corruption_in_the_middle_keeps_the_prefix_and_sets_aside_everything_after(tmp_path):
+    _run(_log(tmp_path), _fill)
+    _run(_log(tmp_path), lambda res: res.get("", "q").enqueue((np.arange(100, 110),), many=True))
+    first, second = sorted(tmp_path.glob("log-*.qlog"))
+    data = bytearray(first.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    first.write_bytes(data)
+    res, _, found = _recover(tmp_path)
+    assert 0 < res.get("", "q")._store.size < 100
+    assert "checksum" in found.damage[0] and "1 later segment" in found.damage[0]
+    assert not second.exists() and (tmp_path / "damaged" / second.name).exists()
+
+
+def test_the_data_directory_is_locked_by_one_server(tmp_path):
+    log = _log(tmp_path)
+    log.recover(ResourceManager(), Stamps())
+    with pytest.raises(FailedPreconditionError, match="in use by another server"):
+        _log(tmp_path).recover(ResourceManager(), Stamps())
+    log.close()
+
+
+def test_fsync_mode_is_checked():
+    with pytest.raises(InvalidArgumentError, match="fsync must be one of"):
+        DurableLog("/tmp/unused", "sometimes")
+
+
+def test_everysec_syncs_when_a_second_has_passed_on_its_clock(tmp_path):
+    import threading
+
+    now = [100.0]
+    progress = threading.Semaphore(0)
+    log = DurableLog(tmp_path, "everysec", clock=lambda: now[0])
+    res = ResourceManager()
+    log.recover(res, Stamps())
+    res.attach(Recorder(log.append))
+    log.start(lambda n: progress.release(), lambda exc: None)
+    _fill(res)
+    while log.describe()["written"] < 11:
+        assert progress.acquire(timeout=10)
+    assert log.describe()["synced"] == 0  # written to the OS, not yet synced: the clock has not moved
+    now[0] += 1.0
+    res.get("", "q").close()  # any record wakes the writer, which finds the second has passed
+    assert progress.acquire(timeout=10)
+    assert log.describe()["synced"] == 12
+    log.close()
+
+
+def test_compaction_writes_a_snapshot_that_replaces_the_segments(tmp_path):
+    def churn(res: ResourceManager) -> None:
+        q = res.queue("fifo", "q", capacity=100_000, dtypes=[np.float64], shapes=[[64]])
+        for i in range(400):
+            q.enqueue((np.full((8, 64), float(i)),), many=True)
+            if i % 2:
+                res.recorder.acked(q.dequeue(8, mode="many").taken)
+        held = q.dequeue(4, mode="many")
+        assert held.done
+
+    log = _log(tmp_path, segment_bytes=64 * 1024, compact_bytes=128 * 1024)
+    _run(log, churn)
+    assert list(tmp_path.glob("snap-*.qsnap")), "no snapshot was written"
+    res, replay, _ = _recover(tmp_path)
+    q = res.get("", "q")
+    assert q._store.size == 200 * 8 - 4 and len(replay.held()) == 1
+    firsts = [c[0, 0] for (c,) in q._store.contents()]
+    assert firsts == sorted(firsts)  # still in order
