@@ -31,7 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
     from queueserver.options import ServerOptions, token_from_env
 
     fields = dict(token=token_from_env(args.token), max_message_bytes=args.max_message_bytes,
-                  metrics=not args.no_metrics)
+                  metrics=not args.no_metrics, data_dir=args.data_dir, fsync=args.fsync)
     resolved = resolve_serve_args(args)  # --cluster-from, or TF_CONFIG when no --cluster/--job
     if resolved is not None:
         args.cluster, args.job, args.task = resolved.spec, resolved.job, resolved.task
@@ -197,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--task", type=int, default=0, help="with --cluster: this task's index (default 0)")
     serve.add_argument("--no-metrics", action="store_true",
                        help="keep no per-call statistics and serve no /metrics (the status page still works)")
+    serve.add_argument("--data-dir", default=None,
+                       help="keep queues, held deliveries, variables and accumulators in this directory, so they"
+                            " survive the server's death (default: in memory only)")
+    serve.add_argument("--fsync", choices=("always", "everysec", "no"), default="everysec",
+                       help="with --data-dir: sync each change to disk before acknowledging it (always), at least"
+                            " once a second (everysec, the default), or when the OS does (no)")
     add_resolver_arguments(serve)
     serve.set_defaults(func=_serve)
 
