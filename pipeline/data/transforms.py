@@ -693,6 +693,7 @@ class _CacheIterator(DatasetIterator):
         self._parent: DatasetIterator | None = None
         self._file: Any = None
         self._written: list | None = None
+        self._complete_at = ds._parent._cardinality()  # -1/-2 never match a count
         if self._source is None:
             self._parent = ds._parent._make_iter(ctx)
             self._written = []
@@ -718,6 +719,11 @@ class _CacheIterator(DatasetIterator):
                 raise
             if self._written is not None:
                 self._written.append(e)
+                if len(self._written) == self._complete_at:
+                    # Every element of an input of known size has been read: the cache is
+                    # complete without waiting for the end (TensorFlow's testCacheKnownCardinality).
+                    self._ds._commit(self._written)
+                    self._written = None
             self._i += 1
             return e
         if isinstance(self._source, list):

@@ -40,9 +40,11 @@ def _roundtrip(state: dict) -> dict:
 
 
 def gen_outputs(ds_fn: Callable[[], Any], break_points: list[int], num_outputs: int,
-                state: dict | None = None, verify_exhausted: bool = True) -> tuple[list, dict]:
+                state: dict | None = None, verify_exhausted: bool = True,
+                save_checkpoint_at_end: bool = True) -> tuple[list, dict]:
     """``CheckpointTestBase.gen_outputs``: produce ``num_outputs`` elements, saving the state at
-    each break point and resuming a freshly built dataset from it; returns (outputs, last state)."""
+    each break point and resuming a freshly built dataset from it; returns (outputs, the last
+    saved state: the one at the end, or with ``save_checkpoint_at_end=False`` the last break's)."""
     outputs: list = []
     bounds = list(break_points) + [num_outputs]
     start = 0
@@ -57,7 +59,8 @@ def gen_outputs(ds_fn: Callable[[], Any], break_points: list[int], num_outputs: 
                 pass
             else:
                 raise AssertionError(f"expected the end after {num_outputs} outputs, got {plain(extra)!r}")
-        state = _roundtrip(it.get_state())
+        if save_checkpoint_at_end or i < len(break_points):
+            state = _roundtrip(it.get_state())
         it.close()
         start = end
     assert state is not None
