@@ -26,7 +26,7 @@ import queueserver as qs
 from compute.backend import TRANSFER_DTYPES, DevicePlacementError
 from compute import pipeline_parallel
 from compute.trainer import TrainConfig, Trainer
-from queueserver.resolvers import tf_config_task
+from queueserver.resolvers import trainer_args_from_tf_config
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -107,11 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    if args.cluster is None and args.target is None:  # under a TFJob: the cluster and this task from TF_CONFIG
-        found = tf_config_task("python -m compute train")
-        if found is not None:  # TensorFlow's numbering: a chief is trainer 0, worker i follows it
-            args.cluster, args.job, args.target = found.spec.as_dict(), found.job, found.address
-            args.task = found.replica_index
+    trainer_args_from_tf_config(args, "python -m compute train")  # under a TFJob, no --cluster/--target needed
     if args.stages is not None:  # model parallelism: this process is one stage of a pipeline
         return pipeline_parallel.run_from_args(args)
     try:

@@ -15,8 +15,8 @@ environment (facts from TensorFlow's ``tf.distribute.cluster_resolver``; the cod
   follows from the replica counts, this task from the pod's hostname (:func:`from_kubernetes`).
 
 Each returns a :class:`Resolution`. :func:`add_arguments` and :func:`resolve_serve_args` are the
-``queueserver serve`` hooks (``--cluster-from``), :func:`tf_config_task` the loader's and the
-trainer's. A misconfigured environment fails with one line that names the variable to fix
+``queueserver serve`` hooks (``--cluster-from``), :func:`tf_config_task` the loader's and
+:func:`trainer_args_from_tf_config` the trainer's. A misconfigured environment fails with one line that names the variable to fix
 (:class:`~queueserver.errors.InvalidArgumentError`); the command-line hooks print it and exit 2.
 """
 
@@ -37,7 +37,8 @@ from queueserver.errors import InvalidArgumentError
 
 __all__ = ["Resolution", "from_tf_config", "from_slurm", "from_kubernetes", "expand_hostlist",
            "expand_tasks_per_node", "parse_jobs", "check_names", "add_arguments", "resolve_serve_args",
-           "tf_config_task", "DEFAULT_PORT_BASE", "KUBERNETES_PREFIX"]
+           "tf_config_task", "trainer_args_from_tf_config", "kubernetes_name", "DEFAULT_PORT_BASE",
+           "KUBERNETES_PREFIX"]
 
 DEFAULT_PORT_BASE = 2222  # TensorFlow's Slurm resolver starts at 8888; 2222 is this project's port
 KUBERNETES_PREFIX = "qs"  # StatefulSet and Service names: qs-ps, qs-worker (deploy/kubernetes/)
@@ -519,3 +520,17 @@ def tf_config_task(prog: str, environ: Mapping[str, str] | None = None) -> Resol
         _exit(prog, exc)
     print(found.describe(), file=sys.stderr, flush=True)
     return found
+
+
+def trainer_args_from_tf_config(args: argparse.Namespace, prog: str,
+                                environ: Mapping[str, str] | None = None) -> None:
+    """The trainer CLI's hook: with no ``--cluster`` and no ``--target``, fill ``args.cluster``,
+    ``args.job``, ``args.target`` (this task's address) and ``args.task`` from ``TF_CONFIG`` when it
+    is set. ``args.task`` counts trainers as TensorFlow does (:attr:`Resolution.replica_index`: a
+    ``chief`` is trainer 0, worker ``i`` follows it), so task 0 is the chief either way."""
+    if args.cluster is not None or args.target is not None:
+        return
+    found = tf_config_task(prog, environ)
+    if found is not None:
+        args.cluster, args.job, args.target = found.spec.as_dict(), found.job, found.address
+        args.task = found.replica_index
