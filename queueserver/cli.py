@@ -16,9 +16,9 @@ import sys
 from typing import Sequence
 
 from queueserver._version import __version__
+from queueserver.cli_tools import add_queue_commands, format_status
 from queueserver.errors import QueueServerError
 from queueserver.logs import configure as configure_logging
-from queueserver.logs import printable
 from queueserver.logs import set_default_task
 from queueserver.resolvers import add_arguments as add_resolver_arguments
 from queueserver.resolvers import resolve_serve_args
@@ -105,25 +105,6 @@ def _cluster_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _format_status(status: dict) -> str:
-    lines = [f"task {status['task']}  version {status['version']}  up {status['uptime_s']} s"
-             f"  connections {status['connections']}"]
-    queues = status.get("queues", [])
-    lines.append(f"queues ({len(queues)}):")
-    if queues:
-        lines.append(f"  {'name':<32} {'type':<20} {'size':>8} {'capacity':>9}  {'closed':<6}  spec")
-    for q in queues:
-        name = printable(f"{q['container']}/{q['name']}" if q["container"] else q["name"])
-        lines.append(f"  {name:<32} {q['type']:<20} {q['size']:>8} {q['capacity']:>9}  {str(q['closed']):<6}  {q['spec']}")
-    variables = status.get("variables", [])
-    lines.append(f"variables ({len(variables)}):")
-    for v in variables:
-        name = printable(f"{v['container']}/{v['name']}" if v["container"] else v["name"])
-        state = "initialized" if v["initialized"] else "uninitialized"
-        lines.append(f"  {name:<32} {v['dtype']}{v['shape']}  {state}")
-    return "\n".join(lines)
-
-
 def _status(args: argparse.Namespace) -> int:
     from queueserver.client import connect
 
@@ -134,12 +115,12 @@ def _status(args: argparse.Namespace) -> int:
     elif args.cluster and "cluster" in status:
         for task in status["cluster"]:
             if task.get("up"):
-                print(_format_status(task))
+                print(format_status(task, args.all))
             else:
                 print(f"task {task['task']}  DOWN: {task['error']}")
             print()
     else:
-        print(_format_status(status))
+        print(format_status(status, args.all))
     return 0
 
 
@@ -206,11 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_resolver_arguments(serve)
     serve.set_defaults(func=_serve)
 
-    status = sub.add_parser("status", help="show a server's queues and variables", parents=[logging_after])
+    status = sub.add_parser("status", help="show a server's queues, variables, accumulators and clients",
+                            parents=[logging_after],
+                            description="Show a server's queues, variables, accumulators and clients. Internal"
+                                        " coord-* resources (the trainers' coordination) are hidden unless --all.")
     status.add_argument("target", help="server address, e.g. http://127.0.0.1:2222")
     status.add_argument("--token", default=None, help="the server's token (default: $QUEUESERVER_TOKEN)")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.add_argument("--cluster", action="store_true", help="show every task of the server's cluster")
+    status.add_argument("--all", action="store_true", help="show internal coord-* resources too")
     status.set_defaults(func=_status)
 
     reset = sub.add_parser("reset", help="free every resource in the given containers", parents=[logging_after])
@@ -219,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="container to reset (repeat for several; '' is the default container)")
     reset.add_argument("--token", default=None, help="the server's token (default: $QUEUESERVER_TOKEN)")
     reset.set_defaults(func=_reset)
+    add_queue_commands(sub, [logging_after])
     cluster = sub.add_parser("cluster", help="cluster helpers")
     cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True)
     up = cluster_sub.add_parser("up", help="start every task of a cluster spec whose host is this machine",

@@ -37,8 +37,8 @@ def test_status_and_reset_commands():
             c.variable("x", 0.0)
             status = run_cli("status", server.target)
             assert status.returncode == 0, status.stderr
-            row = next(line for line in status.stdout.splitlines() if "exp1/instances" in line)
-            assert row.split()[1:4] == ["FIFOQueue", "3", "10"]
+            row = next(line for line in status.stdout.splitlines() if " instances " in line)
+            assert row.split()[:5] == ["exp1", "instances", "FIFOQueue", "3", "10"]  # container, name: two columns
             assert "uninitialized" in status.stdout
             reset = run_cli("reset", server.target, "--container", "exp1")
             assert "1 resource(s) freed" in reset.stdout

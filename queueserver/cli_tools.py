@@ -1,0 +1,266 @@
+"""What ``queueserver status`` prints, and the ``queueserver queue ...`` commands.
+
+``status`` shows one table per kind of resource, with the container and the name in separate
+columns, then the connected clients with what they wait on and their latest report. Internal
+resources (containers named ``coord-*`` or ``*-coord-*``: the trainers' coordination queues and
+accumulators) are hidden unless ``--all`` is given; the tables say how many were hidden.
+
+``queue create|close|peek|list`` act on one queue (or list them), so a user can look at a queue,
+close it, or create one by hand, without resetting a whole container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+from queueserver.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from queueserver.logs import printable
+
+__all__ = ["add_queue_commands", "format_status", "is_internal"]
+
+
+def is_internal(container: str) -> bool:
+    """Whether a container holds a trainer's coordination resources (``coord-<scope>`` or
+    ``<container>-coord-<scope>``, and the chief's lock beside it), hidden by default."""
+    return container.startswith("coord-") or "-coord-" in container
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> list[str]:
+    """Rows under a header, each column as wide as its widest cell; ``right``: right-aligned columns."""
+    cells = [[printable(str(c)) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
+
+    def line(row: Sequence[str]) -> str:
+        return "  " + "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                                for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+    return [line(list(header))] + [line(r) for r in cells]
+
+
+def _container(name: str) -> str:
+    return name if name else "''"
+
+
+def _visible(entries: list[dict], show_all: bool) -> tuple[list[dict], int]:
+    shown = [e for e in entries if show_all or not is_internal(e["container"])]
+    return shown, len(entries) - len(shown)
+
+
+def _heading(what: str, shown: list, hidden: int) -> str:
+    extra = f"; {hidden} internal hidden, --all shows them" if hidden else ""
+    return f"{what} ({len(shown)}{extra}):"
+
+
+def queue_rows(queues: list[dict]) -> list[str]:
+    """The queue table: container, name, type, size, capacity, closed, spec."""
+    rows = [(_container(q["container"]), q["name"], q["type"], q["size"], q["capacity"],
+             "closed" if q["closed"] else "open", q["spec"]) for q in queues]
+    return _table(("container", "name", "type", "size", "capacity", "state", "spec"), rows, right=(3, 4))
+
+
+def _blocked(client: dict) -> str:
+    waits = [f"{b['op']} {b['queue']} x{b['count']} for {b['for_s']:g} s" if b["queue"] else b["op"]
+             for b in client.get("blocked", [])]
+    return "; ".join(waits) or "-"
+
+
+def _report(client: dict) -> str:
+    report = client.get("report")
+    if not report:
+        return "-"
+    figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                        for k, v in (report.get("figures") or {}).items())
+    return f"{report.get('role', '?')}: {figures} ({report.get('age_s', 0):g} s ago)"
+
+
+def format_status(status: dict, show_all: bool = False) -> str:
+    """``queueserver status``'s text for one task: queues, variables, accumulators, clients.
+
+    Args:
+        status: one task's status (``Client.status()``).
+        show_all: show the internal ``coord-*`` resources too.
+    """
+    lines = [f"task {status['task']}  version {status['version']}  up {status['uptime_s']} s"
+             f"  connections {status['connections']}"]
+    queues, hidden = _visible(status.get("queues", []), show_all)
+    lines.append(_heading("queues", queues, hidden))
+    if queues:
+        lines += queue_rows(queues)
+    variables, hidden = _visible(status.get("variables", []), show_all)
+    lines.append(_heading("variables", variables, hidden))
+    if variables:
+        lines += _table(("container", "name", "dtype", "shape", "state"),
+                        [(_container(v["container"]), v["name"], v["dtype"], str(list(v["shape"])),
+                          "initialized" if v["initialized"] else "uninitialized") for v in variables])
+    accumulators, hidden = _visible(status.get("accumulators", []), show_all)
+    lines.append(_heading("accumulators", accumulators, hidden))
+    if accumulators:
+        lines += _table(("container", "name", "dtype", "shape", "global_step", "accumulated"),
+                        [(_container(a["container"]), a["name"], a["dtype"], str(list(a["shape"])),
+                          a["global_step"], a["accumulated"]) for a in accumulators], right=(4, 5))
+    clients = status.get("clients", [])
+    lines.append(f"clients ({len(clients)}):")
+    if clients:
+        lines += _table(("client", "peer", "connected_s", "held", "waiting on", "report"),
+                        [(c["client"] or "-", c["peer"], c["connected_s"], c["held"], _blocked(c), _report(c))
+                         for c in clients], right=(2, 3))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- queue commands
+_QUEUE_TYPES = ("fifo", "random_shuffle", "padding_fifo", "priority")
+
+
+def _shapes(text: str | None) -> list | None:
+    if text is None:
+        return None
+    try:
+        shapes = json.loads(text)
+    except ValueError:
+        shapes = None
+    if not isinstance(shapes, list) or not all(isinstance(s, list) for s in shapes):
+        raise InvalidArgumentError(f"--shapes {text!r}: give one JSON list per component, e.g. '[[784], []]'")
+    return shapes
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    from queueserver.client import connect
+
+    return connect(args.target, token=args.token, client_name=f"queueserver queue {args.queue_command}")
+
+
+def _create(args: argparse.Namespace) -> int:
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not dtypes:
+        raise InvalidArgumentError("--dtypes is empty: give one dtype per component, e.g. float32,int64")
+    shapes = _shapes(args.shapes)
+    with _connect(args) as c:
+        try:
+            existing = c.queue(args.name, container=args.container)
+        except NotFoundError:
+            existing = None
+        if existing is not None:
+            closed = "closed" if existing.is_closed() else "open"
+            raise AlreadyExistsError(
+                f"queue '{printable(args.name)}' already exists in container {_container(args.container)}"
+                f" ({closed}, {existing.size()} element(s), {existing.spec.describe()})")
+        common = dict(names=None, container=args.container)
+        if args.type == "random_shuffle":
+            q = c.random_shuffle_queue(args.name, args.capacity, args.min_after_dequeue, dtypes, shapes,
+                                       seed=args.seed, **common)
+        else:
+            make = {"fifo": c.fifo_queue, "padding_fifo": c.padding_fifo_queue, "priority": c.priority_queue}
+            q = make[args.type](args.name, args.capacity, dtypes, shapes, **common)
+    print(f"created queue '{printable(args.name)}' in container {_container(args.container)}:"
+          f" {args.type}, capacity {args.capacity}, {q.spec.describe()}")
+    return 0
+
+
+def _close(args: argparse.Namespace) -> int:
+    with _connect(args) as c:
+        q = c.queue(args.name, container=args.container)
+        was_closed = q.is_closed()
+        q.close(cancel_pending_enqueues=args.cancel_pending_enqueues)
+        left = q.size()
+    state = "was already closed" if was_closed else "closed"
+    print(f"queue '{printable(args.name)}' in container {_container(args.container)} {state}:"
+          f" {left} element(s) left for its consumers, then they get OutOfRangeError")
+    return 0
+
+
+def _peek(args: argparse.Namespace) -> int:
+    if args.n < 1:
+        raise InvalidArgumentError(f"-n must be >= 1, got {args.n}")
+    with _connect(args) as c:
+        q = c.queue(args.name, container=args.container)
+        size, closed = q.size(), q.is_closed()
+        values: list = []
+        k = min(args.n, size)
+        if k:
+            # Taken, shown and given back to the front, in order: nothing is consumed, and if this
+            # process died in between the server would give them back too.
+            delivery = q.take(k, timeout=0)
+            try:
+                values = [np.asarray(v) for v in (delivery.value if isinstance(delivery.value, (list, tuple))
+                                                  else [delivery.value])]
+            finally:
+                delivery.give_back()
+    print(f"queue '{printable(args.name)}' in container {_container(args.container)}: {q.spec.describe()},"
+          f" {size} element(s), {'closed' if closed else 'open'}")
+    with np.printoptions(threshold=20, edgeitems=3, linewidth=120):
+        for i in range(len(values[0]) if values else 0):
+            print(f"  [{i}] " + "  ".join(printable(np.array2string(comp[i], separator=", ")) for comp in values))
+    if size > len(values[0] if values else []):
+        print(f"  ... {size - (len(values[0]) if values else 0)} more")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _connect(args) as c:
+        queues = c.status()["queues"]
+    if args.container is not None:
+        queues = [q for q in queues if q["container"] == args.container]
+    shown, hidden = _visible(queues, args.all or (args.container is not None and is_internal(args.container)))
+    if args.json:
+        print(json.dumps(shown, indent=2))
+        return 0
+    print(_heading("queues", shown, hidden))
+    if shown:
+        print("\n".join(queue_rows(shown)))
+    return 0
+
+
+_EXAMPLES = """\
+examples:
+  queueserver queue list http://127.0.0.1:2222
+  queueserver queue peek http://127.0.0.1:2222 shared_instance_q -n 3
+  queueserver queue close http://127.0.0.1:2222 shared_instance_q        # consumers drain it, then stop
+  queueserver queue create http://127.0.0.1:2222 rows --dtypes float32,int32 --shapes '[[2], []]' \\
+      --capacity 10000 --type random_shuffle --min-after-dequeue 1000
+"""
+
+
+def add_queue_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """Add ``queue create|close|peek|list`` to the ``queueserver`` subcommands ``sub``."""
+    queue = sub.add_parser("queue", help="create, close, peek at or list queues", parents=parents,
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EXAMPLES,
+                           description="Act on one queue of a server, without resetting its container.")
+    qsub = queue.add_subparsers(dest="queue_command", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = qsub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=parents,
+                            formatter_class=fmt, epilog=_EXAMPLES)
+        p.add_argument("target", help="server address, e.g. http://127.0.0.1:2222")
+        if name != "list":
+            p.add_argument("name", help="the queue's name")
+            p.add_argument("--container", default="", help="the queue's resource container")
+        p.add_argument("--token", default=None, help="the server's token (default: $QUEUESERVER_TOKEN)")
+        return p
+
+    p = command("create", "create a queue (refused if one of that name exists)")
+    p.add_argument("--type", choices=_QUEUE_TYPES, default="fifo", help="queue type")
+    p.add_argument("--capacity", type=int, default=1000, help="most elements held")
+    p.add_argument("--dtypes", required=True, help="one dtype per component, e.g. float32,int64")
+    p.add_argument("--shapes", help="one shape per component as JSON, e.g. '[[784], []]' (default: any shape)")
+    p.add_argument("--min-after-dequeue", type=int, default=0, help="random_shuffle: elements kept while open")
+    p.add_argument("--seed", type=int, default=None, help="random_shuffle: the shuffle's seed")
+    p.set_defaults(func=_create)
+
+    p = command("close", "close a queue: its consumers drain it, then get OutOfRangeError")
+    p.add_argument("--cancel-pending-enqueues", action="store_true",
+                   help="fail the enqueues waiting for room (CancelledError) instead of letting them land")
+    p.set_defaults(func=_close)
+
+    p = command("peek", "show a queue's first elements without consuming them")
+    p.add_argument("-n", type=int, default=5, help="elements to show")
+    p.set_defaults(func=_peek)
+
+    p = command("list", "list the queues of a server, container and name in separate columns")
+    p.add_argument("--container", default=None, help="only this container's queues (default: all)")
+    p.add_argument("--all", action="store_true", help="show internal coord-* queues too")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_list)
