@@ -13,6 +13,7 @@ const PHASES = ["wait_data_s", "pull_params_s", "compute_s", "push_grads_s"];
 const previous = new Map();              // "task|queue" or "task" -> last counters and their time
 const rateHistory = new Map();             // "task|queue" -> [{enq, deq}] rates, oldest first
 let polls = 0;
+let lastTasks = null;                    // the last poll's tasks, redrawn when "show internal" changes
 
 // A token given in the address (?token=...) is moved to sessionStorage and out of the address bar.
 (function takeTokenFromUrl() {
@@ -48,6 +49,32 @@ function cell(field, value, text, cls = "num") {
 
 function qname(q) {
   return q.container ? `${q.container}/${q.name}` : q.name;
+}
+
+// The trainers' coordination resources (containers "coord-<scope>", "<container>-coord-<scope>"
+// and the chief's lock beside them) are hidden unless "show internal" is ticked; as the CLI's --all.
+function internal(r) {
+  return r.container.startsWith("coord-") || r.container.includes("-coord-");
+}
+
+function showInternal() {
+  return document.getElementById("show-internal").checked;
+}
+
+function visible(resources, hidden) {
+  const shown = resources.filter(r => showInternal() || !internal(r));
+  hidden.count += resources.length - shown.length;
+  return shown;
+}
+
+function noteHidden(id, hidden) {
+  const note = document.getElementById(id);
+  note.hidden = hidden.count === 0;
+  note.textContent = `${hidden.count} internal hidden (tick "show internal" to see them)`;
+}
+
+function containerCell(r) {
+  return el("td", {"class": "muted", "data-field": "container", "data-value": r.container, text: r.container || "''"});
 }
 
 function rate(key, now, counters) {
@@ -118,8 +145,9 @@ function renderTasks(tasks) {
 
 function renderQueues(tasks) {
   const rows = [];
+  const hidden = {count: 0};
   for (const t of tasks.filter(t => t.up)) {
-    for (const q of t.queues) {
+    for (const q of visible(t.queues, hidden)) {
       const key = `${t.task}|${qname(q)}`;
       const r = rate(key, t.time, {enq: q.enqueued, deq: q.dequeued});
       const points = rateHistory.get(key) || [];
@@ -128,8 +156,10 @@ function renderQueues(tasks) {
         if (points.length > HISTORY) points.shift();
       }
       rateHistory.set(key, points);
-      rows.push(el("tr", {"data-key": key, "data-queue": qname(q), "data-task": t.task},
-        el("td", {}, qname(q), q.closed ? el("span", {"class": "badge closed", text: " closed"}) : ""),
+      rows.push(el("tr", {"data-key": key, "data-queue": q.name, "data-container": q.container, "data-task": t.task},
+        containerCell(q),
+        el("td", {"data-field": "name", "data-value": q.name}, q.name,
+           q.closed ? el("span", {"class": "badge closed", text: " closed"}) : ""),
         el("td", {"class": "muted", text: t.task}),
         el("td", {text: q.type}),
         el("td", {"data-field": "fraction_full", "data-value": String(q.fraction_full)}, gauge(q.size, q.capacity)),
@@ -147,6 +177,7 @@ function renderQueues(tasks) {
   }
   replaceRows("queues", rows);
   document.getElementById("no-queues").hidden = rows.length > 0;
+  noteHidden("queues-hidden", hidden);
 }
 
 function split(figures) {
@@ -199,10 +230,12 @@ function age(now, then) {
 
 function renderVariables(tasks) {
   const rows = [];
+  const hidden = {count: 0};
   for (const t of tasks.filter(t => t.up)) {
-    for (const v of t.variables) {
-      rows.push(el("tr", {"data-key": `${t.task}|${qname(v)}`, "data-variable": qname(v)},
-        el("td", {text: qname(v)}),
+    for (const v of visible(t.variables, hidden)) {
+      rows.push(el("tr", {"data-key": `${t.task}|${qname(v)}`, "data-variable": v.name, "data-container": v.container},
+        containerCell(v),
+        el("td", {"data-field": "name", "data-value": v.name, text: v.name}),
         el("td", {"class": "muted", text: t.task}),
         el("td", {text: v.dtype}),
         el("td", {text: `[${v.shape.join(", ")}]`}),
@@ -213,20 +246,24 @@ function renderVariables(tasks) {
     }
   }
   replaceRows("variables", rows);
+  noteHidden("variables-hidden", hidden);
 }
 
 function renderAccumulators(tasks) {
   const rows = [];
+  const hidden = {count: 0};
   for (const t of tasks.filter(t => t.up)) {
-    for (const a of t.accumulators || []) {
-      rows.push(el("tr", {"data-key": `${t.task}|${qname(a)}`},
-        el("td", {text: qname(a)}), el("td", {"class": "muted", text: t.task}),
+    for (const a of visible(t.accumulators || [], hidden)) {
+      rows.push(el("tr", {"data-key": `${t.task}|${qname(a)}`, "data-accumulator": a.name, "data-container": a.container},
+        containerCell(a), el("td", {"data-field": "name", "data-value": a.name, text: a.name}),
+        el("td", {"class": "muted", text: t.task}),
         el("td", {text: `[${a.shape.join(", ")}]`}), cell("accumulated", a.accumulated),
         cell("global_step", a.global_step), cell("applied", a.applied), cell("dropped_stale", a.dropped_stale)));
     }
   }
   replaceRows("accumulators", rows);
-  document.getElementById("accumulators-section").hidden = rows.length === 0;
+  document.getElementById("no-accumulators").hidden = rows.length > 0;
+  noteHidden("accumulators-hidden", hidden);
 }
 
 function showLogin(message) {
@@ -253,6 +290,7 @@ async function poll() {
     if (!response.ok) throw new Error(`status ${response.status}`);
     const status = await response.json();
     const tasks = status.cluster || [{up: true, ...status}];
+    lastTasks = tasks;
     document.getElementById("login").hidden = true;
     document.getElementById("content").hidden = false;
     document.getElementById("task").textContent = `${status.task} · version ${status.version}`;
@@ -276,6 +314,14 @@ document.getElementById("login").addEventListener("submit", event => {
   sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value);
   document.getElementById("token").value = "";
   poll();
+});
+
+document.getElementById("show-internal").addEventListener("change", () => {
+  if (!lastTasks) return;
+  // Redrawn from the last poll; the rates of rows shown again restart at the next poll.
+  renderQueues(lastTasks);
+  renderVariables(lastTasks);
+  renderAccumulators(lastTasks);
 });
 
 poll();

@@ -33,7 +33,7 @@ pytestmark = [
 ]
 
 TOKEN = "page-secret"
-QUEUE = "train/examples"
+QUEUE = "examples"  # in container "train": the page shows the container and the name in their own columns
 CAPACITY, BATCH, FEATURES = 600, 20, 16
 SPEC = dict(dtypes=[np.float32, np.int32], shapes=[[FEATURES], []], container="train")
 
@@ -47,13 +47,16 @@ READ_PAGE = """
     contentVisible: !document.getElementById('content').hidden,
     tasks: [...document.querySelectorAll('#tasks tbody tr')].map(r => ({task: r.dataset.key, ...cells(r)})),
     queues: [...document.querySelectorAll('#queues tbody tr')].map(r => ({
-      queue: r.dataset.queue, task: r.dataset.task, ...cells(r),
+      ...cells(r), queue: r.dataset.queue, container: r.dataset.container, task: r.dataset.task,
       sparkPoints: Number(r.querySelector('svg.spark').dataset.points)})),
     clients: [...document.querySelectorAll('#clients tbody tr')].map(r => ({
       ...cells(r), client: r.dataset.client,
       figures: Object.fromEntries([...r.querySelectorAll('[data-figure]')].map(s => [s.dataset.figure, Number(s.dataset.value)])),
       phases: Object.fromEntries([...r.querySelectorAll('[data-phase]')].map(s => [s.dataset.phase, Number(s.dataset.share)]))})),
-    variables: [...document.querySelectorAll('#variables tbody tr')].map(r => ({variable: r.dataset.variable, ...cells(r)})),
+    variables: [...document.querySelectorAll('#variables tbody tr')].map(r => ({...cells(r),
+      variable: r.dataset.variable, container: r.dataset.container})),
+    accumulators: [...document.querySelectorAll('#accumulators tbody tr')].map(r => ({...cells(r),
+      accumulator: r.dataset.accumulator, container: r.dataset.container})),
   });
 })()
 """
@@ -197,6 +200,7 @@ async def test_page_shows_the_servers_live_state(token_server, browser, tmp_path
             }})()"""))
             queue = next(q for q in live["queues"] if q["queue"] == QUEUE)
             assert queue["task"] == "/job:localhost/task:0"
+            assert queue["container"] == "train" and queue["name"]["text"] == QUEUE  # separate columns
             assert live["tasks"][0]["up"]["value"] == "true"
             trainer = next(cl for cl in live["clients"] if cl["role"]["text"] == "trainer")
             assert trainer["client"] == "trainer-0" and trainer["figures"]["samples_per_s"] > 0
@@ -229,7 +233,7 @@ async def test_page_shows_the_servers_live_state(token_server, browser, tmp_path
             clients = {cl["client"]: cl for cl in state["clients"]}
             shown = {cl["client"]: cl for cl in page["clients"]}
             assert set(shown) == set(clients)  # the observer and the cleanup-free workers, all listed
-            assert shown["loader-0"]["blocked"]["text"].startswith(f"enqueue {QUEUE}")
+            assert shown["loader-0"]["blocked"]["text"].startswith("enqueue train/examples")  # container/name
             assert shown["trainer-0"]["blocked"]["text"] == ""
             for name, role in (("loader-0", "loader"), ("trainer-0", "trainer")):
                 report = clients[name]["report"]
@@ -242,7 +246,8 @@ async def test_page_shows_the_servers_live_state(token_server, browser, tmp_path
                 assert share == pytest.approx(split[phase] / total, abs=1e-4)
 
             v_state = next(v for v in state["variables"] if v["name"] == "weights")
-            v_page = next(v for v in page["variables"] if v["variable"] == "train/weights")
+            v_page = next(v for v in page["variables"] if v["variable"] == "weights")
+            assert v_page["container"] == "train" and v_page["name"]["text"] == "weights"
             assert int(v_page["nbytes"]["text"]) == v_state["nbytes"] == 64 * 4
             assert int(v_page["reads"]["text"]) == v_state["reads"]
             assert int(v_page["updates"]["text"]) == v_state["updates"]
@@ -302,3 +307,30 @@ async def test_page_lists_every_task_of_the_cluster_and_which_are_down(browser):
     finally:
         worker.stop()
         ps.stop()
+
+
+async def test_page_hides_internal_coord_resources_until_asked_and_lists_accumulators(browser):
+    # Before: every trainer's coordination queues and accumulators (coord-<scope>) crowded the
+    # tables, and a resource's container and name shared one column.
+    server = qs.Server.create_local_server()
+    try:
+        with qs.connect(server.target, client_name="setup") as c:
+            c.fifo_queue("rows", capacity=3, dtypes=[np.float32], container="exp")
+            c.fifo_queue("mlp/ready_q", capacity=1, dtypes=[np.int64], container="coord-mlp")
+            c.conditional_accumulator("w/grad_accum", [2], container="coord-mlp")
+            c.conditional_accumulator("mine", [3], container="exp")
+            await browser.open(server.target + "/")
+            page = json.loads(await browser.wait_for(f"""(() => {{
+                const p = JSON.parse({READ_PAGE}); return p.queues.length ? JSON.stringify(p) : null; }})()"""))
+            assert [(q["container"], q["queue"]) for q in page["queues"]] == [("exp", "rows")]
+            assert [(a["container"], a["accumulator"]) for a in page["accumulators"]] == [("exp", "mine")]
+            note = await browser.evaluate("document.getElementById('queues-hidden').textContent")
+            assert note.startswith("1 internal hidden")
+            await browser.evaluate("document.getElementById('show-internal').click(), true")
+            page = await read_page(browser)
+            assert sorted((q["container"], q["queue"]) for q in page["queues"]) == [
+                ("coord-mlp", "mlp/ready_q"), ("exp", "rows")]
+            assert sorted(a["accumulator"] for a in page["accumulators"]) == ["mine", "w/grad_accum"]
+            assert await browser.evaluate("document.getElementById('queues-hidden').hidden")
+    finally:
+        server.stop()
