@@ -4,7 +4,8 @@ Servers find their cluster as they would on Kubernetes (``--cluster-from kuberne
 names such as ``qs-ps-1.qs-ps.ml.svc``, resolved through each namespace's hosts file, and the task
 from ``HOSTNAME``) and under Slurm (``SLURM_*`` variables naming the namespace hosts); trainers
 read ``TF_CONFIG``. Then faults on that network: a ps task's link cut and restored, a ps task
-killed and restarted.
+killed and restarted (in memory: only its own calls fail, new resources go to the new process;
+with ``--data-dir``: its queue comes back and clients carry on).
 """
 
 from __future__ import annotations
@@ -52,11 +53,11 @@ class Cluster:
             for i in range(n):
                 self.start(job, i)
 
-    def start(self, job: str, i: int) -> ServerProcess:
+    def start(self, job: str, i: int, *extra: str) -> ServerProcess:
         pod = f"qs-{job}-{i}"
         cmd = self.net.command(pod, [sys.executable, "-m", "queueserver", "--log-level", "WARNING", "serve",
                                      "--cluster-from", "kubernetes", "--jobs", "ps=2,worker=3",
-                                     "--port-base", str(PORT), "--resolve-timeout", "5"])
+                                     "--port-base", str(PORT), "--resolve-timeout", "5", *extra])
         proc = ServerProcess(cmd=cmd, env={"HOSTNAME": pod, "POD_NAMESPACE": NAMESPACE})
         self.procs[f"/job:{job}/task:{i}"] = proc
         return proc
@@ -211,19 +212,48 @@ def test_a_killed_ps_task_fails_only_its_calls_and_a_restarted_one_takes_new_res
     client.run("c.reset([''])")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 part 2: handles reconnect when their task comes back (and part 3: "
-                                       "a restarted task keeps its state with --data-dir); not built yet")
-def test_a_handle_on_a_restarted_ps_task_resumes_with_its_queue(net, cluster, client):
-    client.run(f"c = qs.connect({CLUSTER['ps'][1]!r}, operation_timeout=3)\n"
-               f"with c.device({PS1!r}):\n"
-               f"    q = c.fifo_queue('restart_q', capacity=10, dtypes=[np.int64], shapes=[[]])\n"
-               f"q.enqueue_many(np.arange(5))")
-    cluster.procs[PS1].stop(sig=9)
-    cluster.start("ps", 1)
+def test_a_killed_ps_task_with_a_data_dir_comes_back_with_its_queue(net, cluster, client, tmp_path):
+    """With --data-dir, a ps task killed (SIGKILL) and restarted on the same host keeps what was
+    queued on it: a client going through another task reaches it again and loses nothing."""
+    cluster.procs[PS1].stop()
+    cluster.start("ps", 1, "--data-dir", str(tmp_path / "ps1"), "--fsync", "always")
     try:
+        client.run(f"c = qs.connect({CLUSTER['worker'][1]!r}, operation_timeout=3, route_direct=False)\n"
+                   f"with c.device({PS1!r}):\n"
+                   f"    q = c.fifo_queue('durable_q', capacity=100, dtypes=[np.int64], shapes=[[]])\n"
+                   f"q.enqueue_many(np.arange(20))\n"
+                   f"result = q.dequeue_many(5).tolist()")
+        client.run("q.ack()")
+        cluster.procs[PS1].stop(sig=9)
+        with pytest.raises(AgentError) as info:
+            client.run("q.size()")
+        assert info.value.error == "UnavailableError" and PS1 in info.value.message
+        cluster.start("ps", 1, "--data-dir", str(tmp_path / "ps1"), "--fsync", "always")
+        assert client.run("result = q.dequeue_many(15).tolist()") == list(range(5, 20))
+        client.run("q.ack(); c.reset(['']); c.close()")
+    finally:
+        cluster.procs[PS1].stop()
+        cluster.start("ps", 1)  # as the other tests expect it: in memory
+
+
+def test_a_client_connected_to_a_restarted_ps_task_resumes(net, cluster, client, tmp_path):
+    """The same handle, connected straight to the ps task, carries on after it is killed and
+    restarted with its data dir (issue 15 part 2: clients reconnect by themselves)."""
+    data = ("--data-dir", str(tmp_path / "ps1"))
+    cluster.procs[PS1].stop()
+    cluster.start("ps", 1, *data)
+    try:
+        client.run(f"c = qs.connect({CLUSTER['ps'][1]!r}, operation_timeout=3)\n"
+                   f"with c.device({PS1!r}):\n"
+                   f"    q = c.fifo_queue('restart_q', capacity=10, dtypes=[np.int64], shapes=[[]])\n"
+                   f"q.enqueue_many(np.arange(5))")
+        cluster.procs[PS1].stop(sig=9)
+        cluster.start("ps", 1, *data)
         assert client.run("result = q.dequeue_many(5).tolist()") == list(range(5))
     finally:
-        client.run(f"c.close()\nwith qs.connect({CLUSTER['ps'][1]!r}) as d:\n    d.reset([''])")
+        client.run("c.close()")
+        cluster.procs[PS1].stop()
+        cluster.start("ps", 1)
 
 
 def test_a_slurm_step_across_two_nodes(net):
