@@ -202,22 +202,49 @@ class MLP:
             without ``input_grad``). The input's gradient does not go through the previous layer's
             ReLU: the stage that owns that layer applies it.
         """
+        deltas, grad_in = self.backward_deltas(params, activations, grad_out, start, end, input_grad)
+        return self.weight_grads(activations, deltas, start, end), grad_in
+
+    def backward_deltas(self, params: Any, activations: list, grad_out: Any, start: int, end: int,
+                        input_grad: bool = True) -> tuple[list, Any]:
+        """The first half of :meth:`backward_range`: the gradient with respect to each layer's
+        pre-activation (its "delta") and to the range's input, without the weights' gradients.
+
+        A pipeline stage sends the input's gradient back at once and computes the weights' gradients
+        later, for all of a minibatch's micro-batches together (:meth:`weight_grads` of the stacked
+        activations and deltas): one large product instead of one per micro-batch.
+
+        Returns:
+            ``[delta of layer start, ..., delta of layer end-1]`` and the input's gradient (or None).
+        """
         self._check_range(start, end)
         acts = activations
         delta = grad_out
         if end - 1 < self.num_layers - 1:
             delta = delta * (acts[-1] > 0)  # this range's last ReLU
-        grads: dict[str, Any] = {}
+        deltas: list[Any] = [None] * (end - start)
         grad_in = None
         for i in reversed(range(start, end)):
-            a = acts[i - start]
-            grads[f"{self.name}/w{i}"] = a.T @ delta
-            grads[f"{self.name}/b{i}"] = delta.sum(axis=0)
+            deltas[i - start] = delta
             if i > start:
-                delta = (delta @ params[f"{self.name}/w{i}"].T) * (a > 0)
+                delta = (delta @ params[f"{self.name}/w{i}"].T) * (acts[i - start] > 0)
             elif input_grad:
                 grad_in = delta @ params[f"{self.name}/w{i}"].T
-        return OrderedDict((k, grads[k]) for k in self.layer_names(start, end)), grad_in
+        return deltas, grad_in
+
+    def weight_grads(self, activations: list, deltas: list, start: int, end: int) -> "OrderedDict[str, Any]":
+        """The second half of :meth:`backward_range`: the weights' and biases' gradients from each
+        layer's input activations and deltas (rows: examples; any number of them).
+
+        Returns:
+            The gradients, in :meth:`layer_names` order.
+        """
+        self._check_range(start, end)
+        grads: OrderedDict[str, Any] = OrderedDict()
+        for i in range(start, end):
+            grads[f"{self.name}/w{i}"] = activations[i - start].T @ deltas[i - start]
+            grads[f"{self.name}/b{i}"] = deltas[i - start].sum(axis=0)
+        return grads
 
     def loss_and_grads(self, params: Any, x: Any, y: Any) -> tuple[float, "OrderedDict[str, Any]"]:
         """Mean cross-entropy and gradients, by backpropagation through the stored activations."""

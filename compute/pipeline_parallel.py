@@ -71,7 +71,9 @@ __all__ = ["PipelineConfig", "StageResult", "PipelineStage", "split_layers", "th
 log = logging.getLogger("compute.pipeline_parallel")
 
 DTYPES = ("float32", "float64")
-_HEADER = 5      # int64 header of every message: generation, step, micro-batch, micro-batches, batch size
+# The int64 header of every message: generation, step, micro-batch, micro-batches in the step, the
+# minibatch's size, and whether every stage must confirm its update on the ps (a checkpoint step).
+_HEADER = 6
 _END = -1        # the micro-batch number of the end-of-run message
 _REASONS = ("steps", "end_of_data")
 
@@ -231,6 +233,8 @@ class StageResult:
         samples: examples it trained on.
         seconds: the wall time of its steps (from its first wait in the first step to the end).
         busy_s: of which computing (forward, backward, the update).
+        wait_s: of which waiting for another stage's messages (and, stage 0, for input).
+        publish_s: of which writing the updated parameters to the ps.
         final_loss: the last step's minibatch loss (computed by the last stage, passed back).
         stop_reason: ``steps`` or ``end_of_data``.
         params: this stage's parameters (host arrays).
@@ -247,6 +251,8 @@ class StageResult:
     samples: int = 0
     seconds: float = 0.0
     busy_s: float = 0.0
+    wait_s: float = 0.0
+    publish_s: float = 0.0
     final_loss: float = float("nan")
     stop_reason: str = ""
     params: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict, repr=False)
@@ -268,7 +274,8 @@ class StageResult:
         return {"stage": self.stage, "stages": self.stages, "micro_batches": self.micro_batches,
                 "layers": list(self.layers), "generation": self.generation, "start_step": self.start_step,
                 "global_step": self.global_step, "samples": self.samples, "seconds": round(self.seconds, 4),
-                "busy_s": round(self.busy_s, 4), "idle_fraction": round(self.idle_fraction, 4),
+                "busy_s": round(self.busy_s, 4), "wait_s": round(self.wait_s, 4),
+                "publish_s": round(self.publish_s, 4), "idle_fraction": round(self.idle_fraction, 4),
                 "theoretical_bubble": round(self.theoretical_bubble, 4),
                 "final_loss": None if np.isnan(self.final_loss) else self.final_loss,
                 "stop_reason": self.stop_reason}
@@ -279,7 +286,8 @@ def format_bubble_report(results: Sequence[StageResult]) -> str:
     lines = []
     for r in sorted(results, key=lambda r: r.stage):
         lines.append(f"stage {r.stage}/{r.stages} layers {r.layers[0]}..{r.layers[1] - 1}: idle {r.idle_fraction:.1%}"
-                     f" of {r.seconds:.2f} s (busy {r.busy_s:.2f} s); GPipe bubble (K-1)/(M+K-1) ="
+                     f" of {r.seconds:.2f} s (computing {r.busy_s:.2f} s, waiting for other stages {r.wait_s:.2f} s,"
+                     f" writing parameters {r.publish_s:.2f} s); GPipe bubble (K-1)/(M+K-1) ="
                      f" {r.theoretical_bubble:.1%} with M={r.micro_batches}")
     return "\n".join(lines)
 
@@ -364,6 +372,20 @@ class PipelineStage:
         self._token: Any = None
         self._delivery: Any = None
         self._dead: asyncio.Future[None] | None = None
+        self.client: Any = None
+        # Set when the run starts: the ps variables (this stage's; the chief's: every stage's), the
+        # queues to and from the neighbours, and the chief's input, global step and micro-batches.
+        self._own_vars: OrderedDict[str, Any] = OrderedDict()
+        self._all_vars: OrderedDict[str, Any] = OrderedDict()
+        self._fwd_in: Any = None
+        self._bwd_in: Any = None
+        self._fwd_out: _Sender | None = None
+        self._bwd_out: _Sender | None = None
+        self._input: Any = None
+        self._global_step: Any = None
+        self._micro: list[tuple[np.ndarray, np.ndarray]] = []
+        self._batch_n = 0
+        self._sync = False  # this step's parameters must be confirmed on the ps (a checkpoint step)
 
     # ---------------------------------------------------------------- names and resources
     def _var_name(self, name: str) -> str:
@@ -413,7 +435,11 @@ class PipelineStage:
 
     async def _variables(self, names: Sequence[str]) -> "OrderedDict[str, Any]":
         """Get or create the ps variables of these parameters, placed round robin on the ps."""
-        shapes = {k: v.shape for k, v in self.model.init_params(0).items()}
+        sizes = self.model.sizes
+        shapes: dict[str, tuple[int, ...]] = {}
+        for i in range(self.model.num_layers):
+            shapes[f"{self.model.name}/w{i}"] = (sizes[i], sizes[i + 1])
+            shapes[f"{self.model.name}/b{i}"] = (sizes[i + 1],)
         out: OrderedDict[str, Any] = OrderedDict()
         with placement_scope(self.client, self._ps_tasks()):
             for name in names:
@@ -422,8 +448,8 @@ class PipelineStage:
         return out
 
     async def _counter(self, name: str) -> Any:
-        v = await self.client.variable(f"{self.scope}/{name}", np.int64(0), container=self.cfg.container)
-        return v
+        """An int64 variable of the model's (``<scope>/<name>``), outliving runs."""
+        return await self.client.variable(f"{self.scope}/{name}", np.int64(0), container=self.cfg.container)
 
     # ---------------------------------------------------------------- entry point
     async def run(self) -> StageResult:
@@ -500,7 +526,7 @@ class PipelineStage:
             if n:
                 await q.dequeue_many(n)
                 await q.ack()
-        all_vars = await self._variables(list(self.model.init_params(0)))
+        all_vars = await self._variables(self.model.layer_names(0, self.model.num_layers))
         params, step = self._initial_params()
         await asyncio.gather(*(all_vars[k].assign(np.asarray(v, self.dtype)) for k, v in params.items()))
         self._all_vars = all_vars
@@ -680,10 +706,12 @@ class PipelineStage:
         number, the end of the run included, when ``mb`` is None)."""
         for s in self._senders:
             s.check()
+        t0 = time.perf_counter()
         try:
             msg = await self._race(queue.dequeue(timeout=self.cfg.stage_timeout))
         except qs.DeadlineExceededError:
             raise await self._deadline(peer, f"no {kind} for step {step} micro-batch {mb or 0} from") from None
+        self.result.wait_s += time.perf_counter() - t0
         header = [int(v) for v in msg[0]]
         want_mb = header[2] if mb is None and header[2] in (0, _END) else mb
         if len(header) != _HEADER or header[:3] != [self.generation, step, want_mb]:
@@ -695,7 +723,7 @@ class PipelineStage:
         return header, msg[1], msg[2]
 
     def _header(self, step: int, mb: int, n_mb: int, batch_n: int) -> np.ndarray:
-        return np.array([self.generation, step, mb, n_mb, batch_n], np.int64)
+        return np.array([self.generation, step, mb, n_mb, batch_n, int(self._sync)], np.int64)
 
     def _sender(self, queue: Any, peer: int, kind: str) -> _Sender:
         async def on_deadline() -> BaseException:
@@ -748,15 +776,20 @@ class PipelineStage:
         if self.first:
             reason = await self._next_minibatch(step)
             if reason is None:
+                every = self.cfg.checkpoint_every
+                self._sync = bool(self.cfg.checkpoint_dir) and (step + 1) % max(every, 1) == 0
                 return len(self._micro), self._batch_n, None
+            self._sync = True
             end: tuple = (self._header(step, _END, _REASONS.index(reason), 0), np.zeros((0, 0), self.dtype),
                           np.zeros(0, np.int64))
         else:
             assert self._fwd_in is not None
             end = header, act, labels = await self._recv(self._fwd_in, self.index - 1, "activations", step, None)
+            self._sync = bool(header[5])
             if header[2] != _END:
                 return header[3], header[4], (act, labels)
             reason = _REASONS[header[3]]
+            await self._confirm(step)  # the end: the chief reads the whole model once all confirmed
         if self._fwd_out is not None:
             self._fwd_out.send(end)
         self.result.stop_reason = reason
@@ -785,23 +818,22 @@ class PipelineStage:
                 self._fwd_out.send((self._header(step, m, n_mb, batch_n), self.backend.to_host(out), np.asarray(y)))
         return caches, outputs
 
-    def _loss_grads(self, outputs: list[tuple[Any, Any]], batch_n: int) -> tuple[float, list[Any]]:
-        """The last stage: the minibatch's mean loss and each micro-batch's logits gradient, scaled by
-        its share of the minibatch, so that the summed gradients are the whole minibatch's."""
-        total, grads = 0.0, []
-        for logits, y in outputs:
-            loss, g = softmax_cross_entropy_with_grad(logits, self.backend.to_device(np.asarray(y)))
-            share = logits.shape[0] / batch_n
-            total += loss * share
-            grads.append(g * share)
-        return total, grads
+    def _loss_grads(self, outputs: list[tuple[Any, Any]]) -> tuple[float, list[Any]]:
+        """The last stage: the minibatch's mean loss and its logits' gradient, computed on the whole
+        minibatch at once (as one process does), cut back into the micro-batches."""
+        xp = self.backend.xp
+        logits = xp.concatenate([lg for lg, _ in outputs])
+        y = self.backend.to_device(np.concatenate([np.asarray(y) for _, y in outputs]))
+        loss, grad = softmax_cross_entropy_with_grad(logits, y)
+        cuts = np.cumsum([lg.shape[0] for lg, _ in outputs])[:-1]
+        return loss, xp.split(grad, cuts)
 
     async def _backward(self, step: int, n_mb: int, batch_n: int, caches: list, outputs: list) -> float:
         """Every micro-batch's backward pass, the last first; the update; returns the step's loss."""
         loss = float("nan")
         if self.last:
-            loss, dlogits = await self._in_thread(self._loss_grads, outputs, batch_n)
-        total: OrderedDict[str, Any] | None = None
+            loss, dlogits = await self._in_thread(self._loss_grads, outputs)
+        deltas: list[Any] = [None] * n_mb
         for m in reversed(range(n_mb)):
             if self.last:
                 g_out = dlogits[m]
@@ -810,32 +842,61 @@ class PipelineStage:
                 _, g_host, loss_arr = await self._recv(self._bwd_in, self.index + 1, "gradients", step, m)
                 loss = float(np.asarray(loss_arr).reshape(-1)[0])
                 g_out = self.backend.to_device(g_host, self.dtype)
-            grads, g_in = await self._in_thread(self.model.backward_range, self.params, caches[m], g_out,
-                                                *self.layers, not self.first)
-            caches[m] = None  # GPipe keeps a step's activations only until their backward pass
-            if total is None:
-                total = grads
-            else:
-                for k, g in grads.items():
-                    total[k] += g
-            if m == 0:
-                # The update reaches the ps before the last gradient leaves: when the chief ends
-                # the step, every stage's parameters on the ps belong to it.
-                await self._update(total)
-            if self._bwd_out is not None:
+            deltas[m], g_in = await self._in_thread(self.model.backward_deltas, self.params, caches[m], g_out,
+                                                    *self.layers, not self.first)
+            if self._bwd_out is not None:  # the previous stage's backward pass can go on at once
                 self._bwd_out.send((self._header(step, m, n_mb, batch_n), self.backend.to_host(g_in),
                                     np.array([loss], np.float64)))
+        # The weights' gradients of the whole minibatch in one product per layer (the same sums as
+        # one process computes), while the earlier stages drain their own backward passes.
+        grads = await self._in_thread(self._minibatch_grads, caches, deltas)
+        await self._update(grads)
+        if not self.first and self._sync:
+            await self._confirm(step + 1)
         return loss
+
+    def _minibatch_grads(self, caches: list, deltas: list) -> "OrderedDict[str, Any]":
+        """Stack the micro-batches' activations and deltas (in micro-batch order: the minibatch's
+        rows) and take the weights' gradients of the whole minibatch."""
+        xp = self.backend.xp
+        n_layers = self.layers[1] - self.layers[0]
+        acts = [xp.concatenate([c[j] for c in caches]) for j in range(n_layers)]
+        ds = [xp.concatenate([d[j] for d in deltas]) for j in range(n_layers)]
+        return self.model.weight_grads(acts, ds, *self.layers)
+
+    async def _confirm(self, step: int) -> None:
+        """Tell the chief this stage's parameters for ``step`` are on the ps (checkpoint steps, the end)."""
+        await self._race((await self._published_q()).enqueue(np.int64(step), timeout=self.cfg.stage_timeout))
+
+    async def _published_q(self) -> Any:
+        return await self._q("published", self.cfg.stages, [np.int64], [[]])
+
+    async def _all_confirmed(self, step: int) -> None:
+        """The chief: wait until every other stage has confirmed its parameters for ``step``."""
+        if self.cfg.stages == 1:
+            return
+        q = await self._published_q()
+        t0 = time.perf_counter()
+        try:
+            got = await self._race(q.dequeue_many(self.cfg.stages - 1, timeout=self.cfg.stage_timeout))
+        except qs.DeadlineExceededError:
+            raise await self._deadline(self.cfg.stages - 1, f"not every stage confirmed its update of step {step}:"
+                                       " waited for") from None
+        self.result.wait_s += time.perf_counter() - t0
+        if sorted(int(v) for v in got) != [step] * (self.cfg.stages - 1):
+            raise qs.DataLossError(f"stage 0 expected every stage to confirm step {step}, got {sorted(got)}")
 
     async def _next_minibatch(self, step: int) -> str | None:
         """Stage 0: take the step's minibatch and cut it into micro-batches (None), or say why the
         run ends (``steps``, ``end_of_data``)."""
         if self.cfg.steps is not None and step >= self.cfg.steps:
             return "steps"
+        t0 = time.perf_counter()
         try:
             x, y, *rest = await self._race(self._input.next())
         except qs.OutOfRangeError:
             return "end_of_data"
+        self.result.wait_s += time.perf_counter() - t0
         self._delivery = rest[0] if rest else None
         y = np.asarray(y).reshape(-1)
         x = np.asarray(x).reshape(len(y), -1)
@@ -847,13 +908,16 @@ class PipelineStage:
     async def _update(self, grads: "OrderedDict[str, Any]") -> None:
         """Apply this stage's summed gradients, then write its parameters through to the ps."""
         await self._in_thread(self.optimizer.apply, self.params, grads)
+        t0 = time.perf_counter()
         host = [self.backend.to_host(self.params[k]) for k in self.names]
         await self._race(asyncio.gather(*(v.assign(h) for v, h in zip(self._own_vars.values(), host))))
+        self.result.publish_s += time.perf_counter() - t0
 
     async def _end_step(self, step: int) -> None:
         """The chief, once every stage has updated: the global step, the checkpoint, the batch's ack."""
         await self._race(self._global_step.assign(np.int64(step)))
-        if self.cfg.checkpoint_dir and step % max(self.cfg.checkpoint_every, 1) == 0:
+        if self._sync and self.cfg.checkpoint_dir:
+            await self._all_confirmed(step)
             save_checkpoint(self.cfg.checkpoint_dir, await self._model_params(), step)
         if self._delivery is not None:
             delivery, self._delivery = self._delivery, None
@@ -870,6 +934,7 @@ class PipelineStage:
     async def _finish(self) -> None:
         self.result.params = OrderedDict((k, self.backend.to_host(v)) for k, v in self.params.items())
         if self.first:
+            await self._all_confirmed(self.result.global_step)
             self.result.model_params = await self._model_params()
             if self.cfg.checkpoint_dir and self.result.global_step > self.result.start_step:
                 save_checkpoint(self.cfg.checkpoint_dir, self.result.model_params, self.result.global_step)
