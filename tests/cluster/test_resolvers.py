@@ -301,3 +301,20 @@ def test_a_broken_kubernetes_pod_names_the_variable(env, message):
 def test_serve_cluster_from_kubernetes_needs_jobs():
     out = run_cli(serve_cmd("--cluster-from", "kubernetes"), {"HOSTNAME": "qs-ps-0", "POD_NAMESPACE": "ml"})
     assert out.returncode == 2 and "--jobs: --cluster-from kubernetes needs the replica counts" in out.stderr
+
+
+# -- bind addresses ------------------------------------------------------------------------------
+
+def test_a_task_binds_its_host_from_the_spec_unless_host_says_otherwise():
+    port = free_ports(1)[0]
+    env = tf_config({"ps": [f"127.0.0.2:{port}"]}, "ps", 0)
+    spec_host = ServerProcess(cmd=serve_cmd(), env=env)
+    try:
+        assert spec_host.target == f"http://127.0.0.2:{port}"   # the spec's host, not 0.0.0.0 or 127.0.0.1
+    finally:
+        spec_host.stop()
+    given = ServerProcess(cmd=serve_cmd("--host", "127.0.0.3"), env=env)
+    try:
+        assert given.target == f"http://127.0.0.3:{port}"       # --host wins; the port is still the spec's
+    finally:
+        given.stop()
