@@ -11,6 +11,8 @@ with ``--data-dir``: its queue comes back and clients carry on).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -288,8 +290,37 @@ def test_namespaces_are_gone_after_close():
     network = NamespaceNetwork({"a": [], "b": []}, subnet="10.218.0.0/24")
     names = list(network.namespaces)
     network.close()
-    import subprocess
-
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not any(n in listed for n in names)
     assert not any((Path("/etc/netns") / n).exists() for n in names)
+
+
+def test_a_pod_waits_for_its_peers_names_and_fails_naming_what_to_fix_if_they_never_come():
+    """Pods of a StatefulSet start in parallel: a peer's name appears once its pod is scheduled.
+    The server waits for it (--resolve-timeout); a name that never comes is one line naming what to fix."""
+    network = NamespaceNetwork({"qs-ps-0": [k8s_name("ps", 0)]}, subnet="10.219.0.0/24")
+    try:
+        cmd = network.command("qs-ps-0", [sys.executable, "-m", "queueserver", "--log-level", "WARNING", "serve",
+                                          "--cluster-from", "kubernetes", "--jobs", "ps=1,worker=1"])
+        env = {"HOSTNAME": "qs-ps-0", "POD_NAMESPACE": NAMESPACE}
+        never = subprocess.run([*cmd, "--resolve-timeout", "0.5"], capture_output=True, text=True, timeout=30,
+                               env={**os.environ, **env})
+        assert never.returncode == 2
+        assert never.stderr.splitlines()[-1].startswith(
+            f"queueserver serve: kubernetes: /job:worker/task:0 {k8s_name('worker', 0)}:{PORT} does not resolve "
+            f"after 0.5 s; check POD_NAMESPACE ({NAMESPACE})")
+        proc = network.popen("qs-ps-0", [*cmd, "--resolve-timeout", "30"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr is not None and proc.stdout is not None
+            assert proc.stderr.readline().startswith("cluster from kubernetes: this task /job:ps/task:0")
+            assert "waiting up to 30 s for 1 task name(s) to resolve" in proc.stderr.readline()
+            hosts = Path("/etc/netns") / network.ns("qs-ps-0") / "hosts"
+            with open(hosts, "a") as f:  # the worker's pod is scheduled: its name appears (same file, same inode)
+                f.write(f"10.219.0.99 {k8s_name('worker', 0)}\n")
+            assert "serving on http://10.219.0.1:2222" in proc.stdout.readline()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    finally:
+        network.close()
