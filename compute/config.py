@@ -51,6 +51,7 @@ class TrainConfig:
         report_every_s: seconds between reports of this trainer's figures (samples/s, step time and
             its split into phases) to the server, shown on its status page (0: never).
         dequeue_timeout: seconds to wait for one minibatch before failing (None: forever).
+        token: the server's shared secret (None: ``$QUEUESERVER_TOKEN``, else none).
     """
 
     target: str | None = None
@@ -82,6 +83,7 @@ class TrainConfig:
     report_every: int = 0
     report_every_s: float = 2.0
     dequeue_timeout: float | None = None
+    token: str | None = None
 
     def __post_init__(self) -> None:
         # Validate everything here, with the fix in the message, rather than deep inside a run.
@@ -97,7 +99,7 @@ class TrainConfig:
         if self.batch < 1:
             raise ValueError(f"--batch must be >= 1, got {self.batch}")
         if not self.report_every_s >= 0:
-            raise ValueError(f"--report-every-s must be >= 0 (0: never), got {self.report_every_s}")
+            raise ValueError(f"--report-every must be >= 0 seconds (0: never), got {self.report_every_s}")
         if self.transfer_dtype not in TRANSFER_DTYPES:
             raise ValueError(f"--transfer-dtype must be one of {TRANSFER_DTYPES}, got {self.transfer_dtype!r}")
         StalenessPolicy.parse(self.staleness_policy)

@@ -224,7 +224,8 @@ class Trainer:
         if target is None:
             yield None
             return
-        client = await qs.connect_async(target, client_name=f"trainer /job:{self.cfg.job}/task:{self.cfg.task}")
+        client = await qs.connect_async(target, token=self.cfg.token,
+                                        client_name=f"trainer /job:{self.cfg.job}/task:{self.cfg.task}")
         try:
             yield client
         finally:

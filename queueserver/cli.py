@@ -16,9 +16,9 @@ import sys
 from typing import Sequence
 
 from queueserver._version import __version__
-from queueserver.cli_tools import add_queue_commands, format_status
+from queueserver.cli_tools import HelpFormatter, add_logging_options, add_queue_commands, format_status
+from queueserver.cli_tools import logging_parents, resolve_logging
 from queueserver.errors import QueueServerError
-from queueserver.logs import configure as configure_logging
 from queueserver.logs import set_default_task
 from queueserver.resolvers import add_arguments as add_resolver_arguments
 from queueserver.resolvers import resolve_serve_args
@@ -133,38 +133,50 @@ def _reset(args: argparse.Namespace) -> int:
     return 0
 
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def _log_level(value: str) -> str:
-    level = value.upper()
-    if level not in _LOG_LEVELS:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a log level: use one of {', '.join(_LOG_LEVELS)}")
-    return level
-
-
-def _logging_options(parser: argparse.ArgumentParser, default: object) -> None:
-    """--log-level and --log-format, accepted before the subcommand and after it."""
-    parser.add_argument("--log-level", type=_log_level, default=default,
-                        help=f"logging level: {', '.join(_LOG_LEVELS)} (default INFO)")
-    parser.add_argument("--log-format", choices=("text", "json"), default=default,
-                        help="text lines for people (default) or one JSON object per line"
-                             " (ts, level, task, event, message, fields) for machines")
+_EXAMPLES = {
+    "queueserver": """\
+examples:
+  queueserver serve --port 2222                                  # one server on this machine
+  queueserver cluster up cluster.json                            # every local task of a cluster
+  queueserver status http://127.0.0.1:2222                       # what it holds, who is connected
+  queueserver queue peek http://127.0.0.1:2222 shared_instance_q
+  queueserver --log-format json serve --port 2222
+every command that talks to a server takes --token (default: $QUEUESERVER_TOKEN).""",
+    "serve": """\
+examples:
+  queueserver serve --port 2222
+  queueserver serve --host 0.0.0.0 --port 2222 --token "$(cat token.txt)"    # reachable from other hosts
+  queueserver serve --cluster cluster.json --job ps --task 0                  # one task of a cluster
+  queueserver serve --port 2222 --data-dir /var/lib/queueserver               # survives its own restart""",
+    "status": """\
+examples:
+  queueserver status http://127.0.0.1:2222
+  queueserver status http://127.0.0.1:2222 --all --cluster      # every task, internal coord-* included
+  queueserver status http://127.0.0.1:2222 --json""",
+    "reset": """\
+examples:
+  queueserver reset http://127.0.0.1:2222 --container my_problem_1
+  queueserver reset http://127.0.0.1:2222 --container coord-mlp   # a model's coordination queues""",
+    "up": """\
+examples:
+  queueserver cluster up cluster.json
+  queueserver cluster up cluster.json --token secret    # every task requires the token""",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, for ``--help`` and for tests."""
     parser = argparse.ArgumentParser(
-        prog="queueserver",
+        prog="queueserver", formatter_class=HelpFormatter, epilog=_EXAMPLES["queueserver"],
         description="A queue server with shared named queues and resource containers (TensorFlow 1 style).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    _logging_options(parser, None)
+    add_logging_options(parser, None)
     sub = parser.add_subparsers(dest="command", required=True)
-    # After the subcommand too; SUPPRESS keeps a value given before it when none is given after.
-    logging_after = argparse.ArgumentParser(add_help=False)
-    _logging_options(logging_after, argparse.SUPPRESS)
+    # After the subcommand too (SUPPRESS keeps a value given before it when none is given after).
+    (logging_after,) = logging_parents()
 
     serve = sub.add_parser("serve", help="run the server daemon until SIGINT/SIGTERM", parents=[logging_after],
+                           formatter_class=HelpFormatter, epilog=_EXAMPLES["serve"],
                            description="Run a queue server. Binds loopback unless --host says otherwise.")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only;"
                                       " in a cluster, this task's host in the spec)")
@@ -188,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     status = sub.add_parser("status", help="show a server's queues, variables, accumulators and clients",
-                            parents=[logging_after],
+                            parents=[logging_after], formatter_class=HelpFormatter, epilog=_EXAMPLES["status"],
                             description="Show a server's queues, variables, accumulators and clients. Internal"
                                         " coord-* resources (the trainers' coordination) are hidden unless --all.")
     status.add_argument("target", help="server address, e.g. http://127.0.0.1:2222")
@@ -198,17 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--all", action="store_true", help="show internal coord-* resources too")
     status.set_defaults(func=_status)
 
-    reset = sub.add_parser("reset", help="free every resource in the given containers", parents=[logging_after])
+    reset = sub.add_parser("reset", help="free every resource in the given containers", parents=[logging_after],
+                           formatter_class=HelpFormatter, epilog=_EXAMPLES["reset"],
+                           description="Free every resource (queues, variables, accumulators) in the given"
+                                       " containers; to act on one queue, see `queueserver queue`.")
     reset.add_argument("target", help="server address, e.g. http://127.0.0.1:2222")
     reset.add_argument("--container", action="append", required=True,
                        help="container to reset (repeat for several; '' is the default container)")
     reset.add_argument("--token", default=None, help="the server's token (default: $QUEUESERVER_TOKEN)")
     reset.set_defaults(func=_reset)
     add_queue_commands(sub, [logging_after])
-    cluster = sub.add_parser("cluster", help="cluster helpers")
+    cluster = sub.add_parser("cluster", help="cluster helpers", formatter_class=HelpFormatter, epilog=_EXAMPLES["up"])
     cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True)
     up = cluster_sub.add_parser("up", help="start every task of a cluster spec whose host is this machine",
-                                parents=[logging_after],
+                                parents=[logging_after], formatter_class=HelpFormatter, epilog=_EXAMPLES["up"],
                                 description="Start one `queueserver serve` per local task of CLUSTER_FILE"
                                             " (for development); Ctrl-C stops them all.")
     up.add_argument("cluster_file", help='cluster spec JSON, e.g. {"ps": ["127.0.0.1:2221"], "worker": [...]}')
@@ -224,8 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve" and args.job is not None and not args.cluster:
         parser.error("serve --job needs --cluster (the cluster spec that names the job's tasks)")
-    args.log_level, args.log_format = args.log_level or "INFO", args.log_format or "text"
-    configure_logging(args.log_level, args.log_format)
+    resolve_logging(args)
     try:
         return args.func(args)
     except QueueServerError as exc:

@@ -20,7 +20,58 @@ import numpy as np
 from queueserver.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from queueserver.logs import printable
 
-__all__ = ["add_queue_commands", "format_status", "is_internal"]
+__all__ = ["HelpFormatter", "add_logging_options", "add_queue_commands", "format_status", "is_internal",
+           "logging_parents", "resolve_logging"]
+
+
+# --------------------------------------------------------------------------- one convention for the CLIs
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` as every CLI of the project writes it: descriptions and epilogs (the examples)
+    kept as written, and each option's default shown unless its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or not action.option_strings or action.nargs == 0 or default is None
+                or default is argparse.SUPPRESS or isinstance(default, list)):
+            return text
+        return f"{text} (default: {default!r})" if default == "" else f"{text} (default: %(default)s)"
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def add_logging_options(parser: argparse.ArgumentParser, default: object, default_level: str = "INFO") -> None:
+    """``--log-level`` and ``--log-format``; ``default`` is ``None`` on the top parser and
+    ``argparse.SUPPRESS`` on a subcommand's, so a value given before the subcommand is kept when
+    none is given after it."""
+    parser.add_argument("--log-level", type=_log_level, default=default,
+                        help=f"logging level: {', '.join(LOG_LEVELS)} (default {default_level})")
+    parser.add_argument("--log-format", choices=("text", "json"), default=default,
+                        help="text lines for people (default) or one JSON object per line"
+                             " (ts, level, task, event, message, fields) for machines")
+
+
+def logging_parents(default_level: str = "INFO") -> list[argparse.ArgumentParser]:
+    """The parents= list that gives a subcommand the logging options (see :func:`add_logging_options`)."""
+    after = argparse.ArgumentParser(add_help=False)
+    add_logging_options(after, argparse.SUPPRESS, default_level)
+    return [after]
+
+
+def resolve_logging(args: argparse.Namespace, default_level: str = "INFO") -> None:
+    """Fill in the logging options' defaults and configure logging from them."""
+    from queueserver.logs import configure
+
+    args.log_level, args.log_format = args.log_level or default_level, args.log_format or "text"
+    configure(args.log_level, args.log_format)
 
 
 def is_internal(container: str) -> bool:
@@ -226,10 +277,10 @@ examples:
 def add_queue_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``queue create|close|peek|list`` to the ``queueserver`` subcommands ``sub``."""
     queue = sub.add_parser("queue", help="create, close, peek at or list queues", parents=parents,
-                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EXAMPLES,
+                           formatter_class=HelpFormatter, epilog=_EXAMPLES,
                            description="Act on one queue of a server, without resetting its container.")
     qsub = queue.add_subparsers(dest="queue_command", required=True)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         p = qsub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=parents,

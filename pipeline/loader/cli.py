@@ -14,6 +14,7 @@ import numpy as np
 
 from queueserver._version import __version__
 from queueserver import errors as qerrors
+from queueserver.cli_tools import HelpFormatter, add_logging_options, logging_parents, resolve_logging
 from queueserver.resolvers import tf_config_task
 
 from .formats import CsvFormat, FixedLengthFormat, TextFormat, TFRecordFormat, _Format, parse_features
@@ -88,13 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
         description="Input pipelines for queueserver: load files into a shared queue.",
+        formatter_class=HelpFormatter,
+        epilog=("examples:\n"
+                "  python -m pipeline load --target 127.0.0.1:2222 --queue rows --format csv \\\n"
+                "      --files 'data/*.csv' --skip-header-lines 1 --record-defaults 'float32*10,int32'\n"
+                "  python -m pipeline load --help        # every option, with more examples"),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_logging_options(parser, None, "WARNING")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "load",
         help="read files into a shared queue with concurrent readers",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=logging_parents("WARNING"),
+        formatter_class=HelpFormatter,
         description=(
             "Read files into the shared queue NAME on the server at T, with N concurrent readers,\n"
             "enqueueing decoded records with enqueue_many (a full queue makes readers wait).\n"
@@ -198,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    resolve_logging(args, "WARNING")
     stream = None if args.quiet else sys.stderr
     if args.num_epochs < 0:
         parser.error(f"--num-epochs must be >= 0 (0: for ever), got {args.num_epochs}")

@@ -226,7 +226,7 @@ def stage_process(target: str, stage: int, ckpt: Path, *extra: str) -> subproces
     cmd = [sys.executable, "-m", "compute", "train", "--target", target, "--model", MODEL, "--queue", "pp_proc",
            "--scope", "proc", "--batch", "30", "--lr", "0.2", "--dtype", "float64", "--stages", "3", "--stage",
            str(stage), "--micro-batches", "3", "--checkpoint-dir", str(ckpt), "--checkpoint-every", "1",
-           "--stage-timeout", "60", "--report-every", "1", *extra]
+           "--stage-timeout", "60", "--print-every", "1", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
 

@@ -50,7 +50,7 @@ def test_killing_a_spare_replica_does_not_stop_sync_training(server_process):
     fill(target, "kill_q", 20_000, close=False)
     common = ["--queue", "kill_q", "--sync", "--replicas", "3", "--aggregate", "2", "--steps", str(steps),
               "--scope", "killtest"]
-    procs = [trainer(target, *common, "--task", str(i), "--report-every", "1") for i in range(3)]
+    procs = [trainer(target, *common, "--task", str(i), "--print-every", "1") for i in range(3)]
     try:
         # Follow the chief's step reports; kill replica 2 once training is well under way.
         for line in procs[0].stdout:
@@ -141,7 +141,7 @@ def test_a_trainer_interrupted_mid_run_leaves_every_untrained_batch_queued(serve
     n = 20_000
     fill(server_process.target, name, n, close=False)
     p = trainer(server_process.target, "--queue", name, "--async", "--scope", f"interrupted{int(sig)}",
-                "--report-every", "1")
+                "--print-every", "1")
     trained = 0
     for line in p.stdout:
         event = json.loads(line)
@@ -184,7 +184,7 @@ def test_a_rerun_just_works_after_a_failed_or_interrupted_chief(server_process):
     _, err = p.communicate(timeout=60)
     assert p.returncode == 1 and "start the loaders first" in err
     fill(target, "rerun_q", 5000, close=False)
-    p = trainer(target, "--queue", "rerun_q", "--async", "--scope", "rerun", "--report-every", "1")
+    p = trainer(target, "--queue", "rerun_q", "--async", "--scope", "rerun", "--print-every", "1")
     for line in p.stdout:  # interrupted in the middle of training
         if json.loads(line).get("event") == "step":
             p.send_signal(signal.SIGINT)
@@ -201,7 +201,7 @@ def test_a_second_chief_is_refused_while_the_first_lives_and_a_rerun_after_it_di
     # and both trained as chief. Now the second is refused, and once the first is killed a rerun works.
     target = server_process.target
     fill(target, "chief_q", 5000, close=False)
-    first = trainer(target, "--queue", "chief_q", "--async", "--scope", "onechief", "--report-every", "1")
+    first = trainer(target, "--queue", "chief_q", "--async", "--scope", "onechief", "--print-every", "1")
     try:
         for line in first.stdout:  # training: the first chief holds the model
             if json.loads(line).get("event") == "step":
@@ -267,7 +267,7 @@ def test_ctrl_c_and_sigterm_say_what_was_done_and_lose_nothing(server_process, t
     name = f"said_q{int(sig)}"
     n = 20_000
     fill(server_process.target, name, n, close=False)
-    p = trainer(server_process.target, "--queue", name, "--async", "--scope", f"said{int(sig)}", "--report-every", "1",
+    p = trainer(server_process.target, "--queue", name, "--async", "--scope", f"said{int(sig)}", "--print-every", "1",
                 "--checkpoint-dir", str(tmp_path), "--checkpoint-every", "2")
     for line in p.stdout:
         event = json.loads(line)

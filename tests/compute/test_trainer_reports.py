@@ -137,6 +137,6 @@ def test_cli_final_json_line_has_the_step_split(local_server, capsys):
 
 
 def test_report_interval_is_validated():
-    with pytest.raises(ValueError, match="report-every-s"):
+    with pytest.raises(ValueError, match="--report-every must be >= 0 seconds"):
         cfg("127.0.0.1:1", report_every_s=-1)
     assert trainer_module.TrainConfig(model=f"mlp:{D},{C}", mode="local", report_every_s=0).report_every_s == 0
