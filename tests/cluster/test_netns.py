@@ -25,7 +25,8 @@ from netns import Agent, AgentError, NamespaceNetwork, unavailable
 from support import REPO, ServerProcess
 from test_resolvers import said
 
-pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
+_WHY_NOT = unavailable()  # probed once: it creates and deletes a namespace
+pytestmark = pytest.mark.skipif(_WHY_NOT is not None, reason=str(_WHY_NOT))
 
 NAMESPACE = "ml"  # the Kubernetes namespace the names claim
 PORT = 2222
