@@ -134,6 +134,7 @@ class PipelineConfig:
 
     Attributes:
         target: the server (``host:port``); with ``cluster``, defaults to this task's address in it.
+        token: the server's shared secret, if it has one.
         cluster: a ClusterSpec, its dict, or the path of its JSON file.
         job: this process's job in the cluster.
         task: this process's task index in the cluster (its address; stages are numbered apart).
@@ -164,6 +165,7 @@ class PipelineConfig:
     """
 
     target: str | None = None
+    token: str | None = None
     cluster: Any = None
     job: str = "worker"
     task: int = 0
@@ -234,7 +236,8 @@ class StageResult:
         seconds: the wall time of its steps (from its first wait in the first step to the end).
         busy_s: of which computing (forward, backward, the update).
         wait_s: of which waiting for another stage's messages (and, stage 0, for input).
-        publish_s: of which writing the updated parameters to the ps.
+        publish_s: of which waiting for the updated parameters to reach the ps (the write runs in
+            the background, beside the next step's forward passes).
         final_loss: the last step's minibatch loss (computed by the last stage, passed back).
         stop_reason: ``steps`` or ``end_of_data``.
         params: this stage's parameters (host arrays).
@@ -386,6 +389,7 @@ class PipelineStage:
         self._micro: list[tuple[np.ndarray, np.ndarray]] = []
         self._batch_n = 0
         self._sync = False  # this step's parameters must be confirmed on the ps (a checkpoint step)
+        self._publishing: asyncio.Future | None = None  # the write of the last update to the ps
 
     # ---------------------------------------------------------------- names and resources
     def _var_name(self, name: str) -> str:
@@ -490,13 +494,18 @@ class PipelineStage:
         if self._client is not None:
             yield self._client
             return
-        client = await qs.connect_async(self._target(), client_name=f"pipeline stage {self.index}/{self.cfg.stages}")
+        client = await qs.connect_async(self._target(), token=self.cfg.token,
+                                        client_name=f"pipeline stage {self.index}/{self.cfg.stages}")
         try:
             yield client
         finally:
             await client.close()
 
     async def _cleanup(self) -> None:
+        if self._publishing is not None:
+            self._publishing.cancel()
+            with contextlib.suppress(BaseException):
+                await self._publishing
         for w in self._watchers:
             w.cancel()
         for s in self._senders:
@@ -866,6 +875,7 @@ class PipelineStage:
 
     async def _confirm(self, step: int) -> None:
         """Tell the chief this stage's parameters for ``step`` are on the ps (checkpoint steps, the end)."""
+        await self._published()
         await self._race((await self._published_q()).enqueue(np.int64(step), timeout=self.cfg.stage_timeout))
 
     async def _published_q(self) -> Any:
@@ -906,12 +916,22 @@ class PipelineStage:
         return None
 
     async def _update(self, grads: "OrderedDict[str, Any]") -> None:
-        """Apply this stage's summed gradients, then write its parameters through to the ps."""
+        """Apply this stage's summed gradients, then write its parameters through to the ps, in the
+        background: the write overlaps the next step's forward passes, and ends before the next
+        update changes the arrays it sends (or before a confirmation says it is done)."""
+        await self._published()
         await self._in_thread(self.optimizer.apply, self.params, grads)
-        t0 = time.perf_counter()
         host = [self.backend.to_host(self.params[k]) for k in self.names]
-        await self._race(asyncio.gather(*(v.assign(h) for v, h in zip(self._own_vars.values(), host))))
-        self.result.publish_s += time.perf_counter() - t0
+        self._publishing = asyncio.ensure_future(
+            asyncio.gather(*(v.assign(h) for v, h in zip(self._own_vars.values(), host))))
+
+    async def _published(self) -> None:
+        """Wait until the last write of this stage's parameters is on the ps."""
+        task, self._publishing = self._publishing, None
+        if task is not None:
+            t0 = time.perf_counter()
+            await self._race(task)
+            self.result.publish_s += time.perf_counter() - t0
 
     async def _end_step(self, step: int) -> None:
         """The chief, once every stage has updated: the global step, the checkpoint, the batch's ack."""
@@ -932,6 +952,7 @@ class PipelineStage:
                            for k in self._all_vars)
 
     async def _finish(self) -> None:
+        await self._published()
         self.result.params = OrderedDict((k, self.backend.to_host(v)) for k, v in self.params.items())
         if self.first:
             await self._all_confirmed(self.result.global_step)
@@ -985,7 +1006,7 @@ def add_arguments(parser: Any) -> None:
 def config_from_args(args: Any) -> PipelineConfig:
     """A :class:`PipelineConfig` from parsed ``train`` arguments (with :func:`add_arguments`'s)."""
     return PipelineConfig(
-        target=args.target, cluster=args.cluster, job=args.job, task=args.task, stages=args.stages, stage=args.stage,
+        target=args.target, token=getattr(args, "token", None), cluster=args.cluster, job=args.job, task=args.task, stages=args.stages, stage=args.stage,
         micro_batches=args.micro_batches, queue=args.queue, container=args.container, scope=args.scope,
         ps_tasks=args.ps_tasks, model=args.model, batch=args.batch, lr=args.lr, optimizer=args.optimizer,
         seed=args.seed, steps=args.steps, dtype=args.dtype, device=args.device, soft_placement=args.soft_placement,
@@ -1000,7 +1021,7 @@ def run_from_args(args: Any) -> int:
     try:
         config = config_from_args(args)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"compute train: {exc}", file=sys.stderr)
         return 2
     terminated: list[int] = []
 
@@ -1015,10 +1036,10 @@ def run_from_args(args: Any) -> int:
         else:
             results = [asyncio.run(PipelineStage(config).run())]
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"compute train: {exc}", file=sys.stderr)
         return 2
     except qs.QueueServerError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        print(f"compute train: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
         print(f"{'terminated' if terminated else 'interrupted'}: the minibatch of the unfinished step went back"
