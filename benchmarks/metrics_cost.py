@@ -100,7 +100,7 @@ def micro_costs() -> list[tuple[str, str, str]]:
             stats.observe(op, "ok", perf_counter())
         per_call = min(timeit.repeat(lambda: stats.observe("enqueue", "ok", perf_counter()), number=100_000,
                                      repeat=3)) / 100_000
-        per_scrape = min(timeit.repeat(lambda: (render(svc.metrics_registry), svc.status()), number=100,
+        per_scrape = min(timeit.repeat(lambda: (render(svc), svc.status()), number=100,
                                        repeat=3)) / 100
         return per_call, per_scrape
 

@@ -53,16 +53,23 @@ async def _status(service: QueueService, request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
-async def _metrics(service: QueueService, request: web.Request) -> web.Response:
+async def _metrics(service: QueueService, request: web.Request) -> web.StreamResponse:
     """Prometheus text format, read from the live state now (see :mod:`queueserver.metrics`)."""
     if not _authorized(service, request):
         return _unauthorized()
     if service.metrics_registry is None:
         return web.json_response({"error": "metrics are off on this server (it runs with --no-metrics)"},
                                  status=404)
-    from queueserver.metrics import CONTENT_TYPE, render
+    from queueserver.metrics import CONTENT_TYPE, scrape
 
-    return web.Response(body=render(service.metrics_registry), headers={"Content-Type": CONTENT_TYPE})
+    pieces = await scrape(service)
+    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+    response.content_length = sum(map(len, pieces))
+    await response.prepare(request)
+    for piece in pieces:  # one at a time: a 50 MB write would hold the loop while it is copied
+        await response.write(piece)
+    await response.write_eof()
+    return response
 
 
 async def _page(service: QueueService, request: web.Request) -> web.StreamResponse:
