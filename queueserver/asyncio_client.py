@@ -19,7 +19,7 @@ from queueserver.core.specs import ComponentSpec
 from queueserver.core.timeouts import check_timeout
 from queueserver.deliveries import Deliveries
 from queueserver.errors import InvalidArgumentError, UnavailableError
-from queueserver.options import ClientOptions
+from queueserver.options import RECONNECT_S, ClientOptions
 from queueserver.handles import AsyncAccumulator, AsyncQueue, AsyncVariable
 
 
@@ -48,6 +48,7 @@ class AsyncClient(Channel):
         self._container_stack: list[str] = []
         self._routes: dict[str, "AsyncClient"] = {}
         self._deliveries = Deliveries(_watch_task)
+        self.reconnect_s = RECONNECT_S if options.reconnect else None
         # Compact-frame handles this connection has bound, one per queue and element layout (see AsyncQueue).
         self._compact_handles: dict[tuple, int] = {}
 
@@ -131,6 +132,19 @@ class AsyncClient(Channel):
         rule here too: the compact wire spells "no timeout" as NaN, so a NaN must never reach it."""
         owner = self.parent or self
         return check_timeout(owner.operation_timeout if timeout is DEFAULT else timeout, "a blocking call")
+
+    def reconnect_window(self) -> float | None:
+        """A lost connection is retried within the operation timeout (:data:`RECONNECT_S` without one)."""
+        if self.reconnect_s is None:
+            return None
+        timeout = (self.parent or self).operation_timeout
+        return RECONNECT_S if timeout is None else timeout
+
+    def _reconnected(self) -> None:
+        """A new connection: the deliveries the lost one held went back to their queues (the
+        server returns what a dropped connection held), so none of them can be acknowledged."""
+        self._deliveries.close()
+        super()._reconnected()
 
     def call_deadline(self) -> float | None:
         """Calls that do not block (reads, assigns, creations) end within the operation timeout."""

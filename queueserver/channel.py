@@ -5,12 +5,21 @@ of requests at once: each gets an id, its reply resolves it, a caller that stops
 its request (or gives back the batch that was already on its way), and pipelined calls started
 in one turn of the loop share one write. The asyncio client (:class:`~queueserver.asyncio_client.AsyncClient`)
 and the server's links to its peer tasks (:mod:`queueserver.routing`) both build on it.
+
+With ``reconnect`` (the clients' default), a channel whose connection is lost (the server was
+restarted, say) connects again by itself, with backoff, within ``reconnect_s``, and repeats the
+calls that repeating cannot harm (:data:`RETRYABLE`): every enqueue carries a stamp (this
+channel's client id and a sequence number) so the server applies a repeated one once; a repeated
+dequeue may deliver what the lost connection held again (delivery is at least once). Calls that
+would apply twice (``assign_add``, ``apply_grad``, ``take_grad``, a compact one-element enqueue,
+which carries no stamp) fail with UnavailableError, and the next call reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from typing import Any, Sequence, cast
 from urllib.parse import urlsplit
 
@@ -42,6 +51,25 @@ HELLO_TIMEOUT_S = 30.0
 # resource's home less (``forwarding.FORWARD_GRACE_S``), so its error naming that task comes first.
 TIMEOUT_GRACE_S = 3.0
 OPERATION_DEADLINE = object()  # "a call that does not block: wait as long as the operation timeout"
+
+
+# Calls repeated on a new connection when the old one was lost: doing them again changes nothing
+# that doing them once would not (an enqueue carries its stamp; a dequeue's lost batch was
+# returned with its connection). Variable and accumulator actions are listed by action.
+RETRYABLE = frozenset({P.OP_QUEUE, P.OP_VARIABLE, P.OP_ACCUMULATOR, P.OP_ENQUEUE, P.OP_DEQUEUE, P.OP_SIZE,
+                       P.OP_IS_CLOSED, P.OP_SPEC, P.OP_STATUS, P.OP_PING, P.OP_REPORT, P.OP_ACK, P.OP_RETURN})
+RETRYABLE_ACTIONS = {P.OP_VAR: frozenset({"read", "is_initialized", "assign", "initialize"}),
+                     P.OP_ACC: frozenset({"num", "set_step"})}
+# Backoff between reconnection attempts: doubling from the first to the last.
+RECONNECT_FIRST_S, RECONNECT_MAX_S = 0.05, 1.0
+
+
+def _lost(message: str) -> UnavailableError:
+    """The error of a call whose connection is gone (no reply came): one a reconnection may repeat,
+    unlike an UnavailableError the server replied (it is shutting down: the caller is told)."""
+    error = UnavailableError(message)
+    error.connection_lost = True  # type: ignore[attr-defined]
+    return error
 
 
 def wait_for_reply(timeout: float | None) -> float | None:
@@ -93,7 +121,8 @@ class _ClientProtocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.can_write.set()
-        self.client._on_lost(exc)
+        if self.client._protocol is self:  # not a connection the channel already replaced
+            self.client._on_lost(exc)
 
 
 class Channel:
@@ -104,11 +133,19 @@ class Channel:
         token: the server's shared secret (default: ``QUEUESERVER_TOKEN``).
         client_name: shown in the server's logs and status.
         max_message_bytes: the largest frame accepted from the server.
+        reconnect_s: when the connection is lost, connect again and repeat the call for up to
+            this many seconds (``None``: do not; see the module notes).
     """
 
     def __init__(self, target: str, *, token: str | None = None, client_name: str | None = None,
-                 max_message_bytes: int = 256 * 1024 * 1024) -> None:
+                 max_message_bytes: int = 256 * 1024 * 1024, reconnect_s: float | None = None) -> None:
         self.target = target
+        self.reconnect_s = reconnect_s
+        self.client_id = uuid.uuid4().hex[:16]  # with _seq, the stamp of each enqueue
+        self._seq = 0
+        self._binds: dict[Any, dict] = {}  # compact-frame binds sent, to send again on a new connection
+        self._opened = False
+        self._reconnecting: asyncio.Future | None = None
         # How errors name the server: its address, or "task /job:ps/task:1 at host:port" for a
         # cluster task (users know tasks by name).
         self.label = target
@@ -157,6 +194,7 @@ class Channel:
         self.server_info = reply
         self.task = reply.get("task", self.task)
         self.cluster = reply.get("cluster")
+        self._opened = True
         return self
 
     async def _hello(self) -> dict:
@@ -273,7 +311,7 @@ class Channel:
             self._protocol.transport.abort()
 
     def _on_lost(self, exc: Exception | None) -> None:
-        error = self._fatal or self._stray or UnavailableError(
+        error = self._fatal or self._stray or _lost(
             f"connection to {self.label} lost" + (f": {exc}" if exc else ""))
         pending, self._pending = self._pending, {}
         for fut in pending.values():
@@ -283,7 +321,9 @@ class Channel:
     def _send(self, header: dict, arrays: Sequence[np.ndarray] = ()) -> None:
         proto = self._protocol
         if proto is None or proto.transport is None or self._fatal is not None:
-            raise self._fatal or UnavailableError(f"not connected to {self.label}")
+            raise self._fatal or _lost(f"not connected to {self.label}")
+        if header.get("o") == P.OP_BIND:
+            self._binds[header.get(P.HANDLE)] = header
         self._write(proto, encode_frame(header, arrays))
 
     def _write(self, proto: _ClientProtocol, frames: list) -> None:  # proto: connected
@@ -314,14 +354,114 @@ class Channel:
         """How long a call that does not block may take (``None``: no limit); clients override it."""
         return None
 
+    # ----- reconnection
+    def _may_repeat(self, header: dict) -> bool:
+        """Whether a call may be repeated on a new connection (see :data:`RETRYABLE`)."""
+        if self.reconnect_window() is None or not self._opened or self._closed:
+            return False
+        op = header.get("o")
+        return op in RETRYABLE or header.get(P.ACTION) in RETRYABLE_ACTIONS.get(op, ())  # type: ignore[arg-type]
+
+    async def _reconnect(self, until: float) -> None:
+        """Connect again (one attempt at a time for every caller), with backoff, until ``until``
+        (loop time).
+
+        Raises:
+            UnavailableError: the server did not come back in time.
+        """
+        if self._reconnecting is not None:
+            await asyncio.shield(self._reconnecting)
+            return
+        loop = self._loop
+        self._reconnecting = done = loop.create_future()
+        delay, last = RECONNECT_FIRST_S, None
+        try:
+            while True:
+                self._forget_connection()
+                left = until - loop.time()
+                try:
+                    if left <= 0:
+                        raise UnavailableError(f"lost the connection to {self.label}; it did not come back in time"
+                                               + (f" ({last})" if last else ""))
+                    await Channel.open(self, min(left, HELLO_TIMEOUT_S))
+                except (UnavailableError, DeadlineExceededError) as exc:
+                    if loop.time() + delay >= until:
+                        raise UnavailableError(f"lost the connection to {self.label}; it did not come back in time"
+                                               f" ({exc})") from None
+                    last = exc
+                    await asyncio.sleep(delay)  # backoff: the server is restarting
+                    delay = min(2 * delay, RECONNECT_MAX_S)
+                    continue
+                self._reconnected()
+                done.set_result(None)
+                return
+        except BaseException as exc:
+            done.set_exception(exc)
+            done.exception()  # retrieved: callers that shared it raise it themselves
+            raise
+        finally:
+            self._reconnecting = None
+
+    def _forget_connection(self) -> None:
+        """Drop the current connection for good: its waiting calls fail now (its own loss, reported
+        later, must not touch the calls of the next one)."""
+        proto, self._protocol = self._protocol, None
+        if proto is not None:
+            if proto.transport is not None:
+                proto.transport.abort()
+            self._on_lost(None)
+        self._fatal = self._stray = None  # that stream's troubles are not the next one's
+        self._out = None
+
+    def reconnect_window(self) -> float | None:
+        """Seconds a lost connection is retried for (``None``: it is not); clients override it."""
+        return self.reconnect_s
+
+    def _reconnected(self) -> None:
+        """A new connection is up: bind the compact handles again (the server knew them per
+        connection); subclasses also forget deliveries the lost connection held."""
+        for header in self._binds.values():
+            self._send({**header, P.ID: 0})
+
+    async def _repeat(self, header: dict, attempt: Any) -> Any:
+        """Run ``attempt()``; if the connection was lost, reconnect and run it again, within
+        ``reconnect_s``, for a call that may be repeated."""
+        window = self.reconnect_window()
+        if window is not None and self._opened and not self._closed and not self.connected:
+            # Lost since the last call: every call reconnects first (it may not be repeatable).
+            await self._reconnect(self._loop.time() + window)
+        try:
+            return await attempt()
+        except UnavailableError as exc:
+            if window is None or not getattr(exc, "connection_lost", False) or not self._may_repeat(header):
+                raise
+        until = self._loop.time() + window
+        while True:
+            await self._reconnect(until)
+            header.pop(P.ACKS, None)  # those delivery ids were the lost connection's: all returned
+            try:
+                return await attempt()
+            except UnavailableError as exc:
+                if self._loop.time() >= until or not getattr(exc, "connection_lost", False):
+                    raise
+
     async def call(self, header: dict, arrays: Sequence[np.ndarray] = (), *,
                    wait: Any = OPERATION_DEADLINE) -> tuple[dict, list[np.ndarray]]:
         """Send one request and await its reply; raises the server's error class.
 
         ``wait``: how long to wait for the reply (``None``: for ever); by default the client's
         operation timeout (plus a grace), which also travels with the request so that a task
-        forwarding it stops waiting for a hung home in time to say which task it was.
+        forwarding it stops waiting for a hung home in time to say which task it was. A lost
+        connection is reconnected and the call repeated when it may be (see the module notes).
         """
+        if self.reconnect_window() is None:
+            return await self._call(header, arrays, wait)
+        if header.get("o") == P.OP_ENQUEUE and P.STAMP not in header:
+            self._seq += 1
+            header[P.STAMP] = [self.client_id, self._seq]
+        return await self._repeat(header, lambda: self._call(dict(header), arrays, wait))
+
+    async def _call(self, header: dict, arrays: Sequence[np.ndarray], wait: Any) -> tuple[dict, list[np.ndarray]]:
         if wait is OPERATION_DEADLINE:
             deadline = self.call_deadline()
             if deadline is not None:
@@ -354,11 +494,26 @@ class Channel:
             ``({"d": delivery id}, reply body)`` for a dequeue (the element's bytes follow the reply's
             fixed part), ``({}, body)`` for an enqueue. Raises the server's error class.
         """
+        if self.reconnect_window() is None:
+            return await self._call_compact(op, handle, timeout, acks, payload, route)
+        # A dequeue may be repeated (without its acknowledgements: their ids were the lost
+        # connection's); an enqueue carries no stamp, so it is not.
+        header = {"o": P.OP_DEQUEUE if route is not None else "compact enqueue"}
+        first = [True]
+
+        def attempt() -> Any:
+            acks_now = acks if first[0] else ()
+            first[0] = False
+            return self._call_compact(op, handle, timeout, acks_now, payload, route)
+        return await self._repeat(header, attempt)
+
+    async def _call_compact(self, op: int, handle: int, timeout: float | None, acks: Sequence[int],
+                            payload: bytes, route: dict | None) -> tuple[dict, bytearray]:
         proto = self._protocol
         if proto is not None and not proto.can_write.is_set():
             await proto.can_write.wait()
         if proto is None or proto.transport is None or self._fatal is not None:
-            raise self._fatal or UnavailableError(f"not connected to {self.label}")
+            raise self._fatal or _lost(f"not connected to {self.label}")
         rid = self._next_id
         frame = encode_compact_request(op, rid, handle, timeout, acks, payload)  # before anything is registered
         self._next_id += 1
@@ -401,7 +556,7 @@ class Channel:
         proto = self._protocol
         if proto is None or proto.transport is None or self._fatal is not None:
             self._pending.pop(rid, None)
-            raise self._fatal or UnavailableError(f"not connected to {self.label}")
+            raise self._fatal or _lost(f"not connected to {self.label}")
         self._write(proto, encode_raw_frame(header, body))
         try:
             return await (fut if wait is None else asyncio.wait_for(fut, wait))

@@ -112,7 +112,8 @@ class DataConnection(asyncio.BufferedProtocol):
         self.client_name = "?"
         self.out: list = []
         self.closing = False
-        self.session = DeliverySession(service.pending_bytes_limit, COMPACT_MAX_HANDLES, service.recorder)
+        self.session = DeliverySession(service.pending_bytes_limit, COMPACT_MAX_HANDLES, service.recorder,
+                                       service.delivery_ids())
         # With a data directory: the replies queued report changes up to this record of the log.
         self.durable = service.durable
         self.log_needed = 0

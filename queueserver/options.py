@@ -23,6 +23,8 @@ from queueserver.wire import DEFAULT_MAX_MESSAGE_BYTES
 PENDING_BYTES_LIMIT = 64 * 1024 * 1024
 # A client's report older than this is dropped from status and metrics (the client stopped reporting).
 REPORT_TTL_S = 60.0
+# How long a client without an operation timeout keeps reconnecting to a server that went away.
+RECONNECT_S = 10.0
 
 
 def _positive(name: str, value: float, *, integer: bool = False) -> None:
@@ -115,6 +117,10 @@ class ClientOptions:
             the client talks to, with a warning (TensorFlow's soft placement).
         log_device_placement: print where each resource is placed.
         route_direct: in a cluster, call each resource's home task directly.
+        reconnect: when the connection is lost (the server restarts), connect again by itself,
+            with backoff, within the operation timeout (:data:`RECONNECT_S` without one), and
+            repeat the calls that may be repeated: stamped enqueues are applied once, dequeues
+            stay at least once (see :mod:`queueserver.channel`).
     """
 
     operation_timeout: float | None = None
@@ -124,6 +130,7 @@ class ClientOptions:
     allow_soft_placement: bool = False
     log_device_placement: bool = False
     route_direct: bool = True
+    reconnect: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "operation_timeout", check_timeout(self.operation_timeout, "operation_timeout"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
 import time
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,9 @@ class QueueService:
         self.log_done = 0  # records of the durable log written (on disk with fsync="always")
         self.log_failed = False
         self._deferred: set[DataConnection] = set()  # connections whose replies wait for the log
+        # Each connection's delivery ids start at its own multiple of 2**32, from a random base, so
+        # an id a client kept from a lost connection (or a server before a restart) names nothing.
+        self._next_ids = random.getrandbits(24) << 32
         self.token = options.token
         self.max_message_bytes = options.max_message_bytes
         self.cluster = options.cluster
@@ -115,6 +119,11 @@ class QueueService:
             event(logging.WARNING, self.task, "no_token",
                   f"serving on {self.target} without a token: anyone who can reach this address can read and"
                   " change every queue and variable; set --token (or QUEUESERVER_TOKEN)", address=self.target)
+
+    def delivery_ids(self) -> int:
+        """The first delivery id of a new connection."""
+        self._next_ids += 1 << 32
+        return self._next_ids
 
     # ----- the durable log
     def _recover(self) -> None:

@@ -38,9 +38,11 @@ class DeliverySession:
         pending_bytes_limit: bytes of waiting enqueues past which further enqueues are refused.
         max_handles: compact-frame handles one connection may bind.
         recorder: the durable log's recorder (told of acknowledgements), or None.
+        first_id: this session's first delivery id (the server gives each connection its own
+            range, so an id a client kept from a lost connection names nothing on a new one).
     """
 
-    def __init__(self, pending_bytes_limit: int, max_handles: int, recorder: Any = None) -> None:
+    def __init__(self, pending_bytes_limit: int, max_handles: int, recorder: Any = None, first_id: int = 1) -> None:
         self.recorder = recorder
         self.pending_bytes_limit = pending_bytes_limit
         self.max_handles = max_handles
@@ -50,7 +52,7 @@ class DeliverySession:
         # handle -> ((container, name), the element layout the client expects or None, element
         # bytes, the queue once found or None).
         self.handles: dict[int, tuple[QueueKey, Any, int, QueueBase | None]] = {}
-        self._ids = itertools.count(1)  # delivery ids are this connection's own
+        self._ids = itertools.count(first_id)  # delivery ids are this connection's own
 
     # ----- deliveries made here
     def next_id(self) -> int:

@@ -1,0 +1,137 @@
+"""Clients across a daemon's restart: they reconnect by themselves and carry on; a retried
+enqueue is applied once (its stamp is remembered, also across the restart); dequeues stay at
+least once."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import numpy as np
+
+import queueserver as qs
+from support import RawConnection, ServerProcess, free_ports
+
+QUEUE = {"o": "queue", "kind": "fifo", "n": "q", "c": "", "cap": 1000,
+         "spec": {"dtypes": ["int64"], "shapes": [[]], "names": None}}
+
+
+def _enqueue(conn: RawConnection, rid: int, ids: np.ndarray, stamp: list | None) -> dict:
+    header = {"o": "enqueue", "i": rid, "n": "q", "c": "", "m": True, "a": [["<i8", [len(ids)]]]}
+    if stamp is not None:
+        header["st"] = stamp
+    reply, _ = conn.call(header, ids.astype("<i8").tobytes())
+    return reply
+
+
+def _size(target: str) -> int:
+    conn = RawConnection(target)
+    try:
+        reply, _ = conn.call({"o": "size", "i": 1, "n": "q", "c": ""})
+        return reply["r"]
+    finally:
+        conn.close()
+
+
+def test_a_repeated_stamped_enqueue_is_applied_once_even_after_a_restart(tmp_path):
+    data = str(tmp_path / "data")
+    server = ServerProcess("--data-dir", data)
+    try:
+        first = RawConnection(server.target)
+        assert "e" not in first.call({**QUEUE, "i": 1})[0]
+        assert "e" not in _enqueue(first, 2, np.arange(5), ["client-a", 1])
+        first.close()  # as if its reply had been lost with the connection
+        again = RawConnection(server.target)
+        assert "e" not in _enqueue(again, 1, np.arange(5), ["client-a", 1])  # the retry: acknowledged, not applied
+        assert "e" not in _enqueue(again, 2, np.arange(5), ["client-a", 2])  # a new call is applied
+        assert "e" not in _enqueue(again, 3, np.arange(3), None)             # unstamped calls as before
+        again.close()
+        assert _size(server.target) == 13
+        bad = RawConnection(server.target)
+        reply = _enqueue(bad, 1, np.arange(2), ["", "x"])
+        assert reply["e"][0] == 3 and "stamp" in reply["e"][1]  # InvalidArgument, naming the field
+        bad.close()
+    finally:
+        server.stop(signal.SIGKILL)
+    restarted = ServerProcess("--data-dir", data)
+    try:
+        conn = RawConnection(restarted.target)
+        assert "e" not in _enqueue(conn, 1, np.arange(5), ["client-a", 2])  # remembered across the restart
+        conn.close()
+        assert _size(restarted.target) == 13
+    finally:
+        restarted.stop()
+
+
+def _restart_mid_stream(tmp_path, work, progress: threading.Event) -> ServerProcess:
+    """Run ``work(target)`` in a thread; SIGKILL the daemon once ``progress`` is set, start it
+    again on the same port and data directory, and wait for ``work`` to finish."""
+    port = free_ports(1)[0]
+    args = ("--port", str(port), "--data-dir", str(tmp_path / "data"))
+    server = ServerProcess(*args)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work(server.target)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert progress.wait(60), "no progress before the kill"
+    server.stop(signal.SIGKILL)
+    again = ServerProcess(*args)
+    thread.join(60)
+    assert not thread.is_alive(), "the client did not carry on after the restart"
+    assert not errors, f"the client failed across the restart: {errors[0]!r}"
+    return again
+
+
+def test_a_producer_carries_on_across_a_restart_and_enqueues_every_id_exactly_once(tmp_path):
+    total, batch = 20_000, 100
+    progress = threading.Event()
+
+    def produce(target: str) -> None:
+        with qs.connect(target, operation_timeout=30) as c:
+            q = c.fifo_queue("ids", capacity=total, dtypes=[np.int64], shapes=[[]])
+            for start in range(0, total, batch):
+                q.enqueue_many(np.arange(start, start + batch))
+                if start >= total // 4:
+                    progress.set()
+
+    server = _restart_mid_stream(tmp_path, produce, progress)
+    try:
+        with qs.connect(server.target) as c:
+            q = c.fifo_queue("ids", capacity=total, dtypes=[np.int64], shapes=[[]])
+            assert q.dequeue_many(q.size()).tolist() == list(range(total))
+    finally:
+        server.stop()
+
+
+def test_a_consumer_carries_on_across_a_restart_and_gets_every_id(tmp_path):
+    total = 20_000
+    seen: list[int] = []
+    progress = threading.Event()
+
+    def consume(target: str) -> None:
+        with qs.connect(target, operation_timeout=30) as c:
+            q = c.fifo_queue("ids", capacity=total, dtypes=[np.int64], shapes=[[]])
+            q.enqueue_many(np.arange(total))
+            q.close()  # closed is durable too: the last dequeue_up_to ends with OutOfRange after the restart
+            while True:
+                try:
+                    seen.extend(q.dequeue_up_to(64).tolist())
+                except qs.OutOfRangeError:
+                    return
+                if len(seen) >= total // 4:
+                    progress.set()
+
+    server = _restart_mid_stream(tmp_path, consume, progress)
+    try:
+        assert set(seen) == set(range(total))  # every id, some perhaps twice (at least once)
+        assert len(seen) - total <= 2 * 64  # at most what was in flight when the daemon died
+        with qs.connect(server.target) as c:
+            assert c.fifo_queue("ids", capacity=total, dtypes=[np.int64], shapes=[[]]).size() == 0
+    finally:
+        server.stop()
