@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -42,8 +42,13 @@ class QueueSource:
             given back and refused with an error that says so (None: not checked).
     """
 
-    def __init__(self, queue: Any, batch: int, timeout: float | None = None, classes: int | None = None) -> None:
+    #: Seconds a dequeue may wait before ``on_wait`` is told (an empty queue, not a slow reply).
+    WAIT_NOTICE_S = 0.5
+
+    def __init__(self, queue: Any, batch: int, timeout: float | None = None, classes: int | None = None,
+                 on_wait: Callable[[str], None] | None = None) -> None:
         self.queue, self.batch, self.timeout, self.classes = queue, batch, timeout, classes
+        self.on_wait = on_wait  # called with the queue's name when a dequeue waits for data
 
     async def next(self) -> tuple[np.ndarray, np.ndarray, Any]:
         """The next minibatch as float32 features ``(n, d)`` and integer labels ``(n,)``, and its
@@ -53,7 +58,14 @@ class QueueSource:
         Raises:
             queueserver.OutOfRangeError: the queue is closed and drained.
         """
-        delivery = await self.queue.take(self.batch, up_to=True, timeout=self.timeout)
+        notice = None
+        if self.on_wait is not None:
+            notice = asyncio.get_running_loop().call_later(self.WAIT_NOTICE_S, self.on_wait, self.queue.name)
+        try:
+            delivery = await self.queue.take(self.batch, up_to=True, timeout=self.timeout)
+        finally:
+            if notice is not None:
+                notice.cancel()
         try:
             x, y = _split_element(delivery.value)
             y = np.asarray(y).reshape(-1)

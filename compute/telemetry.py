@@ -28,6 +28,7 @@ from typing import Any, AsyncIterator, Callable
 import numpy as np
 
 import queueserver as qs
+from queueserver.cli_tools import bar_size
 from queueserver.metrics import TRAINER_PHASES
 
 __all__ = ["TrainResult", "StepClock", "Progress", "Telemetry"]
@@ -181,10 +182,14 @@ class StepClock:
 
 # ---------------------------------------------------------------- progress
 class Progress:
-    """A one-line progress bar on stderr: step, loss and samples/s, redrawn at most 10 times a second.
+    """The trainer's progress bar on stderr (``tqdm``): step (of the target global step, when
+    there is one), loss and samples/s, redrawn at most 10 times a second; ends on its final figures.
+
+    While the input queue is empty and open the bar says that it waits for data (:meth:`waiting`),
+    until the next step clears it.
 
     Args:
-        total: the global step to reach (None: unknown, no bar drawn).
+        total: the global step to reach (None: unknown, no bar drawn, a step counter instead).
         enabled: draw at all (None: when the stream is a terminal).
         stream: where to draw.
         label: a prefix, such as the task.
@@ -194,33 +199,55 @@ class Progress:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.total, self.label = total, label
-        self._last = 0.0
         self._start = time.perf_counter()
-        self._drawn = False
+        self._bar: Any = None
+        self._figures: tuple[int, float, int] | None = None
+        #: The run's samples/s as its summary says it (set at the end), so the bar ends on it.
+        self.final_rate: float | None = None
+
+    def _ensure_bar(self) -> Any:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, desc=self.label.strip() or None, unit="step", file=self.stream,
+                             mininterval=0.1, leave=True, **bar_size(self.stream), smoothing=0.1)
+        return self._bar
+
+    def _postfix(self, step: int, loss: float, samples: int) -> str:
+        rate = self.final_rate if self.final_rate is not None else samples / max(time.perf_counter() - self._start, 1e-9)
+        return f"loss {loss:.4f}, {rate:,.0f} samples/s"
 
     def update(self, step: int, loss: float, samples: int, force: bool = False) -> None:
-        """Redraw with the latest figures (throttled unless ``force``)."""
+        """Move to global step ``step`` with the latest figures (redrawn at most 10 times a second
+        unless ``force``)."""
         if not self.enabled:
             return
-        now = time.perf_counter()
-        if not force and now - self._last < 0.1:
-            return
-        self._last = now
-        rate = samples / max(now - self._start, 1e-9)
-        if self.total:
-            done = min(step / self.total, 1.0)
-            bar = f"[{'#' * int(done * 24):<24}] {step}/{self.total}"
+        self._figures = (step, loss, samples)
+        bar = self._ensure_bar()
+        bar.n = step
+        bar.set_postfix_str(self._postfix(step, loss, samples), refresh=False)
+        if force:
+            bar.refresh()
         else:
-            bar = f"step {step}"
-        self.stream.write(f"\r{self.label}{bar} loss {loss:.4f} {rate:,.0f} samples/s ")
-        self.stream.flush()
-        self._drawn = True
+            bar.update(0)  # redraws when mininterval has passed
+
+    def waiting(self, queue: str) -> None:
+        """Say that the trainer waits for data: its input queue is empty (and open)."""
+        if not self.enabled:
+            return
+        bar = self._ensure_bar()
+        bar.set_postfix_str(f"waiting for data: queue '{queue}' is empty", refresh=True)
 
     def close(self) -> None:
-        """End the line."""
-        if self.enabled and self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+        """Draw the final figures and end the line."""
+        if self._bar is None:
+            return
+        if self._figures is not None:  # tqdm's close draws the bar once more: with these figures
+            step, loss, samples = self._figures
+            self._bar.n = step
+            self._bar.set_postfix_str(self._postfix(step, loss, samples), refresh=False)
+        self._bar.close()
+        self._bar = None
 
 
 class Telemetry:
@@ -267,6 +294,7 @@ class Telemetry:
         r.seconds = seconds
         self.clock.enter(None)
         r.step_s = r.seconds / r.local_steps if r.local_steps else 0.0
+        self.progress.final_rate = round(r.samples_per_s, 1)  # as the summary rounds it
         for phase, value in self.clock.averages(r.local_steps).items():
             setattr(r, phase, value)
 

@@ -199,7 +199,8 @@ class Trainer:
                                    f" on {self._target()}: start the loaders first (or check --queue and"
                                    " --container)") from None
         self._check_queue_fits_the_model(queue)
-        return QueueSource(queue, self.cfg.batch, self.cfg.dequeue_timeout, classes=self.model.sizes[-1])
+        return QueueSource(queue, self.cfg.batch, self.cfg.dequeue_timeout, classes=self.model.sizes[-1],
+                           on_wait=self.progress.waiting)
 
     def _check_queue_fits_the_model(self, queue: Any) -> None:
         """Refuse, before any variable is made, a queue whose elements the model cannot take."""

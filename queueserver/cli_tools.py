@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from queueserver.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from queueserver.logs import printable
 
-__all__ = ["HelpFormatter", "add_logging_options", "add_queue_commands", "format_status", "is_internal",
+__all__ = ["HelpFormatter", "add_logging_options", "add_queue_commands", "bar_size", "format_status", "is_internal",
            "logging_parents", "resolve_logging"]
 
 
@@ -36,6 +37,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
                 or default is argparse.SUPPRESS or isinstance(default, list)):
             return text
         return f"{text} (default: {default!r})" if default == "" else f"{text} (default: %(default)s)"
+
+
+def bar_size(stream: Any) -> dict:
+    """tqdm's size options for a bar drawn on ``stream`` (the loader's and the trainer's): follow the terminal's size, or 100 columns and 24 lines where it has
+    none (a pipe, or a pseudo-terminal whose size was never set, where tqdm would draw nothing)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        size = os.terminal_size((0, 0))
+    return {"dynamic_ncols": True} if size.columns > 0 and size.lines > 0 else {"ncols": 100, "nrows": 24}
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

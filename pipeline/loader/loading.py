@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence, TextIO
 
 import queueserver as qs
+from queueserver.cli_tools import bar_size
 from queueserver import errors as qerrors
 
 from pipeline.coordination import Coordinator, QueueRunner
@@ -95,7 +96,9 @@ class _Reporter:
 
 
 class _Progress:
-    """A one-line progress bar on a terminal: records, records/s, files."""
+    """The loader's progress bar (``tqdm``) on a terminal: files done (of the total, when known),
+    records, records/s and records skipped; ends on its final figures. On a stream that is not a
+    terminal, one line with the same figures at the end."""
 
     def __init__(self, stats: ReaderStats, total_files: int | None, stream: TextIO | None) -> None:
         self.stats = stats
@@ -103,32 +106,45 @@ class _Progress:
         self.stream = stream
         self.start = time.monotonic()
         self.live = stream is not None and getattr(stream, "isatty", lambda: False)()
+        self._bar: Any = None
+
+    def figures(self) -> str:
+        """Records, records/s and records skipped so far."""
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        bad = f", {self.stats.bad_records:,} skipped" if self.stats.bad_records else ""
+        return f"{self.stats.records:,} records, {self.stats.records / elapsed:,.0f} records/s{bad}"
 
     def line(self) -> str:
-        elapsed = max(time.monotonic() - self.start, 1e-9)
-        rate = self.stats.records / elapsed
+        """The figures as one line of text, for a stream that is not a terminal."""
         files = f"{self.stats.files_done}/{self.total}" if self.total else str(self.stats.files_done)
-        bar = ""
-        if self.total:
-            filled = int(20 * min(1.0, self.stats.files_done / self.total))
-            bar = "[" + "#" * filled + "." * (20 - filled) + "] "
-        bad = f", {self.stats.bad_records:,} skipped" if self.stats.bad_records else ""
-        return f"{bar}{self.stats.records:,} records, {rate:,.0f} records/s, files {files}{bad}"
+        return f"{self.figures()}, files {files}"
+
+    def _draw(self, refresh: bool) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, desc="loading", unit=" files", file=self.stream,
+                             leave=True, **bar_size(self.stream), mininterval=0.2)
+        self._bar.n = self.stats.files_done
+        self._bar.set_postfix_str(self.figures(), refresh=refresh)
 
     async def run(self) -> None:
-        stream = self.stream
-        if not self.live or stream is None:  # live implies a stream
+        if not self.live:
             return
         while True:
-            stream.write("\r" + self.line() + "\x1b[K")
-            stream.flush()
+            self._draw(refresh=True)
             await asyncio.sleep(0.2)  # a redraw rate, not a wait for an event
 
     def finish(self) -> None:
         if self.stream is None:
             return
-        self.stream.write(("\r" if self.live else "") + self.line() + ("\x1b[K" if self.live else "") + "\n")
-        self.stream.flush()
+        if not self.live:
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+            return
+        self._draw(refresh=False)  # tqdm's close draws the bar once more: with the final figures
+        self._bar.close()
+        self._bar = None
 
 
 def expand_files(patterns: str | Sequence[str]) -> list[str]:

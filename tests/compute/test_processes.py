@@ -281,3 +281,39 @@ def test_ctrl_c_and_sigterm_say_what_was_done_and_lose_nothing(server_process, t
     assert "went back to the queue" in said and "last checkpoint: global step" in said
     left = _queue_size(server_process.target, name)
     assert n <= left + trained <= n + 32, (left, trained)
+
+
+def test_the_progress_bar_says_it_waits_for_data_and_ends_on_the_final_figures(server_process):
+    # Before: a hand-drawn bar that froze silently on an empty queue and could end before the last step.
+    import threading
+
+    target = server_process.target
+    fill(target, "bar_q", 320, close=False)  # 10 steps of 32, then the queue is empty and open
+    cmd = [sys.executable, "-m", "compute", "train", "--target", target, "--model", f"mlp:{D},16,{C}",
+           "--batch", "32", "--progress", "--queue", "bar_q", "--async", "--scope", "bar", "--steps", "15"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    err = bytearray()
+    waits = threading.Event()
+
+    def read() -> None:
+        while chunk := p.stderr.read1(4096):
+            err.extend(chunk)
+            if b"waiting for data: queue 'bar_q' is empty" in err:
+                waits.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert waits.wait(30), bytes(err).decode(errors="replace")
+        fill(target, "bar_q", 320, close=False)  # data again: the trainer goes on to its 15 steps
+        out = p.stdout.read()  # (not communicate(): the reader thread owns stderr)
+        p.wait(timeout=60)
+        reader.join(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, bytes(err).decode(errors="replace")
+    done = done_line(out.decode())
+    last = [d for d in bytes(err).decode().replace("\r", "\n").splitlines() if "step" in d][-1]
+    assert "15/15" in last and f"{done['samples_per_s']:,.0f} samples/s" in last, last
+    assert f"loss {done['final_loss']:.4f}" in last

@@ -228,3 +228,34 @@ def test_a_loader_whose_queue_is_closed_by_someone_else_fails_and_says_what_it_d
         assert "was closed by another client" in err and "the rest was not loaded" in err
         assert "loaded 400 records" not in err
         c.reset([""])
+
+
+def test_the_progress_bar_on_a_terminal_ends_on_the_final_figures(server_process, tmp_path):
+    # Before: a hand-drawn bar; now tqdm's, with files done of the total, records and records/s.
+    import pty
+
+    for i in range(3):
+        write_csv(tmp_path / f"part{i}.csv")
+    master, slave = pty.openpty()  # the loader draws its bar only on a terminal
+    cmd = [sys.executable, "-m", "pipeline", "load", "--target", server_process.target, "--queue", "bar_rows",
+           "--format", "csv", "--files", str(tmp_path / "part*.csv"), "--skip-header-lines", "1",
+           "--record-defaults", "float32*2,int32", "--readers", "2", "--batch", str(BATCH), "--report-every", "0"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the loader exited and closed its end
+            break
+        if not chunk:
+            break
+        seen.extend(chunk)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")
+    text = seen.decode(errors="replace").replace("\r", "\n")
+    bars = [line for line in text.splitlines() if line.startswith("loading:")]
+    assert bars, text
+    summary = next(line for line in text.splitlines() if line.startswith("loaded "))
+    assert f"loaded {3 * ROWS:,} records from 3 file(s)" in summary
+    assert "3/3" in bars[-1] and f"{3 * ROWS:,} records" in bars[-1], bars[-1]
