@@ -13,7 +13,8 @@ Layout:
 * :mod:`.coordination` (``loops``, ``views``, ``coordinator``, ``runner``) and :mod:`.producers`:
   TensorFlow 1's queue runners and input producers;
 * :mod:`.loader` (``formats``, ``reading``, ``loading``, ``cli``): reader pipelines into shared
-  queues and ``python -m pipeline load``.
+  queues and ``python -m pipeline load``; its formats (``CsvFormat``, ``TextFormat``,
+  ``FixedLengthFormat``, ``TFRecordFormat``) and ``load`` import from here too.
 
 Each package's ``__init__`` re-exports its public names, so ``pipeline.csv.decode_csv`` and the
 like import as before.
@@ -25,7 +26,10 @@ from pipeline.data import (
     AUTOTUNE, CsvDataset, Dataset, FixedLengthRecordDataset, TextLineDataset, TFRecordDataset,
 )
 from pipeline.fixed_length import FixedLengthRecordReader, decode_cifar10
-from pipeline.loader import csv_reader_runner, load, load_async, reader_runner
+from pipeline.loader import (
+    CsvFormat, FixedLengthFormat, LoadResult, TextFormat, TFRecordFormat, csv_reader_runner, load, load_async,
+    parse_features, reader_runner,
+)
 from pipeline.producers import (
     Producer, batch, batch_join, shuffle_batch, shuffle_batch_join, start_queue_runners, string_input_producer,
 )
@@ -37,10 +41,10 @@ from pipeline.tfrecord import (
 )
 
 __all__ = [
-    "AUTOTUNE", "Coordinator", "CsvDataset", "Dataset", "FixedLenFeature", "FixedLengthRecordDataset",
-    "FixedLengthRecordReader", "Producer", "QueueRunner", "TFRecordDataset", "TFRecordReader",
-    "TFRecordWriter", "TextLineDataset", "TextLineReader", "VarLenFeature", "batch", "batch_join",
-    "csv_reader_runner", "decode_cifar10", "decode_csv", "decode_raw", "encode_example", "load",
-    "load_async", "parse_example", "reader_runner", "shuffle_batch", "shuffle_batch_join",
-    "start_queue_runners", "string_input_producer", "tf_record_iterator",
+    "AUTOTUNE", "Coordinator", "CsvDataset", "CsvFormat", "Dataset", "FixedLenFeature", "FixedLengthFormat",
+    "FixedLengthRecordDataset", "FixedLengthRecordReader", "LoadResult", "Producer", "QueueRunner",
+    "TFRecordDataset", "TFRecordFormat", "TFRecordReader", "TFRecordWriter", "TextFormat", "TextLineDataset",
+    "TextLineReader", "VarLenFeature", "batch", "batch_join", "csv_reader_runner", "decode_cifar10", "decode_csv",
+    "decode_raw", "encode_example", "load", "load_async", "parse_example", "parse_features", "reader_runner",
+    "shuffle_batch", "shuffle_batch_join", "start_queue_runners", "string_input_producer", "tf_record_iterator",
 ]
