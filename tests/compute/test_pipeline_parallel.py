@@ -280,3 +280,12 @@ def test_a_killed_stage_stops_the_others_naming_it_and_a_restart_continues(serve
         got = {name: c.variable(f"proc/{name.split('/')[1]}", np.zeros(want[name].shape)).read() for name in want}
     assert_same(got, want)
     assert_same(load_checkpoint(tmp_path).params, want)
+
+
+@pytest.mark.slow
+def test_the_example_trains_the_digits_in_three_stages():
+    p = subprocess.run([sys.executable, "examples/pipeline_parallel.py"], capture_output=True, text=True, cwd=REPO,
+                       timeout=110, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stderr
+    accuracy = float(p.stdout.split("held-out test accuracy: ")[1].split()[0])
+    assert accuracy >= 0.93 and p.stdout.count("GPipe bubble (K-1)/(M+K-1) = 33.3% with M=4") == 3
