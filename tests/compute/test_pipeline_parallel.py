@@ -289,3 +289,20 @@ def test_the_example_trains_the_digits_in_three_stages():
     assert p.returncode == 0, p.stderr
     accuracy = float(p.stdout.split("held-out test accuracy: ")[1].split()[0])
     assert accuracy >= 0.93 and p.stdout.count("GPipe bubble (K-1)/(M+K-1) = 33.3% with M=4") == 3
+
+
+def test_cli_without_stage_runs_every_stage_in_one_process(server_process):
+    x, y = make_data(4 * 30)
+    fill(server_process.target, "pp_cli_all", x, y)
+    p = subprocess.run([sys.executable, "-m", "compute", "train", "--target", server_process.target, "--model", MODEL,
+                        "--queue", "pp_cli_all", "--scope", "cliall", "--batch", "30", "--lr", "0.2", "--dtype",
+                        "float64", "--stages", "2", "--micro-batches", "3"],
+                       capture_output=True, text=True, cwd=REPO, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stderr
+    done = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [(d["event"], d["stage"], d["global_step"], d["stop_reason"]) for d in done] == [
+        ("done", 0, 4, "end_of_data"), ("done", 1, 4, "end_of_data")]
+    assert p.stderr.count("GPipe bubble (K-1)/(M+K-1) = 25.0% with M=3") == 2
+    with qs.connect(server_process.target) as c:
+        w3 = c.variable("cliall/w3", np.zeros((8, C))).read()
+    np.testing.assert_allclose(w3, one_process(x, y, 30, 4)["mlp/w3"], rtol=1e-5, atol=1e-5)
