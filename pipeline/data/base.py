@@ -94,9 +94,14 @@ def call_fn(fn: Callable, element: Any, where: str) -> Any:
             # tf.data treats a returned list as a tuple (decode_csv returns a list of columns of
             # different dtypes, which must not be stacked into one array).
             out = tuple(out)
-        return structure.normalize(out)
     except Exception as e:
         raise wrap_user_error(e, where) from e
+    try:
+        return structure.normalize(out)
+    except TypeError as e:
+        # TensorFlow's TypeError (it finds this when tracing; a Python function shows it when called).
+        api = where.split("(")[0]
+        raise TypeError(f"in {where}: Unsupported return value from function passed to {api}(): {e}") from None
 
 
 _LOOP: asyncio.AbstractEventLoop | None = None
@@ -130,6 +135,9 @@ def run_coroutine(awaitable: Any):
 
 
 # --------------------------------------------------------------------------- iterators
+_GET_NEXT_LOCKS = threading.Lock()  # guards the lazy creation of each iterator's get_next lock
+
+
 class DatasetIterator(Iterator[Any]):
     """Iterates a dataset; holds all the state of one pass and can save and restore it.
 
@@ -180,13 +188,22 @@ class DatasetIterator(Iterator[Any]):
     def get_next(self) -> Any:
         """TF1-style ``get_next``: the next element, or ``OutOfRangeError`` at the end.
 
+        Safe to call from several threads at once, as TensorFlow's ``get_next`` is: each element
+        goes to exactly one caller (calls are served one at a time; parallel stages inside the
+        pipeline still run in parallel). Plain ``next()`` is for one thread.
+
         Raises:
             OutOfRangeError: when the dataset is exhausted.
         """
-        try:
-            return next(self)
-        except StopIteration:
-            raise errors.OutOfRangeError("End of sequence") from None
+        lock = self.__dict__.get("_get_next_lock")
+        if lock is None:
+            with _GET_NEXT_LOCKS:
+                lock = self.__dict__.setdefault("_get_next_lock", threading.Lock())
+        with lock:
+            try:
+                return next(self)
+            except StopIteration:
+                raise errors.OutOfRangeError("End of sequence") from None
 
     def close(self) -> None:
         """Releases threads and files held by this iterator and its inputs."""

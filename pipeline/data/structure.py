@@ -415,7 +415,11 @@ def to_array(value: Any) -> np.ndarray:
         if arr.dtype == np.float64:
             return arr.astype(np.float32)
         return arr
-    return np.asarray(value)
+    arr = np.asarray(value)
+    if arr.dtype == object:  # not a number, a string or a list of them: no tensor holds it
+        raise TypeError(f"a value of type {type(value).__name__} ({value!r:.80}) is not a tensor, a string, "
+                        "a tuple or a dict")
+    return arr
 
 
 def _has_strings(value: list) -> bool:
