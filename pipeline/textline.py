@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import os
 import zlib
 from typing import Any, Iterator
@@ -320,7 +321,9 @@ class TextLineReader:
         self._i = 0  # next line in self._lines
         self._has_cr = False
         self._block_base = 0  # offset of self._lines[0]
-        self._tail = b""  # a partial line waiting for more data
+        self._partial: io.BytesIO | None = None  # a line not ended yet
+        self._partial_last = b""  # its last byte so far
+        self._first_stripped = False  # the block's first line came without its final "\r"
         self._eof = False
         self._open(0)
         if state is not None:
@@ -330,13 +333,15 @@ class TextLineReader:
         if self._src is not None:
             self._src.close()
         self._src = ByteSource(self.path, self.compression_type, self.buffer_size, offset)
-        self._lines, self._i, self._tail, self._eof = [], 0, b"", False
+        self._lines, self._i, self._eof = [], 0, False
+        self._drop_partial()
         self._block_base = offset
 
     def _fill(self) -> bool:
         """Load the next block of complete lines; False at the end of the file."""
+        # Where the partial line (if any) starts: every line of the current block was used.
+        offset = self._block_base + self._consumed_bytes(len(self._lines))
         while not self._eof:
-            offset = self._block_base + self._consumed_bytes(len(self._lines))
             assert self._src is not None  # opened in __init__, never unset
             try:
                 data = self._src.read_block()
@@ -345,35 +350,86 @@ class TextLineReader:
                     raise
                 self.bad_records += 1
                 data = b""
-                self._tail = b""  # the partial line before the damage cannot be trusted
+                self._drop_partial()  # the partial line before the damage cannot be trusted
             if not data:
                 self._eof = True
-                tail, self._tail = self._tail, b""
+                tail = self._finish_partial(b"")
                 self._block_base = offset
+                if self._first_stripped:  # its "\r" is cut already
+                    return self._set_lines([tail] if tail else [])
                 # TensorFlow: a last line without "\n" counts unless it is empty after the "\r" cut.
                 if tail and tail != b"\r":
-                    self._lines, self._i = [tail], 0
                     self._has_cr = tail.endswith(b"\r")
-                    return True
-                self._lines, self._i = [], 0
-                return False
-            block = self._tail + data if self._tail else data
-            lines = block.split(b"\n")
-            self._tail = lines.pop()
+                    return self._set_lines([tail])
+                return self._set_lines([])
+            self._first_stripped = False
+            if self._partial is not None:
+                end = data.find(b"\n")
+                if end < 0:  # the line goes on: keep the block aside, joined once at its end
+                    self._keep_partial(data)
+                    continue
+                first = self._finish_partial(data[:end])
+                rest = data[end + 1:]
+                lines = rest.split(b"\n")
+                lines.insert(0, first)
+                self._has_cr = first.endswith(b"\r") or b"\r" in rest
+            else:
+                lines = data.split(b"\n")
+                self._has_cr = b"\r" in data
+            stripped = self._first_stripped
+            self._keep_partial(lines.pop())
             if lines:
                 self._block_base = offset
-                self._lines, self._i = lines, 0
-                self._has_cr = b"\r" in block
-                return True
+                self._first_stripped = stripped
+                return self._set_lines(lines)
         return False
+
+    def _set_lines(self, lines: list[bytes]) -> bool:
+        self._lines, self._i = lines, 0
+        return bool(lines)
+
+    def _keep_partial(self, piece: bytes) -> None:
+        """Add ``piece`` to the line not ended yet.
+
+        Its blocks go into a ``BytesIO`` rather than being joined block by block (that made a long
+        line cost the square of its length and three times its size in memory).
+        """
+        if not piece:
+            return
+        if self._partial is None:
+            self._partial = io.BytesIO()
+        self._partial.write(piece)
+        self._partial_last = piece[-1:]
+
+    def _finish_partial(self, end: bytes) -> bytes:
+        """The line not ended yet, ended by ``end``; forget it as partial.
+
+        ``BytesIO.getvalue()`` hands its buffer over without a copy, so a 256 MiB line is in memory
+        once. A final ``"\r"`` is cut there (a truncate, not a copy of the line), which
+        ``_first_stripped`` notes for the offsets and for ``read_chunk``.
+        """
+        self._first_stripped = False
+        partial, self._partial = self._partial, None
+        if partial is None:
+            return end
+        if end:
+            partial.write(end)
+        if (end[-1:] if end else self._partial_last) == b"\r":
+            partial.truncate(partial.tell() - 1)
+            self._first_stripped = True
+        return partial.getvalue()
+
+    def _drop_partial(self) -> None:
+        self._partial, self._partial_last = None, b""
 
     def _consumed_bytes(self, k: int) -> int:
         """Bytes taken by the first ``k`` lines of the current block, endings included."""
         lines = self._lines
+        cut = int(self._first_stripped and k > 0)  # the "\r" cut from the first line (see _finish_partial)
         if self._eof and k and k == len(lines):
             # The final line of a file has no "\n" after it.
-            return sum(map(len, lines[:k])) + k - 1
-        return sum(map(len, lines[:k])) + k
+            return sum(map(len, lines[:k])) + k - 1 + cut
+        return sum(map(len, lines[:k])) + k + cut
 
     def _skip_header(self) -> None:
         while self._line_no < self.skip_header_lines:
@@ -404,7 +460,8 @@ class TextLineReader:
             j = min(len(self._lines), self._i + max_records - len(out))
             part = self._lines[self._i : j]
             if self._has_cr:
-                part = [l[:-1] if l[-1:] == b"\r" else l for l in part]
+                keep = int(self._first_stripped and self._i == 0)  # already without its "\r"
+                part = part[:keep] + [l[:-1] if l[-1:] == b"\r" else l for l in part[keep:]]
             if out:
                 out.extend(part)
             else:
