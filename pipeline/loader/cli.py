@@ -224,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       report_every_s=args.report_every, client_name=args.client_name)
     except qerrors.QueueServerError as exc:
         print(f"pipeline load: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if not isinstance(exc, qerrors.CancelledError):  # (a cancelled load's queue was closed by another)
+        # (a cancelled load's queue was closed by another; an unreachable server's was never touched)
+        if not isinstance(exc, qerrors.CancelledError) and exc.details.get("queue_reached", True):
             print(f"pipeline load: queue '{args.queue}' left open: it was not closed as a clean end of data",
                   file=sys.stderr)
         return 1

@@ -251,10 +251,19 @@ async def load_async(
     """
     if num_epochs is not None and num_epochs < 1:
         raise qerrors.InvalidArgumentError(f"num_epochs must be >= 1 or None (for ever), got {num_epochs}")
-    paths = expand_files(files)
+    try:
+        paths = expand_files(files)
+    except qerrors.NotFoundError as exc:
+        exc.details["queue_reached"] = False
+        raise
     start = time.monotonic()
     name = client_name or f"loader {container + '/' if container else ''}{queue} pid {os.getpid()}"
-    async with qs.connect_async(target, token=token, client_name=name) as client:
+    try:
+        client = await qs.connect_async(target, token=token, client_name=name)
+    except qerrors.QueueServerError as exc:
+        exc.details["queue_reached"] = False  # no queue was touched: the CLI says no more than this error
+        raise
+    async with client:
         q = await _open_or_create(client, queue, fmt, container=container, capacity=capacity,
                                   queue_type=queue_type, min_after_dequeue=min_after_dequeue, seed=seed)
         names = LocalFilenameQueue(paths, num_epochs=num_epochs, shuffle=shuffle_files, seed=seed)
