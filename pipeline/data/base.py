@@ -756,6 +756,45 @@ class Dataset:
 
         return GroupByWindowDataset(self, key_func, reduce_func, window_size, window_size_func)
 
+    def bucket_by_sequence_length(self, element_length_func: Callable, bucket_boundaries: Sequence[int],
+                                  bucket_batch_sizes: Sequence[int], padded_shapes: Any = None,
+                                  padding_values: Any = None, pad_to_bucket_boundary: bool = False,
+                                  no_padding: bool = False, drop_remainder: bool = False) -> "Dataset":
+        """Batches elements of similar length together, as ``tf.data.Dataset.bucket_by_sequence_length``.
+
+        An element of length ``n`` (``element_length_func(element)``) goes to bucket ``i`` where
+        ``bucket_boundaries[i-1] <= n < bucket_boundaries[i]``; each bucket is batched by its own
+        ``bucket_batch_sizes[i]`` with ``padded_batch`` (``batch`` with ``no_padding``).
+
+        Args:
+            element_length_func: element -> int length.
+            bucket_boundaries: increasing upper length bounds of the buckets.
+            bucket_batch_sizes: a batch size per bucket (one more than the boundaries).
+            padded_shapes: as for :meth:`padded_batch` (default: the elements' shapes).
+            padding_values: as for :meth:`padded_batch`.
+            pad_to_bucket_boundary: pad unknown dimensions to the bucket's boundary - 1 (an element
+                as long as the last boundary then fails with ``InvalidArgumentError``).
+            no_padding: batch without padding.
+            drop_remainder: drop each bucket's last, smaller batch.
+
+        Returns:
+            The dataset.
+
+        Raises:
+            ValueError: ``bucket_batch_sizes`` does not have one more entry than ``bucket_boundaries``.
+
+        Example:
+            >>> ds = Dataset.range(1, 6).map(lambda n: np.ones(n, np.int64))
+            >>> ds = ds.bucket_by_sequence_length(lambda x: len(x), [3], [2, 3])
+            >>> [b.shape for b in ds]
+            [(2, 2), (3, 5)]
+        """
+        from .transforms import bucket_by_sequence_length
+
+        return bucket_by_sequence_length(self, element_length_func, bucket_boundaries, bucket_batch_sizes,
+                                         padded_shapes, padding_values, pad_to_bucket_boundary, no_padding,
+                                         drop_remainder)
+
     def get_single_element(self) -> Any:
         """The dataset's one element (``tf.data.Dataset.get_single_element``).
 

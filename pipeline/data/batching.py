@@ -183,6 +183,9 @@ def _checked_shape(shape: Any, spec: TensorSpec) -> tuple:
     if arr.ndim != 1:
         raise ValueError(f"Padded shape {arr.tolist()} must be a 1-D tensor of tf.int64 values, but its shape "
                          f"was {arr.shape}.")
+    if any(d is not None and int(d) < -1 for d in arr.tolist()):
+        raise ValueError(f"Padded shape {arr.tolist()} holds a dimension below -1: each must be -1 or None (pad to "
+                         "the longest in the batch) or a size >= 0.")
     dims = tuple(None if (d is None or int(d) < 0) else int(d) for d in arr.tolist())
     if spec.shape is not None:
         have = tuple(spec.shape)

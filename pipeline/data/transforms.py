@@ -42,7 +42,9 @@ class RepeatDataset(_Unary):
         if self._count == 0 or n == 0:
             return 0
         if self._count < 0:
-            return INFINITE_CARDINALITY if n != UNKNOWN_CARDINALITY else UNKNOWN_CARDINALITY
+            # TensorFlow's rule: endless unless the input is known to be empty (an input of
+            # unknown size counts as endless too).
+            return INFINITE_CARDINALITY
         return n * self._count if n >= 0 else n
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
@@ -419,13 +421,41 @@ class GroupByWindowDataset(_Unary):
         if (window_size is None) == (window_size_func is None):
             raise ValueError("Either the `window_size` argument or the `window_size_func` argument must be specified.")
         if window_size is not None and int(window_size) < 1:
-            raise errors.InvalidArgumentError(f"window_size must be greater than zero, got {window_size}.")
+            # TensorFlow's words; refused when built rather than at the first element.
+            raise errors.InvalidArgumentError(f"Window size must be greater than zero, but got {window_size}.")
         self._key, self._reduce = key_func, reduce_func
         self._size, self._size_fn = window_size, window_size_func
         self._where = f"Dataset.group_by_window(key_func={fn_name(key_func)})"
 
+    def _window(self, elements: list) -> Dataset:
+        """A window: a dataset of ``elements`` whose spec is the input's, as TensorFlow's windows
+        (so a padded_batch of it pads unknown dimensions the same way for every window)."""
+        from .sources import ListDataset
+
+        spec = self._parent.element_spec
+        return ListDataset(elements, spec=None if isinstance(spec, structure.UnknownSpec) else spec)
+
     def _compute_spec(self) -> Any:
-        return structure.UNKNOWN_SPEC  # what reduce_func makes of a window: known by iterating
+        # As TensorFlow traces reduce_func on a window of the input's spec: the spec of what
+        # reduce_func makes of an empty window (nothing is read or consumed to find it). TensorFlow's
+        # key is symbolic; here two keys are tried and what differs between them becomes None.
+        spec = None
+        for key in (0, 1):
+            try:
+                out = self._reduce(np.int64(key), self._window([]))
+                if not isinstance(out, Dataset):
+                    continue
+                s = out.element_spec
+                spec = s if spec is None else structure.relax(spec, s)
+            except Exception:  # noqa: BLE001 - a function that needs real elements: known by iterating
+                continue
+        return structure.UNKNOWN_SPEC if spec is None else spec
+
+    def _cardinality(self) -> int:
+        # TensorFlow's: an endless input gives endless windows; otherwise known only by grouping.
+        if self._parent._cardinality() == INFINITE_CARDINALITY:
+            return INFINITE_CARDINALITY
+        return UNKNOWN_CARDINALITY
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _GroupByWindowIterator(self, self._parent._make_iter(ctx))
@@ -438,6 +468,7 @@ class _GroupByWindowIterator(_UnaryIterator):
         self._groups: dict[int, list] = {}  # key -> the elements of its open window
         self._sizes: dict[int, int] = {}
         self._current: DatasetIterator | None = None  # the reduced window being emitted
+        self._current_window: tuple[int, list] | None = None  # its key and elements (for the state)
         self._ended = False
 
     def _key_of(self, e: Any) -> int:
@@ -459,13 +490,12 @@ class _GroupByWindowIterator(_UnaryIterator):
             raise errors.InvalidArgumentError(f"Window size must be greater than zero, but got {size}.")
         return size
 
-    def _reduce(self, key: int, elements: list) -> DatasetIterator:
-        from .sources import ListDataset
-
-        out = call_fn(self._ds._reduce, (np.int64(key), ListDataset(elements)), self._ds._where)
+    def _reduce(self, key: int, elements: list, state: dict | None = None) -> DatasetIterator:
+        out = call_fn(self._ds._reduce, (np.int64(key), self._ds._window(elements)), self._ds._where)
         if not isinstance(out, Dataset):
             raise TypeError(f"in {self._ds._where}: `reduce_func` must return a `Dataset` object")
-        return out.iterator()
+        self._current_window = (key, elements)
+        return out.iterator(state=state)
 
     def __next__(self) -> Any:
         while True:
@@ -474,6 +504,7 @@ class _GroupByWindowIterator(_UnaryIterator):
                     return next(self._current)
                 except StopIteration:
                     self._current = None
+                    self._current_window = None
             if self._ended:
                 if not self._groups:
                     raise StopIteration
@@ -493,8 +524,93 @@ class _GroupByWindowIterator(_UnaryIterator):
             if len(window) >= self._sizes[key]:
                 self._current = self._reduce(key, self._groups.pop(key))
 
-    def get_state(self) -> dict:
-        raise NotImplementedError("Dataset.group_by_window cannot save its position yet")
+    def _children(self) -> list[DatasetIterator]:
+        return [self._parent] + ([self._current] if self._current is not None else [])
+
+    def _own_state(self) -> dict:
+        # The open windows' elements, and the window being emitted with its reduced iterator's
+        # position: restoring calls reduce_func on the same window again (as deterministic as
+        # reduce_func is) and resumes its iterator there.
+        current = None
+        if self._current is not None and self._current_window is not None:
+            key, elements = self._current_window
+            current = {"key": key, "window": structure.encode(elements), "state": self._current.get_state()}
+        return {
+            "groups": [[k, structure.encode(v)] for k, v in self._groups.items()],
+            "sizes": [[k, n] for k, n in self._sizes.items()],
+            "current": current,
+            "ended": self._ended,
+        }
+
+    def _set_own_state(self, state: dict) -> None:
+        self._groups = {int(k): structure.decode(v) for k, v in state["groups"]}
+        self._sizes = {int(k): int(n) for k, n in state["sizes"]}
+        self._ended = bool(state["ended"])
+        if self._current is not None:
+            self._current.close()
+        self._current, self._current_window = None, None
+        current = state["current"]
+        if current is not None:
+            self._current = self._reduce(int(current["key"]), structure.decode(current["window"]), current["state"])
+
+
+# --------------------------------------------------------------------------- bucket_by_sequence_length
+def bucket_by_sequence_length(ds: Dataset, element_length_func: Callable, bucket_boundaries: Any,
+                              bucket_batch_sizes: Any, padded_shapes: Any, padding_values: Any,
+                              pad_to_bucket_boundary: bool, no_padding: bool, drop_remainder: bool) -> Dataset:
+    """``ds.bucket_by_sequence_length(...)``: group_by_window keyed by the length's bucket, each
+    window batched by its bucket's batch size (TensorFlow's construction, step for step)."""
+    boundaries = [int(b) for b in bucket_boundaries]
+    batch_sizes = [int(b) for b in bucket_batch_sizes]
+    if len(batch_sizes) != len(boundaries) + 1:
+        raise ValueError("len(bucket_batch_sizes) must equal len(bucket_boundaries) + 1")
+    if any(b < 1 for b in batch_sizes):
+        raise ValueError(f"bucket_batch_sizes must be positive, got {batch_sizes}")
+    if boundaries != sorted(boundaries):
+        raise ValueError(f"bucket_boundaries must be sorted in increasing order, got {boundaries}")
+    where = f"Dataset.bucket_by_sequence_length(element_length_func={fn_name(element_length_func)})"
+    lows = [np.iinfo(np.int32).min] + boundaries
+    highs = boundaries + [np.iinfo(np.int32).max]
+
+    def element_to_bucket_id(*element: Any) -> np.int64:
+        length = int(call_fn(element_length_func, element if len(element) > 1 else element[0], where))
+        return np.int64(next(i for i, (lo, hi) in enumerate(zip(lows, highs)) if lo <= length < hi))
+
+    def window_size_fn(bucket_id: Any) -> np.int64:
+        return np.int64(batch_sizes[int(bucket_id)])
+
+    def batching_fn(bucket_id: Any, window: Dataset) -> Dataset:
+        batch_size = batch_sizes[int(bucket_id)]
+        if no_padding:
+            return window.batch(batch_size, drop_remainder=drop_remainder)
+        filler = None
+        if pad_to_bucket_boundary:
+            if int(bucket_id) >= len(batch_sizes) - 1:
+                raise errors.InvalidArgumentError(
+                    "When pad_to_bucket_boundary=True, elements must have length < max(bucket_boundaries).")
+            filler = boundaries[int(bucket_id)] - 1
+        shapes = padded_shapes
+        if shapes is None:
+            shapes = structure.map_structure(
+                lambda s: None if s.shape is None else [filler if d is None else d for d in s.shape],
+                window.element_spec)
+        elif filler is not None:
+            shapes = _fill_unknown(window.element_spec, shapes, filler)
+        return window.padded_batch(batch_size, shapes, padding_values, drop_remainder=drop_remainder)
+
+    return ds.group_by_window(key_func=element_to_bucket_id, reduce_func=batching_fn,
+                              window_size_func=window_size_fn)
+
+
+def _fill_unknown(spec: Any, shapes: Any, filler: int) -> Any:
+    """Given padded shapes with their unknown (None / -1) dimensions set to ``filler``."""
+    if isinstance(spec, tuple):
+        return tuple(_fill_unknown(s, p, filler) for s, p in zip(spec, shapes, strict=True))
+    if isinstance(spec, dict):
+        return {k: _fill_unknown(spec[k], shapes[k], filler) for k in spec}
+    if shapes is None:
+        return None if spec.shape is None else [filler if d is None else d for d in spec.shape]
+    return [filler if d is None or int(d) < 0 else int(d) for d in np.asarray(shapes, dtype=object).reshape(-1)]
 
 
 # --------------------------------------------------------------------------- scan
