@@ -16,10 +16,11 @@ from queueserver.cluster import ClusterSpec, DeviceSpec, ResourceInfo, replica_d
 from queueserver.server import Server  # noqa: E402
 from queueserver.client import (  # noqa: E402
     Accumulator, AsyncAccumulator, AsyncClient, AsyncDelivery, AsyncQueue, AsyncVariable, Client, Delivery, Queue,
-    VariableHandle, connect, connect_async,
+    VariableHandle, connect, connect_async, AsyncSparseAccumulator, SparseAccumulator, IndexedSlices,
 )
 
 __all__ = [
     "__version__", "Server", "ClusterSpec", "DeviceSpec", "ResourceInfo", "replica_device_setter", "connect", "connect_async", "Client", "AsyncClient",
-    "Queue", "AsyncQueue", "Delivery", "AsyncDelivery", "VariableHandle", "AsyncVariable", "Accumulator", "AsyncAccumulator", *_errors_all,
+    "Queue", "AsyncQueue", "Delivery", "AsyncDelivery", "VariableHandle", "AsyncVariable", "Accumulator", "AsyncAccumulator",
+    "SparseAccumulator", "AsyncSparseAccumulator", "IndexedSlices", *_errors_all,
 ]

@@ -20,7 +20,7 @@ from queueserver.core.timeouts import check_timeout
 from queueserver.deliveries import Deliveries
 from queueserver.errors import InvalidArgumentError, UnavailableError
 from queueserver.options import RECONNECT_S, ClientOptions
-from queueserver.handles import AsyncAccumulator, AsyncQueue, AsyncVariable
+from queueserver.handles import AsyncAccumulator, AsyncQueue, AsyncSparseAccumulator, AsyncVariable
 
 
 class AsyncClient(Channel):
@@ -245,6 +245,19 @@ class AsyncClient(Channel):
         reply, route = await self._create("ConditionalAccumulator", name, container, header)
         return AsyncAccumulator(self, route, name, container, reply.get("home", self.task),
                                 np.dtype(reply["dtype"]), tuple(reply["shape"]))
+
+    async def sparse_conditional_accumulator(self, name: str, shape: Any, dtype: Any = np.float32, *,
+                                             reduction_type: str = "MEAN",
+                                             container: str | None = None) -> "AsyncSparseAccumulator":
+        """Get or create an accumulator of sparse gradients of a ``shape`` table (TensorFlow's
+        SparseConditionalAccumulator): ``reduction_type`` "MEAN" averages each row over the
+        gradients that touched it, "SUM" sums."""
+        container = self._container(container)
+        shape = [int(shape)] if isinstance(shape, (int, np.integer)) else [int(d) for d in shape]
+        header = P.create_accumulator(shape, np.dtype(dtype).name, str(reduction_type))
+        reply, route = await self._create("SparseConditionalAccumulator", name, container, header)
+        return AsyncSparseAccumulator(self, route, name, container, reply.get("home", self.task),
+                                      np.dtype(reply["dtype"]), tuple(reply["shape"]))
 
     async def reset(self, containers: Sequence[str]) -> int:
         """Free every resource in ``containers``; returns how many were freed."""

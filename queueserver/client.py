@@ -23,8 +23,11 @@ Example:
 
 from queueserver.asyncio_client import AsyncClient, connect_async
 from queueserver.channel import Channel, parse_target
-from queueserver.handles import AsyncAccumulator, AsyncDelivery, AsyncQueue, AsyncVariable
-from queueserver.sync_client import Accumulator, Client, Delivery, Queue, VariableHandle, connect
+from queueserver.handles import (
+    AsyncAccumulator, AsyncDelivery, AsyncQueue, AsyncSparseAccumulator, AsyncVariable, IndexedSlices,
+)
+from queueserver.sync_client import Accumulator, Client, Delivery, Queue, SparseAccumulator, VariableHandle, connect
 
 __all__ = ["AsyncClient", "connect_async", "Channel", "parse_target", "AsyncQueue", "AsyncDelivery", "AsyncVariable",
-           "AsyncAccumulator", "Client", "connect", "Queue", "Delivery", "VariableHandle", "Accumulator"]
+           "AsyncAccumulator", "Client", "connect", "Queue", "Delivery", "VariableHandle", "Accumulator",
+           "AsyncSparseAccumulator", "SparseAccumulator", "IndexedSlices"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, cast
 
 import numpy as np
 
-from queueserver.core import Attempt, ConditionalAccumulator, QueueBase, Variable
+from queueserver.core import Attempt, ConditionalAccumulatorBase, QueueBase, Variable
 from queueserver.errors import (
     InternalError,
     InvalidArgumentError,
@@ -475,7 +475,11 @@ class DataConnection(asyncio.BufferedProtocol):
             elif exc is not None:
                 self.send({"i": rid, "e": error_payload(InternalError(f"{type(exc).__name__}: {exc}"))})
             else:
-                self.send({"i": rid}, [f.result()])
+                result = f.result()  # one array, or a sparse accumulator's (indices, values, dense shape)
+                if isinstance(result, dict):  # a reply's fields (a status)
+                    self.send({**result, "i": rid})
+                else:
+                    self.send({"i": rid}, list(result) if isinstance(result, tuple) else [result])
             if self.closing and not self.pending:
                 self.flush()
 
@@ -545,8 +549,8 @@ class DataConnection(asyncio.BufferedProtocol):
     def variable(self, header: dict) -> Variable:
         return self.service.resources.get(field_str(header, "c", ""), field_str(header, "n"), Variable)
 
-    def accumulator(self, header: dict) -> ConditionalAccumulator:
-        return self.service.resources.get(field_str(header, "c", ""), field_str(header, "n"), ConditionalAccumulator)
+    def accumulator(self, header: dict) -> ConditionalAccumulatorBase:
+        return self.service.resources.get(field_str(header, "c", ""), field_str(header, "n"), ConditionalAccumulatorBase)
 
 
 def _layout_of(queue: QueueBase) -> Any:

@@ -6,7 +6,7 @@ variables and conditional accumulators. Each carries its calls over its resource
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -374,6 +374,10 @@ class AsyncVariable(_ArrayHandle):
             return reply["r"]
         return out[0]
 
+    async def _scatter(self, action: str, indices: Any, updates: Any, wire_dtype: str | None) -> None:
+        arrays = [_as_indices(indices), np.asarray(updates) if wire_dtype is None else _to_wire(updates, wire_dtype)]
+        await self.conn.call(P.variable_action(self._where, action, wire_dtype), arrays)
+
     async def initialize(self) -> np.ndarray:
         """Set the variable to its initial value (the seed's ``x.initializer``)."""
         return await self._op("initialize")
@@ -402,6 +406,52 @@ class AsyncVariable(_ArrayHandle):
     async def assign_sub(self, delta: Any, *, wire_dtype: str | None = None) -> np.ndarray:
         """Subtract atomically; returns the new value. ``wire_dtype``: as for :meth:`assign`."""
         return await self._op("assign_sub", delta, wire_dtype)
+
+    async def gather(self, indices: Any) -> np.ndarray:
+        """Rows ``indices`` of the value (TensorFlow's ``tf.gather`` on the first dimension): only
+        those rows travel. Returns an array of shape ``indices.shape + shape[1:]``.
+
+        Raises:
+            InvalidArgumentError: indices that are not int32/int64, or out of ``[0, shape[0])``
+                (the first bad one is named: ``indices[2] = 6 is not in [0, 6)``).
+            FailedPreconditionError: the variable is not initialized.
+        """
+        return await self._op("gather", _as_indices(indices))
+
+    async def scatter_add(self, indices: Any, updates: Any, *, wire_dtype: str | None = None) -> None:
+        """Add ``updates`` to rows ``indices`` on the server, atomically (TensorFlow's ``scatter_add``);
+        a row named more than once gets every update. Only the rows travel; nothing comes back.
+
+        ``updates`` has shape ``indices.shape + shape[1:]`` (or is one scalar for every named row);
+        ``wire_dtype="bfloat16"`` as for :meth:`assign`.
+
+        Raises:
+            InvalidArgumentError: bad indices (as for :meth:`gather`), updates of another shape or
+                dtype, a bool or scalar variable; nothing changes.
+
+        Example::
+
+            await table.scatter_sub(np.array([3, 7, 3]), 0.1 * grads)   # row 3 gets both rows' updates
+        """
+        await self._scatter("scatter_add", indices, updates, wire_dtype)
+
+    async def scatter_sub(self, indices: Any, updates: Any, *, wire_dtype: str | None = None) -> None:
+        """Subtract ``updates`` from rows ``indices``; as :meth:`scatter_add` otherwise."""
+        await self._scatter("scatter_sub", indices, updates, wire_dtype)
+
+    async def scatter_update(self, indices: Any, updates: Any, *, wire_dtype: str | None = None) -> None:
+        """Set rows ``indices`` to ``updates``; as :meth:`scatter_add` otherwise. A row named more
+        than once takes its last update (TensorFlow leaves that order undefined)."""
+        await self._scatter("scatter_update", indices, updates, wire_dtype)
+
+
+def _as_indices(indices: Any) -> np.ndarray:
+    """Row indices as they travel: an integer array as given (the server checks its dtype and range);
+    a Python int or list of ints as int64."""
+    arr = np.asarray(indices)
+    if arr.dtype.kind not in "iu" and arr.size == 0 and not isinstance(indices, np.ndarray):
+        return arr.astype(np.int64)  # [] is float64 to numpy: an empty list of rows
+    return arr
 
 
 def _to_wire(value: Any, wire_dtype: str) -> np.ndarray:
@@ -450,6 +500,65 @@ class AsyncAccumulator(_ArrayHandle):
         t = self.client._timeout(timeout)
         _, arrays = await self.conn.call(self._acc("take", nn=int(num_required), t=t), wait=wait_for_reply(t))
         return arrays[0]
+
+    async def set_global_step(self, step: int) -> None:
+        """Move the global step forward; gradients for older steps are dropped from now on."""
+        await self.conn.call(self._acc("set_step", step=int(step)))
+
+    async def num_accumulated(self) -> int:
+        """Fresh gradients accumulated so far."""
+        reply, _ = await self.conn.call(self._acc("num"))
+        return reply["r"]
+
+
+class IndexedSlices(NamedTuple):
+    """A sparse gradient as TensorFlow's ``tf.IndexedSlices``: ``values[i]`` is row ``indices[i]``
+    of a ``dense_shape`` tensor; rows not named are zero."""
+
+    values: np.ndarray
+    indices: np.ndarray
+    dense_shape: np.ndarray
+
+
+class AsyncSparseAccumulator(_ArrayHandle):
+    """A handle on a shared sparse conditional accumulator (TensorFlow's SparseConditionalAccumulator)."""
+
+    kind = "SparseConditionalAccumulator"
+
+    def _acc(self, action: str, **fields: Any) -> dict:
+        return P.accumulator_action(self._where, action, **fields)
+
+    async def apply_indexed_slices_grad(self, grad: Any, local_step: int = 0, *,
+                                        wire_dtype: str | None = None) -> bool:
+        """Add a sparse gradient computed at ``local_step``; False when it was stale and dropped.
+
+        Args:
+            grad: an :class:`IndexedSlices` (or any ``(values, indices)`` pair): ``indices`` a
+                vector of rows, ``values`` one row of ``shape[1:]`` per index. A row named twice
+                adds both values (and counts once for that row's average).
+            local_step: the global step the gradient was computed at.
+            wire_dtype: ``"bfloat16"`` sends the values as bfloat16, as for ``apply_grad``.
+
+        Raises:
+            InvalidArgumentError: indices not a vector of integers or out of range, values of the
+                wrong shape or dtype; checked even for a stale gradient.
+        """
+        values, indices = grad[0], grad[1]
+        vals = _as_float_array(values) if wire_dtype is None else _to_wire(values, wire_dtype)
+        fields: dict[str, Any] = {"step": int(local_step)}
+        if wire_dtype is not None:
+            fields["wd"] = wire_dtype
+        reply, _ = await self.conn.call(self._acc("apply_sparse", **fields), [_as_indices(indices), vals])
+        return reply["r"]
+
+    async def take_indexed_slices_grad(self, num_required: int, *, timeout: Any = DEFAULT) -> IndexedSlices:
+        """Wait for ``num_required`` fresh gradients; returns the touched rows (increasing) and their
+        reduction (``MEAN``: each row's sum over the gradients that touched it, divided by their
+        number, as TensorFlow does; ``SUM``: the sums), and advances the global step."""
+        t = self.client._timeout(timeout)
+        _, arrays = await self.conn.call(self._acc("take", nn=int(num_required), t=t), wait=wait_for_reply(t))
+        indices, values, dense_shape = arrays
+        return IndexedSlices(values, indices, dense_shape)
 
     async def set_global_step(self, step: int) -> None:
         """Move the global step forward; gradients for older steps are dropped from now on."""

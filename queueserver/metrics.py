@@ -116,7 +116,7 @@ class ResourceRows:
         self.accumulators: list[tuple[str, int, int, dict]] = []  # few: one per synchronous model
 
     def read(self, svc: "QueueService") -> Iterator[None]:
-        from queueserver.core import ConditionalAccumulator, QueueBase, Variable
+        from queueserver.core import ConditionalAccumulatorBase, QueueBase, Variable
 
         # Copies of the names (cheap, in C, and no object per resource for the garbage collector
         # to track): resources created or freed between slices must not break the iteration.
@@ -141,7 +141,7 @@ class ResourceRows:
                     for column, value in zip(self.variable_columns, (
                             reads, updates, nbytes, reads * nbytes, updates * nbytes, res.updated_at)):
                         column.append(value)
-                elif isinstance(res, ConditionalAccumulator):
+                elif isinstance(res, ConditionalAccumulatorBase):
                     self.accumulators.append((where + _label(name), res.count, res.global_step, dict(res.stats)))
                 if i % SCRAPE_SLICE == 0:
                     yield

@@ -9,6 +9,7 @@ connection answers with it, and nothing has changed. No queue rule is written he
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import sys
@@ -16,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from queueserver._version import __version__
-from queueserver.core import MANY, ONE, UP_TO, Attempt, QueueBase
+from queueserver.core import MANY, ONE, UP_TO, Attempt, QueueBase, SparseConditionalAccumulator
 from queueserver.core.specs import ComponentSpec
 from queueserver.errors import (
     InvalidArgumentError,
@@ -28,10 +29,12 @@ from queueserver.forwarding import settle_forwarded
 from queueserver.logs import event
 from queueserver import protocol as P
 from queueserver.protocol import field_str, timeout_field
+from queueserver.status import build as build_status
 from queueserver.wire import compact_layout, decode_arrays
 
 if TYPE_CHECKING:
     from queueserver.connection import DataConnection
+    from queueserver.service import QueueService
 
 # Wrong tokens one connection may try before it is closed.
 MAX_FAILED_HELLOS = 3
@@ -187,9 +190,21 @@ def _op_var(conn: DataConnection, h: dict, body):
         if len(arrays) != 1:
             raise InvalidArgumentError(f"{action} needs one value")
         value = getattr(v, action)(arrays[0], h.get(P.WIRE_DTYPE))  # "wd": the marked wire dtype, if any
+    elif action == "gather":
+        if len(arrays) != 1:
+            raise InvalidArgumentError(f"Variable '{v.name}' gather needs one array of indices")
+        value = v.gather(arrays[0])
+    elif action in SCATTERS:
+        if len(arrays) != 2:
+            raise InvalidArgumentError(f"Variable '{v.name}' {action} needs two arrays: indices and updates")
+        getattr(v, action)(arrays[0], arrays[1], h.get(P.WIRE_DTYPE))
+        return {}  # the rows changed, not the table: a sparse push gets no dense reply
     else:
         raise UnimplementedError(f"unknown variable operation {action!r}")
     return {}, [value]
+
+
+SCATTERS = frozenset({"scatter_add", "scatter_sub", "scatter_update"})
 
 
 def _op_accumulator(conn: DataConnection, h: dict, body) -> dict:
@@ -199,7 +214,12 @@ def _op_accumulator(conn: DataConnection, h: dict, body) -> dict:
         raise InvalidArgumentError("an accumulator needs a fully defined shape")
     container, name = field_str(h, P.CONTAINER, ""), field_str(h, P.NAME)
     existed = name in conn.service.resources.containers.get(container, {})
-    acc = conn.service.resources.accumulator(name, shape, dtype=h.get("dtype", "float32"), container=container)
+    reduction = h.get(P.SPARSE)
+    if reduction is None:
+        acc: Any = conn.service.resources.accumulator(name, shape, dtype=h.get("dtype", "float32"), container=container)
+    else:
+        acc = conn.service.resources.sparse_accumulator(name, shape, dtype=h.get("dtype", "float32"),
+                                                        reduction_type=reduction, container=container)
     if not existed:
         event(logging.INFO, conn.service.task, "accumulator_created",
               f"accumulator {acc.name} created by {conn.client_name}", accumulator=acc.name, client=conn.client_name)
@@ -214,7 +234,15 @@ def _op_acc(conn: DataConnection, h: dict, body):
         step = h.get("step")
         if len(arrays) != 1 or not isinstance(step, int):
             raise InvalidArgumentError("apply_grad needs one gradient and an integer local_step")
-        return {"r": acc.apply_grad(arrays[0], step, h.get(P.WIRE_DTYPE))}
+        return {"r": acc.apply_grad(arrays[0], step, h.get(P.WIRE_DTYPE))}  # type: ignore[attr-defined]  # each kind has one
+    if action == "apply_sparse":
+        arrays = decode_arrays(h.get(P.ARRAYS, []), body)
+        step = h.get("step")
+        if len(arrays) != 2 or not isinstance(step, int):
+            raise InvalidArgumentError("apply_indexed_slices_grad needs indices, values and an integer local_step")
+        if not isinstance(acc, SparseConditionalAccumulator):
+            raise InvalidArgumentError(f"{acc.type_name} '{acc.name}' takes dense gradients: use apply_grad")
+        return {"r": acc.apply_indexed_slices_grad(arrays[0], arrays[1], step, h.get(P.WIRE_DTYPE))}
     if action == "take":
         n = h.get(P.COUNT)
         if not isinstance(n, int):
@@ -238,8 +266,16 @@ def _op_reset(conn: DataConnection, h: dict, body) -> dict:
     return {"r": conn.service.reset_local(containers), "unreachable": []}
 
 
-def _op_status(conn: DataConnection, h: dict, body) -> dict:
-    return {"r": conn.service.status()}
+def _op_status(conn: DataConnection, h: dict, body) -> asyncio.Future:
+    """This task's status (``cluster``: and every task's), built a slice per turn of the loop."""
+    return asyncio.ensure_future(_status(conn.service, bool(h.get("cluster"))))
+
+
+async def _status(service: "QueueService", cluster: bool) -> dict:
+    reply: dict = {"r": await build_status(service)}
+    if cluster:
+        reply["cluster"] = await service.cluster_status()
+    return reply
 
 
 def _op_spec(conn: DataConnection, h: dict, body) -> dict:

@@ -23,9 +23,14 @@ Requests (``OP_*``; the fields each uses are listed with the field constants bel
 ``cancel``      withdraw the pending request ``r``
 ``size``        a queue's size; ``is_closed``; ``close`` (``x``: cancel pending enqueues)
 ``variable``    create or open a variable (initial value in ``a``; ``dtype``)
-``var``         a variable action ``v``: read, assign, assign_add, assign_sub, initialize, is_initialized
-``accumulator`` create or open a conditional accumulator (``shape``, ``dtype``)
-``acc``         an accumulator action ``v``: apply (``step``, ``wd``), take (``nn``, ``t``), set_step, num
+``var``         a variable action ``v``: read, assign, assign_add, assign_sub, initialize, is_initialized;
+                gather (arrays: indices; reply: the rows), scatter_add, scatter_sub, scatter_update
+                (arrays: indices, updates; ``wd``; no reply arrays)
+``accumulator`` create or open a conditional accumulator (``shape``, ``dtype``; ``sp``: a sparse one,
+                with that reduction type, MEAN or SUM)
+``acc``         an accumulator action ``v``: apply (``step``, ``wd``), apply_sparse (arrays: indices,
+                values; ``step``, ``wd``), take (``nn``, ``t``; a sparse one's reply: indices, values,
+                dense shape), set_step, num
 ``spec``        what a name is (queue or variable) and its spec
 ``reset``       free containers ``cs`` (on every task of a cluster)
 ``status``      the server's status (``cluster``: every task's)
@@ -74,6 +79,7 @@ CANCEL_PENDING = "x"  # close: cancel pending enqueues
 ACTION = "v"          # var / acc / dir: the action
 STAMP = "st"          # enqueue: [client id, sequence number]; a retry of a stamped call is applied once
 WARNING = "warn"      # reply to a create: a placement warning to show the user
+SPARSE = "sp"         # accumulator: a sparse one, with this reduction type ("MEAN" or "SUM")
 
 # Ops that create a resource: the cluster decides (and remembers) where it lives.
 CREATE_OPS = frozenset({OP_QUEUE, OP_VARIABLE, OP_ACCUMULATOR})
@@ -87,8 +93,6 @@ def needs_routing(op: str, header: dict, task: str) -> bool:
     every task) rather than run it on its own resources."""
     if op in CREATE_OPS or op == OP_RESET:
         return True
-    if op == OP_STATUS:
-        return bool(header.get("cluster"))
     if op in RESOURCE_OPS:
         if op in (OP_ACK, OP_RETURN) and NAME not in header:
             return False
@@ -140,8 +144,12 @@ def create_variable(dtype: str | None = None) -> dict:
     return {OP: OP_VARIABLE} if dtype is None else {OP: OP_VARIABLE, "dtype": dtype}
 
 
-def create_accumulator(shape: list, dtype: str) -> dict:
-    return {OP: OP_ACCUMULATOR, "shape": shape, "dtype": dtype}
+def create_accumulator(shape: list, dtype: str, reduction_type: str | None = None) -> dict:
+    """``reduction_type``: None for a dense accumulator, "MEAN" or "SUM" for a sparse one."""
+    header = {OP: OP_ACCUMULATOR, "shape": shape, "dtype": dtype}
+    if reduction_type is not None:
+        header[SPARSE] = reduction_type
+    return header
 
 
 def enqueue(route: dict, many: bool, timeout: float | None) -> dict:

@@ -22,14 +22,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from queueserver import protocol as P
-from queueserver._version import __version__
 from queueserver.connection import DataConnection, Sniffer
-from queueserver.core import Attempt, ConditionalAccumulator, QueueBase, ResourceManager
+from queueserver.core import Attempt, ConditionalAccumulatorBase, QueueBase, ResourceManager
 from queueserver.core.stamps import Stamps
 from queueserver.errors import InvalidArgumentError, QueueServerError, UnavailableError
 from queueserver.logs import event, printable
 from queueserver.options import ServerOptions
 from queueserver.routing import Directory, Peers, Placement, check_device_name
+from queueserver.status import build as build_status, build_now as build_status_now
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -161,7 +161,7 @@ class QueueService:
         counts: dict[str, Any] = {"queues": 0, "variables": 0, "accumulators": 0}
         for _, _, res in self.resources.items():
             counts["queues" if isinstance(res, QueueBase) else
-                   "accumulators" if isinstance(res, ConditionalAccumulator) else "variables"] += 1
+                   "accumulators" if isinstance(res, ConditionalAccumulatorBase) else "variables"] += 1
         event(logging.INFO, self.task, "state_recovered",
               f"durable state from {durable.dir}: {found.records} record(s), {found.bytes} bytes replayed in"
               f" {found.seconds:.2f} s; {counts['queues']} queue(s), {counts['variables']} variable(s),"
@@ -258,33 +258,9 @@ class QueueService:
 
     # ----- status
     def status(self) -> dict:
-        """Everything ``queueserver status`` and the status page show, as plain data.
-
-        Besides the resources: ``clients`` (each connection, what it is blocked on, and its latest
-        report), ``time`` (this server's clock, for computing rates and ages) and ``bytes_in`` /
-        ``bytes_out`` when metrics are on.
-        """
-        queues, variables, accumulators = [], [], []
-        for container, name, res in self.resources.items():
-            entry = {"container": container, "name": name, **res.describe()}
-            if isinstance(res, QueueBase):
-                queues.append(entry)
-            elif isinstance(res, ConditionalAccumulator):
-                accumulators.append(entry)
-            else:
-                variables.append(entry)
-        now = time.time()
-        out = {
-            "task": self.task, "version": __version__, "uptime_s": round(now - self.started, 1),
-            "time": now, "connections": len(self.connections), "calls": dict(self.calls),
-            "queues": queues, "variables": variables, "accumulators": accumulators,
-            "clients": self.clients(), "metrics": self.call_stats is not None,
-        }
-        if self.call_stats is not None:
-            out["bytes_in"] = self.call_stats.bytes_in_closed + sum(c.bytes_in for c in self.connections)
-            out["bytes_out"] = self.call_stats.bytes_out_closed + sum(c.bytes_out for c in self.connections)
-            out["forwarded"] = dict(self.call_stats.forwarded)
-        return out
+        """Everything ``queueserver status`` and the status page show, as plain data, read now
+        (see :mod:`queueserver.status`; the server's own paths use its sliced ``build``)."""
+        return build_status_now(self)
 
     def clients(self) -> list[dict]:
         """Every connection: who it is, how long it has been here, what it waits on, what it reported."""
@@ -320,7 +296,7 @@ class QueueService:
         """Every task's status; a task that does not answer is listed as down, with why."""
         async def one(task: str) -> dict:
             if task == self.task:
-                return {"up": True, **self.status()}
+                return {"up": True, **await build_status(self)}
             try:
                 peer = await self.peers.get(task)
                 reply, _ = await peer.call(P.status(), wait=5.0)

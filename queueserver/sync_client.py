@@ -16,7 +16,7 @@ import numpy as np
 from queueserver.asyncio_client import AsyncClient
 from queueserver.channel import DEFAULT
 from queueserver.errors import FailedPreconditionError
-from queueserver.handles import AsyncAccumulator, AsyncDelivery, AsyncQueue, AsyncVariable
+from queueserver.handles import AsyncAccumulator, AsyncDelivery, AsyncQueue, AsyncSparseAccumulator, AsyncVariable
 from queueserver.loops import LoopThread
 
 class _LoopThread(LoopThread):
@@ -71,7 +71,7 @@ def _sync(name: str):
 
 
 _ASYNC_BY_NAME = {"AsyncQueue": AsyncQueue, "AsyncVariable": AsyncVariable, "AsyncClient": AsyncClient,
-                  "AsyncAccumulator": AsyncAccumulator}
+                  "AsyncAccumulator": AsyncAccumulator, "AsyncSparseAccumulator": AsyncSparseAccumulator}
 
 
 class _SyncHandle:
@@ -179,6 +179,10 @@ class VariableHandle(_SyncHandle):
     assign = _sync("AsyncVariable.assign")
     assign_add = _sync("AsyncVariable.assign_add")
     assign_sub = _sync("AsyncVariable.assign_sub")
+    gather = _sync("AsyncVariable.gather")
+    scatter_add = _sync("AsyncVariable.scatter_add")
+    scatter_sub = _sync("AsyncVariable.scatter_sub")
+    scatter_update = _sync("AsyncVariable.scatter_update")
 
     @property
     def initializer(self):
@@ -201,6 +205,20 @@ class Accumulator(_SyncHandle):
     take_grad = _sync("AsyncAccumulator.take_grad")
     set_global_step = _sync("AsyncAccumulator.set_global_step")
     num_accumulated = _sync("AsyncAccumulator.num_accumulated")
+
+
+class SparseAccumulator(_SyncHandle):
+    """Blocking handle on a shared sparse conditional accumulator, with the methods of
+    :class:`AsyncSparseAccumulator`."""
+
+    def __init__(self, handle: AsyncSparseAccumulator, runner: _LoopThread) -> None:
+        super().__init__(handle, runner)
+        self.dtype, self.shape = handle.dtype, handle.shape
+
+    apply_indexed_slices_grad = _sync("AsyncSparseAccumulator.apply_indexed_slices_grad")
+    take_indexed_slices_grad = _sync("AsyncSparseAccumulator.take_indexed_slices_grad")
+    set_global_step = _sync("AsyncSparseAccumulator.set_global_step")
+    num_accumulated = _sync("AsyncSparseAccumulator.num_accumulated")
 
 
 def _sync_factory(name: str, wrapper: type):
@@ -277,6 +295,7 @@ class Client:
     queue = _sync_factory("queue", Queue)
     variable = _sync_factory("variable", VariableHandle)
     conditional_accumulator = _sync_factory("conditional_accumulator", Accumulator)
+    sparse_conditional_accumulator = _sync_factory("sparse_conditional_accumulator", SparseAccumulator)
 
     reset = _sync("AsyncClient.reset")
     status = _sync("AsyncClient.status")

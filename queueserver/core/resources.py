@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from queueserver.core.accumulators import ConditionalAccumulator
+from queueserver.core.accumulators import ConditionalAccumulator, SparseConditionalAccumulator
 from queueserver.core.clock import LOOP_CLOCK, Clock
 from queueserver.core.queues import QUEUE_TYPES, QueueBase, RandomShuffleQueue
 from queueserver.core.specs import ComponentSpec, as_dtype, cast_exact, dtype_name, shape_str
@@ -45,8 +45,11 @@ class Variable:
         self.shape = self.initial_value.shape
         self.value: np.ndarray | None = None
         self.destroyed = False
-        self.stats = {"reads": 0, "updates": 0}
+        self.stats = {"reads": 0, "updates": 0, "gathers": 0, "scatters": 0}
         self.updated_at: float | None = None  # wall-clock time of the last update, for status pages
+        # Whether ``value`` has been handed out (a reply, the durable log's writer): then a sparse
+        # update copies it before changing rows in place, so nobody holding it sees it change.
+        self._shared = False
 
     def _check(self) -> np.ndarray:
         if self.destroyed:
@@ -80,6 +83,7 @@ class Variable:
         """The current value (a snapshot: later updates do not change it)."""
         value = self._check()
         self.stats["reads"] += 1
+        self._shared = True
         return value
 
     def assign(self, value: Any, wire_dtype: str | None = None) -> np.ndarray:
@@ -111,8 +115,123 @@ class Variable:
         # Every update makes a new array (none is changed in place), so the recorder may keep it.
         self.stats["updates"] += 1
         self.updated_at = time.time()
+        self._shared = True  # returned to the caller, and kept by the recorder
         if self.recorder is not None:
             self.recorder.variable_set(self)
+
+    # ----- sparse access: rows of the first dimension (TensorFlow's gather and scatter_* ops)
+    def _indices(self, indices: Any, op: str) -> np.ndarray:
+        """``indices`` checked against the first dimension, as ``intp``, in their own shape.
+
+        Raises:
+            InvalidArgumentError: the variable is a scalar, the indices are not integers, or one is
+                negative or past the last row (named as TensorFlow does: ``indices[1] = 7 is not in [0, 6)``).
+        """
+        if not self.shape:
+            raise InvalidArgumentError(f"Variable '{self.name}' {op}: a scalar variable has no rows to index")
+        idx = np.asarray(indices)
+        if idx.dtype.kind not in "iu":
+            raise InvalidArgumentError(
+                f"Variable '{self.name}' {op}: indices must be int32 or int64, got {dtype_name(idx.dtype)}")
+        rows = self.shape[0]
+        flat = idx.reshape(-1)
+        bad = np.flatnonzero((flat < 0) | (flat >= rows))
+        if bad.size:
+            where = ",".join(str(int(i)) for i in np.unravel_index(int(bad[0]), idx.shape)) if idx.ndim else ""
+            at = f"indices[{where}]" if idx.ndim else "indices"
+            raise InvalidArgumentError(
+                f"Variable '{self.name}' {op}: {at} = {int(flat[bad[0]])} is not in [0, {rows})")
+        return idx.astype(np.intp, copy=False)
+
+    def _updates(self, idx: np.ndarray, updates: Any, op: str, wire_dtype: str | None) -> np.ndarray:
+        """``updates`` as this variable's dtype, of shape ``indices.shape + shape[1:]`` or a scalar."""
+        value = widen(np.asarray(updates), wire_dtype, self.dtype, f"Variable '{self.name}' {op}")
+        if value.shape and value.shape != idx.shape + self.shape[1:]:
+            raise InvalidArgumentError(
+                f"Variable '{self.name}' {op}: updates must have shape indices.shape + params.shape[1:]"
+                f" = {shape_str(idx.shape + self.shape[1:])} or be a scalar, got {shape_str(value.shape)}"
+                f" (indices {shape_str(idx.shape)}, params {shape_str(self.shape)})")
+        return value
+
+    def _writable(self) -> np.ndarray:
+        """The value, ready to change in place: copied first when someone else may hold it."""
+        value = self._check()
+        if self._shared:
+            value = self.value = value.copy()
+            self._shared = False
+        return value
+
+    def _rows_updated(self, rows: np.ndarray) -> None:
+        """Rows ``rows`` (unique) were changed in place: count it, and log their new values only."""
+        self.stats["scatters"] += 1  # apart from "updates": metrics count those as whole-value writes
+        self.updated_at = time.time()
+        if self.recorder is not None:
+            self.recorder.variable_rows(self, rows, self.value[rows])  # type: ignore[index]  # fancy indexing copies
+
+    def gather(self, indices: Any) -> np.ndarray:
+        """Rows ``indices`` of the value (a new array of shape ``indices.shape + shape[1:]``).
+
+        Raises:
+            InvalidArgumentError: see :meth:`scatter_add`; FailedPreconditionError before initialize.
+        """
+        value = self._check()
+        idx = self._indices(indices, "gather")
+        self.stats["gathers"] += 1
+        return np.take(value, idx, axis=0)
+
+    def _scatter_sum(self, op: str, indices: Any, updates: Any, wire_dtype: str | None, sign: int) -> None:
+        self._check()
+        if self.dtype == np.bool_:
+            raise InvalidArgumentError(f"Variable '{self.name}' {op}: not defined for a bool variable (use scatter_update)")
+        idx = self._indices(indices, op)
+        upd = self._updates(idx, updates, op, wire_dtype)
+        flat = idx.reshape(-1)
+        if upd.shape:
+            upd = upd.reshape((flat.size,) + self.shape[1:])
+        value = self._writable()
+        # ufunc.at is unbuffered: a row named twice gets both updates, as TensorFlow sums duplicates.
+        (np.add if sign > 0 else np.subtract).at(value, flat, upd)
+        self._rows_updated(np.unique(flat))
+
+    def scatter_add(self, indices: Any, updates: Any, wire_dtype: str | None = None) -> None:
+        """Add ``updates`` to rows ``indices``, atomically; a row named more than once gets every update.
+
+        Args:
+            indices: int32 or int64 row numbers in ``[0, shape[0])``, of any shape.
+            updates: ``indices.shape + shape[1:]`` values (or one scalar for every named row) that
+                convert to the variable's dtype; ``wire_dtype="bfloat16"`` as for :meth:`assign`.
+
+        Raises:
+            InvalidArgumentError: a scalar or bool variable, indices that are not integers or out
+                of range (the first bad one is named), updates of another shape or a dtype that does
+                not convert. Nothing changes.
+            FailedPreconditionError: the variable is not initialized.
+        """
+        self._scatter_sum("scatter_add", indices, updates, wire_dtype, 1)
+
+    def scatter_sub(self, indices: Any, updates: Any, wire_dtype: str | None = None) -> None:
+        """Subtract ``updates`` from rows ``indices``; as :meth:`scatter_add` otherwise."""
+        self._scatter_sum("scatter_sub", indices, updates, wire_dtype, -1)
+
+    def scatter_update(self, indices: Any, updates: Any, wire_dtype: str | None = None) -> None:
+        """Set rows ``indices`` to ``updates``; as :meth:`scatter_add` otherwise (bool variables too).
+
+        A row named more than once takes its *last* update in index order. (TensorFlow leaves the
+        order of duplicate updates undefined; one defined winner makes every replica and a replay
+        of the durable log agree.)
+        """
+        self._check()
+        idx = self._indices(indices, "scatter_update")
+        upd = self._updates(idx, updates, "scatter_update", wire_dtype)
+        flat = idx.reshape(-1)
+        # The last occurrence of each row: the first occurrence in the reversed indices.
+        rows, first_in_reversed = np.unique(flat[::-1], return_index=True)
+        value = self._writable()
+        if upd.shape:
+            value[rows] = upd.reshape((flat.size,) + self.shape[1:])[flat.size - 1 - first_in_reversed]
+        else:
+            value[rows] = upd
+        self._rows_updated(rows)
 
     def describe(self) -> dict:
         """A status summary."""
@@ -239,20 +358,40 @@ class ResourceManager:
         """
         if not name:
             raise InvalidArgumentError("a shared accumulator needs a non-empty name")
-        display = _resource_key(container, name)
-        acc = ConditionalAccumulator(display, shape, dtype, clock=self.clock)
+        acc = ConditionalAccumulator(_resource_key(container, name), shape, dtype, clock=self.clock)
+        return self._accumulator(container, name, acc, ())
+
+    def sparse_accumulator(self, name: str, shape: Any, *, dtype: Any = np.float32, reduction_type: str = "MEAN",
+                           container: str = "") -> SparseConditionalAccumulator:
+        """Get or create a sparse conditional accumulator (rows of a ``shape`` table).
+
+        Raises:
+            InvalidArgumentError: the name exists with another shape, dtype, reduction or kind.
+        """
+        if not name:
+            raise InvalidArgumentError("a shared accumulator needs a non-empty name")
+        acc = SparseConditionalAccumulator(_resource_key(container, name), shape, dtype,
+                                           reduction_type=reduction_type, clock=self.clock)
+        return self._accumulator(container, name, acc, ("reduction_type",))
+
+    def _accumulator(self, container: str, name: str, acc: Any, same: tuple[str, ...]) -> Any:
+        """``acc``, added; or the existing one of that name when it is the same kind, shape, dtype and ``same``."""
         existing = self._existing(container, name)
-        if existing is not None:
-            if not isinstance(existing, ConditionalAccumulator):
-                raise InvalidArgumentError(
-                    f"Shared resource '{display}' is a {existing.type_name}, not a ConditionalAccumulator")
-            if existing.shape != acc.shape or existing.dtype != acc.dtype:
-                raise InvalidArgumentError(
-                    f"Shared accumulator '{display}' is {dtype_name(existing.dtype)}{shape_str(existing.shape)}"
-                    f" but {dtype_name(acc.dtype)}{shape_str(acc.shape)} was requested")
-            return existing
-        self._add(container, name, acc)
-        return acc
+        if existing is None:
+            self._add(container, name, acc)
+            return acc
+        display = _resource_key(container, name)
+        if type(existing) is not type(acc):
+            raise InvalidArgumentError(f"Shared resource '{display}' is a {existing.type_name}, not a {acc.type_name}")
+        if existing.shape != acc.shape or existing.dtype != acc.dtype:
+            raise InvalidArgumentError(
+                f"Shared accumulator '{display}' is {dtype_name(existing.dtype)}{shape_str(existing.shape)}"
+                f" but {dtype_name(acc.dtype)}{shape_str(acc.shape)} was requested")
+        for attr in same:
+            if getattr(existing, attr) != getattr(acc, attr):
+                raise InvalidArgumentError(f"Shared accumulator '{display}' has {attr} {getattr(existing, attr)!r}"
+                                           f" but {getattr(acc, attr)!r} was requested")
+        return existing
 
     def get(self, container: str, name: str, kind: type | None = None):
         """Look up a resource.

@@ -19,9 +19,12 @@ Records (header ``"k"``; ``c``/``n`` name the resource; arrays travel beside the
 ``o``  (snapshots) a batch taken under id ``t`` and not yet acknowledged (arrays)
 ``x``  queue closed
 ``z``  containers ``cs`` reset
-``v``  variable created (initial value); ``w`` its value set
-``g``  accumulator created: ``shape``, ``dtype``; ``ga`` a gradient added (widened, array);
+``v``  variable created (initial value); ``w`` its value set; ``wr`` rows of it set (a sparse
+       update: the rows' indices, int64, and their new values, so a scatter logs what it changed)
+``g``  accumulator created: ``shape``, ``dtype`` (``sparse``: a sparse one's reduction type);
+       ``ga`` a gradient added (widened, array; a sparse one's: unique rows and their sums);
        ``gt`` the average taken; ``gs`` global step set to ``s``; ``gx`` (snapshots) sum, ``cnt``, ``s``
+       (a sparse one's sum: rows, sums, per-row counts)
 ``st`` (snapshots) enqueue stamps ``l``: [[client, seq, placed], ...]
 ``nt`` (snapshots) the next take id ``t``
 =====  ==============================================================================
@@ -37,7 +40,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from queueserver.core import ConditionalAccumulator, QueueBase, ResourceManager, Variable
+from queueserver.core import (
+    ConditionalAccumulatorBase, QueueBase, ResourceManager, SparseConditionalAccumulator, Variable,
+)
 from queueserver.core.queues import QUEUE_TYPES, PriorityQueue, RandomShuffleQueue
 from queueserver.core.specs import Batch, concat_batches
 from queueserver.core.stamps import Stamp, Stamps
@@ -61,7 +66,10 @@ def _created(res: Any) -> tuple[dict, list]:
                  "mad": mad, "seed": seed}, [])
     if isinstance(res, Variable):
         return {"k": "v", "c": c, "n": n}, [res.initial_value]
-    return {"k": "g", "c": c, "n": n, "shape": list(res.shape), "dtype": res.dtype.str}, []
+    header = {"k": "g", "c": c, "n": n, "shape": list(res.shape), "dtype": res.dtype.str}
+    if isinstance(res, SparseConditionalAccumulator):
+        header["sparse"] = res.reduction_type
+    return header, []
 
 
 class Recorder:
@@ -161,17 +169,22 @@ class Recorder:
         c, n = var.key
         self.sink({"k": "w", "c": c, "n": n}, (var.value,))  # type: ignore[arg-type]  # set: it was just updated
 
-    def gradient_added(self, acc: ConditionalAccumulator, wide: np.ndarray) -> None:
-        """A fresh gradient (widened to the sum's dtype) was added."""
-        c, n = acc.key
-        self.sink({"k": "ga", "c": c, "n": n}, (wide,))
+    def variable_rows(self, var: Variable, rows: np.ndarray, values: np.ndarray) -> None:
+        """Rows ``rows`` (unique) of ``var`` now hold ``values`` (a copy: the variable changes in place)."""
+        c, n = var.key
+        self.sink({"k": "wr", "c": c, "n": n}, (rows.astype(np.int64, copy=False), values))
 
-    def gradients_taken(self, acc: ConditionalAccumulator) -> None:
+    def gradient_added(self, acc: ConditionalAccumulatorBase, *arrays: np.ndarray) -> None:
+        """A fresh gradient (widened to the sum's dtype; a sparse one: its rows and their sums) was added."""
+        c, n = acc.key
+        self.sink({"k": "ga", "c": c, "n": n}, arrays)
+
+    def gradients_taken(self, acc: ConditionalAccumulatorBase) -> None:
         """A taker got the average: the sum was cleared and the step advanced."""
         c, n = acc.key
         self.sink({"k": "gt", "c": c, "n": n}, ())
 
-    def step_set(self, acc: ConditionalAccumulator) -> None:
+    def step_set(self, acc: ConditionalAccumulatorBase) -> None:
         """The global step was moved."""
         c, n = acc.key
         self.sink({"k": "gs", "c": c, "n": n, "s": acc.global_step}, ())
@@ -262,20 +275,27 @@ class Replay:
     def _value(self, h: dict, arrays: list) -> None:
         self._get(h, Variable).assign(arrays[0])
 
+    def _rows(self, h: dict, arrays: list) -> None:
+        self._get(h, Variable).scatter_update(arrays[0], arrays[1])
+
     def _accumulator(self, h: dict, arrays: list) -> None:
-        self.resources.accumulator(h["n"], h["shape"], dtype=h["dtype"], container=h["c"])
+        if "sparse" in h:
+            self.resources.sparse_accumulator(h["n"], h["shape"], dtype=h["dtype"], reduction_type=h["sparse"],
+                                              container=h["c"])
+        else:
+            self.resources.accumulator(h["n"], h["shape"], dtype=h["dtype"], container=h["c"])
 
     def _gradient(self, h: dict, arrays: list) -> None:
-        self._get(h, ConditionalAccumulator).add(arrays[0])
+        self._get(h, ConditionalAccumulatorBase).add(*arrays)
 
     def _average_taken(self, h: dict, arrays: list) -> None:
-        self._get(h, ConditionalAccumulator).take_now()
+        self._get(h, ConditionalAccumulatorBase).take_now()
 
     def _step(self, h: dict, arrays: list) -> None:
-        self._get(h, ConditionalAccumulator).set_global_step(h["s"])
+        self._get(h, ConditionalAccumulatorBase).set_global_step(h["s"])
 
     def _sum(self, h: dict, arrays: list) -> None:
-        self._get(h, ConditionalAccumulator).restore(arrays[0], h["cnt"], h["s"])
+        self._get(h, ConditionalAccumulatorBase).restore(*arrays, h["cnt"], h["s"])
 
     def _reset(self, h: dict, arrays: list) -> None:
         gone = set(h["cs"])
@@ -291,7 +311,7 @@ class Replay:
 
     _STEPS: dict[str, Callable[["Replay", dict, list], None]] = {
         "e": _placed, "t": _taken, "a": _acked, "r": _returned, "f": _put_front, "o": _outstanding,
-        "x": _closed, "q": _queue, "v": _variable, "w": _value, "g": _accumulator, "ga": _gradient,
+        "x": _closed, "q": _queue, "v": _variable, "w": _value, "wr": _rows, "g": _accumulator, "ga": _gradient,
         "gt": _average_taken, "gs": _step, "gx": _sum, "z": _reset, "st": _stamps, "nt": _next_tid,
     }
 
@@ -323,8 +343,8 @@ def snapshot(resources: ResourceManager, stamps: Stamps,
         elif isinstance(res, Variable):
             if res.value is not None:
                 yield {"k": "w", "c": c, "n": n}, (res.value,)
-        elif isinstance(res, ConditionalAccumulator):
-            yield {"k": "gx", "c": c, "n": n, "cnt": res.count, "s": res.global_step}, (res._sum,)
+        elif isinstance(res, ConditionalAccumulatorBase):
+            yield {"k": "gx", "c": c, "n": n, "cnt": res.count, "s": res.global_step}, res.sum_arrays()
     stamp_list = [[s.client, s.seq, s.placed] for s in stamps.items()]
     if stamp_list:
         yield {"k": "st", "l": stamp_list}, ()
