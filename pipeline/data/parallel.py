@@ -323,6 +323,18 @@ class InterleaveDataset(_Unary):
                 return self._open(e).element_spec
         finally:
             it.close()
+        # No element to look at: when the input's elements are datasets (windows), trace map_func
+        # on empty datasets of their specs, as TensorFlow traces it on the input's spec.
+        spec = self._parent.element_spec
+        leaves = structure.flatten(spec)
+        if leaves and all(isinstance(s, structure.DatasetSpec) and s.shape == () for s in leaves):
+            from .sources import ListDataset
+
+            empty = structure.pack_as(spec, [ListDataset([], spec=s.element_spec) for s in leaves])
+            try:
+                return self._open(empty).element_spec
+            except Exception:  # noqa: BLE001 - a function that needs elements: known by iterating
+                return structure.UNKNOWN_SPEC
         return TensorSpec(None, np.float32)
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
