@@ -70,6 +70,9 @@ class TensorSliceDataset(Dataset):
 
         self._tensors = structure.map_structure(leaf, tensors)
         self._leaves = structure.flatten(self._tensors)
+        if not self._leaves:
+            raise ValueError("Invalid `components`: from_tensor_slices needs at least one tensor, got an empty "
+                             f"structure {tensors!r}")
         sizes = [len(x) for x in self._leaves]
         for s in sizes[1:]:
             if s != sizes[0]:
