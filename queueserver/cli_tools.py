@@ -111,8 +111,11 @@ def _visible(entries: list[dict], show_all: bool) -> tuple[list[dict], int]:
     return shown, len(entries) - len(shown)
 
 
-def _heading(what: str, shown: list, hidden: int) -> str:
+def _heading(what: str, shown: list, hidden: int, status: dict) -> str:
     extra = f"; {hidden} internal hidden, --all shows them" if hidden else ""
+    omitted = status.get("omitted", {}).get(what, 0)
+    if omitted:  # a big server's status lists a bounded number (see queueserver.status)
+        extra += f"; {omitted} more not listed, of {status['totals'][what]}"
     return f"{what} ({len(shown)}{extra}):"
 
 
@@ -148,17 +151,17 @@ def format_status(status: dict, show_all: bool = False) -> str:
     lines = [f"task {status['task']}  version {status['version']}  up {status['uptime_s']} s"
              f"  connections {status['connections']}"]
     queues, hidden = _visible(status.get("queues", []), show_all)
-    lines.append(_heading("queues", queues, hidden))
+    lines.append(_heading("queues", queues, hidden, status))
     if queues:
         lines += queue_rows(queues)
     variables, hidden = _visible(status.get("variables", []), show_all)
-    lines.append(_heading("variables", variables, hidden))
+    lines.append(_heading("variables", variables, hidden, status))
     if variables:
         lines += _table(("container", "name", "dtype", "shape", "state"),
                         [(_container(v["container"]), v["name"], v["dtype"], str(list(v["shape"])),
                           "initialized" if v["initialized"] else "uninitialized") for v in variables])
     accumulators, hidden = _visible(status.get("accumulators", []), show_all)
-    lines.append(_heading("accumulators", accumulators, hidden))
+    lines.append(_heading("accumulators", accumulators, hidden, status))
     if accumulators:
         lines += _table(("container", "name", "dtype", "shape", "global_step", "accumulated"),
                         [(_container(a["container"]), a["name"], a["dtype"], str(list(a["shape"])),

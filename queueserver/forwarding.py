@@ -47,11 +47,6 @@ async def route(conn: DataConnection, rid: int, op: str, header: dict, body: Any
             if stats is not None:
                 stats.observe(op, "ok", t0)
             return
-        if op == "status":
-            conn.send({"i": rid, "r": svc.status(), "cluster": await svc.cluster_status()})
-            if stats is not None:
-                stats.observe(op, "ok", t0)
-            return
         container, name = field_str(header, "c", ""), field_str(header, "n")
         if op in CREATE_OPS:
             wanted, warning = svc.placement.resolve(check_device_name(header.get("dev")), bool(header.get("soft")))

@@ -7,7 +7,9 @@ one (``Authorization: Bearer`` or ``?token=``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import json
 import hmac
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,10 +49,14 @@ async def _status(service: QueueService, request: web.Request) -> web.Response:
     """This task's status as JSON; with ``?cluster=1``, every task's too, under ``"cluster"``."""
     if not _authorized(service, request):
         return _unauthorized()
-    out = service.status()
+    from queueserver.status import build
+
+    out = await build(service)
     if request.query.get("cluster", "") not in ("", "0", "false"):
         out["cluster"] = await service.cluster_status() if service.cluster is not None else [{"up": True, **out}]
-    return web.json_response(out)
+    # Megabytes of JSON for a big server: encoded in a worker thread, not on the event loop.
+    body = await asyncio.get_running_loop().run_in_executor(None, lambda: json.dumps(out).encode())
+    return web.Response(body=body, content_type="application/json")
 
 
 async def _metrics(service: QueueService, request: web.Request) -> web.StreamResponse:

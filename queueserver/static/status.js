@@ -67,10 +67,15 @@ function visible(resources, hidden) {
   return shown;
 }
 
-function noteHidden(id, hidden) {
+function noteHidden(id, hidden, tasks, kind) {
+  // A big server's status lists at most 10,000 resources of each kind: say how many it left out.
+  const omitted = tasks.filter(t => t.up).reduce((n, t) => n + ((t.omitted || {})[kind] || 0), 0);
+  const parts = [];
+  if (hidden.count) parts.push(`${hidden.count} internal hidden (tick "show internal" to see them)`);
+  if (omitted) parts.push(`${omitted} more not listed (a status lists at most 10,000 of each kind per task)`);
   const note = document.getElementById(id);
-  note.hidden = hidden.count === 0;
-  note.textContent = `${hidden.count} internal hidden (tick "show internal" to see them)`;
+  note.hidden = parts.length === 0;
+  note.textContent = parts.join("; ");
 }
 
 function containerCell(r) {
@@ -177,7 +182,7 @@ function renderQueues(tasks) {
   }
   replaceRows("queues", rows);
   document.getElementById("no-queues").hidden = rows.length > 0;
-  noteHidden("queues-hidden", hidden);
+  noteHidden("queues-hidden", hidden, tasks, "queues");
 }
 
 function split(figures) {
@@ -246,7 +251,7 @@ function renderVariables(tasks) {
     }
   }
   replaceRows("variables", rows);
-  noteHidden("variables-hidden", hidden);
+  noteHidden("variables-hidden", hidden, tasks, "variables");
 }
 
 function renderAccumulators(tasks) {
@@ -263,7 +268,7 @@ function renderAccumulators(tasks) {
   }
   replaceRows("accumulators", rows);
   document.getElementById("no-accumulators").hidden = rows.length > 0;
-  noteHidden("accumulators-hidden", hidden);
+  noteHidden("accumulators-hidden", hidden, tasks, "accumulators");
 }
 
 function showLogin(message) {
