@@ -24,6 +24,7 @@ from pipeline.textline import TextLineReader
 from pipeline.tfrecord import TFRecordReader
 from queueserver import errors
 
+from . import structure
 from .base import Dataset, DatasetIterator, autotune_parallelism
 from .structure import Chunk, TensorSpec
 
@@ -39,6 +40,11 @@ def _as_paths(filenames: Any) -> list[str]:
     for f in filenames:
         if isinstance(f, bytes):
             f = f.decode("utf-8")
+        if not isinstance(f, (str, os.PathLike)):
+            # TensorFlow's words: file names are strings (a list of ints is a common slip).
+            kind = structure.leaf_spec(structure.normalize(f)).dtype_name if isinstance(
+                f, (int, float, np.generic)) else type(f).__name__
+            raise TypeError(f"The `filenames` argument must contain `tf.string` elements. Got `tf.{kind}` elements.")
         paths.append(os.fspath(f))
     return paths
 
@@ -61,6 +67,10 @@ class _FilesDataset(Dataset):
         self.__dict__["_spec"] = TensorSpec((), "string")
         self._delegate: Dataset | None = None
         if isinstance(filenames, Dataset):
+            spec = filenames.element_spec
+            if isinstance(spec, TensorSpec) and spec.dtype_name != "string":
+                raise TypeError(f"The `filenames` argument must contain `tf.string` elements. Got "
+                                f"`tf.{spec.dtype_name}` elements.")
             self._paths: list[str] = []
             self._delegate = self._per_file(filenames, num_parallel_reads)
             return
