@@ -68,7 +68,7 @@ def test_constructor_errors_tensor_input():  # TFRecordDatasetTest.testConstruct
         TFRecordDataset(np.array([1, 2, 3], np.int32))
     with pytest.raises(TypeError, match=msg):
         TFRecordDataset(Dataset.from_tensor_slices(np.array([1, 2, 3], np.int32)))
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError):
         TFRecordDataset(object())
 
 
