@@ -222,9 +222,10 @@ def test_a_message_of_another_step_is_refused_not_trained_on(local_server):
 
 
 # ---------------------------------------------------------------- real processes
-def stage_process(target: str, stage: int, ckpt: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "compute", "train", "--target", target, "--model", MODEL, "--queue", "pp_proc",
-           "--scope", "proc", "--batch", "30", "--lr", "0.2", "--dtype", "float64", "--stages", "3", "--stage",
+def stage_process(target: str, stage: int, ckpt: Path, *extra: str, queue: str = "pp_proc",
+                  scope: str = "proc") -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "compute", "train", "--target", target, "--model", MODEL, "--queue", queue,
+           "--scope", scope, "--batch", "30", "--lr", "0.2", "--dtype", "float64", "--stages", "3", "--stage",
            str(stage), "--micro-batches", "3", "--checkpoint-dir", str(ckpt), "--checkpoint-every", "1",
            "--stage-timeout", "60", "--print-every", "1", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
@@ -280,6 +281,46 @@ def test_a_killed_stage_stops_the_others_naming_it_and_a_restart_continues(serve
         got = {name: c.variable(f"proc/{name.split('/')[1]}", np.zeros(want[name].shape)).read() for name in want}
     assert_same(got, want)
     assert_same(load_checkpoint(tmp_path).params, want)
+
+
+@pytest.mark.slow
+def test_a_stage_killed_mid_step_and_a_restart_lose_and_repeat_nothing(server_process, tmp_path):
+    """Killed while micro-batches are in flight: the others stop naming it, the chief's minibatch
+    goes back, and the restarted run ends exactly where one process does on the same batches."""
+    target, n = server_process.target, 150
+    x, y = make_data(n * 30, seed=11)
+    fill(target, "pp_mid", x, y, close=True)
+    procs = [stage_process(target, i, tmp_path, queue="pp_mid", scope="mid") for i in range(3)]
+    try:
+        for line in procs[2].stdout:
+            if json.loads(line).get("global_step") == 3:
+                break
+        procs[2].send_signal(signal.SIGKILL)
+        for i in (0, 1):
+            _, err = procs[i].communicate(timeout=60)
+            assert procs[i].returncode == 1 and "stage 2 of 3 (pid" in err, err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    stopped_at = load_checkpoint(tmp_path).global_step
+    assert 3 <= stopped_at < n
+    with qs.connect(target) as c:  # every minibatch not checkpointed is back in the queue
+        assert c.queue("pp_mid").size() == (n - stopped_at) * 30
+    procs = [stage_process(target, i, tmp_path, queue="pp_mid", scope="mid") for i in range(3)]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    chief = done_line(outs[0][0])
+    assert (chief["start_step"], chief["global_step"], chief["generation"]) == (stopped_at, n, 2)
+    assert_same(load_checkpoint(tmp_path).params, one_process(x, y, 30, n))
 
 
 @pytest.mark.slow
