@@ -265,14 +265,15 @@ def _peek(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     with _connect(args) as c:
-        queues = c.status()["queues"]
+        status = c.status()
+    queues = status["queues"]
     if args.container is not None:
         queues = [q for q in queues if q["container"] == args.container]
     shown, hidden = _visible(queues, args.all or (args.container is not None and is_internal(args.container)))
     if args.json:
         print(json.dumps(shown, indent=2))
         return 0
-    print(_heading("queues", shown, hidden))
+    print(_heading("queues", shown, hidden, status))
     if shown:
         print("\n".join(queue_rows(shown)))
     return 0

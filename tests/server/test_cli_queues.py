@@ -38,7 +38,8 @@ def test_a_closed_queue_is_recovered_without_resetting_its_container(server_proc
         assert q.is_closed()
 
         listed = run_cli("queue", "list", target, "--container", "jobs")
-        row = next(line for line in listed.stdout.splitlines() if " work " in line)
+        assert listed.returncode == 0, listed.stderr
+        row = next((line for line in listed.stdout.splitlines() if " work " in line), listed.stdout)
         assert row.split()[:7] == ["jobs", "work", "FIFOQueue", "2", "10", "closed", "(float32[2],"]
 
         again = run_cli("queue", "create", target, "work", "--container", "jobs", "--dtypes", "float32,int64")
