@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import sys
 import warnings
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from queueserver.deliveries import Deliveries
 from queueserver.errors import InvalidArgumentError, UnavailableError
 from queueserver.options import RECONNECT_S, ClientOptions
 from queueserver.handles import AsyncAccumulator, AsyncQueue, AsyncSparseAccumulator, AsyncVariable
+
+if TYPE_CHECKING:
+    from queueserver.partitioned import AsyncPartitionedVariable
 
 
 class AsyncClient(Channel):
@@ -258,6 +261,14 @@ class AsyncClient(Channel):
         reply, route = await self._create("SparseConditionalAccumulator", name, container, header)
         return AsyncSparseAccumulator(self, route, name, container, reply.get("home", self.task),
                                       np.dtype(reply["dtype"]), tuple(reply["shape"]))
+
+    async def partitioned_variable(self, name: str, shape: Sequence[int], dtype: Any = np.float32,
+                                   **options: Any) -> "AsyncPartitionedVariable":
+        """Get or create a table stored as row shards ``name/part_i`` over the ps tasks (TensorFlow's
+        partitioned variables); ``options`` as :func:`queueserver.partitioned.partitioned_variable`."""
+        from queueserver.partitioned import partitioned_variable
+
+        return await partitioned_variable(self, name, shape, dtype, **options)
 
     async def reset(self, containers: Sequence[str]) -> int:
         """Free every resource in ``containers``; returns how many were freed."""

@@ -297,6 +297,14 @@ class Client:
     conditional_accumulator = _sync_factory("conditional_accumulator", Accumulator)
     sparse_conditional_accumulator = _sync_factory("sparse_conditional_accumulator", SparseAccumulator)
 
+    def partitioned_variable(self, name: str, shape: Any, dtype: Any = np.float32, **options: Any) -> Any:
+        """A table stored as row shards over the ps tasks (see :func:`queueserver.partitioned.partitioned_variable`);
+        returns a :class:`~queueserver.partitioned.PartitionedVariable`."""
+        from queueserver.partitioned import PartitionedVariable
+
+        handle = self._runner.run(self._async.partitioned_variable(name, shape, dtype, **options))
+        return PartitionedVariable(handle, self._runner)
+
     reset = _sync("AsyncClient.reset")
     status = _sync("AsyncClient.status")
     report = _sync("AsyncClient.report")
