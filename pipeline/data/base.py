@@ -828,7 +828,7 @@ class Dataset:
         there instead). The seed is fixed when the dataset is built.
 
         Raises:
-            ValueError: ``weights`` does not have one entry per dataset.
+            ValueError: ``datasets`` is empty, or ``weights`` does not have one entry per dataset.
             InvalidArgumentError: a weight is negative, or all are zero.
 
         Example:
@@ -846,7 +846,8 @@ class Dataset:
         """Elements of ``datasets`` in the order ``choice_dataset`` (int64 scalars) names them.
 
         Raises:
-            TypeError: ``datasets`` is empty or ``choice_dataset`` is not a dataset.
+            ValueError: ``datasets`` is empty.
+            TypeError: ``choice_dataset`` is not a dataset of scalar int64 values.
             InvalidArgumentError: (when iterated) a choice is out of range.
 
         Example:

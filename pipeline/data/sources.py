@@ -445,7 +445,9 @@ class _SelectDataset(Dataset):
     specs relax into the output's."""
 
     def __init__(self, datasets: list) -> None:
-        if not datasets or not all(isinstance(d, Dataset) for d in datasets):
+        if not datasets:  # TensorFlow's ValueError and words
+            raise ValueError("Invalid `datasets`. `datasets` should not be empty.")
+        if not all(isinstance(d, Dataset) for d in datasets):
             raise TypeError("`datasets` must be a non-empty list of datasets")
         self._datasets = datasets
 
@@ -462,7 +464,8 @@ class ChooseDataset(_SelectDataset):
     def __init__(self, datasets: list, choices: Dataset, stop_on_empty_dataset: bool) -> None:
         super().__init__(datasets)
         if not isinstance(choices, Dataset):
-            raise TypeError("`choice_dataset` must be a dataset of scalar `tf.int64` tensors")
+            raise TypeError(f"`choice_dataset` should be a `tf.data.Dataset` of scalar `tf.int64` tensors, got "
+                            f"{type(choices).__name__}")
         spec = choices.element_spec
         if not isinstance(spec, structure.UnknownSpec) and spec != TensorSpec((), np.int64):
             raise TypeError(f"`choice_dataset` must be a dataset of scalar `tf.int64` tensors, but its "
