@@ -61,7 +61,7 @@ from compute.backend import get_backend
 from compute.checkpoint import load_checkpoint, save_checkpoint
 from compute.inputs import QueueSource
 from compute.models import MLP, parse_model, softmax_cross_entropy_with_grad
-from compute.optim import SGD
+from compute.optim import Momentum, make_optimizer
 from compute.parameters import placement_scope
 
 __all__ = ["PipelineConfig", "StageResult", "PipelineStage", "split_layers", "theoretical_bubble",
@@ -148,9 +148,11 @@ class PipelineConfig:
         ps_tasks: spread the variables over this many ps tasks (default: the cluster's ps job).
         model: an MLP spec, ``mlp:784,1024,1024,10``.
         batch: examples per minibatch (``dequeue_up_to``: the last one may be short).
-        lr: the SGD learning rate.
-        optimizer: ``sgd`` (the only one so far: momentum's velocities would have to be
-            checkpointed from every stage).
+        lr: the learning rate.
+        optimizer: ``sgd``, ``momentum`` or ``nesterov``. Each stage keeps its own layers' velocities;
+            at checkpoint steps they go to the ps beside the parameters (``<variable>/momentum``)
+            and into the chief's checkpoint as slots.
+        momentum: the momentum coefficient.
         seed: parameter initialisation seed.
         steps: stop at this global step (None: when the input queue is closed and drained).
         dtype: ``float32`` or ``float64``: the parameters, activations and gradients.
@@ -180,6 +182,7 @@ class PipelineConfig:
     batch: int = 256
     lr: float = 0.1
     optimizer: str = "sgd"
+    momentum: float = 0.9
     seed: int = 0
     steps: int | None = None
     dtype: str = "float32"
@@ -204,11 +207,7 @@ class PipelineConfig:
         if self.batch < self.micro_batches:
             raise ValueError(f"--batch {self.batch} is smaller than --micro-batches {self.micro_batches}:"
                              " every micro-batch needs at least one example")
-        if self.optimizer != "sgd":
-            raise ValueError(f"the pipeline-parallel trainer supports --optimizer sgd only, got {self.optimizer!r}"
-                             " (momentum's velocities are not checkpointed across stages yet)")
-        if not self.lr > 0:
-            raise ValueError(f"the learning rate must be positive, got {self.lr}")
+        make_optimizer(self.optimizer, self.lr, self.momentum)  # its own checks, with the fix in the message
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not self.stage_timeout > 0:
@@ -362,7 +361,8 @@ class PipelineStage:
         self.scope = config.model_scope
         self.dtype = np.dtype(config.dtype)
         self.backend = get_backend(config.device, config.soft_placement)
-        self.optimizer = SGD(config.lr)
+        self.optimizer = make_optimizer(config.optimizer, config.lr, config.momentum)
+        self._slotted = isinstance(self.optimizer, Momentum)  # velocities to checkpoint
         self.result = StageResult(stage=self.index, stages=config.stages, micro_batches=config.micro_batches,
                                   layers=self.layers)
         self._client, self._source = client, source
@@ -390,6 +390,8 @@ class PipelineStage:
         self._batch_n = 0
         self._sync = False  # this step's parameters must be confirmed on the ps (a checkpoint step)
         self._publishing: asyncio.Future | None = None  # the write of the last update to the ps
+        self._own_slot_vars: OrderedDict[str, Any] = OrderedDict()  # velocities on the ps (momentum)
+        self._all_slot_vars: OrderedDict[str, Any] = OrderedDict()
 
     # ---------------------------------------------------------------- names and resources
     def _var_name(self, name: str) -> str:
@@ -450,6 +452,19 @@ class PipelineStage:
                 out[name] = await self.client.variable(self._var_name(name), np.zeros(shapes[name], self.dtype),
                                                        container=self.cfg.container)
         return out
+
+    async def _slot_variables(self, names: Sequence[str]) -> "OrderedDict[str, Any]":
+        """The ps variables of these parameters' velocities (``<variable>/momentum``)."""
+        params = await self._variables(names)
+        out: OrderedDict[str, Any] = OrderedDict()
+        with placement_scope(self.client, self._ps_tasks()):
+            for name, var in params.items():
+                out[name] = await self.client.variable(f"{self._var_name(name)}/momentum",
+                                                       np.zeros(var.shape, self.dtype), container=self.cfg.container)
+        return out
+
+    def _load_slots(self, slots: "dict[str, np.ndarray]") -> None:
+        self.optimizer.load_state_dict({f"momentum:{k}": np.asarray(slots[k], self.dtype) for k in self.names})
 
     async def _counter(self, name: str) -> Any:
         """An int64 variable of the model's (``<scope>/<name>``), outliving runs."""
@@ -536,8 +551,17 @@ class PipelineStage:
                 await q.dequeue_many(n)
                 await q.ack()
         all_vars = await self._variables(self.model.layer_names(0, self.model.num_layers))
-        params, step = self._initial_params()
+        params, step, slots = self._initial_params()
         await asyncio.gather(*(all_vars[k].assign(np.asarray(v, self.dtype)) for k, v in params.items()))
+        if self._slotted:
+            # Every stage's velocities, restored or zero (a zero velocity acts as none): the ps may
+            # hold an earlier run's.
+            self._all_slot_vars = await self._slot_variables(list(params))
+            slots = {k: slots.get(k, np.zeros_like(v)) for k, v in params.items()}
+            await asyncio.gather(*(var.assign(np.asarray(slots[k], self.dtype))
+                                   for k, var in self._all_slot_vars.items()))
+            self._own_slot_vars = OrderedDict((k, self._all_slot_vars[k]) for k in self.names)
+            self._load_slots(slots)
         self._all_vars = all_vars
         self._own_vars = OrderedDict((k, all_vars[k]) for k in self.names)
         self._global_step = await self._counter("global_step")
@@ -552,7 +576,9 @@ class PipelineStage:
         return await self.client.fifo_queue(f"{self.scope}/pp/ready/{stage}", 64, [np.int64], [[2]],
                                             container=self.cfg.container)
 
-    def _initial_params(self) -> tuple["OrderedDict[str, np.ndarray]", int]:
+    def _initial_params(self) -> tuple["OrderedDict[str, np.ndarray]", int, dict[str, np.ndarray]]:
+        """The whole model, its global step and its velocities by parameter name: from the
+        checkpoint, else fresh from the seed."""
         fresh = self.model.init_params(self.cfg.seed, self.dtype)
         if self.cfg.checkpoint_dir:
             ckpt = load_checkpoint(self.cfg.checkpoint_dir)
@@ -563,8 +589,10 @@ class PipelineStage:
                     raise ValueError(f"the checkpoint in {self.cfg.checkpoint_dir} holds {got}, but model"
                                      f" {self.cfg.model} needs {expected}")
                 log.info("restored global step %d from %s", ckpt.global_step, self.cfg.checkpoint_dir)
-                return OrderedDict((k, v.astype(self.dtype)) for k, v in ckpt.params.items()), ckpt.global_step
-        return fresh, 0
+                slots = {k[len("momentum:"):]: v for k, v in ckpt.slots.items() if k.startswith("momentum:")}
+                params = OrderedDict((k, v.astype(self.dtype)) for k, v in ckpt.params.items())
+                return params, ckpt.global_step, slots
+        return fresh, 0, {}
 
     def _set_start(self, step: int) -> None:
         self.result.generation = self.generation
@@ -604,6 +632,10 @@ class PipelineStage:
         values = await asyncio.gather(*(v.read() for v in self._own_vars.values()))
         self.params = OrderedDict((k, self.backend.to_device(np.asarray(v, self.dtype)))
                                   for k, v in zip(self.names, values))
+        if self._slotted:
+            self._own_slot_vars = await self._slot_variables(self.names)
+            slot_values = await asyncio.gather(*(v.read() for v in self._own_slot_vars.values()))
+            self._load_slots(dict(zip(self.names, slot_values)))
         self._set_start(step)
 
     async def _register(self) -> None:
@@ -835,7 +867,7 @@ class PipelineStage:
         y = self.backend.to_device(np.concatenate([np.asarray(y) for _, y in outputs]))
         loss, grad = softmax_cross_entropy_with_grad(logits, y)
         cuts = np.cumsum([lg.shape[0] for lg, _ in outputs])[:-1]
-        return loss, xp.split(grad, cuts)
+        return loss, xp.split(grad, cuts.tolist())
 
     async def _backward(self, step: int, n_mb: int, batch_n: int, caches: list, outputs: list) -> float:
         """Every micro-batch's backward pass, the last first; the update; returns the step's loss."""
@@ -876,6 +908,10 @@ class PipelineStage:
     async def _confirm(self, step: int) -> None:
         """Tell the chief this stage's parameters for ``step`` are on the ps (checkpoint steps, the end)."""
         await self._published()
+        if self._slotted:  # the velocities too, for the chief's checkpoint
+            state = self.optimizer.state_dict()
+            await self._race(asyncio.gather(*(var.assign(state[f"momentum:{k}"])
+                                              for k, var in self._own_slot_vars.items())))
         await self._race((await self._published_q()).enqueue(np.int64(step), timeout=self.cfg.stage_timeout))
 
     async def _published_q(self) -> Any:
@@ -938,10 +974,21 @@ class PipelineStage:
         await self._race(self._global_step.assign(np.int64(step)))
         if self._sync and self.cfg.checkpoint_dir:
             await self._all_confirmed(step)
-            save_checkpoint(self.cfg.checkpoint_dir, await self._model_params(), step)
+            save_checkpoint(self.cfg.checkpoint_dir, await self._model_params(), step, await self._model_slots())
         if self._delivery is not None:
             delivery, self._delivery = self._delivery, None
             await delivery.ack()
+
+    async def _model_slots(self) -> dict[str, np.ndarray]:
+        """The whole model's velocities as checkpoint slots: this stage's from memory, the others'
+        from the ps (confirmed by then). Empty for plain SGD."""
+        if not self._slotted:
+            return {}
+        slots = self.optimizer.state_dict()
+        others = [k for k in self._all_slot_vars if k not in self.params]
+        values = await self._race(asyncio.gather(*(self._all_slot_vars[k].read() for k in others)))
+        slots.update({f"momentum:{k}": v for k, v in zip(others, values)})
+        return slots
 
     async def _model_params(self) -> "OrderedDict[str, np.ndarray]":
         """The whole model: this stage's parameters from memory, the others' from the ps."""
@@ -958,7 +1005,8 @@ class PipelineStage:
             await self._all_confirmed(self.result.global_step)
             self.result.model_params = await self._model_params()
             if self.cfg.checkpoint_dir and self.result.global_step > self.result.start_step:
-                save_checkpoint(self.cfg.checkpoint_dir, self.result.model_params, self.result.global_step)
+                save_checkpoint(self.cfg.checkpoint_dir, self.result.model_params, self.result.global_step,
+                                await self._model_slots())
         if self._token is not None:
             await self._token.ack()  # a clean finish: the other stages' watchers must not fire
             self._token = None
@@ -1008,7 +1056,7 @@ def config_from_args(args: Any) -> PipelineConfig:
     return PipelineConfig(
         target=args.target, token=getattr(args, "token", None), cluster=args.cluster, job=args.job, task=args.task, stages=args.stages, stage=args.stage,
         micro_batches=args.micro_batches, queue=args.queue, container=args.container, scope=args.scope,
-        ps_tasks=args.ps_tasks, model=args.model, batch=args.batch, lr=args.lr, optimizer=args.optimizer,
+        ps_tasks=args.ps_tasks, model=args.model, batch=args.batch, lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
         seed=args.seed, steps=args.steps, dtype=args.dtype, device=args.device, soft_placement=args.soft_placement,
         checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
         stage_timeout=args.stage_timeout, dequeue_timeout=args.dequeue_timeout, report_every=args.report_every)

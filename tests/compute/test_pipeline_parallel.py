@@ -21,7 +21,7 @@ import pytest
 import queueserver as qs
 from compute.checkpoint import load_checkpoint
 from compute.models import parse_model, softmax_cross_entropy_with_grad
-from compute.optim import SGD
+from compute.optim import make_optimizer
 from compute.pipeline_parallel import (
     PipelineConfig, PipelineStage, format_bubble_report, split_layers, theoretical_bubble, train_pipeline,
 )
@@ -46,11 +46,12 @@ def fill(target: str, name: str, x: np.ndarray, y: np.ndarray, close: bool = Tru
             q.close()
 
 
-def one_process(x: np.ndarray, y: np.ndarray, batch: int, steps: int, lr: float = 0.2, seed: int = 0) -> dict:
-    """The reference: one process, whole minibatches (the last one short), SGD, float64."""
+def one_process(x: np.ndarray, y: np.ndarray, batch: int, steps: int, lr: float = 0.2, seed: int = 0,
+                optimizer: str = "sgd") -> dict:
+    """The reference: one process, whole minibatches (the last one short), float64."""
     model = parse_model(MODEL)
     params = model.init_params(seed, np.float64)
-    opt = SGD(lr)
+    opt = make_optimizer(optimizer, lr)
     for s in range(steps):
         xb, yb = x[s * batch:(s + 1) * batch].astype(np.float64), y[s * batch:(s + 1) * batch]
         _, grads = model.loss_and_grads(params, xb, yb)
@@ -103,7 +104,7 @@ def test_layer_ranges_chained_give_the_whole_models_gradients_exactly():
     (dict(stages=2, stage=2), "--stage 2 is outside 0..1"),
     (dict(micro_batches=0), "--micro-batches must be >= 1"),
     (dict(batch=3, micro_batches=4), "--batch 3 is smaller than --micro-batches 4"),
-    (dict(optimizer="momentum"), "supports --optimizer sgd only"),
+    (dict(optimizer="adam"), "unknown optimizer 'adam'"),
     (dict(dtype="float16"), "--dtype must be one of"),
     (dict(stage_timeout=0), "--stage-timeout must be positive"),
     (dict(target=None), "needs --target or --cluster"),
@@ -151,25 +152,28 @@ def test_k_stages_train_to_the_parameters_of_one_process(local_server, stages, m
     assert all(0 < r.busy_s < r.seconds and 0 < r.idle_fraction < 1 for r in results)
 
 
-def test_a_step_budget_and_a_restart_from_the_checkpoint_continue_exactly(local_server, tmp_path):
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_a_step_budget_and_a_restart_from_the_checkpoint_continue_exactly(local_server, tmp_path, optimizer):
     x, y = make_data(10 * 30)
-    fill(local_server.target, "pp_ck", x, y, close=False)
-    first = train_pipeline(config(local_server.target, queue="pp_ck", stages=2, steps=4, scope="ck",
-                                  checkpoint_dir=str(tmp_path), checkpoint_every=3))
+    queue, scope = f"pp_ck_{optimizer}", f"ck_{optimizer}"
+    fill(local_server.target, queue, x, y, close=False)
+    common = dict(queue=queue, stages=3, scope=scope, checkpoint_dir=str(tmp_path), optimizer=optimizer)
+    first = train_pipeline(config(local_server.target, steps=4, checkpoint_every=3, **common))
     assert first[0].global_step == 4 and first[0].stop_reason == "steps"
-    assert load_checkpoint(tmp_path).global_step == 4  # the last one, at the end
-    second = train_pipeline(config(local_server.target, queue="pp_ck", stages=2, steps=7, scope="ck",
-                                   checkpoint_dir=str(tmp_path)))
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.global_step == 4  # the last one, at the end
+    # Momentum: every stage's velocities are in the one checkpoint, as slots.
+    assert sorted(ckpt.slots) == ([] if optimizer == "sgd" else sorted(f"momentum:{k}" for k in ckpt.params))
+    second = train_pipeline(config(local_server.target, steps=7, **common))
     assert (second[0].start_step, second[0].global_step, second[0].generation) == (4, 7, 2)
-    assert_same(second[0].model_params, one_process(x, y, 30, 7))
-    # On a fresh server, the whole model comes back from the checkpoint.
+    assert_same(second[0].model_params, one_process(x, y, 30, 7, optimizer=optimizer))
+    # On a fresh server, the whole model (and its velocities) come back from the checkpoint.
     fresh = qs.Server.create_local_server()
     try:
-        fill(fresh.target, "pp_ck", x[7 * 30:], y[7 * 30:], close=False)
-        third = train_pipeline(config(fresh.target, queue="pp_ck", stages=2, steps=9, scope="ck",
-                                      checkpoint_dir=str(tmp_path)))
+        fill(fresh.target, queue, x[7 * 30:], y[7 * 30:], close=False)
+        third = train_pipeline(config(fresh.target, steps=9, **common))
         assert (third[0].start_step, third[0].global_step) == (7, 9)
-        assert_same(third[0].model_params, one_process(x, y, 30, 9))
+        assert_same(third[0].model_params, one_process(x, y, 30, 9, optimizer=optimizer))
     finally:
         fresh.stop()
 
