@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import hmac
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,13 +48,13 @@ async def _status(service: QueueService, request: web.Request) -> web.Response:
     """This task's status as JSON; with ``?cluster=1``, every task's too, under ``"cluster"``."""
     if not _authorized(service, request):
         return _unauthorized()
-    from queueserver.status import build
+    from queueserver.status import build, encode_json
 
     out = await build(service)
     if request.query.get("cluster", "") not in ("", "0", "false"):
         out["cluster"] = await service.cluster_status() if service.cluster is not None else [{"up": True, **out}]
     # Megabytes of JSON for a big server: encoded in a worker thread, not on the event loop.
-    body = await asyncio.get_running_loop().run_in_executor(None, lambda: json.dumps(out).encode())
+    body = await asyncio.get_running_loop().run_in_executor(None, encode_json, out)
     return web.Response(body=body, content_type="application/json")
 
 

@@ -9,12 +9,14 @@ JSON), during which every call on the server waited. So:
   creation); ``totals`` always counts them all and ``omitted`` says how many were left out, as a
   management API pages a long list (the status page and CLI say so);
 * :func:`build` reads :data:`SLICE` resources per turn of the event loop;
-* the HTTP side encodes the JSON in a worker thread.
+* the HTTP side encodes the JSON in a worker thread, a slice of entries at a time
+  (:func:`encode_json`: the C encoder holds the GIL, so one call on 5 MB kept the loop waiting).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -90,3 +92,32 @@ async def build(service: "QueueService", max_listed: int = MAX_LISTED) -> dict:
     for _ in _read(service, out, max_listed):
         await asyncio.sleep(0)
     return out
+
+
+def encode_json(value: Any) -> bytes:
+    """``json.dumps(value)``, with long lists encoded :data:`SLICE` entries per call (each call
+    holds the GIL; between them the event loop's thread gets its turn). Run it in a worker thread."""
+    return "".join(_encode(value)).encode()
+
+
+def _encode(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            yield ("," if i else "") + json.dumps(str(key)) + ":"
+            yield from _encode(item)
+        yield "}"
+    elif isinstance(value, list) and len(value) > SLICE:
+        yield "["
+        for i in range(0, len(value), SLICE):
+            yield ("," if i else "") + json.dumps(value[i:i + SLICE])[1:-1]
+        yield "]"
+    elif isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        # A short list of statuses (a cluster's tasks), each of which may hold long lists.
+        yield "["
+        for i, item in enumerate(value):
+            yield "," if i else ""
+            yield from _encode(item)
+        yield "]"
+    else:
+        yield json.dumps(value)

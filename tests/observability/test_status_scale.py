@@ -81,3 +81,13 @@ def test_the_cli_says_how_many_a_big_status_left_out():
               "accumulators": [], "clients": [], "totals": {"queues": 0, "variables": 5, "accumulators": 0},
               "omitted": {"variables": 4}}
     assert "variables (1; 4 more not listed, of 5):" in format_status(status)
+
+
+def test_the_json_of_a_status_is_encoded_in_slices_and_reads_back_the_same():
+    from queueserver.status import encode_json
+
+    entry = {"container": "c\"", "name": "n\n", "shape": [2, 3], "initialized": True, "updated_at": None}
+    status = {"task": "/job:ps/task:0", "queues": [], "variables": [dict(entry, i=i) for i in range(2 * SLICE + 3)],
+              "cluster": [{"up": True, "variables": [entry] * (SLICE + 1)}, {"up": False, "error": "é"}],
+              "calls": {"enqueue": 3}, "time": 1.5}
+    assert json.loads(encode_json(status)) == status
