@@ -111,6 +111,10 @@ class ComponentSpec:
         if shapes is not None:
             if not isinstance(shapes, (list, tuple)):
                 raise InvalidArgumentError(f"shapes is a list of shapes, one per component, got {shapes!r}")
+            if all(s is None or isinstance(s, (int, np.integer)) for s in shapes):
+                # TensorFlow's reading: a list of plain dimensions (``(3, 2)``, ``()``) is one shape,
+                # the one component's: FIFOQueue(10, tf.float32, shapes=(3, 2)).
+                shapes = [shapes]
             shapes = list(shapes)
             if len(shapes) != len(self.dtypes):
                 raise InvalidArgumentError(
@@ -120,6 +124,8 @@ class ComponentSpec:
                 raise InvalidArgumentError("give every component a shape, or none of them")
         else:
             self.shapes = None
+        if isinstance(names, str):
+            names = [names]  # TensorFlow's spelling of one component's name: names="f"
         if names is not None:
             if not isinstance(names, (list, tuple)):
                 raise InvalidArgumentError(f"names is a list of component names, got {names!r}")
