@@ -14,7 +14,8 @@ built from :mod:`~compute.config` (:class:`TrainConfig`), :mod:`~compute.inputs`
 sources, the prefetcher), :mod:`~compute.telemetry` (results, the step clock, reports),
 :mod:`~compute.stopping` (the cluster-wide stop flag), :mod:`~compute.parameters` (parameters on the
 ps) and :mod:`~compute.loops` (one training-loop template, and each mode's step). On top of them:
-:mod:`~compute.search` (a hyperparameter search) and :mod:`~compute.ensemble` (an ensemble of models).
+:mod:`~compute.search` (a hyperparameter search) and :mod:`~compute.ensemble` (an ensemble of models);
+:mod:`~compute.sparse` (an embedding model trained by pulling and pushing only the rows a batch touches).
 """
 
 from compute.backend import (
