@@ -821,15 +821,26 @@ class Dataset:
 
     @staticmethod
     def sample_from_datasets(datasets: Sequence["Dataset"], weights: Any = None, seed: int | None = None,
-                             stop_on_empty_dataset: bool = False) -> "Dataset":
+                             stop_on_empty_dataset: bool = False,
+                             rerandomize_each_iteration: bool | None = None) -> "Dataset":
         """Elements drawn at random from ``datasets``, each pick by ``weights`` (default: uniform).
 
         An exhausted dataset drops out of the draw (``stop_on_empty_dataset``: the sampling ends
-        there instead). The seed is fixed when the dataset is built.
+        there instead); when only zero-weight datasets are left, the sampling ends. The seed is
+        fixed when the dataset is built: every iteration, and every epoch of a ``repeat``, draws
+        the same sequence, unless ``rerandomize_each_iteration`` gives each new one the next.
+
+        Args:
+            datasets: the datasets, with compatible element specs.
+            weights: float weights, one per dataset, or a dataset of such vectors (one per draw).
+            seed: the seed; None draws one from OS entropy when the dataset is built.
+            stop_on_empty_dataset: end at the first draw of an exhausted dataset.
+            rerandomize_each_iteration: a new sequence for each new iteration.
 
         Raises:
             ValueError: ``datasets`` is empty, or ``weights`` does not have one entry per dataset.
-            InvalidArgumentError: a weight is negative, or all are zero.
+            TypeError: the weights are not floats, or the datasets' specs are incompatible.
+            InvalidArgumentError: a weight is negative or not finite.
 
         Example:
             >>> ds = Dataset.sample_from_datasets([Dataset.range(3), Dataset.range(10, 13)], seed=1)
@@ -838,7 +849,7 @@ class Dataset:
         """
         from .sources import SampleDataset
 
-        return SampleDataset(list(datasets), weights, seed, stop_on_empty_dataset)
+        return SampleDataset(list(datasets), weights, seed, stop_on_empty_dataset, rerandomize_each_iteration)
 
     @staticmethod
     def choose_from_datasets(datasets: Sequence["Dataset"], choice_dataset: "Dataset",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -450,6 +451,12 @@ class _SelectDataset(Dataset):
         if not all(isinstance(d, Dataset) for d in datasets):
             raise TypeError("`datasets` must be a non-empty list of datasets")
         self._datasets = datasets
+        specs = [d.element_spec for d in datasets]
+        if not any(isinstance(sp, structure.UnknownSpec) for sp in specs):
+            try:  # checked when built, as TensorFlow does
+                self.__dict__["_spec"] = self._compute_spec()
+            except TypeError as e:
+                raise TypeError(f"All datasets must have compatible element specs: {e}") from None
 
     def _compute_spec(self) -> Any:
         spec = self._datasets[0].element_spec
@@ -521,38 +528,92 @@ class _ChooseIterator(DatasetIterator):
 
 # --------------------------------------------------------------------------- sample_from_datasets
 class SampleDataset(_SelectDataset):
-    """``Dataset.sample_from_datasets``: each element from a dataset drawn by ``weights``."""
+    """``Dataset.sample_from_datasets``: each element from a dataset drawn by ``weights`` (a vector,
+    or a dataset of vectors: one per draw, as tf.data allows)."""
 
-    def __init__(self, datasets: list, weights: Any, seed: int | None, stop_on_empty_dataset: bool) -> None:
+    def __init__(self, datasets: list, weights: Any, seed: int | None, stop_on_empty_dataset: bool,
+                 rerandomize_each_iteration: bool | None = None) -> None:
         super().__init__(datasets)
-        if weights is None:
-            weights = [1.0 / len(datasets)] * len(datasets)
-        w = np.asarray(weights, np.float64).reshape(-1)
-        if w.size != len(datasets):
-            raise ValueError(f"`datasets` and `weights` should have the same number of elements, got "
-                             f"{len(datasets)} datasets and {w.size} weights")
-        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise errors.InvalidArgumentError(f"`weights` must be non-negative and not all zero, got {w.tolist()}")
-        self._weights, self._stop = w / w.sum(), bool(stop_on_empty_dataset)
-        # Fixed when the dataset is built (as shuffle's seed): every pass draws the same sequence.
+        self._weights_ds: Dataset | None = None
+        if isinstance(weights, Dataset):
+            self._weights_ds = weights
+            self._weights = np.full(len(datasets), 1.0 / len(datasets))
+        else:
+            if weights is None:
+                weights = [1.0 / len(datasets)] * len(datasets)
+            self._weights = _checked_weights(weights, len(datasets))
+        self._stop = bool(stop_on_empty_dataset)
+        self._rerandomize = bool(rerandomize_each_iteration)
+        # Fixed when the dataset is built (as shuffle's seed): every pass draws the same sequence,
+        # unless rerandomize_each_iteration gives each new iteration the next one.
         self._seed = int(np.random.SeedSequence(seed).generate_state(1)[0]) if seed is None else int(seed)
+        self._next_number = 0
+        self._lock = threading.Lock()
+
+    def _number(self) -> int:
+        from .shuffle import _SAMPLING
+
+        if not self._rerandomize or getattr(_SAMPLING, "active", False):
+            return 0
+        with self._lock:
+            k = self._next_number
+            self._next_number = k + 1
+        return k
+
+    def _cardinality(self) -> int:
+        # As TensorFlow's: drawing from endless inputs never ends.
+        cards = [d._cardinality() for d in self._datasets]
+        weights_endless = self._weights_ds is None or self._weights_ds._cardinality() == INFINITE_CARDINALITY
+        if weights_endless and all(c == INFINITE_CARDINALITY for c in cards):
+            return INFINITE_CARDINALITY
+        return UNKNOWN_CARDINALITY
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _SampleIterator(self, ctx)
+
+
+def _checked_weights(weights: Any, n: int) -> np.ndarray:
+    """A weight vector: n floats, none negative (all zero draws nothing); TensorFlow's errors."""
+    w = np.asarray(weights)
+    if w.dtype.kind not in "f":
+        raise TypeError(f"`weights` must be convertible to a tensor of `tf.float32` or `tf.float64` elements, "
+                        f"got {w.dtype.name} values {w.tolist()!r}")
+    w = w.astype(np.float64).reshape(-1)
+    if w.size != n:
+        # Both TensorFlow revisions' words ("same length", and the older "same number of elements").
+        raise ValueError(f"`datasets` and `weights` should have the same length (should have the same number of "
+                         f"elements): got {n} datasets and {w.size} weights")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise errors.InvalidArgumentError(f"`weights` must be finite and non-negative, got {w.tolist()}")
+    return w
 
 
 class _SampleIterator(DatasetIterator):
     def __init__(self, ds: SampleDataset, ctx: tuple) -> None:
         self._ds = ds
         self._its = [d._make_iter(ctx) for d in ds._datasets]
-        self._rng = np.random.default_rng(np.random.SeedSequence(ds._seed, spawn_key=tuple(ctx)))
+        self._weights_it = ds._weights_ds._make_iter(ctx) if ds._weights_ds is not None else None
+        self._number = ds._number()
+        self._rng = np.random.default_rng(np.random.SeedSequence(ds._seed, spawn_key=(self._number,)
+                                                                 if self._number else ()))
         self._active = np.ones(len(self._its), bool)
         self._ended = False
+
+    def _weights(self) -> np.ndarray | None:
+        if self._weights_it is None:
+            return self._ds._weights
+        try:
+            return _checked_weights(next(self._weights_it), len(self._its))
+        except StopIteration:
+            return None
 
     def __next__(self) -> Any:
         ds = self._ds
         while not self._ended and self._active.any():
-            w = np.where(self._active, ds._weights, 0.0)
+            weights = self._weights()
+            if weights is None:
+                break
+            w = np.where(self._active, weights, 0.0)
             if w.sum() <= 0:  # only zero-weight datasets are left
                 break
             i = int(self._rng.choice(len(w), p=w / w.sum()))
@@ -565,16 +626,19 @@ class _SampleIterator(DatasetIterator):
         raise StopIteration
 
     def _children(self) -> list[DatasetIterator]:
-        return list(self._its)
+        return list(self._its) + ([self._weights_it] if self._weights_it is not None else [])
 
     def get_state(self) -> dict:
         return self._state(children=[it.get_state() for it in self._its], rng=self._rng.bit_generator.state,
-                           active=self._active.tolist(), ended=self._ended)
+                           active=self._active.tolist(), ended=self._ended,
+                           weights=None if self._weights_it is None else self._weights_it.get_state())
 
     def set_state(self, state: dict) -> None:
         state = self._check(state)
         for it, s in zip(self._its, state["children"], strict=True):
             it.set_state(s)
+        if self._weights_it is not None and state.get("weights") is not None:
+            self._weights_it.set_state(state["weights"])
         self._rng.bit_generator.state = state["rng"]
         self._active = np.asarray(state["active"], bool)
         self._ended = bool(state["ended"])
