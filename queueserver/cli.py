@@ -60,9 +60,11 @@ _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}
 
 
 def _cluster_up(args: argparse.Namespace) -> int:
+    import queue
     import signal
     import socket
     import subprocess
+    import threading
 
     from queueserver.cluster import ClusterSpec
 
@@ -93,13 +95,28 @@ def _cluster_up(args: argparse.Namespace) -> int:
                 p.terminate()
 
     signal.signal(signal.SIGTERM, stop)
+    # One waiter thread per task reports its exit: the first task to end on its own (a busy port,
+    # a crash) ends the cluster, since a cluster missing a task cannot serve its resources.
+    exits: queue.Queue[tuple[int, int]] = queue.Queue()
+    for k, p in enumerate(procs):
+        threading.Thread(target=lambda k=k, p=p: exits.put((k, p.wait())), daemon=True,
+                         name=f"wait-task-{k}").start()
+    first: tuple[int, int] | None = None
     try:
-        codes = [p.wait() for p in procs]
+        first = exits.get()
     except KeyboardInterrupt:
-        stop()
-        codes = [p.wait() for p in procs]
+        pass
+    early = not stopping and first is not None
+    stop()
+    codes = [p.wait() for p in procs]
+    if early and first is not None:
+        (job, i), code = tasks[first[0]], first[1]
+        others = len(procs) - 1
+        print(f"queueserver cluster up: /job:{job}/task:{i} exited with status {code} (its error is above);"
+              f" stopped the other {others} task(s)", file=sys.stderr)
+        return 1
     failed = [f"/job:{j}/task:{i}" for (j, i), c in zip(tasks, codes) if c not in (0, -15)]
-    if failed and not stopping:
+    if failed:
         print(f"queueserver cluster up: task(s) exited with errors: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0

@@ -160,3 +160,30 @@ def test_wrong_tokens_are_logged_once_per_burst_and_a_guessing_connection_is_clo
 def test_every_cli_says_its_version(module):
     out = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip().endswith(qs.__version__)
+
+
+def test_cluster_up_with_a_busy_port_stops_the_tasks_it_started_and_fails(tmp_path):
+    # Before: the task on the busy port died, and `cluster up` waited for ever on the others.
+    import socket
+
+    from support import free_ports
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    (free,) = free_ports(1)
+    spec = {"ps": [f"127.0.0.1:{busy.getsockname()[1]}"], "worker": [f"127.0.0.1:{free}"]}
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(spec))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "queueserver", "--log-level", "WARNING", "cluster", "up",
+                               str(path)], capture_output=True, text=True, timeout=60)
+    finally:
+        busy.close()
+    assert proc.returncode == 1, proc.stderr
+    assert "/job:ps/task:0 exited with status 1" in proc.stderr and "stopped the other 1 task(s)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    with socket.socket() as s:  # the worker it started is gone: its port is free again (no listener on it)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (only a live listener can refuse the bind)
+        s.bind(("127.0.0.1", free))
+        s.listen()
