@@ -16,7 +16,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "queueserver", *args], capture_output=True, text=True, timeout=60)
 
 
-def test_a_closed_queue_is_recovered_without_resetting_its_container(server_process):
+def test_one_queue_is_peeked_closed_listed_and_created_without_resetting_its_container(server_process):
     # Before: there was no way to act on one queue; only `reset --container` (every resource in it).
     target = server_process.target
     with qs.connect(target) as c:
