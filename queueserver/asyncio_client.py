@@ -372,7 +372,7 @@ class _AsyncConnect:
 def connect_async(target: str, operation_timeout: float | None = None, token: str | None = None, *,
                   operation_timeout_in_ms: int | None = None, client_name: str | None = None,
                   allow_soft_placement: bool = False, log_device_placement: bool = False,
-                  route_direct: bool = True) -> _AsyncConnect:
+                  route_direct: bool = True, reconnect: bool = True) -> _AsyncConnect:
     """Connect an asyncio client: ``async with connect_async(target) as c:`` or ``c = await connect_async(t)``.
 
     Args:
@@ -386,9 +386,12 @@ def connect_async(target: str, operation_timeout: float | None = None, token: st
         log_device_placement: print where each resource is placed.
         route_direct: in a cluster, send each resource's calls straight to its home task (one hop
             less); False sends everything through ``target``, which forwards.
+        reconnect: when the server goes away (a restart), connect again by itself within the
+            operation timeout and repeat what may be repeated (see :class:`~queueserver.options.ClientOptions`).
     """
     if operation_timeout_in_ms is not None:
         operation_timeout = operation_timeout_in_ms / 1000.0
     return _AsyncConnect(AsyncClient(target, operation_timeout=operation_timeout, token=token,
                                      client_name=client_name, allow_soft_placement=allow_soft_placement,
-                                     log_device_placement=log_device_placement, route_direct=route_direct))
+                                     log_device_placement=log_device_placement, route_direct=route_direct,
+                                     reconnect=reconnect))

@@ -423,18 +423,16 @@ class Channel:
         for header in self._binds.values():
             self._send({**header, P.ID: 0})
 
-    async def _repeat(self, header: dict, attempt: Any) -> Any:
-        """Run ``attempt()``; if the connection was lost, reconnect and run it again, within
-        ``reconnect_s``, for a call that may be repeated."""
-        window = self.reconnect_window()
-        if window is not None and self._opened and not self._closed and not self.connected:
-            # Lost since the last call: every call reconnects first (it may not be repeatable).
+    async def _repeat(self, header: dict, attempt: Any, window: float, first: UnavailableError | None) -> Any:
+        """``attempt()`` failed with ``first`` (None: it was not made, the connection was already
+        lost): reconnect and run it, again while the connection is lost, within ``window`` seconds,
+        if it may be repeated."""
+        if first is not None and (not getattr(first, "connection_lost", False) or not self._may_repeat(header)):
+            raise first
+        if first is None and not self._may_repeat(header):
+            # Not repeatable, but the connection is gone: reconnect, then make it once.
             await self._reconnect(self._loop.time() + window)
-        try:
             return await attempt()
-        except UnavailableError as exc:
-            if window is None or not getattr(exc, "connection_lost", False) or not self._may_repeat(header):
-                raise
         until = self._loop.time() + window
         while True:
             await self._reconnect(until)
@@ -454,12 +452,18 @@ class Channel:
         forwarding it stops waiting for a hung home in time to say which task it was. A lost
         connection is reconnected and the call repeated when it may be (see the module notes).
         """
-        if self.reconnect_window() is None:
+        window = self.reconnect_window()
+        if window is None:
             return await self._call(header, arrays, wait)
         if header.get("o") == P.OP_ENQUEUE and P.STAMP not in header:
             self._seq += 1
             header[P.STAMP] = [self.client_id, self._seq]
-        return await self._repeat(header, lambda: self._call(dict(header), arrays, wait))
+        if not self.connected and self._opened and not self._closed:
+            return await self._repeat(header, lambda: self._call(header, arrays, wait), window, None)
+        try:
+            return await self._call(header, arrays, wait)
+        except UnavailableError as exc:
+            return await self._repeat(header, lambda: self._call(header, arrays, wait), window, exc)
 
     async def _call(self, header: dict, arrays: Sequence[np.ndarray], wait: Any) -> tuple[dict, list[np.ndarray]]:
         if wait is OPERATION_DEADLINE:
@@ -494,18 +498,21 @@ class Channel:
             ``({"d": delivery id}, reply body)`` for a dequeue (the element's bytes follow the reply's
             fixed part), ``({}, body)`` for an enqueue. Raises the server's error class.
         """
-        if self.reconnect_window() is None:
-            return await self._call_compact(op, handle, timeout, acks, payload, route)
+        window = self.reconnect_window()
+        if window is None or (self.connected and self._fatal is None):
+            try:
+                return await self._call_compact(op, handle, timeout, acks, payload, route)
+            except UnavailableError as exc:
+                if window is None:
+                    raise
+                first: UnavailableError | None = exc
+        else:
+            first = None
         # A dequeue may be repeated (without its acknowledgements: their ids were the lost
         # connection's); an enqueue carries no stamp, so it is not.
         header = {"o": P.OP_DEQUEUE if route is not None else "compact enqueue"}
-        first = [True]
-
-        def attempt() -> Any:
-            acks_now = acks if first[0] else ()
-            first[0] = False
-            return self._call_compact(op, handle, timeout, acks_now, payload, route)
-        return await self._repeat(header, attempt)
+        return await self._repeat(header, lambda: self._call_compact(op, handle, timeout, (), payload, route),
+                                  window, first)
 
     async def _call_compact(self, op: int, handle: int, timeout: float | None, acks: Sequence[int],
                             payload: bytes, route: dict | None) -> tuple[dict, bytearray]:

@@ -338,7 +338,7 @@ class Client:
 def connect(target: str, operation_timeout: float | None = None, token: str | None = None, *,
             operation_timeout_in_ms: int | None = None, client_name: str | None = None,
             allow_soft_placement: bool = False, log_device_placement: bool = False,
-            route_direct: bool = True) -> Client:
+            route_direct: bool = True, reconnect: bool = True) -> Client:
     """Connect a synchronous client: ``with connect(server.target) as c: ...``.
 
     Args:
@@ -351,6 +351,8 @@ def connect(target: str, operation_timeout: float | None = None, token: str | No
             does not exist, with a warning.
         log_device_placement: print where each resource is placed.
         route_direct: in a cluster, call each resource's home task directly.
+        reconnect: when the server goes away (a restart), connect again by itself within the
+            operation timeout and repeat what may be repeated (see :class:`~queueserver.options.ClientOptions`).
 
     Raises:
         UnavailableError: nothing answers at ``target``.
@@ -360,7 +362,7 @@ def connect(target: str, operation_timeout: float | None = None, token: str | No
         operation_timeout = operation_timeout_in_ms / 1000.0
     return Client(target, operation_timeout, token, client_name=client_name,
                   allow_soft_placement=allow_soft_placement, log_device_placement=log_device_placement,
-                  route_direct=route_direct)
+                  route_direct=route_direct, reconnect=reconnect)
 
 
 # Clients still open when the interpreter exits normally are closed cleanly then (their loop

@@ -12,8 +12,6 @@ Pure data, no I/O: :class:`Stamps` is a bounded table of :class:`Stamp` objects.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 # Stamps kept per client: a client retries only calls still in flight when it lost its
 # connection, never more than this many.
 STAMPS_PER_CLIENT = 1024
@@ -33,27 +31,32 @@ class Stamp:
 
 
 class Stamps:
-    """The last stamps of each client, bounded per client and in clients."""
+    """The last stamps of each client, bounded per client and in clients.
+
+    On every stamped enqueue: plain dicts, pruned in bulk (a client's sequence numbers grow, so its
+    oldest stamps are those below its newest minus ``per_client``).
+    """
 
     def __init__(self, per_client: int = STAMPS_PER_CLIENT, max_clients: int = MAX_CLIENTS) -> None:
         self.per_client = per_client
         self.max_clients = max_clients
-        self._clients: OrderedDict[str, OrderedDict[int, Stamp]] = OrderedDict()
+        self._clients: dict[str, dict[int, Stamp]] = {}
 
     def get(self, client: str, seq: int) -> Stamp:
         """The stamp of ``(client, seq)``: the one seen before (with what it placed), or a new one."""
         seen = self._clients.get(client)
         if seen is None:
-            seen = self._clients[client] = OrderedDict()
-            if len(self._clients) > self.max_clients:
-                self._clients.popitem(last=False)
-        else:
-            self._clients.move_to_end(client)
+            if len(self._clients) >= self.max_clients:  # forget the clients seen first
+                for old in list(self._clients)[: self.max_clients // 2]:
+                    del self._clients[old]
+            seen = self._clients[client] = {}
         stamp = seen.get(seq)
         if stamp is None:
             stamp = seen[seq] = Stamp(client, seq)
-            if len(seen) > self.per_client:
-                seen.popitem(last=False)
+            if len(seen) > 2 * self.per_client:
+                keep = max(seen) - self.per_client
+                for old_seq in [s for s in seen if s <= keep]:
+                    del seen[old_seq]
         return stamp
 
     def set(self, client: str, seq: int, placed: int) -> None:
@@ -61,7 +64,7 @@ class Stamps:
         self.get(client, seq).placed = placed
 
     def items(self) -> list[Stamp]:
-        """Every stamp kept, oldest client first (a snapshot of the durable log writes them)."""
+        """Every stamp kept that placed something (a snapshot of the durable log writes them)."""
         return [stamp for seen in self._clients.values() for stamp in seen.values() if stamp.placed]
 
     def __len__(self) -> int:

@@ -29,6 +29,7 @@ import fcntl
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ from queueserver.logs import event
 FSYNC_MODES = ("always", "everysec", "no")
 SEGMENT_BYTES = 64 * 1024 * 1024
 COMPACT_BYTES = 256 * 1024 * 1024
+SWITCH_INTERVAL_S = 0.0005
 _IOV_MAX = 512  # buffers per writev (Linux allows 1024)
 _SEGMENT = re.compile(r"log-(\d{12})\.qlog$")
 _SNAPSHOT = re.compile(r"snap-(\d{12})\.qsnap$")
@@ -270,6 +272,10 @@ class DurableLog:
         when the first ``n`` records appended are written (or, ``always``, on disk);
         ``on_failure(exc)`` once if writing fails."""
         self._on_progress, self._on_failure = on_progress, on_failure
+        # Replies wait for the writer: when it has written, it needs the GIL back at once, not
+        # after the loop's default 5 ms slice (W1's enqueues took 0.43x of the in-memory rate).
+        if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._open_segment()
         self._last_sync = self.clock()
         self._writer = threading.Thread(target=self._run, name="queueserver-log-writer", daemon=True)
