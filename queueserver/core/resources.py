@@ -318,7 +318,8 @@ class ResourceManager:
             raise InvalidArgumentError(
                 f"Shared queue '{display}' has min_after_dequeue {existing.min_after_dequeue}"
                 f" but requested min_after_dequeue was {min_after_dequeue}")
-        if isinstance(existing, RandomShuffleQueue) and existing.seed != seed:
+        # TensorFlow's rule: a request without a seed (its seed 0) accepts the shared queue's.
+        if isinstance(existing, RandomShuffleQueue) and seed is not None and existing.seed != seed:
             raise InvalidArgumentError(
                 f"Shared queue '{display}' has random seeds ({existing.seed}) but requested seeds were ({seed})")
 
