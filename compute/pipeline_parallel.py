@@ -667,8 +667,7 @@ class PipelineStage:
                 f"stage {stage} of {self.cfg.stages} (pid {pid}) stopped before the end of run {self.generation}"
                 f" ({why}); stage {self.index} stops at global step {self.result.global_step}", stage=culprit)
         except (qs.CancelledError, qs.NotFoundError):
-            exc = qs.CancelledError(f"run {self.generation} was replaced by a newer run of this pipeline (its"
-                                    f" queues were reset): stage {self.index} stops", stage=stage)
+            exc = self._replaced()
         except qs.QueueServerError as e:
             exc = e
         if self._dead is not None and not self._dead.done():
@@ -742,6 +741,12 @@ class PipelineStage:
             f"stage {self.index}: {what} stage {stage} within {self.cfg.stage_timeout:g} s (--stage-timeout):"
             f" stage {stage} {states[stage][1]}{blame}", stage=culprit)
 
+    def _replaced(self) -> qs.CancelledError:
+        """The error of a stage whose run's queues a newer run's chief reset."""
+        return qs.CancelledError(f"run {self.generation} of this pipeline was replaced by a newer run (stage 0 was"
+                                 f" started again; its queues were reset): stage {self.index} stops; start it again"
+                                 " to join the new run", stage=self.index)
+
     async def _recv(self, queue: Any, peer: int, kind: str, step: int, mb: int | None) -> tuple:
         """The next message from ``peer``, which must be ``(generation, step, mb)`` (any micro-batch
         number, the end of the run included, when ``mb`` is None)."""
@@ -752,6 +757,8 @@ class PipelineStage:
             msg = await self._race(queue.dequeue(timeout=self.cfg.stage_timeout))
         except qs.DeadlineExceededError:
             raise await self._deadline(peer, f"no {kind} for step {step} micro-batch {mb or 0} from") from None
+        except (qs.CancelledError, qs.NotFoundError):
+            raise self._replaced() from None
         self.result.wait_s += time.perf_counter() - t0
         header = [int(v) for v in msg[0]]
         want_mb = header[2] if mb is None and header[2] in (0, _END) else mb

@@ -351,3 +351,28 @@ def test_cli_without_stage_runs_every_stage_in_one_process(server_process):
     with qs.connect(server_process.target) as c:
         w3 = c.variable("cliall/w3", np.zeros((8, C))).read()
     np.testing.assert_allclose(w3, one_process(x, y, 30, 4)["mlp/w3"], rtol=1e-5, atol=1e-5)
+
+
+def test_a_newer_run_replaces_an_older_one_whose_stages_stop_saying_so(local_server):
+    with qs.connect(local_server.target) as c:  # no data yet: the old run's chief waits for input
+        c.fifo_queue("pp_repl", 100, [np.float32, np.int64], [[D], []])
+    cfg = config(local_server.target, queue="pp_repl", stages=2, scope="repl")
+
+    async def main():
+        old = [asyncio.ensure_future(PipelineStage(PipelineConfig(**{**cfg.__dict__, "stage": i})).run())
+               for i in (0, 1)]
+        async with qs.connect_async(local_server.target) as c:
+            for i in (0, 1):  # both old stages have joined run 1 (each closes its queue when it has)
+                q = await c.fifo_queue(f"repl/pp/registered/{i}", 1, [np.int64], [[]], container="pp-repl-1")
+                with pytest.raises(qs.OutOfRangeError):
+                    await q.dequeue(timeout=20)
+        # Stage 0 started again: a new run, with nothing to train (steps=0), and no stage 1 in it.
+        new = PipelineStage(PipelineConfig(**{**cfg.__dict__, "stage": 0, "steps": 0, "stage_timeout": 1.0}))
+        outcomes = await asyncio.gather(*old, new.run(), return_exceptions=True)
+        return outcomes
+
+    old0, old1, new0 = asyncio.run(asyncio.wait_for(main(), 30))
+    for err in (old0, old1):
+        assert isinstance(err, qs.CancelledError), err
+        assert "run 1 of this pipeline was replaced by a newer run" in str(err)
+    assert isinstance(new0, qs.DeadlineExceededError) and "stage 1 has not joined run 2" in str(new0)
