@@ -5,15 +5,18 @@ weight count); each stage is one process (or, embedded, one task with its own co
 own device. A minibatch is cut into ``M`` micro-batches. Every step runs GPipe's synchronous
 schedule: all forward micro-batches, stage ``i`` sending each output to stage ``i + 1`` through a
 server queue, then all backward micro-batches, stage ``i + 1`` sending the gradient of its input
-back to stage ``i``. Each stage sums its parameters' gradients over the micro-batches, so the update
-is exactly the whole minibatch's (the last stage scales each micro-batch's loss gradient by its share
-of the minibatch), and each stage applies its own update and writes its parameters through to the ps.
+back to stage ``i`` as soon as it has it. The last stage takes the loss gradient of the whole
+minibatch at once, and each stage takes its weights' gradients once per step, over the stacked
+activations of every micro-batch (while the earlier stages drain): the update is exactly the
+whole minibatch's, computed as one process computes it. Each stage applies its own update (SGD,
+momentum or Nesterov) and writes its parameters to the ps in the background.
 
 Stage 0 is the chief: it reads the minibatches from the input queue (a batch is acknowledged only
-once its step is done), owns the global step, initialises or restores every stage's parameters on
-the ps, and writes the one checkpoint of the whole model. A stage applies its update and writes it
-to the ps *before* it sends its last input gradient back, so when the chief ends a step every
-stage's parameters on the ps belong to that step: the checkpoint is consistent without a barrier.
+once its step is done), owns the global step, initialises or restores every stage's parameters (and
+velocities) on the ps, and writes the one checkpoint of the whole model. At a checkpoint step (the
+header of its messages says so) and at the end, every other stage confirms through the run's
+``published`` queue once its update (and velocities) are on the ps; the chief reads the model after
+every confirmation, so the checkpoint holds one step.
 
 A run is a *generation*: the chief takes the next number from ``<scope>/pp/run`` and invites the
 other stages through their ``<scope>/pp/ready/<i>`` queues; the run's queues live in a container of
@@ -494,6 +497,11 @@ class PipelineStage:
                 except Exception as exc:
                     if self._token is not None:
                         await self._leave_cause(exc)
+                        # Given back now, not when the connection closes: a client passed in may
+                        # outlive this stage.
+                        with contextlib.suppress(qs.QueueServerError):
+                            await self._token.give_back()
+                        self._token = None
                     raise
                 finally:
                     await self._cleanup()
