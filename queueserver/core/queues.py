@@ -9,7 +9,8 @@ TensorFlow's ``QueueBase`` does. The rules, all pinned by ``tests/core``:
 * ``dequeue``/``dequeue_many(n)`` wait until ``n`` elements can be taken (RandomShuffleQueue: while
   fewer than ``n + min_after_dequeue`` remain, until closed). An attempt takes elements as they come,
   like TensorFlow's, so ``n`` may exceed the capacity; but if it fails or times out everything it
-  took goes back to the front of the queue, in order. TensorFlow drops them.
+  took goes back to the front of the queue, in order. TensorFlow drops them. A PriorityQueue, as
+  TensorFlow's, waits until the whole batch is there and takes it at once, so it comes out sorted.
 * After ``close()``: new enqueues fail with Cancelled; pending enqueues still complete unless
   ``cancel_pending_enqueues``; ``dequeue_many`` fails with OutOfRange when too few elements remain
   (and leaves them), ``dequeue_up_to`` returns what is left and then fails with OutOfRange.
@@ -535,6 +536,14 @@ class PriorityQueue(QueueBase):
 
     def _make_store(self):
         return PriorityStore()
+
+    def _step_dequeue(self, att: Attempt) -> bool:
+        # TensorFlow's rule: a batch is taken only once all of it is there (closed, dequeue_up_to
+        # takes what is left), so it comes out sorted; taking elements as they arrived would put a
+        # later, smaller priority after an earlier, larger one. A batch above capacity waits, as there.
+        if self._store.size < att.count and not (self.closed and att.mode == UP_TO):
+            return False
+        return super()._step_dequeue(att)
 
     def _validate_enqueue(self, batch: Batch) -> None:
         if batch[0].shape[1:] != ():
