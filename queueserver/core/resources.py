@@ -162,7 +162,8 @@ class Variable:
         return value
 
     def _rows_updated(self, rows: np.ndarray) -> None:
-        """Rows ``rows`` (unique) were changed in place: count it, and log their new values only."""
+        """Rows ``rows`` (unique when there is a recorder) were changed in place: count it, and log
+        their new values only."""
         self.stats["scatters"] += 1  # apart from "updates": metrics count those as whole-value writes
         self.updated_at = time.time()
         if self.recorder is not None:
@@ -191,7 +192,7 @@ class Variable:
         value = self._writable()
         # ufunc.at is unbuffered: a row named twice gets both updates, as TensorFlow sums duplicates.
         (np.add if sign > 0 else np.subtract).at(value, flat, upd)
-        self._rows_updated(np.unique(flat))
+        self._rows_updated(np.unique(flat) if self.recorder is not None else flat)  # the log wants each row once
 
     def scatter_add(self, indices: Any, updates: Any, wire_dtype: str | None = None) -> None:
         """Add ``updates`` to rows ``indices``, atomically; a row named more than once gets every update.

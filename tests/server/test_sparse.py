@@ -160,3 +160,22 @@ def test_a_scatter_survives_a_killed_daemon_restarted_on_its_data_dir(tmp_path):
             assert got.indices.tolist() == [4] and got.values.tolist() == [[2.0] * 8]
     finally:
         again.stop()
+
+
+def test_sparse_calls_forwarded_by_another_task(cluster):
+    """A client that does not route to the home task: the worker forwards every sparse call (the
+    replies' several arrays included) to the ps task that holds the resource."""
+    with qs.connect(cluster.target("/job:worker/task:2"), operation_timeout=20, route_direct=False) as c:
+        with c.container("sparse_forwarded"), c.device("/job:ps/task:1"):
+            v = c.variable("emb", np.zeros((50, 3)))
+            acc = c.sparse_conditional_accumulator("g", [50, 3], np.float64)
+        assert v.device == "/job:ps/task:1"
+        v.initialize()
+        v.scatter_add(np.array([49, 1, 49]), np.ones((3, 3)))
+        assert v.gather([49, 1, 0]).tolist() == [[2.0] * 3, [1.0] * 3, [0.0] * 3]
+        with pytest.raises(InvalidArgumentError, match=r"indices\[0\] = 50 is not in \[0, 50\)"):
+            v.gather([50])
+        acc.apply_indexed_slices_grad((np.ones((1, 3)), np.array([5])), 0)
+        got = acc.take_indexed_slices_grad(1)
+        assert got.indices.tolist() == [5] and got.values.tolist() == [[1.0] * 3]
+        c.reset(["sparse_forwarded"])
