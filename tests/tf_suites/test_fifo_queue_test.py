@@ -509,3 +509,66 @@ def test_container(c):  # QueueContainerTest.testContainer
     with c.container("test"):
         q = c.fifo_queue("contained", 10, F)
     assert q.container == "test"
+
+
+# ----- Deliberate divergences: where TensorFlow loses elements, this project does not
+
+def test_timed_out_dequeue_many_gives_back_what_it_took(make):
+    # TensorFlow drops the elements a dequeue_many had taken when it times out or is cancelled;
+    # here they go back to the front of the queue, in order.
+    q = make(10, F, [[]])
+    q.enqueue_many(([1.0, 2.0],))
+    with pytest.raises(qs.DeadlineExceededError, match="nothing was taken"):
+        q.dequeue_many(4, timeout=0.05)
+    assert q.size() == 2
+    q.enqueue((3.0,))
+    assert q.dequeue_many(3).tolist() == [1.0, 2.0, 3.0]
+
+
+def test_dequeue_many_cancelled_by_client_close_gives_back_what_it_took(c, local_server, make):
+    # testResetOfBlockingOperation with a partly filled batch: TensorFlow loses the part.
+    q = make(10, F, [[]])
+    q.enqueue_many(([1.0, 2.0],))
+    with qs.connect(local_server.target) as sess:
+        theirs = sess.queue(q.name)
+
+        def blocked() -> None:
+            with pytest.raises(qs.CancelledError):
+                theirs.dequeue_many(4)
+
+        thread = cases.started(blocked)
+        cases.wait_until(c, q, dequeues=1)
+        assert q.size() == 0  # the waiting call holds both
+        sess.close()
+        thread.finish()
+    assert q.dequeue_many(2).tolist() == [1.0, 2.0]
+
+
+def test_a_batch_is_held_until_acknowledged(c, local_server, make):
+    # TensorFlow forgets a dequeued element at once; here a taken batch not acknowledged before its
+    # client goes away goes back to the front of the queue.
+    q = make(10, F, [[]])
+    q.enqueue_many(([1.0, 2.0, 3.0],))
+    with qs.connect(local_server.target) as sess:
+        batch = sess.queue(q.name).take(2)
+        assert batch.value.tolist() == [1.0, 2.0] and q.size() == 1
+    cases.wait_for(lambda: q.size() == 3, "given back")  # its client's close gave it back
+    assert q.dequeue_many(3).tolist() == [1.0, 2.0, 3.0]
+
+
+def test_close_cancel_pending_enqueues(c, make):
+    # data_flow_ops.QueueBase.close(cancel_pending_enqueues=True): blocked enqueues fail with
+    # CancelledError; what an enqueue_many had placed stays (TensorFlow's too), and it says how many.
+    q = make(2, F, [[]])
+    q.enqueue((1.0,))
+
+    def blocked() -> None:
+        with pytest.raises(qs.CancelledError, match="after placing 1 of 3") as info:
+            q.enqueue_many(([2.0, 3.0, 4.0],))
+        assert info.value.details["placed"] == 1
+
+    thread = cases.started(blocked)
+    cases.wait_until(c, q, enqueues=1)
+    q.close(cancel_pending_enqueues=True)
+    thread.finish()
+    assert q.dequeue_up_to(5).tolist() == [1.0, 2.0]

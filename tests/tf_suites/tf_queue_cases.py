@@ -78,6 +78,14 @@ def wait_until(c: Any, q: Any, *, enqueues: int | None = None, dequeues: int | N
         time.sleep(0.002)  # polling the server's own count: nothing else can tell another thread is blocked
 
 
+def wait_for(predicate: Callable[[], bool], what: str) -> None:
+    """Wait until ``predicate()`` holds: a change another connection makes on the server."""
+    deadline = time.monotonic() + JOIN_S
+    while not predicate():
+        assert time.monotonic() < deadline, f"still not {what} after {JOIN_S} s"
+        time.sleep(0.002)
+
+
 def same(expected: Any, got: Any, ordered: bool) -> None:
     """``assertAllEqual`` when ``ordered``, else ``assertItemsEqual``."""
     expected, got = [_plain(x) for x in expected], [_plain(x) for x in got]
