@@ -370,7 +370,7 @@ def test_reset_of_blocking_operation(c, local_server, make):  # FIFOQueueParalle
 def test_reset_of_blocking_operation_every_time(c, local_server, make):
     # FIFOQueueParallelTests.testResetOfBlockingOperation, repeated: closing a client whose calls
     # are blocked once hung some of them for ever (8 tries in 30); each try here must end them all.
-    for i in range(10):
+    for i in range(30):
         cases.reset_of_blocking_operation(c, local_server.target,
                                           lambda *a, name, i=i, **k: make(*a, name=f"{name}{i}", **k))
 
