@@ -55,6 +55,10 @@ if TYPE_CHECKING:
 
 # The largest frame a client may send before its token is checked (a hello is a few hundred bytes).
 PRE_AUTH_MAX_BYTES = 64 * 1024
+# Replies queued for one connection past which its further requests wait (unparsed, and its socket
+# unread) until the transport has written them: a client that pipelines dequeues and never reads
+# its socket made the server hold every batch it asked for (1 GB in a test).
+ANSWER_PAUSE_BYTES = 4 * 1024 * 1024
 
 
 class Sniffer(asyncio.Protocol):
@@ -120,6 +124,8 @@ class DataConnection(asyncio.BufferedProtocol):
         self.pending: dict[int, Any] = {}                # request id -> core Attempt or future
         self.reading_paused = False
         self.writing_paused = False
+        self.answering_paused = False  # requests read are left unanswered (see _pause_answering)
+        self.out_bytes = 0  # bytes of the replies in self.out
         self.forwards: dict[int, asyncio.Task] = {}      # requests being routed to other tasks
         # Observability: plain attributes, read by status and /metrics; ``stats`` None = metrics off.
         self.stats = service.call_stats
@@ -174,11 +180,16 @@ class DataConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.bytes_in += nbytes
+        self._handle(self.reader.buffer_updated, nbytes)
+
+    def _handle(self, parse: Callable[..., None], *args: Any) -> None:
+        """Run the requests ``parse`` hands out; their replies (and the ones they cause on other
+        connections) go out together at the end."""
         svc = self.service
         svc.reading += 1
         svc.unflushed.add(self)
         try:
-            self.reader.buffer_updated(nbytes)
+            parse(*args)
         finally:
             svc.reading -= 1
             if not svc.reading:
@@ -217,16 +228,30 @@ class DataConnection(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
-        self._update_reading()
+        self._pause_answering()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        self._resume_answering()
+
+    def _pause_answering(self) -> None:
+        """This client is not reading its replies: answer none of its requests (and read none)
+        until it does, so what the server holds for it stays bounded (see ANSWER_PAUSE_BYTES)."""
+        self.answering_paused = True
+        self.reader.pause()
         self._update_reading()
+
+    def _resume_answering(self) -> None:
+        if self.transport is None or self.writing_paused or not self.answering_paused:
+            return
+        self.answering_paused = False
+        self._update_reading()
+        self._handle(self.reader.resume)
 
     def _update_reading(self) -> None:
         if self.transport is None:
             return
-        should_pause = self.writing_paused
+        should_pause = self.writing_paused or self.answering_paused
         if should_pause and not self.reading_paused:
             self.transport.pause_reading()
             self.reading_paused = True
@@ -250,6 +275,9 @@ class DataConnection(asyncio.BufferedProtocol):
         """Replies made while the server handles a read go out together when it ends; a reply made
         outside one (a timeout, a forwarded reply) goes out at once. No extra turn of the loop."""
         self.out.extend(frames)
+        self.out_bytes += sum(map(len, frames))
+        if self.out_bytes > ANSWER_PAUSE_BYTES and not self.answering_paused:
+            self._pause_answering()
         if self.durable is not None:
             self.log_needed = self.durable.appended
         if self.service.reading:
@@ -265,8 +293,12 @@ class DataConnection(asyncio.BufferedProtocol):
                 return
             out, self.out = self.out, []
             if self.stats is not None:
-                self.bytes_out += sum(map(len, out))  # byte views and bytes: len is their size
+                self.bytes_out += self.out_bytes
+            self.out_bytes = 0
             self.transport.writelines(coalesce(out))
+            if self.answering_paused and not self.writing_paused:
+                # The transport took it all without pausing: nothing will call resume_writing.
+                asyncio.get_running_loop().call_soon(self._resume_answering)
         if self.closing and self.transport is not None and not self.pending:
             self.transport.close()
 

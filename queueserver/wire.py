@@ -298,6 +298,17 @@ class FrameReader:
         self._big: tuple[Any, Any, QueueServerError | None] | None = None  # (header, body array, error)
         self._big_filled = 0
         self._dead = False
+        self._paused = False
+
+    def pause(self) -> None:
+        """Hand out no more frames until :meth:`resume` (the bytes already read wait here)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Hand out the frames read while paused, and go on."""
+        self._paused = False
+        if self._big is None:
+            self._parse()
 
     def set_limit(self, max_message_bytes: int) -> None:
         """Change the largest frame accepted (a server raises it once the client is authenticated)."""
@@ -367,7 +378,7 @@ class FrameReader:
         self._buf, self._start, self._end = new, 0, pending
 
     def _parse(self) -> None:
-        while not self._dead:
+        while not self._dead and not self._paused:
             buf = self._buf
             avail = self._end - self._start
             if avail < PREFIX.size:
