@@ -5,19 +5,32 @@ through a bare asyncio+uvloop stream relay process. Also reports the server's pe
 the budget (3x the bytes a full queue holds, plus 100 MB).
 
     python benchmarks/queue_bulk.py [--instances 100000] [--inflight 2] [--repeat 3]
+    python benchmarks/queue_bulk.py --durable   # also with --data-dir: --fsync everysec and always
+
+With ``--durable``, every repeat also runs the same workload against a server with a data
+directory (in a fresh temporary directory each time), with ``--fsync everysec`` (the default) and
+``--fsync always``, and reports each against the in-memory server of the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
+import tempfile
 
 import numpy as np
 
 from _common import (FRAME, ServerProc, machine_line, relay_process, run_async, run_roles, start_floor, table)
 
 BATCH, CAPACITY, FEATURES = 256, 10_000, 784
+
+
+def wide_table(rows: list[tuple[str, ...]]) -> str:
+    """``table`` for any number of columns."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def make_data(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,6 +128,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=100_000)
     parser.add_argument("--inflight", type=int, default=2, help="enqueue_many calls the producer keeps in flight")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; the median is reported")
+    parser.add_argument("--durable", action="store_true",
+                        help="also run with --data-dir (--fsync everysec and always) and compare")
+    parser.add_argument("--data-root", default=None, help="where --durable makes its data directories")
     args = parser.parse_args()
     n = args.instances
     x, y = make_data(n)
@@ -123,7 +139,19 @@ def main() -> None:
     del x, y
 
     ours, floor, peaks = [], [], []
+    durable: dict[str, list[float]] = {"everysec": [], "always": []}
     for _ in range(args.repeat):
+        for mode in durable if args.durable else ():
+            data = tempfile.mkdtemp(prefix="w1-data-", dir=args.data_root)
+            server = ServerProc("--data-dir", data, "--fsync", mode)
+            try:
+                elapsed, results = run_roles([(producer, (server.target, n, args.inflight)),
+                                              (consumer, (server.target, n))])
+                assert dict(results)["consumer"] == (n, expected_sum)
+                durable[mode].append(elapsed)
+            finally:
+                server.stop()
+                shutil.rmtree(data, ignore_errors=True)
         server = ServerProc()
         try:
             elapsed, results = run_roles([(producer, (server.target, n, args.inflight)),
@@ -151,6 +179,14 @@ def main() -> None:
     print(f"{machine_line()}; {n} instances, {payload_mb:.0f} MB, median of {args.repeat}")
     print(table(rows))
     print(f"server peak RSS {max(peaks):.0f} MB (budget {budget:.0f} MB = 3 x {full_queue_mb:.1f} MB full queue + 100 MB)")
+    if args.durable:
+        drows: list[tuple[str, ...]] = [("W1 with --data-dir", "MB/s", "instances/s", "vs in memory")]
+        drows.append(("in memory (same run)", f"{payload_mb / t_ours:,.0f}", f"{n / t_ours:,.0f}", "1.00"))
+        for mode, times in durable.items():
+            t = statistics.median(times)
+            target = " (target >= 0.5)" if mode == "everysec" else ""
+            drows.append((f"--fsync {mode}", f"{payload_mb / t:,.0f}", f"{n / t:,.0f}", f"{t_ours / t:.2f}{target}"))
+        print(wide_table(drows))
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ A data directory holds numbered segments and at most one snapshot (plus a ``lock
     snap-000000000006.qsnap   the state after every segment up to 6, as records
 
 * The loop only encodes a record's header and hands it to :meth:`DurableLog.append`; a writer
-  thread frames, checksums and writes whatever is pending in one ``writev`` (group commit), then
-  syncs as the fsync mode says and reports how many records are written (``everysec``, ``no``) or
-  on disk (``always``). The server sends no reply before the records of the changes it reports
+  thread frames, checksums and writes whatever is pending in one ``writev`` (group commit) and
+  reports how many records are written (``everysec``, ``no``) or, having synced them, on disk
+  (``always``). ``everysec`` asks a syncer thread for a sync once a second, so a slow disk never
+  holds up the writer (Redis's AOF does the same); segments are synced there when closed. The server sends no reply before the records of the changes it reports
   are written: a killed daemon loses nothing it acknowledged; a power failure loses at most the
   last second (``everysec``), nothing (``always``), or what the OS had not written (``no``).
 * A segment is closed (synced) at ``segment_bytes``; when the segments since the snapshot outgrow
@@ -153,8 +154,13 @@ class DurableLog:
         self._snapshot: tuple[int, int] | None = None  # (number, bytes) of the snapshot
         self._since_snapshot = 0      # bytes in segments after the snapshot
         self._written = self._synced = 0
-        self._dirty = False
+        self._sync_asked = 0          # records written when the last sync was asked for
         self._last_sync = 0.0
+        self._sync_jobs: collections.deque = collections.deque()  # (fd, records, close) for the syncer
+        self._sync_wake = threading.Event()
+        self._sync_stop = False
+        self._syncer: threading.Thread | None = None
+        self._synced_cond = threading.Condition()
         self._on_progress: Callable[[int], None] = lambda n: None
         self._on_failure: Callable[[BaseException], None] = lambda exc: None
 
@@ -279,7 +285,9 @@ class DurableLog:
         self._open_segment()
         self._last_sync = self.clock()
         self._writer = threading.Thread(target=self._run, name="queueserver-log-writer", daemon=True)
+        self._syncer = threading.Thread(target=self._sync_run, name="queueserver-log-syncer", daemon=True)
         self._writer.start()
+        self._syncer.start()
 
     def _open_segment(self) -> None:
         path = self.dir / f"log-{self._segment:012d}.qlog"
@@ -299,7 +307,7 @@ class DurableLog:
         try:
             while True:
                 timeout = None
-                if self.mode == "everysec" and self._dirty:
+                if self.mode == "everysec" and self._written > self._sync_asked:
                     timeout = max(0.0, self._last_sync + 1.0 - self.clock())
                 if not self._queue and not self._stopping:
                     self._wake.wait(timeout)
@@ -310,20 +318,32 @@ class DurableLog:
                     items.append(queue.popleft())
                 if items:
                     self._write(items)
-                self._maybe_sync(bool(items))
-                if items:
-                    self._on_progress(self._synced if self.mode == "always" else self._written)
+                    if self.mode == "always":  # group commit: one sync for everything pending
+                        os.fdatasync(self._fd)
+                        self._set_synced(self._written)
+                        self._on_progress(self._written)
+                    else:
+                        self._on_progress(self._written)
+                if self.mode == "everysec" and self._written > self._sync_asked \
+                        and self.clock() - self._last_sync >= 1.0:
+                    self._ask_sync(close=False)
                 if self._segment_size >= self.segment_bytes:
                     self._roll()
                 if self._stopping and not self._queue:
-                    self._sync()
+                    self._ask_sync(close=True)
+                    self._fd = -1
                     return
         except BaseException as exc:  # a full or failing disk: nothing more can be promised
-            self.failed = exc
-            event(logging.CRITICAL, self.task, "log_failed",
-                  f"durable log: writing to {self.dir} failed ({exc}); changes are no longer acknowledged",
-                  exc_info=True, directory=str(self.dir))
-            self._on_failure(exc)
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failed is not None:
+            return
+        self.failed = exc
+        event(logging.CRITICAL, self.task, "log_failed",
+              f"durable log: writing to {self.dir} failed ({exc}); changes are no longer acknowledged",
+              exc_info=True, directory=str(self.dir))
+        self._on_failure(exc)
 
     def _write(self, items: list) -> None:
         buffers: list = []
@@ -337,28 +357,48 @@ class DurableLog:
         with self._lock:
             self._since_snapshot += size
         self._written += len(items)
-        self._dirty = True
 
-    def _maybe_sync(self, wrote: bool) -> None:
-        if not self._dirty:
-            return
-        if (self.mode == "always" and wrote) or (self.mode == "everysec" and self.clock() - self._last_sync >= 1.0):
-            self._sync()
-
-    def _sync(self) -> None:
-        if self._dirty and self.mode != "no":
-            os.fdatasync(self._fd)
-        self._dirty = False
+    def _ask_sync(self, close: bool) -> None:
+        """Have the syncer thread sync (and with ``close``, close) the segment being written, up to
+        what is written now. A sync takes as long as the disk needs; the writer, and the replies
+        waiting for it, go on meanwhile (``always`` syncs in the writer: its replies wait for it)."""
+        self._sync_asked = self._written
         self._last_sync = self.clock()
-        self._synced = self._written
+        self._sync_jobs.append((self._fd, self._written, close))
+        self._sync_wake.set()
+
+    def _sync_run(self) -> None:
+        try:
+            while True:
+                if not self._sync_jobs:
+                    if self._sync_stop:
+                        return
+                    self._sync_wake.wait()
+                self._sync_wake.clear()
+                while self._sync_jobs:
+                    fd, count, close = self._sync_jobs.popleft()
+                    if self.mode != "no" or close:  # "no" leaves it to the OS, but a closed segment is synced
+                        os.fdatasync(fd)
+                    if close:
+                        os.close(fd)
+                    self._set_synced(count)
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _set_synced(self, count: int) -> None:
+        with self._synced_cond:
+            self._synced = max(self._synced, count)
+            self._synced_cond.notify_all()
+
+    def wait_synced(self, count: int, timeout: float | None = None) -> bool:
+        """Wait until the first ``count`` records are on disk; False if ``timeout`` passed first."""
+        with self._synced_cond:
+            return self._synced_cond.wait_for(lambda: self._synced >= count, timeout)
 
     def _roll(self) -> None:
-        """Close the segment (synced, whatever the mode: only the last one can be torn) and open the next."""
-        if self._dirty:
-            os.fdatasync(self._fd)
-            self._dirty = False
-        self._synced = self._written
-        os.close(self._fd)
+        """Hand the segment to the syncer (synced and closed, whatever the mode: only the last one
+        can be torn) and open the next."""
+        self._ask_sync(close=True)
         closed = self._segment
         self._segment += 1
         self._open_segment()
@@ -423,6 +463,10 @@ class DurableLog:
         self._wake.set()
         if self._writer is not None:
             self._writer.join()
+        self._sync_stop = True
+        self._sync_wake.set()
+        if self._syncer is not None:
+            self._syncer.join()
         if self._compactor is not None:
             self._compactor.join()
         if self._fd >= 0:

@@ -241,11 +241,10 @@ def test_everysec_syncs_when_a_second_has_passed_on_its_clock(tmp_path):
     _fill(res)
     while log.describe()["written"] < 11:
         assert progress.acquire(timeout=10)
-    assert log.describe()["synced"] == 0  # written to the OS, not yet synced: the clock has not moved
+    assert not log.wait_synced(1, timeout=0.2)  # written to the OS, not synced: the clock has not moved
     now[0] += 1.0
     res.get("", "q").close()  # any record wakes the writer, which finds the second has passed
-    assert progress.acquire(timeout=10)
-    assert log.describe()["synced"] == 12
+    assert log.wait_synced(12, timeout=10)
     log.close()
 
 
