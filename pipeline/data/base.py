@@ -357,10 +357,17 @@ class Dataset:
     def as_numpy_iterator(self) -> DatasetIterator:
         """Returns an iterator of numpy elements (elements already are numpy values).
 
+        Raises:
+            TypeError: the elements hold datasets (windows), which are not numpy values.
+
         Example:
             >>> list(Dataset.range(2).as_numpy_iterator())
             [np.int64(0), np.int64(1)]
         """
+        spec = self.element_spec
+        for leaf in structure.flatten(spec):
+            if isinstance(leaf, structure.DatasetSpec):  # TensorFlow's refusal, in its words
+                raise TypeError(f"Dataset.as_numpy_iterator() does not support datasets containing {leaf!r}")
         return self.iterator()
 
     @property
