@@ -10,6 +10,7 @@ import pathlib
 import zlib
 
 import pytest
+from tf_checkpoint import VERIFY_FNS, verify
 
 from pipeline.data import FixedLengthRecordDataset
 from pipeline.fixed_length import FixedLengthRecordReader
@@ -204,3 +205,12 @@ def test_reader_hop_past_the_record_and_footer(tmp_path, compression):
         rest = r.read_chunk(100)
     got = [row.tobytes() for row in first] + [row.tobytes() for row in rest]
     assert got == [body[k : k + 3] for k in range(0, 38, 9)]
+
+
+@pytest.mark.parametrize("verify_fn", VERIFY_FNS)
+def test_checkpoint_fixed_length_record_core(tmp_path, verify_fn):
+    # FixedLengthRecordDatasetCheckpointTest.testFixedLengthRecordCore (TensorFlow's
+    # checkpoint_test_base verifications over 10 epochs of both files)
+    files = _create_files(tmp_path)
+    verify(verify_fn, lambda: FixedLengthRecordDataset(files, RECORD, HEADER, FOOTER).repeat(10),
+           10 * NUM_FILES * NUM_RECORDS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tf_checkpoint import VERIFY_FNS, verify
 
 from pipeline.data import Dataset, TensorSpec
 
@@ -54,3 +55,9 @@ def test_unique_checkpoint():  # UniqueCheckpointTest.testUnique
     head = [int(next(it)) for _ in range(3)]
     rest = [int(x) for x in ds.iterator(state=it.get_state())]
     assert head + rest == list(range(7))
+
+
+@pytest.mark.parametrize("verify_fn", VERIFY_FNS)
+def test_unique_checkpoint_verifications(verify_fn):
+    # UniqueCheckpointTest.testUnique under checkpoint_test_base's verifications
+    verify(verify_fn, lambda: Dataset.range(20).map(lambda x: x % 7).unique(), 7)
