@@ -97,7 +97,8 @@ class _Reporter:
 
 class _Progress:
     """The loader's progress bar (``tqdm``) on a terminal: files done (of the total, when known),
-    records, records/s and records skipped; ends on its final figures. On a stream that is not a
+    records, records/s, records skipped, and whether readers wait for room in a full queue; ends
+    on its final figures. On a stream that is not a
     terminal, one line with the same figures at the end."""
 
     def __init__(self, stats: ReaderStats, total_files: int | None, stream: TextIO | None) -> None:
@@ -112,7 +113,8 @@ class _Progress:
         """Records, records/s and records skipped so far."""
         elapsed = max(time.monotonic() - self.start, 1e-9)
         bad = f", {self.stats.bad_records:,} skipped" if self.stats.bad_records else ""
-        return f"{self.stats.records:,} records, {self.stats.records / elapsed:,.0f} records/s{bad}"
+        waiting = "queue full, waiting for room: " if self.stats.waiting else ""  # first: a narrow bar cuts the end
+        return f"{waiting}{self.stats.records:,} records, {self.stats.records / elapsed:,.0f} records/s{bad}"
 
     def line(self) -> str:
         """The figures as one line of text, for a stream that is not a terminal."""

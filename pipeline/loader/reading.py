@@ -37,6 +37,7 @@ class ReaderStats:
     bad_records: int = 0
     errors: list = field(default_factory=list)
     bytes: int = 0  # bytes of the enqueued components (a string counts its own bytes)
+    waiting: int = 0  # readers waiting for room in a full queue now (readers with enqueue slices)
 
     def add_errors(self, errors: list) -> None:
         """Count bad records and keep the first messages."""
@@ -135,21 +136,29 @@ class _ReaderOp:
             self.stats.records += n
             self.stats.bytes += nbytes
             return
-        while True:
-            try:
-                await self.queue.enqueue_many(comps, timeout=self.enqueue_slice_s)
-            except qerrors.DeadlineExceededError as exc:
-                placed = int(exc.details.get("placed", 0))
-                if placed:
-                    self.stats.records += placed
-                    self.stats.bytes += _payload_bytes(tuple(c[:placed] for c in comps))
-                    comps = tuple(c[placed:] for c in comps)
-                if self.should_stop():
-                    return  # interrupted: the rest of the chunk is not loaded
-                continue
-            self.stats.records += len(comps[0])
-            self.stats.bytes += _payload_bytes(comps)
-            return
+        waiting = False
+        try:
+            while True:
+                try:
+                    await self.queue.enqueue_many(comps, timeout=self.enqueue_slice_s)
+                except qerrors.DeadlineExceededError as exc:
+                    placed = int(exc.details.get("placed", 0))
+                    if placed:
+                        self.stats.records += placed
+                        self.stats.bytes += _payload_bytes(tuple(c[:placed] for c in comps))
+                        comps = tuple(c[placed:] for c in comps)
+                    if not waiting:  # a whole slice without room: the queue is full (the bar says so)
+                        waiting = True
+                        self.stats.waiting += 1
+                    if self.should_stop():
+                        return  # interrupted: the rest of the chunk is not loaded
+                    continue
+                self.stats.records += len(comps[0])
+                self.stats.bytes += _payload_bytes(comps)
+                return
+        finally:
+            if waiting:
+                self.stats.waiting -= 1
 
 
 def _payload_bytes(comps: tuple) -> int:

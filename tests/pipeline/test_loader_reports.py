@@ -259,3 +259,28 @@ def test_the_progress_bar_on_a_terminal_ends_on_the_final_figures(server_process
     summary = next(line for line in text.splitlines() if line.startswith("loaded "))
     assert f"loaded {3 * ROWS:,} records from 3 file(s)" in summary
     assert "3/3" in bars[-1] and f"{3 * ROWS:,} records" in bars[-1], bars[-1]
+
+
+def test_the_progress_bar_says_when_the_readers_wait_for_room(server_process, tmp_path):
+    import pty
+
+    write_csv(tmp_path / "a.csv")
+    master, slave = pty.openpty()
+    cmd = [sys.executable, "-m", "pipeline", "load", "--target", server_process.target, "--queue", "full_bar",
+           "--format", "csv", "--files", str(tmp_path / "a.csv"), "--skip-header-lines", "1",
+           "--record-defaults", "float32*2,int32", "--batch", str(BATCH), "--capacity", "150", "--report-every", "0"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=slave, preexec_fn=_default_sigint)
+    os.close(slave)
+    seen = bytearray()
+    try:
+        deadline = time.monotonic() + 30
+        while b"queue full, waiting for room: 150 records" not in seen:  # nobody consumes: the queue fills
+            assert time.monotonic() < deadline and proc.poll() is None, seen.decode(errors="replace")
+            seen.extend(os.read(master, 4096))
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
