@@ -659,10 +659,17 @@ def encode(value: Any) -> Any:
     if isinstance(value, BaseException):
         return {"e": [type(value).__name__, str(value)]}
     if _is_dataset(value):
-        from .sources import ListDataset
+        from .sources import ListDataset, RangeDataset, TensorSliceDataset
 
+        # Datasets that are plain data (windows, slices of arrays, ranges) are saved as that data;
+        # one made of user functions cannot be written down and is refused.
         if isinstance(value, ListDataset):
             return {"ds": [encode(e) for e in value._elements]}
+        if isinstance(value, TensorSliceDataset):
+            return {"dss": encode(value._tensors)}
+        if isinstance(value, RangeDataset):
+            r = value._range
+            return {"dsr": [r.start, r.stop, r.step, value._dtype.str]}
         raise TypeError(f"cannot save a nested dataset of type {type(value).__name__} in a state")
     if is_dataset_array(value):
         return {"dsa": [encode(d) for d in value.reshape(-1).tolist()], "shape": list(value.shape)}
@@ -709,6 +716,15 @@ def decode(data: Any) -> Any:
         from .sources import ListDataset
 
         return ListDataset([decode(e) for e in data["ds"]])
+    if "dss" in data:
+        from .sources import TensorSliceDataset
+
+        return TensorSliceDataset(decode(data["dss"]))
+    if "dsr" in data:
+        from .sources import RangeDataset
+
+        start, stop, step, dtype = data["dsr"]
+        return RangeDataset(start, stop, step, dtype=np.dtype(dtype))
     if "dsa" in data:
         return dataset_array([decode(d) for d in data["dsa"]]).reshape(data["shape"])
     if "s" in data:
