@@ -317,3 +317,43 @@ def test_the_progress_bar_says_it_waits_for_data_and_ends_on_the_final_figures(s
     last = [d for d in bytes(err).decode().replace("\r", "\n").splitlines() if "step" in d][-1]
     assert "15/15" in last and f"{done['samples_per_s']:,.0f} samples/s" in last, last
     assert f"loss {done['final_loss']:.4f}" in last
+
+
+@pytest.mark.slow
+def test_wrong_order_then_ctrl_c_then_a_rerun_trains_every_loaded_sample_once(server_process, tmp_path):
+    # The "done when": the trainer before the loader fails and says what to do; the
+    # loader then fills the queue; a trainer interrupted by Ctrl-C gives back what it did not
+    # train; its rerun trains the rest to the end of the data. Every loaded sample is trained once
+    # (at most one batch twice: a step finishing as the signal lands is trained, then given back).
+    target, n = server_process.target, 3000
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, C, n)
+    x = np.random.default_rng(9).standard_normal((C, D))[y] * 2 + rng.standard_normal((n, D))
+    path = tmp_path / "train.csv"
+    path.write_text("".join(",".join(f"{v:.4f}" for v in row) + f",{label}\n" for row, label in zip(x, y)))
+
+    early = trainer(target, "--queue", "e2e_q", "--async", "--scope", "e2e")
+    _, err = early.communicate(timeout=60)
+    assert early.returncode == 1 and "start the loaders first" in err
+
+    load = subprocess.run([sys.executable, "-m", "pipeline", "load", "--target", target, "--queue", "e2e_q",
+                           "--format", "csv", "--files", str(path), "--record-defaults", f"float32*{D},int64"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert load.returncode == 0 and f"loaded {n:,} records" in load.stderr, load.stderr
+
+    first = trainer(target, "--queue", "e2e_q", "--async", "--scope", "e2e", "--print-every", "1")
+    for line in first.stdout:
+        if json.loads(line).get("event") == "step" and json.loads(line)["global_step"] >= 5:
+            first.send_signal(signal.SIGINT)
+            break
+    _, err = first.communicate(timeout=30)
+    assert first.returncode == 130, err
+    trained_first = int(re.search(r"([\d,]+) samples trained", err).group(1).replace(",", ""))
+
+    rerun = trainer(target, "--queue", "e2e_q", "--async", "--scope", "e2e")
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    done = done_line(out)
+    assert done["start_step"] >= 5 and done["final_loss"] is not None  # it continued the same model
+    assert n <= trained_first + done["samples"] <= n + 32, (trained_first, done["samples"])
+    assert _queue_size(target, "e2e_q") == 0
