@@ -691,6 +691,18 @@ def encode(value: Any) -> Any:
     raise TypeError(f"cannot encode a value of type {type(value).__name__} in an iterator state")
 
 
+def _decode_dataset(data: dict) -> Any:
+    """A nested dataset saved by :func:`encode` (a window, slices of arrays, a range)."""
+    from .sources import ListDataset, RangeDataset, TensorSliceDataset
+
+    if "ds" in data:
+        return ListDataset([decode(e) for e in data["ds"]])
+    if "dss" in data:
+        return TensorSliceDataset(decode(data["dss"]))
+    start, stop, step, dtype = data["dsr"]
+    return RangeDataset(start, stop, step, dtype=np.dtype(dtype))
+
+
 def decode(data: Any) -> Any:
     """Inverse of :func:`encode`."""
     if "t" in data:
@@ -712,19 +724,8 @@ def decode(data: Any) -> Any:
         if isinstance(cls, type) and issubclass(cls, Exception):
             return cls(data["e"][1])
         return errors.InternalError(f"{data['e'][0]}: {data['e'][1]}")
-    if "ds" in data:
-        from .sources import ListDataset
-
-        return ListDataset([decode(e) for e in data["ds"]])
-    if "dss" in data:
-        from .sources import TensorSliceDataset
-
-        return TensorSliceDataset(decode(data["dss"]))
-    if "dsr" in data:
-        from .sources import RangeDataset
-
-        start, stop, step, dtype = data["dsr"]
-        return RangeDataset(start, stop, step, dtype=np.dtype(dtype))
+    if "ds" in data or "dss" in data or "dsr" in data:
+        return _decode_dataset(data)
     if "dsa" in data:
         return dataset_array([decode(d) for d in data["dsa"]]).reshape(data["shape"])
     if "s" in data:
