@@ -196,33 +196,34 @@ def test_a_rerun_just_works_after_a_failed_or_interrupted_chief(server_process):
     assert done_line(out)["global_step"] == 5
 
 
-def test_a_second_chief_is_refused_while_the_first_lives_and_a_rerun_after_it_died_works(server_process):
+@pytest.mark.parametrize("mode", ["--async", "--sync"])
+def test_a_second_chief_is_refused_while_the_first_lives_and_a_rerun_after_it_died_works(server_process, mode):
     # Before: a second chief of the same model reset the first one's coordination queues under it
     # and both trained as chief. Now the second is refused, and once the first is killed a rerun works.
-    target = server_process.target
-    fill(target, "chief_q", 5000, close=False)
-    first = trainer(target, "--queue", "chief_q", "--async", "--scope", "onechief", "--print-every", "1")
+    target, queue, scope = server_process.target, f"chief_q{mode}", f"onechief{mode.strip('-')}"
+    fill(target, queue, 5000, close=False)
+    first = trainer(target, "--queue", queue, mode, "--scope", scope, "--print-every", "1")
     try:
         for line in first.stdout:  # training: the first chief holds the model
             if json.loads(line).get("event") == "step":
                 break
-        second = trainer(target, "--queue", "chief_q", "--async", "--scope", "onechief", "--steps", "3")
+        second = trainer(target, "--queue", queue, mode, "--scope", scope, "--steps", "3")
         _, err = second.communicate(timeout=60)
         assert second.returncode == 1, err
-        assert "AlreadyExistsError" in err and "chief (task 0) of model scope 'onechief' is already running" in err
+        assert "AlreadyExistsError" in err and f"chief (task 0) of model scope '{scope}' is already running" in err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
         assert first.poll() is None  # the first chief was not disturbed
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=30)
     with qs.connect(target) as c:  # the rerun trains on what is left, to the end of the data
-        left = c.queue("chief_q")
+        left = c.queue(queue)
         before = left.size()
         left.close()
-    rerun = trainer(target, "--queue", "chief_q", "--async", "--scope", "onechief")
+    rerun = trainer(target, "--queue", queue, mode, "--scope", scope)
     out, err = rerun.communicate(timeout=60)
     assert rerun.returncode == 0, err
-    assert done_line(out)["samples"] == before and _queue_size(target, "chief_q") == 0
+    assert done_line(out)["samples"] == before and _queue_size(target, queue) == 0
 
 
 def test_a_model_that_does_not_fit_the_queue_fails_before_creating_anything(server_process):
