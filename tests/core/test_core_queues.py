@@ -298,6 +298,24 @@ async def test_priority_queue_smallest_first_ties_in_arrival_order():
         q.enqueue([np.array([1.5], np.float32), f32(1)], many=True)
 
 
+async def test_priority_queue_batch_waits_until_all_of_it_is_there():
+    # TensorFlow's PriorityQueue takes a batch only once it is whole, so it comes out sorted
+    # (taking elements as they arrived gave [5, 1, 3]); closed, dequeue_up_to takes what is left.
+    q = ResourceManager().queue("priority", "p", capacity=10, dtypes=[np.float32], shapes=[[]])
+    batch = q.dequeue(3, mode=MANY)
+    for size, p in enumerate((5, 1), start=1):
+        q.enqueue([np.array([p], np.int64), f32(p)], many=True)
+        assert not batch.done and q.size() == size  # nothing taken while the batch is not whole
+    q.enqueue([np.array([3], np.int64), f32(3)], many=True)
+    prio, _ = await batch.wait()
+    assert prio.tolist() == [1, 3, 5] and q.size() == 0
+    q.enqueue([np.array([9, 7], np.int64), f32(9, 7)], many=True)
+    rest = q.dequeue(3, mode=UP_TO)
+    assert not rest.done
+    q.close()
+    assert (await rest.wait())[0].tolist() == [7, 9]
+
+
 async def test_waiters_are_served_in_arrival_order():
     q = make()
     first = q.dequeue(2, mode=MANY)

@@ -92,3 +92,23 @@ def test_lower_layer_exceptions_map_into_the_one_error_tree():
     assert errors.from_exception(ConnectionRefusedError(111, "refused"), "cannot connect to h:1").message \
         == "cannot connect to h:1: [Errno 111] refused"
     assert errors.error_name(errors.OutOfRangeError.code) == "OutOfRangeError" and errors.error_name(999) == "QueueServerError"
+
+
+def test_specs_read_tensorflows_spellings_of_one_component():
+    # FIFOQueue(10, tf.float32, shapes=(3, 2)), shapes=() and names="f": one component's shape and name.
+    from queueserver.core.specs import ComponentSpec
+
+    assert ComponentSpec([np.float32], (3, 2)).shapes == ((3, 2),)
+    assert ComponentSpec([np.float32], ()).shapes == ((),)
+    assert ComponentSpec([np.float32], [None]).shapes == ((None,),)
+    assert ComponentSpec([np.float32, np.int32], [(), [2]]).shapes == ((), (2,))
+    assert ComponentSpec([np.float32], names="f").names == ("f",)
+
+
+def test_a_shared_shuffle_queue_reopened_without_a_seed_accepts_its_seed():
+    # TensorFlow's seed-0 rule (testSharedQueueSameSessionGraphSeedNone); another seed is refused.
+    rm = ResourceManager()
+    q = rm.queue("random_shuffle", "s", capacity=10, dtypes=[np.float32], seed=98765432)
+    assert rm.queue("random_shuffle", "s", capacity=10, dtypes=[np.float32]) is q
+    with pytest.raises(InvalidArgumentError, match=r"random seeds \(98765432\) but requested seeds were \(1\)"):
+        rm.queue("random_shuffle", "s", capacity=10, dtypes=[np.float32], seed=1)
