@@ -18,7 +18,7 @@ import asyncio
 import json
 import signal
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from queueserver._version import __version__
 import queueserver as qs
@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "nesterov"], help="update rule")
     m.add_argument("--momentum", type=float, default=0.9, help="momentum coefficient (momentum, nesterov)")
     m.add_argument("--seed", type=int, default=0, help="parameter initialisation seed")
-    m.add_argument("--steps", type=int, help="stop at this global step (default: when the queue is drained)")
+    m.add_argument("--steps", type=int, help="stop at this global step, counted over every run of the model (a"
+                                             " rerun continues from where the last one stopped; default: when the"
+                                             " queue is closed and drained)")
     mode = t.add_argument_group("replication")
     excl = mode.add_mutually_exclusive_group()
     excl.add_argument("--sync", dest="mode", action="store_const", const="sync", help="synchronous updates")
@@ -166,7 +168,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps({"event": "done", **result.summary()}, allow_nan=False), flush=True)
     if result.staleness:
         print(result.staleness_histogram(), file=sys.stderr)
+    if result.local_steps == 0:
+        print(f"compute train: {_nothing_done(result, config)}", file=sys.stderr)
     return 0
+
+
+def _nothing_done(result: Any, config: TrainConfig) -> str:
+    """Why a run that finished cleanly trained no step: said, so that it is not taken for a success."""
+    if result.stop_reason == "steps":
+        return (f"nothing to do: the model is already at global step {result.global_step}, at or past --steps"
+                f" {config.steps} (a global step, counted over every run of this model: raise it to train more)")
+    if result.stop_reason == "end_of_data":
+        return f"nothing to do: queue '{config.queue}' is closed and empty (load data into it first)"
+    return "nothing to do: another replica had already stopped the training"
 
 
 def _last_checkpoint(directory: str | None) -> str:

@@ -174,6 +174,18 @@ def test_a_run_with_nothing_to_do_prints_valid_json(server_process):
 
     done = [json.loads(line, parse_constant=refuse) for line in out.splitlines() if line.startswith("{")][-1]
     assert done["event"] == "done" and done["samples"] == 0 and done["final_loss"] is None
+    # ... and says so (before: a silent exit 0 that read like a success)
+    assert "compute train: nothing to do: queue 'empty_q' is closed and empty" in err
+
+
+def test_a_rerun_past_its_steps_says_that_steps_is_a_global_step(server_process):
+    fill(server_process.target, "global_q", 640, close=False)
+    p = trainer(server_process.target, "--queue", "global_q", "--async", "--scope", "global", "--steps", "10")
+    assert p.communicate(timeout=60) and p.returncode == 0
+    p = trainer(server_process.target, "--queue", "global_q", "--async", "--scope", "global", "--steps", "5")
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and done_line(out)["local_steps"] == 0
+    assert "nothing to do: the model is already at global step 10, at or past --steps 5 (a global step" in err
 
 
 def test_a_rerun_just_works_after_a_failed_or_interrupted_chief(server_process):
