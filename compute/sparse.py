@@ -142,13 +142,16 @@ class SparseModel:
 def synthetic_data(n: int, *, features: int, id_space: int, classes: int, seed: int = 0,
                    zipf: float = 1.2) -> tuple[np.ndarray, np.ndarray]:
     """``n`` bags of ``features`` raw ids drawn from a Zipf law over ``[0, id_space)`` (a few ids
-    are frequent, most are rare, as in click logs), a few padded with -1, and labels that depend on
-    the ids (so there is something to learn)."""
+    are frequent, most are rare, as in click logs), a few padded with -1, and labels the model can
+    learn: each id votes for class ``id % classes``, and the label is the class with most votes
+    (the smallest on a tie): a linear function of the bag's mean one-hot vote."""
     rng = np.random.default_rng(seed)
     ids = (rng.zipf(zipf, size=(n, features)) - 1) % id_space
     ids[rng.random((n, features)) < 0.1] = -1  # padding: bags of different sizes
-    labels = np.where(ids < 0, 0, ids % 7).sum(axis=1) % classes
-    return ids.astype(np.int64), labels.astype(np.int64)
+    votes = np.zeros((n, classes), np.int64)
+    valid = ids >= 0
+    np.add.at(votes, (np.nonzero(valid)[0], ids[valid] % classes), 1)
+    return ids.astype(np.int64), votes.argmax(axis=1).astype(np.int64)
 
 
 class SparseParams:
