@@ -629,9 +629,11 @@ def enqueue_many_larger_than_capacity_with_concurrent_dequeue_many(c: Any, make:
 
     enqueuer = started(q.enqueue_many, (ELEMS4,))
     dequeuer = started(dequeue)
+    enqueuer.finish()  # it fits: were the queue closed before it arrived, it would be refused
+    wait_for(lambda: len(results) == 3, "first batch taken")
     wait_until(c, q, dequeues=1)  # the second dequeue_many waits, holding the last element
     closer = started(q.close)
-    for t in (enqueuer, dequeuer, closer):
+    for t in (dequeuer, closer):
         t.finish()
     assert results == ELEMS4  # the failed dequeue gave its element back, to the front
 
@@ -730,9 +732,12 @@ def reset_of_blocking_operation(c: Any, target: str, make: Make, up_to: bool = F
 # ----- timeouts, names, containers
 
 def dequeue_with_timeout(target: str, make_on: Callable[[Any], Any]) -> None:
-    with qs.connect(target, operation_timeout_in_ms=20) as sess:
+    # ConfigProto(operation_timeout_in_ms=20) is connect(..., operation_timeout_in_ms=20); set after
+    # connecting here, so that a loaded machine cannot time out the connection's hello instead.
+    with qs.connect(target) as sess:
         q = make_on(sess)
         assert q.container == ""
+        sess.operation_timeout = 0.02
         with pytest.raises(qs.DeadlineExceededError, match="Timed out waiting"):
             q.dequeue()
 
