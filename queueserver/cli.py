@@ -31,7 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
     from queueserver.options import ServerOptions, token_from_env
 
     fields = dict(token=token_from_env(args.token), max_message_bytes=args.max_message_bytes,
-                  metrics=not args.no_metrics, data_dir=args.data_dir, fsync=args.fsync)
+                  metrics=not args.no_metrics, data_dir=args.data_dir, fsync=args.fsync,
+                  idle_timeout_s=args.idle_timeout)
     resolved = resolve_serve_args(args)  # --cluster-from, or TF_CONFIG when no --cluster/--job
     if resolved is not None:
         args.cluster, args.job, args.task = resolved.spec, resolved.job, resolved.task
@@ -205,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cluster", help="cluster spec JSON file: serve one of its tasks")
     serve.add_argument("--job", help="with --cluster: this task's job name")
     serve.add_argument("--task", type=int, default=0, help="with --cluster: this task's index (default 0)")
+    serve.add_argument("--idle-timeout", type=float, default=3600.0, metavar="SECONDS",
+                       help="close a connection that sends nothing this long while none of its calls waits (what"
+                            " it held goes back to its queues; default 3600; 0: never)")
     serve.add_argument("--no-metrics", action="store_true",
                        help="keep no per-call statistics and serve no /metrics (the status page still works)")
     serve.add_argument("--data-dir", default=None,

@@ -112,6 +112,9 @@ class DataConnection(asyncio.BufferedProtocol):
                                   max_message_bytes=limit, on_compact=self._on_compact)
         self.transport: asyncio.Transport | None = None
         self._hello_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._loop_time: Callable[[], float] = time.monotonic  # the loop's clock, from connection_made
+        self.last_heard = 0.0  # the last request or reply on this connection (the loop's clock)
         self.failed_hellos = 0
         self.client_name = "?"
         self.out: list = []
@@ -140,9 +143,14 @@ class DataConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         self.service.connections.add(self)
+        loop = asyncio.get_running_loop()
         if not self.authenticated:
-            self._hello_timer = asyncio.get_running_loop().call_later(
-                self.service.options.hello_timeout_s, self._hello_expired)
+            self._hello_timer = loop.call_later(self.service.options.hello_timeout_s, self._hello_expired)
+        self._loop_time = loop.time
+        self.last_heard = loop.time()
+        idle = self.service.options.idle_timeout_s
+        if idle:
+            self._idle_timer = loop.call_later(idle, self._idle_check)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
@@ -168,6 +176,27 @@ class DataConnection(asyncio.BufferedProtocol):
         self.flush()
         self.transport.close()
 
+    def _idle_check(self) -> None:
+        """Close the connection if it sent nothing, and no call of its waited, for the idle timeout."""
+        self._idle_timer = None
+        if self.transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        idle = self.service.options.idle_timeout_s
+        if self.pending:  # a call of its is waiting: that is not idle
+            self.last_heard = loop.time()
+        quiet = loop.time() - self.last_heard
+        if quiet < idle:  # look again when it would have been quiet for the whole timeout
+            self._idle_timer = loop.call_later(idle - quiet, self._idle_check)
+            return
+        event(logging.INFO, self.service.task, "idle_timeout",
+              f"closing the connection of {self.client_name} ({self.peer}): idle for {idle:g} s",
+              client=self.client_name, peer=self.peer)
+        self.send({"i": 0, "e": error_payload(UnavailableError(
+            f"the server closed this connection: it sent nothing for {idle:g} s (the server's idle timeout)"))})
+        self.flush()
+        self.transport.close()
+
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.reader.get_buffer(sizehint)
 
@@ -180,6 +209,7 @@ class DataConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.bytes_in += nbytes
+        self.last_heard = self._loop_time()
         self._handle(self.reader.buffer_updated, nbytes)
 
     def _handle(self, parse: Callable[..., None], *args: Any) -> None:
@@ -204,9 +234,10 @@ class DataConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         svc = self.service
-        if self._hello_timer is not None:
-            self._hello_timer.cancel()
-            self._hello_timer = None
+        for timer in (self._hello_timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._hello_timer = self._idle_timer = None
         svc.connection_closed(self)
         self.transport = None
         self.reader.release()  # its buffers go now, not when the cycle collector runs
@@ -276,6 +307,7 @@ class DataConnection(asyncio.BufferedProtocol):
         outside one (a timeout, a forwarded reply) goes out at once. No extra turn of the loop."""
         self.out.extend(frames)
         self.out_bytes += sum(map(len, frames))
+        self.last_heard = self._loop_time()  # a reply ends a call: the idle time counts from here
         if self.out_bytes > ANSWER_PAUSE_BYTES and not self.answering_paused:
             self._pause_answering()
         if self.durable is not None:

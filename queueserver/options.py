@@ -48,6 +48,8 @@ class ServerOptions:
         grace_s: on stop, how long open connections get to take their last replies.
         hello_timeout_s: with a token, how long a new connection has to present it before it is
             closed.
+        idle_timeout_s: a connection that sends nothing for this long while no call of its waits
+            is closed (what the server held for it goes back to its queues); 0 never closes one.
         cluster, job, index: this server's cluster and its task in it (none: a lone task).
         data_dir: keep the state in this directory (a durable log plus snapshots), so it survives
             the server's death; ``None`` keeps it in memory only.
@@ -64,6 +66,7 @@ class ServerOptions:
     pending_bytes_limit: int = PENDING_BYTES_LIMIT
     grace_s: float = 2.0
     hello_timeout_s: float = 10.0
+    idle_timeout_s: float = 3600.0
     cluster: ClusterSpec | None = None
     job: str = "localhost"
     index: int = 0
@@ -78,6 +81,8 @@ class ServerOptions:
         _positive("pending_bytes_limit", self.pending_bytes_limit, integer=True)
         _positive("grace_s", self.grace_s)
         _positive("hello_timeout_s", self.hello_timeout_s)
+        if self.idle_timeout_s != 0:
+            _positive("idle_timeout_s", self.idle_timeout_s)
         if self.token is not None and not isinstance(self.token, str):
             raise InvalidArgumentError("token must be a string")
         object.__setattr__(self, "token", self.token or None)

@@ -49,3 +49,34 @@ def test_a_consumer_that_never_reads_is_not_answered_without_bound(local_server)
             assert q.size() == 0
         finally:
             raw.close()
+
+
+def test_an_idle_connection_is_closed_and_what_it_held_goes_back():
+    server = qs.Server.create_local_server(idle_timeout_s=0.3)
+    try:
+        with qs.connect(server.target) as c:
+            c.fifo_queue("held", 4, [np.int64], [[]]).enqueue_many(np.arange(3))
+        # A call waiting on the queue is not idle, however long it waits.
+        raw = RawConnection(server.target)
+        assert "e" not in raw.call({"i": 1, "o": "hello", "token": None, "client": "idle"})[0]
+        reply, _ = raw.call({"i": 2, "o": "dequeue", "n": "held", "c": "", "md": "many", "nn": 5, "t": 0.6})
+        assert reply["e"][0] == qs.DeadlineExceededError.code  # waited 0.6 s, past the idle timeout
+        reply, _ = raw.call({"i": 3, "o": "dequeue", "n": "held", "c": "", "md": "one", "t": 1})
+        assert "d" in reply  # it holds element 0 now
+        # Silent past the idle timeout: told why and closed; element 0 is back in front.
+        reply, _ = raw.reply()
+        assert reply["e"][0] == qs.UnavailableError.code and "idle timeout" in reply["e"][1]
+        assert raw.sock.recv(1) == b""
+        raw.close()
+        with qs.connect(server.target) as c:
+            assert c.queue("held").dequeue_many(3).tolist() == [0, 1, 2]
+    finally:
+        server.stop()
+
+
+def test_the_idle_timeout_is_checked_and_zero_turns_it_off():
+    import pytest
+
+    assert qs.Server.create_local_server(idle_timeout_s=0).options.idle_timeout_s == 0
+    with pytest.raises(qs.InvalidArgumentError, match="idle_timeout_s"):
+        qs.Server.create_local_server(idle_timeout_s=-1)
