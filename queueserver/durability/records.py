@@ -53,6 +53,7 @@ def _native_crc():
 
 
 _EXTEND = _native_crc()
+_SMALL = 4096
 try:
     from google_crc32c.cext import extend as _extend_bytes
 except ImportError:  # pragma: no cover - google_crc32c without its C extension
@@ -64,6 +65,8 @@ def crc32c(buffers: Sequence[Any], crc: int = 0) -> int:
     for buf in buffers:
         if type(buf) is bytes:  # headers and small arrays: the C extension's call costs least
             crc = _extend_bytes(crc, buf)
+        elif len(buf) < _SMALL:  # a copy of a few bytes costs less than wrapping them for ctypes
+            crc = _extend_bytes(crc, bytes(buf))
         elif _EXTEND is not None:
             view = np.frombuffer(buf, np.uint8)
             if view.size:
