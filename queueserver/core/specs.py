@@ -43,7 +43,7 @@ def as_dtype(spec: Any) -> np.dtype:
 
 def dtype_name(dtype: np.dtype) -> str:
     """The short name used in messages and on the wire: ``float32``, ``string``."""
-    return "string" if dtype == STRING else dtype.name
+    return "string" if dtype == STRING or dtype.kind in "SU" else dtype.name  # text a user passed: not "str32"
 
 
 MAX_RANK = 64  # NumPy's limit on an array's dimensions

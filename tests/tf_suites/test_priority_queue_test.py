@@ -164,7 +164,7 @@ def test_round_trip_insert_once_read_once_lots_sorts(make):  # PriorityQueueTest
 def test_inserting_non_int64_fails(make):  # PriorityQueueTest.testInsertingNonInt64Fails
     # TensorFlow: TypeError while building the graph; here the call is refused, and adds nothing.
     q = make(2000, "string", ())
-    with pytest.raises(qs.InvalidArgumentError, match="component 0. Expected int64"):
+    with pytest.raises(qs.InvalidArgumentError, match="component 0. Expected int64, got string"):
         q.enqueue_many((["a", "b", "c"], ["a", "b", "c"]))
     assert q.size() == 0
 
