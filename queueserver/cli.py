@@ -264,7 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except QueueServerError as exc:
-        print(f"queueserver {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "queue_command", None),
+                                         getattr(args, "cluster_command", None))))
+        print(f"queueserver {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from queueserver.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from queueserver.errors import AlreadyExistsError, DeadlineExceededError, InvalidArgumentError, NotFoundError
 from queueserver.logs import printable
 
 __all__ = ["HelpFormatter", "add_logging_options", "add_queue_commands", "bar_size", "format_status", "is_internal",
@@ -244,17 +244,22 @@ def _peek(args: argparse.Namespace) -> int:
         size, closed = q.size(), q.is_closed()
         values: list = []
         k = min(args.n, size)
+        note = ""
         if k:
             # Taken, shown and given back to the front, in order: nothing is consumed, and if this
             # process died in between the server would give them back too.
-            delivery = q.take(k, timeout=0)
             try:
-                values = [np.asarray(v) for v in (delivery.value if isinstance(delivery.value, (list, tuple))
-                                                  else [delivery.value])]
-            finally:
-                delivery.give_back()
+                delivery = q.take(k, timeout=0)
+            except DeadlineExceededError:  # e.g. a random-shuffle queue keeping min_after_dequeue
+                delivery, note = None, "  (its elements cannot be taken now, so none are shown)"
+            if delivery is not None:
+                try:
+                    values = [np.asarray(v) for v in (delivery.value if isinstance(delivery.value, (list, tuple))
+                                                      else [delivery.value])]
+                finally:
+                    delivery.give_back()
     print(f"queue '{printable(args.name)}' in container {_container(args.container)}: {q.spec.describe()},"
-          f" {size} element(s), {'closed' if closed else 'open'}")
+          f" {size} element(s), {'closed' if closed else 'open'}{note}")
     with np.printoptions(threshold=20, edgeitems=3, linewidth=120):
         for i in range(len(values[0]) if values else 0):
             print(f"  [{i}] " + "  ".join(printable(np.array2string(comp[i], separator=", ")) for comp in values))

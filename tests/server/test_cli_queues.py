@@ -59,7 +59,14 @@ def test_one_queue_is_peeked_closed_listed_and_created_without_resetting_its_con
         bad = run_cli("queue", "create", target, "x", "--dtypes", "float32", "--shapes", "[2]")
         assert bad.returncode == 1 and "--shapes '[2]'" in bad.stderr
         missing = run_cli("queue", "close", target, "nope")
-        assert missing.returncode == 1 and "NotFoundError" in missing.stderr
+        assert missing.returncode == 1 and missing.stderr.startswith("queueserver queue close: NotFoundError")
+
+        # A random-shuffle queue keeping min_after_dequeue elements while open cannot lend any.
+        kept = c.random_shuffle_queue("kept_back", 10, 5, [np.float32], [[]], container="jobs")
+        kept.enqueue_many(np.arange(3, dtype=np.float32))
+        shy = run_cli("queue", "peek", target, "kept_back", "--container", "jobs")
+        assert shy.returncode == 0 and "3 element(s), open  (its elements cannot be taken now" in shy.stdout
+        assert kept.size() == 3
 
 
 def test_status_hides_internal_coord_resources_and_lists_accumulators_and_clients(server_process):
