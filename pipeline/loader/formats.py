@@ -102,6 +102,8 @@ class _Format:
     """How to open one kind of file and turn a chunk of its records into queue components."""
 
     on_error = "raise"
+    #: What :meth:`first_line` counts, for messages: records, or lines of a text file.
+    unit = "record"
 
     def open(self, path: str) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -139,6 +141,7 @@ class _LineFormat(_Format):
 
     skip_header_lines: int
     compression_type: str
+    unit = "line"
 
     def open(self, path: str) -> TextLineReader:
         """Open one file (blocking: call it in a worker thread)."""

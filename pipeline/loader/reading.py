@@ -77,7 +77,7 @@ class _ReaderOp:
         try:
             records = reader.read_chunk(self.chunk_size)
         except qerrors.DataLossError as exc:  # the good records before it came with the previous chunk
-            raise qerrors.DataLossError(f"{exc} (record {self.fmt.first_line(reader)} of the file)",
+            raise qerrors.DataLossError(f"{exc} ({self.fmt.unit} {self.fmt.first_line(reader)} of the file)",
                                         **exc.details) from None
         skipped = reader.bad_records - self.bad_seen
         self.bad_seen = reader.bad_records
