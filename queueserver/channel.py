@@ -11,7 +11,7 @@ restarted, say) connects again by itself, with backoff, within ``reconnect_s``, 
 calls that repeating cannot harm (:data:`RETRYABLE`): every enqueue carries a stamp (this
 channel's client id and a sequence number) so the server applies a repeated one once; a repeated
 dequeue may deliver what the lost connection held again (delivery is at least once). Calls that
-would apply twice (``assign_add``, ``apply_grad``, ``take_grad``, a compact one-element enqueue,
+would apply twice (``assign_add``, ``scatter_add``, ``apply_grad``, ``take_grad``, a compact one-element enqueue,
 which carries no stamp) fail with UnavailableError, and the next call reconnects.
 """
 
@@ -58,7 +58,7 @@ OPERATION_DEADLINE = object()  # "a call that does not block: wait as long as th
 # returned with its connection). Variable and accumulator actions are listed by action.
 RETRYABLE = frozenset({P.OP_QUEUE, P.OP_VARIABLE, P.OP_ACCUMULATOR, P.OP_ENQUEUE, P.OP_DEQUEUE, P.OP_SIZE,
                        P.OP_IS_CLOSED, P.OP_SPEC, P.OP_STATUS, P.OP_PING, P.OP_REPORT, P.OP_ACK, P.OP_RETURN})
-RETRYABLE_ACTIONS = {P.OP_VAR: frozenset({"read", "is_initialized", "assign", "initialize"}),
+RETRYABLE_ACTIONS = {P.OP_VAR: frozenset({"read", "is_initialized", "assign", "initialize", "gather", "scatter_update"}),
                      P.OP_ACC: frozenset({"num", "set_step"})}
 # Backoff between reconnection attempts: doubling from the first to the last.
 RECONNECT_FIRST_S, RECONNECT_MAX_S = 0.05, 1.0

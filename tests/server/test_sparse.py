@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import pytest
 import queueserver as qs
 from queueserver.errors import InvalidArgumentError
 from queueserver.partitioned import min_max_variable_partitioner, shard_rows
-from support import ServerProcess
+from support import ServerProcess, free_ports
 
 
 def test_gather_and_scatter_through_the_sync_client(local_server):
@@ -179,3 +180,41 @@ def test_sparse_calls_forwarded_by_another_task(cluster):
         got = acc.take_indexed_slices_grad(1)
         assert got.indices.tolist() == [5] and got.values.tolist() == [[1.0] * 3]
         c.reset(["sparse_forwarded"])
+
+
+def test_gathers_and_scatter_updates_carry_on_across_a_restart(tmp_path):
+    """Both may be repeated on a new connection (a gather reads; a scatter_update sets rows to the
+    same values again), so a client in the middle of them rides through a SIGKILLed daemon
+    restarted on its --data-dir; scatter_add is not repeated (it would add twice)."""
+    port = free_ports(1)[0]
+    args = ("--port", str(port), "--data-dir", str(tmp_path / "data"))
+    server = ServerProcess(*args)
+    progress, errors, calls = threading.Event(), [], [0]
+
+    def work(target: str) -> None:
+        try:
+            with qs.connect(target, operation_timeout=30) as c:
+                v = c.variable("emb", np.zeros((100, 4)))
+                v.initialize()
+                while calls[0] < 400:
+                    i = calls[0] % 100
+                    v.scatter_update([i], np.full((1, 4), float(calls[0])))
+                    assert v.gather([i]).tolist() == [[float(calls[0])] * 4]
+                    calls[0] += 1
+                    if calls[0] == 100:
+                        progress.set()
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=work, args=(server.target,))
+    thread.start()
+    assert progress.wait(60), "no progress before the kill"
+    server.stop(signal.SIGKILL)
+    again = ServerProcess(*args)
+    try:
+        thread.join(60)
+        assert not thread.is_alive() and not errors, f"the client failed across the restart: {errors[:1]!r}"
+        with qs.connect(again.target, operation_timeout=10) as c:
+            assert c.variable("emb", np.zeros((100, 4))).gather([99]).tolist() == [[399.0] * 4]
+    finally:
+        again.stop()
