@@ -3,7 +3,8 @@
 The model: each example is a bag of raw feature ids (int64; negative ids are padding), hashed into
 the rows of an embedding table (``buckets x dim``), averaged per example (TensorFlow's
 ``embedding_lookup_sparse(..., combiner="mean")``), then the existing :class:`~compute.models.MLP`
-on the averaged embedding. Cross-entropy loss, plain SGD.
+on the averaged embedding. Cross-entropy loss, plain SGD, in NumPy (the rows a step touches are
+few: the host computes them; the GPU backend of :mod:`compute.backend` is not used here).
 
 Training keeps the table on the ps and never moves all of it:
 
