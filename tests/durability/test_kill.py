@@ -1,4 +1,4 @@
-"""Kill the daemon (SIGKILL) in the middle of producer, consumer and variable streams, start it
+"""Kill the daemon (SIGKILL) in the middle of producer, consumer, variable and accumulator streams, start it
 again on the same data directory, and count every id: nothing acknowledged is lost, nothing is
 enqueued twice, acknowledged deliveries do not come back; in each fsync mode. The clients here do not
 reconnect: each stops at the kill, with what it was told (test_reconnect.py carries on across it)."""
@@ -31,6 +31,8 @@ class Books:
         self.unsure_out: list[int] = []   # received, acknowledgement not confirmed
         self.counted = 0                  # assign_add(1) calls that returned
         self.counting = False             # one was in flight when the server died
+        self.applied = 0                  # apply_grad(ones) calls that returned
+        self.applying = False
         self.progress = threading.Event()
 
 
@@ -64,7 +66,7 @@ def _consumer(target: str, books: Books) -> None:
             with books.lock:
                 if last:
                     books.consumed.extend(last)
-                if len(books.consumed) >= 3000 and books.counted >= 50:
+                if len(books.consumed) >= 3000 and books.counted >= 50 and books.applied >= 50:
                     books.progress.set()
             last = got
 
@@ -83,6 +85,19 @@ def _counter(target: str, books: Books) -> None:
             books.counting = False
 
 
+def _applier(target: str, books: Books) -> None:
+    with qs.connect(target, operation_timeout=30, reconnect=False, client_name="applier") as c:
+        acc = c.conditional_accumulator("grads", [4])
+        while True:
+            books.applying = True
+            try:
+                acc.apply_grad(np.ones(4, np.float32), local_step=0)
+            except QueueServerError:
+                return
+            books.applied += 1
+            books.applying = False
+
+
 @pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
 def test_sigkill_mid_stream_loses_nothing_acknowledged_and_duplicates_nothing(tmp_path, fsync):
     data = str(tmp_path / "data")
@@ -91,9 +106,11 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged_and_duplicates_nothing(tm
     with qs.connect(server.target) as c:  # created before the streams, so they agree on it
         c.fifo_queue("ids", capacity=CAPACITY, dtypes=[np.int64], shapes=[[]])
         c.variable("count", np.zeros((), np.int64)).initialize()
+        c.conditional_accumulator("grads", [4])
     threads = [threading.Thread(target=_producer, args=(server.target, p, books)) for p in range(PRODUCERS)]
     threads += [threading.Thread(target=_consumer, args=(server.target, books)),
-                threading.Thread(target=_counter, args=(server.target, books))]
+                threading.Thread(target=_counter, args=(server.target, books)),
+                threading.Thread(target=_applier, args=(server.target, books))]
     for t in threads:
         t.start()
     try:
@@ -110,6 +127,9 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged_and_duplicates_nothing(tm
             q = c.fifo_queue("ids", capacity=CAPACITY, dtypes=[np.int64], shapes=[[]])
             left = q.dequeue_many(q.size()).tolist() if q.size() else []
             count = int(c.variable("count", np.zeros((), np.int64)).read())
+            acc = c.conditional_accumulator("grads", [4])
+            applied = acc.num_accumulated()
+            average = acc.take_grad(applied)
     finally:
         again.stop()
 
@@ -125,3 +145,5 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged_and_duplicates_nothing(tm
         mine = [i for i in left if i // SPAN == p]
         assert mine == sorted(mine)
     assert count in (books.counted, books.counted + int(books.counting)), (count, books.counted)
+    assert applied in (books.applied, books.applied + int(books.applying)), (applied, books.applied)
+    np.testing.assert_array_equal(average, np.ones(4, np.float32))  # the sum came back with its count
