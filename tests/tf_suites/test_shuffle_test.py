@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 import pytest
+from tf_checkpoint import VERIFY_FNS, verify
 
 from pipeline.data import Dataset
 from queueserver import errors
@@ -168,3 +169,77 @@ def test_spec_inference_does_not_change_the_order():
     ds = Dataset.range(10).shuffle(10, seed=3).map(lambda x: x + 1)
     assert ds.element_spec is not None
     assert _ints(ds) == expected
+
+
+# ----------------------------------------------------------------------------- the rest of shuffle_test.py
+@pytest.mark.skip(reason="graph mode only: a seed fed through a placeholder, and graph-level seeds")
+@pytest.mark.parametrize("case", ["testSeedZero", "testRerandomizeOnReplicate (graphRoundTrip)"])
+def test_graph_only(case):
+    pass
+
+
+def test_seed_zero_is_a_seed():  # ShuffleTest.testSeedZero, without the placeholder: seed=0 is a fixed seed
+    first = [int(x) for x in Dataset.range(10).shuffle(10, seed=0)]
+    assert sorted(first) == list(range(10))
+    assert [int(x) for x in Dataset.range(10).shuffle(10, seed=0)] == first
+
+
+@pytest.mark.parametrize("reshuffle", [True, False])
+def test_multiple_iterators(reshuffle):
+    # ShuffleTest.testMultipleIterators (graph mode there; the same here with two iterators of one
+    # unseeded dataset): with reshuffling each new iterator takes a new order
+    ds = Dataset.range(100).shuffle(10, reshuffle_each_iteration=reshuffle).repeat(3)
+    first, second = [int(x) for x in ds], [int(x) for x in ds]
+    assert sorted(first) == sorted(second) == sorted(list(range(100)) * 3)
+    assert (first != second) == reshuffle
+
+
+def test_shuffle_v2_in_function():  # ShuffleTest.testShuffleV2InFunction (a defun there: a plain function)
+    counter = [0]
+
+    def consume():
+        for _ in Dataset.range(10).shuffle(1):
+            counter[0] += 1
+
+    consume()
+    assert counter == [10]
+
+
+def test_checkpoint_large_shuffle_buffer():  # ShuffleTest.testCheckpointLargeShuffleBuffer (4 MiB elements)
+    ds = Dataset.from_tensors(np.ones((1, 1024, 1024), np.float32)).repeat().shuffle(5)
+    it = ds.iterator()
+    next(it)
+    state = json.loads(json.dumps(it.get_state()))
+    assert next(ds.iterator(state=state)).shape == (1, 1024, 1024)
+
+
+@pytest.mark.parametrize("buffer_size", [1, 3, 5, 8, 10])
+@pytest.mark.parametrize("reshuffle_each_iteration", [True, False])
+@pytest.mark.parametrize("verify_fn", VERIFY_FNS)
+def test_checkpoint_verifications(verify_fn, reshuffle_each_iteration, buffer_size):
+    # ShuffleCheckpointTest.test under checkpoint_test_base's five verifications
+    if verify_fn == "verify_reset_restored_iterator" and reshuffle_each_iteration and buffer_size > 1:
+        pytest.skip("TensorFlow runs this verification in graph mode only (eager skips it): re-initialising a "
+                    "restored graph iterator replays the checkpointed seeds. Here, as in TF2 eager, a new iterator "
+                    "of a reshuffling dataset takes the next order of its sequence")
+    verify(verify_fn, lambda: Dataset.range(5).shuffle(buffer_size, seed=55,
+                                                       reshuffle_each_iteration=reshuffle_each_iteration).repeat(2), 10)
+
+
+@pytest.mark.parametrize("buffer_size", [1, 3, 5, 8, 10])
+@pytest.mark.parametrize("reshuffle_each_iteration", [True, False])
+def test_checkpoint_multiple_iterators(reshuffle_each_iteration, buffer_size):
+    # ShuffleCheckpointTest.testMultipleIterators (TF1 graph: two iterators saved and restored
+    # together): two iterators of one dataset, each saved and restored on its own, go on as before.
+    if reshuffle_each_iteration and buffer_size > 1:
+        pytest.skip("TF1 graph mode only: both iterators restored with the dataset's shared seed generator. Here a "
+                    "restored pass's later epochs take the next orders of the dataset's reshuffle sequence, which "
+                    "the other, still running iterator has advanced: every element comes, in another order")
+    ds = Dataset.range(5).shuffle(buffer_size, seed=55, reshuffle_each_iteration=reshuffle_each_iteration).repeat(2)
+    its = [ds.iterator(), ds.iterator()]
+    heads = [[int(next(it)) for _ in range(4)] for it in its]
+    states = [json.loads(json.dumps(it.get_state())) for it in its]
+    expected = [[int(x) for x in it] for it in its]
+    restored = [[int(x) for x in ds.iterator(state=s)] for s in states]
+    assert restored == expected
+    assert all(sorted(h + e) == sorted(list(range(5)) * 2) for h, e in zip(heads, expected))
