@@ -104,7 +104,7 @@ def _op_dequeue(conn: DataConnection, h: dict, body) -> Attempt:
     n = h.get(P.COUNT)
     if n is not None and not isinstance(n, int):
         raise InvalidArgumentError("dequeue count must be an integer")
-    return q.dequeue(n, mode=mode, timeout=timeout_field(h))
+    return q.dequeue(n, mode=mode, timeout=timeout_field(h), max_bytes=conn.service.max_message_bytes)
 
 
 NO_REPLY = object()  # an operation that is answered by nothing (bind)

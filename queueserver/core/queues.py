@@ -67,7 +67,8 @@ class Attempt:
     """
 
     __slots__ = ("queue", "is_enqueue", "batch", "count", "mode", "progress", "held", "taken",
-                 "done", "_result", "error", "waiting_since", "_callbacks", "_timer", "_future", "stamp")
+                 "done", "_result", "error", "waiting_since", "_callbacks", "_timer", "_future", "stamp",
+                 "max_bytes", "held_bytes")
 
     def __init__(self, queue: "QueueBase", is_enqueue: bool, count: int, *,
                  batch: Batch | None = None, mode: str = ONE) -> None:
@@ -89,6 +90,10 @@ class Attempt:
         # An enqueue's stamp (queueserver.core.stamps.Stamp): told how many elements are placed, so
         # a retry of the same call places only the rest.
         self.stamp: Any = None
+        # A dequeue of elements whose size is not known in advance: the most bytes it may take
+        # (its reply must fit in one message), and what it has taken so far.
+        self.max_bytes: int | None = None
+        self.held_bytes = 0
 
     @property
     def result(self) -> Any:
@@ -263,11 +268,19 @@ class QueueBase:
     def _validate_enqueue(self, batch: Batch) -> None:
         """Extra per-type checks (priority queues check their priorities)."""
 
-    def dequeue(self, n: int | None = None, *, mode: str = ONE, timeout: float | None = None) -> Attempt:
+    def dequeue(self, n: int | None = None, *, mode: str = ONE, timeout: float | None = None,
+                max_bytes: int | None = None) -> Attempt:
         """Start a dequeue: ``mode`` is ``"one"`` (n ignored), ``"many"`` or ``"up_to"``.
+
+        As in TensorFlow, ``n`` may exceed the capacity: the call takes elements as they come until
+        it has ``n``. ``max_bytes`` (the largest reply the caller can receive) bounds what it may
+        hold meanwhile, so the capacity still bounds memory: a call whose ``n`` elements of known
+        size would be larger is refused at once; one of elements of unknown size fails, giving back
+        what it took, when what it took grows past it.
 
         Raises:
             InvalidArgumentError: ``n`` is negative, or the queue cannot batch its components.
+            ResourceExhaustedError: ``n`` elements of this queue's fixed size exceed ``max_bytes``.
         """
         self._check_alive()
         timeout = check_timeout(timeout, f"dequeue from {self.type_name} '{self.name}'")
@@ -278,7 +291,15 @@ class QueueBase:
                 raise InvalidArgumentError(f"dequeue_{mode}: n must be a non-negative integer, got {n!r}")
             n = int(n)
             self._check_dequeue_many()
+        layout = self.spec.fixed_layout if max_bytes is not None and n > 1 else None
+        if layout is not None and n * sum(nb for _, _, nb in layout) > max_bytes:  # type: ignore[operator]
+            need = n * sum(nb for _, _, nb in layout)
+            raise ResourceExhaustedError(
+                f"dequeue_{mode}({n}) from {self.type_name} '{self.name}' would need a reply of {need} bytes, over"
+                f" the largest message of {max_bytes} bytes (the server's --max-message-bytes): ask for fewer")
         attempt = Attempt(self, False, n, mode=mode)
+        if layout is None and n > 1:
+            attempt.max_bytes = max_bytes
         if n == 0:
             attempt._finish(empty_batch(self.spec))
             return attempt
@@ -366,6 +387,10 @@ class QueueBase:
                    f" (size {self._store.size + attempt.progress}); nothing was taken")
             self._withdraw(attempt, DeadlineExceededError(msg))
 
+    def _fail_waiting(self, attempt: Attempt, error: QueueServerError) -> None:
+        if not attempt.done:
+            self._withdraw(attempt, error)
+
     def _withdraw(self, attempt: Attempt, error: QueueServerError) -> None:
         line = self._enqueues if attempt.is_enqueue else self._dequeues
         try:
@@ -407,13 +432,22 @@ class QueueBase:
 
     def _step_dequeue(self, att: Attempt) -> bool:
         k = min(self._available(), att.count - att.progress)
-        if k <= 0:
-            return False
+        if k <= 0 or (att.max_bytes is not None and att.held_bytes > att.max_bytes):
+            return False  # (over its budget: it is failing, at the next turn)
         taken = self._store.take(k)
         if self.recorder is not None:
             self.recorder.taken(self, k, taken)
         att.held.extend(taken)
         att.progress += k
+        if att.max_bytes is not None:
+            att.held_bytes += sum(_nbytes(b) for b in taken)
+            if att.held_bytes > att.max_bytes and att.progress < att.count:
+                # Failed from the next turn of the loop: this runs inside the queue's engine.
+                self.clock.call_later(0, self._fail_waiting, att, ResourceExhaustedError(
+                    f"dequeue_{att.mode}({att.count}) from {self.type_name} '{self.name}': the {att.progress}"
+                    f" element(s) taken so far already hold {att.held_bytes} bytes, over the largest message of"
+                    f" {att.max_bytes} bytes (the server's --max-message-bytes); they stay in the queue"))
+                return True
         if att.progress == att.count:
             self._count_delivered(att)
             att.taken = att.held

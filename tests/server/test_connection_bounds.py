@@ -80,3 +80,38 @@ def test_the_idle_timeout_is_checked_and_zero_turns_it_off():
     assert qs.Server.create_local_server(idle_timeout_s=0).options.idle_timeout_s == 0
     with pytest.raises(qs.InvalidArgumentError, match="idle_timeout_s"):
         qs.Server.create_local_server(idle_timeout_s=-1)
+
+
+def test_a_dequeue_far_past_the_capacity_is_bounded_by_the_largest_reply():
+    """TensorFlow lets dequeue_many(n) ask for more than the capacity and holds what arrives until
+    it has n: dequeue_many(10**6) on a capacity-4 queue grew the server without bound."""
+    server = qs.Server.create_local_server(max_message_bytes=1 << 20)
+    try:
+        with qs.connect(server.target) as c:
+            fixed = c.fifo_queue("fixed", 4, [np.float32], [[]])
+            fixed.enqueue_many(np.arange(4, dtype=np.float32))
+            import pytest
+
+            with pytest.raises(qs.ResourceExhaustedError, match=r"dequeue_many\(1000000\).*4000000 bytes"):
+                fixed.dequeue_many(10 ** 6, timeout=1)
+            assert fixed.size() == 4  # refused before anything changed
+            # Elements of unknown size: the call fails once what it holds outgrows a reply, and
+            # gives it all back, in order.
+            ragged = c.padding_fifo_queue("ragged", 4, [np.uint8], [[None]])
+            with qs.connect(server.target) as producer:
+                target = producer.queue("ragged")
+                import threading
+
+                def produce() -> None:
+                    for i in range(11):  # the 11th takes the call past 1 MiB
+                        target.enqueue(np.full(100 * 1024, i, np.uint8))
+
+                feeder = threading.Thread(target=produce)
+                feeder.start()
+                with pytest.raises(qs.ResourceExhaustedError, match="over the largest message"):
+                    ragged.dequeue_many(10 ** 6, timeout=30)
+                feeder.join()
+            firsts = [int(x[0]) for x in ragged.dequeue_many(ragged.size())]
+            assert firsts == list(range(11))
+    finally:
+        server.stop()
