@@ -565,6 +565,9 @@ class Dataset:
               deterministic: bool | None = None) -> "Dataset":
         """Stacks ``batch_size`` consecutive elements into one (one gather per batch).
 
+        As in tf.data, a component that is a dataset batches into a vector of datasets (``unbatch``
+        gives them back) and a ``None`` component stays ``None``.
+
         Args:
             batch_size: elements per batch.
             drop_remainder: drop a last, smaller batch.
