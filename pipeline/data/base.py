@@ -35,7 +35,7 @@ from queueserver.loops import LoopThread
 from . import structure
 from .structure import Chunk
 
-__all__ = ["AUTOTUNE", "Dataset", "DatasetIterator", "INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY"]
+__all__ = ["AUTOTUNE", "Dataset", "DatasetIterator", "INFINITE_CARDINALITY", "StateMismatchError", "UNKNOWN_CARDINALITY"]
 
 #: Pass as ``num_parallel_calls`` / ``buffer_size`` to let the pipeline pick (tf.data.AUTOTUNE).
 AUTOTUNE = -1
@@ -138,6 +138,12 @@ def run_coroutine(awaitable: Any):
 _GET_NEXT_LOCKS = threading.Lock()  # guards the lazy creation of each iterator's get_next lock
 
 
+class StateMismatchError(errors.NotFoundError, ValueError):
+    """A saved iterator state does not belong to this pipeline: TensorFlow's ``NotFoundError``
+    ("Make sure the dataset definition has not changed"), and a ``ValueError`` as this API has
+    always documented it."""
+
+
 class DatasetIterator(Iterator[Any]):
     """Iterates a dataset; holds all the state of one pass and can save and restore it.
 
@@ -181,7 +187,8 @@ class DatasetIterator(Iterator[Any]):
         """Restores a state from :meth:`get_state` of an iterator of the same dataset.
 
         Raises:
-            ValueError: if the state belongs to a different pipeline.
+            StateMismatchError: (a ``ValueError`` and TensorFlow's ``NotFoundError``) if the state
+                belongs to a different pipeline.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot restore a state")
 
@@ -216,9 +223,10 @@ class DatasetIterator(Iterator[Any]):
     def _check(self, state: dict) -> dict:
         if not isinstance(state, dict) or state.get("kind") != type(self).__name__:
             got = state.get("kind") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(
+            raise StateMismatchError(
                 f"this state was saved by a {got} iterator, not {type(self).__name__}: restore a "
-                "state only into an iterator of the dataset that produced it"
+                "state only into an iterator of the dataset that produced it. Make sure the dataset "
+                "definition has not changed."
             )
         return state
 
