@@ -239,6 +239,7 @@ class _ParallelMapIterator(_UnaryIterator):
         super().close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None  # a restored state (set_state after close) starts a fresh pool
 
     def _own_state(self) -> dict:
         pending = []
@@ -393,6 +394,7 @@ class _InterleaveIterator(_UnaryIterator):
         super().close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None  # a restored state (set_state after close) starts a fresh pool
 
     def _advance_cycle(self) -> None:
         self._block_index = 0

@@ -174,3 +174,22 @@ def test_stateful_external_policy():  # CheckpointTest.testStatefulExternalPolic
     assert (int(it.get_next()), int(it.get_next())) == (4, 9)
     with pytest.raises(errors.OutOfRangeError):
         it.get_next()
+
+
+@pytest.mark.parametrize("stage", ["parallel_map", "parallel_interleave", "prefetch", "generator"])
+def test_restore_in_place_after_take_released_its_input(stage):
+    # Our case: take releases its input when done (testFromGeneratorDestructorCalled); restoring an
+    # earlier state into that iterator afterwards still works (threads and generators start again).
+    inputs = {
+        "parallel_map": lambda: Dataset.range(10).map(lambda x: x * 2, num_parallel_calls=2),
+        "parallel_interleave": lambda: Dataset.range(10).interleave(lambda x: Dataset.range(x, x + 2), cycle_length=2,
+                                                                    num_parallel_calls=2),
+        "prefetch": lambda: Dataset.range(10).prefetch(2),
+        "generator": lambda: Dataset.from_generator(lambda: iter(range(10)), output_types=np.int64),
+    }
+    it = inputs[stage]().take(3).iterator()
+    next(it)
+    state = _save(it)
+    rest = [int(x) for x in it]
+    it.set_state(state)
+    assert [int(x) for x in it] == rest and len(rest) == 2
