@@ -52,15 +52,15 @@ def test_a_consumer_that_never_reads_is_not_answered_without_bound(local_server)
 
 
 def test_an_idle_connection_is_closed_and_what_it_held_goes_back():
-    server = qs.Server.create_local_server(idle_timeout_s=0.3)
+    server = qs.Server.create_local_server(idle_timeout_s=1.0)  # long enough for a loaded machine
     try:
         with qs.connect(server.target) as c:
             c.fifo_queue("held", 4, [np.int64], [[]]).enqueue_many(np.arange(3))
         # A call waiting on the queue is not idle, however long it waits.
         raw = RawConnection(server.target)
         assert "e" not in raw.call({"i": 1, "o": "hello", "token": None, "client": "idle"})[0]
-        reply, _ = raw.call({"i": 2, "o": "dequeue", "n": "held", "c": "", "md": "many", "nn": 5, "t": 0.6})
-        assert reply["e"][0] == qs.DeadlineExceededError.code  # waited 0.6 s, past the idle timeout
+        reply, _ = raw.call({"i": 2, "o": "dequeue", "n": "held", "c": "", "md": "many", "nn": 5, "t": 1.5})
+        assert reply["e"][0] == qs.DeadlineExceededError.code  # waited 1.5 s, past the idle timeout
         reply, _ = raw.call({"i": 3, "o": "dequeue", "n": "held", "c": "", "md": "one", "t": 1})
         assert "d" in reply  # it holds element 0 now
         # Silent past the idle timeout: told why and closed; element 0 is back in front.
