@@ -172,6 +172,8 @@ class DurableLog:
         return sorted((int(m.group(1)), p) for p in self.dir.iterdir() if (m := _SNAPSHOT.match(p.name)))
 
     def _lock_dir(self) -> None:
+        if self.dir.exists() and not self.dir.is_dir():
+            raise FailedPreconditionError(f"the data directory {self.dir} is a file, not a directory")
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -223,6 +223,12 @@ def test_the_data_directory_is_locked_by_one_server(tmp_path):
     log.close()
 
 
+def test_a_data_directory_that_is_a_file_is_refused_naming_it(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(FailedPreconditionError, match="is a file, not a directory"):
+        _log(tmp_path / "f").recover(ResourceManager(), Stamps())
+
+
 def test_fsync_mode_is_checked():
     with pytest.raises(InvalidArgumentError, match="fsync must be one of"):
         DurableLog("/tmp/unused", "sometimes")
