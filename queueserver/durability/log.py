@@ -7,9 +7,10 @@ A data directory holds numbered segments and at most one snapshot (plus a ``lock
 
 * The loop only encodes a record's header and hands it to :meth:`DurableLog.append`; a writer
   thread frames, checksums and writes whatever is pending in one ``writev`` (group commit) and
-  reports how many records are written (``everysec``, ``no``) or, having synced them, on disk
-  (``always``). ``everysec`` asks a syncer thread for a sync once a second, so a slow disk never
-  holds up the writer (Redis's AOF does the same); segments are synced there when closed. The server sends no reply before the records of the changes it reports
+  reports how many records are written (``everysec``, ``no``). A syncer thread syncs: with
+  ``always`` after every write, reporting what is then on disk while the writer goes on writing
+  (group commit, pipelined); with ``everysec`` once a second, so a slow disk never holds up the
+  writer (Redis's AOF does the same); closed segments in every mode. The server sends no reply before the records of the changes it reports
   are written: a killed daemon loses nothing it acknowledged; a power failure loses at most the
   last second (``everysec``), nothing (``always``), or what the OS had not written (``no``).
 * A segment is closed (synced) at ``segment_bytes``; when the segments since the snapshot outgrow
@@ -28,6 +29,7 @@ from __future__ import annotations
 import collections
 import fcntl
 import logging
+import mmap
 import os
 import re
 import sys
@@ -75,17 +77,14 @@ class Recovery(NamedTuple):
     held: int           # batches taken and not acknowledged, returned to their queues
 
 
-def _read(path: Path) -> bytearray:
+def _read(path: Path) -> Any:
+    """A file's bytes, mapped read-only: records are checked and replayed as views of the page
+    cache, with no copy (and no zero-filled buffer to copy into). The mapping outlives the file's
+    deletion by a compaction; nothing here ever truncates a file below what a view covers."""
     with open(path, "rb") as f:
-        buf = bytearray(os.fstat(f.fileno()).st_size)
-        view, got = memoryview(buf), 0
-        while got < len(buf):
-            n = f.readinto(view[got:])
-            if not n:
-                del buf[got:]
-                break
-            got += n
-    return buf
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -238,7 +237,7 @@ class DurableLog:
         return replay, Recovery(replay.records, total, seconds, damage, len(held))
 
     @staticmethod
-    def _replay_file(buf: bytearray, replay: Replay) -> Damage | None:
+    def _replay_file(buf: Any, replay: Replay) -> Damage | None:
         if buf[: len(MAGIC)] != MAGIC:
             return Damage(0, "not a queueserver log file (no magic line)" if len(buf) >= len(MAGIC)
                           else "a torn file header")
@@ -249,7 +248,7 @@ class DurableLog:
             replay.apply(header, arrays)
         return None
 
-    def _set_aside(self, path: Path, buf: bytearray, bad: Damage, later: list[Path]) -> str:
+    def _set_aside(self, path: Path, buf: Any, bad: Damage, later: list[Path]) -> str:
         """Move a damaged segment's tail and every later segment to ``damaged/``; returns the report."""
         aside = self.dir / "damaged"
         aside.mkdir(exist_ok=True)
@@ -320,10 +319,10 @@ class DurableLog:
                     items.append(queue.popleft())
                 if items:
                     self._write(items)
-                    if self.mode == "always":  # group commit: one sync for everything pending
-                        os.fdatasync(self._fd)
-                        self._set_synced(self._written)
-                        self._on_progress(self._written)
+                    if self.mode == "always":
+                        # Group commit, pipelined: the syncer syncs everything written so far (and
+                        # reports it) while this thread writes what arrives meanwhile.
+                        self._ask_sync(close=False)
                     else:
                         self._on_progress(self._written)
                 if self.mode == "everysec" and self._written > self._sync_asked \
@@ -379,11 +378,15 @@ class DurableLog:
                 self._sync_wake.clear()
                 while self._sync_jobs:
                     fd, count, close = self._sync_jobs.popleft()
+                    if not close and self._sync_jobs and self._sync_jobs[0][0] == fd:
+                        continue  # a later sync of the same segment covers this one (one sync for both)
                     if self.mode != "no" or close:  # "no" leaves it to the OS, but a closed segment is synced
                         os.fdatasync(fd)
                     if close:
                         os.close(fd)
                     self._set_synced(count)
+                    if self.mode == "always":
+                        self._on_progress(count)
         except BaseException as exc:
             self._fail(exc)
 
