@@ -5,8 +5,8 @@ columns, then the connected clients with what they wait on and their latest repo
 resources (containers named ``coord-*`` or ``*-coord-*``: the trainers' coordination queues and
 accumulators) are hidden unless ``--all`` is given; the tables say how many were hidden.
 
-``queue create|close|peek|list`` act on one queue (or list them), so a user can look at a queue,
-close it, or create one by hand, without resetting a whole container.
+``queue create|close|delete|peek|list`` act on one queue (or list them), so a user can look at a queue,
+close it, delete it, or create one by hand, without resetting a whole container.
 """
 
 from __future__ import annotations
@@ -236,6 +236,14 @@ def _close(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delete(args: argparse.Namespace) -> int:
+    with _connect(args) as c:
+        dropped = c.queue(args.name, container=args.container).delete()
+    print(f"queue '{printable(args.name)}' in container {_container(args.container)} deleted:"
+          f" {dropped} element(s) dropped; the name can be created again")
+    return 0
+
+
 def _peek(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise InvalidArgumentError(f"-n must be >= 1, got {args.n}")
@@ -289,14 +297,15 @@ examples:
   queueserver queue list http://127.0.0.1:2222
   queueserver queue peek http://127.0.0.1:2222 shared_instance_q -n 3
   queueserver queue close http://127.0.0.1:2222 shared_instance_q        # consumers drain it, then stop
+  queueserver queue delete http://127.0.0.1:2222 shared_instance_q       # drop it and what it holds
   queueserver queue create http://127.0.0.1:2222 rows --dtypes float32,int32 --shapes '[[2], []]' \\
       --capacity 10000 --type random_shuffle --min-after-dequeue 1000
 """
 
 
 def add_queue_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    """Add ``queue create|close|peek|list`` to the ``queueserver`` subcommands ``sub``."""
-    queue = sub.add_parser("queue", help="create, close, peek at or list queues", parents=parents,
+    """Add ``queue create|close|delete|peek|list`` to the ``queueserver`` subcommands ``sub``."""
+    queue = sub.add_parser("queue", help="create, close, delete, peek at or list queues", parents=parents,
                            formatter_class=HelpFormatter, epilog=_EXAMPLES,
                            description="Act on one queue of a server, without resetting its container.")
     qsub = queue.add_subparsers(dest="queue_command", required=True)
@@ -325,6 +334,10 @@ def add_queue_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None
     p.add_argument("--cancel-pending-enqueues", action="store_true",
                    help="fail the enqueues waiting for room (CancelledError) instead of letting them land")
     p.set_defaults(func=_close)
+
+    p = command("delete", "delete a queue: its elements are dropped, calls waiting on it fail with"
+                          " CancelledError, and the name can be created again")
+    p.set_defaults(func=_delete)
 
     p = command("peek", "show a queue's first elements without consuming them")
     p.add_argument("-n", type=int, default=5, help="elements to show")

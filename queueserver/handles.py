@@ -306,6 +306,17 @@ class AsyncQueue(_Handle):
         """Close the queue; with ``cancel_pending_enqueues`` blocked enqueues fail with Cancelled."""
         await self.conn.call(P.close(self._route, bool(cancel_pending_enqueues)))
 
+    async def delete(self) -> int:
+        """Delete the queue (TensorFlow has no such call; a container reset frees every resource in
+        it): its elements are dropped, calls waiting on it fail with CancelledError, later calls
+        with NotFoundError, and the name may be created again. Returns how many elements it held.
+
+        Batches taken from it and not yet acknowledged are dropped too: deleting is the one way to
+        discard what a queue holds.
+        """
+        reply, _ = await self.conn.call(P.delete(self._route))
+        return int(reply["r"])
+
 
 class AsyncDelivery:
     """A taken batch (:meth:`AsyncQueue.take`): held on the server until :meth:`ack`.

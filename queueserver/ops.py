@@ -160,6 +160,15 @@ def _op_close(conn: DataConnection, h: dict, body) -> dict:
     return {}
 
 
+def _op_delete(conn: DataConnection, h: dict, body) -> dict:
+    q = conn.queue(h)
+    size = q._store.size
+    conn.service.resources.delete(q.key[0], q.key[1], f"{q.type_name} '{q.name}' was deleted by {conn.client_name}")
+    event(logging.INFO, conn.service.task, "queue_deleted", f"queue {q.name} deleted by {conn.client_name}",
+          queue=q.name, client=conn.client_name, dropped=size)
+    return {"r": size}
+
+
 def _op_variable(conn: DataConnection, h: dict, body) -> dict:
     home, warning = conn.service.placement_for(h)
     arrays = decode_arrays(h.get(P.ARRAYS, []), body)
@@ -332,7 +341,7 @@ def _op_dir(conn: DataConnection, h: dict, body) -> dict:
 OPS: dict[str, Callable] = {
     P.OP_HELLO: _op_hello, P.OP_QUEUE: _op_queue, P.OP_ENQUEUE: _op_enqueue, P.OP_DEQUEUE: _op_dequeue,
     P.OP_ACK: _op_ack, P.OP_RETURN: _op_return, P.OP_BIND: _op_bind, P.OP_CANCEL: _op_cancel,
-    P.OP_SIZE: _op_size, P.OP_IS_CLOSED: _op_is_closed, P.OP_CLOSE: _op_close,
+    P.OP_SIZE: _op_size, P.OP_IS_CLOSED: _op_is_closed, P.OP_CLOSE: _op_close, P.OP_DELETE: _op_delete,
     P.OP_VARIABLE: _op_variable, P.OP_VAR: _op_var, P.OP_ACCUMULATOR: _op_accumulator, P.OP_ACC: _op_acc,
     P.OP_SPEC: _op_spec, P.OP_RESET: _op_reset, P.OP_STATUS: _op_status, P.OP_REPORT: _op_report,
     P.OP_DIR: _op_dir, P.OP_BYE: _op_bye, P.OP_PING: _op_ping,

@@ -22,6 +22,7 @@ Requests (``OP_*``; the fields each uses are listed with the field constants bel
 ``bind``        bind compact-frame handle ``fh`` to a queue and element ``spec`` (no reply)
 ``cancel``      withdraw the pending request ``r``
 ``size``        a queue's size; ``is_closed``; ``close`` (``x``: cancel pending enqueues)
+``delete``      delete a queue: its elements are dropped, its waiting calls fail with Cancelled
 ``variable``    create or open a variable (initial value in ``a``; ``dtype``)
 ``var``         a variable action ``v``: read, assign, assign_add, assign_sub, initialize, is_initialized;
                 gather (arrays: indices; reply: the rows), scatter_add, scatter_sub, scatter_update
@@ -53,7 +54,7 @@ OP_ACK, OP_RETURN, OP_BIND, OP_CANCEL = "ack", "return", "bind", "cancel"
 OP_SIZE, OP_IS_CLOSED, OP_CLOSE = "size", "is_closed", "close"
 OP_VARIABLE, OP_VAR, OP_ACCUMULATOR, OP_ACC = "variable", "var", "accumulator", "acc"
 OP_SPEC, OP_RESET, OP_STATUS, OP_REPORT, OP_DIR = "spec", "reset", "status", "report", "dir"
-OP_BYE, OP_PING = "bye", "ping"
+OP_BYE, OP_PING, OP_DELETE = "bye", "ping", "delete"
 
 # ----- header fields (short: they travel with every call)
 ID = "i"              # request id; a reply carries its request's (0: not a reply to anything)
@@ -84,7 +85,7 @@ SPARSE = "sp"         # accumulator: a sparse one, with this reduction type ("ME
 # Ops that create a resource: the cluster decides (and remembers) where it lives.
 CREATE_OPS = frozenset({OP_QUEUE, OP_VARIABLE, OP_ACCUMULATOR})
 # Ops on one named resource: a task that is not its home forwards them there.
-RESOURCE_OPS = frozenset({OP_ENQUEUE, OP_DEQUEUE, OP_SIZE, OP_IS_CLOSED, OP_CLOSE, OP_VAR, OP_ACC, OP_SPEC,
+RESOURCE_OPS = frozenset({OP_ENQUEUE, OP_DEQUEUE, OP_SIZE, OP_IS_CLOSED, OP_CLOSE, OP_DELETE, OP_VAR, OP_ACC, OP_SPEC,
                           OP_ACK, OP_RETURN})
 
 
@@ -187,6 +188,10 @@ def queue_query(op: str, route: dict) -> dict:
 
 def close(route: dict, cancel_pending_enqueues: bool) -> dict:
     return {OP: OP_CLOSE, **route, CANCEL_PENDING: cancel_pending_enqueues}
+
+
+def delete(route: dict) -> dict:
+    return {OP: OP_DELETE, **route}
 
 
 def variable_action(route: dict, action: str, wire_dtype: str | None = None) -> dict:

@@ -130,6 +130,7 @@ class Queue(_SyncHandle):
     size = _sync("AsyncQueue.size")
     is_closed = _sync("AsyncQueue.is_closed")
     close = _sync("AsyncQueue.close")
+    delete = _sync("AsyncQueue.delete")
 
 
 def _thread_caller() -> tuple[str, int]:

@@ -424,6 +424,24 @@ class ResourceManager:
                 freed += 1
         return freed
 
+    def delete(self, container: str, name: str, reason: str) -> None:
+        """Free one resource: its waiting calls fail with Cancelled (``reason``), later calls see NotFound.
+
+        Raises:
+            NotFoundError: there is no such resource.
+        """
+        res = self.get(container, name)
+        if self.recorder is not None:
+            self.recorder.deleted(container, name)
+        resources = self.containers[container]
+        del resources[name]
+        if not resources:
+            del self.containers[container]
+        if hasattr(res, "destroy"):
+            res.destroy(reason)
+        else:
+            res.destroyed = True
+
     def items(self):
         """``(container, name, resource)`` for every resource."""
         for container, resources in self.containers.items():

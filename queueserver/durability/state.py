@@ -19,6 +19,7 @@ Records (header ``"k"``; ``c``/``n`` name the resource; arrays travel beside the
 ``o``  (snapshots) a batch taken under id ``t`` and not yet acknowledged (arrays)
 ``x``  queue closed
 ``z``  containers ``cs`` reset
+``d``  resource ``n`` in container ``c`` deleted (a queue: its taken batches are forgotten)
 ``v``  variable created (initial value); ``w`` its value set; ``wr`` rows of it set (a sparse
        update: the rows' indices, int64, and their new values, so a scatter logs what it changed)
 ``g``  accumulator created: ``shape``, ``dtype`` (``sparse``: a sparse one's reduction type);
@@ -98,6 +99,13 @@ class Recorder:
         gone = set(containers)
         for key, (_, queue, _) in list(self._out.items()):
             if queue.key[0] in gone:
+                del self._out[key]
+
+    def deleted(self, container: str, name: str) -> None:
+        """One resource is about to be deleted: a queue's taken batches are forgotten."""
+        self.sink({"k": "d", "c": container, "n": name}, ())
+        for key, (_, queue, _) in list(self._out.items()):
+            if queue.key == (container, name):
                 del self._out[key]
 
     # ----- queues
@@ -302,6 +310,11 @@ class Replay:
         self._out = {tid: e for tid, e in self._out.items() if e[0].key[0] not in gone}
         self.resources.reset(h["cs"])
 
+    def _deleted(self, h: dict, arrays: list) -> None:
+        key = (h["c"], h["n"])
+        self._out = {tid: e for tid, e in self._out.items() if e[0].key != key}
+        self.resources.delete(h["c"], h["n"], "deleted")
+
     def _stamps(self, h: dict, arrays: list) -> None:
         for client, seq, placed in h["l"]:
             self.stamps.set(client, seq, placed)
@@ -312,7 +325,7 @@ class Replay:
     _STEPS: dict[str, Callable[["Replay", dict, list], None]] = {
         "e": _placed, "t": _taken, "a": _acked, "r": _returned, "f": _put_front, "o": _outstanding,
         "x": _closed, "q": _queue, "v": _variable, "w": _value, "wr": _rows, "g": _accumulator, "ga": _gradient,
-        "gt": _average_taken, "gs": _step, "gx": _sum, "z": _reset, "st": _stamps, "nt": _next_tid,
+        "gt": _average_taken, "gs": _step, "gx": _sum, "z": _reset, "d": _deleted, "st": _stamps, "nt": _next_tid,
     }
 
     def held(self) -> list[tuple[int, QueueBase, Batch]]:

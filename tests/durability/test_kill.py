@@ -147,3 +147,29 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged_and_duplicates_nothing(tm
     assert count in (books.counted, books.counted + int(books.counting)), (count, books.counted)
     assert applied in (books.applied, books.applied + int(books.applying)), (applied, books.applied)
     np.testing.assert_array_equal(average, np.ones(4, np.float32))  # the sum came back with its count
+
+
+def test_a_deleted_queue_stays_deleted_after_a_restart(tmp_path):
+    import signal
+
+    data = str(tmp_path / "data")
+    server = ServerProcess("--data-dir", data)
+    try:
+        with qs.connect(server.target) as c:
+            gone = c.fifo_queue("gone", 10, [np.int64], [[]])
+            gone.enqueue_many(np.arange(4))
+            held = gone.take(2)  # taken and not acknowledged when the queue is deleted
+            kept = c.fifo_queue("kept", 10, [np.int64], [[]])
+            kept.enqueue_many(np.arange(3))
+            assert gone.delete() == 2
+            c.fifo_queue("gone", 10, [np.int64], [[]]).enqueue(99)  # the name, made again
+            del held
+    finally:
+        server.stop(signal.SIGKILL)
+    again = ServerProcess("--data-dir", data)
+    try:
+        with qs.connect(again.target) as c:
+            assert c.queue("gone").dequeue_many(1).tolist() == [99]
+            assert c.queue("kept").dequeue_many(3).tolist() == [0, 1, 2]
+    finally:
+        again.stop()

@@ -95,3 +95,45 @@ def test_queue_commands_explain_themselves_with_examples_and_defaults(command):
     assert "examples:" in out and "--token" in out and "queueserver queue" in out
     if command == "create":
         assert "(default: 1000)" in out and "(default: fifo)" in out
+
+
+def test_a_queue_is_deleted_alone_and_its_name_can_be_made_again(server_process):
+    # Before: there was no per-queue delete; a closed queue was replaced by resetting its container.
+    import threading
+
+    target = server_process.target
+    with qs.connect(target) as c:
+        q = c.fifo_queue("old", 10, [np.int64], [[]], container="deletions")
+        keep = c.fifo_queue("kept_queue", 10, [np.int64], [[]], container="deletions")
+        keep.enqueue(7)
+        q.enqueue_many(np.arange(3))
+        q.close()
+        waiter = c.fifo_queue("waited_on", 10, [np.int64], [[]], container="deletions")
+        failed: list = []
+
+        def wait() -> None:
+            try:
+                waiter.dequeue(timeout=30)
+            except qs.QueueServerError as exc:
+                failed.append(exc)
+
+        blocked = threading.Thread(target=wait)
+        blocked.start()
+        while not any(b for cl in c.status()["clients"] for b in cl["blocked"]):
+            pass  # until the dequeue waits on the server
+        out = run_cli("queue", "delete", target, "waited_on", "--container", "deletions")
+        assert out.returncode == 0, out.stderr
+        blocked.join()
+        assert isinstance(failed[0], qs.CancelledError) and "deleted" in str(failed[0])
+
+        out = run_cli("queue", "delete", target, "old", "--container", "deletions")
+        assert out.returncode == 0 and "deleted: 3 element(s) dropped" in out.stdout
+        with pytest.raises(qs.NotFoundError):
+            q.size()
+        again = c.fifo_queue("old", 5, [np.float32], [[2]], container="deletions")  # a new spec is fine now
+        assert again.size() == 0 and not again.is_closed()
+        assert keep.dequeue() == 7  # the rest of the container is untouched
+
+        missing = run_cli("queue", "delete", target, "nothing", "--container", "deletions")
+        assert missing.returncode != 0 and "NotFoundError" in missing.stderr and "Traceback" not in missing.stderr
+        c.reset(["deletions"])
