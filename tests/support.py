@@ -161,3 +161,29 @@ class RawConnection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def run_counting_turns(server, coro) -> tuple:
+    """Run ``coro`` on ``server``'s event loop; return its result and how many turns the loop gave
+    other work meanwhile (a coroutine stepping once per turn counts them): what shows that
+    building something big does not hold the loop, without timing anything."""
+    import asyncio
+
+    async def main() -> tuple:
+        turns = 0
+        done = asyncio.Event()
+
+        async def count() -> None:
+            nonlocal turns
+            while not done.is_set():
+                turns += 1
+                await asyncio.sleep(0)
+
+        counter = asyncio.ensure_future(count())
+        try:
+            return await coro, turns
+        finally:
+            done.set()
+            await counter
+
+    return server._loop_thread.run(main())

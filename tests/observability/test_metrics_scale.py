@@ -7,11 +7,11 @@ a slice of resources per turn and renders in a thread; these tests check the tur
 
 from __future__ import annotations
 
-import asyncio
 
 import numpy as np
 
 import queueserver as qs
+from support import run_counting_turns
 from prometheus_client.parser import text_string_to_metric_families
 
 from queueserver.metrics import SCRAPE_SLICE, render, scrape
@@ -25,24 +25,7 @@ def test_a_scrape_gives_the_event_loop_a_turn_every_slice_and_misses_nothing():
         for i in range(n_vars):
             c.variable(f"v{i}", float(i))
 
-        async def scrape_while_counting_turns() -> tuple[list[bytes], int]:
-            turns = 0
-            done = asyncio.Event()
-
-            async def count() -> None:
-                nonlocal turns
-                while not done.is_set():
-                    turns += 1
-                    await asyncio.sleep(0)
-
-            counter = asyncio.ensure_future(count())
-            try:
-                return await scrape(server.service), turns
-            finally:
-                done.set()
-                await counter
-
-        pieces, turns = server._loop_thread.run(scrape_while_counting_turns())
+        pieces, turns = run_counting_turns(server, scrape(server.service))
     body = b"".join(pieces).decode()
     assert turns >= 3  # the loop ran other work at least once per slice
     families = {f.name: f for f in text_string_to_metric_families(body)}  # the text format parses

@@ -7,7 +7,6 @@ are), reads a slice of resources per turn of the loop, and the HTTP side encodes
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import urllib.request
 import numpy as np
 
 import queueserver as qs
+from support import run_counting_turns
 from queueserver.status import SLICE, build
 
 
@@ -40,24 +40,7 @@ def test_building_a_status_gives_the_event_loop_a_turn_every_slice():
     with qs.Server.create_local_server() as server, qs.connect(server.target) as c:
         _fill(c, variables=3 * SLICE + 1, queues=1)
 
-        async def build_while_counting_turns() -> tuple[dict, int]:
-            turns = 0
-            done = asyncio.Event()
-
-            async def count() -> None:
-                nonlocal turns
-                while not done.is_set():
-                    turns += 1
-                    await asyncio.sleep(0)
-
-            counter = asyncio.ensure_future(count())
-            try:
-                return await build(server.service), turns
-            finally:
-                done.set()
-                await counter
-
-        out, turns = server._loop_thread.run(build_while_counting_turns())
+        out, turns = run_counting_turns(server, build(server.service))
         assert turns >= 3
         assert out["totals"]["variables"] == 3 * SLICE + 1 and "omitted" not in out
         # The same status through HTTP, the client and the CLI.
