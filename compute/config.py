@@ -9,10 +9,31 @@ from typing import Any
 
 from compute.backend import TRANSFER_DTYPES
 from compute.models import parse_model
+from queueserver.cluster import ClusterSpec
 
-__all__ = ["MODES", "TrainConfig", "StalenessPolicy"]
+__all__ = ["MODES", "TrainConfig", "StalenessPolicy", "server_address", "ps_task_count"]
 
 MODES = ("local", "async", "sync")
+
+
+def server_address(target: str | None, cluster: Any, job: str, task: int) -> str | None:
+    """The server a trainer talks to: ``target``, else its own task's address in ``cluster``."""
+    if target:
+        return target
+    if cluster is not None:
+        return ClusterSpec(cluster).task_address(job, task)
+    return None
+
+
+def ps_task_count(ps_tasks: int | None, cluster: Any) -> int | None:
+    """How many ps tasks the parameters are spread over: ``ps_tasks``, else the cluster's ps job."""
+    if ps_tasks is not None:
+        return ps_tasks
+    if cluster is not None:
+        spec = ClusterSpec(cluster)
+        if "ps" in spec.jobs:
+            return spec.num_tasks("ps")
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -62,6 +62,7 @@ import numpy as np
 import queueserver as qs
 from compute.backend import get_backend
 from compute.checkpoint import load_checkpoint, save_checkpoint
+from compute.config import ps_task_count, server_address
 from compute.inputs import QueueSource
 from compute.models import MLP, parse_model, softmax_cross_entropy_with_grad
 from compute.optim import Momentum, make_optimizer
@@ -429,18 +430,12 @@ class PipelineStage:
         return await self._q(f"{kind}/{stage}", 1, [np.int64], [[]])
 
     def _target(self) -> str:
-        if self.cfg.target:
-            return self.cfg.target
-        return qs.ClusterSpec(self.cfg.cluster).task_address(self.cfg.job, self.cfg.task)
+        address = server_address(self.cfg.target, self.cfg.cluster, self.cfg.job, self.cfg.task)
+        assert address is not None  # PipelineConfig refuses neither a target nor a cluster
+        return address
 
     def _ps_tasks(self) -> int | None:
-        if self.cfg.ps_tasks is not None:
-            return self.cfg.ps_tasks
-        if self.cfg.cluster is not None:
-            spec = qs.ClusterSpec(self.cfg.cluster)
-            if "ps" in spec.jobs:
-                return spec.num_tasks("ps")
-        return None
+        return ps_task_count(self.cfg.ps_tasks, self.cfg.cluster)
 
     async def _variables(self, names: Sequence[str]) -> "OrderedDict[str, Any]":
         """Get or create the ps variables of these parameters, placed round robin on the ps."""

@@ -49,7 +49,7 @@ import numpy as np
 import queueserver as qs
 from compute.backend import encode_transfer, get_backend
 from compute.checkpoint import load_checkpoint, save_checkpoint
-from compute.config import StalenessPolicy, TrainConfig
+from compute.config import StalenessPolicy, TrainConfig, ps_task_count, server_address
 from compute.inputs import ArraySource, Prefetcher, QueueSource
 from compute.loops import AsyncReplicaLoop, LocalLoop, SyncReplicaLoop
 from compute.models import MLP, parse_model
@@ -94,21 +94,10 @@ class Trainer:
 
     # ----- plumbing
     def _target(self) -> str | None:
-        if self.cfg.target:
-            return self.cfg.target
-        if self.cfg.cluster is not None:
-            spec = qs.ClusterSpec(self.cfg.cluster)
-            return spec.task_address(self.cfg.job, self.cfg.task)
-        return None
+        return server_address(self.cfg.target, self.cfg.cluster, self.cfg.job, self.cfg.task)
 
     def _ps_tasks(self) -> int | None:
-        if self.cfg.ps_tasks is not None:
-            return self.cfg.ps_tasks
-        if self.cfg.cluster is not None:
-            spec = qs.ClusterSpec(self.cfg.cluster)
-            if "ps" in spec.jobs:
-                return spec.num_tasks("ps")
-        return None
+        return ps_task_count(self.cfg.ps_tasks, self.cfg.cluster)
 
     def _name(self, suffix: str) -> str:
         return f"{self.scope}/{suffix}"
