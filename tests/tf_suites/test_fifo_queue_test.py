@@ -1,8 +1,9 @@
 """Ported from TensorFlow's ``tensorflow/python/kernel_tests/data_structures/fifo_queue_test.py``
 (FIFOQueueTest, UnconvertedFIFOQueueTests, FIFOQueueParallelTests, FIFOQueueDictTest,
 FIFOQueueWithTimeoutTest, QueueContainerTest), on the real server: the expected values and error
-classes are TensorFlow's, the code is ours. Cases shared with the other queue files live in
-``tf_queue_cases.py``; each test names the TensorFlow test it ports.
+classes are TensorFlow's, the code is ours. The tests shared with the other queue files live in
+``tf_queue_cases.py``: each section imports those it ports (pytest collects them here, on this
+module's FIFOQueues), each import naming the TensorFlow test; the rest are written here.
 
 Graph construction maps to calls: a TensorFlow op built once and run many times is a call made
 many times; ``sess.close()`` is the client's ``close()``. A shape or dtype TensorFlow refuses while
@@ -12,8 +13,6 @@ it builds the graph (``ValueError``) is refused here by the call, with TensorFlo
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 
@@ -21,27 +20,33 @@ import queueserver as qs
 import tf_queue_cases as cases
 from tf_queue_cases import F
 
-ORDERED = True
-
-
-@pytest.fixture
-def c(local_server):
-    with qs.connect(local_server.target) as client:
-        yield client
-
-
-@pytest.fixture
-def make(c):
-    """A fresh FIFOQueue: ``make(capacity, dtypes, shapes=None, name=None, **options)``."""
-    count = itertools.count()
-
-    def make(capacity, dtypes, shapes=None, *, name=None, **options):
-        return c.fifo_queue(name or f"fifo{next(count)}", capacity, dtypes, shapes, **options)
-
-    return make
-
+KIND = "fifo"
+c, make, ordered = cases.c, cases.make, cases.ordered  # the fixtures: a client, fresh FIFOQueues, True
 
 # ----- FIFOQueueTest
+
+from tf_queue_cases import (  # noqa: F401 - shared tests, collected here
+    test_enqueue_with_shape,  # FIFOQueueTest.testEnqueueWithShape
+    test_enqueue_many_with_shape,  # FIFOQueueTest.testEnqueueManyWithShape
+    test_dequeue,  # FIFOQueueTest.testDequeue
+    test_multi_enqueue_and_dequeue,  # FIFOQueueTest.testMultiEnqueueAndDequeue
+    test_queue_size_empty,  # FIFOQueueTest.testQueueSizeEmpty
+    test_queue_size_after_enqueue_and_dequeue,  # FIFOQueueTest.testQueueSizeAfterEnqueueAndDequeue
+    test_enqueue_many,  # FIFOQueueTest.testEnqueueMany
+    test_empty_enqueue_many,  # FIFOQueueTest.testEmptyEnqueueMany
+    test_empty_dequeue_many,  # FIFOQueueTest.testEmptyDequeueMany
+    test_empty_dequeue_up_to,  # FIFOQueueTest.testEmptyDequeueUpTo
+    test_multi_enqueue_many,  # FIFOQueueTest.testMultiEnqueueMany
+    test_dequeue_many,  # FIFOQueueTest.testDequeueMany
+    test_dequeue_up_to_no_blocking,  # FIFOQueueTest.testDequeueUpToNoBlocking
+    test_multi_dequeue_many,  # FIFOQueueTest.testMultiDequeueMany
+    test_multi_dequeue_up_to_no_blocking,  # FIFOQueueTest.testMultiDequeueUpToNoBlocking
+    test_high_dimension,  # FIFOQueueTest.testHighDimension
+    test_enqueue_wrong_shape,  # FIFOQueueTest.testEnqueueWrongShape
+    test_enqueue_many_empty_type_conversion,  # FIFOQueueTest.testEnqueueManyEmptyTypeConversion
+    test_enqueue_wrong_type,  # FIFOQueueTest.testEnqueueWrongType
+)
+
 
 def test_constructor(c):  # FIFOQueueTest.testConstructor
     q = c.fifo_queue(capacity=10, dtypes=np.float32, name="Q")
@@ -77,19 +82,11 @@ def test_enqueue_half(make):  # FIFOQueueTest.testEnqueueHalf
     assert q.size() == 1
 
 
-def test_enqueue_with_shape(make):  # FIFOQueueTest.testEnqueueWithShape
-    cases.enqueue_with_shape(make)
-
-
 def test_enqueue_with_shape_spelled_as_one_tuple(make):  # FIFOQueueTest.testEnqueueWithShape: shapes=(3, 2)
     # TensorFlow reads a shapes list of plain ints as the one component's shape; () is a scalar.
     q = make(10, F, shapes=(3, 2))
     assert q.shapes == ((3, 2),)
     assert make(10, F, shapes=()).shapes == ((),)
-
-
-def test_enqueue_many_with_shape(make):  # FIFOQueueTest.testEnqueueManyWithShape
-    cases.enqueue_many_with_shape(make)
 
 
 def test_multiple_dequeues(make):  # FIFOQueueTest.testMultipleDequeues
@@ -125,10 +122,6 @@ def test_enqueue_dict_without_names(make):  # FIFOQueueTest.testEnqueueDictWitho
         q.enqueue_many({"a": [12.0, 13.0]})
 
 
-def test_dequeue(make):  # FIFOQueueTest.testDequeue
-    cases.dequeue(make, ORDERED)
-
-
 def test_dequeue_half(make):  # FIFOQueueTest.testDequeueHalf
     q = make(10, np.float16)
     elems = [10.0, 20.0, 30.0]
@@ -139,77 +132,10 @@ def test_dequeue_half(make):  # FIFOQueueTest.testDequeueHalf
         assert value.dtype == np.float16 and float(value) == x
 
 
-def test_multi_enqueue_and_dequeue(make):  # FIFOQueueTest.testMultiEnqueueAndDequeue
-    cases.multi_enqueue_and_dequeue(make, ORDERED)
-
-
-def test_queue_size_empty(make):  # FIFOQueueTest.testQueueSizeEmpty
-    cases.queue_size_empty(make)
-
-
-def test_queue_size_after_enqueue_and_dequeue(make):  # FIFOQueueTest.testQueueSizeAfterEnqueueAndDequeue
-    cases.queue_size_after_enqueue_and_dequeue(make)
-
-
-def test_enqueue_many(make):  # FIFOQueueTest.testEnqueueMany
-    cases.enqueue_many(make, ORDERED)
-
-
-def test_empty_enqueue_many(make):  # FIFOQueueTest.testEmptyEnqueueMany
-    q = make(10, F)
-    assert q.size() == 0
-    q.enqueue_many((np.zeros((0, 2, 3), np.float32),))
-    assert q.size() == 0
-
-
-def test_empty_dequeue_many(make):  # FIFOQueueTest.testEmptyDequeueMany
-    cases.empty_dequeue_many(make)
-
-
-def test_empty_dequeue_up_to(make):  # FIFOQueueTest.testEmptyDequeueUpTo
-    cases.empty_dequeue_up_to(make)
-
-
 def test_empty_dequeue_many_with_no_shape(make):  # FIFOQueueTest.testEmptyDequeueManyWithNoShape
     q = make(10, F)
     with pytest.raises(qs.InvalidArgumentError, match="specified shapes"):
         q.dequeue_many(0)
-
-
-def test_multi_enqueue_many(make):  # FIFOQueueTest.testMultiEnqueueMany
-    cases.multi_enqueue_many(make, ORDERED, shapes=None)
-
-
-def test_dequeue_many(make):  # FIFOQueueTest.testDequeueMany
-    cases.dequeue_many(make, ORDERED)
-
-
-def test_dequeue_up_to_no_blocking(make):  # FIFOQueueTest.testDequeueUpToNoBlocking
-    cases.dequeue_up_to_no_blocking(make, ORDERED)
-
-
-def test_multi_dequeue_many(make):  # FIFOQueueTest.testMultiDequeueMany
-    cases.multi_dequeue_many(make, ORDERED)
-
-
-def test_multi_dequeue_up_to_no_blocking(make):  # FIFOQueueTest.testMultiDequeueUpToNoBlocking
-    cases.multi_dequeue_many(make, ORDERED, up_to=True)
-
-
-def test_high_dimension(make):  # FIFOQueueTest.testHighDimension
-    cases.high_dimension(make, ORDERED)
-
-
-def test_enqueue_wrong_shape(make):  # FIFOQueueTest.testEnqueueWrongShape
-    cases.enqueue_wrong_shape(make)
-
-
-def test_enqueue_many_empty_type_conversion(make):  # FIFOQueueTest.testEnqueueManyEmptyTypeConversion
-    cases.enqueue_many_empty_type_conversion(make)
-
-
-def test_enqueue_wrong_type(make):  # FIFOQueueTest.testEnqueueWrongType
-    cases.enqueue_wrong_type(make)
 
 
 # ----- GPUCompatibleFIFOQueueTests
@@ -226,20 +152,18 @@ def test_gpu_compatible_enqueue_dequeue():  # GPUCompatibleFIFOQueueTests.testEn
 
 # ----- UnconvertedFIFOQueueTests
 
-def test_dequeue_many_with_tensor_parameter(make):  # UnconvertedFIFOQueueTests.testDequeueManyWithTensorParameter
-    cases.dequeue_many_with_tensor_parameter(make, ORDERED)
-
-
-def test_dequeue_from_closed_queue(make):  # UnconvertedFIFOQueueTests.testDequeueFromClosedQueue
-    cases.dequeue_from_closed_queue(make, ORDERED)
-
-
-def test_does_not_lose_value(make):  # UnconvertedFIFOQueueTests.testDoesNotLoseValue
-    cases.does_not_lose_value(make)
-
-
-def test_shared_queue_same_session(make):  # UnconvertedFIFOQueueTests.testSharedQueueSameSession
-    cases.shared_queue_same_session(make)
+from tf_queue_cases import (  # noqa: F401 - shared tests, collected here
+    test_dequeue_many_with_tensor_parameter,  # UnconvertedFIFOQueueTests.testDequeueManyWithTensorParameter
+    test_dequeue_from_closed_queue,  # UnconvertedFIFOQueueTests.testDequeueFromClosedQueue
+    test_does_not_lose_value,  # UnconvertedFIFOQueueTests.testDoesNotLoseValue
+    test_shared_queue_same_session,  # UnconvertedFIFOQueueTests.testSharedQueueSameSession
+    test_select_queue,  # UnconvertedFIFOQueueTests.testSelectQueue
+    test_select_queue_out_of_range,  # UnconvertedFIFOQueueTests.testSelectQueueOutOfRange
+    test_dtypes,  # UnconvertedFIFOQueueTests.testDtypes
+    test_batch_size_mismatch,  # UnconvertedFIFOQueueTests.testBatchSizeMismatch
+    test_enqueue_wrong_shape_at_runtime,  # UnconvertedFIFOQueueTests.testEnqueueWrongShapeAtRuntime
+    test_enqueue_dequeue_many_wrong_shape,  # UnconvertedFIFOQueueTests.testEnqueueDequeueManyWrongShape
+)
 
 
 def test_incompatible_shared_queue_errors(c):  # UnconvertedFIFOQueueTests.testIncompatibleSharedQueueErrors
@@ -261,21 +185,6 @@ def test_incompatible_shared_queue_errors(c):  # UnconvertedFIFOQueueTests.testI
     c.fifo_queue("q_f", 10, F)
     with pytest.raises(qs.InvalidArgumentError, match="component types"):
         c.fifo_queue("q_f", 10, (F, np.int32))
-
-
-@pytest.mark.skip(reason="QueueBase.from_list picks a queue's DT_RESOURCE handle inside a graph at run time; "
-                         "here a queue handle is a Python object, chosen with Python")
-def test_select_queue():  # UnconvertedFIFOQueueTests.testSelectQueue
-    pass
-
-
-@pytest.mark.skip(reason="QueueBase.from_list (graph-time selection of a queue handle): see test_select_queue")
-def test_select_queue_out_of_range():  # UnconvertedFIFOQueueTests.testSelectQueueOutOfRange
-    pass
-
-
-def test_dtypes(make):  # UnconvertedFIFOQueueTests.testDtypes
-    cases.dtypes(make)
 
 
 def test_enqueue_dequeue_one_component(make):  # UnconvertedFIFOQueueTests.testEnqueueDequeueOneComponent
@@ -329,150 +238,53 @@ def test_enqueue_dequeue_multiple_component(make):  # UnconvertedFIFOQueueTests.
     assert two["s"].tolist() == [b"dd", b"ee"]
 
 
-def test_batch_size_mismatch(make):  # UnconvertedFIFOQueueTests.testBatchSizeMismatch
-    cases.batch_size_mismatch(make)
-
-
-def test_enqueue_wrong_shape_at_runtime(make):  # UnconvertedFIFOQueueTests.testEnqueueWrongShapeAtRuntime
-    cases.enqueue_wrong_shape_at_runtime(make)
-
-
-def test_enqueue_dequeue_many_wrong_shape(make):  # UnconvertedFIFOQueueTests.testEnqueueDequeueManyWrongShape
-    cases.enqueue_dequeue_many_wrong_shape(make)
-
-
 # ----- FIFOQueueParallelTests
 
-def test_parallel_enqueue(make):  # FIFOQueueParallelTests.testParallelEnqueue
-    cases.parallel_enqueue(make, ORDERED)
-
-
-def test_parallel_dequeue(make):  # FIFOQueueParallelTests.testParallelDequeue
-    cases.parallel_dequeue(make, ORDERED)
-
-
-def test_enqueue_and_blocking_dequeue(c, make):  # FIFOQueueParallelTests.testEnqueueAndBlockingDequeue
-    cases.enqueue_and_blocking_dequeue(c, make, ORDERED)
-
-
-def test_big_dequeue_many(c, make):  # FIFOQueueParallelTests.testBigDequeueMany
-    cases.big_dequeue_many(c, make, ORDERED)
-
-
-def test_big_enqueue_many(c, make):  # FIFOQueueParallelTests.testBigEnqueueMany
-    cases.big_enqueue_many(c, make, ORDERED)
-
-
-def test_reset_of_blocking_operation(c, local_server, make):  # FIFOQueueParallelTests.testResetOfBlockingOperation
-    cases.reset_of_blocking_operation(c, local_server.target, make)
+from tf_queue_cases import (  # noqa: F401 - shared tests, collected here
+    test_parallel_enqueue,  # FIFOQueueParallelTests.testParallelEnqueue
+    test_parallel_dequeue,  # FIFOQueueParallelTests.testParallelDequeue
+    test_enqueue_and_blocking_dequeue,  # FIFOQueueParallelTests.testEnqueueAndBlockingDequeue
+    test_big_dequeue_many,  # FIFOQueueParallelTests.testBigDequeueMany
+    test_big_enqueue_many,  # FIFOQueueParallelTests.testBigEnqueueMany
+    test_reset_of_blocking_operation,  # FIFOQueueParallelTests.testResetOfBlockingOperation
+    test_blocking_dequeue_from_closed_queue,  # FIFOQueueParallelTests.testBlockingDequeueFromClosedQueue
+    test_blocking_dequeue_from_closed_empty_queue,  # FIFOQueueParallelTests.testBlockingDequeueFromClosedEmptyQueue
+    test_blocking_dequeue_many_from_closed_queue,  # FIFOQueueParallelTests.testBlockingDequeueManyFromClosedQueue
+    # FIFOQueueParallelTests.testBlockingDequeueManyButNotAllFromClosedQueue
+    test_blocking_dequeue_many_but_not_all_from_closed_queue,
+    # FIFOQueueParallelTests.testDequeueUpToFromClosedQueueReturnsRemainder
+    test_dequeue_up_to_from_closed_queue_returns_remainder,
+    # FIFOQueueParallelTests.testEnqueueManyLargerThanCapacityWithConcurrentDequeueMany
+    test_enqueue_many_larger_than_capacity_with_concurrent_dequeue_many,
+    # FIFOQueueParallelTests.testClosedBlockingDequeueManyRestoresPartialBatch
+    test_closed_blocking_dequeue_many_restores_partial_batch,
+    # FIFOQueueParallelTests.testBlockingDequeueManyFromClosedEmptyQueue
+    test_blocking_dequeue_many_from_closed_empty_queue,
+    # FIFOQueueParallelTests.testBlockingDequeueUpToFromClosedEmptyQueue
+    test_blocking_dequeue_up_to_from_closed_empty_queue,
+    test_enqueue_to_closed_queue,  # FIFOQueueParallelTests.testEnqueueToClosedQueue
+    test_enqueue_many_to_closed_queue,  # FIFOQueueParallelTests.testEnqueueManyToClosedQueue
+    test_blocking_enqueue_to_full_queue,  # FIFOQueueParallelTests.testBlockingEnqueueToFullQueue
+    test_blocking_enqueue_many_to_full_queue,  # FIFOQueueParallelTests.testBlockingEnqueueManyToFullQueue
+    test_blocking_enqueue_before_close,  # FIFOQueueParallelTests.testBlockingEnqueueBeforeClose
+    test_blocking_enqueue_many_before_close,  # FIFOQueueParallelTests.testBlockingEnqueueManyBeforeClose
+    test_parallel_enqueue_many,  # FIFOQueueParallelTests.testParallelEnqueueMany
+    test_parallel_dequeue_many,  # FIFOQueueParallelTests.testParallelDequeueMany
+    test_parallel_dequeue_up_to,  # FIFOQueueParallelTests.testParallelDequeueUpTo
+    test_parallel_enqueue_and_dequeue,  # FIFOQueueParallelTests.testParallelEnqueueAndDequeue
+    test_mixture_of_enqueue_and_enqueue_many,  # FIFOQueueParallelTests.testMixtureOfEnqueueAndEnqueueMany
+    test_mixture_of_dequeue_and_dequeue_many,  # FIFOQueueParallelTests.testMixtureOfDequeueAndDequeueMany
+    test_blocking_dequeue_many,  # FIFOQueueParallelTests.testBlockingDequeueMany
+    test_blocking_dequeue_up_to,  # FIFOQueueParallelTests.testBlockingDequeueUpTo
+)
 
 
 def test_reset_of_blocking_operation_every_time(c, local_server, make):
     # FIFOQueueParallelTests.testResetOfBlockingOperation, repeated: closing a client whose calls
     # are blocked once hung some of them for ever (8 tries in 30); each try here must end them all.
     for i in range(30):
-        cases.reset_of_blocking_operation(c, local_server.target,
-                                          lambda *a, name, i=i, **k: make(*a, name=f"{name}{i}", **k))
-
-
-def test_blocking_dequeue_from_closed_queue(c, make):  # FIFOQueueParallelTests.testBlockingDequeueFromClosedQueue
-    cases.blocking_dequeue_from_closed_queue(c, make, ORDERED)
-
-
-def test_blocking_dequeue_from_closed_empty_queue(c, make):
-    # FIFOQueueParallelTests.testBlockingDequeueFromClosedEmptyQueue
-    cases.blocking_dequeue_from_closed_empty_queue(c, make)
-
-
-def test_blocking_dequeue_many_from_closed_queue(c, make):
-    # FIFOQueueParallelTests.testBlockingDequeueManyFromClosedQueue
-    cases.blocking_dequeue_many_from_closed_queue(c, make, ORDERED, n=4)
-
-
-def test_blocking_dequeue_many_but_not_all_from_closed_queue(c, make):
-    # FIFOQueueParallelTests.testBlockingDequeueManyButNotAllFromClosedQueue
-    cases.blocking_dequeue_many_from_closed_queue(c, make, ORDERED, n=3)
-
-
-def test_dequeue_up_to_from_closed_queue_returns_remainder(c, make):
-    # FIFOQueueParallelTests.testDequeueUpToFromClosedQueueReturnsRemainder
-    cases.dequeue_up_to_from_closed_queue_returns_remainder(c, make, ORDERED)
-
-
-def test_enqueue_many_larger_than_capacity_with_concurrent_dequeue_many(c, make):
-    # FIFOQueueParallelTests.testEnqueueManyLargerThanCapacityWithConcurrentDequeueMany
-    cases.enqueue_many_larger_than_capacity_with_concurrent_dequeue_many(c, make)
-
-
-def test_closed_blocking_dequeue_many_restores_partial_batch(c, make):
-    # FIFOQueueParallelTests.testClosedBlockingDequeueManyRestoresPartialBatch
-    cases.closed_blocking_dequeue_many_restores_partial_batch(c, make)
-
-
-def test_blocking_dequeue_many_from_closed_empty_queue(c, make):
-    # FIFOQueueParallelTests.testBlockingDequeueManyFromClosedEmptyQueue
-    cases.blocking_dequeue_from_closed_empty_queue(c, make, mode="many")
-
-
-def test_blocking_dequeue_up_to_from_closed_empty_queue(c, make):
-    # FIFOQueueParallelTests.testBlockingDequeueUpToFromClosedEmptyQueue
-    cases.blocking_dequeue_from_closed_empty_queue(c, make, mode="up_to")
-
-
-def test_enqueue_to_closed_queue(make):  # FIFOQueueParallelTests.testEnqueueToClosedQueue
-    cases.enqueue_to_closed_queue(make, many=False)
-
-
-def test_enqueue_many_to_closed_queue(make):  # FIFOQueueParallelTests.testEnqueueManyToClosedQueue
-    cases.enqueue_to_closed_queue(make, many=True)
-
-
-def test_blocking_enqueue_to_full_queue(c, make):  # FIFOQueueParallelTests.testBlockingEnqueueToFullQueue
-    cases.blocking_enqueue_to_full_queue(c, make, ORDERED, many=False)
-
-
-def test_blocking_enqueue_many_to_full_queue(c, make):  # FIFOQueueParallelTests.testBlockingEnqueueManyToFullQueue
-    cases.blocking_enqueue_to_full_queue(c, make, ORDERED, many=True)
-
-
-def test_blocking_enqueue_before_close(c, make):  # FIFOQueueParallelTests.testBlockingEnqueueBeforeClose
-    cases.blocking_enqueue_before_close(c, make, ORDERED, many=False)
-
-
-def test_blocking_enqueue_many_before_close(c, make):  # FIFOQueueParallelTests.testBlockingEnqueueManyBeforeClose
-    cases.blocking_enqueue_before_close(c, make, ORDERED, many=True)
-
-
-def test_parallel_enqueue_many(make):  # FIFOQueueParallelTests.testParallelEnqueueMany
-    cases.parallel_enqueue_many(make)
-
-
-def test_parallel_dequeue_many(make):  # FIFOQueueParallelTests.testParallelDequeueMany
-    cases.parallel_dequeue_many(make)
-
-
-def test_parallel_dequeue_up_to(make):  # FIFOQueueParallelTests.testParallelDequeueUpTo
-    cases.parallel_dequeue_up_to_from_closed(make)
-
-
-def test_parallel_enqueue_and_dequeue(make):  # FIFOQueueParallelTests.testParallelEnqueueAndDequeue
-    cases.parallel_enqueue_and_dequeue(make)
-
-
-def test_mixture_of_enqueue_and_enqueue_many(make):  # FIFOQueueParallelTests.testMixtureOfEnqueueAndEnqueueMany
-    cases.mixture_of_enqueue_and_enqueue_many(make)
-
-
-def test_mixture_of_dequeue_and_dequeue_many(make):  # FIFOQueueParallelTests.testMixtureOfDequeueAndDequeueMany
-    cases.mixture_of_dequeue_and_dequeue_many(make)
-
-
-def test_blocking_dequeue_many(c, make):  # FIFOQueueParallelTests.testBlockingDequeueMany
-    cases.blocking_dequeue_many(c, make, ORDERED)
-
-
-def test_blocking_dequeue_up_to(c, make):  # FIFOQueueParallelTests.testBlockingDequeueUpTo
-    cases.blocking_dequeue_many(c, make, ORDERED, up_to=True)
+        cases.test_reset_of_blocking_operation(c, local_server,
+                                               lambda *a, name, i=i, **k: make(*a, name=f"{name}{i}", **k))
 
 
 @pytest.mark.skip(reason="control_flow_ops.Assert as a control dependency of an enqueue inside one session.run: "
@@ -495,12 +307,13 @@ def test_dict_constructor_with_shapes(c):  # FIFOQueueDictTest.testConstructorWi
 
 # ----- FIFOQueueWithTimeoutTest
 
+from tf_queue_cases import (  # noqa: F401 - shared tests, collected here
+    test_reusable_after_timeout,  # FIFOQueueWithTimeoutTest.testReusableAfterTimeout
+)
+
+
 def test_dequeue_with_timeout(local_server):  # FIFOQueueWithTimeoutTest.testDequeueWithTimeout
     cases.dequeue_with_timeout(local_server.target, lambda sess: sess.fifo_queue("timeout_q", 10, F))
-
-
-def test_reusable_after_timeout(make):  # FIFOQueueWithTimeoutTest.testReusableAfterTimeout
-    cases.reusable_after_timeout(make)
 
 
 # ----- QueueContainerTest

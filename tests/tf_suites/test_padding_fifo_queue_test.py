@@ -1,13 +1,12 @@
 """Ported from TensorFlow's ``tensorflow/python/kernel_tests/data_structures/padding_fifo_queue_test.py``
 (PaddingFIFOQueueTest, QueueFromListTest), on the real server: the expected values and error
-classes are TensorFlow's, the code is ours. Cases shared with the other queue files live in
-``tf_queue_cases.py``; each test names the TensorFlow test it ports. See
+classes are TensorFlow's, the code is ours. The tests shared with the other queue files live in
+``tf_queue_cases.py``: this module imports those it ports (pytest collects them here, on this
+module's PaddingFIFOQueues), each import naming the TensorFlow test; the rest are written here. See
 ``test_fifo_queue_test.py`` for how graph constructs map to calls.
 """
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import pytest
@@ -16,24 +15,70 @@ import queueserver as qs
 import tf_queue_cases as cases
 from tf_queue_cases import ELEMS10, F, INT_PAIRS10
 
-ORDERED = True
+KIND = "padding_fifo"
+c, make, ordered = cases.c, cases.make, cases.ordered  # the fixtures: a client, fresh PaddingFIFOQueues, True
 
+# ----- PaddingFIFOQueueTest
 
-@pytest.fixture
-def c(local_server):
-    with qs.connect(local_server.target) as client:
-        yield client
-
-
-@pytest.fixture
-def make(c):
-    """A fresh PaddingFIFOQueue: ``make(capacity, dtypes, shapes, name=None, **options)``."""
-    count = itertools.count()
-
-    def make(capacity, dtypes, shapes=None, *, name=None, **options):
-        return c.padding_fifo_queue(name or f"padding{next(count)}", capacity, dtypes, shapes, **options)
-
-    return make
+from tf_queue_cases import (  # noqa: F401 - shared tests, collected here
+    test_enqueue_with_shape,  # PaddingFIFOQueueTest.testEnqueueWithShape
+    test_enqueue_many_with_shape,  # PaddingFIFOQueueTest.testEnqueueManyWithShape
+    test_parallel_enqueue,  # PaddingFIFOQueueTest.testParallelEnqueue
+    test_parallel_dequeue,  # PaddingFIFOQueueTest.testParallelDequeue
+    test_dequeue,  # PaddingFIFOQueueTest.testDequeue
+    test_enqueue_and_blocking_dequeue,  # PaddingFIFOQueueTest.testEnqueueAndBlockingDequeue
+    test_multi_enqueue_and_dequeue,  # PaddingFIFOQueueTest.testMultiEnqueueAndDequeue
+    test_queue_size_empty,  # PaddingFIFOQueueTest.testQueueSizeEmpty
+    test_queue_size_after_enqueue_and_dequeue,  # PaddingFIFOQueueTest.testQueueSizeAfterEnqueueAndDequeue
+    test_enqueue_many,  # PaddingFIFOQueueTest.testEnqueueMany
+    test_empty_dequeue_many,  # PaddingFIFOQueueTest.testEmptyDequeueMany
+    test_dequeue_many,  # PaddingFIFOQueueTest.testDequeueMany
+    test_dequeue_up_to_no_blocking,  # PaddingFIFOQueueTest.testDequeueUpToNoBlocking
+    test_multi_dequeue_many,  # PaddingFIFOQueueTest.testMultiDequeueMany
+    test_high_dimension,  # PaddingFIFOQueueTest.testHighDimension
+    test_enqueue_wrong_shape,  # PaddingFIFOQueueTest.testEnqueueWrongShape
+    test_batch_size_mismatch,  # PaddingFIFOQueueTest.testBatchSizeMismatch
+    test_enqueue_many_empty_type_conversion,  # PaddingFIFOQueueTest.testEnqueueManyEmptyTypeConversion
+    test_enqueue_wrong_type,  # PaddingFIFOQueueTest.testEnqueueWrongType
+    test_parallel_enqueue_many,  # PaddingFIFOQueueTest.testParallelEnqueueMany
+    test_parallel_dequeue_many,  # PaddingFIFOQueueTest.testParallelDequeueMany
+    test_parallel_dequeue_up_to,  # PaddingFIFOQueueTest.testParallelDequeueUpTo
+    test_parallel_enqueue_and_dequeue,  # PaddingFIFOQueueTest.testParallelEnqueueAndDequeue
+    test_mixture_of_enqueue_and_enqueue_many,  # PaddingFIFOQueueTest.testMixtureOfEnqueueAndEnqueueMany
+    test_mixture_of_dequeue_and_dequeue_many,  # PaddingFIFOQueueTest.testMixtureOfDequeueAndDequeueMany
+    test_blocking_dequeue_many,  # PaddingFIFOQueueTest.testBlockingDequeueMany
+    test_blocking_dequeue_up_to,  # PaddingFIFOQueueTest.testBlockingDequeueUpTo
+    test_dequeue_many_with_tensor_parameter,  # PaddingFIFOQueueTest.testDequeueManyWithTensorParameter
+    test_dequeue_from_closed_queue,  # PaddingFIFOQueueTest.testDequeueFromClosedQueue
+    test_blocking_dequeue_from_closed_queue,  # PaddingFIFOQueueTest.testBlockingDequeueFromClosedQueue
+    # PaddingFIFOQueueTest.testDequeueUpToFromClosedQueueReturnsRemainder
+    test_dequeue_up_to_from_closed_queue_returns_remainder,
+    test_blocking_dequeue_from_closed_empty_queue,  # PaddingFIFOQueueTest.testBlockingDequeueFromClosedEmptyQueue
+    test_blocking_dequeue_many_from_closed_queue,  # PaddingFIFOQueueTest.testBlockingDequeueManyFromClosedQueue
+    # PaddingFIFOQueueTest.testBlockingDequeueManyButNotAllFromClosedQueue
+    test_blocking_dequeue_many_but_not_all_from_closed_queue,
+    # PaddingFIFOQueueTest.testEnqueueManyLargerThanCapacityWithConcurrentDequeueMany
+    test_enqueue_many_larger_than_capacity_with_concurrent_dequeue_many,
+    # PaddingFIFOQueueTest.testClosedBlockingDequeueManyRestoresPartialBatch
+    test_closed_blocking_dequeue_many_restores_partial_batch,
+    # PaddingFIFOQueueTest.testBlockingDequeueManyFromClosedEmptyQueue
+    test_blocking_dequeue_many_from_closed_empty_queue,
+    # PaddingFIFOQueueTest.testBlockingDequeueUpToFromClosedEmptyQueue
+    test_blocking_dequeue_up_to_from_closed_empty_queue,
+    test_enqueue_to_closed_queue,  # PaddingFIFOQueueTest.testEnqueueToClosedQueue
+    test_enqueue_many_to_closed_queue,  # PaddingFIFOQueueTest.testEnqueueManyToClosedQueue
+    test_blocking_enqueue_to_full_queue,  # PaddingFIFOQueueTest.testBlockingEnqueueToFullQueue
+    test_blocking_enqueue_many_to_full_queue,  # PaddingFIFOQueueTest.testBlockingEnqueueManyToFullQueue
+    test_blocking_enqueue_before_close,  # PaddingFIFOQueueTest.testBlockingEnqueueBeforeClose
+    test_blocking_enqueue_many_before_close,  # PaddingFIFOQueueTest.testBlockingEnqueueManyBeforeClose
+    test_does_not_lose_value,  # PaddingFIFOQueueTest.testDoesNotLoseValue
+    test_shared_queue_same_session,  # PaddingFIFOQueueTest.testSharedQueueSameSession
+    test_select_queue,  # PaddingFIFOQueueTest.testSelectQueue
+    test_select_queue_out_of_range,  # PaddingFIFOQueueTest.testSelectQueueOutOfRange
+    test_reset_of_blocking_operation,  # PaddingFIFOQueueTest.testResetOfBlockingOperation
+    test_big_enqueue_many,  # PaddingFIFOQueueTest.testBigEnqueueMany
+    test_big_dequeue_many,  # PaddingFIFOQueueTest.testBigDequeueMany
+)
 
 
 def test_constructor(c):  # PaddingFIFOQueueTest.testConstructor
@@ -58,55 +103,8 @@ def test_enqueue(make):  # PaddingFIFOQueueTest.testEnqueue
     assert q.size() == 1
 
 
-def test_enqueue_with_shape(make):  # PaddingFIFOQueueTest.testEnqueueWithShape
-    cases.enqueue_with_shape(make)
-
-
-def test_enqueue_many_with_shape(make):  # PaddingFIFOQueueTest.testEnqueueManyWithShape
-    cases.enqueue_many_with_shape(make)
-
-
-def test_parallel_enqueue(make):  # PaddingFIFOQueueTest.testParallelEnqueue
-    cases.parallel_enqueue(make, ORDERED)
-
-
-def test_parallel_dequeue(make):  # PaddingFIFOQueueTest.testParallelDequeue
-    cases.parallel_dequeue(make, ORDERED)
-
-
-def test_dequeue(make):  # PaddingFIFOQueueTest.testDequeue
-    cases.dequeue(make, ORDERED)
-
-
-def test_enqueue_and_blocking_dequeue(c, make):  # PaddingFIFOQueueTest.testEnqueueAndBlockingDequeue
-    cases.enqueue_and_blocking_dequeue(c, make, ORDERED)
-
-
-def test_multi_enqueue_and_dequeue(make):  # PaddingFIFOQueueTest.testMultiEnqueueAndDequeue
-    cases.multi_enqueue_and_dequeue(make, ORDERED)
-
-
-def test_queue_size_empty(make):  # PaddingFIFOQueueTest.testQueueSizeEmpty
-    cases.queue_size_empty(make)
-
-
-def test_queue_size_after_enqueue_and_dequeue(make):  # PaddingFIFOQueueTest.testQueueSizeAfterEnqueueAndDequeue
-    cases.queue_size_after_enqueue_and_dequeue(make)
-
-
-def test_enqueue_many(make):  # PaddingFIFOQueueTest.testEnqueueMany
-    cases.enqueue_many(make, ORDERED)
-
-
 def test_empty_enqueue_many(make):  # PaddingFIFOQueueTest.testEmptyEnqueueMany
-    q = make(10, F, ((None, None),))
-    assert q.size() == 0
-    q.enqueue_many((np.zeros((0, 2, 3), np.float32),))
-    assert q.size() == 0
-
-
-def test_empty_dequeue_many(make):  # PaddingFIFOQueueTest.testEmptyDequeueMany
-    cases.empty_dequeue_many(make)
+    cases.test_empty_enqueue_many(make, ((None, None),))
 
 
 @pytest.mark.parametrize("up_to", [False, True], ids=["many", "up_to"])
@@ -126,25 +124,13 @@ def test_construct_padding_fifo_queue_with_no_shape(c):  # PaddingFIFOQueueTest.
         c.padding_fifo_queue("no_shape", 10, F, None)
 
 
-def test_multi_enqueue_many(make):  # PaddingFIFOQueueTest.testMultiEnqueueMany
-    cases.multi_enqueue_many(make, ORDERED)
+def test_multi_enqueue_many(make, ordered):  # PaddingFIFOQueueTest.testMultiEnqueueMany
+    cases.test_multi_enqueue_many(make, ordered, shapes=((), (2,)))
 
 
-def test_multi_enqueue_many_with_partially_known_shapes(make):
+def test_multi_enqueue_many_with_partially_known_shapes(make, ordered):
     # PaddingFIFOQueueTest.testMultiEnqueueManyWithPartiallyKnownShapes
-    cases.multi_enqueue_many(make, ORDERED, shapes=((), (None,)))
-
-
-def test_dequeue_many(make):  # PaddingFIFOQueueTest.testDequeueMany
-    cases.dequeue_many(make, ORDERED)
-
-
-def test_dequeue_up_to_no_blocking(make):  # PaddingFIFOQueueTest.testDequeueUpToNoBlocking
-    cases.dequeue_up_to_no_blocking(make, ORDERED)
-
-
-def test_multi_dequeue_many(make):  # PaddingFIFOQueueTest.testMultiDequeueMany
-    cases.multi_dequeue_many(make, ORDERED)
+    cases.test_multi_enqueue_many(make, ordered, shapes=((), (None,)))
 
 
 def test_multi_dequeue_many_with_partially_known_shapes(make):
@@ -176,28 +162,8 @@ def test_multi_dequeue_partially_known_shapes_and_variable_size_input(make, up_t
     assert strings.tolist() == [b"abc", b"d", b"e", b"f"] and ints.tolist() == [[1, 2, 3, 4]]
 
 
-def test_high_dimension(make):  # PaddingFIFOQueueTest.testHighDimension
-    cases.high_dimension(make, ORDERED)
-
-
-def test_partially_known_high_dimension(make):  # PaddingFIFOQueueTest.testPartiallyKnownHighDimension
-    cases.high_dimension(make, ORDERED, shape=(4, None, 4, None))
-
-
-def test_enqueue_wrong_shape(make):  # PaddingFIFOQueueTest.testEnqueueWrongShape
-    cases.enqueue_wrong_shape(make)
-
-
-def test_batch_size_mismatch(make):  # PaddingFIFOQueueTest.testBatchSizeMismatch
-    cases.batch_size_mismatch(make)
-
-
-def test_enqueue_many_empty_type_conversion(make):  # PaddingFIFOQueueTest.testEnqueueManyEmptyTypeConversion
-    cases.enqueue_many_empty_type_conversion(make)
-
-
-def test_enqueue_wrong_type(make):  # PaddingFIFOQueueTest.testEnqueueWrongType
-    cases.enqueue_wrong_type(make)
+def test_partially_known_high_dimension(make, ordered):  # PaddingFIFOQueueTest.testPartiallyKnownHighDimension
+    cases.test_high_dimension(make, ordered, shape=(4, None, 4, None))
 
 
 def test_enqueue_wrong_partially_known_shape_at_runtime(make):
@@ -215,122 +181,6 @@ def test_enqueue_dequeue_many_wrong_partially_known_shape(make):
                        match=r"Shape mismatch in tuple component 1. Expected \[2,\?,3\], got \[2,3,4\]"):
         q.enqueue_many((np.ones((2, 2, 2), np.int32), np.ones((2, 3, 4), np.int32)))
     assert q.size() == 0
-
-
-def test_parallel_enqueue_many(make):  # PaddingFIFOQueueTest.testParallelEnqueueMany
-    cases.parallel_enqueue_many(make)
-
-
-def test_parallel_dequeue_many(make):  # PaddingFIFOQueueTest.testParallelDequeueMany
-    cases.parallel_dequeue_many(make)
-
-
-def test_parallel_dequeue_up_to(make):  # PaddingFIFOQueueTest.testParallelDequeueUpTo
-    cases.parallel_dequeue_up_to_from_closed(make)
-
-
-def test_parallel_enqueue_and_dequeue(make):  # PaddingFIFOQueueTest.testParallelEnqueueAndDequeue
-    cases.parallel_enqueue_and_dequeue(make)
-
-
-def test_mixture_of_enqueue_and_enqueue_many(make):  # PaddingFIFOQueueTest.testMixtureOfEnqueueAndEnqueueMany
-    cases.mixture_of_enqueue_and_enqueue_many(make)
-
-
-def test_mixture_of_dequeue_and_dequeue_many(make):  # PaddingFIFOQueueTest.testMixtureOfDequeueAndDequeueMany
-    cases.mixture_of_dequeue_and_dequeue_many(make)
-
-
-def test_blocking_dequeue_many(c, make):  # PaddingFIFOQueueTest.testBlockingDequeueMany
-    cases.blocking_dequeue_many(c, make, ORDERED)
-
-
-def test_blocking_dequeue_up_to(c, make):  # PaddingFIFOQueueTest.testBlockingDequeueUpTo
-    cases.blocking_dequeue_many(c, make, ORDERED, up_to=True)
-
-
-def test_dequeue_many_with_tensor_parameter(make):  # PaddingFIFOQueueTest.testDequeueManyWithTensorParameter
-    cases.dequeue_many_with_tensor_parameter(make, ORDERED)
-
-
-def test_dequeue_from_closed_queue(make):  # PaddingFIFOQueueTest.testDequeueFromClosedQueue
-    cases.dequeue_from_closed_queue(make, ORDERED)
-
-
-def test_blocking_dequeue_from_closed_queue(c, make):  # PaddingFIFOQueueTest.testBlockingDequeueFromClosedQueue
-    cases.blocking_dequeue_from_closed_queue(c, make, ORDERED)
-
-
-def test_dequeue_up_to_from_closed_queue_returns_remainder(c, make):
-    # PaddingFIFOQueueTest.testDequeueUpToFromClosedQueueReturnsRemainder
-    cases.dequeue_up_to_from_closed_queue_returns_remainder(c, make, ORDERED)
-
-
-def test_blocking_dequeue_from_closed_empty_queue(c, make):
-    # PaddingFIFOQueueTest.testBlockingDequeueFromClosedEmptyQueue
-    cases.blocking_dequeue_from_closed_empty_queue(c, make)
-
-
-def test_blocking_dequeue_many_from_closed_queue(c, make):
-    # PaddingFIFOQueueTest.testBlockingDequeueManyFromClosedQueue
-    cases.blocking_dequeue_many_from_closed_queue(c, make, ORDERED, n=4)
-
-
-def test_blocking_dequeue_many_but_not_all_from_closed_queue(c, make):
-    # PaddingFIFOQueueTest.testBlockingDequeueManyButNotAllFromClosedQueue
-    cases.blocking_dequeue_many_from_closed_queue(c, make, ORDERED, n=3)
-
-
-def test_enqueue_many_larger_than_capacity_with_concurrent_dequeue_many(c, make):
-    # PaddingFIFOQueueTest.testEnqueueManyLargerThanCapacityWithConcurrentDequeueMany
-    cases.enqueue_many_larger_than_capacity_with_concurrent_dequeue_many(c, make)
-
-
-def test_closed_blocking_dequeue_many_restores_partial_batch(c, make):
-    # PaddingFIFOQueueTest.testClosedBlockingDequeueManyRestoresPartialBatch
-    cases.closed_blocking_dequeue_many_restores_partial_batch(c, make)
-
-
-def test_blocking_dequeue_many_from_closed_empty_queue(c, make):
-    # PaddingFIFOQueueTest.testBlockingDequeueManyFromClosedEmptyQueue
-    cases.blocking_dequeue_from_closed_empty_queue(c, make, mode="many")
-
-
-def test_blocking_dequeue_up_to_from_closed_empty_queue(c, make):
-    # PaddingFIFOQueueTest.testBlockingDequeueUpToFromClosedEmptyQueue
-    cases.blocking_dequeue_from_closed_empty_queue(c, make, mode="up_to")
-
-
-def test_enqueue_to_closed_queue(make):  # PaddingFIFOQueueTest.testEnqueueToClosedQueue
-    cases.enqueue_to_closed_queue(make, many=False)
-
-
-def test_enqueue_many_to_closed_queue(make):  # PaddingFIFOQueueTest.testEnqueueManyToClosedQueue
-    cases.enqueue_to_closed_queue(make, many=True)
-
-
-def test_blocking_enqueue_to_full_queue(c, make):  # PaddingFIFOQueueTest.testBlockingEnqueueToFullQueue
-    cases.blocking_enqueue_to_full_queue(c, make, ORDERED, many=False)
-
-
-def test_blocking_enqueue_many_to_full_queue(c, make):  # PaddingFIFOQueueTest.testBlockingEnqueueManyToFullQueue
-    cases.blocking_enqueue_to_full_queue(c, make, ORDERED, many=True)
-
-
-def test_blocking_enqueue_before_close(c, make):  # PaddingFIFOQueueTest.testBlockingEnqueueBeforeClose
-    cases.blocking_enqueue_before_close(c, make, ORDERED, many=False)
-
-
-def test_blocking_enqueue_many_before_close(c, make):  # PaddingFIFOQueueTest.testBlockingEnqueueManyBeforeClose
-    cases.blocking_enqueue_before_close(c, make, ORDERED, many=True)
-
-
-def test_does_not_lose_value(make):  # PaddingFIFOQueueTest.testDoesNotLoseValue
-    cases.does_not_lose_value(make)
-
-
-def test_shared_queue_same_session(make):  # PaddingFIFOQueueTest.testSharedQueueSameSession
-    cases.shared_queue_same_session(make)
 
 
 def test_incompatible_shared_queue_errors(c):  # PaddingFIFOQueueTest.testIncompatibleSharedQueueErrors
@@ -354,31 +204,8 @@ def test_incompatible_shared_queue_errors(c):  # PaddingFIFOQueueTest.testIncomp
         c.padding_fifo_queue("q_f", 10, (F, np.int32), ((), ()))
 
 
-@pytest.mark.skip(reason="QueueBase.from_list picks a queue's DT_RESOURCE handle inside a graph at run time; "
-                         "here a queue handle is a Python object, chosen with Python")
-def test_select_queue():  # PaddingFIFOQueueTest.testSelectQueue
-    pass
-
-
-@pytest.mark.skip(reason="QueueBase.from_list (graph-time selection of a queue handle): see test_select_queue")
-def test_select_queue_out_of_range():  # PaddingFIFOQueueTest.testSelectQueueOutOfRange
-    pass
-
-
-def test_reset_of_blocking_operation(c, local_server, make):  # PaddingFIFOQueueTest.testResetOfBlockingOperation
-    cases.reset_of_blocking_operation(c, local_server.target, make)
-
-
-def test_big_enqueue_many(c, make):  # PaddingFIFOQueueTest.testBigEnqueueMany
-    cases.big_enqueue_many(c, make, ORDERED)
-
-
-def test_big_dequeue_many(c, make):  # PaddingFIFOQueueTest.testBigDequeueMany
-    cases.big_dequeue_many(c, make, ORDERED)
-
-
 def test_dtypes(make):  # PaddingFIFOQueueTest.testDtypes
-    cases.dtypes(make, with_uint16=False)
+    cases.test_dtypes(make, with_uint16=False)
 
 
 @pytest.mark.skip(reason="tensor_shape.TensorShape(None), a shape of unknown rank, has no spelling here: a shape "
@@ -387,6 +214,8 @@ def test_dtypes(make):  # PaddingFIFOQueueTest.testDtypes
 def test_unknown_rank():  # PaddingFIFOQueueTest.testUnknownRank
     pass
 
+
+# ----- QueueFromListTest
 
 @pytest.mark.skip(reason="QueueBase.from_list merges the static shapes of queues in a graph: graph mode only")
 def test_queue_from_list_shapes():  # QueueFromListTest.testQueueFromListShapes

@@ -8,7 +8,6 @@ TensorFlow's random inputs come from a fixed ``np.random.default_rng`` here, so 
 
 from __future__ import annotations
 
-import itertools
 import random
 import threading
 
@@ -16,30 +15,27 @@ import numpy as np
 import pytest
 
 import queueserver as qs
+import tf_queue_cases as cases
 from tf_queue_cases import started, wait_until
 
-
-@pytest.fixture
-def c(local_server):
-    with qs.connect(local_server.target) as client:
-        yield client
-
-
-@pytest.fixture
-def make(c):
-    """A fresh PriorityQueue: ``make(capacity, dtypes, shapes)``."""
-    count = itertools.count()
-
-    def make(capacity, dtypes, shapes=None):
-        return c.priority_queue(f"priority{next(count)}", capacity, dtypes, shapes)
-
-    return make
+KIND = "priority"
+c, make = cases.c, cases.make  # the fixtures: a client, and fresh PriorityQueues: make(capacity, dtypes, shapes)
 
 
 def _sides(rng, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """TensorFlow's inputs: int64 priorities in [-5, 5) and two random byte strings per element."""
     elem = rng.integers(-5, 5, size=n).astype(np.int64)
     return elem, rng.random(n).astype(bytes), rng.random(n).astype(bytes)
+
+
+def _batches(seed: int) -> tuple[list[np.ndarray], list[int]]:
+    """TensorFlow's batches: 40 of up to 9 values in [0, 5), and the batch sizes shuffled (one dequeue each)."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(10, size=40)
+    values = [rng.integers(5, size=n) for n in counts]
+    shuffled = list(counts)
+    random.Random(seed).shuffle(shuffled)
+    return values, shuffled
 
 
 def _check_sorted_pairs(elem, side0, side1, deq_elem, deq0, deq1, all_taken: bool = True) -> None:
@@ -80,11 +76,7 @@ def test_round_trip_insert_multi_threaded_read_once_sorts(make):
 def test_round_trip_fills_capacity_multi_threaded_enqueue_and_dequeue(make):
     # PriorityQueueTest.testRoundTripFillsCapacityMultiThreadedEnqueueAndDequeue
     q = make(10, np.int64, ())
-    rng = np.random.default_rng(3)
-    counts = rng.integers(10, size=40)
-    values = [rng.integers(5, size=n) for n in counts]
-    shuffled = list(counts)
-    random.Random(3).shuffle(shuffled)
+    values, shuffled = _batches(3)
     dequeued: list = []
 
     def dequeue(n: int) -> None:
@@ -102,11 +94,7 @@ def test_round_trip_fills_capacity_multi_threaded_enqueue_and_dequeue(make):
 def test_round_trip_insert_many_multi_threaded_read_many_multithreaded_sorts(make):
     # PriorityQueueTest.testRoundTripInsertManyMultiThreadedReadManyMultithreadedSorts
     q = make(2000, np.int64, ())
-    rng = np.random.default_rng(4)
-    counts = rng.integers(10, size=40)
-    values = [rng.integers(5, size=n) for n in counts]
-    shuffled = list(counts)
-    random.Random(4).shuffle(shuffled)
+    values, shuffled = _batches(4)
     lock = threading.Lock()
     dequeued: list = []
 

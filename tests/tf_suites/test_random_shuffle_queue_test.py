@@ -1,8 +1,9 @@
 """Ported from TensorFlow's ``tensorflow/python/kernel_tests/data_structures/random_shuffle_queue_test.py``
 (RandomShuffleQueueTest), on the real server: the expected values and error classes are
-TensorFlow's, the code is ours. Cases shared with the other queue files live in
-``tf_queue_cases.py``; each test names the TensorFlow test it ports. See
-``test_fifo_queue_test.py`` for how graph constructs map to calls.
+TensorFlow's, the code is ours. The tests shared with the other queue files live in
+``tf_queue_cases.py``: this module imports those it ports (pytest collects them here, on this
+module's RandomShuffleQueues, comparing contents, not order), each import naming the TensorFlow
+test; the rest are written here. See ``test_fifo_queue_test.py`` for how graph constructs map to calls.
 
 Seeds: a seeded queue's order is reproducible (the same seed, the same order), but it is not
 TensorFlow's order (its Philox stream is not reproduced); TensorFlow's own tests only require that
@@ -13,7 +14,6 @@ accepts whatever seed it has (TensorFlow's rule for seed 0).
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import numpy as np
@@ -23,26 +23,39 @@ import queueserver as qs
 import tf_queue_cases as cases
 from tf_queue_cases import ELEMS4, ELEMS10, F, started, wait_until
 
-ORDERED = False
+KIND = "random_shuffle"
+c, make, ordered = cases.c, cases.make, cases.ordered  # the fixtures: a client, fresh RandomShuffleQueues, False
 
+# ----- RandomShuffleQueueTest
 
-@pytest.fixture
-def c(local_server):
-    with qs.connect(local_server.target) as client:
-        yield client
-
-
-@pytest.fixture
-def make(c):
-    """A fresh RandomShuffleQueue: ``make(capacity, dtypes, shapes=None, min_after_dequeue=0, seed=None,
-    name=None)``."""
-    count = itertools.count()
-
-    def make(capacity, dtypes, shapes=None, *, min_after_dequeue=0, name=None, **options):
-        return c.random_shuffle_queue(name or f"shuffle{next(count)}", capacity, min_after_dequeue, dtypes, shapes,
-                                      **options)
-
-    return make
+from tf_queue_cases import (  # noqa: F401 - shared tests, collected here
+    test_parallel_enqueue,  # RandomShuffleQueueTest.testParallelEnqueue
+    test_parallel_dequeue,  # RandomShuffleQueueTest.testParallelDequeue
+    test_dequeue,  # RandomShuffleQueueTest.testDequeue
+    test_enqueue_and_blocking_dequeue,  # RandomShuffleQueueTest.testEnqueueAndBlockingDequeue
+    test_multi_enqueue_and_dequeue,  # RandomShuffleQueueTest.testMultiEnqueueAndDequeue
+    test_queue_size_after_enqueue_and_dequeue,  # RandomShuffleQueueTest.testQueueSizeAfterEnqueueAndDequeue
+    test_enqueue_many,  # RandomShuffleQueueTest.testEnqueueMany
+    test_empty_dequeue_many,  # RandomShuffleQueueTest.testEmptyDequeueMany
+    test_empty_dequeue_up_to,  # RandomShuffleQueueTest.testEmptyDequeueUpTo
+    test_multi_enqueue_many,  # RandomShuffleQueueTest.testMultiEnqueueMany
+    test_multi_dequeue_many,  # RandomShuffleQueueTest.testMultiDequeueMany
+    test_multi_dequeue_up_to_no_blocking,  # RandomShuffleQueueTest.testMultiDequeueUpToNoBlocking
+    test_high_dimension,  # RandomShuffleQueueTest.testHighDimension
+    test_parallel_enqueue_many,  # RandomShuffleQueueTest.testParallelEnqueueMany
+    test_parallel_dequeue_many,  # RandomShuffleQueueTest.testParallelDequeueMany
+    test_blocking_dequeue_many,  # RandomShuffleQueueTest.testBlockingDequeueMany
+    test_blocking_dequeue_up_to,  # RandomShuffleQueueTest.testBlockingDequeueUpTo
+    test_dequeue_many_with_tensor_parameter,  # RandomShuffleQueueTest.testDequeueManyWithTensorParameter
+    test_blocking_dequeue_from_closed_empty_queue,  # RandomShuffleQueueTest.testBlockingDequeueFromClosedEmptyQueue
+    test_blocking_dequeue_many_from_closed_queue,  # RandomShuffleQueueTest.testBlockingDequeueManyFromClosedQueue
+    test_blocking_enqueue_to_full_queue,  # RandomShuffleQueueTest.testBlockingEnqueueToFullQueue
+    test_blocking_enqueue_many_to_full_queue,  # RandomShuffleQueueTest.testBlockingEnqueueManyToFullQueue
+    test_select_queue,  # RandomShuffleQueueTest.testSelectQueue
+    test_select_queue_out_of_range,  # RandomShuffleQueueTest.testSelectQueueOutOfRange
+    test_big_enqueue_many,  # RandomShuffleQueueTest.testBigEnqueueMany
+    test_big_dequeue_many,  # RandomShuffleQueueTest.testBigDequeueMany
+)
 
 
 def test_enqueue(make):  # RandomShuffleQueueTest.testEnqueue
@@ -53,11 +66,11 @@ def test_enqueue(make):  # RandomShuffleQueueTest.testEnqueue
 
 
 def test_enqueue_with_shape(make):  # RandomShuffleQueueTest.testEnqueueWithShape
-    cases.enqueue_with_shape(lambda *a, **k: make(*a, min_after_dequeue=5, **k))
+    cases.test_enqueue_with_shape(lambda *a, **k: make(*a, min_after_dequeue=5, **k))
 
 
 def test_enqueue_many_with_shape(make):  # RandomShuffleQueueTest.testEnqueueManyWithShape
-    cases.enqueue_many_with_shape(lambda *a, **k: make(*a, min_after_dequeue=5, **k))
+    cases.test_enqueue_many_with_shape(lambda *a, **k: make(*a, min_after_dequeue=5, **k))
     q2 = make(10, np.int32, shapes=[3], min_after_dequeue=5)
     q2.enqueue(([1, 2, 3],))
     q2.enqueue_many(([[1, 2, 3]],))
@@ -74,51 +87,12 @@ def test_scalar_shapes(make):  # RandomShuffleQueueTest.testScalarShapes
     assert sorted(results) == [(1, [5]), (2, [6]), (3, [7]), (4, [8]), (9, [10])]
 
 
-def test_parallel_enqueue(make):  # RandomShuffleQueueTest.testParallelEnqueue
-    cases.parallel_enqueue(make, ORDERED)
-
-
-def test_parallel_dequeue(make):  # RandomShuffleQueueTest.testParallelDequeue
-    cases.parallel_dequeue(make, ORDERED)
-
-
-def test_dequeue(make):  # RandomShuffleQueueTest.testDequeue
-    cases.dequeue(make, ORDERED)
-
-
-def test_enqueue_and_blocking_dequeue(c, make):  # RandomShuffleQueueTest.testEnqueueAndBlockingDequeue
-    cases.enqueue_and_blocking_dequeue(c, make, ORDERED)
-
-
-def test_multi_enqueue_and_dequeue(make):  # RandomShuffleQueueTest.testMultiEnqueueAndDequeue
-    cases.multi_enqueue_and_dequeue(make, ORDERED)
-
-
 def test_queue_size_empty(make):  # RandomShuffleQueueTest.testQueueSizeEmpty
     assert make(10, F, min_after_dequeue=5).size() == 0
 
 
-def test_queue_size_after_enqueue_and_dequeue(make):  # RandomShuffleQueueTest.testQueueSizeAfterEnqueueAndDequeue
-    cases.queue_size_after_enqueue_and_dequeue(make)
-
-
-def test_enqueue_many(make):  # RandomShuffleQueueTest.testEnqueueMany
-    cases.enqueue_many(make, ORDERED)
-
-
 def test_empty_enqueue_many(make):  # RandomShuffleQueueTest.testEmptyEnqueueMany
-    q = make(10, F, min_after_dequeue=5)
-    assert q.size() == 0
-    q.enqueue_many((np.zeros((0, 2, 3), np.float32),))
-    assert q.size() == 0
-
-
-def test_empty_dequeue_many(make):  # RandomShuffleQueueTest.testEmptyDequeueMany
-    cases.empty_dequeue_many(make)
-
-
-def test_empty_dequeue_up_to(make):  # RandomShuffleQueueTest.testEmptyDequeueUpTo
-    cases.empty_dequeue_up_to(make)
+    cases.test_empty_enqueue_many(make, min_after_dequeue=5)
 
 
 @pytest.mark.parametrize("up_to", [False, True], ids=["many", "up_to"])
@@ -135,10 +109,6 @@ def test_empty_dequeue_with_no_shape(make, up_to):
     assert q.size() == 1
 
 
-def test_multi_enqueue_many(make):  # RandomShuffleQueueTest.testMultiEnqueueMany
-    cases.multi_enqueue_many(make, ORDERED, shapes=None)
-
-
 def test_dequeue_many(make):  # RandomShuffleQueueTest.testDequeueMany
     q = make(10, F, [[]])
     q.enqueue_many((ELEMS10,))
@@ -153,28 +123,8 @@ def test_dequeue_up_to_no_blocking(make):  # RandomShuffleQueueTest.testDequeueU
     assert sorted(results) == ELEMS10
 
 
-def test_multi_dequeue_many(make):  # RandomShuffleQueueTest.testMultiDequeueMany
-    cases.multi_dequeue_many(make, ORDERED)
-
-
-def test_multi_dequeue_up_to_no_blocking(make):  # RandomShuffleQueueTest.testMultiDequeueUpToNoBlocking
-    cases.multi_dequeue_many(make, ORDERED, up_to=True)
-
-
-def test_high_dimension(make):  # RandomShuffleQueueTest.testHighDimension
-    cases.high_dimension(make, ORDERED)
-
-
-def test_parallel_enqueue_many(make):  # RandomShuffleQueueTest.testParallelEnqueueMany
-    cases.parallel_enqueue_many(make)
-
-
-def test_parallel_dequeue_many(make):  # RandomShuffleQueueTest.testParallelDequeueMany
-    cases.parallel_dequeue_many(make)
-
-
 def test_parallel_dequeue_up_to(make):  # RandomShuffleQueueTest.testParallelDequeueUpTo
-    cases.parallel_dequeue_many(make, up_to=True)
+    cases.test_parallel_dequeue_many(make, up_to=True)
 
 
 def test_parallel_dequeue_up_to_random_partition(make):  # RandomShuffleQueueTest.testParallelDequeueUpToRandomPartition
@@ -191,24 +141,12 @@ def test_parallel_dequeue_up_to_random_partition(make):  # RandomShuffleQueueTes
     assert sorted(dequeued) == elems
 
 
-def test_blocking_dequeue_many(c, make):  # RandomShuffleQueueTest.testBlockingDequeueMany
-    cases.blocking_dequeue_many(c, make, ORDERED)
+def test_dequeue_up_to_with_tensor_parameter(make, ordered):  # RandomShuffleQueueTest.testDequeueUpToWithTensorParameter
+    cases.test_dequeue_many_with_tensor_parameter(make, ordered, up_to=True)
 
 
-def test_blocking_dequeue_up_to(c, make):  # RandomShuffleQueueTest.testBlockingDequeueUpTo
-    cases.blocking_dequeue_many(c, make, ORDERED, up_to=True)
-
-
-def test_dequeue_many_with_tensor_parameter(make):  # RandomShuffleQueueTest.testDequeueManyWithTensorParameter
-    cases.dequeue_many_with_tensor_parameter(make, ORDERED)
-
-
-def test_dequeue_up_to_with_tensor_parameter(make):  # RandomShuffleQueueTest.testDequeueUpToWithTensorParameter
-    cases.dequeue_many_with_tensor_parameter(make, ORDERED, up_to=True)
-
-
-def test_dequeue_from_closed_queue(make):  # RandomShuffleQueueTest.testDequeueFromClosedQueue
-    cases.dequeue_from_closed_queue(make, ORDERED, min_after_dequeue=2)
+def test_dequeue_from_closed_queue(make, ordered):  # RandomShuffleQueueTest.testDequeueFromClosedQueue
+    cases.test_dequeue_from_closed_queue(make, ordered, min_after_dequeue=2)
 
 
 def test_blocking_dequeue_from_closed_queue(c, make):  # RandomShuffleQueueTest.testBlockingDequeueFromClosedQueue
@@ -231,23 +169,15 @@ def test_blocking_dequeue_from_closed_queue(c, make):  # RandomShuffleQueueTest.
     assert len(results) == 4
 
 
-def test_blocking_dequeue_from_closed_empty_queue(c, make):  # RandomShuffleQueueTest.testBlockingDequeueFromClosedEmptyQueue
-    cases.blocking_dequeue_from_closed_empty_queue(c, make)
-
-
-def test_blocking_dequeue_many_from_closed_queue(c, make):  # RandomShuffleQueueTest.testBlockingDequeueManyFromClosedQueue
-    cases.blocking_dequeue_many_from_closed_queue(c, make, ORDERED, n=4)
-
-
-def test_blocking_dequeue_up_to_from_closed_queue_returns_remainder(c, make):
+def test_blocking_dequeue_up_to_from_closed_queue_returns_remainder(c, make, ordered):
     # RandomShuffleQueueTest.testBlockingDequeueUpToFromClosedQueueReturnsRemainder
-    cases.dequeue_up_to_from_closed_queue_returns_remainder(c, make, ORDERED)
+    cases.test_dequeue_up_to_from_closed_queue_returns_remainder(c, make, ordered)
 
 
-def test_blocking_dequeue_up_to_smaller_than_min_after_dequeue(c, make):
+def test_blocking_dequeue_up_to_smaller_than_min_after_dequeue(c, make, ordered):
     # RandomShuffleQueueTest.testBlockingDequeueUpToSmallerThanMinAfterDequeue
-    cases.dequeue_up_to_from_closed_queue_returns_remainder(
-        c, lambda *a, **k: make(*a, min_after_dequeue=2, **k), ORDERED)
+    cases.test_dequeue_up_to_from_closed_queue_returns_remainder(
+        c, lambda *a, **k: make(*a, min_after_dequeue=2, **k), ordered)
 
 
 def test_blocking_dequeue_many_from_closed_queue_with_elements_remaining(c, make):
@@ -273,28 +203,20 @@ def test_blocking_dequeue_many_from_closed_queue_with_elements_remaining(c, make
 
 def test_blocking_dequeue_many_from_closed_empty_queue(c, make):
     # RandomShuffleQueueTest.testBlockingDequeueManyFromClosedEmptyQueue
-    cases.blocking_dequeue_from_closed_empty_queue(c, lambda *a, **k: make(*a, min_after_dequeue=5, **k), mode="many")
+    cases.test_blocking_dequeue_many_from_closed_empty_queue(c, lambda *a, **k: make(*a, min_after_dequeue=5, **k))
 
 
 def test_blocking_dequeue_up_to_from_closed_empty_queue(c, make):
     # RandomShuffleQueueTest.testBlockingDequeueUpToFromClosedEmptyQueue
-    cases.blocking_dequeue_from_closed_empty_queue(c, lambda *a, **k: make(*a, min_after_dequeue=5, **k), mode="up_to")
+    cases.test_blocking_dequeue_up_to_from_closed_empty_queue(c, lambda *a, **k: make(*a, min_after_dequeue=5, **k))
 
 
 def test_enqueue_to_closed_queue(make):  # RandomShuffleQueueTest.testEnqueueToClosedQueue
-    cases.enqueue_to_closed_queue(make, many=False, min_after_dequeue=4)
+    cases.test_enqueue_to_closed_queue(make, many=False, min_after_dequeue=4)
 
 
 def test_enqueue_many_to_closed_queue(make):  # RandomShuffleQueueTest.testEnqueueManyToClosedQueue
-    cases.enqueue_to_closed_queue(make, many=True, min_after_dequeue=5)
-
-
-def test_blocking_enqueue_to_full_queue(c, make):  # RandomShuffleQueueTest.testBlockingEnqueueToFullQueue
-    cases.blocking_enqueue_to_full_queue(c, make, ORDERED, many=False)
-
-
-def test_blocking_enqueue_many_to_full_queue(c, make):  # RandomShuffleQueueTest.testBlockingEnqueueManyToFullQueue
-    cases.blocking_enqueue_to_full_queue(c, make, ORDERED, many=True)
+    cases.test_enqueue_many_to_closed_queue(make, min_after_dequeue=5)
 
 
 def test_blocking_enqueue_to_closed_queue(c, make):  # RandomShuffleQueueTest.testBlockingEnqueueToClosedQueue
@@ -333,7 +255,7 @@ def test_blocking_enqueue_many_to_closed_queue(c, make):  # RandomShuffleQueueTe
 def test_shared_queue_same_session(make):  # RandomShuffleQueueTest.testSharedQueueSameSession
     # TensorFlow's q1 takes its seed from the test's graph seed (887634792); there is no graph seed
     # here, so q1 names the same seed q2 asks for.
-    cases.shared_queue_same_session(lambda *a, **k: make(*a, seed=887634792, **k))
+    cases.test_shared_queue_same_session(lambda *a, **k: make(*a, seed=887634792, **k))
 
 
 def test_shared_queue_same_session_graph_seed_none(make):  # RandomShuffleQueueTest.testSharedQueueSameSessionGraphSeedNone
@@ -370,19 +292,8 @@ def test_incompatible_shared_queue_errors(c):  # RandomShuffleQueueTest.testInco
         c.random_shuffle_queue("q_h", 10, 5, F, seed=21)
 
 
-@pytest.mark.skip(reason="QueueBase.from_list picks a queue's DT_RESOURCE handle inside a graph at run time; "
-                         "here a queue handle is a Python object, chosen with Python")
-def test_select_queue():  # RandomShuffleQueueTest.testSelectQueue
-    pass
-
-
-@pytest.mark.skip(reason="QueueBase.from_list (graph-time selection of a queue handle): see test_select_queue")
-def test_select_queue_out_of_range():  # RandomShuffleQueueTest.testSelectQueueOutOfRange
-    pass
-
-
 def test_reset_of_blocking_operation(c, local_server, make):  # RandomShuffleQueueTest.testResetOfBlockingOperation
-    cases.reset_of_blocking_operation(c, local_server.target, make, up_to=True)
+    cases.test_reset_of_blocking_operation(c, local_server, make, up_to=True)
 
 
 def _orders(make, mode: str, seeds=(1729, 87539319)) -> list[list[int]]:
@@ -413,11 +324,3 @@ def test_dequeue_in_different_orders(make, mode):
             assert results[i] != results[j]
     # The seeds make it reproducible: the same seeds give the same four orders.
     assert _orders(make, mode) == results
-
-
-def test_big_enqueue_many(c, make):  # RandomShuffleQueueTest.testBigEnqueueMany
-    cases.big_enqueue_many(c, make, ORDERED)
-
-
-def test_big_dequeue_many(c, make):  # RandomShuffleQueueTest.testBigDequeueMany
-    cases.big_dequeue_many(c, make, ORDERED)
