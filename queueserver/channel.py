@@ -11,8 +11,9 @@ restarted, say) connects again by itself, with backoff, within ``reconnect_s``, 
 calls that repeating cannot harm (:data:`RETRYABLE`): every enqueue carries a stamp (this
 channel's client id and a sequence number) so the server applies a repeated one once; a repeated
 dequeue may deliver what the lost connection held again (delivery is at least once). Calls that
-would apply twice (``assign_add``, ``scatter_add``, ``apply_grad``, ``take_grad``, a compact one-element enqueue,
-which carries no stamp) fail with UnavailableError, and the next call reconnects.
+would apply twice (``assign_add``, ``scatter_add``, ``apply_grad``, ``take_grad``) fail with
+UnavailableError, and the next call reconnects. (A one-element enqueue in a compact frame carries
+its stamp too: the sequence number in the frame, the client id in the hello.)
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ class Channel:
             raise from_exception(exc, f"cannot connect to {self.label}") from exc
         self._protocol = protocol
         transport.write(PREAMBLE)
-        reply, _ = await self.call(P.hello(self.token, self.client_name))
+        reply, _ = await self.call(P.hello(self.token, self.client_name, self.client_id))
         if not isinstance(reply.get("version"), str) or not isinstance(reply.get("task"), str):
             raise InvalidArgumentError(f"its hello reply has no version and task: {sorted(reply)}")
         return reply
@@ -499,30 +500,34 @@ class Channel:
             fixed part), ``({}, body)`` for an enqueue. Raises the server's error class.
         """
         window = self.reconnect_window()
+        seq = None
+        if window is not None and route is None:  # an enqueue: stamped, so a repeat is applied once
+            self._seq += 1
+            seq = self._seq
         if window is None or (self.connected and self._fatal is None):
             try:
-                return await self._call_compact(op, handle, timeout, acks, payload, route)
+                return await self._call_compact(op, handle, timeout, acks, payload, route, seq)
             except UnavailableError as exc:
                 if window is None:
                     raise
                 first: UnavailableError | None = exc
         else:
             first = None
-        # A dequeue may be repeated (without its acknowledgements: their ids were the lost
-        # connection's); an enqueue carries no stamp, so it is not.
-        header = {"o": P.OP_DEQUEUE if route is not None else "compact enqueue"}
-        return await self._repeat(header, lambda: self._call_compact(op, handle, timeout, (), payload, route),
+        # Both may be repeated: a dequeue without its acknowledgements (their ids were the lost
+        # connection's), an enqueue with its stamp.
+        header = {"o": P.OP_DEQUEUE if route is not None else P.OP_ENQUEUE}
+        return await self._repeat(header, lambda: self._call_compact(op, handle, timeout, (), payload, route, seq),
                                   window, first)
 
     async def _call_compact(self, op: int, handle: int, timeout: float | None, acks: Sequence[int],
-                            payload: bytes, route: dict | None) -> tuple[dict, bytearray]:
+                            payload: bytes, route: dict | None, seq: int | None = None) -> tuple[dict, bytearray]:
         proto = self._protocol
         if proto is not None and not proto.can_write.is_set():
             await proto.can_write.wait()
         if proto is None or proto.transport is None or self._fatal is not None:
             raise self._fatal or _lost(f"not connected to {self.label}")
         rid = self._next_id
-        frame = encode_compact_request(op, rid, handle, timeout, acks, payload)  # before anything is registered
+        frame = encode_compact_request(op, rid, handle, timeout, acks, payload, seq)  # before anything is registered
         self._next_id += 1
         fut = self._loop.create_future()
         self._pending[rid] = fut

@@ -42,7 +42,7 @@ from queueserver.wire import (
     FrameReader,
     coalesce,
     compact_layout,
-    decode_compact_acks,
+    decode_compact_extras,
     encode_compact_reply,
     encode_frame,
     encode_raw_frame,
@@ -136,6 +136,7 @@ class DataConnection(asyncio.BufferedProtocol):
         self.connected_at = time.monotonic()
         self.peer = "?"
         self.said_hello = self.said_bye = False
+        self.stamp_client: str | None = None  # the client id its hello gave: compact enqueues' stamps use it
         self.report: dict | None = None                  # the client's latest report(): role, figures, ts
         self._last_queue: tuple | None = None            # ((container, name), queue) of the last call
 
@@ -445,7 +446,7 @@ class DataConnection(asyncio.BufferedProtocol):
                 svc.calls[op] = svc.calls.get(op, 0) + 1
                 raise InvalidArgumentError(
                     f"malformed compact frame: {len(body)} bytes, a request needs {COMPACT_REQUEST.size}")
-            code, n_acks, handle, rid, timeout = COMPACT_REQUEST.unpack_from(body)
+            code, flags, n_acks, handle, rid, timeout = COMPACT_REQUEST.unpack_from(body)
             op = "enqueue" if code == COMPACT_ENQUEUE else "dequeue" if code == COMPACT_DEQUEUE else "?"
             svc.calls[op] = svc.calls.get(op, 0) + 1
             if op == "?":
@@ -453,7 +454,7 @@ class DataConnection(asyncio.BufferedProtocol):
             refusal = None if self.authenticated and not svc.stopping else self._refusal(rid, op)
             if refusal is not None:
                 raise refusal
-            acks, offset = decode_compact_acks(body, n_acks)
+            seq, acks, offset = decode_compact_extras(body, flags, n_acks)
             if timeout != timeout:  # NaN: wait for ever
                 timeout = None
             q, layout, size = self.session.bound(handle, self._find_queue, _layout_of)
@@ -462,7 +463,7 @@ class DataConnection(asyncio.BufferedProtocol):
                     raise InvalidArgumentError("a compact enqueue carries no acknowledgements")
                 element = self._compact_element(q, layout, size, body, offset)
                 self.session.check_budget()
-                attempt = q.enqueue(element, timeout=timeout, validated=True)
+                attempt = q.enqueue(element, timeout=timeout, validated=True, stamp=self._stamp(seq))
             else:
                 if offset != len(body):
                     raise InvalidArgumentError(f"malformed compact dequeue: {len(body) - offset} bytes after its header")
@@ -472,6 +473,14 @@ class DataConnection(asyncio.BufferedProtocol):
             self.fail(rid, op, exc, t0, "in compact")
             return
         self._track(rid, op, attempt, None, len(body), t0, compact=True)
+
+    def _stamp(self, seq: int | None) -> Any:
+        """A compact enqueue's stamp: its sequence number with the client id of the hello."""
+        if seq is None:
+            return None
+        if self.stamp_client is None:
+            raise InvalidArgumentError("a stamped compact enqueue needs a client id ('cid') in the connection's hello")
+        return self.service.stamps.get(self.stamp_client, seq)
 
     def _find_queue(self, key: tuple[str, str]) -> QueueBase:
         return self.service.resources.get(key[0], key[1], QueueBase)

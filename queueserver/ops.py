@@ -52,6 +52,11 @@ def _op_hello(conn: DataConnection, h: dict, body) -> dict:
             raise UnauthenticatedError("wrong or missing token for this server")
     conn.authenticate()
     conn.client_name = str(h.get("client", "?"))[:200]
+    cid = h.get("cid")
+    if cid is not None:
+        if not (type(cid) is str and 0 < len(cid) <= 64):
+            raise InvalidArgumentError(f"a client id ('cid') must be 1-64 characters, got {str(cid)[:80]}")
+        conn.stamp_client = cid
     if not conn.said_hello:
         conn.said_hello = True
         event(logging.INFO, conn.service.task, "client_connected", f"client {conn.client_name} connected from {conn.peer}",

@@ -11,7 +11,8 @@ request id; its reply carries the same id, and either the results or an error.
 Requests (``OP_*``; the fields each uses are listed with the field constants below):
 
 ==============  ===========================================================================
-``hello``       introduce the client (``token``, ``client``); the reply describes the server
+``hello``       introduce the client (``token``, ``client``; ``cid``: the client id its compact
+                enqueues' stamps use); the reply describes the server
 ``queue``       create or open a queue (``kind``, ``n``, ``c``, ``cap``, ``spec``, ``mad``, ``seed``)
 ``enqueue``     add one element or, with ``m``, a batch (arrays ``a`` + body; ``t``); ``st``: its
                 stamp [client id, sequence], so a retry places only what earlier tries did not
@@ -124,8 +125,11 @@ def timeout_field(header: dict) -> Any:
 
 
 # ----- one builder per request (the client side; ``route`` is ``route_fields`` of the resource)
-def hello(token: str | None, client: str) -> dict:
-    return {OP: OP_HELLO, "token": token, "client": client}
+def hello(token: str | None, client: str, client_id: str | None = None) -> dict:
+    header = {OP: OP_HELLO, "token": token, "client": client}
+    if client_id is not None:
+        header["cid"] = client_id  # what stamps a compact enqueue (see queueserver.wire)
+    return header
 
 
 def bye() -> dict:

@@ -19,10 +19,13 @@ one-element enqueue or dequeue on a queue whose elements are a fixed run of byte
 number of its choosing to the queue and the element layout it expects (a ``"bind"`` request,
 answered by nothing; the server checks the layout against the queue on the first call), then sends::
 
-    request: u8 op | pad | u16 n | u32 handle | u64 request id | f64 timeout (NaN: none) | n x u64 acks | element
+    request: u8 op | u8 flags | u16 n | u32 handle | u64 request id | f64 timeout (NaN: none)
+             | [u64 sequence, with flag 1] | n x u64 acks | element
     reply:   u8 op | 7 pad | u64 request id | u64 delivery id (0 for an enqueue) | element
 
-Both fixed parts are 24 bytes, so the element's arrays start 8-byte aligned. Element bytes are in
+Flag 1 (``COMPACT_STAMPED``): an enqueue's stamp, the sequence number that, with the client id its
+hello gave, lets the server apply a repeated call once (as a msgpack enqueue's ``st``). Both fixed
+parts are 24 bytes, and what follows comes in u64s, so the element's arrays start 8-byte aligned. Element bytes are in
 the machine's order; a client uses compact frames only with a server of its own byte order. Errors
 still come back as ordinary frames (``{"i": id, "e": ...}``), so one error path serves both.
 """
@@ -52,7 +55,8 @@ MAX_HEADER_BYTES = 1024 * 1024
 _HEADER_LIMITS = dict(max_array_len=1 << 17, max_map_len=1024, max_ext_len=0)
 _SMALL_BUFFER = 256 * 1024
 
-COMPACT_REQUEST = struct.Struct("<BxHIQd")   # op, ack count, handle, request id, timeout
+COMPACT_REQUEST = struct.Struct("<BBHIQd")   # op, flags, ack count, handle, request id, timeout
+COMPACT_STAMPED = 1                          # flags: the enqueue's sequence number follows
 COMPACT_REPLY = struct.Struct("<B7xQQ")      # op, request id, delivery id
 COMPACT_ENQUEUE, COMPACT_DEQUEUE = 1, 2
 COMPACT_MAX_ACKS = 0xFFFF
@@ -61,7 +65,8 @@ COMPACT_MAX_HANDLES = 65536  # per connection: each holds a reference to its que
 # would leave the reader's small-frame buffer.
 COMPACT_MAX_ELEMENT_BYTES = 1 << 20
 _COMPACT = object()  # the "header" of a compact frame inside the reader
-_COMPACT_FRAME = struct.Struct("<IQBxHIQd")  # PREFIX and COMPACT_REQUEST in one
+_COMPACT_FRAME = struct.Struct("<IQBBHIQd")  # PREFIX and COMPACT_REQUEST in one
+_U64 = struct.Struct("<Q")
 
 # A Packer keeps an internal buffer and is not thread-safe; the server's thread and clients'
 # loop threads of one process all encode frames, so each thread packs with its own.
@@ -134,8 +139,9 @@ def compact_layout(spec: Any) -> tuple | None:
 
 
 def encode_compact_request(op: int, rid: int, handle: int, timeout: float | None, acks: Sequence[int],
-                           payload: bytes = b"") -> bytes:
-    """One compact request frame (see the module notes); ``payload`` is the element's bytes.
+                           payload: bytes = b"", seq: int | None = None) -> bytes:
+    """One compact request frame (see the module notes); ``payload`` is the element's bytes,
+    ``seq`` an enqueue's stamp sequence number.
 
     Raises:
         InvalidArgumentError: more than ``COMPACT_MAX_ACKS`` acknowledgements, or a request id
@@ -144,24 +150,34 @@ def encode_compact_request(op: int, rid: int, handle: int, timeout: float | None
     t = math.nan if timeout is None else timeout
     n = len(acks)
     try:
-        if not n:
-            return _COMPACT_FRAME.pack(0, COMPACT_REQUEST.size + len(payload), op, 0, handle, rid, t) + payload
-        head = COMPACT_REQUEST.pack(op, n, handle, rid, t) + struct.pack(f"<{n}Q", *acks)
+        if not n and seq is None:
+            return _COMPACT_FRAME.pack(0, COMPACT_REQUEST.size + len(payload), op, 0, 0, handle, rid, t) + payload
+        head = COMPACT_REQUEST.pack(op, 0 if seq is None else COMPACT_STAMPED, n, handle, rid, t)
+        if seq is not None:
+            head += _U64.pack(seq)
+        if n:
+            head += struct.pack(f"<{n}Q", *acks)
     except struct.error as exc:
         raise InvalidArgumentError(f"cannot encode a compact request: {exc}") from None
     return PREFIX.pack(0, len(head) + len(payload)) + head + payload
 
 
-def decode_compact_acks(body: bytearray, n: int) -> tuple[list[int], int]:
-    """The ``n`` acknowledgements after a compact request's fixed part, and where its element starts.
+def decode_compact_extras(body: bytearray, flags: int, n: int) -> tuple[int | None, list[int], int]:
+    """What follows a compact request's fixed part: its stamp's sequence number (or None), its
+    ``n`` acknowledgements, and where its element starts.
 
     Raises:
-        InvalidArgumentError: the frame is too short for what it declares.
+        InvalidArgumentError: unknown flags, or a frame too short for what it declares.
     """
-    offset = COMPACT_REQUEST.size + 8 * n
+    if flags & ~COMPACT_STAMPED:
+        raise InvalidArgumentError(f"malformed compact frame: unknown flags {flags:#x}")
+    start = COMPACT_REQUEST.size + (8 if flags & COMPACT_STAMPED else 0)
+    offset = start + 8 * n
     if offset > len(body):
-        raise InvalidArgumentError(f"malformed compact frame: it declares {n} acknowledgements but has {len(body)} bytes")
-    return (list(struct.unpack_from(f"<{n}Q", body, COMPACT_REQUEST.size)) if n else []), offset
+        raise InvalidArgumentError(f"malformed compact frame: it declares {n} acknowledgements"
+                                   f"{' and a stamp' if flags else ''} but has {len(body)} bytes")
+    seq = _U64.unpack_from(body, COMPACT_REQUEST.size)[0] if flags & COMPACT_STAMPED else None
+    return seq, (list(struct.unpack_from(f"<{n}Q", body, start)) if n else []), offset
 
 
 def encode_compact_reply(op: int, rid: int, delivery: int, payload: bytes = b"") -> bytes:

@@ -135,3 +135,61 @@ def test_a_consumer_carries_on_across_a_restart_and_gets_every_id(tmp_path):
             assert c.fifo_queue("ids", capacity=total, dtypes=[np.int64], shapes=[[]]).size() == 0
     finally:
         server.stop()
+
+
+def test_one_element_enqueues_carry_on_across_a_restart_each_id_exactly_once(tmp_path):
+    """One-element enqueues of fixed-size elements travel in compact frames. They carried no
+    stamp, so one whose reply was lost could not be repeated: the producer failed with
+    UnavailableError at the daemon's death. They are stamped now, like every enqueue."""
+    total = 3_000
+    progress = threading.Event()
+
+    def produce(target: str) -> None:
+        with qs.connect(target, operation_timeout=30) as c:
+            q = c.fifo_queue("ids", capacity=total, dtypes=[np.int64], shapes=[[]])
+            for i in range(total):
+                q.enqueue(np.int64(i))
+                if i >= total // 4:
+                    progress.set()
+
+    server = _restart_mid_stream(tmp_path, produce, progress)
+    try:
+        with qs.connect(server.target) as c:
+            q = c.fifo_queue("ids", capacity=total, dtypes=[np.int64], shapes=[[]])
+            assert q.dequeue_many(q.size()).tolist() == list(range(total))
+    finally:
+        server.stop()
+
+
+def test_a_repeated_stamped_compact_enqueue_is_applied_once(local_server):
+    from queueserver.wire import COMPACT_ENQUEUE, PREFIX, encode_compact_request
+
+    def hello(conn: RawConnection) -> None:
+        assert "e" not in conn.call({"o": "hello", "i": 1, "token": None, "client": "raw", "cid": "client-b"})[0]
+        conn.send({"o": "bind", "i": 0, "fh": 1, "n": "q", "c": "", "spec": QUEUE["spec"]})
+
+    def enqueue(conn: RawConnection, rid: int, value: int, seq: int | None) -> dict:
+        """The reply: ``{}`` for a compact one (header length 0: it worked), else its header."""
+        conn.sock.sendall(encode_compact_request(COMPACT_ENQUEUE, rid, 1, None, (), np.int64(value).tobytes(), seq=seq))
+        while len(conn._buffer) < PREFIX.size:
+            conn._recv()
+        if PREFIX.unpack_from(conn._buffer)[0] == 0:
+            end = PREFIX.size + PREFIX.unpack_from(conn._buffer)[1]
+            while len(conn._buffer) < end:
+                conn._recv()
+            conn._buffer = conn._buffer[end:]
+            return {}
+        return conn.reply()[0]
+
+    first = RawConnection(local_server.target)
+    assert "e" not in first.call({**QUEUE, "i": 1})[0]
+    hello(first)
+    assert "e" not in enqueue(first, 2, 7, seq=1)
+    first.close()  # as if its reply had been lost with the connection
+    again = RawConnection(local_server.target)
+    hello(again)
+    assert "e" not in enqueue(again, 2, 7, seq=1)  # the retry: acknowledged, not applied
+    assert "e" not in enqueue(again, 3, 8, seq=2)
+    assert "e" not in enqueue(again, 4, 9, seq=None)  # unstamped, as before
+    again.close()
+    assert _size(local_server.target) == 3
