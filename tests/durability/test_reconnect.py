@@ -164,8 +164,8 @@ def test_one_element_enqueues_carry_on_across_a_restart_each_id_exactly_once(tmp
 def test_a_repeated_stamped_compact_enqueue_is_applied_once(local_server):
     from queueserver.wire import COMPACT_ENQUEUE, PREFIX, encode_compact_request
 
-    def hello(conn: RawConnection) -> None:
-        assert "e" not in conn.call({"o": "hello", "i": 1, "token": None, "client": "raw", "cid": "client-b"})[0]
+    def hello(conn: RawConnection, cid: str | None = "client-b") -> None:
+        assert "e" not in conn.call({"o": "hello", "i": 1, "token": None, "client": "raw", "cid": cid})[0]
         conn.send({"o": "bind", "i": 0, "fh": 1, "n": "q", "c": "", "spec": QUEUE["spec"]})
 
     def enqueue(conn: RawConnection, rid: int, value: int, seq: int | None) -> dict:
@@ -193,3 +193,9 @@ def test_a_repeated_stamped_compact_enqueue_is_applied_once(local_server):
     assert "e" not in enqueue(again, 4, 9, seq=None)  # unstamped, as before
     again.close()
     assert _size(local_server.target) == 3
+    anonymous = RawConnection(local_server.target)
+    hello(anonymous, cid=None)
+    reply = enqueue(anonymous, 2, 10, seq=1)
+    assert reply["e"][0] == qs.InvalidArgumentError.code and "client id ('cid')" in reply["e"][1]
+    anonymous.close()
+    assert _size(local_server.target) == 3  # refused, nothing placed

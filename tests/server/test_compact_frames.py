@@ -172,8 +172,12 @@ def test_malformed_compact_frames_get_clear_errors(local_server):
         (encode_compact_request(COMPACT_ENQUEUE, 3, 9, None, (), b"\x00" * 8), 3, qs.InvalidArgumentError,
          "no queue is bound to compact handle 9"),
         (encode_compact_request(7, 4, 1, None, ()), 4, qs.UnimplementedError, "unknown compact operation 7"),
-        (compact(COMPACT_REQUEST.pack(COMPACT_DEQUEUE, 3, 1, 5, math.nan)), 5, qs.InvalidArgumentError,
+        (compact(COMPACT_REQUEST.pack(COMPACT_DEQUEUE, 0, 3, 1, 5, math.nan)), 5, qs.InvalidArgumentError,
          "declares 3 acknowledgements"),
+        (compact(COMPACT_REQUEST.pack(COMPACT_ENQUEUE, 4, 0, 1, 8, math.nan)), 8, qs.InvalidArgumentError,
+         "unknown flags 0x4"),
+        (compact(COMPACT_REQUEST.pack(COMPACT_ENQUEUE, 1, 0, 1, 9, math.nan)), 9, qs.InvalidArgumentError,
+         "declares 0 acknowledgements and a stamp"),
         (encode_compact_request(COMPACT_ENQUEUE, 6, 1, None, [1], b"\x00" * 8), 6, qs.InvalidArgumentError,
          "no queue is bound to compact handle 1"),
     ]
