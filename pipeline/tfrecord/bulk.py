@@ -28,7 +28,7 @@ from .example import (
     _parse_rows_fast,
     parse_example,
 )
-from .framing import _HEADER, _MASK_DELTA, _U32, TFRecordReader, _crc32c
+from .framing import _HEADER, TFRecordReader, _frame, _Irregular
 
 __all__ = ["read_tfrecord_examples"]
 
@@ -41,10 +41,6 @@ __all__ = ["read_tfrecord_examples"]
 # releases the GIL while it inflates).
 _INFLATE_BLOCK = 1 << 21
 _UNIFORM_MIN = 2  # a run of equal records shorter than this is parsed by the general path
-
-
-class _Irregular(Exception):
-    """The fast reader met something only TFRecordReader reports exactly (bad CRC, truncation)."""
 
 
 def _inflater() -> Any:
@@ -135,48 +131,6 @@ def _read_ahead(blocks: Iterator[bytes]) -> Iterator[bytes]:
     finally:
         stop.set()
         t.join()
-
-
-def _frame(buf: Any) -> tuple[int, list[tuple[int, int, int, int]]]:
-    """Find the complete records at the start of ``buf`` and check both CRCs of each.
-
-    Returns ``(end, runs)``: ``end`` is where the first incomplete record starts; each run
-    ``(data_offset, length, count, stride)`` is ``count`` consecutive records of one length.
-    Records of one length are found with one vectorised comparison of their headers (equal length
-    fields have equal header CRCs, so one header check covers the run); each record's data CRC is
-    one native call. Raises _Irregular on any CRC mismatch.
-    """
-    crc, unpack_header = _crc32c, _HEADER.unpack_from  # buf: bytes or mmap (slices are bytes)
-    n, p, runs = len(buf), 0, []
-    while n - p >= 12:
-        length, length_crc = unpack_header(buf, p)
-        c = crc(buf[p : p + 8])
-        if ((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF) != length_crc:
-            raise _Irregular("header CRC")
-        stride = length + 16
-        k = (n - p) // stride
-        if k == 0:
-            break
-        if k > 1 and buf[p + stride : p + stride + 12] == buf[p : p + 12]:
-            lens = np.ndarray((k,), "<u8", buf, p, (stride,))
-            hcrc = np.ndarray((k,), "<u4", buf, p + 8, (stride,))
-            same = (lens == length) & (hcrc == length_crc)
-            k = k if same.all() else int(np.argmin(same))
-        else:
-            k = 1
-        first = p + 12
-        if k == 1:
-            c = crc(buf[first : first + length])
-            if ((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF) != _U32.unpack_from(buf, first + length)[0]:
-                raise _Irregular("data CRC")
-        else:
-            crcs = np.array([crc(buf[o : o + length]) for o in range(first, first + k * stride, stride)], np.uint32)
-            masked = ((crcs >> np.uint32(15)) | (crcs << np.uint32(17))) + np.uint32(_MASK_DELTA)
-            if not np.array_equal(masked, np.ndarray((k,), "<u4", buf, first + length, (stride,))):
-                raise _Irregular("data CRC")
-        runs.append((first, length, k, stride))
-        p += k * stride
-    return p, runs
 
 
 def _concat_parsed(parts: list[tuple[dict, int]], features: Mapping[str, Any]) -> dict:

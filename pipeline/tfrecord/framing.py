@@ -29,7 +29,9 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from typing import Iterator
+from typing import Any, Iterator
+
+import numpy as np
 
 try:  # the C extension's own entry point skips a Python-level wrapper call per record
     from google_crc32c.cext import value as _crc32c
@@ -45,6 +47,58 @@ _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+# read_chunk frames whole runs of records when at least this much is buffered (smaller leftovers
+# go record by record, as does anything irregular).
+_FRAME_MIN_BYTES = 4096
+
+
+class _Irregular(Exception):
+    """The fast framing met something only the record-by-record path reports exactly (a bad CRC,
+    a truncation): the caller goes that way instead."""
+
+
+def _frame(buf: Any, p: int = 0, limit: int | None = None) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """Find the complete records in ``buf`` from ``p`` (at most ``limit``) and check both CRCs of each.
+
+    Returns ``(end, runs)``: ``end`` is where the first record not framed starts; each run
+    ``(data_offset, length, count, stride)`` is ``count`` consecutive records of one length.
+    Records of one length are found with one vectorised comparison of their headers (equal length
+    fields have equal header CRCs, so one header check covers the run); each record's data CRC is
+    one native call. Raises _Irregular on any CRC mismatch.
+    """
+    crc, unpack_header = _crc32c, _HEADER.unpack_from  # buf: bytes or mmap (slices are bytes)
+    n, runs = len(buf), []
+    left = n if limit is None else limit
+    while n - p >= 12 and left > 0:
+        length, length_crc = unpack_header(buf, p)
+        c = crc(buf[p : p + 8])
+        if ((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF) != length_crc:
+            raise _Irregular("header CRC")
+        stride = length + 16
+        k = min((n - p) // stride, left)
+        if k == 0:
+            break
+        if k > 1 and buf[p + stride : p + stride + 12] == buf[p : p + 12]:
+            lens = np.ndarray((k,), "<u8", buf, p, (stride,))
+            hcrc = np.ndarray((k,), "<u4", buf, p + 8, (stride,))
+            same = (lens == length) & (hcrc == length_crc)
+            k = k if same.all() else int(np.argmin(same))
+        else:
+            k = 1
+        first = p + 12
+        if k == 1:
+            c = crc(buf[first : first + length])
+            if ((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF) != _U32.unpack_from(buf, first + length)[0]:
+                raise _Irregular("data CRC")
+        else:
+            crcs = np.array([crc(buf[o : o + length]) for o in range(first, first + k * stride, stride)], np.uint32)
+            masked = ((crcs >> np.uint32(15)) | (crcs << np.uint32(17))) + np.uint32(_MASK_DELTA)
+            if not np.array_equal(masked, np.ndarray((k,), "<u4", buf, first + length, (stride,))):
+                raise _Irregular("data CRC")
+        runs.append((first, length, k, stride))
+        p += k * stride
+        left -= k
+    return p, runs
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -273,6 +327,8 @@ class TFRecordReader:
         skip = self.on_error == "skip"
         while len(out) < max_records:
             buf, p = self._buf, self._p
+            if len(buf) - p >= _FRAME_MIN_BYTES and self._take_runs(out, max_records):
+                continue
             if len(buf) - p < 12 and self._ensure(12) < 12:
                 # TensorFlow: a file ending inside a record header simply ends the input.
                 self._stop = self._base + self._p
@@ -337,6 +393,20 @@ class TFRecordReader:
             self._p = p + total
         self.records += len(out)
         return out
+
+    def _take_runs(self, out: list[bytes], max_records: int) -> bool:
+        """Add the buffered records to ``out`` whole runs at a time (one header comparison per run,
+        one native CRC call per record: the common case); whether any were. Anything irregular
+        is left to the record-by-record path, which reports it exactly."""
+        buf = self._buf
+        try:
+            end, runs = _frame(buf, self._p, max_records - len(out))
+        except _Irregular:
+            return False
+        for first, length, count, stride in runs:
+            out.extend([buf[o : o + length] for o in range(first, first + count * stride, stride)])
+        self._p = end
+        return bool(runs)
 
     def _skipped(self, returned: int, offset: int) -> None:
         """Count a skipped record and keep where it was (``returned``: good records of this read so far)."""

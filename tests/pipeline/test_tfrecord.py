@@ -476,3 +476,36 @@ def test_read_examples_run_missing_required_feature(tmp_path):
         read_tfrecord_examples([good, tmp_path / "missing.tfrecord"], W4_SPEC)
     with pytest.raises(InvalidArgumentError):
         read_tfrecord_examples(tmp_path, W4_SPEC)  # a directory
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_runs_framed_at_once_still_stop_at_the_exact_bad_record(tmp_path, on_error):
+    """read_chunk frames whole runs of equal records at a time; a bad CRC or a truncation inside a
+    run must still give every good record before it, then the error at its own offset."""
+    path = tmp_path / "runs.tfrecord"
+    with TFRecordWriter(str(path)) as w:
+        for i in range(300):
+            w.write(bytes([i % 256]) * (100 if i < 200 else 57))  # two runs of equal lengths
+    data = bytearray(path.read_bytes())
+    bad = 150 * 116 + 12 + 5  # a data byte of record 150
+    data[bad] ^= 0xFF
+    path.write_bytes(bytes(data[:-30]))  # and the last record cut short
+    r = TFRecordReader(str(path), on_error=on_error)
+    got: list[bytes] = []
+    errors = []
+    while True:
+        try:
+            chunk = r.read_chunk(64)
+        except DataLossError as exc:
+            errors.append(exc)
+            break
+        if not chunk:
+            break
+        got += chunk
+    expected = [bytes([i % 256]) * (100 if i < 200 else 57) for i in range(299)]
+    if on_error == "raise":
+        assert got == expected[:150]
+        assert errors and f"corrupted record at {150 * 116 + 12}" in str(errors[0])
+    else:
+        assert got == expected[:150] + expected[151:]
+        assert [offset for _, offset in r.skipped] == [150 * 116, 200 * 116 + 99 * 73]
