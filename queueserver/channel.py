@@ -144,6 +144,9 @@ class Channel:
         self.reconnect_s = reconnect_s
         self.client_id = uuid.uuid4().hex[:16]  # with _seq, the stamp of each enqueue
         self._seq = 0
+        # Sequence numbers of stamped calls not answered yet: their lowest, sent with each stamp, is
+        # the low-water mark below which the server may forget this client's stamps.
+        self._open_seqs: set[int] = set()
         self._binds: dict[Any, dict] = {}  # compact-frame binds sent, to send again on a new connection
         self._opened = False
         self._reconnecting: asyncio.Future | None = None
@@ -456,15 +459,26 @@ class Channel:
         window = self.reconnect_window()
         if window is None:
             return await self._call(header, arrays, wait)
+        seq = None
         if header.get("o") == P.OP_ENQUEUE and P.STAMP not in header:
-            self._seq += 1
-            header[P.STAMP] = [self.client_id, self._seq]
-        if not self.connected and self._opened and not self._closed:
-            return await self._repeat(header, lambda: self._call(header, arrays, wait), window, None)
+            seq = self._open_stamp()
+            header[P.STAMP] = [self.client_id, seq, min(self._open_seqs)]
         try:
-            return await self._call(header, arrays, wait)
-        except UnavailableError as exc:
-            return await self._repeat(header, lambda: self._call(header, arrays, wait), window, exc)
+            if not self.connected and self._opened and not self._closed:
+                return await self._repeat(header, lambda: self._call(header, arrays, wait), window, None)
+            try:
+                return await self._call(header, arrays, wait)
+            except UnavailableError as exc:
+                return await self._repeat(header, lambda: self._call(header, arrays, wait), window, exc)
+        finally:
+            if seq is not None:
+                self._open_seqs.discard(seq)
+
+    def _open_stamp(self) -> int:
+        """The next sequence number, open until its call is answered (see ``_open_seqs``)."""
+        self._seq += 1
+        self._open_seqs.add(self._seq)
+        return self._seq
 
     async def _call(self, header: dict, arrays: Sequence[np.ndarray], wait: Any) -> tuple[dict, list[np.ndarray]]:
         if wait is OPERATION_DEADLINE:
@@ -500,34 +514,40 @@ class Channel:
             fixed part), ``({}, body)`` for an enqueue. Raises the server's error class.
         """
         window = self.reconnect_window()
-        seq = None
+        stamp = None
         if window is not None and route is None:  # an enqueue: stamped, so a repeat is applied once
-            self._seq += 1
-            seq = self._seq
-        if window is None or (self.connected and self._fatal is None):
-            try:
-                return await self._call_compact(op, handle, timeout, acks, payload, route, seq)
-            except UnavailableError as exc:
-                if window is None:
-                    raise
-                first: UnavailableError | None = exc
-        else:
-            first = None
-        # Both may be repeated: a dequeue without its acknowledgements (their ids were the lost
-        # connection's), an enqueue with its stamp.
-        header = {"o": P.OP_DEQUEUE if route is not None else P.OP_ENQUEUE}
-        return await self._repeat(header, lambda: self._call_compact(op, handle, timeout, (), payload, route, seq),
-                                  window, first)
+            seq = self._open_stamp()
+            stamp = (seq, min(self._open_seqs))
+        try:
+            if window is None or (self.connected and self._fatal is None):
+                try:
+                    return await self._call_compact(op, handle, timeout, acks, payload, route, stamp)
+                except UnavailableError as exc:
+                    if window is None:
+                        raise
+                    first: UnavailableError | None = exc
+            else:
+                first = None
+            # Both may be repeated: a dequeue without its acknowledgements (their ids were the lost
+            # connection's), an enqueue with its stamp.
+            header = {"o": P.OP_DEQUEUE if route is not None else P.OP_ENQUEUE}
+            return await self._repeat(header, lambda: self._call_compact(op, handle, timeout, (), payload, route, stamp),
+                                      window, first)
+        finally:
+            if stamp is not None:
+                self._open_seqs.discard(stamp[0])
 
     async def _call_compact(self, op: int, handle: int, timeout: float | None, acks: Sequence[int],
-                            payload: bytes, route: dict | None, seq: int | None = None) -> tuple[dict, bytearray]:
+                            payload: bytes, route: dict | None,
+                            stamp: tuple[int, int] | None = None) -> tuple[dict, bytearray]:
         proto = self._protocol
         if proto is not None and not proto.can_write.is_set():
             await proto.can_write.wait()
         if proto is None or proto.transport is None or self._fatal is not None:
             raise self._fatal or _lost(f"not connected to {self.label}")
         rid = self._next_id
-        frame = encode_compact_request(op, rid, handle, timeout, acks, payload, seq)  # before anything is registered
+        frame = encode_compact_request(op, rid, handle, timeout, acks, payload,  # before anything is registered
+                                       *(stamp if stamp is not None else ()))
         self._next_id += 1
         fut = self._loop.create_future()
         self._pending[rid] = fut

@@ -454,7 +454,7 @@ class DataConnection(asyncio.BufferedProtocol):
             refusal = None if self.authenticated and not svc.stopping else self._refusal(rid, op)
             if refusal is not None:
                 raise refusal
-            seq, acks, offset = decode_compact_extras(body, flags, n_acks)
+            stamp, acks, offset = decode_compact_extras(body, flags, n_acks)
             if timeout != timeout:  # NaN: wait for ever
                 timeout = None
             q, layout, size = self.session.bound(handle, self._find_queue, _layout_of)
@@ -463,7 +463,7 @@ class DataConnection(asyncio.BufferedProtocol):
                     raise InvalidArgumentError("a compact enqueue carries no acknowledgements")
                 element = self._compact_element(q, layout, size, body, offset)
                 self.session.check_budget()
-                attempt = q.enqueue(element, timeout=timeout, validated=True, stamp=self._stamp(seq))
+                attempt = q.enqueue(element, timeout=timeout, validated=True, stamp=self._stamp(stamp))
             else:
                 if offset != len(body):
                     raise InvalidArgumentError(f"malformed compact dequeue: {len(body) - offset} bytes after its header")
@@ -474,13 +474,17 @@ class DataConnection(asyncio.BufferedProtocol):
             return
         self._track(rid, op, attempt, None, len(body), t0, compact=True)
 
-    def _stamp(self, seq: int | None) -> Any:
-        """A compact enqueue's stamp: its sequence number with the client id of the hello."""
-        if seq is None:
+    def _stamp(self, stamp: tuple[int, int] | None) -> Any:
+        """A compact enqueue's stamp: its sequence number and low-water mark, with the client id of
+        the hello."""
+        if stamp is None:
             return None
         if self.stamp_client is None:
             raise InvalidArgumentError("a stamped compact enqueue needs a client id ('cid') in the connection's hello")
-        return self.service.stamps.get(self.stamp_client, seq)
+        seq, low = stamp
+        if low > seq:
+            raise InvalidArgumentError(f"a compact enqueue's low-water mark {low} is above its sequence number {seq}")
+        return self.service.stamps.get(self.stamp_client, seq, low)
 
     def _find_queue(self, key: tuple[str, str]) -> QueueBase:
         return self.service.resources.get(key[0], key[1], QueueBase)

@@ -92,11 +92,11 @@ def _op_enqueue(conn: DataConnection, h: dict, body) -> Attempt:
     arrays = decode_arrays(h.get(P.ARRAYS, []), body)
     stamp = h.get(P.STAMP)
     if stamp is not None:
-        if not (type(stamp) is list and len(stamp) == 2 and type(stamp[0]) is str and 0 < len(stamp[0]) <= 64
-                and type(stamp[1]) is int):
-            raise InvalidArgumentError(f"an enqueue stamp must be [client id (1-64 characters), sequence number],"
-                                       f" got {str(stamp)[:80]}")
-        stamp = conn.service.stamps.get(stamp[0], stamp[1])
+        if not (type(stamp) is list and len(stamp) in (2, 3) and type(stamp[0]) is str and 0 < len(stamp[0]) <= 64
+                and type(stamp[1]) is int and (len(stamp) == 2 or (type(stamp[2]) is int and stamp[2] <= stamp[1]))):
+            raise InvalidArgumentError(f"an enqueue stamp must be [client id (1-64 characters), sequence number,"
+                                       f" low-water mark (optional, <= the sequence number)], got {str(stamp)[:80]}")
+        stamp = conn.service.stamps.get(stamp[0], stamp[1], stamp[2] if len(stamp) == 3 else None)
     return q.enqueue(tuple(arrays), many=bool(h.get(P.MANY)), timeout=timeout_field(h), stamp=stamp)
 
 

@@ -79,7 +79,7 @@ WIRE_DTYPE = "wd"     # a narrower dtype the values travel as (bfloat16 bit patt
 HANDLE = "fh"         # bind: the compact-frame handle
 CANCEL_PENDING = "x"  # close: cancel pending enqueues
 ACTION = "v"          # var / acc / dir: the action
-STAMP = "st"          # enqueue: [client id, sequence number]; a retry of a stamped call is applied once
+STAMP = "st"          # enqueue: [client id, sequence number, low-water mark]; a retry is applied once
 WARNING = "warn"      # reply to a create: a placement warning to show the user
 SPARSE = "sp"         # accumulator: a sparse one, with this reduction type ("MEAN" or "SUM")
 

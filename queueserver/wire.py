@@ -20,11 +20,12 @@ number of its choosing to the queue and the element layout it expects (a ``"bind
 answered by nothing; the server checks the layout against the queue on the first call), then sends::
 
     request: u8 op | u8 flags | u16 n | u32 handle | u64 request id | f64 timeout (NaN: none)
-             | [u64 sequence, with flag 1] | n x u64 acks | element
+             | [u64 sequence, u64 low-water mark, with flag 1] | n x u64 acks | element
     reply:   u8 op | 7 pad | u64 request id | u64 delivery id (0 for an enqueue) | element
 
 Flag 1 (``COMPACT_STAMPED``): an enqueue's stamp, the sequence number that, with the client id its
-hello gave, lets the server apply a repeated call once (as a msgpack enqueue's ``st``). Both fixed
+hello gave, lets the server apply a repeated call once, and the client's low-water mark (as a
+msgpack enqueue's ``st``; see :mod:`queueserver.core.stamps`). Both fixed
 parts are 24 bytes, and what follows comes in u64s, so the element's arrays start 8-byte aligned. Element bytes are in
 the machine's order; a client uses compact frames only with a server of its own byte order. Errors
 still come back as ordinary frames (``{"i": id, "e": ...}``), so one error path serves both.
@@ -56,7 +57,7 @@ _HEADER_LIMITS = dict(max_array_len=1 << 17, max_map_len=1024, max_ext_len=0)
 _SMALL_BUFFER = 256 * 1024
 
 COMPACT_REQUEST = struct.Struct("<BBHIQd")   # op, flags, ack count, handle, request id, timeout
-COMPACT_STAMPED = 1                          # flags: the enqueue's sequence number follows
+COMPACT_STAMPED = 1                          # flags: the enqueue's sequence number and low-water mark follow
 COMPACT_REPLY = struct.Struct("<B7xQQ")      # op, request id, delivery id
 COMPACT_ENQUEUE, COMPACT_DEQUEUE = 1, 2
 COMPACT_MAX_ACKS = 0xFFFF
@@ -67,6 +68,7 @@ COMPACT_MAX_ELEMENT_BYTES = 1 << 20
 _COMPACT = object()  # the "header" of a compact frame inside the reader
 _COMPACT_FRAME = struct.Struct("<IQBBHIQd")  # PREFIX and COMPACT_REQUEST in one
 _U64 = struct.Struct("<Q")
+_STAMP = struct.Struct("<QQ")
 
 # A Packer keeps an internal buffer and is not thread-safe; the server's thread and clients'
 # loop threads of one process all encode frames, so each thread packs with its own.
@@ -139,9 +141,9 @@ def compact_layout(spec: Any) -> tuple | None:
 
 
 def encode_compact_request(op: int, rid: int, handle: int, timeout: float | None, acks: Sequence[int],
-                           payload: bytes = b"", seq: int | None = None) -> bytes:
+                           payload: bytes = b"", seq: int | None = None, low: int = 0) -> bytes:
     """One compact request frame (see the module notes); ``payload`` is the element's bytes,
-    ``seq`` an enqueue's stamp sequence number.
+    ``seq`` and ``low`` an enqueue's stamp sequence number and the client's low-water mark.
 
     Raises:
         InvalidArgumentError: more than ``COMPACT_MAX_ACKS`` acknowledgements, or a request id
@@ -154,7 +156,7 @@ def encode_compact_request(op: int, rid: int, handle: int, timeout: float | None
             return _COMPACT_FRAME.pack(0, COMPACT_REQUEST.size + len(payload), op, 0, 0, handle, rid, t) + payload
         head = COMPACT_REQUEST.pack(op, 0 if seq is None else COMPACT_STAMPED, n, handle, rid, t)
         if seq is not None:
-            head += _U64.pack(seq)
+            head += _STAMP.pack(seq, low)
         if n:
             head += struct.pack(f"<{n}Q", *acks)
     except struct.error as exc:
@@ -162,22 +164,22 @@ def encode_compact_request(op: int, rid: int, handle: int, timeout: float | None
     return PREFIX.pack(0, len(head) + len(payload)) + head + payload
 
 
-def decode_compact_extras(body: bytearray, flags: int, n: int) -> tuple[int | None, list[int], int]:
-    """What follows a compact request's fixed part: its stamp's sequence number (or None), its
-    ``n`` acknowledgements, and where its element starts.
+def decode_compact_extras(body: bytearray, flags: int, n: int) -> tuple[tuple[int, int] | None, list[int], int]:
+    """What follows a compact request's fixed part: its stamp's sequence number and low-water mark
+    (or None), its ``n`` acknowledgements, and where its element starts.
 
     Raises:
         InvalidArgumentError: unknown flags, or a frame too short for what it declares.
     """
     if flags & ~COMPACT_STAMPED:
         raise InvalidArgumentError(f"malformed compact frame: unknown flags {flags:#x}")
-    start = COMPACT_REQUEST.size + (8 if flags & COMPACT_STAMPED else 0)
+    start = COMPACT_REQUEST.size + (_STAMP.size if flags & COMPACT_STAMPED else 0)
     offset = start + 8 * n
     if offset > len(body):
         raise InvalidArgumentError(f"malformed compact frame: it declares {n} acknowledgements"
                                    f"{' and a stamp' if flags else ''} but has {len(body)} bytes")
-    seq = _U64.unpack_from(body, COMPACT_REQUEST.size)[0] if flags & COMPACT_STAMPED else None
-    return seq, (list(struct.unpack_from(f"<{n}Q", body, start)) if n else []), offset
+    stamp = _STAMP.unpack_from(body, COMPACT_REQUEST.size) if flags & COMPACT_STAMPED else None
+    return stamp, (list(struct.unpack_from(f"<{n}Q", body, start)) if n else []), offset
 
 
 def encode_compact_reply(op: int, rid: int, delivery: int, payload: bytes = b"") -> bytes:

@@ -112,6 +112,8 @@ class Attempt:
     def _finish(self, result: Any = None, error: QueueServerError | None = None) -> None:
         self.done = True
         self._result, self.error = result, error
+        if self.stamp is not None and self.stamp.attempt is self:
+            self.stamp.attempt = None
         self.batch = None
         self.held = []
         if self.waiting_since:
@@ -255,11 +257,20 @@ class QueueBase:
         self._validate_enqueue(batch)
         if self.closed:
             raise CancelledError(f"{self.type_name} '{self.name}' is closed.")
+        if stamp is not None and stamp.attempt is not None and not stamp.attempt.done:
+            # An earlier try still waits for room (its connection went quiet without closing):
+            # the retry supersedes it, or both would place the rest of the elements.
+            earlier = stamp.attempt
+            earlier.queue._withdraw(earlier, CancelledError(
+                f"enqueue into {self.type_name} '{self.name}' superseded by a retry of the same call",
+                placed=earlier.progress))
         if stamp is not None and stamp.placed:
             # A retry of a call that placed some (or all) of its elements before its reply was lost.
             batch = tuple(c[stamp.placed:] for c in batch)
         attempt = Attempt(self, True, batch_count(batch), batch=batch)
         attempt.stamp = stamp
+        if stamp is not None:
+            stamp.attempt = attempt
         if attempt.count == 0:
             attempt._finish(None)
             return attempt

@@ -12,56 +12,91 @@ Pure data, no I/O: :class:`Stamps` is a bounded table of :class:`Stamp` objects.
 
 from __future__ import annotations
 
-# Stamps kept per client: a client retries only calls still in flight when it lost its
-# connection, never more than this many.
+from typing import Any
+
+from queueserver.errors import ResourceExhaustedError
+
+# Stamps kept per client that sends no low-water mark: a client retries only calls still in
+# flight when it lost its connection, never more than this many.
 STAMPS_PER_CLIENT = 1024
+# A client with a low-water mark keeps every stamp at or above it; past this many the client is
+# refused further stamped calls (a hostile or broken client cannot grow the table without bound).
+MAX_OPEN_STAMPS = 100_000
 # Clients remembered: the least recently seen are forgotten first.
 MAX_CLIENTS = 10_000
 
 
 class Stamp:
-    """One stamped enqueue call: ``placed`` counts the elements its tries have placed so far."""
+    """One stamped enqueue call: ``placed`` counts the elements its tries have placed so far;
+    ``attempt`` is the try under way (a retry supersedes it); ``low`` the client's low-water mark
+    sent with it (logged, so a replay forgets what the live table forgot)."""
 
-    __slots__ = ("client", "seq", "placed")
+    __slots__ = ("client", "seq", "placed", "attempt", "low")
 
-    def __init__(self, client: str, seq: int, placed: int = 0) -> None:
+    def __init__(self, client: str, seq: int, placed: int = 0, low: int | None = None) -> None:
         self.client = client
         self.seq = seq
         self.placed = placed
+        self.attempt: Any = None
+        self.low = low
 
 
 class Stamps:
-    """The last stamps of each client, bounded per client and in clients.
+    """The stamps of each client that it may still retry, bounded in clients.
 
-    On every stamped enqueue: plain dicts, pruned in bulk (a client's sequence numbers grow, so its
-    oldest stamps are those below its newest minus ``per_client``).
+    A client sends, with each stamp, its low-water mark: the lowest sequence number among its calls
+    not yet answered. It will never retry below it, so those stamps are forgotten, and the ones it
+    may retry are kept however many newer calls it makes meanwhile (a stamp forgotten while its
+    call could still be retried let that retry enqueue twice). A client that sends no mark keeps
+    its last ``per_client`` stamps. The least recently seen clients are forgotten first.
     """
 
     def __init__(self, per_client: int = STAMPS_PER_CLIENT, max_clients: int = MAX_CLIENTS) -> None:
         self.per_client = per_client
         self.max_clients = max_clients
         self._clients: dict[str, dict[int, Stamp]] = {}
+        self._low: dict[str, int] = {}
 
-    def get(self, client: str, seq: int) -> Stamp:
-        """The stamp of ``(client, seq)``: the one seen before (with what it placed), or a new one."""
-        seen = self._clients.get(client)
+    def get(self, client: str, seq: int, low: int | None = None) -> Stamp:
+        """The stamp of ``(client, seq)``: the one seen before (with what it placed), or a new one.
+
+        Raises:
+            ResourceExhaustedError: the client keeps more than ``MAX_OPEN_STAMPS`` calls unanswered.
+        """
+        seen = self._clients.pop(client, None)  # re-inserted last: the dict's order is recency
         if seen is None:
-            if len(self._clients) >= self.max_clients:  # forget the clients seen first
+            if len(self._clients) >= self.max_clients:  # forget the least recently seen clients
                 for old in list(self._clients)[: self.max_clients // 2]:
                     del self._clients[old]
-            seen = self._clients[client] = {}
+                    self._low.pop(old, None)
+            seen = {}
+        self._clients[client] = seen
+        if low is not None:
+            self._forget_below(client, seen, low)
         stamp = seen.get(seq)
         if stamp is None:
-            stamp = seen[seq] = Stamp(client, seq)
-            if len(seen) > 2 * self.per_client:
+            if low is not None and len(seen) >= MAX_OPEN_STAMPS:
+                raise ResourceExhaustedError(
+                    f"client {client!r} has {len(seen)} stamped enqueues unanswered; at most {MAX_OPEN_STAMPS}")
+            stamp = seen[seq] = Stamp(client, seq, low=low)
+            if low is None and len(seen) > 2 * self.per_client:
                 keep = max(seen) - self.per_client
                 for old_seq in [s for s in seen if s <= keep]:
                     del seen[old_seq]
         return stamp
 
-    def set(self, client: str, seq: int, placed: int) -> None:
+    def _forget_below(self, client: str, seen: dict[int, Stamp], low: int) -> None:
+        """The client will not retry below ``low``: forget those stamps (in bulk, now and then)."""
+        if low <= self._low.get(client, -1):
+            return
+        self._low[client] = low
+        if len(seen) >= 64:  # amortised: one pass per 64 new stamps at most
+            for old_seq in [s for s in seen if s < low]:
+                del seen[old_seq]
+
+    def set(self, client: str, seq: int, placed: int, low: int | None = None) -> None:
         """Record that ``(client, seq)`` has placed ``placed`` elements (a replay of the durable log)."""
-        self.get(client, seq).placed = placed
+        self.get(client, seq, low).placed = placed
 
     def items(self) -> list[Stamp]:
         """Every stamp kept that placed something (a snapshot of the durable log writes them)."""

@@ -11,7 +11,7 @@ Records (header ``"k"``; ``c``/``n`` name the resource; arrays travel beside the
 
 =====  ==============================================================================
 ``q``  queue created: ``kind``, ``cap``, ``spec``, ``mad``, ``seed``
-``e``  elements placed at the back (arrays); ``s``: the enqueue's stamp [client, seq, placed]
+``e``  elements placed at the back (arrays); ``s``: the enqueue's stamp [client, seq, placed, low]
 ``t``  ``m`` elements taken as ``b`` batches, take ids ``t``.. ``t+b-1`` (a shuffle's picks as array)
 ``r``  taken batches ``t`` (ids) put back at the front, in that order
 ``f``  elements put back at the front that were never taken under an id (arrays)
@@ -114,7 +114,7 @@ class Recorder:
         c, n = queue.key
         header: dict[str, Any] = {"k": "e", "c": c, "n": n}
         if stamp is not None:
-            header["s"] = [stamp.client, stamp.seq, stamp.placed]
+            header["s"] = [stamp.client, stamp.seq, stamp.placed, stamp.low]
         self.sink(header, part)
 
     def taken(self, queue: QueueBase, k: int, batches: list[Batch]) -> None:
@@ -236,8 +236,8 @@ class Replay:
     def _placed(self, h: dict, arrays: list) -> None:
         self._get(h, QueueBase)._store.push_back(tuple(arrays))
         if "s" in h:
-            client, seq, placed = h["s"]
-            self.stamps.set(client, seq, placed)
+            client, seq, placed, *low = h["s"]  # (logs written before low-water marks have three)
+            self.stamps.set(client, seq, placed, low[0] if low else None)
 
     def _taken(self, h: dict, arrays: list) -> None:
         q = self._get(h, QueueBase)

@@ -199,3 +199,54 @@ def test_a_repeated_stamped_compact_enqueue_is_applied_once(local_server):
     assert reply["e"][0] == qs.InvalidArgumentError.code and "client id ('cid')" in reply["e"][1]
     anonymous.close()
     assert _size(local_server.target) == 3  # refused, nothing placed
+
+
+def test_a_call_still_open_keeps_its_stamp_through_many_others_and_a_restart(tmp_path):
+    """Before: past 2,048 newer stamps of the same client, an enqueue still waiting for room lost
+    its stamp (live and in the replay), and its retry placed every element again."""
+
+    def enqueue(conn: RawConnection, rid: int, name: str, ids: list, stamp: list, t: float | None = None) -> None:
+        header = {"o": "enqueue", "i": rid, "n": name, "c": "", "m": True, "a": [["<i8", [len(ids)]]], "st": stamp}
+        if t is not None:
+            header["t"] = t
+        conn.send(header, np.asarray(ids, "<i8").tobytes())
+
+    data = str(tmp_path / "data")
+    server = ServerProcess("--data-dir", data)
+    try:
+        c = RawConnection(server.target)
+        assert "e" not in c.call({**QUEUE, "n": "slow", "cap": 4, "i": 1})[0]
+        assert "e" not in c.call({**QUEUE, "n": "fast", "cap": 100_000, "i": 2})[0]
+        enqueue(c, 4, "slow", [100, 101], ["client-a", 1, 1])
+        assert "e" not in c.reply()[0]
+        waiting = RawConnection(server.target)
+        enqueue(waiting, 1, "slow", [0, 1, 2, 3, 4], ["client-a", 2, 2])  # places 0, 1, then waits
+        for seq in range(3, 3 + 2100):  # the same client goes on elsewhere; call 2 is still open
+            enqueue(c, 10 + seq, "fast", [seq], ["client-a", seq, 2])
+            assert "e" not in c.reply()[0]
+        waiting.close()  # its reply is lost
+        c.call({"o": "ping", "i": 9})  # every change before it is written (the reply gate)
+    finally:
+        server.stop(signal.SIGKILL)
+    again = ServerProcess("--data-dir", data)
+    try:
+        d = RawConnection(again.target)
+        reply, body = d.call({"o": "dequeue", "i": 1, "n": "slow", "c": "", "md": "many", "nn": 4})
+        assert np.frombuffer(body, "<i8").tolist() == [100, 101, 0, 1]
+        d.call({"o": "ack", "i": 2, "k": [reply["d"]]})
+        enqueue(d, 3, "slow", [0, 1, 2, 3, 4], ["client-a", 2, 2], t=5)  # the retry
+        assert "e" not in d.reply()[0]
+        reply, body = d.call({"o": "dequeue", "i": 4, "n": "slow", "c": "", "md": "many", "nn": 3})
+        assert np.frombuffer(body, "<i8").tolist() == [2, 3, 4]  # the rest, once
+        assert _size_of(again.target, "slow") == 0
+        d.close()
+    finally:
+        again.stop()
+
+
+def _size_of(target: str, name: str) -> int:
+    conn = RawConnection(target)
+    try:
+        return conn.call({"o": "size", "i": 1, "n": name, "c": ""})[0]["r"]
+    finally:
+        conn.close()
