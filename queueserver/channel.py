@@ -11,7 +11,8 @@ restarted, say) connects again by itself, with backoff, within ``reconnect_s``, 
 calls that repeating cannot harm (:data:`RETRYABLE`): every enqueue carries a stamp (this
 channel's client id and a sequence number) so the server applies a repeated one once; a repeated
 dequeue may deliver what the lost connection held again (delivery is at least once). Calls that
-would apply twice (``assign_add``, ``scatter_add``, ``apply_grad``, ``take_grad``) fail with
+would apply twice or undo another client's acknowledged write (``assign``, ``assign_add``,
+``scatter_update``, ``scatter_add``, ``apply_grad``, ``take_grad``) fail with
 UnavailableError, and the next call reconnects. (A one-element enqueue in a compact frame carries
 its stamp too: the sequence number in the frame, the client id in the hello.)
 """
@@ -59,7 +60,10 @@ OPERATION_DEADLINE = object()  # "a call that does not block: wait as long as th
 # returned with its connection). Variable and accumulator actions are listed by action.
 RETRYABLE = frozenset({P.OP_QUEUE, P.OP_VARIABLE, P.OP_ACCUMULATOR, P.OP_ENQUEUE, P.OP_DEQUEUE, P.OP_SIZE,
                        P.OP_IS_CLOSED, P.OP_SPEC, P.OP_STATUS, P.OP_PING, P.OP_REPORT, P.OP_ACK, P.OP_RETURN})
-RETRYABLE_ACTIONS = {P.OP_VAR: frozenset({"read", "is_initialized", "assign", "initialize", "gather", "scatter_update"}),
+# Writes to variables (assign, initialize, scatter_update) are not repeated: a repeat after another
+# client's acknowledged update would undo it (the review's case: A's assign(1.0) reaches the server,
+# B's assign_add(5) is acknowledged as 6.0, A's repeat puts 1.0 back).
+RETRYABLE_ACTIONS = {P.OP_VAR: frozenset({"read", "is_initialized", "gather"}),
                      P.OP_ACC: frozenset({"num", "set_step"})}
 # Backoff between reconnection attempts: doubling from the first to the last.
 RECONNECT_FIRST_S, RECONNECT_MAX_S = 0.05, 1.0

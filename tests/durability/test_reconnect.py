@@ -250,3 +250,20 @@ def _size_of(target: str, name: str) -> int:
         return conn.call({"o": "size", "i": 1, "n": name, "c": ""})[0]["r"]
     finally:
         conn.close()
+
+
+def test_writes_that_could_undo_another_clients_update_are_not_repeated():
+    """A review's case: A's assign(1.0) reached the server, its connection was cut, B's
+    assign_add(5) was acknowledged as 6.0, and A's repeated assign put 1.0 back. Reads are
+    repeated; writes other than stamped enqueues are not (the caller is told and decides)."""
+    from queueserver import protocol as P
+    from queueserver.channel import Channel
+
+    channel = Channel("127.0.0.1:1")
+    channel.reconnect_s = 10.0
+    channel._opened = True
+    for action in ("assign", "initialize", "scatter_update", "assign_add", "scatter_add"):
+        assert not channel._may_repeat({"o": P.OP_VAR, "v": action}), action
+    for action in ("read", "gather", "is_initialized"):
+        assert channel._may_repeat({"o": P.OP_VAR, "v": action}), action
+    assert channel._may_repeat({"o": P.OP_ENQUEUE})
