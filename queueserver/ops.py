@@ -300,11 +300,14 @@ def _op_spec(conn: DataConnection, h: dict, body) -> dict:
     return {"kind": "variable", "dtype": res.dtype.str, "shape": list(res.shape), "home": home}
 
 
-def _op_bye(conn: DataConnection, h: dict, body) -> dict:
+def _op_bye(conn: DataConnection, h: dict, body) -> object:
     conn.said_bye = True
     settle_forwarded(conn, "ack", conn.session.goodbye())
+    # The reply goes first, then the connection closes: a client's close() returns once its
+    # acknowledgements are done (with a data directory: written). It used to close unanswered.
+    conn.send({P.ID: h.get(P.ID, 0)})
     conn.close_after_flush()
-    return {}
+    return NO_REPLY
 
 
 def _op_ping(conn: DataConnection, h: dict, body) -> dict:

@@ -115,3 +115,16 @@ def test_a_dequeue_far_past_the_capacity_is_bounded_by_the_largest_reply():
             assert firsts == list(range(11))
     finally:
         server.stop()
+
+
+def test_a_goodbye_is_answered_before_the_connection_closes(local_server):
+    """Before: the server closed the connection before its reply to "bye" went out, so a client's
+    close() could return before its acknowledgements were done (written, with --data-dir)."""
+    raw = RawConnection(local_server.target)
+    try:
+        assert "e" not in raw.call({"i": 1, "o": "hello", "token": None, "client": "leaving"})[0]
+        reply, _ = raw.call({"i": 2, "o": "bye"})
+        assert reply == {"i": 2}
+        assert raw.sock.recv(1) == b""  # and then closed
+    finally:
+        raw.close()
