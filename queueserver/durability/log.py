@@ -49,6 +49,8 @@ from queueserver.logs import event
 
 FSYNC_MODES = ("always", "everysec", "no")
 SEGMENT_BYTES = 64 * 1024 * 1024
+# everysec: how far a sync may fall behind (a stalled disk) before replies wait for it.
+EVERYSEC_MAX_LAG_S = 2.0
 COMPACT_BYTES = 256 * 1024 * 1024
 SWITCH_INTERVAL_S = 0.0005
 _IOV_MAX = 512  # buffers per writev (Linux allows 1024)
@@ -160,6 +162,7 @@ class DurableLog:
         self._sync_stop = False
         self._syncer: threading.Thread | None = None
         self._synced_cond = threading.Condition()
+        self._sync_pending_since: float | None = None  # when the oldest sync not yet done was asked
         self._on_progress: Callable[[int], None] = lambda n: None
         self._on_failure: Callable[[BaseException], None] = lambda exc: None
 
@@ -324,6 +327,8 @@ class DurableLog:
                         # reports it) while this thread writes what arrives meanwhile.
                         self._ask_sync(close=False)
                     else:
+                        if self.mode == "everysec":
+                            self._wait_for_stalled_sync()
                         self._on_progress(self._written)
                 if self.mode == "everysec" and self._written > self._sync_asked \
                         and self.clock() - self._last_sync >= 1.0:
@@ -365,6 +370,9 @@ class DurableLog:
         waiting for it, go on meanwhile (``always`` syncs in the writer: its replies wait for it)."""
         self._sync_asked = self._written
         self._last_sync = self.clock()
+        with self._synced_cond:
+            if self._sync_pending_since is None:
+                self._sync_pending_since = self._last_sync
         self._sync_jobs.append((self._fd, self._written, close))
         self._sync_wake.set()
 
@@ -393,7 +401,18 @@ class DurableLog:
     def _set_synced(self, count: int) -> None:
         with self._synced_cond:
             self._synced = max(self._synced, count)
+            if self._synced >= self._sync_asked:
+                self._sync_pending_since = None
             self._synced_cond.notify_all()
+
+    def _wait_for_stalled_sync(self) -> None:
+        """``everysec``: while a sync asked more than EVERYSEC_MAX_LAG_S ago has not finished (a
+        stalled disk), report nothing more as written, so replies wait and the loss a power failure
+        can cause stays bounded (Redis holds its writes the same way)."""
+        with self._synced_cond:
+            while (self._sync_pending_since is not None and self.failed is None and not self._stopping
+                   and self.clock() - self._sync_pending_since > EVERYSEC_MAX_LAG_S):
+                self._synced_cond.wait(0.05)
 
     def wait_synced(self, count: int, timeout: float | None = None) -> bool:
         """Wait until the first ``count`` records are on disk; False if ``timeout`` passed first."""

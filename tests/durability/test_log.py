@@ -272,3 +272,46 @@ def test_compaction_writes_a_snapshot_that_replaces_the_segments(tmp_path):
     assert q._store.size == 200 * 8 - 4 and len(replay.held()) == 1
     firsts = [c[0, 0] for (c,) in q._store.contents()]
     assert firsts == sorted(firsts)  # still in order
+
+
+def test_everysec_holds_replies_while_a_sync_is_more_than_two_seconds_late(tmp_path, monkeypatch):
+    """A review's case: with a disk whose flush took 4 s, thousands of records were reported as
+    written (so their replies went out) with none on disk: everysec's window had no bound. Now,
+    once a sync is 2 s late on the log's clock, nothing more is reported until it finishes."""
+    import threading
+
+    import queueserver.durability.log as log_module
+
+    disk_done = threading.Event()
+    real_sync = log_module.os.fdatasync
+
+    def stalled(fd: int) -> None:
+        disk_done.wait(30)
+        real_sync(fd)
+
+    monkeypatch.setattr(log_module.os, "fdatasync", stalled)
+    now = [100.0]
+    reported = [0]
+    progress = threading.Semaphore(0)
+
+    def on_progress(n: int) -> None:
+        reported[0] = n
+        progress.release()
+
+    log = DurableLog(tmp_path, "everysec", clock=lambda: now[0])
+    res = ResourceManager()
+    log.recover(res, Stamps())
+    res.attach(Recorder(log.append))
+    log.start(on_progress, lambda exc: None)
+    q = res.queue("fifo", "q", capacity=1000, dtypes=[np.int64], shapes=[[]])
+    assert progress.acquire(timeout=10)
+    now[0] += 1.0  # a second later: the writer asks for a sync, which stalls
+    q.enqueue((np.arange(2),), many=True)
+    assert progress.acquire(timeout=10)
+    now[0] += 2.5  # the sync is now 2.5 s late
+    before = reported[0]
+    q.enqueue((np.arange(2),), many=True)
+    assert not progress.acquire(timeout=0.5) and reported[0] == before  # held, not reported
+    disk_done.set()  # the disk catches up
+    assert progress.acquire(timeout=10) and reported[0] > before
+    log.close()
