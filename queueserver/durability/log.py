@@ -89,7 +89,8 @@ def _read(path: Path) -> Any:
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory (its entries: a rename or a new file)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -257,14 +258,20 @@ class DurableLog:
         aside.mkdir(exist_ok=True)
         tail = aside / f"{path.name}.from-{bad.offset}"
         tail.write_bytes(bytes(buf[bad.offset:]))
-        if bad.offset:
-            os.truncate(path, bad.offset)  # the good prefix stays, and is what a later start replays
-        else:
-            path.unlink()
+        _fsync_path(tail)
+        # Later segments first, then the damaged one cut: a crash in between must not leave a cut
+        # segment followed by later ones, which a next start would replay across the gap unawares.
         moved = 0
         for p in later:
             moved += p.stat().st_size
             p.rename(aside / p.name)
+        _fsync_path(aside)
+        _fsync_path(self.dir)
+        if bad.offset:
+            os.truncate(path, bad.offset)  # the good prefix stays, and is what a later start replays
+            _fsync_path(path)  # or a power loss could bring the torn tail back
+        else:
+            path.unlink()
         lost = len(buf) - bad.offset + moved
         report = (f"{path.name} at byte {bad.offset}: {bad.reason}; the {len(buf) - bad.offset} byte(s) from there"
                   f"{f' and {len(later)} later segment(s) ({moved} bytes)' if later else ''} were set aside in {aside},"
@@ -273,7 +280,7 @@ class DurableLog:
         event(logging.WARNING if torn_tail else logging.ERROR, self.task, "log_damaged",
               f"durable log: {report}" + (" (a crash in the middle of a write)" if torn_tail else ""),
               file=str(path), offset=bad.offset, reason=bad.reason, bytes_set_aside=lost)
-        _fsync_dir(self.dir)
+        _fsync_path(self.dir)
         return report
 
     # ----- writing
@@ -298,7 +305,7 @@ class DurableLog:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         os.write(self._fd, MAGIC)
         self._segment_size = len(MAGIC)
-        _fsync_dir(self.dir)
+        _fsync_path(self.dir)
 
     def append(self, header: dict, arrays: Sequence[np.ndarray] = ()) -> None:
         """Queue one record (from the event loop): the header is encoded now, the arrays are kept
@@ -466,7 +473,7 @@ class DurableLog:
                 os.close(fd)
             final = self.dir / f"snap-{upto:012d}.qsnap"
             os.replace(tmp, final)
-            _fsync_dir(self.dir)
+            _fsync_path(self.dir)
             for path in files:
                 if path != final:
                     path.unlink(missing_ok=True)

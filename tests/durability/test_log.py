@@ -315,3 +315,45 @@ def test_everysec_holds_replies_while_a_sync_is_more_than_two_seconds_late(tmp_p
     disk_done.set()  # the disk catches up
     assert progress.acquire(timeout=10) and reported[0] > before
     log.close()
+
+
+def test_a_crash_while_setting_damage_aside_does_not_splice_the_history(tmp_path, monkeypatch):
+    """A review's case: recovery cut the damaged segment first and moved the later ones after; a
+    crash in between left a cut segment followed by later ones, which the next start replayed
+    across the gap with no damage reported (elements enqueued and acknowledged went missing)."""
+    import pathlib
+
+    import threading
+
+    written = threading.Semaphore(0)
+    log = _log(tmp_path, fsync="no", segment_bytes=4096, compact_bytes=1 << 30)
+    res = ResourceManager()
+    replay, _ = log.recover(res, Stamps())
+    res.attach(Recorder(log.append, replay.next_tid))
+    log.start(lambda n: written.release(), lambda exc: None)
+    q = res.queue("fifo", "q", capacity=1000, dtypes=[np.int64], shapes=[[100]])
+    for i in range(40):  # one write each (the writer reports each), so segments roll as they fill
+        q.enqueue((np.full((1, 100), i),), many=True)
+        assert written.acquire(timeout=10)
+    for _ in range(30):
+        res.recorder.acked(q.dequeue(1, mode="many").taken)
+        assert written.acquire(timeout=10)
+    log.close()
+    segments = sorted(tmp_path.glob("log-*.qlog"))
+    assert len(segments) > 3
+    data = bytearray(segments[1].read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a bad sector inside an early segment
+    segments[1].write_bytes(bytes(data))
+
+    def power_lost(self, target):
+        raise SystemExit("power lost while setting the damage aside")
+
+    monkeypatch.setattr(pathlib.Path, "rename", power_lost)
+    log = _log(tmp_path, fsync="no")
+    with pytest.raises(SystemExit):
+        log.recover(ResourceManager(), Stamps())
+    os.close(log._lock_fd)
+    monkeypatch.undo()
+    res, _, found = _recover(tmp_path, fsync="no")
+    assert found.damage  # the damage is still seen and reported, not skipped over
+    assert segments[2].name not in {p.name for p in tmp_path.glob("log-*.qlog")}  # later ones set aside
