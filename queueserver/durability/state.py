@@ -333,6 +333,36 @@ class Replay:
         return [(tid, q, batch) for tid, (q, batch) in sorted(self._out.items())]
 
 
+# A snapshot writes a queue's contents in records of at most this many bytes: one record per queue
+# (a big shuffle or priority queue) outgrew what a record can hold, and compaction failed for good.
+SNAPSHOT_RECORD_BYTES = 64 * 1024 * 1024
+
+
+def _pieces(batch: Batch) -> Iterator[Batch]:
+    """``batch`` cut along its elements into parts of at most SNAPSHOT_RECORD_BYTES (one element at least)."""
+    count = len(batch[0])
+    per_element = max(1, sum(c.nbytes for c in batch) // max(count, 1))
+    step = max(1, SNAPSHOT_RECORD_BYTES // per_element)
+    if step >= count:
+        yield batch
+        return
+    for start in range(0, count, step):
+        yield tuple(c[start:start + step] for c in batch)
+
+
+def _joined(elements: list[Batch]) -> list[Batch]:
+    """Consecutive one-element batches joined into batches of up to 4096 (in order); elements of
+    unknown shape that differ cannot be joined, and stay apart."""
+    out: list[Batch] = []
+    for start in range(0, len(elements), 4096):
+        run = elements[start:start + 4096]
+        try:
+            out.append(concat_batches(run))
+        except ValueError:  # shapes differ (a queue without shapes): one record each
+            out.extend(run)
+    return out
+
+
 def snapshot(resources: ResourceManager, stamps: Stamps,
              held: list[tuple[int, QueueBase, Batch]], next_tid: int) -> Iterator[tuple[dict, Sequence[np.ndarray]]]:
     """Records that rebuild this state from nothing (a snapshot): ``held`` are the batches taken
@@ -345,10 +375,11 @@ def snapshot(resources: ResourceManager, stamps: Stamps,
         c, n = container, name
         if isinstance(res, QueueBase):
             contents = res._store.contents()
-            if isinstance(res, PriorityQueue) and contents:
-                contents = [concat_batches(contents)]  # one record; pushed back in this order
+            if isinstance(res, PriorityQueue):
+                contents = _joined(contents)  # its elements, one batch each: fewer records
             for batch in contents:
-                yield {"k": "e", "c": c, "n": n}, batch
+                for piece in _pieces(batch):
+                    yield {"k": "e", "c": c, "n": n}, piece
             for tid, batch in held_by_queue.get(id(res), ()):
                 yield {"k": "o", "c": c, "n": n, "t": tid}, batch
             if res.closed:

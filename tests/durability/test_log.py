@@ -357,3 +357,41 @@ def test_a_crash_while_setting_damage_aside_does_not_splice_the_history(tmp_path
     res, _, found = _recover(tmp_path, fsync="no")
     assert found.damage  # the damage is still seen and reported, not skipped over
     assert segments[2].name not in {p.name for p in tmp_path.glob("log-*.qlog")}  # later ones set aside
+
+
+def _through_a_snapshot(res: ResourceManager) -> tuple[ResourceManager, int]:
+    """A fresh state rebuilt from ``res``'s snapshot records, and how many records it took."""
+    again = ResourceManager()
+    replay = Replay(again, Stamps())
+    records = list(snapshot(res, Stamps(), [], 1))
+    for header, arrays in records:
+        replay.apply(header, list(arrays))
+    return again, len(records)
+
+
+def test_a_priority_queue_of_elements_of_different_shapes_can_be_snapshotted():
+    # Before: its elements were joined into one record, which failed (ValueError) for elements of
+    # different shapes: compaction failed at every try, and the segments piled up.
+    res = ResourceManager()
+    q = res.queue("priority", "p", capacity=10, dtypes=[np.float32])
+    for priority, width in ((3, 1), (1, 4), (2, 2)):
+        q.enqueue((np.array([priority]), np.zeros((1, width), np.float32)), many=True)
+    again, _ = _through_a_snapshot(res)
+    widths = [batch[1].shape[1] for batch in again.get("", "p")._store.contents()]
+    assert widths == [4, 2, 1]  # priorities 1, 2, 3
+
+
+def test_a_big_queue_is_snapshotted_in_records_of_bounded_size(monkeypatch):
+    # Before: a shuffle queue's whole buffer was one record; past 1 GiB it could not be written.
+    import queueserver.durability.state as state
+
+    monkeypatch.setattr(state, "SNAPSHOT_RECORD_BYTES", 1000)
+    res = ResourceManager()
+    q = res.queue("random_shuffle", "s", capacity=1000, min_after_dequeue=0, seed=1, dtypes=[np.int64],
+                  shapes=[[4]])
+    q.enqueue((np.arange(400).reshape(100, 4),), many=True)
+    again, records = _through_a_snapshot(res)
+    assert records > 4  # 3,200 bytes of elements in pieces of at most 1,000
+    (before,), (after,) = (np.concatenate([b[0] for b in r.get("", "s")._store.contents()])[None]
+                           for r in (res, again))
+    assert before.tolist() == after.tolist()  # the same rows, in the same order
