@@ -59,6 +59,8 @@ PRE_AUTH_MAX_BYTES = 64 * 1024
 # unread) until the transport has written them: a client that pipelines dequeues and never reads
 # its socket made the server hold every batch it asked for (1 GB in a test).
 ANSWER_PAUSE_BYTES = 4 * 1024 * 1024
+# What a server whose durable log failed still answers: nothing that changes state.
+_WITHOUT_THE_LOG = frozenset({"hello", "bye", "ping", "status", "spec", "size", "is_closed"})
 
 
 class Sniffer(asyncio.Protocol):
@@ -369,7 +371,8 @@ class DataConnection(asyncio.BufferedProtocol):
         svc = self.service
         # The usual request passes one test; anything else is looked at closely, and refused with
         # an error that says what is wrong (a "hello" before the token is accepted goes on).
-        if not (type(op) is str and type(rid) is int and op in OPS and self.authenticated and not svc.stopping):
+        if not (type(op) is str and type(rid) is int and op in OPS and self.authenticated and not svc.stopping
+                and not svc.log_failed):
             error = self._refusal(rid, op)
             if error is not None:
                 key = op if isinstance(op, str) and op in OPS else "?"
@@ -396,6 +399,11 @@ class DataConnection(asyncio.BufferedProtocol):
             return UnauthenticatedError("this server needs a token: connect with token=... or QUEUESERVER_TOKEN")
         if self.service.stopping:
             return UnavailableError(f"server {self.service.task} is shutting down")
+        if self.service.log_failed and op not in _WITHOUT_THE_LOG:
+            # Nothing more can be recorded: a change made now would be lost at the next start, and
+            # its caller, never answered, would make it again elsewhere. Refused before it changes anything.
+            return UnavailableError(f"server {self.service.task} cannot record changes: its durable log failed"
+                                    f" ({self.service.durable.failed if self.service.durable else '?'}); restart it")
         return None
 
     def dispatch_local(self, rid: int, op: str, header: dict, body: Any, t0: float = 0.0) -> None:
@@ -451,7 +459,8 @@ class DataConnection(asyncio.BufferedProtocol):
             svc.calls[op] = svc.calls.get(op, 0) + 1
             if op == "?":
                 raise UnimplementedError(f"unknown compact operation {code}")
-            refusal = None if self.authenticated and not svc.stopping else self._refusal(rid, op)
+            ok = self.authenticated and not svc.stopping and not svc.log_failed
+            refusal = None if ok else self._refusal(rid, op)
             if refusal is not None:
                 raise refusal
             stamp, acks, offset = decode_compact_extras(body, flags, n_acks)

@@ -395,3 +395,25 @@ def test_a_big_queue_is_snapshotted_in_records_of_bounded_size(monkeypatch):
     (before,), (after,) = (np.concatenate([b[0] for b in r.get("", "s")._store.contents()])[None]
                            for r in (res, again))
     assert before.tolist() == after.tolist()  # the same rows, in the same order
+
+
+def test_a_server_whose_log_failed_refuses_changes_before_making_them(tmp_path):
+    """A review's case: after the writer failed, every change was still applied in memory and
+    queued for a writer that would never write it (memory without bound), while its caller was cut
+    off and made it again elsewhere. Now changes are refused, naming the failure, and nothing changes."""
+    import queueserver as qs
+
+    server = qs.Server.create_local_server(data_dir=str(tmp_path / "data"))
+    try:
+        with qs.connect(server.target, reconnect=False) as c:
+            q = c.fifo_queue("q", capacity=10, dtypes=[np.int64], shapes=[[]])
+            q.enqueue_many(np.arange(3))
+            server.service.durable._fail(OSError(28, "No space left on device"))
+            with pytest.raises(qs.UnavailableError, match="durable log failed.*No space left"):
+                q.enqueue_many(np.arange(3))
+            with pytest.raises(qs.UnavailableError, match="durable log failed"):
+                q.enqueue(7)  # the compact path too
+            assert q.size() == 3  # reads still answered; nothing changed
+            assert c.status()["totals"]["queues"] == 1
+    finally:
+        server.stop()
