@@ -130,6 +130,7 @@ class DataConnection(asyncio.BufferedProtocol):
         self.reading_paused = False
         self.writing_paused = False
         self.answering_paused = False  # requests read are left unanswered (see _pause_answering)
+        self.log_paused = False  # not read while the durable log's writer catches up (service.log_backlogged)
         self.out_bytes = 0  # bytes of the replies in self.out
         self.forwards: dict[int, asyncio.Task] = {}      # requests being routed to other tasks
         # Observability: plain attributes, read by status and /metrics; ``stats`` None = metrics off.
@@ -223,6 +224,9 @@ class DataConnection(asyncio.BufferedProtocol):
         svc.unflushed.add(self)
         try:
             parse(*args)
+            if svc.durable is not None and svc.log_backlogged(self):
+                self.log_paused = True
+                self._update_reading()
         finally:
             svc.reading -= 1
             if not svc.reading:
@@ -282,10 +286,15 @@ class DataConnection(asyncio.BufferedProtocol):
         self._update_reading()
         self._handle(self.reader.resume)
 
+    def log_caught_up(self) -> None:
+        """The durable log's writer caught up: read again."""
+        self.log_paused = False
+        self._update_reading()
+
     def _update_reading(self) -> None:
         if self.transport is None:
             return
-        should_pause = self.writing_paused or self.answering_paused
+        should_pause = self.writing_paused or self.answering_paused or self.log_paused
         if should_pause and not self.reading_paused:
             self.transport.pause_reading()
             self.reading_paused = True

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 # Wrong tokens from one host are logged once per this many seconds (with a count of the rest).
 AUTH_LOG_WINDOW_S = 10.0
+# With a data directory: bytes the log's writer may fall behind before connections stop being read.
+LOG_BACKLOG_BYTES = 256 * 1024 * 1024
 
 class QueueService:
     """The state of one server: its resources, its connections and its options.
@@ -60,6 +62,7 @@ class QueueService:
         self.recorder: Recorder | None = None
         self.log_done = 0  # records of the durable log written (on disk with fsync="always")
         self.log_failed = False
+        self._log_paused: set[DataConnection] = set()  # connections reading nothing until the log catches up
         self._deferred: set[DataConnection] = set()  # connections whose replies wait for the log
         # Each connection's delivery ids start at its own multiple of 2**32, from a random base, so
         # an id a client kept from a lost connection (or a server before a restart) names nothing.
@@ -182,8 +185,22 @@ class QueueService:
             self._deferred.add(conn)
         return False
 
+    def log_backlogged(self, conn: DataConnection) -> bool:
+        """With a data directory: whether the log's writer is LOG_BACKLOG_BYTES behind; then
+        ``conn`` reads nothing more until it catches up (the disk is slower than the clients, and
+        what they send would otherwise wait in memory without bound)."""
+        durable = self.durable
+        if durable is None or durable.backlog_bytes <= LOG_BACKLOG_BYTES:
+            return False
+        self._log_paused.add(conn)
+        return True
+
     def _log_progress(self, done: int) -> None:
         self.log_done = done
+        if self._log_paused and self.durable is not None and self.durable.backlog_bytes <= LOG_BACKLOG_BYTES // 2:
+            paused, self._log_paused = self._log_paused, set()
+            for conn in paused:
+                conn.log_caught_up()
         if self._deferred:
             waiting, self._deferred = self._deferred, set()
             for conn in waiting:
@@ -194,6 +211,9 @@ class QueueService:
         waiting, self._deferred = self._deferred, set()
         for conn in waiting:
             conn.abort()
+        paused, self._log_paused = self._log_paused, set()
+        for conn in paused:  # read again: what they send now is refused (see DataConnection._refusal)
+            conn.log_caught_up()
 
     def auth_failed(self, peer: str, client: str) -> None:
         """Log a wrong or missing token once per burst per peer host: the first, then how many

@@ -164,6 +164,8 @@ class DurableLog:
         self._syncer: threading.Thread | None = None
         self._synced_cond = threading.Condition()
         self._sync_pending_since: float | None = None  # when the oldest sync not yet done was asked
+        self.appended_bytes = 0  # (the event loop's thread) payload bytes handed to append
+        self.written_bytes = 0   # (the writer's thread) payload bytes of the records written
         self._on_progress: Callable[[int], None] = lambda n: None
         self._on_failure: Callable[[BaseException], None] = lambda exc: None
 
@@ -310,9 +312,16 @@ class DurableLog:
     def append(self, header: dict, arrays: Sequence[np.ndarray] = ()) -> None:
         """Queue one record (from the event loop): the header is encoded now, the arrays are kept
         as they are (they must not change: the core never changes a stored array in place)."""
-        self._queue.append(encode(header, arrays))
+        item = encode(header, arrays)
+        self._queue.append(item)
         self.appended += 1
+        self.appended_bytes += len(item[0]) + item[2]
         self._wake.set()
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes appended and not yet written (each counter is written by one thread only)."""
+        return self.appended_bytes - self.written_bytes
 
     def _run(self) -> None:
         try:
@@ -361,11 +370,14 @@ class DurableLog:
     def _write(self, items: list) -> None:
         buffers: list = []
         size = 0
+        payload = 0
         for head, arrays, body_len in items:
             rec = frame(head, arrays, body_len)
             buffers.extend(rec.buffers)
             size += rec.nbytes
+            payload += len(head) + body_len
         _writev(self._fd, buffers)
+        self.written_bytes += payload
         self._segment_size += size
         with self._lock:
             self._since_snapshot += size

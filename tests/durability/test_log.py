@@ -417,3 +417,49 @@ def test_a_server_whose_log_failed_refuses_changes_before_making_them(tmp_path):
             assert c.status()["totals"]["queues"] == 1
     finally:
         server.stop()
+
+
+def test_clients_are_not_read_while_the_log_writer_is_far_behind(tmp_path, monkeypatch):
+    """A review's case: the queue between the event loop and the log's writer had no bound, so a
+    disk slower than the clients let what they sent wait in memory without limit. Past a backlog
+    the server stops reading its connections until the writer catches up."""
+    import threading
+
+    import msgpack
+
+    import queueserver as qs
+    import queueserver.service as service_module
+    from queueserver.wire import PREFIX
+    from support import RawConnection
+
+    monkeypatch.setattr(service_module, "LOG_BACKLOG_BYTES", 4 * 1024 * 1024)
+    server = qs.Server.create_local_server(data_dir=str(tmp_path / "data"))
+    try:
+        durable = server.service.durable
+        raw = RawConnection(server.target)
+        assert "e" not in raw.call({"o": "queue", "i": 1, "kind": "fifo", "n": "q", "c": "", "cap": 1000,
+                                    "spec": {"dtypes": ["uint8"], "shapes": [[1 << 20]], "names": None}})[0]
+        disk = threading.Event()
+        real_write = durable._write
+
+        def slow_disk(items: list) -> None:
+            disk.wait(30)
+            real_write(items)
+
+        durable._write = slow_disk  # from now on the disk is slower than the client
+        body = bytes(1 << 20)
+        frames = b"".join(PREFIX.pack(len(h), len(body)) + h + body for h in (
+            msgpack.packb({"o": "enqueue", "i": 10 + i, "n": "q", "c": "", "a": [["|u1", [1 << 20]]]})
+            for i in range(64)))
+        sender = threading.Thread(target=raw.sock.sendall, args=(frames,))
+        sender.start()
+        sender.join(2.0)
+        assert sender.is_alive()  # the server stopped reading: 64 MiB cannot all be sent
+        assert durable.backlog_bytes < 16 * 1024 * 1024
+        disk.set()  # the disk catches up: the rest is read, written and answered
+        sender.join(30)
+        assert not sender.is_alive()
+        assert all("e" not in raw.reply()[0] for _ in range(64))
+        raw.close()
+    finally:
+        server.stop()
