@@ -91,6 +91,14 @@ class ServerOptions:
         if self.data_dir is not None:
             if not isinstance(self.data_dir, (str, os.PathLike)) or not str(self.data_dir):
                 raise InvalidArgumentError(f"data_dir must be a directory path, got {self.data_dir!r}")
+            from queueserver.durability.records import MAX_RECORD_BYTES
+
+            if self.max_message_bytes > MAX_RECORD_BYTES // 2:
+                # One message makes one record of the log (plus its header), and a record the
+                # writer cannot frame would stop the log for good.
+                raise InvalidArgumentError(
+                    f"with a data directory, max_message_bytes may be at most {MAX_RECORD_BYTES // 2} bytes"
+                    f" (a log record holds {MAX_RECORD_BYTES}), got {self.max_message_bytes}")
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
         if self.cluster is not None:
             self.cluster.task_address(self.job, self.index)  # raises, naming the job or task, if absent

@@ -463,3 +463,13 @@ def test_clients_are_not_read_while_the_log_writer_is_far_behind(tmp_path, monke
         raw.close()
     finally:
         server.stop()
+
+
+def test_a_message_limit_the_log_could_not_hold_is_refused_at_start(tmp_path):
+    # A review's case: with --max-message-bytes above what a log record holds (1 GiB), one large
+    # enqueue made the writer fail, and the server stopped acknowledging anything.
+    import queueserver as qs
+
+    with pytest.raises(qs.InvalidArgumentError, match="with a data directory, max_message_bytes"):
+        qs.Server.create_local_server(data_dir=str(tmp_path / "data"), max_message_bytes=2 << 30)
+    qs.Server.create_local_server(max_message_bytes=2 << 30).stop()  # in memory: fine
