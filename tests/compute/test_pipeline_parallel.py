@@ -236,6 +236,20 @@ def stage_process(target: str, stage: int, ckpt: Path, *extra: str, queue: str =
                             env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
 
 
+def finish_all(procs: list) -> list[tuple[str, str]]:
+    """Wait for every stage process (killing any left when one fails); each must exit 0."""
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    return outs
+
+
 def done_line(out: str) -> dict:
     return next(json.loads(line) for line in out.splitlines() if '"event": "done"' in line)
 
@@ -268,15 +282,7 @@ def test_a_killed_stage_stops_the_others_naming_it_and_a_restart_continues(serve
     # The rest of the data, then every stage again: the run continues from the checkpoint.
     fill(target, "pp_proc", x[5 * 30:], y[5 * 30:], close=True)
     procs = [stage_process(target, i, tmp_path) for i in range(3)]
-    try:
-        outs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err
+    outs = finish_all(procs)
     summaries = [done_line(out) for out, _ in outs]
     assert all((s["start_step"], s["global_step"], s["generation"]) == (5, 12, 2) for s in summaries)
     assert "GPipe bubble (K-1)/(M+K-1) = 40.0% with M=3" in outs[0][1]
@@ -313,15 +319,7 @@ def test_a_stage_killed_mid_step_and_a_restart_lose_and_repeat_nothing(server_pr
     with qs.connect(target) as c:  # every minibatch not checkpointed is back in the queue
         assert c.queue("pp_mid").size() == (n - stopped_at) * 30
     procs = [stage_process(target, i, tmp_path, queue="pp_mid", scope="mid") for i in range(3)]
-    try:
-        outs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err
+    outs = finish_all(procs)
     chief = done_line(outs[0][0])
     assert (chief["start_step"], chief["global_step"], chief["generation"]) == (stopped_at, n, 2)
     assert_same(load_checkpoint(tmp_path).params, one_process(x, y, 30, n))
