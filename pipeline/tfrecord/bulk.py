@@ -3,8 +3,7 @@
 An uncompressed file is memory-mapped, runs of equal-length records are framed with one array
 comparison of their headers (each data CRC is still checked, one native call per record), and each
 feature of a run is copied once, as a strided view of the file, into its output. GZIP/ZLIB files
-are inflated by a thread running one block ahead (with python-isal's faster inflate when it is
-installed) while each block's records are framed and parsed, straight into outputs sized from the
+are inflated (by :mod:`pipeline.inflate`) in a thread running one block ahead while each block's records are framed and parsed, straight into outputs sized from the
 GZIP trailer. Anything irregular (a bad CRC, a truncated file, an odd stream) sends the file
 through ``TFRecordReader``, so errors are TensorFlow's.
 """
@@ -12,12 +11,12 @@ through ``TFRecordReader``, so errors are TensorFlow's.
 from __future__ import annotations
 
 import os
-import zlib
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from queueserver.errors import DataLossError, InvalidArgumentError
+from pipeline import inflate
 from pipeline.textline import _check_compression
 
 from .example import (
@@ -43,44 +42,37 @@ _INFLATE_BLOCK = 1 << 21
 _UNIFORM_MIN = 2  # a run of equal records shorter than this is parsed by the general path
 
 
-def _inflater() -> Any:
-    """The fastest available zlib-compatible ``decompressobj`` (python-isal when installed)."""
-    try:
-        from isal import isal_zlib  # optional: ISA-L inflates about twice as fast as zlib
-
-        return isal_zlib.decompressobj
-    except ImportError:
-        return zlib.decompressobj
-
-
 def _compressed_blocks(path: str, compression_type: str, block: int) -> Iterator[bytes]:
     """Inflate a GZIP/ZLIB file in ~``block``-byte pieces (concatenated GZIP members included).
 
     Few, large inflate calls: the thread running this needs the GIL back after each one, and
     the parser holding it can delay that by a switch interval.
     """
-    wbits = 31 if compression_type == "GZIP" else 15
-    new = _inflater()
+    wbits = inflate.wbits_for(compression_type)
+    new = inflate.decompressobj
     with open(path, "rb") as f:
         d = new(wbits)
-        pieces, have = [], 0
+        pieces, have, held = [], 0, False
         while True:
             if d.unconsumed_tail:
                 data = d.unconsumed_tail
+            elif held:  # python-isal may keep output back from a call cut at the limit
+                data = b""
             else:
                 data = (d.unused_data if d.eof else b"") or f.read(block)
                 if d.eof:
                     if not data:
                         break  # the stream ended with a complete member
                     d = new(wbits)  # another GZIP member follows
-            if not data:
+            if not data and not held:
                 if f.tell():
                     raise _Irregular("truncated compressed stream")
                 break  # an empty file is an empty stream
             try:
                 out = d.decompress(data, block)
-            except Exception as e:  # zlib.error or isal's: the exact reader words it
+            except inflate.ERRORS as e:  # the exact reader words it
                 raise _Irregular(str(e)) from None
+            held = len(out) == block
             if out:
                 pieces.append(out)
                 have += len(out)
@@ -363,7 +355,7 @@ def read_tfrecord_examples(
             if not os.path.isfile(path):
                 raise _Irregular("not a regular file")  # TFRecordReader raises the right error
             _read_file_fast(path, features, kinds, comp, parts)
-        except (_Irregular, zlib.error, DataLossError):
+        except (_Irregular, DataLossError) + inflate.ERRORS:
             # The exact reader finds and words the problem (or, for a stream that merely ends
             # inside a header, reads the same records without one).
             del parts[mark:]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 import struct
-import zlib
 
 import numpy as np
 import pytest
 from conftest import TF_WRITTEN, check, golden_names
 
 import pipeline.tfrecord.bulk as tfr_bulk
+from pipeline import inflate
 from pipeline.tfrecord import (
     FixedLenFeature,
     SparseTensor,
@@ -459,7 +459,7 @@ def test_read_examples_empty_and_missing(tmp_path):
 
 
 def test_read_examples_without_isal(tmp_path, monkeypatch):
-    monkeypatch.setattr(tfr_bulk, "_inflater", lambda: zlib.decompressobj)
+    monkeypatch.setattr(inflate, "USE_ISAL", False)
     recs = [encode_example({"x": np.full(784, i, np.float32), "y": [i]}) for i in range(50)]
     p = _write_records(tmp_path / "z.gz", recs, "GZIP")
     assert read_tfrecord_examples(p, W4_SPEC, "GZIP")["y"].ravel().tolist() == list(range(50))
