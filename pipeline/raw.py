@@ -20,6 +20,8 @@ import numpy as np
 
 from queueserver.errors import InvalidArgumentError
 
+from .blocks import FixedBlock, RecordBlock, accepts_blocks
+
 __all__ = ["decode_raw"]
 
 
@@ -49,6 +51,7 @@ def _as_records(records: Any) -> tuple[list[bytes] | np.ndarray, tuple[int, ...]
     return flat_list, arr.shape, False
 
 
+@accepts_blocks("records")
 def decode_raw(
     records: Any,
     out_type: Any,
@@ -78,7 +81,9 @@ def decode_raw(
         raise InvalidArgumentError(f"decode_raw: unsupported out_type {dtype}")
     size = dtype.itemsize
     src_dtype = dtype.newbyteorder("<" if little_endian else ">") if size > 1 else dtype
-    recs, shape, scalar = _as_records(records)
+    if type(records) is FixedBlock and fixed_length is None:  # a Data API batch (pipeline.blocks)
+        return _decode_rows(records.rows, dtype, src_dtype)
+    recs, shape, scalar = _as_records(records.materialize() if isinstance(records, RecordBlock) else records)
 
     if isinstance(recs, np.ndarray):  # 2-D uint8 view of an 'S' array
         width = recs.shape[1]
@@ -135,3 +140,24 @@ def decode_raw(
         out = out.copy() if len(recs) == 1 else np.frombuffer(bytearray(joined), src_dtype)
     out = out.reshape(shape + (first // size,))
     return out
+
+
+def _decode_rows(rows: np.ndarray, dtype: np.dtype, src_dtype: np.dtype) -> np.ndarray:
+    """``decode_raw`` of the records that are the rows of ``rows`` (``uint8[n, width]``): a view.
+
+    The same result as for the records as ``bytes`` (a writable native-endian array), and the
+    same errors; ``rows`` belongs to the batch alone, so the result may share its memory.
+    """
+    n, width = rows.shape
+    size = dtype.itemsize
+    if n == 0:
+        return np.empty((0, 0), dtype)
+    if width % size:
+        raise InvalidArgumentError(
+            f"Input to DecodeRaw has length {width} that is not a multiple of {size}, the size of {dtype}"
+        )
+    rows = np.ascontiguousarray(rows)
+    out = rows.reshape(-1).view(src_dtype)
+    if src_dtype.byteorder not in ("=", "|") and not src_dtype.isnative:
+        out = out.astype(dtype.newbyteorder("="))
+    return out.reshape(n, width // size)

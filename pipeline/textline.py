@@ -340,6 +340,7 @@ class TextLineReader:
         self._partial_last = b""  # its last byte so far
         self._first_stripped = False  # the block's first line came without its final "\r"
         self._eof = False
+        self._pending_error: Exception | None = None  # raised by the next read_chunk
         self._open(0)
         if state is not None:
             self.set_state(state)
@@ -349,6 +350,7 @@ class TextLineReader:
             self._src.close()
         self._src = ByteSource(self.path, self.compression_type, self.buffer_size, offset)
         self._lines, self._i, self._eof = [], 0, False
+        self._pending_error = None
         self._drop_partial()
         self._block_base = offset
 
@@ -454,11 +456,17 @@ class TextLineReader:
             self._i += take
             self._line_no += take
 
-    def read_chunk(self, max_records: int) -> list[bytes]:
+    def read_chunk(self, max_records: int, max_bytes: int | None = None) -> list[bytes]:
         """Return up to ``max_records`` next lines (fewer at the end; ``[]`` when done).
+
+        Lines read before corrupt compressed data are returned first; the error is raised by the
+        next call (as TensorFlow yields every line before it), so one large read returns what
+        several small ones would.
 
         Args:
             max_records: the most lines to return.
+            max_bytes: stop early, after whole blocks, once about this many bytes were read (a
+                bound on memory; the lines returned are still the next ones in order).
 
         Returns:
             A list of lines as ``bytes``.
@@ -466,12 +474,27 @@ class TextLineReader:
         Raises:
             DataLossError: corrupt compressed data (with ``on_error="raise"``).
         """
+        if self._pending_error is not None:
+            err, self._pending_error = self._pending_error, None
+            raise err
         out: list[bytes] = []
         if self._line_no < self.skip_header_lines:
             self._skip_header()
+        assert self._src is not None  # opened in __init__, never unset
+        start = self._src.tell()
         while len(out) < max_records:
-            if self._i >= len(self._lines) and not self._fill():
-                break
+            if self._i >= len(self._lines):
+                if out and max_bytes is not None and self._src.tell() - start >= max_bytes:
+                    break
+                try:
+                    more = self._fill()
+                except DataLossError as e:
+                    if not out:
+                        raise
+                    self._pending_error = e  # the lines before it come out first
+                    break
+                if not more:
+                    break
             j = min(len(self._lines), self._i + max_records - len(out))
             part = self._lines[self._i : j]
             if self._has_cr:

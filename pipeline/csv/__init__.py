@@ -48,6 +48,8 @@ import numpy as np
 
 from queueserver.errors import InvalidArgumentError
 
+from ..blocks import LinesBlock, RecordBlock, accepts_blocks
+
 from .arrow import _ArrowPlan, _arrow_plan, _decode_arrow
 from .arrow import _has_long_field as _has_long_field  # re-exported for the tests
 from .defaults import _NP, _STR, _Column, _empty_columns, _parse_defaults
@@ -90,6 +92,7 @@ def _all_bytes(flat: list) -> list[bytes]:
     return [r.encode() if isinstance(r, str) else bytes(r) for r in flat]
 
 
+@accepts_blocks("records")
 def decode_csv(
     records: Any,
     record_defaults: Sequence[Any],
@@ -137,6 +140,11 @@ def decode_csv(
         (array([-1.,  5.], dtype=float32), array([0, 1], dtype=int32))
     """
     cols, delim, na, select = _prepare(record_defaults, field_delim, na_value, select_cols, on_error)
+    if isinstance(records, RecordBlock):  # a batch of lines from the Data API (see pipeline.blocks)
+        got = _decode_block(records, cols, delim, na, select) if type(records) is LinesBlock else None
+        if got is not None:
+            return got
+        records = records.materialize()
     recs, shape, scalar = _to_bytes_list(records)
     cols_out, dropped = _decode_records(
         recs, cols, delim, use_quote_delim, na, select, on_error, bad_records, source, first_line, True
@@ -148,6 +156,32 @@ def decode_csv(
     if not dropped and len(shape) != 1:
         cols_out = [o.reshape(shape) for o in cols_out]
     return cols_out
+
+
+def _decode_block(
+    block: LinesBlock, cols: list[_Column], delim: int, na: bytes, select: list[int] | None
+) -> list[np.ndarray] | None:
+    """The columns of a batch of lines, from one pyarrow parse of the whole segment they belong to.
+
+    A segment (the lines of one large read, many batches) is parsed once, on its first batch;
+    every batch then copies its rows out. Whatever pyarrow declines (any record it might not read
+    as TensorFlow does, every error) returns None, and that batch alone takes the usual path:
+    values and errors are exactly those of ``decode_csv`` on the batch's lines.
+    """
+    plan = _arrow_plan(cols, delim, na, select) if USE_ARROW else None
+    if plan is None or block.n < 1:
+        return None
+
+    def parse(lines: list[bytes]) -> list[np.ndarray] | None:
+        if len(lines) < _ARROW_MIN_RECORDS:
+            return None
+        res = _decode_arrow(b"\n".join(lines), len(lines), cols, plan)
+        return None if res is None else res[0]
+
+    columns = block.segment_result(plan, parse)
+    if columns is None:
+        return None
+    return [c[block.i : block.j].copy() for c in columns]
 
 
 def _prepare(

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.blocks import concat_blocks
 from queueserver import errors
 
 from . import structure
@@ -66,6 +67,25 @@ class _BatchIterator(_UnaryIterator):
     def __init__(self, ds: BatchDataset, parent_it: DatasetIterator) -> None:
         super().__init__(parent_it)
         self._size, self._drop = ds._size, ds._drop
+        self._blocks = False
+
+    def enable_blocks(self) -> bool:
+        """Build batches as record blocks (:mod:`pipeline.blocks`) for a ``map`` that decodes them.
+
+        Only where a block holds exactly the batch's records: the input is a file dataset read
+        one file after another, possibly behind ``skip``/``take`` (which pass its chunks on).
+        Nothing else changes: the same records, the same batch sizes, the same state.
+        """
+        from .files import _FilesIterator
+        from .transforms import _SkipIterator, _TakeIterator
+
+        it: Any = self._parent
+        while type(it) in (_SkipIterator, _TakeIterator):
+            it = it._parent
+        if type(it) is not _FilesIterator or not it.enable_blocks(self._size):
+            return False
+        self._blocks = True
+        return True
 
     def __next__(self) -> Any:
         size = self._size
@@ -82,6 +102,8 @@ class _BatchIterator(_UnaryIterator):
                 got += c.n
             if got == 0 or (self._drop and got < size):
                 raise StopIteration
+            if self._blocks:
+                return concat_blocks([c.data for c in chunks])
             return structure.concat_chunks(chunks).data
         return structure.stack(_next_elements(parent, size, self._drop))
 

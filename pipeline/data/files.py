@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from pipeline.blocks import FixedBlock, LinesBlock, RecordBlock, object_array
 from pipeline.fixed_length import FixedLengthRecordReader
 from pipeline.textline import TextLineReader
 from pipeline.tfrecord import TFRecordReader
@@ -29,6 +30,9 @@ from .base import Dataset, DatasetIterator, autotune_parallelism
 from .structure import Chunk, TensorSpec
 
 _READ_SIZE = 1024  # records per read_chunk: large enough to amortise, small enough to start fast
+# Block mode (a batch decoded by its map straight from the reader's bytes, see pipeline.blocks):
+_BLOCK_BYTES = 64 << 20  # the most bytes of fixed-length records per read
+_TEXT_BLOCK_LINES = 1 << 15  # lines per read: one native CSV parse serves many batches
 
 
 def _as_paths(filenames: Any) -> list[str]:
@@ -97,6 +101,17 @@ class _FilesDataset(Dataset):
     def _compute_spec(self) -> Any:
         return TensorSpec((), "string")
 
+    def _block_read_size(self, batch_size: int) -> int:
+        """Records per read in block mode (0: this format has no record blocks)."""
+        return 0
+
+    def _as_block(self, records: Any) -> RecordBlock:  # pragma: no cover - only where _block_read_size is
+        raise NotImplementedError
+
+    def _read_block(self, reader: Any, n: int) -> Any:
+        """Block mode's read: the next ``n`` records (fewer is fine: the chunk's size is saved)."""
+        return reader.read_chunk(n)
+
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         if self._delegate is not None:
             return self._delegate._make_iter(ctx)
@@ -104,6 +119,15 @@ class _FilesDataset(Dataset):
 
 
 class _FilesIterator(DatasetIterator):
+    """Records of ``ds``'s files, a reader chunk at a time.
+
+    The chunk is kept as the reader returned it (a list of bytes, or fixed-length rows); elements
+    and ``next_chunk`` cut the object array of it once. In block mode (:meth:`enable_blocks`, set
+    by a batch whose ``map`` decodes record blocks), ``next_chunk`` hands out
+    :class:`~pipeline.blocks.RecordBlock` slices of larger reads instead; the state is the same
+    (a chunk's size is saved with it, so either mode restores the other's states).
+    """
+
     chunked = True
 
     def __init__(self, ds: _FilesDataset) -> None:
@@ -111,9 +135,21 @@ class _FilesIterator(DatasetIterator):
         self._file = 0
         self._reader: Any = None
         self._chunk_start: dict | None = None  # reader state before the buffered chunk
-        self._chunk: np.ndarray | None = None
+        self._chunk: Any = None  # the reader's records (None: no chunk buffered)
+        self._n = 0  # records in the chunk
+        self._objs: np.ndarray | None = None  # the chunk as an object array, once cut
+        self._block: RecordBlock | None = None  # the chunk as a block, in block mode
         self._taken = 0
         self._read_size = _READ_SIZE
+        self._block_read = 0  # > 0: block mode, records per read
+
+    def enable_blocks(self, batch_size: int) -> bool:
+        """Switch ``next_chunk`` to record blocks (before anything is read); False if unsupported."""
+        size = self._ds._block_read_size(batch_size)
+        if not size or self._chunk is not None:
+            return False
+        self._block_read = size
+        return True
 
     def _open_reader(self, state: dict | None) -> None:
         path = self._ds._paths[self._file]
@@ -126,53 +162,65 @@ class _FilesIterator(DatasetIterator):
             self._file += 1
             raise
 
-    def _load(self) -> np.ndarray | None:
-        """Makes sure an unconsumed record is buffered and returns the buffer; None at the end of the last file."""
-        while self._chunk is None or self._taken >= len(self._chunk):
+    def _load(self) -> bool:
+        """Makes sure an unconsumed record is buffered; False at the end of the last file."""
+        while self._chunk is None or self._taken >= self._n:
             if self._file >= len(self._ds._paths):
-                return None
+                return False
             if self._reader is None:
                 self._open_reader(None)
             start = self._reader.get_state()
             try:
                 # The readers return the good records before a corrupt one first and raise on the
-                # next call, so errors surface at their own position in the stream.
-                records = self._reader.read_chunk(self._read_size)
+                # next call, so errors surface at their own position in the stream (and one large
+                # read gives the records of several small ones).
+                if self._block_read:
+                    records = self._ds._read_block(self._reader, self._block_read)
+                else:
+                    records = self._reader.read_chunk(self._read_size)
             except Exception:
                 self._next_file()  # move past the broken file, so ignore_errors() can go on
                 raise
             if len(records) == 0:
                 self._next_file()
                 continue
-            self._chunk_start = start
-            self._chunk = _object_array(records)
-            self._taken = 0
-        return self._chunk
+            self._set_chunk(start, records, 0)
+        return True
+
+    def _set_chunk(self, start: dict | None, records: Any, taken: int) -> None:
+        self._chunk_start, self._chunk, self._taken = start, records, taken
+        self._n = 0 if records is None else len(records)
+        self._objs = self._block = None
+
+    def _objects(self) -> np.ndarray:
+        if self._objs is None:
+            self._objs = _object_array(self._chunk)
+        return self._objs
 
     def _next_file(self) -> None:
         if self._reader is not None:
             self._reader.close()
         self._reader = None
-        self._chunk = None
-        self._chunk_start = None
-        self._taken = 0
+        self._set_chunk(None, None, 0)
         self._file += 1
 
     def __next__(self) -> Any:
-        chunk = self._load()
-        if chunk is None:
+        if not self._load():
             raise StopIteration
         self._taken += 1
-        return chunk[self._taken - 1]
+        return self._objects()[self._taken - 1]
 
     def next_chunk(self, max_n: int) -> Chunk | None:
-        chunk = self._load()
-        if chunk is None:
+        if not self._load():
             return None
         i = self._taken
-        j = min(len(chunk), i + max_n)
+        j = min(self._n, i + max_n)
         self._taken = j
-        return Chunk(j - i, chunk[i:j])
+        if self._block_read:
+            if self._block is None:
+                self._block = self._ds._as_block(self._chunk)
+            return Chunk(j - i, self._block if (i, j) == (0, self._n) else self._block.slice(i, j))
+        return Chunk(j - i, self._objects()[i:j])
 
     def close(self) -> None:
         if self._reader is not None:
@@ -183,24 +231,24 @@ class _FilesIterator(DatasetIterator):
         if self._chunk is None:
             return self._state(file=self._file, reader=None if self._reader is None else self._reader.get_state(),
                                read_size=self._read_size, taken=0, chunk=False)
-        return self._state(file=self._file, reader=self._chunk_start, read_size=self._read_size,
-                           taken=self._taken, chunk=True)
+        # Re-reading read_size records from the chunk's start gives the chunk again.
+        size = self._n if self._block_read else self._read_size
+        return self._state(file=self._file, reader=self._chunk_start, read_size=size, taken=self._taken, chunk=True)
 
     def set_state(self, state: dict) -> None:
         self._check(state)
         self.close()
-        self._chunk, self._chunk_start, self._taken = None, None, 0
+        self._set_chunk(None, None, 0)
         self._file = int(state["file"])
-        self._read_size = int(state["read_size"])
+        if not self._block_read:
+            self._read_size = int(state["read_size"])
         if self._file >= len(self._ds._paths):
             return
         if state["reader"] is not None:
             self._open_reader(state["reader"])
         if state["chunk"]:
-            size = self._read_size
-            start = state["reader"]
-            records = self._reader.read_chunk(size)
-            self._chunk_start, self._chunk, self._taken = start, _object_array(records), int(state["taken"])
+            records = self._reader.read_chunk(int(state["read_size"]))
+            self._set_chunk(state["reader"], records, int(state["taken"]))
 
 
 def _object_array(records: Any) -> np.ndarray:
@@ -208,15 +256,9 @@ def _object_array(records: Any) -> np.ndarray:
     if isinstance(records, np.ndarray):
         if records.dtype == object:
             return records
-        if records.ndim == 2:  # fixed-length records as uint8 rows: slice one bytes object
-            n, size = records.shape
-            raw = records.tobytes()
-            arr = np.empty(n, dtype=object)
-            arr[:] = [raw[i * size : (i + 1) * size] for i in range(n)]
-            return arr
-    arr = np.empty(len(records), dtype=object)
-    arr[:] = list(records)
-    return arr
+        if records.ndim == 2:  # fixed-length records as uint8 rows
+            return FixedBlock(records).materialize()
+    return object_array(list(records))
 
 
 def _reader_with_state(cls: Callable, path: str, state: dict | None, **kwargs: Any) -> Any:
@@ -261,6 +303,16 @@ class TextLineDataset(_FilesDataset):
     def _open(self, path: str, state: dict | None) -> Any:
         return _reader_with_state(TextLineReader, path, state, skip_header_lines=self._skip_header,
                                   compression_type=self._compression)
+
+    def _block_read_size(self, batch_size: int) -> int:
+        # Lines are decoded a segment at a time (one native CSV call for many batches).
+        return max(batch_size, _TEXT_BLOCK_LINES)
+
+    def _as_block(self, records: Any) -> RecordBlock:
+        return LinesBlock.of(records)
+
+    def _read_block(self, reader: Any, n: int) -> Any:
+        return reader.read_chunk(n, max_bytes=_BLOCK_BYTES // 16)
 
 
 class FixedLengthRecordDataset(_FilesDataset):
@@ -307,6 +359,13 @@ class FixedLengthRecordDataset(_FilesDataset):
         if not opts["hop_bytes"]:
             del opts["hop_bytes"]
         return _reader_with_state(FixedLengthRecordReader, path, state, **opts)
+
+    def _block_read_size(self, batch_size: int) -> int:
+        # One read per batch where it fits (the rows are the batch), bounded in bytes.
+        return max(1, min(batch_size, _BLOCK_BYTES // self._opts["record_bytes"]))
+
+    def _as_block(self, records: Any) -> RecordBlock:
+        return FixedBlock(records)
 
 
 class TFRecordDataset(_FilesDataset):

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pipeline.blocks import RecordBlock, block_call
 from queueserver import errors
 
 from . import base as _base
@@ -40,6 +41,7 @@ from .base import (
     _UnaryIterator,
     wrap_user_error,
 )
+from .batching import _BatchIterator
 from .structure import TensorSpec
 
 
@@ -165,17 +167,29 @@ class MapDataset(_Unary):
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         parent = self._parent._make_iter(ctx)
         if self._parallel == 1:
-            return _MapIterator(self, parent)
+            plan = None
+            if type(parent) is _BatchIterator:
+                # A batch of file records decoded by a function that only hands it to a decoder:
+                # the batch is built as a record block, read by the decoder from the reader's
+                # bytes (pipeline.blocks). Same results, same state.
+                plan = block_call(self._fn)
+                if plan is not None and not parent.enable_blocks():
+                    plan = None
+            return _MapIterator(self, parent, plan)
         return _ParallelMapIterator(self, parent)
 
 
 class _MapIterator(_UnaryIterator):
-    def __init__(self, ds: MapDataset, parent_it: DatasetIterator) -> None:
+    def __init__(self, ds: MapDataset, parent_it: DatasetIterator, plan: Any = None) -> None:
         super().__init__(parent_it)
         self._fn, self._where = ds._call, ds._where
+        self._plan = plan
 
     def __next__(self) -> Any:
-        return call_fn(self._fn, next(self._parent), self._where)
+        e = next(self._parent)
+        if isinstance(e, RecordBlock) and not self._plan.takes_block():
+            e = e.materialize()  # the name no longer means a decoder of blocks: the plain batch
+        return call_fn(self._fn, e, self._where)
 
 
 class _ParallelMapIterator(_UnaryIterator):

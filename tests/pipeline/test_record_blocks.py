@@ -1,0 +1,331 @@
+"""Record blocks (pipeline.blocks): a file dataset's batch decoded by its map straight from the
+reader's bytes gives exactly what the unfused chain gives: values, dtypes, errors, cardinality,
+element specs and iterator states (restored either way)."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+import pipeline
+import pipeline.raw
+from pipeline import blocks
+from pipeline.blocks import FixedBlock, block_call
+from pipeline.csv import decode_csv
+from pipeline.data import FixedLengthRecordDataset, TextLineDataset
+from pipeline.data.batching import _BatchIterator
+from pipeline.raw import decode_raw
+from pipeline.textline import TextLineReader
+from queueserver.errors import DataLossError, InvalidArgumentError
+
+DEFAULTS = [[0.0], [0.0], [0]]
+
+
+def _same(a, b):
+    assert type(a) is type(b), (type(a), type(b))
+    if isinstance(a, (tuple, list)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _same(x, y)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _same(a[k], b[k])
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, (a.dtype, b.dtype, a.shape, b.shape)
+        assert a.flags.writeable == b.flags.writeable
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    else:
+        assert a == b
+
+
+def _unfused(make, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(blocks, "ENABLED", False)
+        return list(make())
+
+
+def _is_fused(ds) -> bool:
+    it = ds.iterator()
+    try:
+        return type(it._parent) is _BatchIterator and it._parent._blocks
+    finally:
+        it.close()
+
+
+def _check_everywhere(make, monkeypatch, fused=True):
+    """Fused output == unfused output, and every state of either restores into the other."""
+    want = _unfused(make, monkeypatch)
+    assert _is_fused(make()) is fused
+    got = list(make())
+    _same(got, want)
+    for k in range(len(want) + 1):
+        it = make().iterator()
+        for _ in range(k):
+            next(it)
+        state = json.loads(json.dumps(it.get_state()))
+        it.close()
+        _same(list(make().iterator(state=state)), want[k:])
+        with monkeypatch.context() as m:
+            m.setattr(blocks, "ENABLED", False)
+            _same(list(make().iterator(state=state)), want[k:])
+            it = make().iterator()
+            for _ in range(k):
+                next(it)
+            plain = json.loads(json.dumps(it.get_state()))
+        _same(list(make().iterator(state=plain)), want[k:])
+
+
+# -- which functions get a block --------------------------------------------------------------
+SPEC = np.uint8
+
+
+def _closure():
+    dt = np.int16
+    return lambda r: decode_raw(r, dt)
+
+
+def _post(r):
+    out = decode_raw(r, np.uint8)
+    return out[:, :1], out[:, 1:]
+
+
+@pytest.mark.parametrize("fn", [
+    lambda r: decode_raw(r, np.uint8),
+    lambda r: decode_raw(r, out_type=SPEC, little_endian=False),
+    lambda r: decode_raw(records=r, out_type=np.uint8),
+    lambda r: pipeline.raw.decode_raw(r, np.uint8),
+    lambda r: pipeline.decode_raw(r, np.uint8).reshape(-1, 1),
+    lambda s: decode_csv(s, [[0.0], [0]], field_delim=","),
+    _closure(),
+    _post,
+    functools.partial(decode_raw, out_type=np.uint8),
+])
+def test_functions_that_pass_their_argument_to_a_decoder(fn):
+    plan = block_call(fn)
+    assert plan is not None and plan.takes_block()
+
+
+def _twice(r):
+    a = decode_raw(r, np.uint8)
+    return a, r
+
+
+def _looped(r):
+    out = []
+    for _ in range(2):
+        out.append(decode_raw(r, np.uint8))
+    return out
+
+
+@pytest.mark.parametrize("fn", [
+    _twice,
+    _looped,
+    lambda r: decode_raw(np.asarray(r), np.uint8),
+    lambda r: np.uint8(decode_raw(r[:1], np.uint8)),
+    lambda r: decode_raw(b"x", r),  # the argument is not the records
+    lambda r: decode_raw(r, np.uint8) if len(r) else None,
+    lambda *a: decode_raw(a[0], np.uint8),
+    functools.partial(decode_raw, np.zeros(1)),
+    len,
+])
+def test_other_functions_do_not(fn):
+    plan = block_call(fn)
+    assert plan is None or not plan.takes_block()
+
+
+def test_a_name_that_no_longer_means_a_decoder_gets_the_plain_batch(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(bytes(range(60)))
+    seen = []
+    ns = {"decode_raw": decode_raw}
+    fn = eval("lambda r: decode_raw(r, 'u1')", ns)
+    ds = FixedLengthRecordDataset(str(p), 6).batch(4).map(fn)
+    it = ds.iterator()
+    assert type(next(it)) is np.ndarray
+    ns["decode_raw"] = lambda r, t: seen.append(type(r)) or r
+    rest = list(it)
+    assert seen == [np.ndarray, np.ndarray] and rest[0].dtype == object
+    assert rest[0].tolist() == [bytes(range(24, 30)), bytes(range(30, 36)), bytes(range(36, 42)), bytes(range(42, 48))]
+
+
+# -- fixed-length records ----------------------------------------------------------------------
+def _fixed_files(tmp_path, comp="", header=0, footer=0, sizes=(37, 0, 5)):
+    rng = np.random.default_rng(1)
+    paths = []
+    for k, n in enumerate(sizes):
+        body = rng.integers(0, 256, (n, 6), np.uint8)
+        body[:, -1] = 0  # trailing NUL bytes are part of each record
+        data = bytes(range(1, header + 1)) + body.tobytes() + b"\xee" * footer
+        data = {"": data, "GZIP": gzip.compress(data), "ZLIB": zlib.compress(data)}[comp]
+        p = tmp_path / f"f{k}.bin"
+        p.write_bytes(data)
+        paths.append(str(p))
+    return paths
+
+
+@pytest.mark.parametrize("comp", ["", "GZIP", "ZLIB"])
+@pytest.mark.parametrize("batch,drop", [(1, False), (4, True), (7, False), (100, False), (100, True)])
+def test_fixed_length_fused_equals_unfused(tmp_path, monkeypatch, comp, batch, drop):
+    paths = _fixed_files(tmp_path, comp, header=3, footer=2)
+
+    def make():
+        ds = FixedLengthRecordDataset(paths, 6, header_bytes=3, footer_bytes=2, compression_type=comp)
+        return ds.batch(batch, drop_remainder=drop).map(lambda r: decode_raw(r, np.uint8))
+
+    _check_everywhere(make, monkeypatch)
+    ds = make()
+    assert ds.cardinality() == ds.cardinality()  # unchanged by fusion (computed from the inputs)
+
+
+@pytest.mark.parametrize("skip,take", [(0, -1), (1, -1), (5, 30), (40, -1), (3, 0)])
+def test_fixed_length_behind_skip_and_take(tmp_path, monkeypatch, skip, take):
+    paths = _fixed_files(tmp_path)
+
+    def make():
+        ds = FixedLengthRecordDataset(paths, 6).skip(skip).take(take)
+        return ds.batch(8).map(lambda r: decode_raw(r, np.int16, little_endian=False))
+
+    _check_everywhere(make, monkeypatch)
+
+
+def test_fixed_length_hop_bytes(tmp_path, monkeypatch):
+    paths = _fixed_files(tmp_path, sizes=(20,))
+
+    def make():
+        return FixedLengthRecordDataset(paths, 6, hop_bytes=4).batch(3).map(lambda r: decode_raw(r, np.uint8))
+
+    _check_everywhere(make, monkeypatch)
+
+
+def test_fixed_length_errors_are_the_same(tmp_path, monkeypatch):
+    p = tmp_path / "odd.bin.gz"
+    p.write_bytes(gzip.compress(bytes(64)))  # 10 records of 6 bytes, then 4 bytes of a partial one
+
+    def make():
+        return FixedLengthRecordDataset(str(p), 6, compression_type="GZIP").batch(4).map(
+            lambda r: decode_raw(r, np.int32))
+
+    def run():
+        out = []
+        it = make().iterator()
+        while True:
+            try:
+                out.append(next(it))
+            except StopIteration:
+                return out, None
+            except Exception as e:  # noqa: BLE001
+                return out, (type(e), str(e))
+
+    want = None
+    with monkeypatch.context() as m:
+        m.setattr(blocks, "ENABLED", False)
+        want = run()
+    got = run()
+    assert want[1] is not None and got[1] == want[1]
+    _same(got[0], want[0])
+
+
+def test_fixed_block_decodes_like_bytes():
+    rows = np.random.default_rng(0).integers(0, 256, (5, 8), np.uint8)
+    for dt in (np.uint8, np.int16, np.float32, np.int64, np.complex64):
+        for le in (True, False):
+            _same(decode_raw(FixedBlock(rows), dt, le), decode_raw(FixedBlock(rows).materialize(), dt, le))
+    _same(decode_raw(FixedBlock(rows[:0]), np.uint8), decode_raw(FixedBlock(rows[:0]).materialize(), np.uint8))
+    _same(decode_raw(FixedBlock(rows), np.int16, fixed_length=4),
+          decode_raw(FixedBlock(rows).materialize(), np.int16, fixed_length=4))
+    with pytest.raises(InvalidArgumentError, match="length 7 that is not a multiple of 2"):
+        decode_raw(FixedBlock(rows[:, :7]), np.int16)
+
+
+# -- text lines and CSV ------------------------------------------------------------------------
+def _csv_files(tmp_path, comp="", rows=(2000, 0, 700), extra=b""):
+    paths = []
+    for k, n in enumerate(rows):
+        data = b"a,b,c\n" + b"".join(b"%d.5,%s,%d\n" % (i, b"" if i % 11 == 0 else b"%d" % -i, i % 7) for i in range(n))
+        data += extra if k == 0 else b""
+        data = {"": data, "GZIP": gzip.compress(data), "ZLIB": zlib.compress(data)}[comp]
+        p = tmp_path / f"c{k}.csv"
+        p.write_bytes(data)
+        paths.append(str(p))
+    return paths
+
+
+@pytest.mark.parametrize("comp", ["", "GZIP"])
+@pytest.mark.parametrize("batch,drop", [(1, False), (300, False), (1024, True), (5000, False)])
+def test_csv_lines_fused_equal_unfused(tmp_path, monkeypatch, comp, batch, drop):
+    paths = _csv_files(tmp_path, comp)
+    monkeypatch.setattr("pipeline.data.files._TEXT_BLOCK_LINES", 900)  # segments end inside batches
+
+    def make():
+        ds = TextLineDataset(paths, compression_type=comp, skip_header_lines=1).skip(1).batch(batch, drop_remainder=drop)
+        return ds.map(lambda s: decode_csv(s, DEFAULTS))
+
+    want = _unfused(make, monkeypatch)
+    assert _is_fused(make())
+    _same(list(make()), want)
+    if batch in (300, 5000):
+        _check_everywhere(make, monkeypatch)
+
+
+def test_csv_segments_pyarrow_declines_go_batch_by_batch(tmp_path, monkeypatch):
+    # A "\r\n" line and a quoted field: pyarrow declines the segment; every batch decodes alone.
+    paths = _csv_files(tmp_path, extra=b'1.5,"2",3\r\n4,5,6\n')
+
+    def make():
+        return TextLineDataset(paths, skip_header_lines=1).batch(256).map(lambda s: decode_csv(s, DEFAULTS))
+
+    _check_everywhere(make, monkeypatch)
+
+
+def test_csv_bad_record_error_is_the_same(tmp_path, monkeypatch):
+    paths = _csv_files(tmp_path, extra=b"1,x,2\n")
+
+    def run():
+        got = []
+        ds = TextLineDataset(paths[0]).skip(1).batch(400).map(lambda s: decode_csv(s, DEFAULTS))
+        with pytest.raises(InvalidArgumentError) as e:
+            for b in ds:
+                got.append(b)
+        return got, str(e.value)
+
+    with monkeypatch.context() as m:
+        m.setattr(blocks, "ENABLED", False)
+        want = run()
+    got = run()
+    assert "Field 1 in record" in got[1] and got[1] == want[1]
+    _same(got[0], want[0])
+
+
+def test_text_reader_returns_the_lines_before_corrupt_data_first(tmp_path):
+    """A large read used to lose every line it had gathered when the next block was corrupt."""
+    text = b"".join(b"line %d\n" % i for i in range(100000))
+    packed = bytearray(gzip.compress(text, 1))
+    packed[len(packed) * 3 // 4 : len(packed) * 3 // 4 + 64] = b"\xff" * 64
+    p = tmp_path / "bad.gz"
+    p.write_bytes(bytes(packed))
+    small = TextLineReader(p, compression_type="GZIP", buffer_size=4096)
+    want = []
+    with pytest.raises(DataLossError):
+        while chunk := small.read_chunk(100):
+            want += chunk
+    big = TextLineReader(p, compression_type="GZIP", buffer_size=4096)
+    got = big.read_chunk(10**9)
+    assert got == want and len(got) > 1000
+    with pytest.raises(DataLossError, match="bad.gz"):
+        big.read_chunk(10)
+
+
+def test_text_reader_max_bytes_bounds_a_read(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_bytes(b"".join(b"%07d\n" % i for i in range(100000)))
+    r = TextLineReader(p, buffer_size=4096)
+    first = r.read_chunk(10**9, max_bytes=20000)
+    assert 2500 <= len(first) <= 4000 and first[0] == b"0000000"
+    rest = r.read_chunk(10**9)
+    assert first + rest == [b"%07d" % i for i in range(100000)]
