@@ -102,7 +102,7 @@ class AsyncClient(Channel):
         if route is None or not route.connected:
             spec = DeviceSpec.parse(home)
             address = self.cluster[spec.job][spec.task]
-            route = AsyncClient(address, dataclasses.replace(self.options, route_direct=False), parent=self)
+            route = type(self)(address, dataclasses.replace(self.options, route_direct=False), parent=self)
             route.label = f"task {home} at {address}"
             try:
                 await route.open()
@@ -119,7 +119,7 @@ class AsyncClient(Channel):
         for link in list(self._routes.values()):
             await link.close()
         self._routes.clear()
-        if self._protocol is not None and self._protocol.transport is not None:
+        if self.connected:
             for delivery, route in self._deliveries.close():
                 self._give_back(delivery, route)  # taken and never acknowledged: not done with
         await super().close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import uuid
 from typing import Any, Sequence, cast
 from urllib.parse import urlsplit
@@ -148,6 +149,9 @@ class Channel:
         self.reconnect_s = reconnect_s
         self.client_id = uuid.uuid4().hex[:16]  # with _seq, the stamp of each enqueue
         self._seq = 0
+        # Guards what the blocking client's threads share (sequence numbers, compact-frame handles);
+        # never held across an await.
+        self._lock = threading.RLock()
         # Sequence numbers of stamped calls not answered yet: their lowest, sent with each stamp, is
         # the low-water mark below which the server may forget this client's stamps.
         self._open_seqs: set[int] = set()
@@ -187,8 +191,8 @@ class Channel:
         """
         wait = HELLO_TIMEOUT_S if timeout is None else timeout
         try:
-            reply = await asyncio.wait_for(self._hello(), wait)
-        except asyncio.TimeoutError:
+            reply = await self._timed_hello(wait)
+        except TimeoutError:
             self._drop()
             raise DeadlineExceededError(
                 f"{self.label} did not answer the hello within {wait:g} s: not a queue server (or a different"
@@ -204,6 +208,10 @@ class Channel:
         self.cluster = reply.get("cluster")
         self._opened = True
         return self
+
+    async def _timed_hello(self, wait: float) -> dict:
+        """Connect and say hello within ``wait`` seconds, or raise TimeoutError (the transport's part of :meth:`open`)."""
+        return await asyncio.wait_for(self._hello(), wait)
 
     async def _hello(self) -> dict:
         host, port = parse_target(self.target)
@@ -321,10 +329,14 @@ class Channel:
     def _on_lost(self, exc: Exception | None) -> None:
         error = self._fatal or self._stray or _lost(
             f"connection to {self.label} lost" + (f": {exc}" if exc else ""))
-        pending, self._pending = self._pending, {}
-        for fut in pending.values():
+        for fut in self._take_pending().values():
             if not fut.done():
                 fut.set_exception(error)
+
+    def _take_pending(self) -> dict:
+        """The calls waiting on the connection that was lost (none wait on it after this)."""
+        pending, self._pending = self._pending, {}
+        return pending
 
     def _send(self, header: dict, arrays: Sequence[np.ndarray] = ()) -> None:
         proto = self._protocol
@@ -372,7 +384,7 @@ class Channel:
 
     async def _reconnect(self, until: float) -> None:
         """Connect again (one attempt at a time for every caller), with backoff, until ``until``
-        (loop time).
+        (:meth:`_now`'s time).
 
         Raises:
             UnavailableError: the server did not come back in time.
@@ -380,35 +392,51 @@ class Channel:
         if self._reconnecting is not None:
             await asyncio.shield(self._reconnecting)
             return
-        loop = self._loop
-        self._reconnecting = done = loop.create_future()
-        delay, last = RECONNECT_FIRST_S, None
+        self._reconnecting = done = self._loop.create_future()
         try:
-            while True:
-                self._forget_connection()
-                left = until - loop.time()
-                try:
-                    if left <= 0:
-                        raise UnavailableError(f"lost the connection to {self.label}; it did not come back in time"
-                                               + (f" ({last})" if last else ""))
-                    await Channel.open(self, min(left, HELLO_TIMEOUT_S))
-                except (UnavailableError, DeadlineExceededError) as exc:
-                    if loop.time() + delay >= until:
-                        raise UnavailableError(f"lost the connection to {self.label}; it did not come back in time"
-                                               f" ({exc})") from None
-                    last = exc
-                    await asyncio.sleep(delay)  # backoff: the server is restarting
-                    delay = min(2 * delay, RECONNECT_MAX_S)
-                    continue
-                self._reconnected()
-                done.set_result(None)
-                return
+            await self._reconnect_attempts(until)
+            done.set_result(None)
         except BaseException as exc:
             done.set_exception(exc)
             done.exception()  # retrieved: callers that shared it raise it themselves
             raise
         finally:
             self._reconnecting = None
+
+    async def _reconnect_attempts(self, until: float) -> None:
+        """Drop the connection and open a new one, with backoff, until ``until``: the rule every
+        transport shares (each decides how its callers share one attempt)."""
+        delay, last = RECONNECT_FIRST_S, None
+        while True:
+            self._forget_connection()
+            left = until - self._now()
+            try:
+                if left <= 0:
+                    raise UnavailableError(f"lost the connection to {self.label}; it did not come back in time"
+                                           + (f" ({last})" if last else ""))
+                await Channel.open(self, min(left, HELLO_TIMEOUT_S))
+            except (UnavailableError, DeadlineExceededError) as exc:
+                if self._now() + delay >= until:
+                    raise UnavailableError(f"lost the connection to {self.label}; it did not come back in time"
+                                           f" ({exc})") from None
+                last = exc
+                await self._pause(delay)  # backoff: the server is restarting
+                delay = min(2 * delay, RECONNECT_MAX_S)
+                continue
+            self._reconnected()
+            return
+
+    def _now(self) -> float:
+        """The clock of deadlines and reconnection windows (the loop's)."""
+        return self._loop.time()
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait between reconnection attempts."""
+        await asyncio.sleep(seconds)
+
+    async def gather(self, calls: Sequence[Any]) -> list:
+        """Run ``calls`` (coroutines of this client's handles) together; their results in order."""
+        return list(await asyncio.gather(*calls))
 
     def _forget_connection(self) -> None:
         """Drop the current connection for good: its waiting calls fail now (its own loss, reported
@@ -439,16 +467,16 @@ class Channel:
             raise first
         if first is None and not self._may_repeat(header):
             # Not repeatable, but the connection is gone: reconnect, then make it once.
-            await self._reconnect(self._loop.time() + window)
+            await self._reconnect(self._now() + window)
             return await attempt()
-        until = self._loop.time() + window
+        until = self._now() + window
         while True:
             await self._reconnect(until)
             header.pop(P.ACKS, None)  # those delivery ids were the lost connection's: all returned
             try:
                 return await attempt()
             except UnavailableError as exc:
-                if self._loop.time() >= until or not getattr(exc, "connection_lost", False):
+                if self._now() >= until or not getattr(exc, "connection_lost", False):
                     raise
 
     async def call(self, header: dict, arrays: Sequence[np.ndarray] = (), *,
@@ -465,8 +493,8 @@ class Channel:
             return await self._call(header, arrays, wait)
         seq = None
         if header.get("o") == P.OP_ENQUEUE and P.STAMP not in header:
-            seq = self._open_stamp()
-            header[P.STAMP] = [self.client_id, seq, min(self._open_seqs)]
+            seq, low = self._open_stamp()
+            header[P.STAMP] = [self.client_id, seq, low]
         try:
             if not self.connected and self._opened and not self._closed:
                 return await self._repeat(header, lambda: self._call(header, arrays, wait), window, None)
@@ -476,13 +504,21 @@ class Channel:
                 return await self._repeat(header, lambda: self._call(header, arrays, wait), window, exc)
         finally:
             if seq is not None:
-                self._open_seqs.discard(seq)
+                self._close_stamp(seq)
 
-    def _open_stamp(self) -> int:
-        """The next sequence number, open until its call is answered (see ``_open_seqs``)."""
-        self._seq += 1
-        self._open_seqs.add(self._seq)
-        return self._seq
+    def _open_stamp(self) -> tuple[int, int]:
+        """The next sequence number, open until its call is answered (see ``_open_seqs``), and the
+        low-water mark to send with it."""
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            self._open_seqs.add(seq)
+            return seq, min(self._open_seqs)
+
+    def _close_stamp(self, seq: int) -> None:
+        """The call stamped ``seq`` was answered (or gave up): it no longer holds the low-water mark."""
+        with self._lock:
+            self._open_seqs.discard(seq)
 
     async def _call(self, header: dict, arrays: Sequence[np.ndarray], wait: Any) -> tuple[dict, list[np.ndarray]]:
         if wait is OPERATION_DEADLINE:
@@ -520,8 +556,7 @@ class Channel:
         window = self.reconnect_window()
         stamp = None
         if window is not None and route is None:  # an enqueue: stamped, so a repeat is applied once
-            seq = self._open_stamp()
-            stamp = (seq, min(self._open_seqs))
+            stamp = self._open_stamp()
         try:
             if window is None or (self.connected and self._fatal is None):
                 try:
@@ -539,7 +574,7 @@ class Channel:
                                       window, first)
         finally:
             if stamp is not None:
-                self._open_seqs.discard(stamp[0])
+                self._close_stamp(stamp[0])
 
     async def _call_compact(self, op: int, handle: int, timeout: float | None, acks: Sequence[int],
                             payload: bytes, route: dict | None,

@@ -92,7 +92,7 @@ class Deliveries:
     def forget(self, key: QueueKey, delivery: int) -> None:
         """``delivery`` goes back to its queue (nobody will see it): no call may acknowledge it."""
         self._taken.pop(delivery, None)
-        for (held_key, _), ids in self._held.items():
+        for (held_key, _), ids in list(self._held.items()):  # a copy: other threads' callers may add keys
             if held_key == key and delivery in ids:
                 ids.remove(delivery)
                 return

@@ -138,16 +138,17 @@ class AsyncQueue(_Handle):
             self._compact = 0
             return 0
         key = (self._key, self._layout)
-        handle = conn._compact_handles.get(key)
-        if handle is None:
-            if len(conn._compact_handles) >= COMPACT_MAX_HANDLES:
-                self._compact = 0  # the server's limit: further queues use ordinary frames
-                return 0
-            handle = len(conn._compact_handles) + 1
-            # No reply: the first compact call follows on the same connection, so the server has
-            # bound the handle before it reads that call; the server checks the layout then.
-            conn._send({**P.bind(handle, self.name, self.container, self.spec.to_wire()), P.ID: 0})
-            conn._compact_handles[key] = handle
+        with conn._lock:  # threads of a blocking client bind at once: one number per queue
+            handle = conn._compact_handles.get(key)
+            if handle is None:
+                if len(conn._compact_handles) >= COMPACT_MAX_HANDLES:
+                    self._compact = 0  # the server's limit: further queues use ordinary frames
+                    return 0
+                handle = len(conn._compact_handles) + 1
+                # No reply: the first compact call follows on the same connection, so the server has
+                # bound the handle before it reads that call; the server checks the layout then.
+                conn._send({**P.bind(handle, self.name, self.container, self.spec.to_wire()), P.ID: 0})
+                conn._compact_handles[key] = handle
         self._compact = handle
         return handle
 

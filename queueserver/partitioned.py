@@ -32,7 +32,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -44,7 +43,6 @@ from queueserver.handles import AsyncVariable, _as_indices
 
 if TYPE_CHECKING:
     from queueserver.asyncio_client import AsyncClient
-    from queueserver.loops import LoopThread
 
 Initializer = Any  # an array of the whole table, a callable (shard shape, first row) -> array, or None (zeros)
 
@@ -107,17 +105,21 @@ class AsyncPartitionedVariable:
         """The task of each shard, in shard order."""
         return [s.device for s in self.shards]
 
+    async def _together(self, calls: list) -> list:
+        """The shards' calls, made together as the client's transport can (see ``Channel.gather``)."""
+        return await self.shards[0].client.gather(calls)
+
     async def initialize(self) -> None:
         """Initialize every shard."""
-        await asyncio.gather(*(s.initialize() for s in self.shards))
+        await self._together([s.initialize() for s in self.shards])
 
     async def is_initialized(self) -> bool:
         """Whether every shard holds a value."""
-        return all(await asyncio.gather(*(s.is_initialized() for s in self.shards)))
+        return all(await self._together([s.is_initialized() for s in self.shards]))
 
     async def read(self) -> np.ndarray:
         """The whole table: the shards' values, concatenated."""
-        return np.concatenate(await asyncio.gather(*(s.read() for s in self.shards)), axis=0)
+        return np.concatenate(await self._together([s.read() for s in self.shards]), axis=0)
 
     async def assign(self, value: Any) -> None:
         """Replace the whole table (each shard gets its rows)."""
@@ -126,7 +128,7 @@ class AsyncPartitionedVariable:
             raise InvalidArgumentError(f"PartitionedVariable '{self.name}' assign: expected shape"
                                        f" {shape_str(self.shape)}, got {shape_str(value.shape)}")
         o = self.offsets
-        await asyncio.gather(*(s.assign(value[o[i]:o[i + 1]]) for i, s in enumerate(self.shards)))
+        await self._together([s.assign(value[o[i]:o[i + 1]]) for i, s in enumerate(self.shards)])
 
     def _route(self, indices: Any, op: str) -> tuple[tuple, np.ndarray, list[np.ndarray]]:
         """``(shape of the indices, local row of each flat index, flat positions per shard)``.
@@ -157,7 +159,7 @@ class AsyncPartitionedVariable:
         shape, local, parts = self._route(indices, "gather")
         out = np.empty((local.size,) + tuple(self.shape[1:]), self.dtype)
         asked = [(s, p) for s, p in zip(self.shards, parts) if p.size]
-        got = await asyncio.gather(*(s.gather(local[p]) for s, p in asked))
+        got = await self._together([s.gather(local[p]) for s, p in asked])
         for (_, p), rows in zip(asked, got):
             out[p] = rows
         return out.reshape(shape + tuple(self.shape[1:]))
@@ -170,8 +172,8 @@ class AsyncPartitionedVariable:
                 f"PartitionedVariable '{self.name}' {action}: updates must have shape"
                 f" {shape_str(shape + tuple(self.shape[1:]))} or be a scalar, got {shape_str(upd.shape)}")
         flat = upd.reshape((local.size,) + tuple(self.shape[1:])) if upd.shape else upd
-        await asyncio.gather(*(getattr(s, action)(local[p], flat[p] if upd.shape else upd)
-                               for s, p in zip(self.shards, parts) if p.size))
+        await self._together([getattr(s, action)(local[p], flat[p] if upd.shape else upd)
+                              for s, p in zip(self.shards, parts) if p.size])
 
     async def scatter_add(self, indices: Any, updates: Any) -> None:
         """Add ``updates`` to rows ``indices`` (duplicates summed), each shard its own rows."""
@@ -260,9 +262,9 @@ async def partitioned_variable(client: AsyncClient, name: str, shape: Sequence[i
 class PartitionedVariable:
     """Blocking handle on a partitioned variable, with the methods of :class:`AsyncPartitionedVariable`."""
 
-    def __init__(self, handle: AsyncPartitionedVariable, runner: LoopThread) -> None:
+    def __init__(self, handle: AsyncPartitionedVariable, run: Callable[[Any], Any]) -> None:
         self._async = handle
-        self._runner = runner
+        self._run = run  # runs one of the handle's calls to its end on the calling thread
         self.name, self.shape, self.dtype = handle.name, handle.shape, handle.dtype
 
     def __repr__(self) -> str:
@@ -285,32 +287,32 @@ class PartitionedVariable:
 
     def initialize(self) -> None:
         """Initialize every shard."""
-        self._runner.run(self._async.initialize())
+        self._run(self._async.initialize())
 
     def is_initialized(self) -> bool:
         """Whether every shard holds a value."""
-        return self._runner.run(self._async.is_initialized())
+        return self._run(self._async.is_initialized())
 
     def read(self) -> np.ndarray:
         """The whole table."""
-        return self._runner.run(self._async.read())
+        return self._run(self._async.read())
 
     def assign(self, value: Any) -> None:
         """Replace the whole table."""
-        self._runner.run(self._async.assign(value))
+        self._run(self._async.assign(value))
 
     def gather(self, indices: Any) -> np.ndarray:
         """Rows ``indices`` of the table, in the order asked."""
-        return self._runner.run(self._async.gather(indices))
+        return self._run(self._async.gather(indices))
 
     def scatter_add(self, indices: Any, updates: Any) -> None:
         """Add ``updates`` to rows ``indices``."""
-        self._runner.run(self._async.scatter_add(indices, updates))
+        self._run(self._async.scatter_add(indices, updates))
 
     def scatter_sub(self, indices: Any, updates: Any) -> None:
         """Subtract ``updates`` from rows ``indices``."""
-        self._runner.run(self._async.scatter_sub(indices, updates))
+        self._run(self._async.scatter_sub(indices, updates))
 
     def scatter_update(self, indices: Any, updates: Any) -> None:
         """Set rows ``indices`` to ``updates``."""
-        self._runner.run(self._async.scatter_update(indices, updates))
+        self._run(self._async.scatter_update(indices, updates))

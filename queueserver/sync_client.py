@@ -1,6 +1,7 @@
-"""The synchronous client: an :class:`~queueserver.asyncio_client.AsyncClient` driven from a loop
-thread (:mod:`queueserver.loops`), so every method blocks only its caller; several threads may
-share one client. A batch whose caller is interrupted (Ctrl-C) goes back to its queue.
+"""The synchronous client: the asyncio client's own code over a blocking transport
+(:mod:`queueserver.blocking`), so every method does its socket I/O on the caller's thread and
+blocks only its caller; several threads may share one client. A batch whose caller is
+interrupted (Ctrl-C) goes back to its queue.
 """
 
 from __future__ import annotations
@@ -14,49 +15,10 @@ from typing import Any
 import numpy as np
 
 from queueserver.asyncio_client import AsyncClient
+from queueserver.blocking import BlockingClient, run_blocking
 from queueserver.channel import DEFAULT
 from queueserver.errors import FailedPreconditionError
 from queueserver.handles import AsyncAccumulator, AsyncDelivery, AsyncQueue, AsyncSparseAccumulator, AsyncVariable
-from queueserver.loops import LoopThread
-
-class _LoopThread(LoopThread):
-    """The loop thread that runs one synchronous client's coroutines, plus its delivery guard."""
-
-    def __init__(self) -> None:
-        super().__init__("queueserver-client")
-
-    def run_delivery(self, coro: Any, give_back: Any, with_id: bool = False) -> Any:
-        """Run a tracked dequeue; a batch its caller never receives goes back to the queue.
-
-        ``coro`` returns ``(value, delivery id)``; so does this with ``with_id``, else the value.
-        The caller can be interrupted (Ctrl-C) at any moment: before the reply (the call is withdrawn, as in :meth:`run`), or after the batch
-        reached this client but before ``run`` returned it. A lock decides which side wins: either
-        the loop hands the value over, or the caller has given up and the loop gives it back.
-        """
-        lock = threading.Lock()
-        state: dict[str, Any] = {"handed": None, "abandoned": False}  # handed: the delivery id
-
-        async def guarded() -> Any:
-            value, delivery = await coro
-            with lock:
-                if not state["abandoned"]:
-                    state["handed"] = delivery
-                    return (value, delivery) if with_id else value
-            give_back(delivery)  # the caller gave up while the batch was on its way
-            return None
-
-        fut = self.submit(guarded())
-        try:
-            return fut.result()
-        except BaseException:
-            with lock:
-                handed, state["abandoned"] = state["handed"], True
-            if handed is not None:
-                # The batch reached this client; the interruption kept it from the caller.
-                self.loop.call_soon_threadsafe(give_back, handed)
-            else:
-                fut.cancel()  # withdraw the call (a reply still on its way is returned on arrival)
-            raise
 
 
 def _sync(name: str):
@@ -65,7 +27,7 @@ def _sync(name: str):
 
     @functools.wraps(async_method)
     def method(self, *args: Any, **kwargs: Any) -> Any:
-        return self._runner.run(getattr(self._async, async_method.__name__)(*args, **kwargs))
+        return self._run(getattr(self._async, async_method.__name__)(*args, **kwargs))
 
     return method
 
@@ -75,10 +37,10 @@ _ASYNC_BY_NAME = {"AsyncQueue": AsyncQueue, "AsyncVariable": AsyncVariable, "Asy
 
 
 class _SyncHandle:
-    """A blocking view of an async handle: the same attributes, methods run on the client's loop."""
+    """A blocking view of an async handle: the same attributes, its methods run on the caller's thread."""
 
-    def __init__(self, handle: Any, runner: _LoopThread) -> None:
-        self._async, self._runner = handle, runner
+    def __init__(self, handle: Any, run: Any) -> None:
+        self._async, self._run = handle, run  # run: the client's Client._run
         self.name, self.container, self.device = handle.name, handle.container, handle.device
 
     def __repr__(self) -> str:
@@ -88,8 +50,8 @@ class _SyncHandle:
 class Queue(_SyncHandle):
     """Blocking handle on a shared queue, with the methods of :class:`AsyncQueue`."""
 
-    def __init__(self, handle: AsyncQueue, runner: _LoopThread) -> None:
-        super().__init__(handle, runner)
+    def __init__(self, handle: AsyncQueue, run: Any) -> None:
+        super().__init__(handle, run)
         self.spec, self.type_name = handle.spec, handle.type_name
 
     dtypes = property(lambda self: self.spec.dtypes, doc="The components' dtypes.")
@@ -98,8 +60,8 @@ class Queue(_SyncHandle):
     enqueue = _sync("AsyncQueue.enqueue")
     enqueue_many = _sync("AsyncQueue.enqueue_many")
 
-    # The caller, for acknowledgements, is the calling thread (each call runs as a new task on the
-    # client's loop): a dequeue acknowledges what this thread received before, never another's.
+    # The caller, for acknowledgements, is the calling thread: a dequeue acknowledges what this
+    # thread received before, never another's.
     def dequeue(self, *, timeout: Any = DEFAULT) -> Any:
         """Remove one element (see :meth:`AsyncQueue.dequeue`); Ctrl-C at any moment loses nothing."""
         return self._dequeue("one", None, timeout)
@@ -113,20 +75,34 @@ class Queue(_SyncHandle):
         return self._dequeue("up_to", int(n), timeout)
 
     def _dequeue(self, mode: str, n: int | None, timeout: Any) -> Any:
-        coro = self._async._dequeue(mode, n, timeout, True, _thread_caller())
-        return self._runner.run_delivery(coro, self._async._give_back)
+        return self._delivered(self._async._dequeue(mode, n, timeout, False, _thread_caller()))
+
+    def _delivered(self, coro: Any) -> Any:
+        """Run a dequeue; a batch that reached this client but not its caller (Ctrl-C landed in
+        between) goes back to the queue's front instead of being acknowledged later."""
+        conn = self._async.conn
+        conn.take_in_hand()  # nothing stale from a call made some other way
+        try:
+            value = self._run(coro)
+            conn.take_in_hand()  # the caller has it now
+            return value
+        except BaseException:
+            delivery = conn.take_in_hand()
+            if delivery is not None:
+                self._async._give_back(delivery)
+            raise
 
     def take(self, n: int | None = None, *, up_to: bool = False, timeout: Any = DEFAULT) -> "Delivery":
         """A batch held until its :meth:`Delivery.ack` (see :meth:`AsyncQueue.take`);
         ``with q.take(32) as batch:`` acknowledges on success and gives it back on an exception."""
-        mode = "one" if n is None else "up_to" if up_to else "many"
-        coro = self._async._dequeue(mode, None if n is None else int(n), timeout, True, _thread_caller(), True)
-        value, delivery = self._runner.run_delivery(coro, self._async._give_back, with_id=True)
-        return Delivery(self._runner, AsyncDelivery(self._async, value, delivery))
+        return self._delivered(self._take(n, up_to, timeout))
+
+    async def _take(self, n: int | None, up_to: bool, timeout: Any) -> "Delivery":
+        return Delivery(self._run, await self._async.take(n, up_to=up_to, timeout=timeout))
 
     def ack(self) -> None:
         """Acknowledge what this thread received from this queue (see :meth:`AsyncQueue.ack`)."""
-        self._runner.run(self._async._ack(_thread_caller()))
+        self._run(self._async._ack(_thread_caller()))
     size = _sync("AsyncQueue.size")
     is_closed = _sync("AsyncQueue.is_closed")
     close = _sync("AsyncQueue.close")
@@ -145,8 +121,8 @@ class Delivery:
         id: the server's delivery id.
     """
 
-    def __init__(self, runner: "_LoopThread", delivery: AsyncDelivery) -> None:
-        self._runner, self._async = runner, delivery
+    def __init__(self, run: Any, delivery: AsyncDelivery) -> None:
+        self._run, self._async = run, delivery
         self.value, self.id = delivery.value, delivery.id
 
     def __repr__(self) -> str:
@@ -154,11 +130,11 @@ class Delivery:
 
     def ack(self) -> None:
         """Done with it: it will not be delivered again (see :meth:`AsyncDelivery.ack`)."""
-        self._runner.run(self._async.ack())
+        self._run(self._async.ack())
 
     def give_back(self) -> None:
         """Not done with it: back to the front of its queue (see :meth:`AsyncDelivery.give_back`)."""
-        self._runner.run(self._async.give_back())
+        self._run(self._async.give_back())
 
     def __enter__(self) -> Any:
         return self.value
@@ -170,8 +146,8 @@ class Delivery:
 class VariableHandle(_SyncHandle):
     """Blocking handle on a shared variable, with the methods of :class:`AsyncVariable`."""
 
-    def __init__(self, handle: AsyncVariable, runner: _LoopThread) -> None:
-        super().__init__(handle, runner)
+    def __init__(self, handle: AsyncVariable, run: Any) -> None:
+        super().__init__(handle, run)
         self.dtype, self.shape = handle.dtype, handle.shape
 
     initialize = _sync("AsyncVariable.initialize")
@@ -198,8 +174,8 @@ class VariableHandle(_SyncHandle):
 class Accumulator(_SyncHandle):
     """Blocking handle on a shared conditional accumulator, with the methods of :class:`AsyncAccumulator`."""
 
-    def __init__(self, handle: AsyncAccumulator, runner: _LoopThread) -> None:
-        super().__init__(handle, runner)
+    def __init__(self, handle: AsyncAccumulator, run: Any) -> None:
+        super().__init__(handle, run)
         self.dtype, self.shape = handle.dtype, handle.shape
 
     apply_grad = _sync("AsyncAccumulator.apply_grad")
@@ -212,8 +188,8 @@ class SparseAccumulator(_SyncHandle):
     """Blocking handle on a shared sparse conditional accumulator, with the methods of
     :class:`AsyncSparseAccumulator`."""
 
-    def __init__(self, handle: AsyncSparseAccumulator, runner: _LoopThread) -> None:
-        super().__init__(handle, runner)
+    def __init__(self, handle: AsyncSparseAccumulator, run: Any) -> None:
+        super().__init__(handle, run)
         self.dtype, self.shape = handle.dtype, handle.shape
 
     apply_indexed_slices_grad = _sync("AsyncSparseAccumulator.apply_indexed_slices_grad")
@@ -228,7 +204,7 @@ def _sync_factory(name: str, wrapper: type):
 
     @functools.wraps(async_method)
     def method(self: "Client", *args: Any, **kwargs: Any) -> Any:
-        return wrapper(self._runner.run(getattr(self._async, name)(*args, **kwargs)), self._runner)
+        return wrapper(self._run(getattr(self._async, name)(*args, **kwargs)), self._run)
 
     return method
 
@@ -236,35 +212,29 @@ def _sync_factory(name: str, wrapper: type):
 class Client:
     """A synchronous connection to a queue server. Create it with :func:`connect`.
 
-    It runs an :class:`AsyncClient` on an event loop in a background thread, so every method
-    blocks the caller only.
+    Its methods do their socket I/O on the calling thread (:mod:`queueserver.blocking`); several
+    threads may share it.
     """
 
     def __init__(self, target: str, operation_timeout: float | None = None, token: str | None = None, *,
                  client_name: str | None = None, **options: Any) -> None:
         self.target = target
-        self._loop_thread: _LoopThread | None = _LoopThread()
-        self._async = AsyncClient(target, operation_timeout=operation_timeout, token=token, client_name=client_name,
-                                  **options)
-        try:
-            self._runner.run(self._async.open())
-        except BaseException:
-            self._runner.stop()
-            self._loop_thread = None
-            raise
+        self._closed = False
+        self._async = BlockingClient(target, operation_timeout=operation_timeout, token=token,
+                                     client_name=client_name, **options)
+        run_blocking(self._async.open())
         _OPEN_CLIENTS.add(self)
 
-    @property
-    def _runner(self) -> _LoopThread:
-        """The client's loop thread.
+    def _run(self, coro: Any) -> Any:
+        """Run one of the client's (or its handles') calls on this thread.
 
         Raises:
             FailedPreconditionError: the client was closed.
         """
-        runner = self._loop_thread
-        if runner is None:
+        if self._closed:
+            coro.close()
             raise FailedPreconditionError(f"this client of {self.target} is closed: connect again")
-        return runner
+        return run_blocking(coro)
 
     @property
     def operation_timeout(self) -> float | None:
@@ -303,23 +273,22 @@ class Client:
         returns a :class:`~queueserver.partitioned.PartitionedVariable`."""
         from queueserver.partitioned import PartitionedVariable
 
-        handle = self._runner.run(self._async.partitioned_variable(name, shape, dtype, **options))
-        return PartitionedVariable(handle, self._runner)
+        handle = self._run(self._async.partitioned_variable(name, shape, dtype, **options))
+        return PartitionedVariable(handle, self._run)
 
     reset = _sync("AsyncClient.reset")
     status = _sync("AsyncClient.status")
     report = _sync("AsyncClient.report")
 
     def close(self) -> None:
-        """Acknowledge everything received, disconnect, and stop the client's thread."""
-        runner, self._loop_thread = self._loop_thread, None
-        if runner is None:
+        """Acknowledge everything received and disconnect."""
+        if self._closed:
             return
         _OPEN_CLIENTS.discard(self)
         try:
-            runner.run(self._async.close())
+            run_blocking(self._async.close())
         finally:
-            runner.stop()
+            self._closed = True
 
     def __enter__(self) -> "Client":
         return self
@@ -328,12 +297,10 @@ class Client:
         self.close()
 
     def __del__(self) -> None:
-        runner = getattr(self, "_loop_thread", None)
-        if runner is not None:
-            try:
-                runner.loop.call_soon_threadsafe(runner.loop.stop)
-            except RuntimeError:
-                pass
+        # Dropped without close(): no goodbye, so the server gives back what it held for us.
+        client = getattr(self, "_async", None)
+        if client is not None and not getattr(self, "_closed", True):
+            client._break()
 
 
 def connect(target: str, operation_timeout: float | None = None, token: str | None = None, *,
@@ -366,9 +333,8 @@ def connect(target: str, operation_timeout: float | None = None, token: str | No
                   route_direct=route_direct, reconnect=reconnect)
 
 
-# Clients still open when the interpreter exits normally are closed cleanly then (their loop
-# threads, daemons, still run during atexit): what they received is acknowledged, as a clean close
-# does, and only a crash makes the server deliver it again.
+# Clients still open when the interpreter exits normally are closed cleanly then: what they
+# received is acknowledged, as a clean close does, and only a crash makes the server deliver it again.
 _OPEN_CLIENTS: "weakref.WeakSet[Client]" = weakref.WeakSet()
 
 

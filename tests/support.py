@@ -187,3 +187,13 @@ def run_counting_turns(server, coro) -> tuple:
             await counter
 
     return server._loop_thread.run(main())
+
+
+def crash_connection(client) -> None:
+    """Drop a client's connection as a killed process would: no goodbye, nothing acknowledged (the
+    server gives back what it held). ``client``: a synchronous or an asyncio client."""
+    blocking = getattr(client, "_async", None)
+    if blocking is not None:
+        blocking._break()
+    else:
+        client._protocol.transport.abort()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import queueserver as qs
-from support import REPO
+from support import REPO, crash_connection
 
 PS0, PS1 = "/job:ps/task:0", "/job:ps/task:1"
 W0, W1, W2 = "/job:worker/task:0", "/job:worker/task:1", "/job:worker/task:2"
@@ -122,7 +122,7 @@ def test_forwarded_dequeue_from_a_dead_client_loses_nothing(cluster):
         consumer = qs.connect(cluster.target(W1), route_direct=False)  # through W1, which forwards to PS1
         cq = consumer.fifo_queue("fwd", capacity=100, dtypes=[np.int64], shapes=[[]])
         assert cq.dequeue_many(3).tolist() == [0, 1, 2]
-        consumer._runner.loop.call_soon_threadsafe(consumer._async._protocol.transport.abort)
+        crash_connection(consumer)
         deadline = time.monotonic() + 5
         while q.size() != 6 and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 import queueserver as qs
+from queueserver.deliveries import Deliveries
 from support import REPO, ServerProcess
 
 
@@ -158,24 +158,30 @@ def test_sync_dequeue_interrupted_after_its_reply_loses_nothing(client, monkeypa
     # that batch must go back to the queue, not be acknowledged by the next call.
     q = client.fifo_queue("interrupted", capacity=10, dtypes=[np.int64], shapes=[[]])
     q.enqueue_many(np.arange(3))
-    real_result = concurrent.futures.Future.result
+    real_received = Deliveries.received
 
-    def interrupted(self, timeout=None):
-        real_result(self, timeout)  # the call has finished...
-        raise KeyboardInterrupt     # ...and the caller is interrupted before it sees the batch
+    def interrupted(self, *args):
+        real_received(self, *args)  # the batch is this client's...
+        raise KeyboardInterrupt     # ...and the caller is interrupted before it sees it
 
-    monkeypatch.setattr(concurrent.futures.Future, "result", interrupted)
+    monkeypatch.setattr(Deliveries, "received", interrupted)
     with pytest.raises(KeyboardInterrupt):
         q.dequeue()
     monkeypatch.undo()
     assert [int(q.dequeue(timeout=2)) for _ in range(3)] == [0, 1, 2]
     for dequeue in (lambda: q.dequeue_many(2), lambda: q.dequeue_up_to(2)):
         q.enqueue_many(np.arange(10, 12))
-        monkeypatch.setattr(concurrent.futures.Future, "result", interrupted)
+        monkeypatch.setattr(Deliveries, "received", interrupted)
         with pytest.raises(KeyboardInterrupt):
             dequeue()
         monkeypatch.undo()
         assert q.dequeue_many(2, timeout=2).tolist() == [10, 11]
+    q.enqueue_many(np.arange(20, 22))
+    monkeypatch.setattr(Deliveries, "taken", lambda self, *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        q.take(2)
+    monkeypatch.undo()
+    assert q.dequeue_many(2, timeout=2).tolist() == [20, 21]
 
 
 def test_simple_client_twice_prints_1_then_2(server_process):

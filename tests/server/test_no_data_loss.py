@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import queueserver as qs
+from support import crash_connection
 
 CONSUMER = r"""
 import sys, numpy as np, queueserver as qs
@@ -124,7 +125,7 @@ def test_unacknowledged_batch_returns_to_the_front_in_order(server_process):
         cq = consumer.fifo_queue("ordered", capacity=100, dtypes=[np.int64], shapes=[[]])
         assert cq.dequeue_many(3).tolist() == [0, 1, 2]  # acknowledged by the next dequeue
         assert cq.dequeue_many(3).tolist() == [3, 4, 5]  # held: never acknowledged
-        consumer._runner.loop.call_soon_threadsafe(consumer._async._protocol.transport.abort)
+        crash_connection(consumer)
         deadline = time.monotonic() + 5
         while q.size() != 7 and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import queueserver as qs
-from support import RawConnection
+from support import RawConnection, crash_connection
 
 BAD_TIMEOUTS = [math.nan, math.inf, -math.inf, "1", True, [1]]
 
@@ -92,11 +92,6 @@ def test_a_batch_whose_reply_cannot_be_built_goes_back_in_order(local_server):
         assert first.shape == wide.shape and second.shape == tall.shape and float(second[0, 0]) == 2.0
 
 
-def _crash(async_client) -> None:
-    """Drop the connection as a killed process would: no goodbye, nothing acknowledged."""
-    async_client._protocol.transport.abort()
-
-
 async def test_a_dequeue_acknowledges_only_what_its_own_task_received(local_server):
     async with await qs.connect_async(local_server.target) as setup:
         await setup.reset([""])
@@ -121,7 +116,7 @@ async def test_a_dequeue_acknowledges_only_what_its_own_task_received(local_serv
 
     a, (b1, b2) = await asyncio.gather(task_a(), task_b())
     assert (a.tolist(), b1.tolist(), b2.tolist()) == ([0, 1, 2], [3, 4, 5], [6, 7, 8])
-    _crash(c)
+    crash_connection(c)
     async with await qs.connect_async(local_server.target) as after:
         q = await after.fifo_queue("shared", capacity=100, dtypes=[np.int64], shapes=[[]])
         # A's batch was never acknowledged (B's second dequeue acknowledged only B's first batch);
@@ -141,7 +136,7 @@ def test_sync_threads_sharing_a_client_acknowledge_only_their_own(local_server):
     holder.join()
     assert q.dequeue_many(2).tolist() == [2, 3]
     assert q.dequeue_many(2).tolist() == [4, 5]  # acknowledges this thread's [2, 3], not [0, 1]
-    c._runner.loop.call_soon_threadsafe(_crash, c._async)  # runs before close(), on the client's loop
+    crash_connection(c)
     c.close()
     with qs.connect(local_server.target) as after:
         q = after.fifo_queue("threads", capacity=100, dtypes=[np.int64], shapes=[[]])
