@@ -6,6 +6,7 @@ the budget (3x the bytes a full queue holds, plus 100 MB).
 
     python benchmarks/queue_bulk.py [--instances 100000] [--inflight 2] [--repeat 3]
     python benchmarks/queue_bulk.py --durable   # also with --data-dir: --fsync everysec and always
+    python benchmarks/queue_bulk.py --sync      # also with the synchronous client at both ends
 
 With ``--durable``, every repeat also runs the same workload against a server with a data
 directory (in a fresh temporary directory each time), with ``--fsync everysec`` (the default) and
@@ -88,6 +89,40 @@ def consumer(ready, go, target: str, n: int, device: str = ""):
     return "consumer", run_async(main)
 
 
+def sync_producer(ready, go, target: str, n: int):
+    """W1's producer as a TensorFlow-1-style script writes it: the synchronous client, one call at a time."""
+    import queueserver as qs
+
+    x, y = make_data(n)
+    with qs.connect(target, client_name="w1 sync producer") as c:
+        q = c.fifo_queue("w1", capacity=CAPACITY, dtypes=[np.float32, np.int32], shapes=[[FEATURES], []])
+        ready.wait()
+        go.wait()
+        for start in range(0, n, BATCH):
+            q.enqueue_many((x[start:start + BATCH], y[start:start + BATCH]))
+        q.close()
+    return "producer", n
+
+
+def sync_consumer(ready, go, target: str, n: int):
+    """W1's consumer with the synchronous client."""
+    import queueserver as qs
+
+    with qs.connect(target, client_name="w1 sync consumer") as c:
+        q = c.fifo_queue("w1", capacity=CAPACITY, dtypes=[np.float32, np.int32], shapes=[[FEATURES], []])
+        ready.wait()
+        go.wait()
+        count, label_sum = 0, 0
+        while True:
+            try:
+                xb, yb = q.dequeue_many(BATCH) if n - count >= BATCH else q.dequeue_up_to(BATCH)
+            except qs.OutOfRangeError:
+                break
+            count += len(yb)
+            label_sum += int(yb.sum())
+    return "consumer", (count, label_sum)
+
+
 def relay_producer(ready, go, port: int, n: int):
     x, y = make_data(n)
 
@@ -131,6 +166,8 @@ def main() -> None:
     parser.add_argument("--durable", action="store_true",
                         help="also run with --data-dir (--fsync everysec and always) and compare")
     parser.add_argument("--data-root", default=None, help="where --durable makes its data directories")
+    parser.add_argument("--sync", action="store_true",
+                        help="also run with the synchronous client (queueserver.connect) at both ends")
     args = parser.parse_args()
     n = args.instances
     x, y = make_data(n)
@@ -138,7 +175,7 @@ def main() -> None:
     expected_sum = int(y.sum())
     del x, y
 
-    ours, floor, peaks = [], [], []
+    ours, floor, peaks, synced = [], [], [], []
     durable: dict[str, list[float]] = {"everysec": [], "always": []}
     for _ in range(args.repeat):
         for mode in durable if args.durable else ():
@@ -152,6 +189,14 @@ def main() -> None:
             finally:
                 server.stop()
                 shutil.rmtree(data, ignore_errors=True)
+        if args.sync:
+            server = ServerProc()
+            try:
+                elapsed, results = run_roles([(sync_producer, (server.target, n)), (sync_consumer, (server.target, n))])
+                assert dict(results)["consumer"] == (n, expected_sum)
+                synced.append(elapsed)
+            finally:
+                server.stop()
         server = ServerProc()
         try:
             elapsed, results = run_roles([(producer, (server.target, n, args.inflight)),
@@ -176,6 +221,11 @@ def main() -> None:
             ("queueserver (3 processes)", f"{payload_mb / t_ours:,.0f}", f"{n / t_ours:,.0f}"),
             ("floor: bare uvloop relay", f"{payload_mb / t_floor:,.0f}", f"{n / t_floor:,.0f}"),
             ("ratio to floor (target >= 0.65)", f"{t_floor / t_ours:.2f}", "")]
+    if synced:
+        t_sync = statistics.median(synced)
+        rows += [("synchronous client at both ends", f"{payload_mb / t_sync:,.0f}", f"{n / t_sync:,.0f}"),
+                 ("its ratio to floor (target >= 0.65)",
+                  f"{t_floor / t_sync:.2f} (" + ", ".join(f"{f / t:.2f}" for t, f in zip(synced, floor)) + ")", "")]
     print(f"{machine_line()}; {n} instances, {payload_mb:.0f} MB, median of {args.repeat}")
     print(table(rows))
     print(f"server peak RSS {max(peaks):.0f} MB (budget {budget:.0f} MB = 3 x {full_queue_mb:.1f} MB full queue + 100 MB)")
