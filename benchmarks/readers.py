@@ -16,6 +16,14 @@ meta.data_checksums, then measures each reader pipeline beside a floor measured 
 * W5: FixedLengthRecordReader.read_chunk(10000) -> decode_cifar10 -> labels, uint8[n, 3, 32, 32].
   Floor: numpy.fromfile + reshape.
 
+Each workload also times the Data API chain exactly as a user writes it and prints its ratio to the
+project's bare reader of that format, measured in the same run (issue 13's target: >= 0.8x):
+``TextLineDataset(p).skip(1).batch(1024).map(lambda s: decode_csv(s, defaults))`` and
+``CsvDataset(p, defaults, header=True).batch(1024)`` against ``read_csv_columns``;
+``TFRecordDataset(p[, "GZIP"]).batch(1024).map(lambda s: parse_example(s, spec))`` against
+``read_tfrecord_examples``; ``FixedLengthRecordDataset(p, 3073).batch(10000).map(lambda r:
+decode_raw(r, tf.uint8))`` against ``FixedLengthRecordReader`` + ``decode_cifar10``.
+
 Each figure is the median of 5 runs (files are in the page cache after the first). ``--quick``
 uses a tenth of each workload (checksums then cannot match and are not checked).
 
@@ -46,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.csv import decode_csv, read_csv_columns  # noqa: E402
+from pipeline.data import CsvDataset, FixedLengthRecordDataset, TextLineDataset, TFRecordDataset  # noqa: E402
+from pipeline.raw import decode_raw  # noqa: E402
 from pipeline.fixed_length import FixedLengthRecordReader, decode_cifar10  # noqa: E402
 from pipeline.textline import TextLineReader  # noqa: E402
 from pipeline.tfrecord import (  # noqa: E402
@@ -65,6 +75,15 @@ TARGETS = {"W3": 1.45e6, "W4": 282e3, "W4-GZIP": 73e3, "W5": 297e3}
 # TensorFlow's own figures in WORKLOADS.md (records/s), to turn each target into a multiple of it.
 TF_REFERENCE = {"W3": 727e3, "W4": 188e3, "W4-GZIP": 73e3, "W5": 297e3}
 W3_PYARROW_RATIO = 0.45  # and W3 at least this fraction of pyarrow's single-threaded reader
+CHAIN_RATIO = 0.8  # issue 13: each Data API chain at least this fraction of the bare reader (same run)
+
+
+def chain_line(label: str, n: int, nbytes: int, secs: float, bare: tuple[str, float]) -> None:
+    """A Data API chain's figure and its ratio to the project's bare reader timed in the same run."""
+    name, bare_secs = bare
+    r = bare_secs / secs
+    line(label, n, nbytes, secs)
+    print(f"  {'':<42} = {r:.2f}x {name} (target {CHAIN_RATIO}x: {'MEETS' if r >= CHAIN_RATIO else 'below'})")
 
 
 def sha256(path: Path) -> str:
@@ -256,6 +275,29 @@ def bench_w3(quick: bool) -> None:
     t2, n = median_time(pipeline_2threads)
     assert n == rows, n
     line("TextLineReader + decode_csv (2 threads)", rows, size, t2, ft, TARGETS["W3"], vs, vs_tf)
+    w3_chains(path, defaults, cols, rows, size, t0)
+
+
+def w3_chains(path: Path, defaults: list, cols: list, rows: int, size: int, bare_secs: float) -> None:
+    """The Data API exactly as a user writes it, against the bare reader (read_csv_columns)."""
+
+    def chain():
+        got = []
+        ds = TextLineDataset(str(path)).skip(1).batch(1024).map(lambda s: decode_csv(s, defaults))
+        for batch in ds:
+            got.append(batch)
+        return [np.concatenate([b[j] for b in got]) for j in range(11)]
+
+    def csv_dataset():
+        got = []
+        for batch in CsvDataset(str(path), defaults, header=True).batch(1024):
+            got.append(batch)
+        return [np.concatenate([b[j] for b in got]) for j in range(11)]
+
+    for label, fn in (("TextLineDataset.skip.batch.map(decode_csv)", chain), ("CsvDataset(header).batch(1024)", csv_dataset)):
+        tc, got = median_time(fn)
+        assert all(np.array_equal(a, b) for a, b in zip(got, cols)), f"{label}: values differ"
+        chain_line(label, rows, size, tc, ("read_csv_columns", bare_secs))
 
 
 def bench_w4(quick: bool) -> None:
@@ -306,6 +348,15 @@ def bench_w4(quick: bool) -> None:
         assert count == n, count
         line(f"TFRecordReader {label}+ parse_example", n, size, t, ft, target, vs_tf)
 
+        def chain(path=path, comp=comp):  # the Data API exactly as a user writes it
+            got = [out for out in TFRecordDataset(str(path), comp).batch(1024).map(lambda s: parse_example(s, spec))]
+            return np.concatenate([g["x"] for g in got]), np.concatenate([g["y"] for g in got])
+
+        tc, (cx, cy) = median_time(chain)
+        assert np.array_equal(cx, want_x) and np.array_equal(cy, want_y), "W4 chain values differ"
+        chain_line(f"TFRecordDataset {label}.batch.map(parse_example)", n, size, tc,
+                   ("read_tfrecord_examples", t0))
+
 
 def bench_w5(quick: bool) -> None:
     n = 5_000 if quick else 50_000
@@ -334,6 +385,22 @@ def bench_w5(quick: bool) -> None:
     t, count = median_time(pipeline)
     assert count == n
     line("FixedLengthRecordReader + decode_cifar10", n, size, t, ft, TARGETS["W5"], vs_tf)
+
+    want = np.fromfile(path, np.uint8).reshape(-1, 3073)
+
+    def chain():  # the Data API exactly as a user writes it, then label + uint8[3, 32, 32] as views
+        count, first, last = 0, None, None
+        for r in FixedLengthRecordDataset(str(path), 3073).batch(10000).map(lambda r: decode_raw(r, np.uint8)):
+            labels, images = r[:, 0], r[:, 1:].reshape(-1, 3, 32, 32)
+            first = (labels, images) if first is None else first
+            last = r
+            count += len(labels)
+        return count, first, last
+
+    tc, (count, first, last) = median_time(chain)
+    assert count == n and np.array_equal(first[0], want[: len(first[0]), 0]) and np.array_equal(last, want[-len(last):])
+    chain_line("FixedLengthRecordDataset.batch.map(decode_raw)", n, size, tc,
+               ("FixedLengthRecordReader + decode_cifar10", t))
 
 
 def main() -> None:

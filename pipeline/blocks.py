@@ -136,13 +136,16 @@ class LinesBlock(RecordBlock):
     def lines(self) -> list[bytes]:
         return self.seg.lines[self.i : self.j]
 
-    def segment_result(self, key: Any, compute: Callable[[list[bytes]], Any]) -> Any:
-        """``compute(all lines of the segment)``, computed once per segment and ``key``."""
+    def segment_result(self, key: Any, compute: Callable[[list[bytes]], Any]) -> tuple[int, Any]:
+        """``(start, compute(the segment's lines from start on))``, computed once per segment and
+        ``key`` from the first block asked for on (lines before it, e.g. a header that ``skip``
+        drops, are left out); again from an earlier block only if one is asked for later."""
         seg = self.seg
         with seg.lock:
-            if key not in seg.decoded:
-                seg.decoded[key] = compute(seg.lines)
-            return seg.decoded[key]
+            got = seg.decoded.get(key)
+            if got is None or got[0] > self.i:
+                got = seg.decoded[key] = (self.i, compute(seg.lines[self.i:] if self.i else seg.lines))
+            return got
 
 
 def concat_blocks(blocks: list[RecordBlock]) -> RecordBlock | np.ndarray:

@@ -178,10 +178,10 @@ def _decode_block(
         res = _decode_arrow(b"\n".join(lines), len(lines), cols, plan)
         return None if res is None else res[0]
 
-    columns = block.segment_result(plan, parse)
+    start, columns = block.segment_result(plan, parse)
     if columns is None:
         return None
-    return [c[block.i : block.j].copy() for c in columns]
+    return [c[block.i - start : block.j - start].copy() for c in columns]
 
 
 def _prepare(

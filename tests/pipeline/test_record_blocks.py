@@ -329,3 +329,19 @@ def test_text_reader_max_bytes_bounds_a_read(tmp_path):
     assert 2500 <= len(first) <= 4000 and first[0] == b"0000000"
     rest = r.read_chunk(10**9)
     assert first + rest == [b"%07d" % i for i in range(100000)]
+
+
+def test_a_segment_is_parsed_from_the_first_line_asked_for():
+    """A segment's header line (dropped by skip) made pyarrow decline the whole segment, which then
+    went batch by batch; earlier lines asked for later are parsed again from there."""
+    from pipeline.blocks import LinesBlock
+
+    lines = [b"h,e,ad"] + [b"%d.5,%d,%d" % (i, -i, i) for i in range(600)]
+    block = LinesBlock.of(lines)
+    for i, j in ((1, 301), (301, 601), (0, 1), (1, 301)):
+        if i == 0:
+            with pytest.raises(InvalidArgumentError):
+                decode_csv(block.slice(i, j), DEFAULTS)
+            continue
+        _same(decode_csv(block.slice(i, j), DEFAULTS), decode_csv(np.array(lines[i:j], object), DEFAULTS))
+    assert block.seg.decoded  # the parse was kept for the segment
