@@ -8,6 +8,13 @@ W7  from_tensor_slices((X float32[100000, 784], y int32[100000])).batch(256).pre
     pass including construction; floors: the same batches sliced from the arrays in a loop (views,
     which is also what the pipeline yields: read-only views, no copy), and sliced + copied.
 
+W3, W4, W5 (``--readers``, on by default): the file chains exactly as a user writes them, each beside
+    the project's bare reader for that format in the same run (issue 13: chain >= 0.8x bare):
+    TextLineDataset(p).skip(1).batch(1024).map(lambda s: decode_csv(s, defaults)) vs read_csv_columns;
+    TFRecordDataset(p[, "GZIP"]).batch(1024).map(lambda s: parse_example(s, spec)) vs
+    read_tfrecord_examples; FixedLengthRecordDataset(p, 3073).batch(10000).map(lambda r:
+    decode_raw(r, uint8)) vs FixedLengthRecordReader.read_chunk(10000) + decode_cifar10.
+
 Figures are medians of ``--repeats`` runs; absolute numbers drift between machines, the ratio to
 the floor measured in the same run is the comparable figure. TensorFlow 2.21 reference on this
 kind of machine: W6 0.76M elements/s, W7 79k instances/s (first pass with construction).
@@ -26,6 +33,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.data import Dataset  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import readers  # noqa: E402  (benchmarks/readers.py: the workloads' data and the bare readers)
 
 W6_N, W6_BUFFER, W6_BATCH = 1_000_000, 10_000, 256
 W7_N, W7_BATCH = 100_000, 256
@@ -94,9 +104,74 @@ def median_time(fn, repeats: int, *args) -> float:
     return statistics.median(fn(*args) for _ in range(repeats))
 
 
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def reader_chains(repeats: int) -> list[tuple[str, int, float, float, str]]:
+    """(name, records, chain seconds, bare reader seconds, bare reader) for W3, W4, W4 GZIP, W5."""
+    from pipeline.csv import decode_csv, read_csv_columns
+    from pipeline.data import FixedLengthRecordDataset, TextLineDataset, TFRecordDataset
+    from pipeline.fixed_length import FixedLengthRecordReader, decode_cifar10
+    from pipeline.raw import decode_raw
+    from pipeline.tfrecord import FixedLenFeature, parse_example, read_tfrecord_examples
+
+    data = readers.DATA
+    data.mkdir(parents=True, exist_ok=True)
+    w3, w4, w4gz, w5 = data / "w3.csv", data / "w4.tfrecord", data / "w4.tfrecord.gz", data / "w5_cifar.bin"
+    if not w3.exists():
+        readers.gen_w3(w3, 500_000)
+    if not (w4.exists() and w4gz.exists()):
+        readers.gen_w4(w4, w4gz, 20_000)
+    if not w5.exists():
+        readers.gen_w5(w5, 50_000)
+    defaults = [[0.0]] * 10 + [[0]]
+    spec = {"x": FixedLenFeature([784], np.float32), "y": FixedLenFeature([1], np.int64)}
+
+    def w3_chain():
+        for _ in TextLineDataset(str(w3)).skip(1).batch(1024).map(lambda s: decode_csv(s, defaults)):
+            pass
+
+    def w4_chain(path, comp):
+        for _ in TFRecordDataset(str(path), comp).batch(1024).map(lambda s: parse_example(s, spec)):
+            pass
+
+    def w5_chain():
+        for r in FixedLengthRecordDataset(str(w5), 3073).batch(10000).map(lambda r: decode_raw(r, np.uint8)):
+            r[:, 0], r[:, 1:].reshape(-1, 3, 32, 32)
+
+    def w5_bare():
+        with FixedLengthRecordReader(w5, record_bytes=3073) as r:
+            while len(chunk := r.read_chunk(10000)):
+                decode_cifar10(chunk)
+
+    cases = [
+        ("W3 TextLineDataset..map(decode_csv)", 500_000, w3_chain,
+         lambda: read_csv_columns(w3, defaults, skip_header_lines=1), "read_csv_columns"),
+        ("W4 TFRecordDataset..map(parse_example)", 20_000, lambda: w4_chain(w4, ""),
+         lambda: read_tfrecord_examples(w4, spec), "read_tfrecord_examples"),
+        ("W4 GZIP, the same", 20_000, lambda: w4_chain(w4gz, "GZIP"),
+         lambda: read_tfrecord_examples(w4gz, spec, "GZIP"), "read_tfrecord_examples"),
+        ("W5 FixedLengthRecordDataset..map(decode_raw)", 50_000, w5_chain, w5_bare,
+         "FixedLengthRecordReader + decode_cifar10"),
+    ]
+    out = []
+    for name, n, chain, bare, bare_name in cases:
+        chain_t, bare_t = [], []
+        for _ in range(repeats):  # alternated, so both see the same machine
+            chain_t.append(_timed(chain))
+            bare_t.append(_timed(bare))
+        out.append((name, n, statistics.median(chain_t), statistics.median(bare_t), bare_name))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-readers", dest="readers", action="store_false",
+                        help="skip the W3/W4/W5 file chains")
     args = parser.parse_args(argv)
     r = args.repeats
 
@@ -113,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         ok = "ok" if fig >= target else "BELOW"
         print(f"{name:38} {fig:14,.0f} {floor:14,.0f} {fig / floor:7.2f}  {target:8.1e} {ok:5}  {what}")
     print("TensorFlow 2.21 reference (WORKLOADS.md): W6 0.76M elements/s, W7 79k instances/s first pass")
+    if args.readers:
+        print(f"\n{'file chain (records/s)':46} {'chain':>12} {'bare':>12} {'ratio':>6}  target  bare reader")
+        for name, n, ct, bt, bare_name in reader_chains(r):
+            ok = "ok" if bt / ct >= 0.8 else "BELOW"
+            print(f"{name:46} {n / ct:12,.0f} {n / bt:12,.0f} {bt / ct:6.2f}  0.8 {ok:5} {bare_name}")
     return 0
 
 
