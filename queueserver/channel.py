@@ -152,6 +152,8 @@ class Channel:
         # Guards what the blocking client's threads share (sequence numbers, compact-frame handles);
         # never held across an await.
         self._lock = threading.RLock()
+        # Held while a compact handle is numbered and its bind frame written (before _lock's holders).
+        self._bind_lock = threading.Lock()
         # Sequence numbers of stamped calls not answered yet: their lowest, sent with each stamp, is
         # the low-water mark below which the server may forget this client's stamps.
         self._open_seqs: set[int] = set()
@@ -409,6 +411,8 @@ class Channel:
         delay, last = RECONNECT_FIRST_S, None
         while True:
             self._forget_connection()
+            if self._closed:
+                raise CancelledError(f"the client of {self.label} was closed while reconnecting")
             left = until - self._now()
             try:
                 if left <= 0:
@@ -423,6 +427,9 @@ class Channel:
                 await self._pause(delay)  # backoff: the server is restarting
                 delay = min(2 * delay, RECONNECT_MAX_S)
                 continue
+            if self._closed:  # closed while this attempt connected: it must not stay open
+                self._forget_connection()
+                raise CancelledError(f"the client of {self.label} was closed while reconnecting")
             self._reconnected()
             return
 

@@ -138,7 +138,7 @@ class AsyncQueue(_Handle):
             self._compact = 0
             return 0
         key = (self._key, self._layout)
-        with conn._lock:  # threads of a blocking client bind at once: one number per queue
+        with conn._bind_lock:  # threads of a blocking client bind at once: one number per queue
             handle = conn._compact_handles.get(key)
             if handle is None:
                 if len(conn._compact_handles) >= COMPACT_MAX_HANDLES:

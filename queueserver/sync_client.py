@@ -81,15 +81,19 @@ class Queue(_SyncHandle):
         """Run a dequeue; a batch that reached this client but not its caller (Ctrl-C landed in
         between) goes back to the queue's front instead of being acknowledged later."""
         conn = self._async.conn
-        conn.take_in_hand()  # nothing stale from a call made some other way
+        local = conn._local
+        local.in_hand = None  # nothing stale from a call made some other way
         try:
             value = self._run(coro)
-            conn.take_in_hand()  # the caller has it now
+            # One store and no call before the return: an interruption can no longer land between
+            # the batch leaving the books and reaching the caller.
+            local.in_hand = None
             return value
         except BaseException:
             delivery = conn.take_in_hand()
             if delivery is not None:
                 self._async._give_back(delivery)
+                conn._flush_deferred()
             raise
 
     def take(self, n: int | None = None, *, up_to: bool = False, timeout: Any = DEFAULT) -> "Delivery":

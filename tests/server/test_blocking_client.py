@@ -153,3 +153,131 @@ def test_a_server_that_stops_answering_fails_the_call_by_its_deadline(server_pro
         finally:
             os.kill(server_process.proc.pid, signal.SIGCONT)
         assert v.read().tolist() == [0.0]
+
+
+def test_a_write_to_a_server_that_takes_nothing_ends_by_its_deadline(server_process):
+    # Before: a large frame's write had no deadline: with the server stopped it waited for ever,
+    # and every other thread's call waited behind it.
+    with qs.connect(server_process.target, operation_timeout=1.0, reconnect=False) as c:
+        q = c.fifo_queue("big", capacity=2, dtypes=[np.float32], shapes=[[16 << 20]])
+        os.kill(server_process.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises((qs.DeadlineExceededError, qs.UnavailableError)):
+                q.enqueue(np.zeros(16 << 20, np.float32))
+            assert time.monotonic() - started < 1.0 + 3.0 + 2.0
+        finally:
+            os.kill(server_process.proc.pid, signal.SIGCONT)
+
+
+def test_a_late_reply_left_unread_does_not_block_the_next_large_write(server_process):
+    # A dequeue gives up (its deadline); its 64 MiB reply arrives afterwards and nobody reads it,
+    # so the server stops reading this client; the same thread's next large enqueue must read it
+    # (and give the batch back) instead of waiting for ever.
+    big = 16 << 20  # float32s: 64 MiB
+    with qs.connect(server_process.target, operation_timeout=20) as producer:
+        producer.fifo_queue("late", capacity=3, dtypes=[np.float32], shapes=[[big]]).enqueue(np.ones(big, np.float32))
+    with qs.connect(server_process.target, operation_timeout=20) as c:
+        q = c.fifo_queue("late", capacity=3, dtypes=[np.float32], shapes=[[big]])
+        os.kill(server_process.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(qs.DeadlineExceededError):
+                q.dequeue(timeout=0.1)  # the client stops waiting 3.1 s later; the server is stopped
+        finally:
+            os.kill(server_process.proc.pid, signal.SIGCONT)
+        started = time.monotonic()
+        q.enqueue(np.full(big, 2.0, np.float32))
+        assert time.monotonic() - started < 15
+        _wait_for(lambda: q.size() == 2, "the late batch to go back")
+        assert float(q.dequeue()[0]) == 1.0 and float(q.dequeue()[0]) == 2.0
+
+
+def test_closing_a_client_stops_a_thread_that_is_reconnecting(tmp_path):
+    from support import ServerProcess
+
+    server = ServerProcess()
+    c = qs.connect(server.target, operation_timeout=60)
+    v = c.variable("v", np.zeros(1, np.float32))
+    v.initialize()
+    server.stop()  # gone for good: the next call reconnects (with backoff) for up to 60 s
+    outcome = {}
+
+    def read():
+        started = time.monotonic()
+        try:
+            v.read()
+            outcome["got"] = "a value"
+        except BaseException as exc:  # noqa: BLE001 - the test looks at what the thread got
+            outcome["got"] = type(exc).__name__
+        outcome["after"] = time.monotonic() - started
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    time.sleep(0.3)  # let it reach the backoff; a deadline, not a synchronisation: the check is below
+    c.close()
+    reader.join(5)
+    assert not reader.is_alive(), "close() left a thread reconnecting"
+    assert outcome["got"] in ("CancelledError", "FailedPreconditionError", "UnavailableError")
+    assert c._async._sock is None
+
+
+SIGINT_STRESS = r"""
+import collections, os, random, signal, sys, threading, time
+import numpy as np, queueserver as qs
+
+server = qs.Server.create_local_server()
+total, duration = 60_000, float(sys.argv[1])
+with qs.connect(server.target, operation_timeout=10) as p:
+    q = p.fifo_queue("q", capacity=total, dtypes=[np.int64], shapes=[[]])
+    q.enqueue_many(np.arange(total))
+c = qs.connect(server.target, operation_timeout=10)
+q = c.queue("q")
+
+def on_sigint(signum, frame):
+    # Only inside the client's own code: an interruption in this script's lines between a call's
+    # return and the counting below would be this script dropping what it was given.
+    if frame is not None and "/queueserver/" in frame.f_code.co_filename:
+        raise KeyboardInterrupt
+
+signal.signal(signal.SIGINT, on_sigint)
+stop = time.monotonic() + duration
+
+def pester():
+    while time.monotonic() < stop:
+        time.sleep(random.uniform(0.0002, 0.002))
+        os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=pester, daemon=True).start()
+got, interrupts, k = collections.Counter(), 0, 0
+while time.monotonic() < stop + 0.3:
+    try:
+        k += 1
+        if k % 2:
+            v = q.dequeue(timeout=1)
+            got[int(v)] += 1
+        else:
+            v = q.dequeue_up_to(3, timeout=1)
+            got.update(int(x) for x in v)
+    except KeyboardInterrupt:
+        interrupts += 1
+    except qs.DeadlineExceededError:
+        break
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+c.close()
+with qs.connect(server.target, operation_timeout=10) as c2:
+    q2 = c2.queue("q")
+    left = set(int(x) for x in q2.dequeue_many(q2.size())) if q2.size() else set()
+missing = [i for i in range(total) if i not in got and i not in left]
+print(interrupts, len(got), len(missing))
+"""
+
+
+def test_random_ctrl_c_while_consuming_loses_nothing():
+    # Real SIGINTs at random moments into a thread consuming with the synchronous client (compact
+    # and msgpack frames): every element was received by the caller or is still in the queue.
+    out = subprocess.run([sys.executable, "-c", SIGINT_STRESS, "3"], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    interrupts, received, missing = map(int, out.stdout.split())
+    assert interrupts > 50 and received > 0
+    assert missing == 0
