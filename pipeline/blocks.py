@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["RecordBlock", "FixedBlock", "LinesBlock", "accepts_blocks", "block_call", "concat_blocks"]
+__all__ = ["RecordBlock", "FixedBlock", "LinesBlock", "FramedBlock", "accepts_blocks", "block_call", "concat_blocks"]
 
 _PARAM = "_record_block_param"
 
@@ -99,13 +99,65 @@ class FixedBlock(RecordBlock):
 
 
 class _LineSegment:
-    """The lines one read returned, with what decoders computed from all of them (once)."""
+    """The lines one read returned, with what decoders computed from all of them (once).
 
-    def __init__(self, lines: list[bytes]) -> None:
-        self.lines = lines
+    Either a list of lines, or (what :meth:`TextLineReader.read_segment` hands over) the raw text
+    of ``n`` whole lines joined by ``"\\n"``, split into lines only if something asks for them.
+    """
+
+    def __init__(self, lines: list[bytes] | None, text: bytes | None = None, n: int = 0) -> None:
+        self._lines = lines
+        self.text = text
+        self.n = len(lines) if lines is not None else n
         self.lock = threading.Lock()
         self.decoded: dict = {}  # decoder key -> its result for every line (None: declined)
         self._objects: np.ndarray | None = None
+
+    @property
+    def lines(self) -> list[bytes]:
+        if self._lines is None:
+            assert self.text is not None
+            lines = self.text.split(b"\n") if self.n else []
+            if b"\r" in self.text:  # "\r\n" endings: the reader's lines drop the "\r"
+                lines = [ln[:-1] if ln[-1:] == b"\r" else ln for ln in lines]
+            self._lines = lines
+        return self._lines
+
+    def text_from(self, i: int) -> bytes:
+        """Lines ``i:`` of the segment joined by ``"\\n"`` (the raw text itself from line 0)."""
+        text = self.text
+        if text is None or b"\r" in text:
+            return b"\n".join(self.lines[i:])
+        if i == 0:
+            return text
+        p = 0
+        for _ in range(i):
+            p = text.index(b"\n", p) + 1
+        return text[p:]
+
+    def text_range(self, i: int, j: int) -> bytes | None:
+        """The raw text of lines ``i:j`` (``i < j``), found from the nearer end of the text; None
+        for a segment of split lines or with ``"\\r"`` (its text is not its lines)."""
+        text = self.text
+        if text is None or b"\r" in text:
+            return None
+        if j - i > self.n // 2:
+            return b"\n".join(self.lines[i:j])
+        if i < self.n - j:  # from the start
+            p = 0
+            for _ in range(i):
+                p = text.index(b"\n", p) + 1
+            e = p - 1
+            for _ in range(j - i):
+                e = text.find(b"\n", e + 1)
+            return text[p:] if e < 0 else text[p:e]
+        e = len(text)  # from the end
+        for _ in range(self.n - j):
+            e = text.rindex(b"\n", 0, e)
+        p = e
+        for _ in range(j - i):
+            p = text.rfind(b"\n", 0, p)
+        return text[p + 1 : e]
 
     def objects(self) -> np.ndarray:
         if self._objects is None:
@@ -120,12 +172,18 @@ class LinesBlock(RecordBlock):
 
     def __init__(self, seg: _LineSegment, i: int = 0, j: int | None = None) -> None:
         self.seg, self.i = seg, i
-        self.j = len(seg.lines) if j is None else j
+        self.j = seg.n if j is None else j
         self.n = self.j - i
 
     @classmethod
     def of(cls, lines: list[bytes]) -> "LinesBlock":
         return cls(_LineSegment(lines))
+
+    @classmethod
+    def of_text(cls, text: bytes, n: int) -> "LinesBlock":
+        """``n`` whole lines as their raw text, joined by ``"\\n"`` (no final one); a ``"\\r"``
+        before a ``"\\n"`` (or at the end) is dropped from its line, as the reader does."""
+        return cls(_LineSegment(None, text, n))
 
     def materialize(self) -> np.ndarray:
         return self.seg.objects()[self.i : self.j]
@@ -136,16 +194,69 @@ class LinesBlock(RecordBlock):
     def lines(self) -> list[bytes]:
         return self.seg.lines[self.i : self.j]
 
-    def segment_result(self, key: Any, compute: Callable[[list[bytes]], Any]) -> tuple[int, Any]:
-        """``(start, compute(the segment's lines from start on))``, computed once per segment and
-        ``key`` from the first block asked for on (lines before it, e.g. a header that ``skip``
-        drops, are left out); again from an earlier block only if one is asked for later."""
+    def segment_result(self, key: Any, compute: Callable[[bytes, int], Any]) -> tuple[int, Any]:
+        """``(start, compute(text, lines))`` for the segment's lines from ``start`` on (their text
+        joined by ``"\\n"`` and their count), computed once per segment and ``key`` from the first
+        block asked for on (lines before it, e.g. a header that ``skip`` drops, are left out);
+        again from an earlier block only if one is asked for later."""
         seg = self.seg
         with seg.lock:
             got = seg.decoded.get(key)
             if got is None or got[0] > self.i:
-                got = seg.decoded[key] = (self.i, compute(seg.lines[self.i:] if self.i else seg.lines))
+                got = seg.decoded[key] = (self.i, compute(seg.text_from(self.i), seg.n - self.i))
             return got
+
+
+class FramedBlock(RecordBlock):
+    """Framed records (TFRecord) as where they lie in one buffer: ``runs`` of
+    ``(data_offset, length, count, stride)``, each ``count`` records of one ``length`` every
+    ``stride`` bytes of ``buf`` (bytes, or a read-only ``mmap`` of the file)."""
+
+    __slots__ = ("buf", "runs", "n")
+
+    def __init__(self, buf: Any, runs: list[tuple[int, int, int, int]]) -> None:
+        self.buf, self.runs = buf, runs
+        self.n = sum(r[2] for r in runs)
+
+    @classmethod
+    def of(cls, records: list[bytes]) -> "FramedBlock":
+        """Records already cut out (what a record-by-record read returned), laid end to end."""
+        if not records:
+            return cls(b"", [])
+        runs: list[tuple[int, int, int, int]] = []
+        p = 0
+        for r in records:
+            ln = len(r)
+            if runs and runs[-1][1] == ln and ln:
+                f, _, k, st = runs[-1]
+                runs[-1] = (f, ln, k + 1, st)
+            else:
+                runs.append((p, ln, 1, ln))
+            p += ln
+        return cls(b"".join(records), runs)
+
+    def rows(self) -> np.ndarray | None:
+        """The records as one ``uint8[n, length]`` view of the buffer, when they are one run."""
+        if len(self.runs) != 1:
+            return None
+        first, length, k, stride = self.runs[0]
+        return np.ndarray((k, length), np.uint8, self.buf, first, (stride, 1))
+
+    def materialize(self) -> np.ndarray:
+        buf = self.buf
+        return object_array([bytes(buf[o : o + ln]) for f, ln, k, st in self.runs for o in range(f, f + k * st, st)])
+
+    def slice(self, i: int, j: int) -> "FramedBlock":
+        out: list[tuple[int, int, int, int]] = []
+        at = 0
+        for f, ln, k, st in self.runs:
+            lo, hi = max(i - at, 0), min(j - at, k)
+            if lo < hi:
+                out.append((f + lo * st, ln, hi - lo, st))
+            at += k
+            if at >= j:
+                break
+        return FramedBlock(self.buf, out)
 
 
 def concat_blocks(blocks: list[RecordBlock]) -> RecordBlock | np.ndarray:
@@ -155,10 +266,23 @@ def concat_blocks(blocks: list[RecordBlock]) -> RecordBlock | np.ndarray:
     first = blocks[0]
     if all(type(b) is FixedBlock for b in blocks) and len({b.rows.shape[1] for b in blocks}) == 1:  # type: ignore[attr-defined]
         return FixedBlock(np.concatenate([b.rows for b in blocks]))  # type: ignore[attr-defined]
+    if all(type(b) is FramedBlock for b in blocks) and len({id(b.buf) for b in blocks}) == 1:  # type: ignore[attr-defined]
+        runs: list[tuple[int, int, int, int]] = []
+        for b in blocks:
+            for r in b.runs:  # type: ignore[attr-defined]
+                if runs and runs[-1][1] == r[1] and runs[-1][3] == r[3] and runs[-1][0] + runs[-1][2] * r[3] == r[0]:
+                    runs[-1] = (runs[-1][0], r[1], runs[-1][2] + r[2], r[3])  # contiguous: one run
+                else:
+                    runs.append(r)
+        return FramedBlock(first.buf, runs)  # type: ignore[attr-defined]
     if all(type(b) is LinesBlock for b in blocks):
         segs = {id(b.seg) for b in blocks}  # type: ignore[attr-defined]
         if len(segs) == 1 and all(a.j == b.i for a, b in zip(blocks, blocks[1:])):  # type: ignore[attr-defined]
             return LinesBlock(first.seg, first.i, blocks[-1].j)  # type: ignore[attr-defined]
+        # Lines of different segments (a batch across two reads): their texts joined, not split.
+        texts = [b.seg.text_range(b.i, b.j) for b in blocks if b.n]  # type: ignore[attr-defined]
+        if all(t is not None for t in texts):
+            return LinesBlock.of_text(b"\n".join(texts), sum(b.n for b in blocks))
         return LinesBlock.of([line for b in blocks for line in b.lines()])  # type: ignore[attr-defined]
     return np.concatenate([b.materialize() for b in blocks])
 

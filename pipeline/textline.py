@@ -509,6 +509,61 @@ class TextLineReader:
         self.records += len(out)
         return out
 
+    def read_segment(self, max_records: int, max_bytes: int = 1 << 22) -> Any:
+        """The next lines (at most ``max_records``) as a :class:`~pipeline.blocks.LinesBlock`.
+
+        The same lines, errors and state as :meth:`read_chunk`; an uncompressed file's lines come
+        as one piece of raw text (about ``max_bytes`` of whole lines, the reads after the first
+        block), split into lines only if a consumer asks for them: a decoder such as
+        ``decode_csv`` parses the text as it is. Compressed files, the header and a file's last
+        line go through :meth:`read_chunk`.
+
+        Returns:
+            A ``LinesBlock`` (empty at the end of the file).
+        """
+        from .blocks import LinesBlock
+
+        if self.compression_type or self._pending_error is not None:
+            return LinesBlock.of(self.read_chunk(max_records, max_bytes))
+        if self._line_no < self.skip_header_lines:
+            self._skip_header()
+        assert self._src is not None  # opened in __init__, never unset
+        # Whatever the line path buffered is dropped: reading goes on from the next line's offset.
+        start = self._block_base + self._consumed_bytes(self._i)
+        if self._lines or self._partial is not None or self._eof or self._src.tell() != start:
+            self._src.seek(start)
+            self._lines, self._i, self._eof, self._first_stripped, self._has_cr = [], 0, False, False, False
+            self._drop_partial()
+            self._block_base = start
+        want = max(int(max_bytes), 1 << 12)
+        pieces: list[Any] = []
+        while True:
+            data = self._src.read(want)
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                break
+            if not data:  # the last line has no "\n": the line path applies the end-of-file rules
+                self._src.seek(start)
+                return LinesBlock.of(self.read_chunk(max_records, max_bytes))
+            pieces.append(data)  # a line longer than a read: joined once, when it ends
+        if pieces:
+            pieces.append(memoryview(data)[:cut])
+            text = b"".join(pieces)
+        else:
+            text = data[:cut]
+        n = text.count(b"\n") + 1
+        if n > max_records:
+            p = -1
+            for _ in range(max_records):
+                p = text.index(b"\n", p + 1)
+            text, n = text[:p], max_records
+        end = start + len(text) + 1
+        self._src.seek(end)
+        self._block_base = end
+        self._line_no += n
+        self.records += n
+        return LinesBlock.of_text(text, n)
+
     def __iter__(self) -> Iterator[bytes]:
         while True:
             chunk = self.read_chunk(8192)

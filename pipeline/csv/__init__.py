@@ -172,10 +172,10 @@ def _decode_block(
     if plan is None or block.n < 1:
         return None
 
-    def parse(lines: list[bytes]) -> list[np.ndarray] | None:
-        if len(lines) < _ARROW_MIN_RECORDS:
+    def parse(text: bytes, n: int) -> list[np.ndarray] | None:
+        if n < _ARROW_MIN_RECORDS:
             return None
-        res = _decode_arrow(b"\n".join(lines), len(lines), cols, plan)
+        res = _decode_arrow(text, n, cols, plan)
         return None if res is None else res[0]
 
     start, columns = block.segment_result(plan, parse)
@@ -204,7 +204,45 @@ def _prepare(
     if len(delim_b) != 1:
         raise InvalidArgumentError("field_delim should be only 1 char")
     na = na_value.encode() if isinstance(na_value, str) else bytes(na_value)
-    return _parse_defaults(record_defaults), delim_b[0], na, select
+    return _columns_of(record_defaults), delim_b[0], na, select
+
+
+_PLAIN = (float, int, str, bytes)
+_columns_cache: dict = {}
+
+
+def _defaults_key(record_defaults: Any) -> tuple | None:
+    """A hashable key that equals another only for defaults that give the same columns, or None
+    (numpy values, anything unusual: those are parsed every time)."""
+    if type(record_defaults) not in (list, tuple):
+        return None
+    key: list[tuple] = []
+    for d in record_defaults:
+        if type(d) in (list, tuple):
+            if any(type(v) not in _PLAIN for v in d):
+                return None
+            # float.hex: -0.0 and 0.0 (and each nan) stay apart; the types keep 0 and 0.0 apart.
+            key.append((type(d), tuple((type(v), v.hex() if type(v) is float else v) for v in d)))
+        elif type(d) in _PLAIN:
+            key.append((type(d), d.hex() if type(d) is float else d))
+        else:
+            return None
+    return tuple(key)
+
+
+def _columns_of(record_defaults: Any) -> list[_Column]:
+    """``_parse_defaults(record_defaults)``, remembered for plain defaults (a map calls decode_csv
+    with the same list for every batch)."""
+    key = _defaults_key(record_defaults)
+    if key is None:
+        return _parse_defaults(record_defaults)
+    cols = _columns_cache.get(key)
+    if cols is None:
+        cols = _parse_defaults(record_defaults)
+        if len(_columns_cache) >= 256:
+            _columns_cache.clear()
+        _columns_cache[key] = cols
+    return list(cols)
 
 
 def _decode_records(

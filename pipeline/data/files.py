@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.blocks import FixedBlock, LinesBlock, RecordBlock, object_array
+from pipeline.blocks import FixedBlock, FramedBlock, LinesBlock, RecordBlock, object_array
 from pipeline.fixed_length import FixedLengthRecordReader
 from pipeline.textline import TextLineReader
 from pipeline.tfrecord import TFRecordReader
@@ -32,7 +32,10 @@ from .structure import Chunk, TensorSpec
 _READ_SIZE = 1024  # records per read_chunk: large enough to amortise, small enough to start fast
 # Block mode (a batch decoded by its map straight from the reader's bytes, see pipeline.blocks):
 _BLOCK_BYTES = 64 << 20  # the most bytes of fixed-length records per read
-_TEXT_BLOCK_LINES = 1 << 15  # lines per read: one native CSV parse serves many batches
+_TEXT_BLOCK_LINES = 1 << 20  # the most lines per read (reads are bounded in bytes first)
+_TEXT_BLOCK_BYTES = 4 << 20  # text per read: one native CSV parse serves many batches
+_TFRECORD_BLOCK_RECORDS = 1 << 20  # the most TFRecord records per read (bounded in bytes first)
+_TFRECORD_BLOCK_BYTES = 16 << 20
 
 
 def _as_paths(filenames: Any) -> list[str]:
@@ -253,6 +256,8 @@ class _FilesIterator(DatasetIterator):
 
 def _object_array(records: Any) -> np.ndarray:
     """A reader's chunk as an object array of bytes records."""
+    if isinstance(records, RecordBlock):
+        return records.materialize()
     if isinstance(records, np.ndarray):
         if records.dtype == object:
             return records
@@ -309,10 +314,11 @@ class TextLineDataset(_FilesDataset):
         return max(batch_size, _TEXT_BLOCK_LINES)
 
     def _as_block(self, records: Any) -> RecordBlock:
-        return LinesBlock.of(records)
+        return records if isinstance(records, LinesBlock) else LinesBlock.of(records)
 
     def _read_block(self, reader: Any, n: int) -> Any:
-        return reader.read_chunk(n, max_bytes=_BLOCK_BYTES // 16)
+        # Raw text of whole lines, split only if the decoder needs the lines (pipeline.blocks).
+        return reader.read_segment(n, max_bytes=_TEXT_BLOCK_BYTES)
 
 
 class FixedLengthRecordDataset(_FilesDataset):
@@ -394,6 +400,16 @@ class TFRecordDataset(_FilesDataset):
 
     def _open(self, path: str, state: dict | None) -> Any:
         return _reader_with_state(TFRecordReader, path, state, compression_type=self._compression)
+
+    def _block_read_size(self, batch_size: int) -> int:
+        # Records framed where they lie (the file's map, or the inflated buffer), many batches a read.
+        return max(batch_size, _TFRECORD_BLOCK_RECORDS)
+
+    def _as_block(self, records: Any) -> RecordBlock:
+        return records if isinstance(records, FramedBlock) else FramedBlock.of(records)
+
+    def _read_block(self, reader: Any, n: int) -> Any:
+        return reader.read_block(n, max_bytes=_TFRECORD_BLOCK_BYTES)
 
 
 class CsvDataset(Dataset):

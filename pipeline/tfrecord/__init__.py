@@ -8,8 +8,9 @@ Three modules, one per layer:
 * :mod:`.example`: the ``tf.train.Example`` codec: ``encode_example``, ``parse_example`` (with its
   vectorised path for batches of one layout), :class:`FixedLenFeature`, :class:`VarLenFeature`,
   :class:`SparseTensor`;
-* :mod:`.bulk`: ``read_tfrecord_examples``, whole files straight into stacked arrays (memory-mapped
-  or inflated one block ahead, framed and parsed a run of equal records at a time).
+* :mod:`.bulk`: ``read_tfrecord_examples``, whole files straight into stacked arrays, on the Data
+  API's own path (``TFRecordReader.read_block``: records framed where they lie in the file's
+  memory map or the inflated buffer, then ``parse_example`` of each block).
 
 Everything public is importable from ``pipeline.tfrecord`` as before.
 

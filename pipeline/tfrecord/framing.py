@@ -39,6 +39,7 @@ except ImportError:  # pragma: no cover - google_crc32c without its C extension
     from google_crc32c import value as _crc32c
 
 from queueserver.errors import DataLossError, FailedPreconditionError
+from pipeline.blocks import FramedBlock
 from pipeline.textline import DEFAULT_BUFFER_SIZE, ByteSource, _check_compression, check_on_error
 
 __all__ = ["TFRecordWriter", "TFRecordReader", "tf_record_iterator", "masked_crc32c"]
@@ -57,8 +58,10 @@ class _Irregular(Exception):
     a truncation): the caller goes that way instead."""
 
 
-def _frame(buf: Any, p: int = 0, limit: int | None = None) -> tuple[int, list[tuple[int, int, int, int]]]:
-    """Find the complete records in ``buf`` from ``p`` (at most ``limit``) and check both CRCs of each.
+def _frame(
+    buf: Any, p: int = 0, limit: int | None = None, stop: int | None = None
+) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """Find the complete records in ``buf[:stop]`` from ``p`` (at most ``limit``) and check both CRCs of each.
 
     Returns ``(end, runs)``: ``end`` is where the first record not framed starts; each run
     ``(data_offset, length, count, stride)`` is ``count`` consecutive records of one length.
@@ -67,7 +70,7 @@ def _frame(buf: Any, p: int = 0, limit: int | None = None) -> tuple[int, list[tu
     one native call. Raises _Irregular on any CRC mismatch.
     """
     crc, unpack_header = _crc32c, _HEADER.unpack_from  # buf: bytes or mmap (slices are bytes)
-    n, runs = len(buf), []
+    n, runs = len(buf) if stop is None else min(len(buf), stop), []
     left = n if limit is None else limit
     while n - p >= 12 and left > 0:
         length, length_crc = unpack_header(buf, p)
@@ -254,6 +257,8 @@ class TFRecordReader:
         self._done = False
         self._pending_error: Exception | None = None
         self._stop = 0  # offset of the record the last read stopped at (end of file or an error)
+        self._map: Any = None  # the file's mmap (read_block), False where it cannot be mapped
+        self._src_error: Exception | None = None  # broken compressed data met by read_block, raised when reached
         if state is not None:
             self.set_state(state)
 
@@ -264,18 +269,19 @@ class TFRecordReader:
         if avail >= n:
             return avail
         rest = self._buf[self._p :]
-        self._base += self._p
-        self._p = 0
         pieces = [rest]
         have = len(rest)
         want = max(n, self.buffer_size)
-        while have < n:
+        while have < n:  # (broken compressed data raises here, with the buffer as it was)
+            if self._src_error is not None:
+                raise self._src_error
             block = self._src.read(want - have) if want - have > self.buffer_size else self._src.read_block()
             if not block:
                 break
             pieces.append(block)
             have += len(block)
-        self._buf = b"".join(pieces)
+        self._base += self._p
+        self._buf, self._p = b"".join(pieces), 0
         return have
 
     def _error(self, message: str, offset: int, truncated: bool = False) -> DataLossError:
@@ -329,7 +335,9 @@ class TFRecordReader:
             buf, p = self._buf, self._p
             if len(buf) - p >= _FRAME_MIN_BYTES and self._take_runs(out, max_records):
                 continue
-            if len(buf) - p < 12 and self._ensure(12) < 12:
+            if len(buf) - p < 12 and (got := self._ensure_or_defer(12, out)) < 12:
+                if got < 0:
+                    break  # the records so far come out; the next read raises
                 # TensorFlow: a file ending inside a record header simply ends the input.
                 self._stop = self._base + self._p
                 self._p = len(self._buf)
@@ -354,10 +362,10 @@ class TFRecordReader:
                 return self._defer(out, err)
             total = length + 16
             if len(buf) - p < total:
-                short = (
-                    self._size is not None and self._base + p + total > self._size
-                ) or self._ensure(total) < total
-                if short:
+                buffered = self._buffer_record(p, total, out)
+                if buffered < 0:
+                    break  # the records so far come out; the next read raises
+                if not buffered:
                     offset = self._stop = self._base + self._p
                     have = (self._size - offset) if self._size is not None else len(self._buf) - self._p
                     self._done = True
@@ -393,6 +401,104 @@ class TFRecordReader:
             self._p = p + total
         self.records += len(out)
         return out
+
+    def _buffer_record(self, p: int, total: int, out: list[bytes]) -> int:
+        """1: the ``total`` bytes of the record at ``p`` are buffered; 0: the input ends first;
+        -1: broken compressed data, raised by the next read (``out`` comes first)."""
+        if self._size is not None and self._base + p + total > self._size:
+            return 0
+        got = self._ensure_or_defer(total, out)
+        return -1 if got < 0 else int(got >= total)
+
+    def _ensure_or_defer(self, n: int, out: list[bytes]) -> int:
+        """``_ensure(n)``; broken compressed data raises only once the records before it are out."""
+        try:
+            return self._ensure(n)
+        except DataLossError as e:
+            self._done = True
+            self._stop = self._base + self._p  # where tf_record_iterator reads again from
+            if out:
+                self._pending_error = e
+                return -1
+            raise
+
+    def read_block(self, max_records: int, max_bytes: int = 16 << 20) -> FramedBlock:
+        """The next records (at most ``max_records``) as a :class:`~pipeline.blocks.FramedBlock`:
+        where they lie in the file's memory map (uncompressed files) or in the inflated buffer,
+        not cut into ``bytes``. The same records, CRC checks, errors and state as
+        :meth:`read_chunk`: about ``max_bytes`` of whole, regular records per call; anything else
+        (a bad CRC, a truncation, a record larger than that) is read by :meth:`read_chunk`.
+
+        Returns:
+            A ``FramedBlock`` (empty at the end of the file).
+        """
+        if self._pending_error is not None or self._done:
+            return FramedBlock.of(self.read_chunk(max_records))
+        if not self.compression_type:
+            off = self._base + self._p
+            mm = self._mapped()
+            buf, p, stop = mm, off, off + max_bytes
+        else:
+            self._grow(max_bytes)
+            buf, p, stop = self._buf, self._p, None
+        runs: list[tuple[int, int, int, int]] = []
+        irregular = buf is None
+        if buf is not None:
+            try:
+                end, runs = _frame(buf, p, max_records, stop)
+            except _Irregular:
+                irregular = True  # read_chunk reports it exactly, after the good records before it
+        if not runs:
+            # A bad record, the end of the file, or a record larger than max_bytes.
+            return FramedBlock.of(self.read_chunk(max_records if irregular else 1))
+        n = sum(r[2] for r in runs)
+        if self.compression_type:
+            self._p = end
+        else:
+            self._src.seek(end)
+            self._buf, self._p, self._base = b"", 0, end
+        self.records += n
+        return FramedBlock(buf, runs)
+
+    def _grow(self, n: int) -> None:
+        """Buffer about ``n`` bytes ahead, one inflated piece at a time, joined once. Broken
+        compressed data is kept for ``_ensure`` to raise once the records before it are read."""
+        have = len(self._buf) - self._p
+        if have >= n or self._src_error is not None:
+            return
+        pieces = [self._buf[self._p :]]
+        while have < n:
+            try:
+                piece = self._src.read_block()
+            except DataLossError as e:
+                self._src_error = e
+                break
+            if not piece:
+                break
+            pieces.append(piece)
+            have += len(piece)
+        self._base += self._p
+        self._buf, self._p = b"".join(pieces), 0
+
+    def _mapped(self) -> Any:
+        """The file as a read-only ``mmap`` (made once), or None where it cannot be mapped.
+
+        Records are then parsed where the page cache holds them: no ``read()`` copy, no fresh
+        pages to fault in. A file that grows later is read past the map by ``read_chunk``.
+        """
+        if self._map is None:
+            self._map = False
+            try:
+                import mmap
+
+                fd = self._src._file.fileno()
+                if os.fstat(fd).st_size:
+                    self._map = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+                    if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
+                        self._map.madvise(mmap.MADV_SEQUENTIAL)
+            except (AttributeError, TypeError, ValueError, OSError):  # pragma: no cover - not Linux
+                self._map = False
+        return self._map or None
 
     def _take_runs(self, out: list[bytes], max_records: int) -> bool:
         """Add the buffered records to ``out`` whole runs at a time (one header comparison per run,
@@ -448,6 +554,7 @@ class TFRecordReader:
         self._src.seek(offset)
         self._size = self._src.size()  # the file may have grown since it was opened
         self._buf, self._p, self._base = b"", 0, offset
+        self._src_error = None
         self._stop = offset
         self._done = False
         self._pending_error = None
@@ -463,8 +570,9 @@ class TFRecordReader:
         self.set_state({"offset": self._stop, "records": self.records, "bad_records": self.bad_records})
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file. Its map, if any, goes when the last block using it does."""
         self._src.close()
+        self._map = None
 
     def __enter__(self) -> "TFRecordReader":
         return self

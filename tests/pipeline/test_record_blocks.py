@@ -261,6 +261,7 @@ def _csv_files(tmp_path, comp="", rows=(2000, 0, 700), extra=b""):
 def test_csv_lines_fused_equal_unfused(tmp_path, monkeypatch, comp, batch, drop):
     paths = _csv_files(tmp_path, comp)
     monkeypatch.setattr("pipeline.data.files._TEXT_BLOCK_LINES", 900)  # segments end inside batches
+    monkeypatch.setattr("pipeline.data.files._TEXT_BLOCK_BYTES", 7000 if batch == 300 else 1 << 22)
 
     def make():
         ds = TextLineDataset(paths, compression_type=comp, skip_header_lines=1).skip(1).batch(batch, drop_remainder=drop)
@@ -345,3 +346,215 @@ def test_a_segment_is_parsed_from_the_first_line_asked_for():
             continue
         _same(decode_csv(block.slice(i, j), DEFAULTS), decode_csv(np.array(lines[i:j], object), DEFAULTS))
     assert block.seg.decoded  # the parse was kept for the segment
+
+
+_TEXTS = [
+    b"",
+    b"\n",
+    b"a",
+    b"a\r",
+    b"\r",
+    b"a\nb",
+    b"a\r\nb\r\n\r\n\nc\r",
+    b"".join(b"%d,%d\n" % (i, i * 7) for i in range(3000)),
+    b"".join(b"%d,%d\r\n" % (i, i * 7) for i in range(3000)) + b"tail",
+    b"x" * 20000 + b"\n" + b"y" * 9000 + b"\nz\n\n",  # lines longer than a read
+    b"h1\nh2\n" + b"".join(b"%d\n" % i for i in range(5000)) + b"\r\n",
+]
+
+
+@pytest.mark.parametrize("text", _TEXTS, ids=range(len(_TEXTS)))
+@pytest.mark.parametrize("header", [0, 1, 2])
+def test_read_segment_gives_the_lines_and_states_of_read_chunk(tmp_path, text, header):
+    """read_segment (raw text of whole lines) returns exactly read_chunk's lines, mixed with
+    read_chunk calls and across states saved anywhere."""
+    import random
+
+    p = tmp_path / "t.txt"
+    p.write_bytes(text)
+    with TextLineReader(p, skip_header_lines=header) as r:
+        want = list(r)
+    rng = random.Random(len(text) * 3 + header)
+    for _trial in range(6):
+        got, states = [], []
+        r = TextLineReader(p, skip_header_lines=header, buffer_size=4096)
+        while True:
+            states.append((len(got), json.loads(json.dumps(r.get_state()))))
+            if rng.random() < 0.7:
+                block = r.read_segment(rng.choice([1, 3, 50, 10**6]), max_bytes=rng.choice([1, 100, 5000, 1 << 20]))
+                part = block.lines()
+                assert len(block) == len(part)
+            else:
+                part = r.read_chunk(rng.choice([1, 7, 10**6]))
+            if not part:
+                break
+            got += part
+        assert got == want
+        assert r.records == len(want)
+        for k, state in states:
+            with TextLineReader(p, skip_header_lines=header, state=state) as again:
+                assert again.read_segment(10**6).lines() + list(again) == want[k:]
+
+
+def test_csv_defaults_are_remembered_only_for_equal_defaults():
+    """decode_csv remembers parsed defaults; defaults that differ only in type or the sign of
+    zero still give their own columns."""
+    rec = [b"7,", b"8,1"]
+
+    def col(d):
+        return decode_csv(rec, [[0], d])[1]
+
+    _same(col([0]), np.array([0, 1], np.int32))
+    _same(col([0.0]), np.array([0, 1], np.float32))
+    assert np.signbit(col([-0.0])[0]) and not np.signbit(col([0.0])[0])
+    _same(col(["d"]), np.array([b"d", b"1"], object))
+    _same(col(np.array([5], np.int64)), np.array([5, 1], np.int64))
+    with pytest.raises(InvalidArgumentError):
+        col([True])
+
+
+# -- TFRecord ----------------------------------------------------------------------------------
+def _tfrecord_files(tmp_path, comp="", counts=(300, 0, 45), mixed=True):
+    from pipeline.tfrecord import TFRecordWriter, encode_example
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for k, n in enumerate(counts):
+        p = tmp_path / f"r{k}.tfrecord"
+        with TFRecordWriter(p, comp) as w:
+            for i in range(n):
+                feats = {"x": rng.random(5).astype(np.float32), "y": [i]}
+                if mixed and i % 97 == 50:
+                    feats["y"] = [10**12 + i]  # another length: the run breaks
+                w.write(encode_example(feats))
+        paths.append(str(p))
+    return paths
+
+
+_SPEC = None
+
+
+def _spec():
+    from pipeline.tfrecord import FixedLenFeature
+
+    return {"x": FixedLenFeature([5], np.float32), "y": FixedLenFeature([1], np.int64)}
+
+
+@pytest.mark.parametrize("comp", ["", "GZIP", "ZLIB"])
+@pytest.mark.parametrize("batch,drop", [(1, False), (64, False), (100, True), (1000, False)])
+def test_tfrecord_fused_equals_unfused(tmp_path, monkeypatch, comp, batch, drop):
+    from pipeline.data import TFRecordDataset
+    from pipeline.tfrecord import parse_example
+
+    paths = _tfrecord_files(tmp_path, comp)
+    spec = _spec()
+    monkeypatch.setattr("pipeline.data.files._TFRECORD_BLOCK_BYTES", 3000)  # reads end inside batches
+
+    def make():
+        return TFRecordDataset(paths, comp).batch(batch, drop_remainder=drop).map(lambda s: parse_example(s, spec))
+
+    want = _unfused(make, monkeypatch)
+    assert _is_fused(make())
+    _same(list(make()), want)
+    if batch == 64:
+        _check_everywhere(make, monkeypatch)
+
+
+@pytest.mark.parametrize("skip,take", [(1, -1), (70, 200), (299, -1), (5, 0)])
+def test_tfrecord_behind_skip_and_take(tmp_path, monkeypatch, skip, take):
+    from pipeline.data import TFRecordDataset
+    from pipeline.tfrecord import parse_example
+
+    paths = _tfrecord_files(tmp_path, mixed=False)
+    spec = _spec()
+
+    def make():
+        ds = TFRecordDataset(paths).skip(skip).take(take).batch(32)
+        return ds.map(functools.partial(parse_example, features=spec))
+
+    _check_everywhere(make, monkeypatch)
+
+
+@pytest.mark.parametrize("comp", ["", "GZIP"])
+def test_tfrecord_errors_are_the_same(tmp_path, monkeypatch, comp):
+    from pipeline.data import TFRecordDataset
+    from pipeline.tfrecord import parse_example
+
+    raw = open(_tfrecord_files(tmp_path, mixed=False)[0], "rb").read()
+    stride = len(raw) // 300
+    cases = {
+        "crc": raw[: 200 * stride + 30] + bytes([raw[200 * stride + 30] ^ 1]) + raw[200 * stride + 31 :],
+        "truncated": raw[: 250 * stride + 20],
+        "stream": gzip.compress(raw)[:-300],
+    }
+    spec = _spec()
+    for name, data in cases.items():
+        if name == "stream" and not comp:
+            continue
+        p = tmp_path / f"{name}.rec"
+        p.write_bytes(data if name == "stream" or not comp else gzip.compress(data))
+
+        def run(p=p):
+            got = []
+            ds = TFRecordDataset(str(p), comp).batch(64).map(lambda s: parse_example(s, spec))
+            with pytest.raises(DataLossError) as e:
+                for b in ds:
+                    got.append(b)
+            return got, str(e.value)
+
+        with monkeypatch.context() as m:
+            m.setattr(blocks, "ENABLED", False)
+            want = run()
+        got = run()
+        assert got[1] == want[1], name
+        _same(got[0], want[0])
+        assert sum(len(b["y"]) for b in got[0]) >= 192, name  # the batches before the bad record
+
+
+def test_tfrecord_reader_returns_the_records_before_broken_compressed_data_first(tmp_path):
+    """A large read_chunk lost every record it had gathered when the compressed stream broke."""
+    from pipeline.tfrecord import TFRecordReader
+
+    raw = open(_tfrecord_files(tmp_path, mixed=False)[0], "rb").read()
+    p = tmp_path / "cut.gz"
+    p.write_bytes(gzip.compress(raw)[:-300])
+    small = TFRecordReader(p, compression_type="GZIP", buffer_size=4096)
+    want = []
+    with pytest.raises(DataLossError):
+        while chunk := small.read_chunk(10):
+            want += chunk
+    big = TFRecordReader(p, compression_type="GZIP", buffer_size=4096)
+    got = big.read_chunk(10**9)
+    assert got == want and len(got) > 250
+    with pytest.raises(DataLossError, match="cut.gz"):
+        big.read_chunk(10)
+
+
+@pytest.mark.parametrize("comp", ["", "GZIP"])
+def test_tfrecord_read_block_gives_read_chunks_records_and_states(tmp_path, comp):
+    import random
+
+    from pipeline.tfrecord import TFRecordReader
+
+    p = _tfrecord_files(tmp_path, comp)[0]
+    with TFRecordReader(p, compression_type=comp) as r:
+        want = list(r)
+    rng = random.Random(7)
+    for _trial in range(5):
+        got, states = [], []
+        r = TFRecordReader(p, compression_type=comp, buffer_size=4096)
+        while True:
+            states.append((len(got), json.loads(json.dumps(r.get_state()))))
+            if rng.random() < 0.7:
+                block = r.read_block(rng.choice([1, 5, 10**6]), max_bytes=rng.choice([10, 500, 5000, 1 << 20]))
+                part = block.materialize().tolist()
+                assert len(block) == len(part)
+            else:
+                part = r.read_chunk(rng.choice([1, 9, 10**6]))
+            if not part:
+                break
+            got += part
+        assert got == want and r.records == len(want)
+        for k, state in states[::7]:
+            with TFRecordReader(p, compression_type=comp, state=state) as again:
+                assert again.read_block(10**6).materialize().tolist() + list(again) == want[k:]

@@ -320,7 +320,7 @@ def _mixed_records(rng, n):
 
 @pytest.mark.parametrize("comp", ["", "GZIP", "ZLIB"])
 def test_read_examples_matches_parse_example(tmp_path, comp, monkeypatch):
-    monkeypatch.setattr(tfr_bulk, "_INFLATE_BLOCK", 1000)  # many blocks: records straddle block edges
+    monkeypatch.setattr(tfr_bulk, "_BLOCK_BYTES", 1000)  # many blocks: records straddle block edges
     rng = np.random.default_rng(5)
     spec = {
         "x": FixedLenFeature([6], np.float32),
@@ -341,7 +341,7 @@ def test_read_examples_matches_parse_example(tmp_path, comp, monkeypatch):
 
 @pytest.mark.parametrize("comp", ["GZIP", "ZLIB"])
 def test_read_examples_records_longer_than_a_block(tmp_path, comp, monkeypatch):
-    monkeypatch.setattr(tfr_bulk, "_INFLATE_BLOCK", 1000)  # each record spans several blocks
+    monkeypatch.setattr(tfr_bulk, "_BLOCK_BYTES", 1000)  # each record spans several blocks
     rng = np.random.default_rng(8)
     spec = {"x": FixedLenFeature([3000], np.float32), "y": FixedLenFeature([1], np.int64)}
     recs = [encode_example({"x": rng.random(3000).astype(np.float32), "y": [i]}) for i in range(7)]
@@ -364,7 +364,7 @@ def test_read_examples_gzip_size_estimate_wrong_either_way(tmp_path, block, monk
     # GZIP output is gathered into arrays sized from the trailer's length over the first run's
     # record stride; the estimate is wrong for concatenated members and for mixed lengths, and
     # the result must not change (order, count, values), however the blocks fall.
-    monkeypatch.setattr(tfr_bulk, "_INFLATE_BLOCK", block)
+    monkeypatch.setattr(tfr_bulk, "_BLOCK_BYTES", block)
     rng = np.random.default_rng(11)
     spec = {"x": FixedLenFeature([6], np.float32), "y": FixedLenFeature([1], np.int64),
             "s": FixedLenFeature([], bytes, default_value=b"d")}
