@@ -28,8 +28,8 @@ Three decoding paths, fastest first, each in its module; this one holds the entr
   which gives the exact value or the exact error.
 
 :mod:`.defaults` turns ``record_defaults`` into the columns all three share.
-``read_csv_columns`` reads a whole file block by block, without splitting it into lines where
-pyarrow takes the block.
+``read_csv_columns`` reads a whole file the way the Data API does (``TextLineReader.read_segment``:
+whole lines as raw text), without splitting it into lines where pyarrow takes them.
 
 Example:
     >>> decode_csv("1.,,44", [[5.], [6], [7]])
@@ -370,10 +370,11 @@ def read_csv_columns(
 
     The result is exactly what ``TextLineReader(path, skip_header_lines=...)`` followed by
     :func:`decode_csv` of every line gives (same line rules: ``\\n`` ends a line, a ``\\r`` before
-    it is dropped, empty lines are records; same values, same errors), only faster: the file is
-    read in large blocks and each block of plain numeric lines is parsed by pyarrow straight from
-    the bytes, without splitting it into lines first. Blocks pyarrow declines are split into lines
-    and decoded by :func:`decode_csv`, whose errors then name the file and the line.
+    it is dropped, empty lines are records; same values, same errors), read the way the Data API's
+    ``TextLineDataset(...).batch(n).map(decode_csv)`` reads: the file comes in large pieces of whole
+    lines (:meth:`TextLineReader.read_segment`) and each piece of plain numeric lines is parsed by
+    pyarrow straight from the bytes, without splitting it into lines. Pieces pyarrow declines are
+    split into lines and decoded by :func:`decode_csv`'s paths, whose errors name the file and line.
 
     Args:
         path: the CSV file.
@@ -399,56 +400,26 @@ def read_csv_columns(
         >>> x0, target = read_csv_columns("w3.csv", [[0.0], [0]], select_cols=[0, 10],
         ...                               skip_header_lines=1)  # doctest: +SKIP
     """
-    from pipeline.textline import ByteSource
+    from pipeline.textline import TextLineReader
 
     cols, delim, na, select = _prepare(record_defaults, field_delim, na_value, select_cols, on_error)
     plan = _arrow_plan(cols, delim, na, select, bool(use_threads)) if USE_ARROW else None
     source = os.fspath(path)
     parts: list[list[np.ndarray]] = []
-    line_no = 1  # the 1-based number of the next line of the file
-    header_left = int(skip_header_lines)
+    line_no = int(skip_header_lines) + 1  # the 1-based number of the next line of the file
     block_bytes = max(int(block_bytes), 1 << 16)
-
-    def decode(text: bytes) -> None:
-        # ``text``: one or more complete lines joined by "\n" (no final "\n").
-        nonlocal line_no, header_left
-        while header_left:
-            header_left -= 1
-            line_no += 1
-            cut = text.find(b"\n")
-            if cut < 0:
-                return
-            text = text[cut + 1 :]
-        res = _decode_arrow(text, None, cols, plan) if plan is not None else None
-        if res is not None:
-            parts.append(res[0])
-            line_no += res[1]
-            return
-        lines = text.split(b"\n")
-        if b"\r" in text:  # "\r\n" line ends: TextLineReader drops the "\r"
-            lines = [ln[:-1] if ln[-1:] == b"\r" else ln for ln in lines]
-        out, _ = _decode_records(
-            lines, cols, delim, use_quote_delim, na, select, on_error, bad_records, source, line_no, True
-        )
-        parts.append(out)
-        line_no += len(lines)
-
-    with ByteSource(source, compression_type, buffer_size=min(block_bytes, 1 << 22)) as src:
-        tail = b""
-        while True:
-            data = src.read(block_bytes)
-            if not data:
-                break
-            buf = tail + data if tail else data
-            cut = buf.rfind(b"\n")
-            if cut < 0:
-                tail = buf
-                continue
-            tail = buf[cut + 1 :]
-            decode(buf[:cut])
-        # TextLineReader: a last line without "\n" counts unless it is empty after the "\r" cut.
-        if tail and tail != b"\r":
-            decode(tail)
+    # The Data API's reading path: whole lines as raw text (TextLineReader.read_segment), parsed
+    # by pyarrow as they are; what it declines is split into lines and decoded by decode_csv's paths.
+    with TextLineReader(source, skip_header_lines=skip_header_lines, compression_type=compression_type) as reader:
+        while len(block := reader.read_segment(1 << 40, block_bytes)):
+            res = _decode_arrow(block.seg.text_from(0), block.n, cols, plan) if plan is not None else None
+            if res is not None:
+                parts.append(res[0])
+            else:
+                out, _ = _decode_records(block.lines(), cols, delim, use_quote_delim, na, select, on_error,
+                                         bad_records, source, line_no, True)
+                parts.append(out)
+            line_no += block.n
     if not parts:
         return _empty_columns(cols)
     if len(parts) == 1:
