@@ -45,7 +45,7 @@ from .loading import DEFAULT_REPORT_EVERY_S as DEFAULT_REPORT_EVERY_S
 from .loading import expand_files as expand_files
 from .loading import LoadResult, load, load_async
 from .reading import DEFAULT_CHUNK as DEFAULT_CHUNK
-from .reading import LocalFilenameQueue, ReaderStats, csv_reader_runner, reader_runner
+from .reading import LocalFilenameQueue, ReaderStats, auto_chunk_size, csv_reader_runner, reader_runner
 
 __all__ = [
     "CsvFormat",
@@ -53,6 +53,7 @@ __all__ = [
     "LoadResult",
     "LocalFilenameQueue",
     "ReaderStats",
+    "auto_chunk_size",
     "TFRecordFormat",
     "TextFormat",
     "csv_reader_runner",

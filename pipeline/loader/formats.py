@@ -18,6 +18,7 @@ import numpy as np
 from queueserver import errors as qerrors
 from queueserver.core.specs import STRING, ComponentSpec, dtype_name, shape_str
 
+from pipeline.blocks import LinesBlock, RecordBlock
 from pipeline.csv import decode_csv
 from pipeline.fixed_length import FixedLengthRecordReader
 from pipeline.textline import TextLineReader
@@ -97,6 +98,19 @@ def _csv_error(err: qerrors.QueueServerError, record: bytes, path: str, line: in
                                         source=path, line=line, column=column)
 
 
+#: Bytes of text a line reader reads at a time (whole lines; a longer line comes whole).
+_SEGMENT_BYTES = 4 << 20
+
+
+def _record_list(records: Any) -> list:
+    """The records of a chunk as a list (a record block is split into its records)."""
+    if isinstance(records, LinesBlock):
+        return records.lines()
+    if isinstance(records, RecordBlock):
+        return list(records.materialize())
+    return records
+
+
 # --------------------------------------------------------------------------- formats
 class _Format:
     """How to open one kind of file and turn a chunk of its records into queue components."""
@@ -119,6 +133,14 @@ class _Format:
     def position(self, reader: Any) -> int | None:
         """The byte offset, in its file, of the next record ``reader`` gives (``None``: not known)."""
         return None
+
+    #: Records one read may take (a reader then converts and enqueues them a chunk at a time).
+    read_records_min = 0
+
+    def read(self, reader: Any, max_records: int) -> Any:
+        """The next records of ``reader`` (at most ``max_records``; empty at the end), in the
+        form its converter takes: a list or array of records, or a record block."""
+        return reader.read_chunk(max_records)
 
     def skipped(self, reader: Any, path: str, count: int) -> list[qerrors.QueueServerError]:
         """One error per record ``reader`` skipped in its last read (``count`` of them), naming
@@ -151,6 +173,14 @@ class _LineFormat(_Format):
     def first_line(self, reader: TextLineReader) -> int:
         """The 1-based line number of the next record of ``reader``."""
         return self.skip_header_lines + reader.records + 1
+
+    #: A segment holds many chunks: it is parsed once (pyarrow, straight from the text) and each
+    #: chunk copies its rows out, as the Data API's batches do.
+    read_records_min = 1 << 16
+
+    def read(self, reader: TextLineReader, max_records: int) -> LinesBlock:
+        """About ``_SEGMENT_BYTES`` of whole lines as one raw-text segment (``read_segment``)."""
+        return reader.read_segment(max_records, _SEGMENT_BYTES)
 
     def skipped(self, reader: Any, path: str, count: int) -> list[qerrors.QueueServerError]:
         """Lines are lost only to broken compression, which ends the file's lines where it starts."""
@@ -242,7 +272,7 @@ class CsvFormat(_LineFormat):
             for c in range(s, s + w):
                 _cast(np.empty(0, col_dtypes[c]), dtype, f"{where}, component {i} (CSV column {c})")
 
-        def decode(records: list[bytes], path: str, first_line: int, errors: list) -> list:
+        def decode(records: Any, path: str, first_line: int, errors: list) -> list:
             bad: list = []
             try:
                 cols = decode_csv(records, record_defaults, fmt.field_delim, on_error=fmt.on_error,
@@ -253,14 +283,17 @@ class CsvFormat(_LineFormat):
                     raise
                 # The records before the bad one are good: they are loaded, then the error raised
                 # (decoding the prefix again finds an earlier bad record first, if there is one).
-                error = _csv_error(exc, records[i], path, first_line + i, fmt.field_delim, n_cols)
-                raise GoodPrefix(to_components(decode(records[:i], path, first_line, errors)) if i else None,
+                lines = _record_list(records)
+                error = _csv_error(exc, lines[i], path, first_line + i, fmt.field_delim, n_cols)
+                raise GoodPrefix(to_components(decode(lines[:i], path, first_line, errors)) if i else None,
                                  error) from None
-            errors.extend(_csv_error(e, records[e.details["record"]], path, first_line + e.details["record"],
-                                     fmt.field_delim, n_cols) for e in bad)
+            if bad:
+                lines = _record_list(records)
+                errors.extend(_csv_error(e, lines[e.details["record"]], path, first_line + e.details["record"],
+                                         fmt.field_delim, n_cols) for e in bad)
             return cols
 
-        def convert(records: list[bytes], path: str, first_line: int, errors: list,
+        def convert(records: Any, path: str, first_line: int, errors: list,
                     offset: int | None = None) -> tuple | None:
             return to_components(decode(records, path, first_line, errors))
 
@@ -308,8 +341,10 @@ class TextFormat(_LineFormat):
             raise qerrors.InvalidArgumentError(
                 f"queue '{queue_name}' {spec.describe()} cannot take text lines: it needs one string component")
 
-        def convert(records: list[bytes], path: str, first_line: int, errors: list,
+        def convert(records: Any, path: str, first_line: int, errors: list,
                     offset: int | None = None) -> tuple | None:
+            if isinstance(records, RecordBlock):
+                return (records.materialize().copy(),)
             arr = np.empty(len(records), object)
             arr[:] = records
             return (arr,)
@@ -453,6 +488,10 @@ class TFRecordFormat(_Format):
         """The byte offset (uncompressed) of the next record of ``reader``."""
         return int(reader.get_state()["offset"])
 
+    def read(self, reader: TFRecordReader, max_records: int) -> Any:
+        """The next records where they lie (``read_block``), parsed without cutting them out."""
+        return reader.read_block(max_records)
+
     def skipped(self, reader: Any, path: str, count: int) -> list[qerrors.QueueServerError]:
         """Each corrupt or truncated record skipped, by its index in the file and its byte offset."""
         where, reader.skipped = list(getattr(reader, "skipped", ())), []
@@ -505,7 +544,7 @@ class _ExampleConverter:
         return tuple(_cast(parsed[n], self.spec.dtypes[i], f"{self.where}, feature {n!r}")
                      for i, n in enumerate(self.order))
 
-    def convert(self, records: list[bytes], path: str, first_line: int, errors: list,
+    def convert(self, records: Any, path: str, first_line: int, errors: list,
                 offset: int | None = None) -> tuple | None:
         """One chunk (see :meth:`_Format.bind`); ``offset``: the byte offset of ``records[0]``."""
         try:
@@ -513,7 +552,7 @@ class _ExampleConverter:
         except qerrors.InvalidArgumentError:
             # Find the bad record(s) one by one (the reader passes no offset for a chunk in
             # which it skipped a corrupt record: the offsets would not add up).
-            parsed = self._one_by_one(records, path, first_line, errors, offset)
+            parsed = self._one_by_one(_record_list(records), path, first_line, errors, offset)
             if parsed is None:
                 return None
         return self.components(parsed)

@@ -23,7 +23,7 @@ from queueserver import errors as qerrors
 from pipeline.coordination import Coordinator, QueueRunner
 
 from .formats import _Format
-from .reading import DEFAULT_CHUNK, LocalFilenameQueue, ReaderStats, reader_runner
+from .reading import LocalFilenameQueue, ReaderStats, auto_chunk_size, reader_runner
 
 __all__ = ["LoadResult", "load", "load_async"]
 
@@ -185,7 +185,7 @@ async def load_async(
     files: str | Sequence[str],
     *,
     readers: int = 4,
-    batch: int = DEFAULT_CHUNK,
+    batch: int | None = None,
     num_epochs: int | None = 1,
     shuffle_files: bool = False,
     seed: int | None = None,
@@ -221,7 +221,8 @@ async def load_async(
         fmt: the files' format.
         files: a glob or a list of globs.
         readers: concurrent readers.
-        batch: records per read, decode and ``enqueue_many``.
+        batch: records per decode and ``enqueue_many`` (``None``: about 1 MiB of elements each,
+            :func:`auto_chunk_size` of the queue's spec).
         num_epochs: passes over the files (``None``: for ever).
         shuffle_files: shuffle the file order every epoch.
         seed: the file shuffle seed (and a created random-shuffle queue's seed).
@@ -270,7 +271,8 @@ async def load_async(
                                   queue_type=queue_type, min_after_dequeue=min_after_dequeue, seed=seed)
         names = LocalFilenameQueue(paths, num_epochs=num_epochs, shuffle=shuffle_files, seed=seed)
         stats = ReaderStats()
-        runner = reader_runner(names, q, fmt, num_readers=readers, chunk_size=batch, stats=stats,
+        runner = reader_runner(names, q, fmt, num_readers=readers,
+                               chunk_size=batch if batch is not None else auto_chunk_size(q.spec), stats=stats,
                                name=f"load:{queue}", closed_is_an_error=True, enqueue_slice_s=_ENQUEUE_SLICE_S)
         # A failed load leaves the queue open: closing it would tell consumers the data ended
         # cleanly when part of it was never loaded. Only a finished load closes it (close=True).

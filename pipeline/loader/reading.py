@@ -17,14 +17,40 @@ import numpy as np
 
 from queueserver import errors as qerrors
 
+from pipeline.blocks import RecordBlock
 from pipeline.coordination import QueueRunner, as_async_queue
 
 from .formats import CsvFormat, GoodPrefix, _Format
 
-__all__ = ["LocalFilenameQueue", "ReaderStats", "csv_reader_runner", "reader_runner"]
+__all__ = ["LocalFilenameQueue", "ReaderStats", "auto_chunk_size", "csv_reader_runner", "reader_runner"]
 
 #: Records read and decoded per step of a reader (and per ``enqueue_many``).
 DEFAULT_CHUNK = 1024
+#: The loader's default ``enqueue_many``: about this many bytes of elements (each call costs a
+#: round trip and the server's bookkeeping; 1,024 rows of 44 bytes made that the loader's cost).
+AUTO_CHUNK_BYTES = 1 << 20
+_AUTO_CHUNK_RANGE = (64, 1 << 16)
+_STRING_BYTES_GUESS = 64  # a string element's size is not in the spec
+
+
+def auto_chunk_size(spec: Any) -> int:
+    """Records per ``enqueue_many`` so that each carries about :data:`AUTO_CHUNK_BYTES` of
+    elements of ``spec`` (64 to 65,536 records; a string counts 64 bytes, an unknown dimension 1).
+
+    Example:
+        >>> from queueserver.core.specs import ComponentSpec
+        >>> auto_chunk_size(ComponentSpec([np.float32, np.int32], [[10], []]))  # 44-byte rows
+        23831
+        >>> auto_chunk_size(ComponentSpec([np.uint8], [[3073]]))  # CIFAR-10 records
+        341
+    """
+    size = 0
+    for i, dtype in enumerate(spec.dtypes):
+        shape = spec.shapes[i] if spec.shapes is not None else ()
+        count = int(np.prod([d if d is not None else 1 for d in shape])) if shape else 1
+        size += count * (_STRING_BYTES_GUESS if dtype.kind == "O" else dtype.itemsize)
+    lo, hi = _AUTO_CHUNK_RANGE
+    return max(lo, min(hi, AUTO_CHUNK_BYTES // max(size, 1)))
 _MAX_KEPT_ERRORS = 100  # bad-record messages kept for the report (all are counted)
 
 
@@ -64,29 +90,49 @@ class _ReaderOp:
         self.reader: Any = None
         self.path = ""
         self.bad_seen = 0  # the open reader's bad records already reported
+        self.block: Any = ()  # the records of the last read (a format reads one or more chunks)
+        self.block_at = 0  # the next record of self.block to convert
+        self.block_first = 0  # the line (record) number in its file of self.block's first record
+        self.block_offset: int | None = None  # the byte offset of self.block's first record
 
     def _read_and_decode(self) -> tuple[bool, tuple | None, int, int, list, BaseException | None]:
-        """Worker thread: read one chunk and decode it.
+        """Worker thread: take the next chunk of records and decode it.
+
+        A format may read more than a chunk at a time (a line format reads a segment of many
+        chunks, parsed once); the chunks of that read are then decoded and enqueued one by one,
+        so ``chunk_size`` still bounds every ``enqueue_many`` and places every error by line.
 
         Returns (end_of_file, components, n, bytes, errors skipped, the error to raise once the
         components are enqueued: a bad record after good ones, with ``on_error="raise"``).
         """
-        reader = self.reader
-        first = self.fmt.first_line(reader)
-        offset = self.fmt.position(reader)
-        try:
-            records = reader.read_chunk(self.chunk_size)
-        except qerrors.DataLossError as exc:  # the good records before it came with the previous chunk
-            raise qerrors.DataLossError(f"{exc} ({self.fmt.unit} {self.fmt.first_line(reader)} of the file)",
-                                        **exc.details) from None
-        skipped = reader.bad_records - self.bad_seen
-        self.bad_seen = reader.bad_records
-        errors: list = self.fmt.skipped(reader, self.path, skipped) if skipped else []
-        if len(records) == 0:
-            return True, None, 0, 0, errors, None
+        errors: list = []
+        if self.block_at >= len(self.block):
+            reader = self.reader
+            self.block_first = self.fmt.first_line(reader)
+            self.block_offset = self.fmt.position(reader)
+            try:
+                self.block = self.fmt.read(reader, max(self.chunk_size, self.fmt.read_records_min))
+            except qerrors.DataLossError as exc:  # the good records before it came with the previous read
+                raise qerrors.DataLossError(f"{exc} ({self.fmt.unit} {self.fmt.first_line(reader)} of the file)",
+                                            **exc.details) from None
+            self.block_at = 0
+            skipped = reader.bad_records - self.bad_seen
+            self.bad_seen = reader.bad_records
+            if skipped:
+                errors = self.fmt.skipped(reader, self.path, skipped)
+                self.block_offset = None  # the offsets of a read that skipped records would not add up
+            if len(self.block) == 0:
+                return True, None, 0, 0, errors, None
+        i = self.block_at
+        j = min(i + self.chunk_size, len(self.block))
+        records = self.block
+        if (i, j) != (0, len(records)):
+            records = records.slice(i, j) if isinstance(records, RecordBlock) else records[i:j]
+        self.block_at = j
+        offset = self.block_offset if i == 0 else None  # a later chunk's offset is not known here
         stop: BaseException | None = None
         try:
-            comps = self.convert(records, self.path, first, errors, None if skipped else offset)
+            comps = self.convert(records, self.path, self.block_first + i, errors, offset)
         except GoodPrefix as partial:
             comps, stop = partial.components, partial.error
         n = 0 if comps is None else len(comps[0])
@@ -101,6 +147,7 @@ class _ReaderOp:
                 self.path = os.fsdecode(name)
                 self.reader = await asyncio.to_thread(self.fmt.open, self.path)
                 self.bad_seen = 0
+                self.block, self.block_at = (), 0
             try:
                 eof, comps, n, nbytes, errors, stop = await asyncio.to_thread(self._read_and_decode)
             except BaseException:

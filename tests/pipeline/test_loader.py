@@ -23,6 +23,8 @@ from pipeline.loader import (
     parse_record_defaults,
     reader_runner,
 )
+from pipeline.csv import decode_csv
+from pipeline.textline import TextLineReader
 from pipeline.tfrecord import TFRecordWriter, encode_example
 from support import REPO
 
@@ -181,6 +183,43 @@ def test_cli_error_exit_status_names_file_and_line_and_leaves_the_queue_open(loc
     rc = main(["load", "--target", local_server.target, "--queue", "q", "--format", "csv",
                "--files", str(tmp_path / "nothing-*.csv"), "--record-defaults", "int32"])
     assert rc == 1 and "no file matches" in capsys.readouterr().err
+
+
+def test_cli_reads_csv_in_segments_and_loads_exactly_what_decode_csv_gives_line_by_line(local_server, tmp_path,
+                                                                                      capsys):
+    # The loader reads a segment of many chunks at once and parses it once; every chunk it
+    # enqueues must still hold exactly the rows decode_csv gives for the file's lines, in order:
+    # "\r\n" endings, quoted fields, empty fields taking their default, a segment pyarrow takes
+    # and one it declines (the quoted rows), and text as well as CSV.
+    rows = []
+    for i in range(5000):
+        if i % 997 == 5:
+            rows.append(f'"{i}.25",,{i % 7}')
+        else:
+            rows.append(f"{i}.5,{-i},{i % 7}")
+    plain = tmp_path / "plain.csv"
+    plain.write_bytes(("a,b,c\n" + "\n".join(rows[:2500]) + "\n").encode())
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(("a,b,c\r\n" + "\r\n".join(rows[2500:]) + "\r\n").encode())
+    defaults = [[0.0], [-1.0], [0]]
+    want = [decode_csv(TextLineReader(str(p), skip_header_lines=1).read_chunk(10_000), defaults)
+            for p in (plain, crlf)]
+    target = local_server.target
+    for path, (x1, x2, y) in zip((plain, crlf), want):
+        name = f"seg_{path.stem}"
+        assert main(["load", "--target", target, "--queue", name, "--format", "csv", "--files", str(path),
+                     "--record-defaults", "float32,float32=-1,int32", "--skip-header-lines", "1", "--batch", "300",
+                     "--readers", "1", "--capacity", "10000", "--quiet"]) == 0
+        with qs.connect(target) as c:
+            (features, targets), = drain_all(c.queue(name), 10_000)
+        np.testing.assert_array_equal(features, np.stack([x1, x2], axis=1))
+        np.testing.assert_array_equal(targets, y)
+        assert main(["load", "--target", target, "--queue", name + "_text", "--format", "text", "--files",
+                     str(path), "--batch", "300", "--readers", "1", "--capacity", "10000", "--quiet"]) == 0
+        with qs.connect(target) as c:
+            lines, = drain_all(c.queue(name + "_text"), 10_000)
+        assert lines.tolist() == TextLineReader(str(path)).read_chunk(10_000)
+    capsys.readouterr()
 
 
 def test_cli_fixed_length_records_with_header_and_gzip_text(local_server, tmp_path, capsys):
