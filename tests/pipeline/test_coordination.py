@@ -161,6 +161,9 @@ def test_with_block_surfaces_a_thread_error_at_the_end():
             t = threading.Thread(target=work)
             t.start()
             coord.register_task(t)
+            # The error stops the coordinator during the block (as TensorFlow's, an error that
+            # came after the block's own stop request would be ignored: wait for it, do not race it).
+            assert coord.wait_for_stop_blocking(10)
 
 
 # --------------------------------------------------------------------------- QueueRunner
