@@ -248,14 +248,15 @@ class CsvRecordReader:
         self._eof = False
 
     # -- buffer ----------------------------------------------------------------------------------
-    def _fill(self) -> bool:
-        """Reads more bytes (at least as many as are buffered); False at the end of the file."""
+    def _fill(self, want: int = 0) -> bool:
+        """Reads more bytes (at least as many as are buffered, and ``want``); False at the end of
+        the file."""
         if self._eof:
             return False
         rest = self._buf[self._pos :]
         self._base += self._pos
         self._pos = 0
-        data = self._src.read(max(self._block, len(rest)))
+        data = self._src.read(max(self._block, len(rest), want))
         if not data:
             self._eof = True
             self._buf = rest
@@ -305,9 +306,11 @@ class CsvRecordReader:
         """
         if self._header_left:
             self._skip_header()
-        lines = self._plain_lines(max_records)
-        if lines is not None:
-            return self._decode_lines(lines)
+        plain = self._plain_text(max_records)
+        if plain is not None:
+            chunk = self._decode_text(*plain)
+            if chunk is not None:
+                return chunk
         return self._exact_chunk(max_records)
 
     def _exact_chunk(self, max_records: int) -> CsvChunk | None:
@@ -343,27 +346,27 @@ class CsvRecordReader:
         return out
 
     # -- the fast path ---------------------------------------------------------------------------
-    def _plain_lines(self, max_records: int) -> list[bytes] | None:
-        """The next ``max_records`` records when they are plain lines (then consumed), else None."""
+    def _plain_text(self, max_records: int) -> tuple[bytes, int] | None:
+        """The next ``max_records`` records (not yet consumed) when they are lines without quotes
+        or lone ``"\\r"``, else None: ``(text, end)``, their text with ``"\\r\\n"`` endings made
+        ``"\\n"`` and no final line end, and the buffer index after them. Empty lines are not
+        looked for here (see :meth:`_decode_text`)."""
         if self._exclude is not None:
             return None  # field counts decide which columns are outputs: the exact path
         end = self._find_line_ends(max_records)
         if end is None:
             return None
-        text = self._buf[self._pos : end]
-        if (self._quote and b'"' in text) or not text:
+        pos = self._pos
+        buf = self._buf
+        if self._quote and buf.find(b'"', pos, end) >= 0:
             return None
-        if b"\r" in text:
-            if text.count(b"\r") != text.count(b"\r\n"):
-                return None  # a lone "\r" ends a record: the exact path
-            text = text.replace(b"\r\n", b"\n")
-        if text[:1] == b"\n" or b"\n\n" in text:
-            return None  # an empty line is a record of one empty field: the exact path
-        lines = text.split(b"\n")
-        if text[-1:] == b"\n":
-            lines.pop()
-        self._pos = end
-        return lines
+        if buf.find(b"\r", pos, end) < 0:
+            return buf[pos : end - 1 if buf[end - 1] == 10 else end], end  # one copy
+        text = buf[pos:end]
+        if text.count(b"\r") != text.count(b"\r\n"):
+            return None  # a lone "\r" ends a record: the exact path
+        text = text.replace(b"\r\n", b"\n")
+        return (text[:-1] if text[-1:] == b"\n" else text), end
 
     def _find_line_ends(self, max_records: int) -> int | None:
         """The buffer index after the last line end within ``max_records * _LINE_BYTES`` bytes (the
@@ -371,7 +374,7 @@ class CsvRecordReader:
         the buffer as needed; None when that takes too many bytes. The cut depends only on the
         file's bytes from the chunk start, so a resumed iterator re-reads the same chunk."""
         budget = max_records * _LINE_BYTES
-        while len(self._buf) - self._pos < budget and self._fill():
+        while len(self._buf) - self._pos < budget and self._fill(budget - (len(self._buf) - self._pos)):
             pass
         buf, pos = self._buf, self._pos
         if self._eof and len(buf) - pos <= budget:
@@ -386,6 +389,29 @@ class CsvRecordReader:
             if not self._fill():
                 return len(self._buf)
         return end
+
+    def _decode_text(self, text: bytes, end: int) -> CsvChunk | None:
+        """The chunk of plain lines ``text`` (the buffer up to ``end``), consumed; None (nothing
+        consumed) when it has an empty line, a record of one empty field: the exact path's.
+
+        pyarrow parses the text as it is when it reads it exactly as TensorFlow would (one native
+        call, no split into lines; it declines any text with an empty line); else the text is split
+        into lines and decoded by :meth:`_decode_lines`, with the same values, and the errors."""
+        import pipeline.csv as mod  # USE_ARROW is read at each call (tests switch it off)
+
+        # Small chunks (they cannot hold _ARROW_MIN_RECORDS records) are not worth pyarrow's call.
+        if mod.USE_ARROW and len(text) >= 2 * mod._ARROW_MIN_RECORDS - 1:
+            plan = mod._arrow_plan(self._cols, self._delim, self._na, self._select)
+            # Without quotes or "\r", pyarrow's rows are the lines (an empty line: declined).
+            res = mod._decode_arrow(text, None, self._cols, plan) if plan is not None else None
+            if res is not None:
+                self._pos = end
+                self._line += res[1]
+                return CsvChunk(res[0], res[1], [])
+        if not text or text[:1] == b"\n" or text[-1:] == b"\n" or b"\n\n" in text:
+            return None  # an empty line is a record of one empty field: the exact path
+        self._pos = end
+        return self._decode_lines(text.split(b"\n"))
 
     def _decode_lines(self, lines: list[bytes]) -> CsvChunk:
         from . import _decode_records

@@ -36,6 +36,9 @@ _TEXT_BLOCK_LINES = 1 << 20  # the most lines per read (reads are bounded in byt
 _TEXT_BLOCK_BYTES = 4 << 20  # text per read: one native CSV parse serves many batches
 _TFRECORD_BLOCK_RECORDS = 1 << 20  # the most TFRecord records per read (bounded in bytes first)
 _TFRECORD_BLOCK_BYTES = 16 << 20
+# CsvDataset reads _READ_SIZE records first, then 4x more per read up to this many: a chunk of plain
+# lines (up to 128 bytes each) is parsed by pyarrow in one call, so large reads amortise that call.
+_CSV_READ_MAX = 1 << 15
 
 
 def _as_paths(filenames: Any) -> list[str]:
@@ -519,6 +522,10 @@ class _CsvIterator(DatasetIterator):
         self._reader: Any = None
         self._before: dict | None = None
         self._chunk: Any = None  # CsvChunk
+        # Records asked for by the buffered chunk's read (the next read's, when none is buffered);
+        # each read asks 4x more than the one before, up to _CSV_READ_MAX. Saved in the state, so
+        # a resumed iterator re-reads the same chunk and then grows as the first one would have.
+        self._size = _READ_SIZE
         self._rec = 0  # records of the chunk consumed
         self._row = 0  # good rows of the chunk consumed
         self._bad_i = 0  # bad records of the chunk consumed
@@ -546,8 +553,10 @@ class _CsvIterator(DatasetIterator):
             if self._reader is None:
                 self._open(None)
             before = self._reader.get_state()
+            if self._chunk is not None:  # the chunk before this one was read with self._size
+                self._size = min(self._size * 4, _CSV_READ_MAX)
             try:
-                chunk = self._reader.read_chunk(_READ_SIZE)
+                chunk = self._reader.read_chunk(self._size)
             except errors.InvalidArgumentError:
                 self._chunk = None  # a header that cannot be read: the file goes on after it
                 raise
@@ -600,8 +609,8 @@ class _CsvIterator(DatasetIterator):
     def get_state(self) -> dict:
         if self._chunk is None:
             reader = None if self._reader is None else self._reader.get_state()
-            return self._state(file=self._file, reader=reader, rec=0, chunk=False)
-        return self._state(file=self._file, reader=self._before, rec=self._rec, chunk=True)
+            return self._state(file=self._file, reader=reader, rec=0, chunk=False, read_size=self._size)
+        return self._state(file=self._file, reader=self._before, rec=self._rec, chunk=True, read_size=self._size)
 
     def set_state(self, state: dict) -> None:
         self._check(state)
@@ -609,13 +618,14 @@ class _CsvIterator(DatasetIterator):
         self._chunk, self._before = None, None
         self._rec = self._row = self._bad_i = 0
         self._file = int(state["file"])
+        self._size = int(state.get("read_size", _READ_SIZE))  # states saved before it had one: 1024
         if self._file >= len(self._ds._paths):
             return
         if state["reader"] is not None:
             self._open(state["reader"])
         if state["chunk"]:
             self._before = state["reader"]
-            self._chunk = self._reader.read_chunk(_READ_SIZE)
+            self._chunk = self._reader.read_chunk(self._size)
             rec = int(state["rec"])
             self._bad_i = sum(1 for i, _ in self._chunk.bad if i < rec)
             self._rec, self._row = rec, rec - self._bad_i
