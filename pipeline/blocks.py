@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dis
 import functools
+import os
 import sys
 import threading
 import types
@@ -36,7 +37,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["RecordBlock", "FixedBlock", "LinesBlock", "FramedBlock", "accepts_blocks", "block_call", "concat_blocks"]
+__all__ = ["RecordBlock", "FixedBlock", "LinesBlock", "FramedBlock", "accepts_blocks", "block_call", "concat_blocks",
+           "decode_ahead"]
 
 _PARAM = "_record_block_param"
 
@@ -111,6 +113,7 @@ class _LineSegment:
         self.n = len(lines) if lines is not None else n
         self.lock = threading.Lock()
         self.decoded: dict = {}  # decoder key -> its result for every line (None: declined)
+        self.recipes: dict = {}  # decoder key -> how it computed that (for the next segment: decode_ahead)
         self._objects: np.ndarray | None = None
 
     @property
@@ -204,7 +207,49 @@ class LinesBlock(RecordBlock):
             got = seg.decoded.get(key)
             if got is None or got[0] > self.i:
                 got = seg.decoded[key] = (self.i, compute(seg.text_from(self.i), seg.n - self.i))
+                seg.recipes[key] = compute
             return got
+
+
+_ahead_pool: Any = None  # (pid, the worker thread's executor)
+_ahead_lock = threading.Lock()
+
+
+def decode_ahead(done: RecordBlock | None, nxt: RecordBlock) -> bool:
+    """Start computing, on a worker thread, what decoders computed for ``done``'s segment
+    (:meth:`LinesBlock.segment_result`) for ``nxt``'s segment too: the file iterator reads a
+    segment ahead and the next one's parse (pyarrow, which releases the GIL) runs while the batches
+    of the current one are served. The results are the ones the decoder would compute itself on
+    its first batch (it waits for them, or computes them if this did not); errors are left to it.
+
+    Returns:
+        Whether there was anything to compute (``done`` is a segment a decoder used).
+    """
+    global _ahead_pool
+    if type(done) is not LinesBlock or type(nxt) is not LinesBlock or not done.seg.recipes:
+        return False
+    recipes = list(done.seg.recipes.items())
+    block = LinesBlock(nxt.seg, nxt.i)
+    if block.n < 1:
+        return True
+
+    def run() -> None:
+        for key, compute in recipes:
+            try:
+                block.segment_result(key, compute)
+            except Exception:  # noqa: BLE001 - the decoder meets it again on its own thread
+                pass
+
+    pool = _ahead_pool
+    if pool is None or pool[0] != os.getpid():  # none yet, or one a forked child cannot use
+        from concurrent.futures import ThreadPoolExecutor
+
+        with _ahead_lock:
+            if _ahead_pool is None or _ahead_pool[0] != os.getpid():
+                _ahead_pool = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="segment-decode"))
+            pool = _ahead_pool
+    pool[1].submit(run)
+    return True
 
 
 class FramedBlock(RecordBlock):

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.blocks import FixedBlock, FramedBlock, LinesBlock, RecordBlock, object_array
+from pipeline.blocks import FixedBlock, FramedBlock, LinesBlock, RecordBlock, decode_ahead, object_array
 from pipeline.fixed_length import FixedLengthRecordReader
 from pipeline.textline import TextLineReader
 from pipeline.tfrecord import TFRecordReader
@@ -148,6 +148,10 @@ class _FilesIterator(DatasetIterator):
         self._taken = 0
         self._read_size = _READ_SIZE
         self._block_read = 0  # > 0: block mode, records per read
+        # Block mode, once a decoder has parsed a whole segment: the next read, made ahead
+        # (its reader state before it, its records or the error it raised), being decoded on a
+        # worker thread (pipeline.blocks.decode_ahead) while this chunk's batches are served.
+        self._ahead: tuple[dict, Any, BaseException | None] | None = None
 
     def enable_blocks(self, batch_size: int) -> bool:
         """Switch ``next_chunk`` to record blocks (before anything is read); False if unsupported."""
@@ -175,23 +179,50 @@ class _FilesIterator(DatasetIterator):
                 return False
             if self._reader is None:
                 self._open_reader(None)
-            start = self._reader.get_state()
-            try:
-                # The readers return the good records before a corrupt one first and raise on the
-                # next call, so errors surface at their own position in the stream (and one large
-                # read gives the records of several small ones).
-                if self._block_read:
-                    records = self._ds._read_block(self._reader, self._block_read)
-                else:
-                    records = self._reader.read_chunk(self._read_size)
-            except Exception:
-                self._next_file()  # move past the broken file, so ignore_errors() can go on
-                raise
+            if self._ahead is not None:  # read already (an error it raised comes out here)
+                start, records, exc = self._ahead
+                self._ahead = None
+                if exc is not None:
+                    self._next_file()
+                    raise exc
+            else:
+                start = self._reader.get_state()
+                try:
+                    # The readers return the good records before a corrupt one first and raise on
+                    # the next call, so errors surface at their own position in the stream (and
+                    # one large read gives the records of several small ones).
+                    if self._block_read:
+                        records = self._ds._read_block(self._reader, self._block_read)
+                    else:
+                        records = self._reader.read_chunk(self._read_size)
+                except Exception:
+                    self._next_file()  # move past the broken file, so ignore_errors() can go on
+                    raise
             if len(records) == 0:
                 self._next_file()
                 continue
+            done = self._block
             self._set_chunk(start, records, 0)
+            if done is not None:
+                self._read_ahead(done)
         return True
+
+    def _read_ahead(self, done: RecordBlock) -> None:
+        """After a segment a decoder parsed whole (``done``): read the next one now and start its
+        parse on a worker thread (:func:`pipeline.blocks.decode_ahead`). The read's state and
+        records (or its error) wait in ``_ahead`` for :meth:`_load`, so the stream, its errors and
+        the iterator's states are those of reading it then."""
+        if type(done) is not LinesBlock or not done.seg.recipes:
+            return
+        start = self._reader.get_state()
+        try:
+            records = self._ds._read_block(self._reader, self._block_read)
+        except Exception as e:  # noqa: BLE001 - raised by _load at its own position
+            self._ahead = (start, None, e)
+            return
+        self._ahead = (start, records, None)
+        if len(records):
+            decode_ahead(done, self._ds._as_block(records))
 
     def _set_chunk(self, start: dict | None, records: Any, taken: int) -> None:
         self._chunk_start, self._chunk, self._taken = start, records, taken
@@ -208,6 +239,7 @@ class _FilesIterator(DatasetIterator):
             self._reader.close()
         self._reader = None
         self._set_chunk(None, None, 0)
+        self._ahead = None
         self._file += 1
 
     def __next__(self) -> Any:
@@ -229,6 +261,7 @@ class _FilesIterator(DatasetIterator):
         return Chunk(j - i, self._objects()[i:j])
 
     def close(self) -> None:
+        self._ahead = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import pipeline
+import pipeline.data.files
 import pipeline.raw
 from pipeline import blocks
 from pipeline.blocks import FixedBlock, block_call
@@ -301,6 +302,76 @@ def test_csv_bad_record_error_is_the_same(tmp_path, monkeypatch):
     got = run()
     assert "Field 1 in record" in got[1] and got[1] == want[1]
     _same(got[0], want[0])
+
+
+def _csv_rows(n):
+    return b"".join(b"%d.25,%s,%d\n" % (i, b"" if i % 13 == 0 else b"%d" % i, i % 5) for i in range(n))
+
+
+@pytest.mark.parametrize("comp", ["", "GZIP"])
+@pytest.mark.parametrize("batch,drop", [(256, False), (700, True)])
+def test_csv_segments_read_ahead_equal_unfused(tmp_path, monkeypatch, comp, batch, drop):
+    """Once a segment has been parsed whole, the next one is read ahead and parsed on a worker
+    thread: the same batches, errors and states as the unfused chain (restored either way)."""
+    paths = []
+    for k, n in enumerate((15000, 0, 3000)):
+        data = b"a,b,c\n" + _csv_rows(n)
+        p = tmp_path / f"r{k}.csv"
+        p.write_bytes(gzip.compress(data) if comp else data)
+        paths.append(str(p))
+    monkeypatch.setattr("pipeline.data.files._TEXT_BLOCK_BYTES", 20000)  # about 900-line segments
+    # Compressed reads: 4 KiB of the file at a time (a segment ends where a read's lines end).
+    monkeypatch.setattr("pipeline.data.files.TextLineReader", functools.partial(TextLineReader, buffer_size=4096))
+    started = []
+    real = pipeline.data.files.decode_ahead
+    monkeypatch.setattr("pipeline.data.files.decode_ahead", lambda a, b: started.append(1) or real(a, b))
+
+    def make():
+        ds = TextLineDataset(paths, compression_type=comp, skip_header_lines=1).skip(3)
+        return ds.batch(batch, drop_remainder=drop).map(lambda s: decode_csv(s, DEFAULTS))
+
+    want = _unfused(make, monkeypatch)
+    _same(list(make()), want)
+    assert len(started) >= 3
+    if comp == "" and batch == 700:
+        _check_everywhere(make, monkeypatch)
+
+
+@pytest.mark.parametrize("bad", ["number", "gzip"])
+def test_csv_segments_read_ahead_errors_come_at_their_position(tmp_path, monkeypatch, bad):
+    """A bad record in a segment parsed ahead, or broken compressed data met by a read made ahead,
+    raises where the unfused chain raises it, after the same batches."""
+    data = b"a,b,c\n" + _csv_rows(20000)
+    if bad == "number":
+        cut = data.index(b"\n15000.25,")
+        data = data[:cut] + b"\n1,x,2" + data[cut:]
+        p = tmp_path / "bad.csv"
+        p.write_bytes(data)
+        comp = ""
+    else:
+        packed = bytearray(gzip.compress(data, 1))
+        packed[len(packed) * 3 // 4 : len(packed) * 3 // 4 + 64] = b"\xff" * 64
+        p = tmp_path / "bad.csv.gz"
+        p.write_bytes(bytes(packed))
+        comp = "GZIP"
+    monkeypatch.setattr("pipeline.data.files._TEXT_BLOCK_BYTES", 20000)
+    monkeypatch.setattr("pipeline.data.files.TextLineReader", functools.partial(TextLineReader, buffer_size=4096))
+
+    def run():
+        got = []
+        ds = TextLineDataset(str(p), compression_type=comp).skip(1).batch(500).map(lambda s: decode_csv(s, DEFAULTS))
+        with pytest.raises((InvalidArgumentError, DataLossError)) as e:
+            for b in ds:
+                got.append(b)
+        return got, type(e.value), str(e.value)
+
+    with monkeypatch.context() as m:
+        m.setattr(blocks, "ENABLED", False)
+        want = run()
+    got = run()
+    assert got[1:] == want[1:]
+    _same(got[0], want[0])
+    assert sum(len(b[0]) for b in got[0]) >= 5000
 
 
 def test_text_reader_returns_the_lines_before_corrupt_data_first(tmp_path):
