@@ -38,7 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = ["RecordBlock", "FixedBlock", "LinesBlock", "FramedBlock", "accepts_blocks", "block_call", "concat_blocks",
-           "decode_ahead"]
+           "decode_ahead", "ahead_executor"]
 
 _PARAM = "_record_block_param"
 
@@ -225,7 +225,6 @@ def decode_ahead(done: RecordBlock | None, nxt: RecordBlock) -> bool:
     Returns:
         Whether there was anything to compute (``done`` is a segment a decoder used).
     """
-    global _ahead_pool
     if type(done) is not LinesBlock or type(nxt) is not LinesBlock or not done.seg.recipes:
         return False
     recipes = list(done.seg.recipes.items())
@@ -240,16 +239,23 @@ def decode_ahead(done: RecordBlock | None, nxt: RecordBlock) -> bool:
             except Exception:  # noqa: BLE001 - the decoder meets it again on its own thread
                 pass
 
+    ahead_executor().submit(run)
+    return True
+
+
+def ahead_executor() -> Any:
+    """The one worker thread that reads and decodes ahead for the file datasets' iterators (a
+    ``ThreadPoolExecutor``; a new one in a forked child, whose copy has no thread)."""
+    global _ahead_pool
     pool = _ahead_pool
-    if pool is None or pool[0] != os.getpid():  # none yet, or one a forked child cannot use
+    if pool is None or pool[0] != os.getpid():
         from concurrent.futures import ThreadPoolExecutor
 
         with _ahead_lock:
             if _ahead_pool is None or _ahead_pool[0] != os.getpid():
-                _ahead_pool = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="segment-decode"))
+                _ahead_pool = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="read-ahead"))
             pool = _ahead_pool
-    pool[1].submit(run)
-    return True
+    return pool[1]
 
 
 class FramedBlock(RecordBlock):

@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.blocks import FixedBlock, FramedBlock, LinesBlock, RecordBlock, decode_ahead, object_array
+from pipeline.blocks import (FixedBlock, FramedBlock, LinesBlock, RecordBlock, ahead_executor, decode_ahead,
+                             object_array)
 from pipeline.fixed_length import FixedLengthRecordReader
 from pipeline.textline import TextLineReader
 from pipeline.tfrecord import TFRecordReader
@@ -39,6 +40,7 @@ _TFRECORD_BLOCK_BYTES = 16 << 20
 # CsvDataset reads _READ_SIZE records first, then 4x more per read up to this many: a chunk of plain
 # lines (up to 128 bytes each) is parsed by pyarrow in one call, so large reads amortise that call.
 _CSV_READ_MAX = 1 << 15
+_CSV_READ_AHEAD = 1 << 12  # from reads this large, the next read is made ahead on a worker thread
 
 
 def _as_paths(filenames: Any) -> list[str]:
@@ -562,8 +564,22 @@ class _CsvIterator(DatasetIterator):
         self._rec = 0  # records of the chunk consumed
         self._row = 0  # good rows of the chunk consumed
         self._bad_i = 0  # bad records of the chunk consumed
+        # The next read, made on the worker thread while this chunk is served (pyarrow's parse
+        # releases the GIL): (the reader's state before it, its size, its Future). The reader is
+        # the worker's until the Future is done; the read's chunk or error comes out in _load.
+        self._ahead: tuple[dict, int, Any] | None = None
+
+    def _wait_ahead(self) -> None:
+        """Drops the read made ahead, once the worker is done with the reader."""
+        if self._ahead is not None:
+            fut, self._ahead = self._ahead[2], None
+            try:
+                fut.result()
+            except Exception:  # noqa: BLE001 - a read nobody asked for yet: it is read again
+                pass
 
     def _next_file(self) -> None:
+        self._wait_ahead()
         if self._reader is not None:
             self._reader.close()
         self._reader, self._chunk, self._before = None, None, None
@@ -585,11 +601,15 @@ class _CsvIterator(DatasetIterator):
                 return None
             if self._reader is None:
                 self._open(None)
-            before = self._reader.get_state()
-            if self._chunk is not None:  # the chunk before this one was read with self._size
-                self._size = min(self._size * 4, _CSV_READ_MAX)
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None:
+                before, self._size = ahead[0], ahead[1]
+            else:
+                before = self._reader.get_state()
+                if self._chunk is not None:  # the chunk before this one was read with self._size
+                    self._size = min(self._size * 4, _CSV_READ_MAX)
             try:
-                chunk = self._reader.read_chunk(self._size)
+                chunk = ahead[2].result() if ahead is not None else self._reader.read_chunk(self._size)
             except errors.InvalidArgumentError:
                 self._chunk = None  # a header that cannot be read: the file goes on after it
                 raise
@@ -601,6 +621,10 @@ class _CsvIterator(DatasetIterator):
                 continue
             self._before, self._chunk = before, chunk
             self._rec = self._row = self._bad_i = 0
+            if self._size >= _CSV_READ_AHEAD:  # read the next chunk while this one is served
+                size = min(self._size * 4, _CSV_READ_MAX)
+                reader = self._reader
+                self._ahead = (reader.get_state(), size, ahead_executor().submit(reader.read_chunk, size))
         return self._chunk
 
     def _raise_if_bad(self, chunk: Any) -> None:
@@ -635,6 +659,7 @@ class _CsvIterator(DatasetIterator):
         return Chunk(k, tuple(c[i : i + k] for c in chunk.columns))
 
     def close(self) -> None:
+        self._wait_ahead()
         if self._reader is not None:
             self._reader.close()
             self._reader = None

@@ -185,3 +185,55 @@ def test_csv_dataset_resumes_states_without_a_read_size(tmp_path):
     del state["read_size"]
     rest = _collect(CsvDataset(path, DEFAULTS, header=True).iterator(state=state))
     assert rest == _collect(CsvDataset(path, DEFAULTS, header=True))[700:]
+
+
+def test_csv_dataset_reads_ahead_on_the_worker(tmp_path, monkeypatch):
+    """From reads of 4,096 records on, the next read is made on the worker thread while the chunk
+    is served: the same rows as reading in turn (no read ahead, 1,024-record reads)."""
+    path = _files(tmp_path)["plain"]
+    submitted: list = []
+    real = data_files.ahead_executor
+
+    class Spy:
+        def submit(self, fn, *args):
+            submitted.append(args)
+            return real().submit(fn, *args)
+
+    monkeypatch.setattr(data_files, "ahead_executor", lambda: Spy())
+    make = lambda: CsvDataset(path, DEFAULTS, header=True).batch(1000)  # noqa: E731
+    got = _collect(make())
+    assert [a[0] for a in submitted] == [16384, 32768]  # the reads after the 4,096-record one
+    with monkeypatch.context() as m:
+        m.setattr(data_files, "_CSV_READ_AHEAD", 1 << 30)
+        assert got == _collect(make())
+
+
+def test_csv_dataset_broken_gzip_in_a_read_ahead_raises_at_its_position(tmp_path, monkeypatch):
+    import functools
+    import gzip
+
+    import pipeline.textline
+
+    rows = _rows(np.random.default_rng(1), 60_000)
+    packed = bytearray(gzip.compress(b"x,y,k\n" + b"\n".join(rows) + b"\n", 1))
+    packed[len(packed) * 3 // 4 : len(packed) * 3 // 4 + 64] = b"\xff" * 64
+    p = tmp_path / "bad.csv.gz"
+    p.write_bytes(bytes(packed))
+    # 4 KiB of the compressed file per read, so the rows before the broken data come first.
+    monkeypatch.setattr(pipeline.textline, "ByteSource", functools.partial(pipeline.textline.ByteSource, buffer_size=4096))
+
+    def run():
+        got = []
+        with pytest.raises(Exception) as e:
+            for b in CsvDataset(str(p), DEFAULTS, compression_type="GZIP", header=True).batch(1000):
+                got.append(b)
+        return got, type(e.value), str(e.value)
+
+    got = run()
+    with monkeypatch.context() as m:
+        m.setattr(data_files, "_CSV_READ_AHEAD", 1 << 30)
+        want = run()
+    assert got[1:] == want[1:] and "bad.csv.gz" in got[2]
+    assert len(got[0]) == len(want[0]) >= 20
+    for a, b in zip(got[0], want[0]):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
