@@ -629,3 +629,21 @@ def test_tfrecord_read_block_gives_read_chunks_records_and_states(tmp_path, comp
         for k, state in states[::7]:
             with TFRecordReader(p, compression_type=comp, state=state) as again:
                 assert again.read_block(10**6).materialize().tolist() + list(again) == want[k:]
+
+
+def test_read_segment_counts_the_lines_of_large_segments(tmp_path):
+    """Segments from 64 KiB on count their lines with numpy, a MiB at a time."""
+    import os
+
+    from pipeline.textline import _count_newlines
+
+    for text in [b"", b"\n", b"a\nb", os.urandom(3 << 20), b"\n" * (1 << 16), b"x" * ((1 << 20) - 1) + b"\n\n"]:
+        assert _count_newlines(text) == text.count(b"\n")
+    p = tmp_path / "t.txt"
+    lines = [b"%d" % i * (i % 50) for i in range(40000)]
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    r = TextLineReader(p)
+    got = []
+    while len(seg := r.read_segment(10**9, 1 << 19)):
+        got += seg.lines()
+    assert got == lines
