@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import dis
 import functools
-import os
 import sys
 import threading
 import types
 from typing import Any, Callable
 
 import numpy as np
+
+from pipeline.workers import ProcessWorker
 
 __all__ = ["RecordBlock", "FixedBlock", "LinesBlock", "FramedBlock", "accepts_blocks", "block_call", "concat_blocks",
            "decode_ahead", "ahead_executor"]
@@ -211,8 +212,7 @@ class LinesBlock(RecordBlock):
             return got
 
 
-_ahead_pool: Any = None  # (pid, the worker thread's executor)
-_ahead_lock = threading.Lock()
+_AHEAD = ProcessWorker("read-ahead")
 
 
 def decode_ahead(done: RecordBlock | None, nxt: RecordBlock) -> bool:
@@ -246,16 +246,7 @@ def decode_ahead(done: RecordBlock | None, nxt: RecordBlock) -> bool:
 def ahead_executor() -> Any:
     """The one worker thread that reads and decodes ahead for the file datasets' iterators (a
     ``ThreadPoolExecutor``; a new one in a forked child, whose copy has no thread)."""
-    global _ahead_pool
-    pool = _ahead_pool
-    if pool is None or pool[0] != os.getpid():
-        from concurrent.futures import ThreadPoolExecutor
-
-        with _ahead_lock:
-            if _ahead_pool is None or _ahead_pool[0] != os.getpid():
-                _ahead_pool = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="read-ahead"))
-            pool = _ahead_pool
-    return pool[1]
+    return _AHEAD.executor()
 
 
 class FramedBlock(RecordBlock):

@@ -12,10 +12,11 @@ values and errors. Whether pyarrow is tried at all is decided in :mod:`pipeline.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
+
+from pipeline.workers import ProcessWorker
 
 from .defaults import _F32, _F64, _I32, _I64, _STR, _Column
 
@@ -26,8 +27,7 @@ _ARROW_BLOCK = 1 << 22  # pyarrow's own parse block: large blocks parse fastest,
 _ARROW_NUMBER_BYTES = b"0123456789.+-eE"
 _LONG_PIECE = 1 << 17  # bytes per step of the long-field test (fits the L2 cache)
 _PARALLEL_CHECK_BYTES = 1 << 18  # chunks from this size are checked on a thread during the parse
-_check_pool: Any = None
-_check_lock = threading.Lock()
+_CHECKER = ProcessWorker("csv-check")
 _arrow_mods: Any = None  # (pyarrow, pyarrow.csv, pyarrow.compute), or False when not installed
 _arrow_plans: dict = {}
 
@@ -149,14 +149,7 @@ def _arrow_text_ok(text: bytes, plan: _ArrowPlan) -> bool:
 
 def _checker() -> Any:
     """The one worker thread that checks large chunks while pyarrow parses them."""
-    global _check_pool
-    if _check_pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with _check_lock:
-            if _check_pool is None:
-                _check_pool = ThreadPoolExecutor(1, thread_name_prefix="csv-check")
-    return _check_pool
+    return _CHECKER.executor()
 
 
 def _decode_arrow(text: bytes, nrec: int | None, cols: list[_Column], plan: _ArrowPlan) -> tuple[list[np.ndarray], int] | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import multiprocessing
+import os
 import random
 
 import numpy as np
@@ -411,3 +413,28 @@ def test_read_csv_columns_long_float_field_is_an_error(tmp_path):
     rows[30000] = "0" * 31 + ",1"  # one byte shorter: a number
     path.write_bytes(("\n".join(rows) + "\n").encode())
     assert read_csv_columns(path, [[0.0], [0]])[0][30000] == 0.0
+
+
+def _decode_in_child(lines: list, out) -> None:
+    cols = decode_csv(lines, [[0.0], [0.0], [0]])
+    out.send([len(c) for c in cols])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_decode_csv_works_in_a_forked_child_after_the_parent_used_its_worker_threads():
+    # A large chunk's byte checks (and the Data API's read-ahead) run on a worker thread made on
+    # first use. A forked child inherits the executor but not its thread: before, the child's
+    # first large decode_csv waited for ever on work nobody would run.
+    lines = [b"%d.5,%d.25,%d" % (i, -i, i % 7) for i in range(40_000)]  # > 256 KiB: checked on the worker
+    assert [len(c) for c in decode_csv(lines, [[0.0], [0.0], [0]])] == [40_000] * 3
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_decode_in_child, args=(lines, send))
+    child.start()
+    try:
+        assert receive.poll(30), "the forked child's decode_csv never finished"
+        assert receive.recv() == [40_000] * 3
+    finally:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
