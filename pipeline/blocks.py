@@ -254,11 +254,27 @@ class FramedBlock(RecordBlock):
     ``(data_offset, length, count, stride)``, each ``count`` records of one ``length`` every
     ``stride`` bytes of ``buf`` (bytes, or a read-only ``mmap`` of the file)."""
 
-    __slots__ = ("buf", "runs", "n")
+    __slots__ = ("buf", "runs", "n", "root", "at", "_lock", "_decoded")
 
-    def __init__(self, buf: Any, runs: list[tuple[int, int, int, int]]) -> None:
+    def __init__(self, buf: Any, runs: list[tuple[int, int, int, int]], root: "FramedBlock | None" = None,
+                 at: int = 0) -> None:
         self.buf, self.runs = buf, runs
         self.n = sum(r[2] for r in runs)
+        # A slice is records at:at+n of the block one read returned (root); a read's block is its own.
+        self.root, self.at = root, at
+        if root is None:
+            self._lock = threading.Lock()
+            self._decoded: dict = {}  # decoder key -> its result for every record of the read (None: declined)
+
+    def read_result(self, key: Any, compute: Callable[["FramedBlock"], Any]) -> tuple[int, Any]:
+        """``(at, compute(read))``: what a decoder computed for every record of the block the read
+        returned (``read``), computed once per read and ``key``, and where this block's records
+        start in it. A result of None means the decoder declined the whole read."""
+        root = self if self.root is None else self.root
+        with root._lock:
+            if key not in root._decoded:
+                root._decoded[key] = compute(root)
+            return self.at, root._decoded[key]
 
     @classmethod
     def of(cls, records: list[bytes]) -> "FramedBlock":
@@ -298,7 +314,7 @@ class FramedBlock(RecordBlock):
             at += k
             if at >= j:
                 break
-        return FramedBlock(self.buf, out)
+        return FramedBlock(self.buf, out, self if self.root is None else self.root, self.at + i)
 
 
 def concat_blocks(blocks: list[RecordBlock]) -> RecordBlock | np.ndarray:
