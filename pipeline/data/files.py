@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+from concurrent.futures import Future
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -41,6 +42,9 @@ _TFRECORD_BLOCK_BYTES = 16 << 20
 # lines (up to 128 bytes each) is parsed by pyarrow in one call, so large reads amortise that call.
 _CSV_READ_MAX = 1 << 15
 _CSV_READ_AHEAD = 1 << 12  # from reads this large, the next read is made ahead on a worker thread
+#: TFRecord in block mode: the next read (framing, CRC checks, inflating) runs on the worker thread
+#: while the current one's batches are parsed (tests switch it off to compare with reading in turn).
+TFRECORD_READ_AHEAD = True
 
 
 def _as_paths(filenames: Any) -> list[str]:
@@ -150,10 +154,12 @@ class _FilesIterator(DatasetIterator):
         self._taken = 0
         self._read_size = _READ_SIZE
         self._block_read = 0  # > 0: block mode, records per read
-        # Block mode, once a decoder has parsed a whole segment: the next read, made ahead
-        # (its reader state before it, its records or the error it raised), being decoded on a
-        # worker thread (pipeline.blocks.decode_ahead) while this chunk's batches are served.
-        self._ahead: tuple[dict, Any, BaseException | None] | None = None
+        # Block mode: the next read, made ahead while this chunk's batches are served, as (the
+        # reader's state before it, a Future of its records or of the error it raised). Text:
+        # read here once a decoder has parsed a whole segment, the parse of the next one running
+        # on the worker thread (pipeline.blocks.decode_ahead). TFRecord: the read itself (framing,
+        # CRC checks, inflating) runs on the worker thread, which has the reader until it is done.
+        self._ahead: tuple[dict, Future] | None = None
 
     def enable_blocks(self, batch_size: int) -> bool:
         """Switch ``next_chunk`` to record blocks (before anything is read); False if unsupported."""
@@ -182,11 +188,13 @@ class _FilesIterator(DatasetIterator):
             if self._reader is None:
                 self._open_reader(None)
             if self._ahead is not None:  # read already (an error it raised comes out here)
-                start, records, exc = self._ahead
-                self._ahead = None
-                if exc is not None:
+                start, future = self._ahead
+                try:
+                    records = future.result()
+                except Exception:
                     self._next_file()
-                    raise exc
+                    raise
+                self._ahead = None
             else:
                 start = self._reader.get_state()
                 try:
@@ -205,26 +213,48 @@ class _FilesIterator(DatasetIterator):
                 continue
             done = self._block
             self._set_chunk(start, records, 0)
-            if done is not None:
-                self._read_ahead(done)
+            if self._block_read:
+                self._read_ahead(done, records)
         return True
 
-    def _read_ahead(self, done: RecordBlock) -> None:
-        """After a segment a decoder parsed whole (``done``): read the next one now and start its
-        parse on a worker thread (:func:`pipeline.blocks.decode_ahead`). The read's state and
-        records (or its error) wait in ``_ahead`` for :meth:`_load`, so the stream, its errors and
-        the iterator's states are those of reading it then."""
+    def _read_ahead(self, done: RecordBlock | None, records: Any) -> None:
+        """Block mode, a chunk just loaded (``records``; ``done``: the one before it, as served):
+        make the next read now, so that it overlaps with serving this chunk's batches. Its state
+        and records (or its error) wait in ``_ahead`` for :meth:`_load`, so the stream, its errors
+        and the iterator's states are those of reading it then.
+
+        * Framed records (TFRecord): the read runs on the worker thread (the native inflate and
+          the parse's array copies release the GIL), from the first chunk on.
+        * Text, after a segment a decoder parsed whole (``done``): the read is made here and the
+          same parse of the next segment starts on the worker (:func:`pipeline.blocks.decode_ahead`).
+        """
+        reader = self._reader
+        if type(records) is FramedBlock:
+            if not TFRECORD_READ_AHEAD:
+                return
+            self._ahead = (reader.get_state(), ahead_executor().submit(self._ds._read_block, reader, self._block_read))
+            return
         if type(done) is not LinesBlock or not done.seg.recipes:
             return
-        start = self._reader.get_state()
+        start, future = reader.get_state(), Future[Any]()
         try:
-            records = self._ds._read_block(self._reader, self._block_read)
+            nxt = self._ds._read_block(reader, self._block_read)
         except Exception as e:  # noqa: BLE001 - raised by _load at its own position
-            self._ahead = (start, None, e)
-            return
-        self._ahead = (start, records, None)
-        if len(records):
-            decode_ahead(done, self._ds._as_block(records))
+            future.set_exception(e)
+        else:
+            future.set_result(nxt)
+            if len(nxt):
+                decode_ahead(done, self._ds._as_block(nxt))
+        self._ahead = (start, future)
+
+    def _wait_ahead(self) -> None:
+        """Drops the read made ahead, once the worker is done with the reader."""
+        if self._ahead is not None:
+            future, self._ahead = self._ahead[1], None
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - a read nobody asked for yet: it is read again
+                pass
 
     def _set_chunk(self, start: dict | None, records: Any, taken: int) -> None:
         self._chunk_start, self._chunk, self._taken = start, records, taken
@@ -237,11 +267,11 @@ class _FilesIterator(DatasetIterator):
         return self._objs
 
     def _next_file(self) -> None:
+        self._wait_ahead()
         if self._reader is not None:
             self._reader.close()
         self._reader = None
         self._set_chunk(None, None, 0)
-        self._ahead = None
         self._file += 1
 
     def __next__(self) -> Any:
@@ -263,7 +293,7 @@ class _FilesIterator(DatasetIterator):
         return Chunk(j - i, self._objects()[i:j])
 
     def close(self) -> None:
-        self._ahead = None
+        self._wait_ahead()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
