@@ -35,7 +35,7 @@ import numpy as np
 
 from queueserver import protocol as P
 from queueserver.asyncio_client import AsyncClient
-from queueserver.channel import HELLO_TIMEOUT_S, OPERATION_DEADLINE, Channel, _lost, parse_target, wait_for_reply
+from queueserver.channel import HELLO_TIMEOUT_S, Channel, _lost, parse_target, wait_for_reply
 from queueserver.errors import (
     CancelledError, DeadlineExceededError, InvalidArgumentError, QueueServerError, error_from_code, from_exception,
 )
@@ -406,11 +406,7 @@ class BlockingChannel(Channel):
             self._give_back(delivery, route_fields(route) if P.OP in route else route)
 
     async def _call(self, header: dict, arrays: Sequence[np.ndarray], wait: Any) -> tuple[dict, list[np.ndarray]]:
-        if wait is OPERATION_DEADLINE:
-            deadline = self.call_deadline()
-            if deadline is not None:
-                header[P.DEADLINE] = deadline
-            wait = wait_for_reply(deadline)
+        wait = self._stamp_deadline(header, wait)
         route = header if header.get("o") == P.OP_DEQUEUE else None
         rid, slot, sock = self._register(route)
         header["i"] = rid

@@ -527,12 +527,18 @@ class Channel:
         with self._lock:
             self._open_seqs.discard(seq)
 
-    async def _call(self, header: dict, arrays: Sequence[np.ndarray], wait: Any) -> tuple[dict, list[np.ndarray]]:
+    def _stamp_deadline(self, header: dict, wait: Any) -> float | None:
+        """How long a call waits for its reply: ``wait``, or for OPERATION_DEADLINE the client's
+        deadline for a call that does not block, which then travels in ``header``."""
         if wait is OPERATION_DEADLINE:
             deadline = self.call_deadline()
             if deadline is not None:
                 header[P.DEADLINE] = deadline
             wait = wait_for_reply(deadline)
+        return wait
+
+    async def _call(self, header: dict, arrays: Sequence[np.ndarray], wait: Any) -> tuple[dict, list[np.ndarray]]:
+        wait = self._stamp_deadline(header, wait)
         proto = self._protocol
         if proto is not None and not proto.can_write.is_set():
             await proto.can_write.wait()

@@ -381,15 +381,22 @@ def test_text_reader_returns_the_lines_before_corrupt_data_first(tmp_path):
     packed[len(packed) * 3 // 4 : len(packed) * 3 // 4 + 64] = b"\xff" * 64
     p = tmp_path / "bad.gz"
     p.write_bytes(bytes(packed))
-    small = TextLineReader(p, compression_type="GZIP", buffer_size=4096)
+    _one_large_read_gives_what_small_reads_give(
+        lambda: TextLineReader(p, compression_type="GZIP", buffer_size=4096), 100, 1000, "bad.gz")
+
+
+def _one_large_read_gives_what_small_reads_give(open_reader, small: int, at_least: int, name: str) -> None:
+    """Small reads up to the broken data, then one read of everything: the same records first,
+    the DataLossError (naming the file) from the next read."""
+    reader = open_reader()
     want = []
     with pytest.raises(DataLossError):
-        while chunk := small.read_chunk(100):
+        while chunk := reader.read_chunk(small):
             want += chunk
-    big = TextLineReader(p, compression_type="GZIP", buffer_size=4096)
+    big = open_reader()
     got = big.read_chunk(10**9)
-    assert got == want and len(got) > 1000
-    with pytest.raises(DataLossError, match="bad.gz"):
+    assert got == want and len(got) > at_least
+    with pytest.raises(DataLossError, match=name):
         big.read_chunk(10)
 
 
@@ -589,16 +596,8 @@ def test_tfrecord_reader_returns_the_records_before_broken_compressed_data_first
     raw = open(_tfrecord_files(tmp_path, mixed=False)[0], "rb").read()
     p = tmp_path / "cut.gz"
     p.write_bytes(gzip.compress(raw)[:-300])
-    small = TFRecordReader(p, compression_type="GZIP", buffer_size=4096)
-    want = []
-    with pytest.raises(DataLossError):
-        while chunk := small.read_chunk(10):
-            want += chunk
-    big = TFRecordReader(p, compression_type="GZIP", buffer_size=4096)
-    got = big.read_chunk(10**9)
-    assert got == want and len(got) > 250
-    with pytest.raises(DataLossError, match="cut.gz"):
-        big.read_chunk(10)
+    _one_large_read_gives_what_small_reads_give(
+        lambda: TFRecordReader(p, compression_type="GZIP", buffer_size=4096), 10, 250, "cut.gz")
 
 
 @pytest.mark.parametrize("comp", ["", "GZIP"])
