@@ -254,7 +254,7 @@ class FramedBlock(RecordBlock):
     ``(data_offset, length, count, stride)``, each ``count`` records of one ``length`` every
     ``stride`` bytes of ``buf`` (bytes, or a read-only ``mmap`` of the file)."""
 
-    __slots__ = ("buf", "runs", "n", "root", "at", "_lock", "_decoded")
+    __slots__ = ("buf", "runs", "n", "root", "at", "_lock", "_decoded", "_recipes")
 
     def __init__(self, buf: Any, runs: list[tuple[int, int, int, int]], root: "FramedBlock | None" = None,
                  at: int = 0) -> None:
@@ -265,6 +265,7 @@ class FramedBlock(RecordBlock):
         if root is None:
             self._lock = threading.Lock()
             self._decoded: dict = {}  # decoder key -> its result for every record of the read (None: declined)
+            self._recipes: dict = {}  # decoder key -> how it computed that (for the next read: decode_read)
 
     def read_result(self, key: Any, compute: Callable[["FramedBlock"], Any]) -> tuple[int, Any]:
         """``(at, compute(read))``: what a decoder computed for every record of the block the read
@@ -274,7 +275,22 @@ class FramedBlock(RecordBlock):
         with root._lock:
             if key not in root._decoded:
                 root._decoded[key] = compute(root)
+                root._recipes[key] = compute
             return self.at, root._decoded[key]
+
+    def decode_like(self, done: "FramedBlock | None") -> None:
+        """Compute for this read what decoders computed for ``done``'s read (:meth:`read_result`),
+        before they ask: the read-ahead worker parses the next read while the current one's
+        batches are served. Errors are left to the decoder, which meets them on its own thread."""
+        if done is None or type(done) is not FramedBlock or self.root is not None:
+            return
+        prev = done if done.root is None else done.root
+        for key, compute in list(prev._recipes.items()):
+            try:
+                self.read_result(key, compute)
+            except Exception:  # noqa: BLE001 - the decoder computes it again and raises
+                with self._lock:
+                    self._decoded.pop(key, None)
 
     @classmethod
     def of(cls, records: list[bytes]) -> "FramedBlock":

@@ -38,6 +38,10 @@ _TEXT_BLOCK_LINES = 1 << 20  # the most lines per read (reads are bounded in byt
 _TEXT_BLOCK_BYTES = 4 << 20  # text per read: one native CSV parse serves many batches
 _TFRECORD_BLOCK_RECORDS = 1 << 20  # the most TFRecord records per read (bounded in bytes first)
 _TFRECORD_BLOCK_BYTES = 16 << 20
+# A file's first TFRecord read is this large and each one after it as large as the file so far
+# (reads double up to _TFRECORD_BLOCK_BYTES): the first read, which nothing overlaps, is short, and
+# each read made ahead is about as long as the parse of the one before it.
+_TFRECORD_FIRST_BYTES = 1 << 20
 # CsvDataset reads _READ_SIZE records first, then 4x more per read up to this many: a chunk of plain
 # lines (up to 128 bytes each) is parsed by pyarrow in one call, so large reads amortise that call.
 _CSV_READ_MAX = 1 << 15
@@ -232,7 +236,7 @@ class _FilesIterator(DatasetIterator):
         if type(records) is FramedBlock:
             if not TFRECORD_READ_AHEAD:
                 return
-            self._ahead = (reader.get_state(), ahead_executor().submit(self._ds._read_block, reader, self._block_read))
+            self._ahead = (reader.get_state(), ahead_executor().submit(self._read_framed, done, reader))
             return
         if type(done) is not LinesBlock or not done.seg.recipes:
             return
@@ -246,6 +250,14 @@ class _FilesIterator(DatasetIterator):
             if len(nxt):
                 decode_ahead(done, self._ds._as_block(nxt))
         self._ahead = (start, future)
+
+    def _read_framed(self, done: RecordBlock | None, reader: Any) -> Any:
+        """On the worker: the next read and, once a decoder parsed a whole read (``done``'s),
+        the same parse of this one (:meth:`~pipeline.blocks.FramedBlock.decode_like`)."""
+        block = self._ds._read_block(reader, self._block_read)
+        if type(block) is FramedBlock and len(block):
+            block.decode_like(done if type(done) is FramedBlock else None)
+        return block
 
     def _wait_ahead(self) -> None:
         """Drops the read made ahead, once the worker is done with the reader."""
@@ -477,7 +489,8 @@ class TFRecordDataset(_FilesDataset):
         return records if isinstance(records, FramedBlock) else FramedBlock.of(records)
 
     def _read_block(self, reader: Any, n: int) -> Any:
-        return reader.read_block(n, max_bytes=_TFRECORD_BLOCK_BYTES)
+        size = max(_TFRECORD_FIRST_BYTES, int(reader.get_state()["offset"]))
+        return reader.read_block(n, max_bytes=min(size, _TFRECORD_BLOCK_BYTES))
 
 
 class CsvDataset(Dataset):

@@ -259,3 +259,56 @@ def test_read_ahead_in_a_forked_child(tmp_path, monkeypatch):
     os.close(w)
     assert os.read(r, 1) == b"\x01"
     os.waitpid(pid, 0)
+
+
+def test_the_worker_parses_the_next_read_as_the_last_one_was(tmp_path, monkeypatch):
+    """Once a batch was parsed as rows of its read, the worker parses each next read the same
+    way before its batches are asked for; the batches are those of the unfused chain."""
+    from pipeline.tfrecord import example
+
+    monkeypatch.setattr(data_files, "_TFRECORD_BLOCK_BYTES", 20000)
+    paths = [_write(tmp_path / f"r{k}.tfrecord", n, mixed=False, seed=k) for k, n in enumerate((2000, 900))]
+    where = []
+    real = example._parse_rows_fast
+
+    def spy(rows, *a):
+        where.append((len(rows), threading.current_thread().name.startswith("read-ahead")))
+        return real(rows, *a)
+
+    monkeypatch.setattr(example, "_parse_rows_fast", spy)
+    make = _make(paths, "", 50)
+    want = _unfused(make, monkeypatch)
+    where.clear()
+    _same(list(make()), want)
+    ahead = [n for n, on_worker in where if on_worker]
+    assert len(ahead) >= 3 and all(n > 50 for n in ahead)
+    # A spec the read's parse does not cover: nothing is parsed ahead.
+    spec = dict(SPEC, z=FixedLenFeature([1], np.int64, default_value=[4]))
+    where.clear()
+
+    def with_default():
+        return TFRecordDataset(paths).batch(50).map(lambda s: parse_example(s, spec))
+
+    _same(list(with_default()), _unfused(with_default, monkeypatch))
+    assert not any(on_worker for _, on_worker in where)
+
+
+def test_reads_double_from_the_first(tmp_path, monkeypatch):
+    """A file's first read is short and each next one as long as the file so far, up to the
+    largest; the batches and states are the same whatever the read sizes."""
+    monkeypatch.setattr(data_files, "_TFRECORD_FIRST_BYTES", 2000)
+    monkeypatch.setattr(data_files, "_TFRECORD_BLOCK_BYTES", 16000)
+    path = _write(tmp_path / "r.tfrecord", 1500, mixed=False)
+    sizes = []
+    real = TFRecordReader.read_block
+
+    def spy(self, n, max_bytes=16 << 20):
+        sizes.append(max_bytes)
+        return real(self, n, max_bytes)
+
+    monkeypatch.setattr(TFRecordReader, "read_block", spy)
+    make = _make([path], "", 37)
+    _same(list(make()), _unfused(make, monkeypatch))
+    # (Reads end where a record ends: the file so far is a little short of 2x the read before.)
+    assert sizes[:2] == [2000, 2000] and 3800 < sizes[2] <= 4000 and sizes == sorted(sizes) and sizes[-1] == 16000
+    _check_everywhere(make, monkeypatch)
