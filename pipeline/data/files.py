@@ -124,8 +124,9 @@ class _FilesDataset(Dataset):
     def _as_block(self, records: Any) -> RecordBlock:  # pragma: no cover - only where _block_read_size is
         raise NotImplementedError
 
-    def _read_block(self, reader: Any, n: int) -> Any:
-        """Block mode's read: the next ``n`` records (fewer is fine: the chunk's size is saved)."""
+    def _read_block(self, reader: Any, n: int, batch: int = 0) -> Any:
+        """Block mode's read: the next ``n`` records (fewer is fine: the chunk's size is saved);
+        ``batch``: the batch size the reads serve."""
         return reader.read_chunk(n)
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
@@ -158,6 +159,7 @@ class _FilesIterator(DatasetIterator):
         self._taken = 0
         self._read_size = _READ_SIZE
         self._block_read = 0  # > 0: block mode, records per read
+        self._batch = 0  # block mode: the batch size (reads end at whole batches where they can)
         # Block mode: the next read, made ahead while this chunk's batches are served, as (the
         # reader's state before it, a Future of its records or of the error it raised). Text:
         # read here once a decoder has parsed a whole segment, the parse of the next one running
@@ -170,7 +172,7 @@ class _FilesIterator(DatasetIterator):
         size = self._ds._block_read_size(batch_size)
         if not size or self._chunk is not None:
             return False
-        self._block_read = size
+        self._block_read, self._batch = size, int(batch_size)
         return True
 
     def _open_reader(self, state: dict | None) -> None:
@@ -206,7 +208,7 @@ class _FilesIterator(DatasetIterator):
                     # the next call, so errors surface at their own position in the stream (and
                     # one large read gives the records of several small ones).
                     if self._block_read:
-                        records = self._ds._read_block(self._reader, self._block_read)
+                        records = self._ds._read_block(self._reader, self._block_read, self._batch)
                     else:
                         records = self._reader.read_chunk(self._read_size)
                 except Exception:
@@ -242,7 +244,7 @@ class _FilesIterator(DatasetIterator):
             return
         start, future = reader.get_state(), Future[Any]()
         try:
-            nxt = self._ds._read_block(reader, self._block_read)
+            nxt = self._ds._read_block(reader, self._block_read, self._batch)
         except Exception as e:  # noqa: BLE001 - raised by _load at its own position
             future.set_exception(e)
         else:
@@ -254,7 +256,7 @@ class _FilesIterator(DatasetIterator):
     def _read_framed(self, done: RecordBlock | None, reader: Any) -> Any:
         """On the worker: the next read and, once a decoder parsed a whole read (``done``'s),
         the same parse of this one (:meth:`~pipeline.blocks.FramedBlock.decode_like`)."""
-        block = self._ds._read_block(reader, self._block_read)
+        block = self._ds._read_block(reader, self._block_read, self._batch)
         if type(block) is FramedBlock and len(block):
             block.decode_like(done if type(done) is FramedBlock else None)
         return block
@@ -396,7 +398,7 @@ class TextLineDataset(_FilesDataset):
     def _as_block(self, records: Any) -> RecordBlock:
         return records if isinstance(records, LinesBlock) else LinesBlock.of(records)
 
-    def _read_block(self, reader: Any, n: int) -> Any:
+    def _read_block(self, reader: Any, n: int, batch: int = 0) -> Any:
         # Raw text of whole lines, split only if the decoder needs the lines (pipeline.blocks).
         return reader.read_segment(n, max_bytes=_TEXT_BLOCK_BYTES)
 
@@ -488,9 +490,18 @@ class TFRecordDataset(_FilesDataset):
     def _as_block(self, records: Any) -> RecordBlock:
         return records if isinstance(records, FramedBlock) else FramedBlock.of(records)
 
-    def _read_block(self, reader: Any, n: int) -> Any:
-        size = max(_TFRECORD_FIRST_BYTES, int(reader.get_state()["offset"]))
-        return reader.read_block(n, max_bytes=min(size, _TFRECORD_BLOCK_BYTES))
+    def _read_block(self, reader: Any, n: int, batch: int = 0) -> Any:
+        state = reader.get_state()
+        offset, done = int(state["offset"]), int(state["records"])
+        size = min(max(_TFRECORD_FIRST_BYTES, offset), _TFRECORD_BLOCK_BYTES)
+        if batch > 1 and done and offset:
+            # End the read at a whole batch of the file (records of one size: a batch is then
+            # rows of one read, parsed with it), by the record size so far; the bytes still bound it.
+            end = (done + int(size * done / offset)) // batch * batch
+            if end > done:
+                n = min(n, end - done)
+                size += size // 4
+        return reader.read_block(n, max_bytes=size)
 
 
 class CsvDataset(Dataset):
