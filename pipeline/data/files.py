@@ -165,7 +165,8 @@ class _FilesIterator(DatasetIterator):
         # read here once a decoder has parsed a whole segment, the parse of the next one running
         # on the worker thread (pipeline.blocks.decode_ahead). TFRecord: the read itself (framing,
         # CRC checks, inflating) runs on the worker thread, which has the reader until it is done.
-        self._ahead: tuple[dict, Future] | None = None
+        # The pid: a forked child has no worker thread to end a read the parent had in flight.
+        self._ahead: tuple[dict, Future, int] | None = None
 
     def enable_blocks(self, batch_size: int) -> bool:
         """Switch ``next_chunk`` to record blocks (before anything is read); False if unsupported."""
@@ -193,8 +194,10 @@ class _FilesIterator(DatasetIterator):
                 return False
             if self._reader is None:
                 self._open_reader(None)
+            if self._ahead is not None and self._ahead[2] != os.getpid():
+                self._forked()
             if self._ahead is not None:  # read already (an error it raised comes out here)
-                start, future = self._ahead
+                start, future, _ = self._ahead
                 try:
                     records = future.result()
                 except Exception:
@@ -238,7 +241,8 @@ class _FilesIterator(DatasetIterator):
         if type(records) is FramedBlock:
             if not TFRECORD_READ_AHEAD:
                 return
-            self._ahead = (reader.get_state(), ahead_executor().submit(self._read_framed, done, reader))
+            start = reader.get_state()  # before the worker has the reader
+            self._ahead = (start, ahead_executor().submit(self._read_framed, done, reader), os.getpid())
             return
         if type(done) is not LinesBlock or not done.seg.recipes:
             return
@@ -251,7 +255,16 @@ class _FilesIterator(DatasetIterator):
             future.set_result(nxt)
             if len(nxt):
                 decode_ahead(done, self._ds._as_block(nxt))
-        self._ahead = (start, future)
+        self._ahead = (start, future, os.getpid())
+
+    def _forked(self) -> None:
+        """In a forked child, a read made ahead in the parent: the worker that had it is not in
+        this process (the reader's copy may be mid-read). Reopen the file at the state before that
+        read, which :meth:`_load` then makes here."""
+        assert self._ahead is not None
+        start, self._ahead = self._ahead[0], None
+        self._reader = None  # the parent's worker had it: left as it is
+        self._open_reader(start)
 
     def _read_framed(self, done: RecordBlock | None, reader: Any) -> Any:
         """On the worker: the next read and, once a decoder parsed a whole read (``done``'s),
@@ -263,6 +276,8 @@ class _FilesIterator(DatasetIterator):
 
     def _wait_ahead(self) -> None:
         """Drops the read made ahead, once the worker is done with the reader."""
+        if self._ahead is not None and self._ahead[2] != os.getpid():
+            self._ahead = None  # made in the parent: no thread here ends it
         if self._ahead is not None:
             future, self._ahead = self._ahead[1], None
             try:

@@ -316,3 +316,48 @@ def test_reads_grow_and_end_at_whole_batches(tmp_path, monkeypatch):
     assert sizes[0] == 2000 and max(sizes) <= 20000 and sizes[3] > 2 * sizes[1]
     assert all(e % 37 == 0 for e in ends[1:-2]) and ends[-1] == 1500  # (the last reads end the file)
     _check_everywhere(make, monkeypatch)
+
+
+@pytest.mark.parametrize("comp", ["", "GZIP"])
+def test_a_read_in_flight_at_a_fork_is_made_again_in_the_child(tmp_path, monkeypatch, comp):
+    """The parent's worker thread is not in a forked child: a read it had in flight at the fork
+    never ends there, so the child reopens the file at the state before it and reads it itself."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    monkeypatch.setattr(data_files, "_TFRECORD_BLOCK_BYTES", 4000)
+    path = _write(tmp_path / "r.tfrecord", 800, comp)
+    make = _make([path], comp, 50)
+    want = _unfused(make, monkeypatch)
+    real = data_files.TFRecordDataset._read_block
+    started = threading.Event()
+
+    def slow_read(self, reader, n, *rest):
+        if threading.current_thread().name.startswith("read-ahead"):
+            started.set()
+            time.sleep(0.5)  # in flight at the fork
+        return real(self, reader, n, *rest)
+
+    monkeypatch.setattr(data_files.TFRecordDataset, "_read_block", slow_read)
+    it = make().iterator()
+    first = next(it)
+    assert started.wait(5)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        ok = 0
+        try:
+            signal_alarm = getattr(__import__("signal"), "alarm", None)
+            if signal_alarm:
+                signal_alarm(20)  # never hang the suite
+            rest = list(it)
+            ok = int(len(rest) == len(want) - 1 and all(
+                np.array_equal(a["x"], b["x"]) and np.array_equal(a["y"], b["y"]) for a, b in zip(rest, want[1:])))
+        finally:
+            os.write(w, bytes([ok]))
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 1)
+    os.waitpid(pid, 0)
+    _same(first, want[0])
+    _same(list(it), want[1:])  # the parent goes on with its own read
+    assert got == b"\x01"
