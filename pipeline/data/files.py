@@ -634,12 +634,15 @@ class _CsvIterator(DatasetIterator):
         self._row = 0  # good rows of the chunk consumed
         self._bad_i = 0  # bad records of the chunk consumed
         # The next read, made on the worker thread while this chunk is served (pyarrow's parse
-        # releases the GIL): (the reader's state before it, its size, its Future). The reader is
-        # the worker's until the Future is done; the read's chunk or error comes out in _load.
-        self._ahead: tuple[dict, int, Any] | None = None
+        # releases the GIL): (the reader's state before it, its size, its Future, the pid). The
+        # reader is the worker's until the Future is done; the read's chunk or error comes out in
+        # _load. A forked child has no worker thread to end a read the parent had in flight.
+        self._ahead: tuple[dict, int, Any, int] | None = None
 
     def _wait_ahead(self) -> None:
         """Drops the read made ahead, once the worker is done with the reader."""
+        if self._ahead is not None and self._ahead[3] != os.getpid():
+            self._ahead = None  # made in the parent: no thread here ends it
         if self._ahead is not None:
             fut, self._ahead = self._ahead[2], None
             try:
@@ -671,7 +674,14 @@ class _CsvIterator(DatasetIterator):
             if self._reader is None:
                 self._open(None)
             ahead, self._ahead = self._ahead, None
-            if ahead is not None:
+            if ahead is not None and ahead[3] != os.getpid():
+                # Forked with a read in flight in the parent: the reader's copy may be mid-read.
+                # Reopen the file at the state before that read, and make the read here.
+                self._reader = None
+                self._open(ahead[0])
+                before, self._size = ahead[0], ahead[1]
+                ahead = None
+            elif ahead is not None:
                 before, self._size = ahead[0], ahead[1]
             else:
                 before = self._reader.get_state()
@@ -693,7 +703,7 @@ class _CsvIterator(DatasetIterator):
             if self._size >= _CSV_READ_AHEAD:  # read the next chunk while this one is served
                 size = min(self._size * 4, _CSV_READ_MAX)
                 reader = self._reader
-                self._ahead = (reader.get_state(), size, ahead_executor().submit(reader.read_chunk, size))
+                self._ahead = (reader.get_state(), size, ahead_executor().submit(reader.read_chunk, size), os.getpid())
         return self._chunk
 
     def _raise_if_bad(self, chunk: Any) -> None:

@@ -237,3 +237,57 @@ def test_csv_dataset_broken_gzip_in_a_read_ahead_raises_at_its_position(tmp_path
     assert len(got[0]) == len(want[0]) >= 20
     for a, b in zip(got[0], want[0]):
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+_FORK_SCRIPT = r"""
+import os, sys, threading, time
+import numpy as np
+from pipeline.csv.records import CsvRecordReader
+from pipeline.data import CsvDataset
+
+real = CsvRecordReader.read_chunk
+started = threading.Event()
+
+def slow_read(self, max_records):
+    if threading.current_thread().name.startswith("read-ahead") and not started.is_set():
+        started.set()
+        time.sleep(0.5)  # in flight at the fork
+    return real(self, max_records)
+
+CsvRecordReader.read_chunk = slow_read
+it = iter(CsvDataset(sys.argv[1], [[0], [0.0]], header=True).batch(100))
+seen = []
+while not started.is_set():
+    seen.append(next(it)[0])
+pid = os.fork()
+if pid == 0:
+    import signal
+    signal.alarm(20)  # a child that hangs dies instead of holding the test
+rows = np.concatenate(seen + [b[0] for b in it])
+ok = rows.tolist() == list(range(int(sys.argv[2])))
+if pid == 0:
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print("parent", ok, "child", os.waitstatus_to_exitcode(status) == 0)
+"""
+
+
+def test_a_read_in_flight_at_a_fork_is_made_again_in_the_child(tmp_path):
+    """The parent's worker thread is not in a forked child: before, a child forked while a
+    CsvDataset read was made ahead waited for ever on it. It now reopens the file at the state
+    before that read and makes it itself; parent and child both get every row. (In a process of
+    its own: the read-ahead worker is one per process.)"""
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    path = tmp_path / "rows.csv"
+    path.write_text("a,b\n" + "".join(f"{i},{i * 0.5}\n" for i in range(200_000)))
+    try:
+        done = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, str(path), "200000"], capture_output=True,
+                              text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a CsvDataset iterator forked with a read in flight never finished in the child")
+    assert done.stdout.strip() == "parent True child True", done.stderr
