@@ -135,6 +135,18 @@ class _FilesDataset(Dataset):
         return _FilesIterator(self)
 
 
+def _settle(future: Future, made_in: int) -> None:
+    """Wait until the worker is done with a read made ahead in process ``made_in`` (its result or
+    error is dropped: nobody asked for it yet, it is read again). A read made in the parent of a
+    forked child is not waited for: no thread here ends it."""
+    if made_in != os.getpid():
+        return
+    try:
+        future.result()
+    except Exception:  # noqa: BLE001 - a read nobody asked for yet: it is read again
+        pass
+
+
 class _FilesIterator(DatasetIterator):
     """Records of ``ds``'s files, a reader chunk at a time.
 
@@ -276,14 +288,9 @@ class _FilesIterator(DatasetIterator):
 
     def _wait_ahead(self) -> None:
         """Drops the read made ahead, once the worker is done with the reader."""
-        if self._ahead is not None and self._ahead[2] != os.getpid():
-            self._ahead = None  # made in the parent: no thread here ends it
         if self._ahead is not None:
-            future, self._ahead = self._ahead[1], None
-            try:
-                future.result()
-            except Exception:  # noqa: BLE001 - a read nobody asked for yet: it is read again
-                pass
+            _settle(self._ahead[1], self._ahead[2])
+            self._ahead = None
 
     def _set_chunk(self, start: dict | None, records: Any, taken: int) -> None:
         self._chunk_start, self._chunk, self._taken = start, records, taken
@@ -641,14 +648,9 @@ class _CsvIterator(DatasetIterator):
 
     def _wait_ahead(self) -> None:
         """Drops the read made ahead, once the worker is done with the reader."""
-        if self._ahead is not None and self._ahead[3] != os.getpid():
-            self._ahead = None  # made in the parent: no thread here ends it
         if self._ahead is not None:
-            fut, self._ahead = self._ahead[2], None
-            try:
-                fut.result()
-            except Exception:  # noqa: BLE001 - a read nobody asked for yet: it is read again
-                pass
+            _settle(self._ahead[2], self._ahead[3])
+            self._ahead = None
 
     def _next_file(self) -> None:
         self._wait_ahead()
