@@ -135,16 +135,32 @@ class _FilesDataset(Dataset):
         return _FilesIterator(self)
 
 
-def _settle(future: Future, made_in: int) -> None:
-    """Wait until the worker is done with a read made ahead in process ``made_in`` (its result or
-    error is dropped: nobody asked for it yet, it is read again). A read made in the parent of a
-    forked child is not waited for: no thread here ends it."""
-    if made_in != os.getpid():
-        return
-    try:
-        future.result()
-    except Exception:  # noqa: BLE001 - a read nobody asked for yet: it is read again
-        pass
+class _Ahead:
+    """A read made ahead of its turn: the reader's state before it (``start``), a Future of its
+    records or of the error it raised, and the records it asked for (``size``, where that varies).
+    The reader is the worker's until the Future is done."""
+
+    __slots__ = ("start", "future", "size", "_pid")
+
+    def __init__(self, start: dict, future: Future, size: int = 0) -> None:
+        self.start, self.future, self.size = start, future, size
+        self._pid = os.getpid()
+
+    @property
+    def forked(self) -> bool:
+        """Made in the parent of this forked child: no thread here will end it (the reader's
+        copy may be mid-read), so the read must be made again from ``start``."""
+        return self._pid != os.getpid()
+
+    def settle(self) -> None:
+        """Wait until the worker is done with the reader (not in a forked child); the read's
+        result or error is dropped: nobody asked for it yet, it is read again."""
+        if self.forked:
+            return
+        try:
+            self.future.result()
+        except Exception:  # noqa: BLE001 - a read nobody asked for yet: it is read again
+            pass
 
 
 class _FilesIterator(DatasetIterator):
@@ -172,13 +188,11 @@ class _FilesIterator(DatasetIterator):
         self._read_size = _READ_SIZE
         self._block_read = 0  # > 0: block mode, records per read
         self._batch = 0  # block mode: the batch size (reads end at whole batches where they can)
-        # Block mode: the next read, made ahead while this chunk's batches are served, as (the
-        # reader's state before it, a Future of its records or of the error it raised). Text:
-        # read here once a decoder has parsed a whole segment, the parse of the next one running
-        # on the worker thread (pipeline.blocks.decode_ahead). TFRecord: the read itself (framing,
-        # CRC checks, inflating) runs on the worker thread, which has the reader until it is done.
-        # The pid: a forked child has no worker thread to end a read the parent had in flight.
-        self._ahead: tuple[dict, Future, int] | None = None
+        # Block mode: the next read, made ahead while this chunk's batches are served. Text: read
+        # here once a decoder has parsed a whole segment, the parse of the next one running on the
+        # worker thread (pipeline.blocks.decode_ahead). TFRecord: the read itself (framing, CRC
+        # checks, inflating) runs on the worker thread, which has the reader until it is done.
+        self._ahead: _Ahead | None = None
 
     def enable_blocks(self, batch_size: int) -> bool:
         """Switch ``next_chunk`` to record blocks (before anything is read); False if unsupported."""
@@ -206,12 +220,12 @@ class _FilesIterator(DatasetIterator):
                 return False
             if self._reader is None:
                 self._open_reader(None)
-            if self._ahead is not None and self._ahead[2] != os.getpid():
+            if self._ahead is not None and self._ahead.forked:
                 self._forked()
             if self._ahead is not None:  # read already (an error it raised comes out here)
-                start, future, _ = self._ahead
+                start = self._ahead.start
                 try:
-                    records = future.result()
+                    records = self._ahead.future.result()
                 except Exception:
                     self._next_file()
                     raise
@@ -254,7 +268,7 @@ class _FilesIterator(DatasetIterator):
             if not TFRECORD_READ_AHEAD:
                 return
             start = reader.get_state()  # before the worker has the reader
-            self._ahead = (start, ahead_executor().submit(self._read_framed, done, reader), os.getpid())
+            self._ahead = _Ahead(start, ahead_executor().submit(self._read_framed, done, reader))
             return
         if type(done) is not LinesBlock or not done.seg.recipes:
             return
@@ -267,14 +281,14 @@ class _FilesIterator(DatasetIterator):
             future.set_result(nxt)
             if len(nxt):
                 decode_ahead(done, self._ds._as_block(nxt))
-        self._ahead = (start, future, os.getpid())
+        self._ahead = _Ahead(start, future)
 
     def _forked(self) -> None:
         """In a forked child, a read made ahead in the parent: the worker that had it is not in
         this process (the reader's copy may be mid-read). Reopen the file at the state before that
         read, which :meth:`_load` then makes here."""
         assert self._ahead is not None
-        start, self._ahead = self._ahead[0], None
+        start, self._ahead = self._ahead.start, None
         self._reader = None  # the parent's worker had it: left as it is
         self._open_reader(start)
 
@@ -289,7 +303,7 @@ class _FilesIterator(DatasetIterator):
     def _wait_ahead(self) -> None:
         """Drops the read made ahead, once the worker is done with the reader."""
         if self._ahead is not None:
-            _settle(self._ahead[1], self._ahead[2])
+            self._ahead.settle()
             self._ahead = None
 
     def _set_chunk(self, start: dict | None, records: Any, taken: int) -> None:
@@ -616,6 +630,11 @@ def _csv_indices(name: str, cols: Sequence[int] | None) -> list[int]:
     return out
 
 
+def _grown(size: int) -> int:
+    """The records a CsvDataset read after one of ``size`` asks for."""
+    return min(size * 4, _CSV_READ_MAX)
+
+
 class _CsvIterator(DatasetIterator):
     """Rows of a CsvDataset: one reader at a time, a decoded chunk of records buffered.
 
@@ -641,15 +660,13 @@ class _CsvIterator(DatasetIterator):
         self._row = 0  # good rows of the chunk consumed
         self._bad_i = 0  # bad records of the chunk consumed
         # The next read, made on the worker thread while this chunk is served (pyarrow's parse
-        # releases the GIL): (the reader's state before it, its size, its Future, the pid). The
-        # reader is the worker's until the Future is done; the read's chunk or error comes out in
-        # _load. A forked child has no worker thread to end a read the parent had in flight.
-        self._ahead: tuple[dict, int, Any, int] | None = None
+        # releases the GIL); its chunk or error comes out in _load.
+        self._ahead: _Ahead | None = None
 
     def _wait_ahead(self) -> None:
         """Drops the read made ahead, once the worker is done with the reader."""
         if self._ahead is not None:
-            _settle(self._ahead[2], self._ahead[3])
+            self._ahead.settle()
             self._ahead = None
 
     def _next_file(self) -> None:
@@ -676,21 +693,18 @@ class _CsvIterator(DatasetIterator):
             if self._reader is None:
                 self._open(None)
             ahead, self._ahead = self._ahead, None
-            if ahead is not None and ahead[3] != os.getpid():
-                # Forked with a read in flight in the parent: the reader's copy may be mid-read.
-                # Reopen the file at the state before that read, and make the read here.
-                self._reader = None
-                self._open(ahead[0])
-                before, self._size = ahead[0], ahead[1]
-                ahead = None
-            elif ahead is not None:
-                before, self._size = ahead[0], ahead[1]
+            if ahead is not None:
+                before, self._size = ahead.start, ahead.size
+                if ahead.forked:  # reopen the file at the state before that read; make it here
+                    self._reader = None
+                    self._open(before)
+                    ahead = None
             else:
                 before = self._reader.get_state()
                 if self._chunk is not None:  # the chunk before this one was read with self._size
-                    self._size = min(self._size * 4, _CSV_READ_MAX)
+                    self._size = _grown(self._size)
             try:
-                chunk = ahead[2].result() if ahead is not None else self._reader.read_chunk(self._size)
+                chunk = ahead.future.result() if ahead is not None else self._reader.read_chunk(self._size)
             except errors.InvalidArgumentError:
                 self._chunk = None  # a header that cannot be read: the file goes on after it
                 raise
@@ -703,9 +717,8 @@ class _CsvIterator(DatasetIterator):
             self._before, self._chunk = before, chunk
             self._rec = self._row = self._bad_i = 0
             if self._size >= _CSV_READ_AHEAD:  # read the next chunk while this one is served
-                size = min(self._size * 4, _CSV_READ_MAX)
-                reader = self._reader
-                self._ahead = (reader.get_state(), size, ahead_executor().submit(reader.read_chunk, size), os.getpid())
+                size, reader = _grown(self._size), self._reader
+                self._ahead = _Ahead(reader.get_state(), ahead_executor().submit(reader.read_chunk, size), size)
         return self._chunk
 
     def _raise_if_bad(self, chunk: Any) -> None:

@@ -66,6 +66,22 @@ def worker_reads(monkeypatch):
     return seen
 
 
+def _slow_worker_reads(monkeypatch, seconds: float) -> threading.Event:
+    """Make each read on the read-ahead worker take ``seconds`` longer; the Event is set when one
+    starts."""
+    real = data_files.TFRecordDataset._read_block
+    started = threading.Event()
+
+    def slow_read(self, reader, n, *rest):
+        if threading.current_thread().name.startswith("read-ahead"):
+            started.set()
+            time.sleep(seconds)
+        return real(self, reader, n, *rest)
+
+    monkeypatch.setattr(data_files.TFRecordDataset, "_read_block", slow_read)
+    return started
+
+
 @pytest.mark.parametrize("comp", ["", "GZIP", "ZLIB"])
 @pytest.mark.parametrize("batch,drop", [(1, False), (30, False), (64, True), (1000, False)])
 def test_read_ahead_equals_in_turn_and_unfused(tmp_path, monkeypatch, worker_reads, comp, batch, drop):
@@ -92,16 +108,7 @@ def test_a_state_taken_while_a_read_is_in_flight_restores_exactly(tmp_path, monk
     paths = [_write(tmp_path / f"r{k}.tfrecord", n, seed=k) for k, n in enumerate((900, 300))]
     make = _make(paths, "", 17)
     want = _unfused(make, monkeypatch)
-    real = data_files.TFRecordDataset._read_block
-    slow = threading.Event()
-
-    def slow_read(self, reader, n, *rest):
-        if threading.current_thread().name.startswith("read-ahead"):
-            slow.set()
-            time.sleep(0.02)  # the state below is taken while this read is in flight
-        return real(self, reader, n, *rest)
-
-    monkeypatch.setattr(data_files.TFRecordDataset, "_read_block", slow_read)
+    slow = _slow_worker_reads(monkeypatch, 0.02)  # the state below is taken while a read is in flight
     for k in (0, 1, 2, 5, 6, 13, 40, 52, len(want) - 1, len(want)):
         it = make().iterator()
         for _ in range(k):
@@ -328,16 +335,7 @@ def test_a_read_in_flight_at_a_fork_is_made_again_in_the_child(tmp_path, monkeyp
     path = _write(tmp_path / "r.tfrecord", 800, comp)
     make = _make([path], comp, 50)
     want = _unfused(make, monkeypatch)
-    real = data_files.TFRecordDataset._read_block
-    started = threading.Event()
-
-    def slow_read(self, reader, n, *rest):
-        if threading.current_thread().name.startswith("read-ahead"):
-            started.set()
-            time.sleep(0.5)  # in flight at the fork
-        return real(self, reader, n, *rest)
-
-    monkeypatch.setattr(data_files.TFRecordDataset, "_read_block", slow_read)
+    started = _slow_worker_reads(monkeypatch, 0.5)  # in flight at the fork
     it = make().iterator()
     first = next(it)
     assert started.wait(5)
