@@ -31,6 +31,7 @@ DEFAULT_CHUNK = 1024
 AUTO_CHUNK_BYTES = 1 << 20
 _AUTO_CHUNK_RANGE = (64, 1 << 16)
 _STRING_BYTES_GUESS = 64  # a string element's size is not in the spec
+_MAX_KEPT_ERRORS = 100  # bad-record messages kept for the report (all are counted)
 
 
 def auto_chunk_size(spec: Any) -> int:
@@ -51,7 +52,6 @@ def auto_chunk_size(spec: Any) -> int:
         size += count * (_STRING_BYTES_GUESS if dtype.kind == "O" else dtype.itemsize)
     lo, hi = _AUTO_CHUNK_RANGE
     return max(lo, min(hi, AUTO_CHUNK_BYTES // max(size, 1)))
-_MAX_KEPT_ERRORS = 100  # bad-record messages kept for the report (all are counted)
 
 
 @dataclass
