@@ -53,13 +53,13 @@ class _Slot:
     """Where a call's reply lands: the part of ``asyncio.Future`` the channel's reply handling uses,
     safe between threads. A reply that lands after its caller gave up is handed to ``late``."""
 
-    __slots__ = ("_state", "_value", "_error", "_late")
+    __slots__ = ("_state", "_value", "_error", "_channel", "_route")
 
-    def __init__(self, late: Callable[[Any], None]) -> None:
+    def __init__(self, channel: "BlockingChannel", route: Any) -> None:
         self._state = _PENDING
         self._value: Any = None
         self._error: BaseException | None = None
-        self._late = late
+        self._channel, self._route = channel, route  # for a late reply: channel._late(value, route)
 
     def done(self) -> bool:
         return self._state != _PENDING
@@ -72,7 +72,7 @@ class _Slot:
             if self._state == _PENDING:
                 self._value, self._state = value, _DONE
                 return
-        self._late(value)  # its caller stopped waiting meanwhile: nobody will see it
+        self._channel._late(value, self._route)  # its caller stopped waiting meanwhile: nobody will see it
 
     def set_exception(self, error: BaseException) -> None:
         with _SLOT_LOCK:
@@ -124,7 +124,10 @@ class BlockingChannel(Channel):
         self._wlock = threading.RLock()    # one frame on the wire at a time
         self._frame_open = False           # a frame is part written (under _wlock)
         self._deferred: list[bytes] = []   # frames to send between frames (under _lock)
-        self._cv = threading.Condition()   # waiting callers; guards _reading
+        # Waiting callers; guards _reading and _waiters. Its lock is taken directly where nothing
+        # waits or is woken (a Condition's own __enter__ is a Python call on every reply).
+        self._cv_lock = threading.Lock()
+        self._cv = threading.Condition(self._cv_lock)
         self._reading = 0                  # the thread reading replies for everyone (0: none)
         self._waiters = 0                  # callers waiting for the reader to hand them their reply
         self._reconnect_lock = threading.Lock()
@@ -308,24 +311,28 @@ class BlockingChannel(Channel):
             UnavailableError: ``sock`` is gone (``connection_lost``: the call may be repeated).
             DeadlineExceededError: the server took nothing for longer than ``deadline`` allowed.
         """
-        left = -1 if deadline is None else max(deadline - time.monotonic(), 0.0)
-        if not self._wlock.acquire(timeout=left):
-            raise DeadlineExceededError(f"could not write to {self.label} within its deadline: another call's"
-                                        " frame is still being written (the server takes no data)")
+        wlock = self._wlock
+        if not wlock.acquire(blocking=False):  # another thread is writing: wait for it, by the deadline
+            left = -1 if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not wlock.acquire(timeout=left):
+                raise DeadlineExceededError(f"could not write to {self.label} within its deadline: another"
+                                            " call's frame is still being written (the server takes no data)")
         failure: QueueServerError | None = None
         try:
             if sock is not self._sock:
                 raise self._fatal or _lost(f"connection to {self.label} lost")
-            with self._lock:
-                before, self._deferred = self._deferred, []
-            failure = self._write_all(sock, [*before, *frames], deadline)
+            if self._deferred:
+                with self._lock:
+                    before, self._deferred = self._deferred, []
+                frames = [*before, *frames]
+            failure = self._write_all(sock, frames, deadline)
             while failure is None and self._deferred and sock is self._sock:
                 with self._lock:
                     after, self._deferred = self._deferred, []
                 failure = self._write_all(sock, after, deadline)
         finally:
             self._frame_open = False
-            self._wlock.release()
+            wlock.release()
         if failure is not None:
             if not getattr(failure, "connection_lost", False):
                 self._break(sock)
@@ -381,7 +388,7 @@ class BlockingChannel(Channel):
     def _register(self, route: Any) -> tuple[int, _Slot, socket.socket]:
         """A request id and a slot for its reply, on the current connection: ``(rid, slot, sock)``
         (a connection lost before this fails the call here; one lost after, in ``_on_lost``)."""
-        slot = _Slot(lambda value: self._late(value, route))
+        slot = _Slot(self, route)
         with self._lock:
             sock = self._sock
             if not self._usable(sock):
@@ -486,54 +493,50 @@ class BlockingChannel(Channel):
         """Wait until ``ready()``, reading replies for every caller while no other thread does.
 
         Returns False when ``until`` (monotonic time) passed first."""
-        cv = self._cv
-        me = threading.get_ident()
-        with cv:
+        with self._cv_lock:  # the Condition's lock: cv.wait below releases it
             while True:
                 if ready():
                     return True
                 if self._sock is None:
                     return ready()
                 if not self._reading:
-                    self._reading = me
+                    self._reading = threading.get_ident()
                     break
                 left = TICK_S if until is None else min(until - time.monotonic(), TICK_S)
                 if left <= 0:
                     return False
                 self._waiters += 1
                 try:
-                    cv.wait(left)
+                    self._cv.wait(left)
                 finally:
                     self._waiters -= 1
+        # This thread reads, and hands out, replies until ``ready()``.
         try:
-            return self._read_until(ready, until)
+            while not ready():
+                sock, poller = self._sock, self._poller
+                if sock is None:
+                    return ready()
+                wait_ms = TICK_S * 1000
+                if until is not None:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        return False
+                    wait_ms = min(wait_ms, left * 1000)
+                # Wait without taking any bytes: an interruption here leaves the stream whole.
+                if not poller.poll(wait_ms):
+                    continue
+                self._read_once(sock)
+                if self._deferred:
+                    self._flush_deferred()
+                if self._waiters:
+                    with self._cv_lock:
+                        self._cv.notify_all()
+            return True
         finally:
-            with cv:
+            with self._cv_lock:
                 self._reading = 0
-                cv.notify_all()
-
-    def _read_until(self, ready: Callable[[], bool], until: float | None) -> bool:
-        """Read and hand out replies until ``ready()`` (this thread holds the reading role)."""
-        while not ready():
-            sock, poller = self._sock, self._poller
-            if sock is None:
-                return ready()
-            wait_ms = TICK_S * 1000
-            if until is not None:
-                left = until - time.monotonic()
-                if left <= 0:
-                    return False
-                wait_ms = min(wait_ms, left * 1000)
-            # Wait without taking any bytes: an interruption here leaves the stream whole.
-            if not poller.poll(wait_ms):
-                continue
-            self._read_once(sock)
-            if self._deferred:
-                self._flush_deferred()
-            if self._waiters:
-                with self._cv:
+                if self._waiters:  # the next of them reads (a thread waits only after counting itself)
                     self._cv.notify_all()
-        return True
 
     def _read_once(self, sock: socket.socket, flags: int = 0) -> bool:
         """Read what the socket has and hand out the frames it completes; False when it had nothing."""

@@ -90,6 +90,8 @@ class AsyncQueue(_Handle):
         # Compact frames: None until the first call decides, then 0 (not possible) or the handle.
         self._compact: int | None = None
         self._layout: Any = compact_layout(spec)  # a tuple wherever compact calls are made (see _bind)
+        # A compact dequeue reply's length: its fixed part and the element's bytes.
+        self._compact_reply_bytes = COMPACT_REPLY.size + sum(nb for _, _, nb in self._layout or ())
 
     def __repr__(self) -> str:
         where = f"{self.container}/" if self.container else ""
@@ -210,16 +212,21 @@ class AsyncQueue(_Handle):
             books.restore(self._key, caller, done)  # perhaps not acknowledged: they go with the next call
             raise
         delivery = reply["d"]
-        if len(body) != COMPACT_REPLY.size + sum(nbytes for _, _, nbytes in self._layout):
+        if len(body) != self._compact_reply_bytes:
             self._give_back(delivery)  # nobody can read it: back to the queue's front, not acknowledged
             raise InvalidArgumentError(f"malformed compact reply: {len(body)} bytes for an element of {self}")
         books.received(self._key, caller, delivery)
-        offset = COMPACT_REPLY.size
-        arrays = []
-        for dtype, shape, nbytes in self._layout:
-            arrays.append(np.ndarray(shape, dtype, body, offset) if nbytes else np.empty(shape, dtype))
-            offset += nbytes
-        value = self._value(arrays)
+        layout = self._layout
+        if len(layout) == 1 and self.spec.names is None and layout[0][2]:  # the commonest element: one array
+            dtype, shape, _ = layout[0]
+            value = np.ndarray(shape, dtype, body, COMPACT_REPLY.size)
+        else:
+            offset = COMPACT_REPLY.size
+            arrays = []
+            for dtype, shape, nbytes in layout:
+                arrays.append(np.ndarray(shape, dtype, body, offset) if nbytes else np.empty(shape, dtype))
+                offset += nbytes
+            value = self._value(arrays)
         return (value, delivery) if tracked else value
 
     def _value(self, arrays: list) -> Any:

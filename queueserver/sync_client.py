@@ -57,7 +57,11 @@ class Queue(_SyncHandle):
     dtypes = property(lambda self: self.spec.dtypes, doc="The components' dtypes.")
     shapes = property(lambda self: self.spec.shapes, doc="The components' shapes.")
     names = property(lambda self: self.spec.names, doc="The components' names (elements are dicts), or None.")
-    enqueue = _sync("AsyncQueue.enqueue")
+
+    def enqueue(self, value: Any, *, timeout: Any = DEFAULT) -> None:
+        """Add one element (see :meth:`AsyncQueue.enqueue`)."""
+        self._run(self._async.enqueue(value, timeout=timeout))  # written out: the commonest call
+
     enqueue_many = _sync("AsyncQueue.enqueue_many")
 
     # The caller, for acknowledgements, is the calling thread: a dequeue acknowledges what this

@@ -448,7 +448,10 @@ class FrameReader:
                 return
             body = buf[b0:b0 + body_len] if body_len else bytearray()  # a bytearray slice is its own copy
             self._start += frame_len
-            self._emit(header, body, bad)
+            if header is _COMPACT and bad is None:
+                self._on_compact(body)  # type: ignore[misc]  # the commonest frame, without _emit's hop
+            else:
+                self._emit(header, body, bad)
         if self._start == self._end:
             self._start = self._end = 0
             if len(self._buf) > _SMALL_BUFFER:  # one large header must not pin a large buffer for good
