@@ -29,7 +29,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -94,6 +94,20 @@ class _Slot:
         if self._error is not None:
             raise self._error
         return self._value
+
+
+class _AllReplied:
+    """What :meth:`BlockingChannel._withdraw_pending_now` waits for, shaped as a slot for
+    ``_wait_until``: every withdrawn call answered."""
+
+    __slots__ = ("_channel",)
+
+    def __init__(self, channel: "BlockingChannel") -> None:
+        self._channel = channel
+
+    @property
+    def _state(self) -> int:
+        return _PENDING if self._channel._replies_left else _DONE
 
 
 # One lock for every slot's state: held for a few instructions, and a reply's hand-over and its
@@ -247,7 +261,7 @@ class BlockingChannel(Channel):
         self._flush_deferred(time.monotonic() + wait)
         with self._cv:
             self._cv.notify_all()
-        self._wait_until(lambda: not self._replies_left, time.monotonic() + wait)
+        self._wait_until(_AllReplied(self), time.monotonic() + wait)
 
     async def _reconnect(self, until: float) -> None:
         """One thread reconnects; the others, who lost the same connection, use its new one."""
@@ -449,11 +463,13 @@ class BlockingChannel(Channel):
         thread's hand withdraws the call or gives the batch back."""
         handed = False
         try:
-            if not self._wait_until(slot.done, until):
+            if not self._wait_until(slot, until):
                 if self._sock is None:  # the connection went while this call was being made
                     raise self._fatal or _lost(f"connection to {self.label} lost")
                 raise DeadlineExceededError(f"no reply from {self.label} within {wait:.1f} s")
-            reply, body = slot.result()
+            if slot._error is not None:
+                raise slot._error
+            reply, body = slot._value
             if "e" in reply:
                 code, message, details = reply["e"]
                 raise error_from_code(code, message, details)
@@ -489,16 +505,17 @@ class BlockingChannel(Channel):
         self._send_later(encode_frame({**P.give_back(route, [delivery]), P.ID: 0}))
 
     # ----- reading
-    def _wait_until(self, ready: Callable[[], bool], until: float | None) -> bool:
-        """Wait until ``ready()``, reading replies for every caller while no other thread does.
+    def _wait_until(self, slot: "_Slot | _AllReplied", until: float | None) -> bool:
+        """Wait until ``slot`` is no longer pending (its ``_state`` is read directly: this runs on
+        every call), reading replies for every caller while no other thread does.
 
         Returns False when ``until`` (monotonic time) passed first."""
         with self._cv_lock:  # the Condition's lock: cv.wait below releases it
             while True:
-                if ready():
+                if slot._state:
                     return True
                 if self._sock is None:
-                    return ready()
+                    return bool(slot._state)
                 if not self._reading:
                     self._reading = threading.get_ident()
                     break
@@ -510,12 +527,12 @@ class BlockingChannel(Channel):
                     self._cv.wait(left)
                 finally:
                     self._waiters -= 1
-        # This thread reads, and hands out, replies until ``ready()``.
+        # This thread reads, and hands out, replies until the slot is answered.
         try:
-            while not ready():
+            while not slot._state:
                 sock, poller = self._sock, self._poller
                 if sock is None:
-                    return ready()
+                    return bool(slot._state)
                 wait_ms = TICK_S * 1000
                 if until is not None:
                     left = until - time.monotonic()
