@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from typing import Any, Iterator
 
 from queueserver.errors import DataLossError, InvalidArgumentError, NotFoundError
@@ -536,21 +537,19 @@ class TextLineReader:
             self._drop_partial()
             self._block_base = start
         want = max(int(max_bytes), 1 << 12)
+        buf = _segment_buffer(want)
         pieces: list[Any] = []
-        while True:
-            data = self._src.read(want)
-            cut = data.rfind(b"\n")
-            if cut >= 0:
-                break
-            if not data:  # the last line has no "\n": the line path applies the end-of-file rules
-                self._src.seek(start)
-                return LinesBlock.of(self.read_chunk(max_records, max_bytes))
-            pieces.append(data)  # a line longer than a read: joined once, when it ends
-        if pieces:
-            pieces.append(memoryview(data)[:cut])
-            text = b"".join(pieces)
-        else:
-            text = data[:cut]
+        with memoryview(buf) as view:  # the lines are copied out once: the buffer is read into again
+            while True:
+                got = self._src.readinto(view[:want])
+                cut = buf.rfind(b"\n", 0, got)
+                if cut >= 0:
+                    break
+                if not got:  # the last line has no "\n": the line path applies the end-of-file rules
+                    self._src.seek(start)
+                    return LinesBlock.of(self.read_chunk(max_records, max_bytes))
+                pieces.append(bytes(view[:got]))  # a line longer than a read: joined once, when it ends
+            text = b"".join([*pieces, view[:cut]]) if pieces else bytes(view[:cut])
         n = _count_newlines(text) + 1
         if n > max_records:
             p = -1
@@ -607,6 +606,19 @@ class TextLineReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_SEGMENT_BUFFERS = threading.local()
+
+
+def _segment_buffer(size: int) -> bytearray:
+    """The calling thread's buffer for segment reads, of ``size`` bytes or more: one per thread, shared by
+    its readers (a segment's text is copied out of it before the next read), so a long first pass
+    does not fault in fresh pages for every read."""
+    buf = getattr(_SEGMENT_BUFFERS, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = _SEGMENT_BUFFERS.buf = bytearray(size)
+    return buf
 
 
 def _count_newlines(text: Any) -> int:

@@ -646,3 +646,35 @@ def test_read_segment_counts_the_lines_of_large_segments(tmp_path):
     while len(seg := r.read_segment(10**9, 1 << 19)):
         got += seg.lines()
     assert got == lines
+
+
+def test_segments_keep_their_text_when_the_read_buffer_is_read_into_again(tmp_path):
+    """Segment reads go through one buffer per thread, shared by every reader on it: a segment
+    handed out earlier (kept by a batch, unsplit) keeps its text while other readers, and other
+    segment sizes, read through the same buffer; a line longer than a read is still whole."""
+    import threading
+
+    paths, want = [], []
+    for k in range(2):
+        lines = [b"file%d line %d " % (k, i) + b"xyz" * (i % 7) for i in range(3000)]
+        lines[1234] = b"L" * 20000  # longer than a 4 KiB read
+        p = tmp_path / f"{k}.txt"
+        p.write_bytes(b"\n".join(lines) + b"\n")
+        paths.append(p)
+        want.append(lines)
+    readers = [TextLineReader(p) for p in paths]
+    kept: list = [[], []]
+    ended = [False, False]
+    turn = 0
+    while not all(ended):
+        k, turn = turn % 2, turn + 1
+        if not ended[k]:
+            seg = readers[k].read_segment(10**9, max_bytes=4096 if turn % 3 else 9000)
+            kept[k].append(seg)
+            ended[k] = not len(seg)
+    # Another thread's reads use its own buffer.
+    other = threading.Thread(target=lambda: TextLineReader(paths[0]).read_segment(10**9, 1 << 16))
+    other.start()
+    other.join()
+    for k in range(2):
+        assert [line for seg in kept[k] for line in seg.lines()] == want[k]
