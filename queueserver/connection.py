@@ -321,7 +321,6 @@ class DataConnection(asyncio.BufferedProtocol):
         outside one (a timeout, a forwarded reply) goes out at once. No extra turn of the loop."""
         self.out.extend(frames)
         self.out_bytes += sum(map(len, frames))
-        self.last_heard = self._loop_time()  # a reply ends a call: the idle time counts from here
         if self.out_bytes > ANSWER_PAUSE_BYTES and not self.answering_paused:
             self._pause_answering()
         if self.durable is not None:
@@ -335,6 +334,9 @@ class DataConnection(asyncio.BufferedProtocol):
         """Write every queued reply in one call (with a data directory, once the log has written
         the changes they report)."""
         if self.out and self.transport is not None:
+            # A reply ends a call: the idle time counts from here (the end of the read that made
+            # it, or now). Once per flush, not per reply: a read may answer hundreds of calls.
+            self.last_heard = self._loop_time()
             if self.durable is not None and not self.service.may_send(self, self.log_needed):
                 return
             out, self.out = self.out, []
