@@ -4,10 +4,12 @@ a Data API chain pays for having no memory to reuse yet.
 A fresh process (a script's first epoch, a loader's start) faults in every buffer the reading path
 allocates page by page, and buffers of a few MiB that are freed go back to the system and are
 faulted in again. Buffers the API never hands out (the text segments' read buffer, TFRecord's
-memory map) are reused, so a first pass faults in about its outputs and the second pass (the
-floor, measured in the same process) little more. The chain keeps its outputs, as a user
+memory map) are reused; what a first pass faults in beyond them is its outputs and the
+libraries' own first allocations (pyarrow's pool), and the second pass (the floor, measured in
+the same process) reuses what the first freed. The chain keeps its outputs, as a user
 collecting an epoch does; each figure is the median of ``--repeat`` fresh processes. Page faults
-are counted in 4 KiB pages (with transparent huge pages one fault may bring in 2 MiB).
+are counted as 4 KiB each, which understates numpy's large arrays (numpy asks for huge pages:
+one fault may bring in 2 MiB).
 
     python benchmarks/first_pass.py [--repeat 3] [--only W3,W4,W5]
 
