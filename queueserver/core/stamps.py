@@ -56,6 +56,10 @@ class Stamps:
         self.max_clients = max_clients
         self._clients: dict[str, dict[int, Stamp]] = {}
         self._low: dict[str, int] = {}
+        # Per client, the table size at which stamps below the mark are next swept: twice what the
+        # last sweep kept (at least 64), so a client with many calls open (a window of pipelined
+        # enqueues) pays one pass per that many calls, not one per call.
+        self._sweep_at: dict[str, int] = {}
 
     def get(self, client: str, seq: int, low: int | None = None) -> Stamp:
         """The stamp of ``(client, seq)``: the one seen before (with what it placed), or a new one.
@@ -69,6 +73,7 @@ class Stamps:
                 for old in list(self._clients)[: self.max_clients // 2]:
                     del self._clients[old]
                     self._low.pop(old, None)
+                    self._sweep_at.pop(old, None)
             seen = {}
         self._clients[client] = seen
         if low is not None:
@@ -90,9 +95,10 @@ class Stamps:
         if low <= self._low.get(client, -1):
             return
         self._low[client] = low
-        if len(seen) >= 64:  # amortised: one pass per 64 new stamps at most
+        if len(seen) >= self._sweep_at.get(client, 64):  # amortised (see _sweep_at)
             for old_seq in [s for s in seen if s < low]:
                 del seen[old_seq]
+            self._sweep_at[client] = max(64, 2 * len(seen))
 
     def set(self, client: str, seq: int, placed: int, low: int | None = None) -> None:
         """Record that ``(client, seq)`` has placed ``placed`` elements (a replay of the durable log)."""

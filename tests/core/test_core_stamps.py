@@ -23,6 +23,20 @@ def test_a_stamp_at_or_above_the_low_water_mark_is_kept_however_many_calls_follo
     assert len(stamps) < 200  # what it will not retry is forgotten
 
 
+def test_a_window_of_open_calls_keeps_its_stamps_and_the_table_stays_bounded():
+    """A client with 300 calls open at all times (pipelined enqueues): every stamp at or above its
+    mark survives, and what is below is swept, so the table holds a few windows at most."""
+    stamps = Stamps()
+    window = 300
+    for seq in range(1, 20_000):
+        low = max(1, seq - window + 1)
+        stamps.get("piped", seq, low=low).placed = 1
+        if seq % 997 == 0:
+            assert all(stamps.get("piped", s, low=low).placed == 1 for s in range(low, seq + 1))
+        assert len(stamps) <= 3 * window
+    assert len(stamps) >= window
+
+
 def test_a_client_seen_recently_is_not_the_one_forgotten():
     stamps = Stamps(max_clients=4)
     stamps.get("producer", 1).placed = 5
