@@ -133,8 +133,9 @@ class AsyncClient(Channel):
     def _timeout(self, timeout: Any) -> float | None:
         """The call's timeout in seconds (the operation timeout by default), checked by the core's
         rule here too: the compact wire spells "no timeout" as NaN, so a NaN must never reach it."""
-        owner = self.parent or self
-        return check_timeout(owner.operation_timeout if timeout is DEFAULT else timeout, "a blocking call")
+        if timeout is DEFAULT:
+            timeout = (self.parent or self).operation_timeout
+        return None if timeout is None else check_timeout(timeout, "a blocking call")
 
     def reconnect_window(self) -> float | None:
         """A lost connection is retried within the operation timeout (:data:`RECONNECT_S` without one)."""

@@ -108,8 +108,9 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         self.reader = FrameReader(client._on_frame, client._on_stray_error, client._on_fatal,
                                   max_message_bytes=client.max_message_bytes, on_compact=client._on_compact)
         self.transport: asyncio.Transport | None = None
-        self.can_write = asyncio.Event()
+        self.can_write = asyncio.Event()  # awaited while the transport's buffer is full
         self.can_write.set()
+        self.writable = True  # can_write's state, read on every call (Event.is_set is a Python call)
         # The transport calls these once per read: the reader's own methods, without a hop.
         self.get_buffer = self.reader.get_buffer  # type: ignore[method-assign]  # a bound method, per instance
         self.buffer_updated = self.reader.buffer_updated  # type: ignore[method-assign]
@@ -119,13 +120,16 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         set_nodelay(transport)
 
     def pause_writing(self) -> None:
+        self.writable = False
         self.can_write.clear()
 
     def resume_writing(self) -> None:
+        self.writable = True
         self.can_write.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.writable = True
         self.can_write.set()
         if self.client._protocol is self:  # not a connection the channel already replaced
             self.client._on_lost(exc)
@@ -540,7 +544,7 @@ class Channel:
     async def _call(self, header: dict, arrays: Sequence[np.ndarray], wait: Any) -> tuple[dict, list[np.ndarray]]:
         wait = self._stamp_deadline(header, wait)
         proto = self._protocol
-        if proto is not None and not proto.can_write.is_set():
+        if proto is not None and not proto.writable:
             await proto.can_write.wait()
         rid = self._next_id
         self._next_id += 1
@@ -593,7 +597,7 @@ class Channel:
                             payload: bytes, route: dict | None,
                             stamp: tuple[int, int] | None = None) -> tuple[dict, bytearray]:
         proto = self._protocol
-        if proto is not None and not proto.can_write.is_set():
+        if proto is not None and not proto.writable:
             await proto.can_write.wait()
         if proto is None or proto.transport is None or self._fatal is not None:
             raise self._fatal or _lost(f"not connected to {self.label}")
