@@ -609,15 +609,21 @@ class TextLineReader:
 
 
 _SEGMENT_BUFFERS = threading.local()
+# The largest segment buffer a thread keeps between reads (read_csv_columns reads 16 MiB blocks);
+# a larger one, asked for by a caller's own block size, is made for that read and dropped.
+_KEPT_SEGMENT_BUFFER_BYTES = 16 << 20
 
 
 def _segment_buffer(size: int) -> bytearray:
-    """The calling thread's buffer for segment reads, of ``size`` bytes or more: one per thread, shared by
-    its readers (a segment's text is copied out of it before the next read), so a long first pass
-    does not fault in fresh pages for every read."""
+    """A buffer of ``size`` bytes or more for a segment read: the calling thread's own, shared by
+    its readers (a segment's text is copied out of it before the next read), so a long pass does
+    not fault in fresh pages for every read. A thread keeps at most
+    ``_KEPT_SEGMENT_BUFFER_BYTES``."""
     buf = getattr(_SEGMENT_BUFFERS, "buf", None)
     if buf is None or len(buf) < size:
-        buf = _SEGMENT_BUFFERS.buf = bytearray(size)
+        buf = bytearray(size)
+        if size <= _KEPT_SEGMENT_BUFFER_BYTES:
+            _SEGMENT_BUFFERS.buf = buf
     return buf
 
 

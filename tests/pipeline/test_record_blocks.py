@@ -678,3 +678,28 @@ def test_segments_keep_their_text_when_the_read_buffer_is_read_into_again(tmp_pa
     other.join()
     for k in range(2):
         assert [line for seg in kept[k] for line in seg.lines()] == want[k]
+
+
+def test_a_thread_keeps_no_segment_buffer_larger_than_its_bound(tmp_path):
+    """A caller's own large block size (read_csv_columns(block_bytes=...)) gets a buffer for its
+    reads that the thread does not keep afterwards; the usual sizes are kept and reused."""
+    import threading
+
+    from pipeline import textline
+
+    p = tmp_path / "t.txt"
+    p.write_bytes(b"a,b\n" * 1000)
+    kept: dict = {}
+
+    def reads() -> None:
+        r = textline.TextLineReader(p)
+        r.read_segment(10, max_bytes=1 << 20)
+        kept["usual"] = textline._SEGMENT_BUFFERS.buf
+        r.read_segment(10, max_bytes=textline._KEPT_SEGMENT_BUFFER_BYTES * 2)
+        kept["after_large"] = textline._SEGMENT_BUFFERS.buf
+        assert r.read_segment(10**6).lines() == [b"a,b"] * 980
+
+    t = threading.Thread(target=reads)
+    t.start()
+    t.join()
+    assert len(kept["usual"]) == 1 << 20 and kept["after_large"] is kept["usual"]
