@@ -203,9 +203,6 @@ class DataConnection(asyncio.BufferedProtocol):
         self.flush()
         self.transport.close()
 
-    def get_buffer(self, sizehint: int) -> memoryview:  # replaced per instance by the reader's own (see __init__)
-        return self.reader.get_buffer(sizehint)
-
     def fresh_report(self, now: float, ttl: float) -> dict | None:
         """The client's latest report, unless it is older than ``ttl`` seconds (then it is dropped)."""
         report = self.report
