@@ -15,6 +15,7 @@ from pipeline.csv.records import CsvRecordReader
 from pipeline.data import CsvDataset
 from pipeline.data import files as data_files
 from queueserver.errors import InvalidArgumentError
+from test_record_blocks import _batches_until  # same folder: pytest puts it on sys.path
 
 pytest.importorskip("pyarrow")
 
@@ -223,11 +224,9 @@ def test_csv_dataset_broken_gzip_in_a_read_ahead_raises_at_its_position(tmp_path
     monkeypatch.setattr(pipeline.textline, "ByteSource", functools.partial(pipeline.textline.ByteSource, buffer_size=4096))
 
     def run():
-        got = []
-        with pytest.raises(Exception) as e:
-            for b in CsvDataset(str(p), DEFAULTS, compression_type="GZIP", header=True).batch(1000):
-                got.append(b)
-        return got, type(e.value), str(e.value)
+        got, error = _batches_until(CsvDataset(str(p), DEFAULTS, compression_type="GZIP", header=True).batch(1000),
+                                    Exception)
+        return got, type(error), str(error)
 
     got = run()
     with monkeypatch.context() as m:

@@ -45,6 +45,16 @@ def _same(a, b):
         assert a == b
 
 
+def _batches_until(batches, errors):
+    """Every batch ``batches`` yields before it raises one of ``errors``, and that error (the test
+    fails if it raises none)."""
+    got = []
+    with pytest.raises(errors) as e:
+        for b in batches:
+            got.append(b)
+    return got, e.value
+
+
 def _unfused(make, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(blocks, "ENABLED", False)
@@ -289,12 +299,9 @@ def test_csv_bad_record_error_is_the_same(tmp_path, monkeypatch):
     paths = _csv_files(tmp_path, extra=b"1,x,2\n")
 
     def run():
-        got = []
         ds = TextLineDataset(paths[0]).skip(1).batch(400).map(lambda s: decode_csv(s, DEFAULTS))
-        with pytest.raises(InvalidArgumentError) as e:
-            for b in ds:
-                got.append(b)
-        return got, str(e.value)
+        got, error = _batches_until(ds, InvalidArgumentError)
+        return got, str(error)
 
     with monkeypatch.context() as m:
         m.setattr(blocks, "ENABLED", False)
@@ -358,12 +365,9 @@ def test_csv_segments_read_ahead_errors_come_at_their_position(tmp_path, monkeyp
     monkeypatch.setattr("pipeline.data.files.TextLineReader", functools.partial(TextLineReader, buffer_size=4096))
 
     def run():
-        got = []
         ds = TextLineDataset(str(p), compression_type=comp).skip(1).batch(500).map(lambda s: decode_csv(s, DEFAULTS))
-        with pytest.raises((InvalidArgumentError, DataLossError)) as e:
-            for b in ds:
-                got.append(b)
-        return got, type(e.value), str(e.value)
+        got, error = _batches_until(ds, (InvalidArgumentError, DataLossError))
+        return got, type(error), str(error)
 
     with monkeypatch.context() as m:
         m.setattr(blocks, "ENABLED", False)
@@ -573,12 +577,9 @@ def test_tfrecord_errors_are_the_same(tmp_path, monkeypatch, comp):
         p.write_bytes(data if name == "stream" or not comp else gzip.compress(data))
 
         def run(p=p):
-            got = []
             ds = TFRecordDataset(str(p), comp).batch(64).map(lambda s: parse_example(s, spec))
-            with pytest.raises(DataLossError) as e:
-                for b in ds:
-                    got.append(b)
-            return got, str(e.value)
+            got, error = _batches_until(ds, DataLossError)
+            return got, str(error)
 
         with monkeypatch.context() as m:
             m.setattr(blocks, "ENABLED", False)

@@ -21,7 +21,7 @@ from pipeline.data import TFRecordDataset
 from pipeline.data import files as data_files
 from pipeline.tfrecord import FixedLenFeature, TFRecordReader, TFRecordWriter, encode_example, parse_example
 from queueserver.errors import DataLossError
-from test_record_blocks import _check_everywhere, _same, _unfused  # same folder: pytest puts it on sys.path
+from test_record_blocks import _batches_until, _check_everywhere, _same, _unfused  # same folder: pytest puts it on sys.path
 
 SPEC = {"x": FixedLenFeature([5], np.float32), "y": FixedLenFeature([1], np.int64)}
 
@@ -170,13 +170,9 @@ def test_errors_met_by_a_read_made_ahead_come_at_their_position(tmp_path, monkey
     good = _write(tmp_path / "after.tfrecord", 50, seed=9)
 
     def run(paths):
-        got = []
         ds = TFRecordDataset(paths, comp if paths[0] == str(p) else "").batch(64)
-        it = iter(ds.map(lambda s: parse_example(s, SPEC)))
-        with pytest.raises(DataLossError) as e:
-            for b in it:
-                got.append(b)
-        return got, str(e.value)
+        got, error = _batches_until(ds.map(lambda s: parse_example(s, SPEC)), DataLossError)
+        return got, str(error)
 
     with monkeypatch.context() as m:
         m.setattr(blocks, "ENABLED", False)
