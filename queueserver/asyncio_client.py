@@ -135,7 +135,7 @@ class AsyncClient(Channel):
         rule here too: the compact wire spells "no timeout" as NaN, so a NaN must never reach it."""
         if timeout is DEFAULT:
             timeout = (self.parent or self).operation_timeout
-        return None if timeout is None else check_timeout(timeout, "a blocking call")
+        return check_timeout(timeout, "a blocking call")
 
     def reconnect_window(self) -> float | None:
         """A lost connection is retried within the operation timeout (:data:`RECONNECT_S` without one)."""

@@ -76,7 +76,7 @@ class ConditionalAccumulatorBase:
             InvalidArgumentError: ``num_required`` < 1.
         """
         self._check_alive()
-        timeout = check_timeout(timeout, f"take_grad from {self.type_name} '{self.name}'")
+        timeout = check_timeout(timeout, "take_grad from {} '{}'", self.type_name, self.name)
         if int(num_required) < 1:
             raise InvalidArgumentError(f"take_grad needs num_required >= 1, got {num_required}")
         loop = asyncio.get_running_loop()

@@ -251,8 +251,7 @@ class QueueBase:
             CancelledError: the queue is closed.
         """
         self._check_alive()
-        if timeout is not None:  # (None waits for ever; the name is formatted only for a number to check)
-            timeout = check_timeout(timeout, f"enqueue into {self.type_name} '{self.name}'")
+        timeout = check_timeout(timeout, "enqueue into {} '{}'", self.type_name, self.name)
         if not validated:
             batch = self.spec.validate_batch(batch, many=many)
         self._validate_enqueue(batch)
@@ -295,8 +294,7 @@ class QueueBase:
             ResourceExhaustedError: ``n`` elements of this queue's fixed size exceed ``max_bytes``.
         """
         self._check_alive()
-        if timeout is not None:
-            timeout = check_timeout(timeout, f"dequeue from {self.type_name} '{self.name}'")
+        timeout = check_timeout(timeout, "dequeue from {} '{}'", self.type_name, self.name)
         if mode == ONE:
             n = 1
         else:

@@ -447,3 +447,16 @@ async def test_an_invalid_timeout_is_refused_before_anything_changes(bad):
         enq(q, 2.0, timeout=bad)
     assert not q._enqueues and q.size() == 1
     assert values((await deq(q, 1, MANY))) == [1.0]
+
+
+async def test_a_refused_timeout_names_the_call_and_its_resource():
+    from queueserver.core import ConditionalAccumulator
+
+    q = make(capacity=1)
+    with pytest.raises(InvalidArgumentError, match=r"^dequeue from \w+ 'q': timeout must be a finite"):
+        q.dequeue(timeout=float("nan"))
+    with pytest.raises(InvalidArgumentError, match=r"^enqueue into \w+ 'q': timeout must be a number"):
+        enq(q, 1.0, timeout="1")
+    acc = ConditionalAccumulator("w", [2])
+    with pytest.raises(InvalidArgumentError, match=r"^take_grad from \w+ 'w': timeout must be a finite"):
+        acc.take_grad(1, timeout=float("inf"))
