@@ -408,7 +408,14 @@ def test_a_server_whose_log_failed_refuses_changes_before_making_them(tmp_path):
         with qs.connect(server.target, reconnect=False) as c:
             q = c.fifo_queue("q", capacity=10, dtypes=[np.int64], shapes=[[]])
             q.enqueue_many(np.arange(3))
-            server.service.durable._fail(OSError(28, "No space left on device"))
+            server.service.durable._fail(OSError(28, "No space left on device"))  # as the writer thread reports it
+
+            async def failure_handled() -> bool:  # queued after the failure's own callback: runs after it
+                return server.service.log_failed
+
+            # Without this wait, a call could reach the server before the loop learnt of the failure:
+            # accepted, its reply waiting for the log, its connection then dropped (a race of the test).
+            assert server._loop_thread.run(failure_handled())
             with pytest.raises(qs.UnavailableError, match="durable log failed.*No space left"):
                 q.enqueue_many(np.arange(3))
             with pytest.raises(qs.UnavailableError, match="durable log failed"):
