@@ -31,6 +31,15 @@ def _as_exception(exc: Any) -> BaseException | None:
     raise TypeError(f"request_stop expects an exception or an exc_info tuple, got {type(exc).__name__}")
 
 
+def _loop_running() -> bool:
+    """Whether this thread is running an event loop (then a wait must be awaited, not blocked on)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _task_name(task: Any) -> str:
     get_name = getattr(task, "get_name", None)
     return get_name() if get_name is not None else getattr(task, "name", repr(task))
@@ -92,10 +101,12 @@ class Coordinator:
 
     def __init__(
         self,
-        clean_stop_exception_types: Sequence[type[BaseException]] = (qerrors.OutOfRangeError,),
+        clean_stop_exception_types: Sequence[type[BaseException]] | None = None,
         *,
         stop_grace_period_secs: float = 120.0,
     ) -> None:
+        if clean_stop_exception_types is None:  # TensorFlow's default, also when given as None
+            clean_stop_exception_types = (qerrors.OutOfRangeError,)
         self._clean = tuple(clean_stop_exception_types)
         self._grace = float(stop_grace_period_secs)
         self._lock = threading.Lock()
@@ -205,19 +216,34 @@ class Coordinator:
             self._waiters = [(l, f) for l, f in self._waiters if f is not fut]
         fut.cancel()
 
-    async def wait_for_stop(self, timeout: float | None = None) -> bool:
-        """Wait until a stop is requested, without blocking the event loop.
+    def wait_for_stop(self, timeout: float | None = None) -> Any:
+        """Wait until a stop is requested: TensorFlow's blocking call in a synchronous script, an
+        awaitable in a coroutine.
+
+        Called where no event loop runs (a TF1-style script, a worker thread), it blocks and
+        returns the answer, as ``tf.train.Coordinator.wait_for_stop`` does. Called inside a
+        coroutine it returns a coroutine to await, which waits without blocking the loop.
 
         Args:
             timeout: seconds to wait at most (``None``: no limit).
 
         Returns:
-            True if a stop was requested, False if the timeout expired first.
+            True if a stop was requested, False if the timeout expired first (awaited, in a
+            coroutine).
 
         Example:
-            >>> asyncio.run(Coordinator().wait_for_stop(0.01))
+            >>> Coordinator().wait_for_stop(0.01)              # in a script
+            False
+            >>> async def main():
+            ...     return await Coordinator().wait_for_stop(0.01)  # in a coroutine
+            >>> asyncio.run(main())
             False
         """
+        if not _loop_running():
+            return self.wait_for_stop_blocking(timeout)
+        return self._wait_for_stop(timeout)
+
+    async def _wait_for_stop(self, timeout: float | None) -> bool:
         fut = self._stop_future()
         try:
             await asyncio.wait({fut}, timeout=timeout)
@@ -226,7 +252,7 @@ class Coordinator:
         return self.should_stop()
 
     def wait_for_stop_blocking(self, timeout: float | None = None) -> bool:
-        """Like :meth:`wait_for_stop`, blocking the calling thread (for code running in threads).
+        """:meth:`wait_for_stop`, blocking the calling thread wherever it is called.
 
         Returns:
             True if a stop was requested, False if the timeout expired first.
@@ -239,6 +265,15 @@ class Coordinator:
         with self._lock:
             self._registered.append(task)
 
+    def register_thread(self, thread: Any) -> None:
+        """TensorFlow's name for :meth:`register_task`: a thread for :meth:`join` to wait for."""
+        self.register_task(thread)
+
+    @property
+    def joined(self) -> bool:
+        """True once a join has returned (or raised), until :meth:`clear_stop`."""
+        return self._joined
+
     def _take_registered(self, kind: Callable[[Any], bool]) -> list:
         with self._lock:
             mine = [t for t in self._registered if kind(t)]
@@ -249,21 +284,26 @@ class Coordinator:
         if not task.cancelled() and task.exception() is not None:
             self.request_stop(task.exception())
 
-    async def join(
+    def join(
         self,
-        tasks: Iterable[asyncio.Future] | None = None,
+        tasks: Iterable[Any] | None = None,
         stop_grace_period_secs: float = 120.0,
         ignore_live_threads: bool = False,
-    ) -> None:
+    ) -> Any:
         """Wait for the tasks to finish; after a stop, give them a grace period, then cancel them.
+
+        Called where no event loop runs (a TF1-style script: ``coord.join(threads)``), it blocks
+        as :meth:`join_threads` and raises from the call, as ``tf.train.Coordinator.join`` does.
+        Called inside a coroutine it returns a coroutine to await (``await coord.join(tasks)``).
 
         Waits until every task is done or a stop is requested (a task that ends with an exception
         counts as reporting it). After a stop, the tasks get ``stop_grace_period_secs`` to finish;
         those still running are cancelled and named.
 
         Args:
-            tasks: asyncio tasks of the running loop; tasks registered with :meth:`register_task`
-                (e.g. by :meth:`QueueRunner.create_tasks`) are joined as well.
+            tasks: asyncio tasks of the running loop (in a coroutine), or threads and
+                :class:`RunnerThread` handles (in a script); the ones registered with
+                :meth:`register_task` (e.g. by :meth:`QueueRunner.create_tasks`) are joined as well.
             stop_grace_period_secs: how long to wait after a stop request before cancelling.
             ignore_live_threads: if True, only log the tasks that had to be cancelled.
 
@@ -283,6 +323,13 @@ class Coordinator:
             ...
             ValueError: reader 3: bad header
         """
+        if not _loop_running():
+            self.join_threads(tasks, stop_grace_period_secs, ignore_live_threads)
+            return None
+        return self._join_tasks(tasks, stop_grace_period_secs, ignore_live_threads)
+
+    async def _join_tasks(self, tasks: Iterable[Any] | None, stop_grace_period_secs: float,
+                          ignore_live_threads: bool) -> None:
         mine = self._take_registered(lambda t: isinstance(t, asyncio.Future))
         pending = {t for t in [*mine, *(tasks or ())] if isinstance(t, asyncio.Future)}
         for t in {t for t in pending if t.done()}:
@@ -314,7 +361,8 @@ class Coordinator:
         stop_grace_period_secs: float = 120.0,
         ignore_live_threads: bool = False,
     ) -> None:
-        """The blocking :meth:`join`, for threads and :meth:`QueueRunner.create_threads` handles.
+        """The blocking :meth:`join` wherever it is called, for threads and
+        :meth:`QueueRunner.create_threads` handles.
 
         Args:
             threads: objects with ``is_alive()`` and ``join(timeout)`` (``threading.Thread``,
@@ -355,7 +403,8 @@ class Coordinator:
         if self._exc is not None:
             raise self._exc
         if stragglers:
-            message = (f"Coordinator stopped with tasks still running after the {grace:g} s grace "
+            # TensorFlow's words ("threads still running"): its users' tests match them.
+            message = (f"Coordinator stopped with threads still running after the {grace:g} s grace "
                        f"period (cancelled where possible): {', '.join(stragglers)}")
             if not ignore_live:
                 raise RuntimeError(message)
@@ -382,10 +431,10 @@ class Coordinator:
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         self.request_stop(exc if isinstance(exc, Exception) else None)
         if exc is None:
-            await self.join(stop_grace_period_secs=self._grace)
+            await self._join_tasks(None, self._grace, False)
         else:
             try:
-                await self.join(stop_grace_period_secs=self._grace)
+                await self._join_tasks(None, self._grace, False)
             except Exception:  # noqa: BLE001
                 pass
         return False

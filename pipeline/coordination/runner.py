@@ -43,6 +43,7 @@ class RunnerThread:
         self._task: asyncio.Task | None = None
         self._done = threading.Event()
         self._started = False
+        self._auto_started = False  # started by create_threads(start=True), not by the caller
 
     def __repr__(self) -> str:
         state = "done" if self._done.is_set() else ("running" if self._started else "created")
@@ -51,9 +52,16 @@ class RunnerThread:
     def start(self) -> None:
         """Schedule the task on the background loop.
 
+        A handle that :meth:`QueueRunner.create_threads` already started takes this call as a
+        no-op, once: TensorFlow's idiom ``for t in runner.create_threads(coord): t.start()``
+        (its ``start=False`` default) works with this project's ``start=True`` default.
+
         Raises:
-            RuntimeError: it was started already.
+            RuntimeError: it was started already by a call to ``start()``.
         """
+        if self._auto_started:
+            self._auto_started = False
+            return
         if self._started:
             raise RuntimeError(f"{self.name} was started already")
         self._started = True
@@ -62,9 +70,14 @@ class RunnerThread:
 
         def create() -> None:
             self._task = self._loop.create_task(coro, name=self.name)
-            self._task.add_done_callback(lambda _t: self._done.set())
+            self._task.add_done_callback(self._finished)
 
         self._loop.call_soon_threadsafe(create)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        if not task.cancelled():
+            task.exception()  # kept for exception(); marked as seen: the runner reported it already
+        self._done.set()
 
     def is_alive(self) -> bool:
         """True from :meth:`start` until the task has finished."""
@@ -93,6 +106,7 @@ class _Run:
 
     def __init__(self, n: int, coord: Coordinator, own_coord: bool,
                  executor: concurrent.futures.Executor | None) -> None:
+        self.loops = n
         self.remaining = n
         self.coord = coord
         self.own_coord = own_coord
@@ -157,9 +171,11 @@ class QueueRunner:
         self.cancel_op = cancel_op or (lambda: self._aqueue.close(cancel_pending_enqueues=True))
         self.queue_closed_exception_types = tuple(queue_closed_exception_types)
         self.name = name or (getattr(queue, "name", None) or "queue_runner")
-        #: Errors raised by the ops (what was reported to the coordinator), in order.
+        #: Errors raised by the ops of the latest run that had no coordinator, in order (as in
+        #: TensorFlow: with a coordinator, errors go to it instead).
         self.exceptions_raised: list[BaseException] = []
         self._lock = threading.Lock()
+        self._running: _Run | None = None  # the run whose loops are still going
 
     def __repr__(self) -> str:
         return f"<QueueRunner {self.name!r} ops={len(self.enqueue_ops)}>"
@@ -184,16 +200,25 @@ class QueueRunner:
                     exhausted = True
                     break
         except Exception as exc:  # noqa: BLE001 - every failure is reported, none is lost
-            with self._lock:
-                self.exceptions_raised.append(exc)
-            coord.request_stop(exc)
-            if run.own_coord:  # nobody joins our private coordinator: fail the task itself
+            if not run.own_coord:
+                coord.request_stop(exc)
+            else:
+                # No coordinator: as in TensorFlow, the error is kept in exceptions_raised and
+                # fails this loop's task; the other loops go on filling the queue (stopping them
+                # would cancel their pending enqueues and lose what they read).
+                with self._lock:
+                    self.exceptions_raised.append(exc)
+                log.error("QueueRunner %s: an enqueue op failed (its loop stops, the others go on): %r",
+                          self.name, exc)
                 raise
         finally:
             run.remaining -= 1
             last = run.remaining == 0
             if last:
                 run.finished.set()
+                with self._lock:
+                    if self._running is run:
+                        self._running = None
                 if run.executor is not None:
                     run.executor.shutdown(wait=False)
         if last and exhausted and not coord.should_stop():
@@ -216,7 +241,9 @@ class QueueRunner:
             except Exception as exc:  # noqa: BLE001 - already closed, server gone: nothing to cancel
                 log.debug("QueueRunner %s: cancel ignored: %s", self.name, exc)
 
-    def _coroutines(self, coord: Coordinator | None) -> tuple[list[Coroutine], list[str], Coordinator]:
+    def _coroutines(self, coord: Coordinator | None) -> tuple[list[Coroutine], list[str], Coordinator] | None:
+        """The loops of a new run, or None while the previous run's loops are still going (then
+        TensorFlow's ``create_threads`` returns no threads: one set of loops fills a queue)."""
         own = coord is None
         coord = coord or Coordinator()
         n_sync = sum(1 for op in self.enqueue_ops if not is_coroutine_callable(op))
@@ -225,6 +252,13 @@ class QueueRunner:
         executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=n_sync, thread_name_prefix=f"{self.name}-op") if n_sync else None
         run = _Run(len(self.enqueue_ops), coord, own, executor)
+        with self._lock:
+            if self._running is not None:
+                if executor is not None:
+                    executor.shutdown(wait=False)
+                return None
+            self._running = run
+            self.exceptions_raised = []
         coros = [self._loop(op, run) for op in self.enqueue_ops] + [self._close_on_stop(run)]
         names = [f"{self.name}:enqueue_{i}" for i in range(len(self.enqueue_ops))] + [f"{self.name}:close_on_stop"]
         return coros, names, coord
@@ -241,13 +275,18 @@ class QueueRunner:
             start: if False, return the coroutines unscheduled (schedule them yourself).
 
         Returns:
-            The tasks (or coroutines); the last one watches for a stop request.
+            The tasks (or coroutines); the last one watches for a stop request. An empty list
+            while the loops of an earlier call are still running (as TensorFlow's
+            ``create_threads``: a runner runs one set of loops at a time).
 
         Example:
             >>> tasks = runner.create_tasks(coord)   # doctest: +SKIP
             >>> await coord.join(tasks)              # doctest: +SKIP
         """
-        coros, names, coord = self._coroutines(coord)
+        made = self._coroutines(coord)
+        if made is None:
+            return []
+        coros, names, coord = made
         if not start:
             return coros
         loop = asyncio.get_running_loop()
@@ -269,7 +308,8 @@ class QueueRunner:
             start: if False, call ``start()`` on each handle yourself.
 
         Returns:
-            One :class:`RunnerThread` per op, plus the stop watcher.
+            One :class:`RunnerThread` per op, plus the stop watcher; an empty list while the loops
+            of an earlier call are still running (as in TensorFlow).
 
         Raises:
             TypeError: the runner's queue is an ``AsyncQueue`` (it belongs to another loop; pass
@@ -285,10 +325,14 @@ class QueueRunner:
                 "only works on its client's loop; give the runner the synchronous Queue handle, or call "
                 "create_tasks() from your event loop")
         loop = background_loop()
-        coros, names, coord = self._coroutines(coord)
+        made = self._coroutines(coord)
+        if made is None:
+            return []
+        coros, names, coord = made
         threads = [RunnerThread(c, n, loop) for c, n in zip(coros, names)]
         for t in threads:
             coord.register_task(t)
             if start:
                 t.start()
+                t._auto_started = True
         return threads

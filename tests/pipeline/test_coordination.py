@@ -151,6 +151,30 @@ async def test_async_with_requests_stop_on_error_and_joins_registered_tasks():
     assert coord.should_stop() and stopped.is_set()
 
 
+def test_join_and_wait_for_stop_block_in_a_script_as_tensorflows():
+    # TF1 scripts write coord.join(threads) and coord.wait_for_stop(t) without an event loop: they
+    # used to get an un-awaited coroutine (the error was lost, wait_for_stop was always truthy).
+    coord = Coordinator()
+    assert coord.wait_for_stop(0.01) is False
+    t = threading.Thread(target=lambda: coord.request_stop(ValueError("corrupt record in shard 7")))
+    t.start()
+    with pytest.raises(ValueError, match="shard 7"):
+        coord.join([t])
+    assert coord.joined and coord.wait_for_stop(0) is True
+
+    deaf = Coordinator(clean_stop_exception_types=None)  # None: TensorFlow's default, OutOfRange is clean
+    deaf.request_stop(qs.OutOfRangeError("end of input"))
+    assert deaf.exception is None
+    stuck = threading.Event()
+    straggler = threading.Thread(target=stuck.wait, args=(10,), name="reader-0")
+    straggler.start()
+    deaf.register_thread(straggler)
+    with pytest.raises(RuntimeError, match="threads still running.*reader-0"):
+        deaf.join(stop_grace_period_secs=0.01)
+    stuck.set()
+    straggler.join()
+
+
 def test_with_block_surfaces_a_thread_error_at_the_end():
     with pytest.raises(OSError, match="disk"):
         with Coordinator(stop_grace_period_secs=5) as coord:
@@ -200,7 +224,7 @@ async def test_runner_error_stops_everything_and_cancels_blocked_enqueues(local_
             await coord.join(tasks, stop_grace_period_secs=5)
         assert await q.is_closed()  # closed with cancel_pending_enqueues: the blocked op ended
         assert all(t.done() and not t.cancelled() for t in tasks)
-        assert [type(e) for e in runner.exceptions_raised] == [qs.DataLossError]
+        assert runner.exceptions_raised == []  # as in TensorFlow: with a coordinator, errors go to it
 
 
 async def test_stop_request_unblocks_runners_waiting_on_a_full_queue(local_server):
@@ -222,11 +246,75 @@ async def test_runner_without_coordinator_fails_its_task(local_server):
         async def bad():
             raise ValueError("no coordinator to tell")
 
-        tasks = QueueRunner(q, [bad]).create_tasks()
+        runner = QueueRunner(q, [bad])
+        tasks = runner.create_tasks()
         done, _ = await asyncio.wait(tasks, timeout=10)
         assert len(done) == len(tasks)
         assert isinstance(tasks[0].exception(), ValueError)
-        assert await q.is_closed()
+        assert [str(e) for e in runner.exceptions_raised] == ["no coordinator to tell"]
+        assert not await q.is_closed()  # TensorFlow's: only running out of input closes it
+
+
+def test_runner_without_coordinator_keeps_the_other_loops_filling_the_queue(local_server):
+    # TensorFlow's QueueRunner without a coordinator: a failing op ends its own thread only. Ours
+    # used to stop every loop and cancel the queue, losing what the others had still to enqueue.
+    with qs.connect(local_server.target, operation_timeout=10) as c:
+        q = c.fifo_queue("nocoord_others", capacity=100, dtypes=[np.int64], shapes=[[]])
+        values = iter(range(50))
+        gate = threading.Event()
+        bad_opens_the_gate = True
+
+        def good():
+            gate.wait(10)  # the first run: the bad op has failed before this loop enqueues anything
+            try:
+                q.enqueue(next(values))
+            except StopIteration:
+                raise qs.OutOfRangeError("done") from None
+
+        def bad():
+            if bad_opens_the_gate:
+                gate.set()
+            raise ValueError("bad op")
+
+        runner = QueueRunner(q, [good, bad])
+        threads = runner.create_threads()
+        for t in threads:
+            t.join(30)
+        assert [str(e) for e in runner.exceptions_raised] == ["bad op"]
+        assert q.dequeue_up_to(100).tolist() == list(range(50))
+        assert q.is_closed()  # the last loop ran out of input: closed, as in TensorFlow
+
+        # A new run starts with no errors; a second call while one runs starts nothing.
+        bad_opens_the_gate = False
+        gate.clear()  # the good loop now waits until the test lets it go
+        threads = runner.create_threads()
+        assert runner.create_threads() == []
+        gate.set()
+        for t in threads:
+            t.join(30)
+        assert [str(e) for e in runner.exceptions_raised] == ["bad op"]  # this run's only
+
+
+def test_create_threads_handles_take_tensorflows_start_call(local_server):
+    # TensorFlow's idiom (its create_threads does not start by default): start each handle.
+    with qs.connect(local_server.target, operation_timeout=10) as c:
+        q = c.fifo_queue("idiom", capacity=10, dtypes=[np.int64], shapes=[[]])
+        values = iter(range(4))
+
+        def op():
+            try:
+                q.enqueue(next(values))
+            except StopIteration:
+                raise qs.OutOfRangeError("done") from None
+
+        coord = Coordinator()
+        threads = QueueRunner(q, [op]).create_threads(coord)
+        for t in threads:
+            t.start()  # a no-op for a handle create_threads started
+        with pytest.raises(RuntimeError, match="started already"):
+            threads[0].start()  # a second call is the caller's own: refused, as a thread's
+        coord.join(threads, stop_grace_period_secs=5)
+        assert q.dequeue_up_to(10).tolist() == [0, 1, 2, 3]
 
 
 def test_sync_facade_with_blocking_ops_and_a_remote_server(server_process):
