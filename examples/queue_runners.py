@@ -135,17 +135,16 @@ def main(target: str | None = None) -> None:
         files = string_input_producer(c, [csv_path], num_epochs=2, seed=42)
         _, instance_queue = make_queues(c, "producers")
         readers = csv_reader_runner(files.queue, instance_queue, RECORD_DEFAULTS, num_readers=2)
-        # The source is the instance queue itself, so the batch queue's types are given: they
-        # cannot be read off a first instance before the readers run.
+        # The source is the instance queue itself: the batch queue takes its types and shapes from
+        # it, without waiting for a first instance (the readers are not started yet).
         batches = shuffle_batch(c, instance_queue.dequeue, batch_size=2, capacity=10, min_after_dequeue=2,
-                                seed=42, allow_smaller_final_batch=True,
-                                dtypes=[np.float32, np.int32], shapes=[[2], []])
+                                seed=42, allow_smaller_final_batch=True)
         threads = files.start(coord) + readers.create_threads(coord) + batches.start(coord)
         for features, targets in batches:
             print([features, targets])
         print("No more training instances")
         coord.request_stop()
-        coord.join_threads(threads)
+        coord.join(threads)  # TensorFlow's spelling: blocks in a script
     if server is not None:
         server.stop()
 

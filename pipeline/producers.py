@@ -24,10 +24,11 @@ A *source* stands for TensorFlow's tensors, which yield a new value every time t
 An element is one array or scalar (a one-component queue), a tuple or list of them (components),
 or a dict (named components). With ``enqueue_many=True`` each value is a batch of elements (the
 first dimension counts them). The queue's dtypes and shapes come from ``dtypes``/``shapes`` if
-given, else from a Dataset source's static ``element_spec``, else from the source's first value,
-which the producer function takes right away (blocking until it is there): give ``dtypes`` and
-``shapes`` when that value depends on runners not started yet. Python numbers follow TensorFlow's
-rules (float -> float32, int -> int32).
+given, else from the queue a source takes from (a queue's ``dequeue``, a Producer of single
+elements), else from a Dataset source's static ``element_spec``, else from the source's first
+value (every source's, for a join), which the producer function takes right away (blocking until
+it is there): give ``dtypes`` and ``shapes`` when that value depends on runners not started yet.
+Python numbers follow TensorFlow's rules (float -> float32, int -> int32).
 
 Example:
     >>> import numpy as np, queueserver as qs
@@ -193,6 +194,10 @@ def start_queue_runners(producers: Sequence[Producer | QueueRunner],
     Example:
         >>> threads = start_queue_runners([filenames, batches], coord)   # doctest: +SKIP
     """
+    if isinstance(producers, (Producer, QueueRunner)):
+        # A Producer is iterable (iterating it dequeues): looping over one would wait for ever.
+        raise TypeError(f"start_queue_runners expects a list of producers or runners, got one "
+                        f"{type(producers).__name__}: write start_queue_runners([{producers.name}], coord)")
     threads: list[RunnerThread] = []
     for p in producers:
         runner = p.runner if isinstance(p, Producer) else p
@@ -234,11 +239,65 @@ def _infer_spec(element: Any, enqueue_many: bool, dynamic_pad: bool, dtypes: Any
         shapes = []
         for i, a in enumerate(arrays):
             if enqueue_many and a.ndim == 0:
-                raise qerrors.InvalidArgumentError(
+                raise ValueError(
                     f"{where}: enqueue_many=True needs batches, but component {i} of the first value is a scalar")
             shape = a.shape[1:] if enqueue_many else a.shape
             shapes.append([None] * len(shape) if dynamic_pad else list(shape))
     return list(dtypes), shapes, names
+
+
+def _merge_specs(specs: list[tuple[list, Any, list[str] | None]], where: str) -> tuple[list, list, list[str] | None]:
+    """One queue spec from the sources' specs, refused as TensorFlow refuses a join's inputs:
+    different keys (ValueError), dtypes (TypeError) or incompatible shapes (ValueError)."""
+    dtypes, shapes, names = specs[0]
+    merged = [None if s is None else list(s) for s in shapes]
+    for i, (other_dtypes, other_shapes, other_names) in enumerate(specs[1:], 1):
+        if (names is None) != (other_names is None) or (names is not None and set(names) != set(other_names or ())):
+            raise ValueError(f"{where}: all sources must give elements of the same structure (and dicts the "
+                             f"same keys): source 0 gives {names or len(dtypes)}, source {i} {other_names or len(other_dtypes)}")
+        if names is not None and other_names is not None:  # compare by key, whatever each dict's order
+            order = [other_names.index(k) for k in names]
+            other_dtypes = [other_dtypes[j] for j in order]
+            other_shapes = [other_shapes[j] for j in order]
+        if len(other_dtypes) != len(dtypes):
+            raise ValueError(f"{where}: source 0 gives {len(dtypes)} component(s), source {i} {len(other_dtypes)}")
+        if [np.dtype(d) for d in other_dtypes] != [np.dtype(d) for d in dtypes]:
+            raise TypeError(f"{where}: expected types to be consistent: "
+                            f"{', '.join(np.dtype(d).name for d in dtypes)} vs. "
+                            f"{', '.join(np.dtype(d).name for d in other_dtypes)} (source {i})")
+        for c, (mine, theirs) in enumerate(zip(merged, other_shapes)):
+            if mine is None or theirs is None:
+                continue
+            if len(mine) != len(theirs) or any(a is not None and b is not None and a != b for a, b in zip(mine, theirs)):
+                raise ValueError(f"{where}: shapes {tuple(mine)} and {tuple(theirs)} of component {c} are not "
+                                 f"compatible (sources 0 and {i})")
+            merged[c] = [a if a is not None else b for a, b in zip(mine, theirs)]
+    return dtypes, merged, names
+
+
+def _spec_from_queue_source(source: Any, dynamic_pad: bool, dtypes: Any,
+                            shapes: Any) -> tuple[Any, Any, list[str] | None]:
+    """The spec of a source that takes single elements from a queue (a queue's ``dequeue``, or a
+    :class:`Producer` of single elements): the queue's own, so nothing is taken from it before
+    its runners start (TensorFlow reads it off the graph and never blocks)."""
+    queue: Any = None
+    owner, fname = getattr(source, "__self__", None), getattr(source, "__name__", "")
+    if isinstance(source, Producer) and source.batch_size is None:
+        queue = source.queue
+    elif isinstance(owner, Producer) and owner.batch_size is None and fname in ("dequeue", "dequeue_async"):
+        queue = owner.queue
+    elif fname == "dequeue" and all(hasattr(owner, a) for a in ("dtypes", "shapes", "names", "dequeue_many")):
+        queue = owner  # a Queue, AsyncQueue or AsyncQueueView
+    if queue is None or queue.shapes is None:
+        return dtypes, shapes, None
+    qshapes = [list(s) for s in queue.shapes]
+    if not dynamic_pad and any(d is None for s in qshapes for d in s):
+        return dtypes, shapes, None  # unknown sizes: the first value will tell
+    if dtypes is None:
+        dtypes = [STRING if np.dtype(d) == object else d for d in queue.dtypes]
+    if shapes is None:
+        shapes = [[None] * len(s) for s in qshapes] if dynamic_pad else qshapes
+    return dtypes, shapes, list(queue.names) if queue.names is not None else None
 
 
 def _spec_from_dataset(source: Any, dtypes: Any, shapes: Any) -> tuple[Any, Any, list[str] | None]:
@@ -363,28 +422,27 @@ def _make_batch(client: Any, sources: Sequence[Any], loops_per_source: int, batc
         raise qerrors.InvalidArgumentError(f"{where}: batch_size must be >= 1, got {batch_size}")
     if capacity < 1:
         raise qerrors.InvalidArgumentError(f"{where}: capacity must be >= 1, got {capacity}")
+    # A batch may be larger than the capacity, or than capacity - min_after_dequeue: a dequeue_many
+    # takes elements as they come (TensorFlow's rule), so only this is refused, as TensorFlow does.
     if shuffle is not None:
         mad = shuffle["min_after_dequeue"]
-        # Validated here, not when it hangs: a shuffle queue only gives a batch while open when it
-        # holds batch_size elements above min_after_dequeue.
-        if mad < 0 or capacity < mad + batch_size:
-            raise qerrors.InvalidArgumentError(
-                f"{where}: capacity ({capacity}) must be at least min_after_dequeue ({mad}) + batch_size "
-                f"({batch_size}), or dequeue_many waits for ever while the queue is open; raise capacity "
-                f"to {mad + batch_size} or more")
-    elif capacity < batch_size:
-        raise qerrors.InvalidArgumentError(
-            f"{where}: capacity ({capacity}) is smaller than batch_size ({batch_size}), so a full batch "
-            f"never fits while the queue is open; raise capacity to {batch_size} or more")
+        if mad < 0:
+            raise qerrors.InvalidArgumentError(f"{where}: min_after_dequeue must be >= 0, got {mad}")
+        if capacity <= mad:
+            raise ValueError(f"{where}: capacity {capacity} must be bigger than min_after_dequeue {mad}.")
     if not sources:
-        raise qerrors.InvalidArgumentError(f"{where}: give at least one source")
+        raise ValueError(f"{where}: expected at least one input")
     wrapped = [_Source(s, f"{where} source {i}") for i, s in enumerate(sources)]
     names = None
+    if (dtypes is None or shapes is None) and not enqueue_many:
+        dtypes, shapes, names = _spec_from_queue_source(sources[0], dynamic_pad, dtypes, shapes)
     if (dtypes is None or shapes is None) and not enqueue_many and not dynamic_pad:
         dtypes, shapes, names = _spec_from_dataset(sources[0], dtypes, shapes)
     if dtypes is None or shapes is None:
-        first = wrapped[0].peek()
-        dtypes, shapes, names = _infer_spec(first, enqueue_many, dynamic_pad, dtypes, shapes, where)
+        # Every source's first value (a join's sources must agree, as TensorFlow checks when it
+        # builds the graph); each is kept to be enqueued first.
+        specs = [_infer_spec(w.peek(), enqueue_many, dynamic_pad, dtypes, shapes, where) for w in wrapped]
+        dtypes, shapes, names = _merge_specs(specs, where)
     qname = _unique(name, shared_name)
     if dynamic_pad:
         queue = client.padding_fifo_queue(qname, capacity, dtypes, shapes, names=names, container=container)
@@ -433,7 +491,8 @@ def string_input_producer(
         A :class:`Producer` whose ``dequeue()`` gives one name (``bytes``).
 
     Raises:
-        InvalidArgumentError: no file names, or ``num_epochs`` < 1.
+        ValueError: no file names, a single name instead of a list, or ``num_epochs`` < 1
+            (TensorFlow's class).
 
     Example:
         >>> files = string_input_producer(c, ["a.csv", "b.csv"], num_epochs=2, seed=0)  # doctest: +SKIP
@@ -442,11 +501,15 @@ def string_input_producer(
         [b'a.csv', b'a.csv', b'b.csv', b'b.csv']
     """
     client = _require_client(client)
+    if isinstance(filenames, (str, bytes, os.PathLike)):
+        # Iterating a string would give its characters: TensorFlow refuses a scalar here too.
+        raise ValueError(f"string_input_producer expects a list of file names, got a single name "
+                         f"{filenames!r}: write [{filenames!r}]")
     names = [os.fsencode(f) if not isinstance(f, bytes) else f for f in filenames]
     if not names:
-        raise qerrors.InvalidArgumentError("string_input_producer needs at least one file name")
-    if num_epochs is not None and num_epochs < 1:
-        raise qerrors.InvalidArgumentError(f"num_epochs must be >= 1 or None, got {num_epochs}")
+        raise ValueError("string_input_producer requires a non-null input tensor: give at least one file name")
+    if num_epochs is not None and num_epochs <= 0:
+        raise ValueError(f"num_epochs must be > 0 not {num_epochs}.")
     queue = client.fifo_queue(_unique(name, shared_name), capacity, [STRING], [[]], container=container)
     view = AsyncQueueView(queue)
     rng = np.random.default_rng(seed)
@@ -491,7 +554,7 @@ def batch(
         tensors: the source (see the module docstring).
         batch_size: elements per batch.
         num_threads: loops enqueueing from the source at the same time.
-        capacity: the queue's capacity (at least ``batch_size``).
+        capacity: the queue's capacity (a batch may be larger: it is taken as elements come).
         enqueue_many: each source value is a batch of elements.
         shapes: the element shapes (default: from the first value).
         dynamic_pad: use a padding queue: shapes may vary and batches are zero-padded.
@@ -505,8 +568,8 @@ def batch(
         A :class:`Producer`.
 
     Raises:
-        InvalidArgumentError: ``capacity`` < ``batch_size``, bad sizes, or a first value that is not
-            a batch with ``enqueue_many``.
+        InvalidArgumentError: bad sizes.
+        ValueError: a first value that is not a batch with ``enqueue_many`` (TensorFlow's class).
 
     Example:
         >>> b = batch(c, Dataset.range(10), batch_size=4)        # doctest: +SKIP
@@ -546,7 +609,7 @@ def shuffle_batch(
         client: a synchronous client.
         tensors: the source (see the module docstring).
         batch_size: elements per batch.
-        capacity: the queue's capacity (at least ``min_after_dequeue + batch_size``).
+        capacity: the queue's capacity (more than ``min_after_dequeue``).
         min_after_dequeue: elements kept in the queue after a dequeue while it is open.
         num_threads: loops enqueueing from the source at the same time.
         seed: the queue's shuffle seed.
@@ -562,8 +625,8 @@ def shuffle_batch(
         A :class:`Producer`.
 
     Raises:
-        InvalidArgumentError: ``capacity < min_after_dequeue + batch_size`` (it would never give a
-            batch while open), or bad sizes.
+        ValueError: ``capacity <= min_after_dequeue`` (TensorFlow's rule and class).
+        InvalidArgumentError: bad sizes.
 
     Example:
         >>> b = shuffle_batch(c, (x, y), 32, capacity=1000, min_after_dequeue=500, enqueue_many=True)  # doctest: +SKIP
@@ -592,14 +655,15 @@ def batch_join(
     """Batches values of several sources through one FIFO queue, one loop per source
     (``tf.train.batch_join``): e.g. one reader per file, read in parallel.
 
-    The sources must give elements of the same structure and types. The queue closes when every
-    source is exhausted.
+    The sources must give elements of the same structure, types and shapes (checked on each
+    source's first value, or refused as TensorFlow refuses them: ``ValueError``, ``TypeError``).
+    The queue closes when every source is exhausted.
 
     Args:
         client: a synchronous client.
         tensors_list: the sources.
         batch_size: elements per batch.
-        capacity: the queue's capacity (at least ``batch_size``).
+        capacity: the queue's capacity (a batch may be larger: it is taken as elements come).
         enqueue_many: each source value is a batch of elements.
         shapes: the element shapes (default: from the first source's first value).
         dynamic_pad: use a padding queue.
@@ -642,7 +706,7 @@ def shuffle_batch_join(
         client: a synchronous client.
         tensors_list: the sources.
         batch_size: elements per batch.
-        capacity: the queue's capacity (at least ``min_after_dequeue + batch_size``).
+        capacity: the queue's capacity (more than ``min_after_dequeue``).
         min_after_dequeue: elements kept in the queue after a dequeue while it is open.
         seed: the queue's shuffle seed.
         enqueue_many: each source value is a batch of elements.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import doctest
+import threading
 from collections import Counter
 
 import numpy as np
 import pytest
 
-import queueserver as qs
 from pipeline import producers
 from pipeline.coordination import Coordinator
 from pipeline.data import Dataset
@@ -56,10 +56,14 @@ def test_string_input_producer_without_epochs_keeps_the_queue_full(client):
 
 
 def test_string_input_producer_validates(client):
-    with pytest.raises(qs.InvalidArgumentError, match="at least one file name"):
+    # TensorFlow's classes (ValueError at graph construction); a single name used to be iterated
+    # into one "file" per character.
+    with pytest.raises(ValueError, match="at least one file name"):
         string_input_producer(client, [])
-    with pytest.raises(qs.InvalidArgumentError, match="num_epochs"):
+    with pytest.raises(ValueError, match="num_epochs must be > 0"):
         string_input_producer(client, ["a"], num_epochs=0)
+    with pytest.raises(ValueError, match=r"a single name 'data.csv': write \['data.csv'\]"):
+        string_input_producer(client, "data.csv")
     with pytest.raises(TypeError, match="synchronous queueserver Client"):
         string_input_producer(object(), ["a"])
 
@@ -98,11 +102,54 @@ def test_shuffle_batch_mixes_and_loses_nothing(client):
     assert out != list(range(200))
 
 
-def test_shuffle_batch_refuses_a_capacity_that_would_hang(client):
-    with pytest.raises(qs.InvalidArgumentError, match=r"min_after_dequeue \(40\) \+ batch_size \(32\)"):
-        shuffle_batch(client, [1.0], batch_size=32, capacity=50, min_after_dequeue=40)
-    with pytest.raises(qs.InvalidArgumentError, match="smaller than batch_size"):
-        batch(client, [1.0], batch_size=8, capacity=4)
+def test_batches_larger_than_the_capacity_work_and_only_what_tensorflow_refuses_is_refused(client):
+    # A dequeue_many takes elements as they come, so a batch may exceed the capacity (or the room
+    # above min_after_dequeue): TensorFlow builds and serves these; they used to be refused.
+    assert run(batch(client, [np.float32(7)] * 5, batch_size=5, capacity=2))[0].tolist() == [7] * 5
+    shuffled = shuffle_batch(client, [np.float32(7)] * 20, batch_size=5, capacity=10, min_after_dequeue=8)
+    assert [b.tolist() for b in run(shuffled)] == [[7] * 5] * 4
+    with pytest.raises(ValueError, match="capacity 10 must be bigger than min_after_dequeue 10"):
+        shuffle_batch(client, [1.0], batch_size=2, capacity=10, min_after_dequeue=10)
+    with pytest.raises(ValueError, match="at least one input"):
+        batch_join(client, [], batch_size=2)
+    with pytest.raises(ValueError, match="enqueue_many=True needs batches"):
+        batch(client, [np.float32(1)], batch_size=2, enqueue_many=True)
+
+
+def test_join_sources_must_agree_as_tensorflow_checks(client):
+    with pytest.raises(TypeError, match="consistent: float32 vs. int32"):
+        batch_join(client, [[np.float32(1)], [np.int32(1)]], batch_size=2)
+    with pytest.raises(ValueError, match="same keys"):
+        batch_join(client, [[{"a": np.float32(1)}], [{"b": np.float32(1)}]], batch_size=2)
+    with pytest.raises(ValueError, match=r"shapes \(2,\) and \(3,\) of component 0 are not compatible"):
+        shuffle_batch_join(client, [[np.zeros(2, np.float32)], [np.zeros(3, np.float32)]], batch_size=2,
+                           capacity=10, min_after_dequeue=1)
+    # Dicts whose keys come in another order agree.
+    both = batch_join(client, [[{"a": np.float32(1), "b": np.int32(2)}], [{"b": np.int32(4), "a": np.float32(3)}]],
+                      batch_size=2)
+    (got,) = run(both)
+    assert sorted(got["a"].tolist()) == [1, 3] and sorted(got["b"].tolist()) == [2, 4]
+
+
+def test_a_source_that_dequeues_from_a_queue_takes_its_spec_without_waiting(client):
+    # TF1's layout builds everything, then starts the runners: a batch over another queue used to
+    # wait in its constructor for that queue's first element, which nothing would ever enqueue.
+    instances = client.fifo_queue("instances", capacity=10, dtypes=[np.float32, np.int32], shapes=[[2], []])
+    built: list = []
+    maker = threading.Thread(target=lambda: built.append(batch(client, instances.dequeue, batch_size=2)))
+    maker.start()
+    maker.join(10)
+    assert built, "batch() waited for the queue's first element"
+    (batches,) = built
+    with pytest.raises(TypeError, match=r"list of producers or runners, got one Producer"):
+        start_queue_runners(batches, Coordinator())
+    coord = Coordinator()
+    threads = start_queue_runners([batches], coord)
+    instances.enqueue_many((np.arange(8, dtype=np.float32).reshape(4, 2), np.arange(4, dtype=np.int32)))
+    instances.close()
+    got = list(batches)
+    coord.join(threads, stop_grace_period_secs=5)
+    assert [x.tolist() for x, _ in got] == [[[0, 1], [2, 3]], [[4, 5], [6, 7]]]
 
 
 def test_batch_join_reads_every_source_and_closes_after_the_last(client):
