@@ -15,7 +15,7 @@ import numpy as np
 from queueserver import protocol as P
 from queueserver.channel import DEFAULT, HELLO_TIMEOUT_S, Channel
 from queueserver.cluster import DeviceSpec, ResourceInfo
-from queueserver.core.specs import ComponentSpec
+from queueserver.core.specs import ComponentSpec, as_dtype, as_shape, coerce_value, default_array, dtype_name
 from queueserver.core.timeouts import check_timeout
 from queueserver.deliveries import Deliveries
 from queueserver.errors import InvalidArgumentError, UnavailableError
@@ -230,12 +230,20 @@ class AsyncClient(Channel):
 
     async def variable(self, name: str, initial_value: Any = 0.0, *, container: str | None = None,
                        dtype: Any = None) -> "AsyncVariable":
-        """Get or create a variable; it stays uninitialised until ``initialize()``."""
+        """Get or create a variable; it stays uninitialised until ``initialize()``.
+
+        Without ``dtype`` the variable takes TensorFlow's dtype for ``initial_value`` (Python floats
+        float32, Python ints int32, NumPy values their own: see ``core.specs.default_array``); with
+        it, the initial value must convert without changing kind (``1.5`` into int32 is refused,
+        never truncated), as every later update.
+        """
         container = self._container(container)
-        value = np.asarray(initial_value)
-        if dtype is None and value.dtype == np.float64 and not isinstance(initial_value, np.ndarray):
-            value = value.astype(np.float32)  # Python floats make float32 variables, as in TensorFlow
-        header = P.create_variable(None if dtype is None else np.dtype(dtype).name)
+        if dtype is None:
+            value, header = default_array(initial_value), P.create_variable()
+        else:
+            dt = as_dtype(dtype)  # converted here, where a Python value is still one (``[]`` takes the dtype)
+            value = coerce_value(initial_value, dt, f"Variable '{name}' initial value")
+            header = P.create_variable(dtype_name(dt))
         reply, route = await self._create("Variable", name, container, header, [value])
         return AsyncVariable(self, route, name, container, reply.get("home", self.task),
                              np.dtype(reply["dtype"]), tuple(reply["shape"]))
@@ -244,8 +252,7 @@ class AsyncClient(Channel):
                                       container: str | None = None) -> "AsyncAccumulator":
         """Get or create a conditional accumulator of gradients (TensorFlow's ConditionalAccumulator)."""
         container = self._container(container)
-        shape = [int(shape)] if isinstance(shape, (int, np.integer)) else [int(d) for d in shape]
-        header = P.create_accumulator(shape, np.dtype(dtype).name)
+        header = P.create_accumulator(_wire_shape(shape), dtype_name(as_dtype(dtype)))
         reply, route = await self._create("ConditionalAccumulator", name, container, header)
         return AsyncAccumulator(self, route, name, container, reply.get("home", self.task),
                                 np.dtype(reply["dtype"]), tuple(reply["shape"]))
@@ -257,8 +264,7 @@ class AsyncClient(Channel):
         SparseConditionalAccumulator): ``reduction_type`` "MEAN" averages each row over the
         gradients that touched it, "SUM" sums."""
         container = self._container(container)
-        shape = [int(shape)] if isinstance(shape, (int, np.integer)) else [int(d) for d in shape]
-        header = P.create_accumulator(shape, np.dtype(dtype).name, str(reduction_type))
+        header = P.create_accumulator(_wire_shape(shape), dtype_name(as_dtype(dtype)), str(reduction_type))
         reply, route = await self._create("SparseConditionalAccumulator", name, container, header)
         return AsyncSparseAccumulator(self, route, name, container, reply.get("home", self.task),
                                       np.dtype(reply["dtype"]), tuple(reply["shape"]))
@@ -310,6 +316,13 @@ class AsyncClient(Channel):
         # numpy scalars (a loader's np.float32 rate) travel as plain numbers.
         clean = {str(k): v.item() if isinstance(v, np.generic) else v for k, v in figures.items()}
         await self.call(P.report(str(role), clean))
+
+
+def _wire_shape(shape: Any) -> list | None:
+    """An accumulator's shape as it travels: a list of dimensions, -1 for an unknown one; None
+    for an unknown rank (the server says what it takes)."""
+    dims = as_shape(shape.tolist() if isinstance(shape, np.ndarray) else shape)
+    return None if dims is None else [-1 if d is None else d for d in dims]
 
 
 def _watch_task(caller: Any, callback: Callable[[Any], None]) -> None:

@@ -487,9 +487,10 @@ def _to_wire(value: Any, wire_dtype: str) -> np.ndarray:
 
 
 def _as_float_array(value: Any) -> np.ndarray:
-    """A gradient as it should travel: its own float dtype (float16 halves the bytes; the server widens)."""
+    """A gradient as it should travel: its own float dtype (float16 halves the bytes; the server widens).
+    A complex one travels as it is, for the server to refuse: casting would drop its imaginary part."""
     arr = np.asarray(value)
-    return arr if arr.dtype.kind == "f" else arr.astype(np.float32)
+    return arr if arr.dtype.kind in "fc" else arr.astype(np.float32)
 
 
 class AsyncAccumulator(_ArrayHandle):
@@ -521,7 +522,7 @@ class AsyncAccumulator(_ArrayHandle):
         return arrays[0]
 
     async def set_global_step(self, step: int) -> None:
-        """Move the global step forward; gradients for older steps are dropped from now on."""
+        """Set the global step (backwards too, as TensorFlow); gradients for older steps are dropped from now on."""
         await self.conn.call(self._acc("set_step", step=int(step)))
 
     async def num_accumulated(self) -> int:
@@ -552,22 +553,29 @@ class AsyncSparseAccumulator(_ArrayHandle):
         """Add a sparse gradient computed at ``local_step``; False when it was stale and dropped.
 
         Args:
-            grad: an :class:`IndexedSlices` (or any ``(values, indices)`` pair): ``indices`` a
-                vector of rows, ``values`` one row of ``shape[1:]`` per index. A row named twice
-                adds both values (and counts once for that row's average).
+            grad: an :class:`IndexedSlices` (or any ``(values, indices)`` pair, or ``(values,
+                indices, dense_shape)``): ``indices`` a vector of rows, ``values`` one row of
+                ``shape[1:]`` per index. A row named twice adds both values (and counts once for
+                that row's average). A ``dense_shape`` that is not None is checked against the
+                accumulator's shape, as TensorFlow checks it.
             local_step: the global step the gradient was computed at.
             wire_dtype: ``"bfloat16"`` sends the values as bfloat16, as for ``apply_grad``.
 
         Raises:
             InvalidArgumentError: indices not a vector of integers or out of range, values of the
-                wrong shape or dtype; checked even for a stale gradient.
+                wrong shape or dtype, a ``dense_shape`` other than the accumulator's shape;
+                checked even for a stale gradient.
         """
         values, indices = grad[0], grad[1]
+        dense_shape = grad[2] if len(grad) > 2 else None
         vals = _as_float_array(values) if wire_dtype is None else _to_wire(values, wire_dtype)
         fields: dict[str, Any] = {"step": int(local_step)}
         if wire_dtype is not None:
             fields["wd"] = wire_dtype
-        reply, _ = await self.conn.call(self._acc("apply_sparse", **fields), [_as_indices(indices), vals])
+        arrays = [_as_indices(indices), vals]
+        if dense_shape is not None:
+            arrays.append(_as_indices(dense_shape))
+        reply, _ = await self.conn.call(self._acc("apply_sparse", **fields), arrays)
         return reply["r"]
 
     async def take_indexed_slices_grad(self, num_required: int, *, timeout: Any = DEFAULT) -> IndexedSlices:
@@ -580,7 +588,7 @@ class AsyncSparseAccumulator(_ArrayHandle):
         return IndexedSlices(values, indices, dense_shape)
 
     async def set_global_step(self, step: int) -> None:
-        """Move the global step forward; gradients for older steps are dropped from now on."""
+        """Set the global step (backwards too, as TensorFlow); gradients for older steps are dropped from now on."""
         await self.conn.call(self._acc("set_step", step=int(step)))
 
     async def num_accumulated(self) -> int:

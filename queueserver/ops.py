@@ -224,8 +224,8 @@ SCATTERS = frozenset({"scatter_add", "scatter_sub", "scatter_update"})
 def _op_accumulator(conn: DataConnection, h: dict, body) -> dict:
     home, warning = conn.service.placement_for(h)
     shape = h.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise InvalidArgumentError("an accumulator needs a fully defined shape")
+    if shape is not None and (not isinstance(shape, list) or not all(isinstance(d, int) for d in shape)):
+        raise InvalidArgumentError("an accumulator's shape is a list of dimensions")  # the core says what it takes
     container, name = field_str(h, P.CONTAINER, ""), field_str(h, P.NAME)
     existed = name in conn.service.resources.containers.get(container, {})
     reduction = h.get(P.SPARSE)
@@ -252,11 +252,13 @@ def _op_acc(conn: DataConnection, h: dict, body):
     if action == "apply_sparse":
         arrays = decode_arrays(h.get(P.ARRAYS, []), body)
         step = h.get("step")
-        if len(arrays) != 2 or not isinstance(step, int):
-            raise InvalidArgumentError("apply_indexed_slices_grad needs indices, values and an integer local_step")
+        if len(arrays) not in (2, 3) or not isinstance(step, int):
+            raise InvalidArgumentError(
+                "apply_indexed_slices_grad needs indices, values (and perhaps a dense_shape) and an integer local_step")
         if not isinstance(acc, SparseConditionalAccumulator):
             raise InvalidArgumentError(f"{acc.type_name} '{acc.name}' takes dense gradients: use apply_grad")
-        return {"r": acc.apply_indexed_slices_grad(arrays[0], arrays[1], step, h.get(P.WIRE_DTYPE))}
+        dense_shape = arrays[2] if len(arrays) == 3 else None
+        return {"r": acc.apply_indexed_slices_grad(arrays[0], arrays[1], step, h.get(P.WIRE_DTYPE), dense_shape)}
     if action == "take":
         n = h.get(P.COUNT)
         if not isinstance(n, int):

@@ -7,8 +7,9 @@ first ``rows % n`` shards hold one row more than the others. How many shards:
 
 - ``num_shards=n``: TensorFlow's ``fixed_size_partitioner(n)`` (never more shards than rows);
 - ``min_shard_bytes=b`` (with ``max_shards``, default unbounded): TensorFlow's
-  ``min_max_variable_partitioner(max_partitions, min_slice_size=b)``: as many shards as keep each at
-  least ``b`` bytes, at most ``max_shards``, at least one.
+  ``min_max_variable_partitioner(max_partitions, min_slice_size=b)``: ``ceil(table bytes / b)``
+  shards, at most ``max_shards`` and one per row, at least one (the rows then split as above, so a
+  shard may hold somewhat less than ``b`` bytes, as in TensorFlow).
 
 Shards are placed over the ps tasks round robin (shard ``i`` on ``/job:ps/task:i % num_ps``, as a
 ``replica_device_setter`` places variables in turn) when the client is in a cluster with a ``ps``
@@ -58,11 +59,12 @@ def fixed_size_partitioner(num_shards: int) -> Callable[[Sequence[int], Any], in
     return partition
 
 
-def min_max_variable_partitioner(max_partitions: int | None = None,
+def min_max_variable_partitioner(max_partitions: int | None = 1,
                                  min_slice_size: int = 256 << 10) -> Callable[[Sequence[int], Any], int]:
-    """TensorFlow's ``min_max_variable_partitioner`` along the rows: as many shards as keep each at
-    least ``min_slice_size`` bytes (a whole number of rows each), at most ``max_partitions``
-    (None: no limit), at least one."""
+    """TensorFlow's ``min_max_variable_partitioner`` along the rows, with its defaults and its
+    count: ``max(1, min(rows, max_partitions, ceil(total bytes / min_slice_size)))`` (None for
+    ``max_partitions``: no limit but the rows). As in TensorFlow, ``min_slice_size`` sets the count;
+    rows are then split as evenly as they go, so a shard may hold somewhat less than it."""
     if max_partitions is not None and int(max_partitions) < 1:
         raise InvalidArgumentError(f"max_partitions must be at least 1, got {max_partitions}")
     if int(min_slice_size) < 1:
@@ -70,9 +72,8 @@ def min_max_variable_partitioner(max_partitions: int | None = None,
 
     def partition(shape: Sequence[int], dtype: Any) -> int:
         rows = int(shape[0])
-        row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize)
-        rows_per_shard = max(1, math.ceil(int(min_slice_size) / row_bytes))
-        shards = math.ceil(rows / rows_per_shard)
+        total_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        shards = min(rows, math.ceil(total_bytes / int(min_slice_size)))
         if max_partitions is not None:
             shards = min(int(max_partitions), shards)
         return max(1, shards)
@@ -233,8 +234,8 @@ async def partitioned_variable(client: AsyncClient, name: str, shape: Sequence[i
         initializer: the whole table's initial value, a function ``(shard shape, first row) ->
             array``, or None for zeros. Shards stay uninitialised until ``initialize()``.
         num_shards: a fixed number of shards (``fixed_size_partitioner``).
-        min_shard_bytes, max_shards: shards of at least this many bytes, at most ``max_shards``
-            (``min_max_variable_partitioner``).
+        min_shard_bytes, max_shards: ``ceil(table bytes / min_shard_bytes)`` shards, at most
+            ``max_shards`` (None: no limit but one per row); ``min_max_variable_partitioner``'s count.
         container: the container of every shard.
 
     Raises:

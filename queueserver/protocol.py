@@ -149,7 +149,7 @@ def create_variable(dtype: str | None = None) -> dict:
     return {OP: OP_VARIABLE} if dtype is None else {OP: OP_VARIABLE, "dtype": dtype}
 
 
-def create_accumulator(shape: list, dtype: str, reduction_type: str | None = None) -> dict:
+def create_accumulator(shape: list | None, dtype: str, reduction_type: str | None = None) -> dict:
     """``reduction_type``: None for a dense accumulator, "MEAN" or "SUM" for a sparse one."""
     header = {OP: OP_ACCUMULATOR, "shape": shape, "dtype": dtype}
     if reduction_type is not None:

@@ -21,10 +21,42 @@ from typing import Any, Callable
 import numpy as np
 
 from queueserver.core.clock import LOOP_CLOCK, Clock
-from queueserver.core.specs import allocate, as_dtype, dtype_name, shape_str
+from queueserver.core.specs import allocate, as_dtype, as_shape, dtype_name, shape_str
 from queueserver.core.timeouts import check_timeout
 from queueserver.core.wire_dtypes import check_wire, widen
 from queueserver.errors import CancelledError, DeadlineExceededError, InvalidArgumentError, NotFoundError
+
+
+# TensorFlow registers its accumulators' kernels for half, float and double only.
+ACCUMULATOR_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def accumulator_dtype(dtype: Any, owner: str) -> np.dtype:
+    """``dtype`` as an accumulator's: float16, float32 or float64.
+
+    Raises:
+        InvalidArgumentError: any other dtype (integers, complex, bool), named.
+    """
+    dt = as_dtype(dtype)
+    if dt not in ACCUMULATOR_DTYPES:
+        raise InvalidArgumentError(
+            f"{owner}: dtype must be floating (float16, float32 or float64, as TensorFlow's), got {dtype_name(dt)}")
+    return dt
+
+
+def defined_shape(shape: Any, owner: str) -> tuple:
+    """An accumulator's shape: every dimension known (a list of ints >= 0, or one int).
+
+    Raises:
+        InvalidArgumentError: ``None`` (unknown rank) or an unknown dimension (``None`` or -1):
+            TensorFlow's accumulators take them, these do not (the sum is allocated up front).
+    """
+    dims = as_shape(shape)  # InvalidArgumentError for anything that is not a shape
+    if dims is None or None in dims:
+        raise InvalidArgumentError(
+            f"{owner}: needs a fully defined shape, got {'None' if dims is None else shape_str(dims)}"
+            " (unknown dimensions are not supported)")
+    return dims
 
 
 class ConditionalAccumulatorBase:
@@ -107,9 +139,10 @@ class ConditionalAccumulatorBase:
             fut.set_result(self._output(average))
 
     def set_global_step(self, step: int) -> None:
-        """Move the global step (only forwards); gradients for older steps become stale."""
+        """Set the global step, backwards too (as TensorFlow does, which only logs a warning then);
+        gradients for older steps become stale."""
         self._check_alive()
-        self.global_step = max(self.global_step, int(step))
+        self.global_step = int(step)
         if self.recorder is not None:
             self.recorder.step_set(self)
 
@@ -147,10 +180,8 @@ class ConditionalAccumulator(ConditionalAccumulatorBase):
     def __init__(self, name: str, shape: Any, dtype: Any = np.float32, *, clock: Clock = LOOP_CLOCK) -> None:
         self.name = name
         self.clock = clock
-        self.dtype = as_dtype(dtype)
-        if self.dtype.kind not in "fc":
-            raise InvalidArgumentError(f"ConditionalAccumulator '{name}': dtype must be floating, got {dtype_name(self.dtype)}")
-        self.shape = tuple(int(d) for d in shape)
+        self.dtype = accumulator_dtype(dtype, f"ConditionalAccumulator '{name}'")
+        self.shape = defined_shape(shape, f"ConditionalAccumulator '{name}'")
         self.global_step = 0
         self.count = 0
         self.sum_dtype = np.promote_types(self.dtype, np.float32)  # float16 -> float32; wider ones stay
@@ -179,7 +210,7 @@ class ConditionalAccumulator(ConditionalAccumulatorBase):
             raise InvalidArgumentError(
                 f"{owner}: gradient shape {shape_str(grad.shape)}, expected {shape_str(self.shape)}")
         if grad.dtype.kind not in "fiu":
-            raise InvalidArgumentError(f"{owner}: gradient must be numeric")
+            raise InvalidArgumentError(f"{owner}: gradient must be numeric (integer or floating), got {dtype_name(grad.dtype)}")
         check_wire(grad.dtype, wire_dtype, self.sum_dtype, owner)
         if self._stale(local_step):
             return False  # before widening: a stale gradient costs no conversion
@@ -247,12 +278,10 @@ class SparseConditionalAccumulator(ConditionalAccumulatorBase):
                  clock: Clock = LOOP_CLOCK) -> None:
         self.name = name
         self.clock = clock
-        self.dtype = as_dtype(dtype)
         owner = f"SparseConditionalAccumulator '{name}'"
-        if self.dtype.kind not in "fc":
-            raise InvalidArgumentError(f"{owner}: dtype must be floating, got {dtype_name(self.dtype)}")
-        self.shape = tuple(int(d) for d in shape)
-        if not self.shape or any(d < 0 for d in self.shape):
+        self.dtype = accumulator_dtype(dtype, owner)
+        self.shape = defined_shape(shape, owner)
+        if not self.shape:
             raise InvalidArgumentError(f"{owner}: needs a fully defined shape of rank >= 1, got {list(self.shape)}")
         if reduction_type not in REDUCTIONS:
             raise InvalidArgumentError(f"{owner}: reduction_type must be one of {list(REDUCTIONS)}, got {reduction_type!r}")
@@ -271,7 +300,7 @@ class SparseConditionalAccumulator(ConditionalAccumulatorBase):
         self._counts = np.zeros(0, np.int64)                                  # gradients that touched each
 
     def apply_indexed_slices_grad(self, indices: Any, values: Any, local_step: int,
-                                  wire_dtype: str | None = None) -> bool:
+                                  wire_dtype: str | None = None, dense_shape: Any = None) -> bool:
         """Add a sparse gradient computed at ``local_step``; False when it was stale and dropped.
 
         Args:
@@ -279,13 +308,18 @@ class SparseConditionalAccumulator(ConditionalAccumulatorBase):
             values: ``len(indices)`` rows of ``shape[1:]``; any real dtype that converts to the
                 accumulator's, or bfloat16 bit patterns with ``wire_dtype="bfloat16"``.
             local_step: the global step the gradient was computed at.
+            dense_shape: the gradient's ``IndexedSlices.dense_shape``, or None; when given it must
+                agree with the accumulator's shape, as TensorFlow checks it.
 
         Raises:
             InvalidArgumentError: indices that are not a vector of integers, or one out of range
-                (named), values of another shape or dtype; checked even for a stale gradient.
+                (named), values of another shape or dtype, a ``dense_shape`` that differs from the
+                accumulator's; checked even for a stale gradient.
         """
         self._check_alive()
         owner = f"SparseConditionalAccumulator '{self.name}'"
+        if dense_shape is not None:
+            self._check_dense_shape(np.asarray(dense_shape), owner)
         idx, vals = np.asarray(indices), np.asarray(values)
         if idx.ndim != 1:
             raise InvalidArgumentError(f"{owner}: indices must be a vector, got shape {shape_str(idx.shape)}")
@@ -300,7 +334,8 @@ class SparseConditionalAccumulator(ConditionalAccumulatorBase):
                 f"{owner}: values must have shape {shape_str(idx.shape + self.shape[1:])}"
                 f" (one row of {shape_str(self.shape[1:])} per index), got {shape_str(vals.shape)}")
         if vals.dtype.kind not in "fiu":
-            raise InvalidArgumentError(f"{owner}: gradient values must be numeric")
+            raise InvalidArgumentError(
+                f"{owner}: gradient values must be numeric (integer or floating), got {dtype_name(vals.dtype)}")
         check_wire(vals.dtype, wire_dtype, self.sum_dtype, owner)
         if self._stale(local_step):
             return False
@@ -313,6 +348,21 @@ class SparseConditionalAccumulator(ConditionalAccumulatorBase):
             self.recorder.gradient_added(self, rows, summed)
         self._serve()
         return True
+
+    def _check_dense_shape(self, dense_shape: np.ndarray, owner: str) -> None:
+        """TensorFlow's check of a gradient's ``dense_shape``: at least the accumulator's rank, and
+        its dimensions where the accumulator's are known."""
+        if dense_shape.ndim != 1 or dense_shape.dtype.kind not in "iu":
+            raise InvalidArgumentError(
+                f"{owner}: dense_shape must be a vector of integers, got {dtype_name(dense_shape.dtype)}"
+                f"{shape_str(dense_shape.shape)}")
+        if dense_shape.size < len(self.shape):
+            raise InvalidArgumentError(
+                f"{owner}: Shape mismatch: expected shape rank at least {len(self.shape)}, got {dense_shape.size}")
+        for i, d in enumerate(self.shape):
+            if d != int(dense_shape[i]):
+                raise InvalidArgumentError(
+                    f"{owner}: Shape mismatch: expected shape dim {i} to be {d}, got {int(dense_shape[i])}")
 
     def apply_grad(self, grad: Any, local_step: int, wire_dtype: str | None = None) -> bool:
         """Refused: a sparse accumulator takes :meth:`apply_indexed_slices_grad`."""

@@ -161,7 +161,11 @@ class QueueBase:
 
     def __init__(self, name: str, capacity: int, spec: ComponentSpec, *, clock: Clock = LOOP_CLOCK) -> None:
         if not isinstance(capacity, (int, np.integer)) or capacity <= 0:
-            raise InvalidArgumentError(f"{self.type_name} '{name}': capacity must be a positive integer, got {capacity!r}")
+            # TensorFlow reads a negative capacity as unbounded; here the capacity bounds what a
+            # queue can make the server hold, so there is no unbounded queue.
+            unbounded = " (unbounded queues are not supported)" if isinstance(capacity, (int, np.integer)) and capacity < 0 else ""
+            raise InvalidArgumentError(
+                f"{self.type_name} '{name}': capacity must be a positive integer, got {capacity!r}{unbounded}")
         self.name = name
         self.clock = clock  # timeouts and blocked time (see queueserver.core.clock)
         self.capacity = int(capacity)
@@ -248,14 +252,16 @@ class QueueBase:
 
         Raises:
             InvalidArgumentError: the batch does not fit the spec (the queue is unchanged).
-            CancelledError: the queue is closed.
+            CancelledError: the queue is closed (and the batch has elements to place).
         """
         self._check_alive()
         timeout = check_timeout(timeout, "enqueue into {} '{}'", self.type_name, self.name)
         if not validated:
             batch = self.spec.validate_batch(batch, many=many)
         self._validate_enqueue(batch)
-        if self.closed:
+        # Nothing to place is no error, closed or not: TensorFlow returns early for a batch of zero
+        # elements (and a retry of a call that placed all of its elements has nothing left).
+        if self.closed and batch_count(batch) > (stamp.placed if stamp is not None else 0):
             raise CancelledError(f"{self.type_name} '{self.name}' is closed.")
         if stamp is not None and stamp.attempt is not None and not stamp.attempt.done:
             # An earlier try still waits for room (its connection went quiet without closing):

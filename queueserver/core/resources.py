@@ -19,7 +19,7 @@ import numpy as np
 from queueserver.core.accumulators import ConditionalAccumulator, SparseConditionalAccumulator
 from queueserver.core.clock import LOOP_CLOCK, Clock
 from queueserver.core.queues import QUEUE_TYPES, QueueBase, RandomShuffleQueue
-from queueserver.core.specs import ComponentSpec, as_dtype, cast_exact, dtype_name, shape_str
+from queueserver.core.specs import ComponentSpec, as_dtype, coerce_value, dtype_name, shape_str
 from queueserver.core.wire_dtypes import widen
 from queueserver.errors import (
     FailedPreconditionError,
@@ -97,16 +97,29 @@ class Variable:
         self._updated()
         return self.value
 
+    def _check_arithmetic(self, op: str, instead: str) -> None:
+        """Refuse arithmetic on a bool variable (TensorFlow registers no such kernel; NumPy would
+        make ``+`` a logical or), pointing at the update that works (``instead``)."""
+        if self.dtype == np.bool_:
+            raise InvalidArgumentError(f"Variable '{self.name}' {op}: not defined for a bool variable (use {instead})")
+
     def assign_add(self, delta: Any, wire_dtype: str | None = None) -> np.ndarray:
-        """Add ``delta`` atomically; returns the new value. ``wire_dtype``: as for :meth:`assign`."""
+        """Add ``delta`` atomically; returns the new value. ``wire_dtype``: as for :meth:`assign`.
+
+        Raises:
+            InvalidArgumentError: a bool variable, or a delta of another shape or dtype; nothing changes.
+        """
         current = self._check()
+        self._check_arithmetic("assign_add", "assign")
         self.value = current + self._coerce(delta, "assign_add", wire_dtype)
         self._updated()
         return self.value
 
     def assign_sub(self, delta: Any, wire_dtype: str | None = None) -> np.ndarray:
-        """Subtract ``delta`` atomically; returns the new value. ``wire_dtype``: as for :meth:`assign`."""
+        """Subtract ``delta`` atomically; returns the new value. ``wire_dtype``: as for :meth:`assign`;
+        raises as :meth:`assign_add`."""
         current = self._check()
+        self._check_arithmetic("assign_sub", "assign")
         self.value = current - self._coerce(delta, "assign_sub", wire_dtype)
         self._updated()
         return self.value
@@ -182,8 +195,7 @@ class Variable:
 
     def _scatter_sum(self, op: str, indices: Any, updates: Any, wire_dtype: str | None, sign: int) -> None:
         self._check()
-        if self.dtype == np.bool_:
-            raise InvalidArgumentError(f"Variable '{self.name}' {op}: not defined for a bool variable (use scatter_update)")
+        self._check_arithmetic(op, "scatter_update")
         idx = self._indices(indices, op)
         upd = self._updates(idx, updates, op, wire_dtype)
         flat = idx.reshape(-1)
@@ -332,9 +344,12 @@ class ResourceManager:
         """
         if not name:
             raise InvalidArgumentError("a shared variable needs a non-empty name")
-        value = np.asarray(initial_value)
-        if dtype is not None:
-            value = cast_exact(value, as_dtype(dtype), f"Variable '{_resource_key(container, name)}'")
+        if dtype is None:
+            value = np.asarray(initial_value)
+        else:
+            # A queue's rule for a user's value: a float into an int dtype or a complex into a float
+            # one is refused, never truncated; integers are range-checked.
+            value = coerce_value(initial_value, as_dtype(dtype), f"Variable '{_resource_key(container, name)}' initial value")
         if value.dtype.kind not in "biufc":
             raise InvalidArgumentError(f"Variable '{name}': values must be numeric or bool, got {value.dtype}")
         display = _resource_key(container, name)

@@ -236,15 +236,27 @@ def _checked_dtype(i: int, arr: Any, dtype: np.dtype) -> np.ndarray:
         raise InvalidArgumentError(
             f"Type mismatch in tuple component {i}. Expected {dtype_name(dtype)}, got {dtype_name(arr.dtype)}")
     if dtype == STRING and arr.dtype != STRING:
-        arr = _to_bytes_objects(arr)
+        arr = _to_bytes_objects(arr, i)
     return arr
 
 
-def _to_bytes_objects(arr: np.ndarray) -> np.ndarray:
+def _to_bytes_objects(arr: np.ndarray, index: int) -> np.ndarray:
+    """Text as a string component ``index`` holds it: bytes as they are, str as UTF-8.
+
+    Raises:
+        InvalidArgumentError: an element is not bytes or str (``5`` would become five zero bytes),
+            in TensorFlow's words: "Expected string, but got 5 of type 'int'".
+    """
     out = np.empty(arr.shape, dtype=object)
     flat = out.reshape(-1)
     for j, v in enumerate(arr.reshape(-1)):
-        flat[j] = v.encode() if isinstance(v, str) else bytes(v)
+        if isinstance(v, str):
+            flat[j] = v.encode()
+        elif isinstance(v, (bytes, bytearray, memoryview)):
+            flat[j] = bytes(v)
+        else:
+            raise InvalidArgumentError(f"Type mismatch in tuple component {index}. Expected string,"
+                                       f" but got {v!r} of type '{type(v).__name__}'")
     return out
 
 
@@ -308,11 +320,27 @@ def cast_exact(arr: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
     return arr.astype(dtype)
 
 
-def coerce_component(value: Any, dtype: np.dtype, index: int) -> np.ndarray:
-    """Turn a user's value into an array of ``dtype`` where the conversion loses no kind of meaning.
+_INT32 = np.iinfo(np.int32)
 
-    Python numbers and lists convert freely within a kind (``1.0`` into float32, ``3`` into int64,
-    ``2`` into float32); a float into an integer queue is refused, as TensorFlow refuses it.
+
+def default_array(value: Any) -> np.ndarray:
+    """``value`` as an array of the dtype TensorFlow gives it when none is named (``tf.Variable(5)``):
+    a NumPy array or scalar keeps its own (``np.float64(1.5)``: float64); Python floats, and lists
+    of numbers with one, become float32; Python ints, and lists of them, int32 (int64 when one does
+    not fit, as TensorFlow does); bools, complex numbers and text keep NumPy's reading."""
+    arr = np.asarray(value)
+    if isinstance(value, (np.ndarray, np.generic)):
+        return arr
+    if arr.dtype == np.float64:
+        return arr.astype(np.float32)
+    if arr.dtype == np.int64 and (arr.size == 0 or (arr.min() >= _INT32.min and arr.max() <= _INT32.max)):
+        return arr.astype(np.int32)
+    return arr
+
+
+def coerce_component(value: Any, dtype: np.dtype, index: int) -> np.ndarray:
+    """Turn a user's value into component ``index`` of ``dtype``: text into bytes for a string
+    component (anything else refused), numbers by :func:`coerce_value`.
 
     Raises:
         InvalidArgumentError: the value cannot be represented in ``dtype`` without changing kind.
@@ -321,17 +349,32 @@ def coerce_component(value: Any, dtype: np.dtype, index: int) -> np.ndarray:
         arr = np.asarray(value, dtype=object) if not isinstance(value, np.ndarray) else value
         if arr.dtype.kind not in "OSU":
             raise InvalidArgumentError(f"Type mismatch in tuple component {index}. Expected string, got {dtype_name(arr.dtype)}")
-        return _to_bytes_objects(arr)
+        return _to_bytes_objects(arr, index)
+    return coerce_value(value, dtype, f"tuple component {index}")
+
+
+def coerce_value(value: Any, dtype: np.dtype, what: str) -> np.ndarray:
+    """Turn a user's value (a queue's component, a variable's initial value) into an array of
+    numeric ``dtype`` where the conversion loses no kind of meaning.
+
+    Python numbers and lists convert freely within a kind (``1.0`` into float32, ``3`` into int64,
+    ``2`` into float32); a float into an integer dtype, or a complex into a float one, is refused,
+    as TensorFlow refuses it, never truncated; integers are range-checked (:func:`cast_exact`).
+
+    Raises:
+        InvalidArgumentError: the value cannot be represented in ``dtype`` without changing kind,
+            naming ``what``.
+    """
     if isinstance(value, (np.ndarray, np.generic)) and value.dtype == dtype:
         return value if isinstance(value, np.ndarray) else np.asarray(value)
     arr = value if isinstance(value, np.ndarray) else np.asarray(value)
     if arr.dtype == dtype:
         return arr
     if arr.size == 0 and isinstance(value, (list, tuple)):
-        return np.empty(arr.shape, dtype)  # an empty list has no dtype of its own: it takes the queue's
+        return np.empty(arr.shape, dtype)  # an empty list has no dtype of its own: it takes the target's
     if arr.dtype.kind in "OSU" or not np.can_cast(arr.dtype, dtype, casting="same_kind"):
         if not (arr.dtype.kind in "bui" and dtype.kind in "biuf"):
             raise InvalidArgumentError(
-                f"Type mismatch in tuple component {index}. Expected {dtype_name(dtype)}, got {dtype_name(arr.dtype)}"
+                f"Type mismatch in {what}. Expected {dtype_name(dtype)}, got {dtype_name(arr.dtype)}"
                 + (f" ({value!r})" if arr.size == 1 else ""))
-    return cast_exact(arr, dtype, f"tuple component {index}")
+    return cast_exact(arr, dtype, what)

@@ -113,3 +113,38 @@ async def test_a_stale_bfloat16_gradient_is_dropped_but_a_malformed_one_is_refus
     with pytest.raises(InvalidArgumentError, match="ConditionalAccumulator 'w': gradient must be numeric"):
         acc.apply_grad(np.array([True, False]), local_step=3)
     assert acc.num_accumulated() == 0 and acc.stats["applied"] == 0
+
+
+# ---------------------------------------------------------------- TensorFlow 2.21 audit
+async def test_set_global_step_moves_the_step_backwards_too():
+    # TensorFlow logs a warning and sets it: a gradient of step 3 is fresh again after 5, then 1.
+    acc = ConditionalAccumulator("w", [1])
+    acc.set_global_step(5)
+    acc.set_global_step(1)
+    assert acc.global_step == 1
+    assert acc.apply_grad(np.ones(1), local_step=3)
+    assert acc.num_accumulated() == 1
+
+
+def test_only_half_float_and_double_accumulators_exist_and_complex_gradients_are_refused():
+    for dtype in (np.float16, np.float32, np.float64):
+        assert ConditionalAccumulator("f", [1], dtype).dtype == dtype
+    for dtype, name in ((np.complex64, "complex64"), (np.complex128, "complex128"), (np.int32, "int32"),
+                        (np.bool_, "bool"), (np.longdouble, np.dtype(np.longdouble).name)):
+        with pytest.raises(InvalidArgumentError, match=f"ConditionalAccumulator 'z': dtype must be floating.*got {name}"):
+            ConditionalAccumulator("z", [1], dtype)
+    with pytest.raises(InvalidArgumentError, match="dtype must be floating"):
+        ResourceManager().accumulator("z", [1], dtype="complex64")
+    acc = ConditionalAccumulator("f", [1])
+    with pytest.raises(InvalidArgumentError, match="gradient must be numeric .*got complex64"):
+        acc.apply_grad(np.array([1 + 2j], np.complex64), 0)  # never its real part
+    assert acc.num_accumulated() == 0
+
+
+def test_an_accumulator_needs_a_fully_defined_shape_and_says_so():
+    for shape, shown in ((None, "None"), ([None, 2], r"\[\?,2\]"), ([-1], r"\[\?\]")):
+        with pytest.raises(InvalidArgumentError, match=f"ConditionalAccumulator 'n': needs a fully defined shape, got {shown}"):
+            ConditionalAccumulator("n", shape)
+    with pytest.raises(InvalidArgumentError, match="bad dimension"):
+        ConditionalAccumulator("n", ["x"])
+    assert ConditionalAccumulator("n", 3).shape == (3,)

@@ -460,3 +460,32 @@ async def test_a_refused_timeout_names_the_call_and_its_resource():
     acc = ConditionalAccumulator("w", [2])
     with pytest.raises(InvalidArgumentError, match=r"^take_grad from \w+ 'w': timeout must be a finite"):
         acc.take_grad(1, timeout=float("inf"))
+
+
+# ---------------------------------------------------------------- TensorFlow 2.21 audit
+async def test_enqueue_many_of_zero_elements_into_a_closed_queue_is_a_no_op():
+    # TensorFlow returns early for a batch of zero elements, closed queue or not.
+    q = make()
+    q.close()
+    attempt = q.enqueue([np.zeros(0, np.float32)], many=True)
+    assert attempt.done
+    await attempt.wait()
+    assert q.size() == 0 and q.stats["enqueued"] == 0
+    with pytest.raises(CancelledError, match="'q' is closed"):
+        enq(q, 1.0)
+    with pytest.raises(CancelledError, match="'q' is closed"):
+        q.enqueue([np.array(1.0, np.float32)])
+
+
+def test_a_string_component_takes_text_only():
+    from queueserver.core.specs import STRING, coerce_component
+
+    # TensorFlow: TypeError "Expected string, but got 5 of type 'int'"; five zero bytes before.
+    for value, shown in ((5, "5 of type 'int'"), ([3, 1], "3 of type 'int'"), ([b"a", 2.5], "2.5 of type 'float'"),
+                         (np.array([b"a", None], dtype=object), "None of type 'NoneType'")):
+        with pytest.raises(InvalidArgumentError, match=f"component 0. Expected string, but got {shown}"):
+            coerce_component(value, STRING, 0)
+    assert coerce_component(b"\xff\x00", STRING, 0).item() == b"\xff\x00"
+    assert coerce_component("h\u00e9", STRING, 0).item() == "h\u00e9".encode()
+    assert coerce_component(np.array([b"a", "\u00e9"], dtype=object), STRING, 0).tolist() == [b"a", "\u00e9".encode()]
+    assert coerce_component(np.array(["x", "y"]), STRING, 0).tolist() == [b"x", b"y"]

@@ -112,3 +112,37 @@ def test_a_shared_shuffle_queue_reopened_without_a_seed_accepts_its_seed():
     assert rm.queue("random_shuffle", "s", capacity=10, dtypes=[np.float32]) is q
     with pytest.raises(InvalidArgumentError, match=r"random seeds \(98765432\) but requested seeds were \(1\)"):
         rm.queue("random_shuffle", "s", capacity=10, dtypes=[np.float32], seed=1)
+
+
+def test_an_initial_value_is_converted_by_the_rule_of_every_update_never_truncated():
+    # TensorFlow: TypeError "Expected int32, but got 1.5 of type 'float'"; nothing is created.
+    rm = ResourceManager()
+    for name, value, dtype, message in (("a", 1.5, np.int32, r"Expected int32, got float64 \(1.5\)"),
+                                        ("b", [0.7, -1.9], np.int32, "Expected int32, got float64"),
+                                        ("c", 1 + 2j, np.float32, "Expected float32, got complex128"),
+                                        ("d", np.array([1.0]), np.int64, "Expected int64, got float64")):
+        with pytest.raises(InvalidArgumentError, match=f"Type mismatch in Variable '{name}' initial value. {message}"):
+            rm.variable(name, value, dtype=dtype)
+        assert not list(rm.items())
+    with pytest.raises(InvalidArgumentError, match="Variable 'u' initial value: value 300 is out of range for uint8"):
+        rm.variable("u", 300, dtype=np.uint8)
+    assert rm.variable("u", 255, dtype=np.uint8).dtype == np.uint8
+    # What TensorFlow converts still converts: within a kind or to a wider one.
+    assert rm.variable("i", 3, dtype=np.float32).initialize().tolist() == 3.0
+    assert rm.variable("j", np.int64(3), dtype=np.int32).dtype == np.int32
+    assert rm.variable("k", True, dtype=np.int32).initialize().tolist() == 1
+    assert rm.variable("h", 1.5, dtype=np.float16).initialize().tolist() == 1.5
+    assert rm.variable("z", 1.5, dtype=np.complex64).dtype == np.complex64
+
+
+def test_arithmetic_on_a_bool_variable_is_refused_and_changes_nothing():
+    rm = ResourceManager()
+    b = rm.variable("b", np.array([True, False]))
+    b.initialize()
+    for op in ("assign_add", "assign_sub"):
+        with pytest.raises(InvalidArgumentError, match=f"Variable 'b' {op}: not defined for a bool variable"):
+            getattr(b, op)(np.array([True, True]))
+    assert b.read().tolist() == [True, False] and b.stats["updates"] == 1  # the initialize only
+    assert b.assign(np.array([False, True])).tolist() == [False, True]
+    b.scatter_update(np.array([0]), np.array([True]))
+    assert b.read().tolist() == [True, True]

@@ -211,3 +211,39 @@ async def test_scatters_and_sparse_gradients_replay_to_the_same_state():
     acc3 = third.resources.get("", "g", SparseConditionalAccumulator)
     assert acc3._rows.tolist() == [9] and acc3.count == 1 and acc3.global_step == 1
     assert asyncio.isfuture(acc3.take_grad(1))
+
+
+# ----- TensorFlow 2.21 audit
+def test_sparse_set_global_step_moves_the_step_backwards_too():
+    acc = SparseConditionalAccumulator("s", [4])
+    acc.set_global_step(5)
+    acc.set_global_step(1)
+    assert acc.apply_indexed_slices_grad(np.array([0]), np.ones(1, np.float32), local_step=3)
+    assert acc.num_accumulated() == 1
+
+
+def test_a_dense_shape_other_than_the_accumulators_is_refused_and_adds_nothing():
+    acc = SparseConditionalAccumulator("s", [5, 2])
+    one = (np.array([1]), np.ones((1, 2), np.float32))
+    with pytest.raises(InvalidArgumentError, match="'s': Shape mismatch: expected shape dim 0 to be 5, got 6"):
+        acc.apply_indexed_slices_grad(*one, 0, dense_shape=np.array([6, 2]))
+    with pytest.raises(InvalidArgumentError, match="expected shape dim 1 to be 2, got 3"):
+        acc.apply_indexed_slices_grad(*one, 0, dense_shape=np.array([5, 3]))
+    with pytest.raises(InvalidArgumentError, match="expected shape rank at least 2, got 1"):
+        acc.apply_indexed_slices_grad(*one, 0, dense_shape=np.array([5]))
+    with pytest.raises(InvalidArgumentError, match="dense_shape must be a vector of integers"):
+        acc.apply_indexed_slices_grad(*one, 0, dense_shape=np.array([5.0, 2.0]))
+    with pytest.raises(InvalidArgumentError, match="Shape mismatch"):  # checked even for a stale gradient
+        acc.apply_indexed_slices_grad(*one, -1, dense_shape=np.array([6, 2]))
+    assert acc.num_accumulated() == 0 and acc.stats["applied"] == 0
+    assert acc.apply_indexed_slices_grad(*one, 0, dense_shape=np.array([5, 2]))
+    assert acc.apply_indexed_slices_grad(*one, 0, dense_shape=None)
+    assert acc.num_accumulated() == 2
+
+
+def test_a_sparse_accumulator_needs_a_fully_defined_shape_and_says_so():
+    for shape, shown in ((None, "None"), ([None, 2], r"\[\?,2\]")):
+        with pytest.raises(InvalidArgumentError, match=f"needs a fully defined shape, got {shown}"):
+            SparseConditionalAccumulator("m", shape)
+    with pytest.raises(InvalidArgumentError, match="dtype must be floating.*got complex64"):
+        SparseConditionalAccumulator("m", [3], np.complex64)

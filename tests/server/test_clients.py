@@ -393,3 +393,88 @@ def test_connecting_to_something_that_is_not_a_queue_server_fails_clearly():
         stop.set()
         silent.close()
         banner.close()
+
+
+# ---------------------------------------------------------------- TensorFlow 2.21 audit
+def test_a_string_queue_refuses_numbers_and_adds_nothing(client):
+    # TensorFlow: TypeError "Expected string, but got 5 of type 'int'"; before, 5 became five zero bytes.
+    q = client.fifo_queue("text", capacity=10, dtypes=["string"], shapes=[[]])
+    with pytest.raises(qs.InvalidArgumentError, match="Expected string, but got 5 of type 'int'"):
+        q.enqueue(5)
+    pairs = client.fifo_queue("text2", capacity=10, dtypes=["string"], shapes=[[2]])
+    with pytest.raises(qs.InvalidArgumentError, match="Expected string, but got 3 of type 'int'"):
+        pairs.enqueue([3, 1])
+    assert q.size() == 0 and pairs.size() == 0
+    q.enqueue(b"\xff")
+    q.enqueue("\u00e9")
+    q.enqueue_many(np.array([b"a", "b"], dtype=object))
+    assert q.dequeue_many(4).tolist() == [b"\xff", "\u00e9".encode(), b"a", b"b"]
+
+
+def test_enqueue_many_of_nothing_into_a_closed_queue_succeeds(client):
+    q = client.fifo_queue("closed_empty", capacity=10, dtypes=[np.float32], shapes=[[]])
+    q.close()
+    q.enqueue_many(np.zeros(0, np.float32))  # TensorFlow returns early for zero elements
+    with pytest.raises(qs.CancelledError, match="is closed"):
+        q.enqueue_many(np.zeros(1, np.float32))
+    assert q.size() == 0
+
+
+def test_an_unbounded_capacity_is_refused_clearly(client):
+    with pytest.raises(qs.InvalidArgumentError, match=r"capacity must be a positive integer, got -1 \(unbounded"):
+        client.fifo_queue("unbounded", -1, [np.float32], [[]])
+    with pytest.raises(qs.InvalidArgumentError, match="capacity must be an integer, got None"):
+        client.fifo_queue("unbounded", None, [np.float32], [[]])
+
+
+def test_accumulators_are_float16_32_or_64_and_set_global_step_goes_backwards(client):
+    with pytest.raises(qs.InvalidArgumentError, match="ConditionalAccumulator 'z': dtype must be floating.*got complex64"):
+        client.conditional_accumulator("z", shape=[1], dtype=np.complex64)
+    with pytest.raises(qs.InvalidArgumentError, match="SparseConditionalAccumulator 'zs': dtype must be floating.*got int32"):
+        client.sparse_conditional_accumulator("zs", shape=[1], dtype=np.int32)
+    acc = client.conditional_accumulator("f", shape=[1])
+    with pytest.raises(qs.InvalidArgumentError, match="gradient must be numeric .*got complex64"):
+        acc.apply_grad(np.array([1 + 2j], np.complex64), 0)  # before: cast to its real part and summed
+    assert acc.num_accumulated() == 0
+    acc.set_global_step(5)
+    acc.set_global_step(1)  # TensorFlow logs a warning and sets it
+    assert acc.apply_grad(np.ones(1, np.float32), 3) and acc.num_accumulated() == 1
+
+
+def test_an_accumulator_of_unknown_shape_is_refused_clearly(client):
+    for make, shape, shown in ((client.conditional_accumulator, None, "None"),
+                               (client.sparse_conditional_accumulator, None, "None"),
+                               (client.sparse_conditional_accumulator, [None, 2], r"\[\?,2\]")):
+        with pytest.raises(qs.InvalidArgumentError, match=f"needs a fully defined shape, got {shown}"):
+            make("unknown", shape=shape)
+    assert client.conditional_accumulator("known", shape=3).shape == (3,)
+
+
+def test_variables_take_tensorflows_default_dtypes_and_never_truncate_an_initial_value(client):
+    assert client.variable("i", 5).dtype == np.int32
+    assert client.variable("l", [1, 2]).dtype == np.int32
+    assert client.variable("big", 2 ** 40).dtype == np.int64  # as TensorFlow: it does not fit int32
+    assert client.variable("f", 1.5).dtype == np.float32
+    assert client.variable("f64", np.float64(1.5)).dtype == np.float64  # a NumPy scalar keeps its dtype
+    assert client.variable("e", []).dtype == np.float32
+    for name, value, dtype, message in (("a", 1.5, np.int32, r"Expected int32, got float64 \(1.5\)"),
+                                        ("b", [0.7, -1.9], np.int32, "Expected int32, got float64"),
+                                        ("c", 1 + 2j, np.float32, "Expected float32, got complex128")):
+        with pytest.raises(qs.InvalidArgumentError, match=f"Variable '{name}' initial value. {message}"):
+            client.variable(name, value, dtype=dtype)
+    ok = client.variable("ok", 3, dtype=np.float32)
+    ok.initialize()
+    assert ok.read().dtype == np.float32 and ok.read() == 3.0
+    assert client.variable("empty", [], dtype=np.int32).shape == (0,)
+
+
+def test_arithmetic_on_a_bool_variable_is_refused_and_changes_nothing(client):
+    b = client.variable("flags", np.array([True, False]))
+    b.initialize()
+    for op in ("assign_add", "assign_sub"):  # before: a logical or, and an InternalError
+        with pytest.raises(qs.InvalidArgumentError, match=f"Variable 'flags' {op}: not defined for a bool variable"):
+            getattr(b, op)(np.array([True, True]))
+    assert b.read().tolist() == [True, False]
+    assert b.assign(np.array([False, True])).tolist() == [False, True]
+    b.scatter_update([0], np.array([True]))
+    assert b.read().tolist() == [True, True]

@@ -73,6 +73,26 @@ def test_sparse_accumulator_through_the_server(local_server):
             c.sparse_conditional_accumulator("dense", [2])
 
 
+def test_a_gradients_dense_shape_is_checked_against_the_accumulators_over_the_wire(local_server):
+    # TensorFlow: InvalidArgumentError "Shape mismatch: expected shape dim 0 to be 5, got 6"; nothing added.
+    with qs.connect(local_server.target, operation_timeout=10) as c:
+        acc = c.sparse_conditional_accumulator("s", shape=[5, 2])
+        values, rows = np.ones((1, 2), np.float32), np.array([1])
+        with pytest.raises(InvalidArgumentError, match="'s': Shape mismatch: expected shape dim 0 to be 5, got 6"):
+            acc.apply_indexed_slices_grad(qs.IndexedSlices(values, rows, np.array([6, 2])), 0)
+        with pytest.raises(InvalidArgumentError, match="expected shape dim 1 to be 2, got 3"):
+            acc.apply_indexed_slices_grad((values, rows, [5, 3]), 0)  # a list of ints: int64
+        assert acc.num_accumulated() == 0
+        assert acc.apply_indexed_slices_grad(qs.IndexedSlices(values, rows, np.array([5, 2])), 0)
+        assert acc.apply_indexed_slices_grad(qs.IndexedSlices(values, rows, None), 0)
+        assert acc.num_accumulated() == 2
+        # set_global_step moves backwards too, as TensorFlow's: step 3 is fresh again after 5, then 1
+        acc.set_global_step(5)
+        acc.set_global_step(1)
+        assert acc.take_indexed_slices_grad(2).indices.tolist() == [1]  # the step is 2 now
+        assert acc.apply_indexed_slices_grad((values, rows), 3)
+
+
 async def test_a_taker_waiting_on_a_sparse_accumulator_is_served_by_another_client(local_server):
     a = await qs.connect_async(local_server.target, operation_timeout=10)
     b = await qs.connect_async(local_server.target, operation_timeout=10)
@@ -91,10 +111,19 @@ async def test_a_taker_waiting_on_a_sparse_accumulator_is_served_by_another_clie
 
 def test_tf_partitioners_split_rows_as_tensorflow():
     assert shard_rows(10, 3) == [4, 3, 3]  # the first rows % n shards take one more
-    # min_max_variable_partitioner: 1000 rows of 16 float32 (64 B); 4 KiB slices = 64 rows -> 16 shards
-    assert min_max_variable_partitioner(min_slice_size=4096)([1000, 16], np.float32) == 16
+    # min_max_variable_partitioner: 1000 rows of 16 float32 = 64,000 B; ceil(64000 / 4096) -> 16 shards
+    assert min_max_variable_partitioner(None, min_slice_size=4096)([1000, 16], np.float32) == 16
     assert min_max_variable_partitioner(max_partitions=3, min_slice_size=4096)([1000, 16], np.float32) == 3
     assert min_max_variable_partitioner(max_partitions=3)([10, 2], np.float32) == 1  # 256 KiB default
+    # TensorFlow's defaults (max_partitions=1, min_slice_size=256 KiB) and count, max(1, min(rows,
+    # max_partitions, ceil(bytes / min_slice_size))), checked against TensorFlow 2.21:
+    assert min_max_variable_partitioner()([1024, 1024], np.float32) == 1
+    assert min_max_variable_partitioner(100)([1024, 1024], np.float32) == 16
+    assert min_max_variable_partitioner(100, 6)([10, 1], np.float32) == 7
+    assert min_max_variable_partitioner(100, 60)([5, 10], np.float32) == 4
+    assert min_max_variable_partitioner(100, 40)([100, 3], np.float32) == 30
+    assert min_max_variable_partitioner(100, 1)([3, 4], np.float32) == 3  # never more shards than rows
+    assert shard_rows(10, 7) == [2, 2, 2, 1, 1, 1, 1]  # TensorFlow's get_variable([10, 1]) shards
 
 
 def test_partitioned_variable_equals_one_variable_across_the_ps_tasks(cluster):
@@ -127,9 +156,12 @@ def test_partitioned_variable_equals_one_variable_across_the_ps_tasks(cluster):
             with pytest.raises(InvalidArgumentError, match=r"updates must have shape \[2,5\]"):
                 part.scatter_sub(np.array([0, 50]), np.ones((2, 4)))
             np.testing.assert_array_equal(part.read(), before)
-            # by size: 103 rows of 40 bytes; 1 KiB shards = 26 rows -> 4 shards (as above), at most 2
+            # by size: 103 rows of 40 bytes = 4120 B; ceil(4120 / 1024) = 5 shards, at most 2
             sized = c.partitioned_variable("sized", [103, 5], np.float64, min_shard_bytes=1024, max_shards=2)
             assert [s.shape[0] for s in sized.shards] == [52, 51]
+            # max_shards unbounded (the default): TensorFlow's count and split, 7 shards of [10, 1] float32
+            small = c.partitioned_variable("small", [10, 1], np.float32, min_shard_bytes=6)
+            assert [s.shape[0] for s in small.shards] == [2, 2, 2, 1, 1, 1, 1]
         c.reset(["sparse_partitioned"])
 
 
@@ -177,6 +209,8 @@ def test_sparse_calls_forwarded_by_another_task(cluster):
         with pytest.raises(InvalidArgumentError, match=r"indices\[0\] = 50 is not in \[0, 50\)"):
             v.gather([50])
         acc.apply_indexed_slices_grad((np.ones((1, 3)), np.array([5])), 0)
+        with pytest.raises(InvalidArgumentError, match="expected shape dim 0 to be 50, got 51"):  # 3 arrays forwarded
+            acc.apply_indexed_slices_grad(qs.IndexedSlices(np.ones((1, 3)), np.array([5]), np.array([51, 3])), 0)
         got = acc.take_indexed_slices_grad(1)
         assert got.indices.tolist() == [5] and got.values.tolist() == [[1.0] * 3]
         c.reset(["sparse_forwarded"])
