@@ -98,6 +98,7 @@ class FixedLengthRecordReader:
         self._skip = 0  # compressed files with a hop past the buffer: bytes still to discard
         self._eof = False
         self._reported = False  # the partial trailing record was already raised/counted
+        self._stream_error: DataLossError | None = None  # corrupt/truncated stream, raised after the records before it
         if self.compression_type:
             self._n = None  # unknown until the end of the stream
         else:
@@ -203,18 +204,22 @@ class FixedLengthRecordReader:
         return out
 
     def _fill_compressed(self, need: int) -> None:
-        """Decompress until ``self._buf`` holds ``need`` bytes or the stream ends."""
-        while self._skip and not self._eof:  # a hop past the end of the buffer: discard the gap
-            gap = self._src.read(min(self._skip, 1 << 20))
-            if not gap:
-                self._eof = True
-            self._skip -= len(gap)
-        while len(self._buf) < need and not self._eof:
-            block = self._src.read_block()
-            if not block:
-                self._eof = True
-            else:
-                self._buf += block
+        """Decompress until ``self._buf`` holds ``need`` bytes or the stream ends (or breaks: the
+        error is kept, to be raised once the whole records decompressed before it are out)."""
+        try:
+            while self._skip and not self._eof:  # a hop past the end of the buffer: discard the gap
+                gap = self._src.read(min(self._skip, 1 << 20))
+                if not gap:
+                    self._eof = True
+                self._skip -= len(gap)
+            while len(self._buf) < need and not self._eof:
+                block = self._src.read_block()
+                if not block:
+                    self._eof = True
+                else:
+                    self._buf += block
+        except DataLossError as e:
+            self._stream_error, self._eof = e, True
 
     def _read_compressed(self, max_records: int) -> np.ndarray:
         rb, fb = self.record_bytes, self.footer_bytes
@@ -236,6 +241,11 @@ class FixedLengthRecordReader:
         del self._buf[:drop]
         self._next += k
         self.records += k
+        if k < want and self._stream_error is not None:
+            if k:
+                return out  # the records before the damage first (as TensorFlow); the error next call
+            err, self._stream_error = self._stream_error, None
+            raise err
         if k < want and self._eof and not self._reported and not self.hop_bytes:
             leftover = len(self._buf) - fb
             if leftover > 0:

@@ -51,6 +51,19 @@ def _as_records(records: Any) -> tuple[list[bytes] | np.ndarray, tuple[int, ...]
     return flat_list, arr.shape, False
 
 
+def _checked_fixed_length(fixed_length: int | None, size: int) -> int:
+    """``fixed_length`` as an int (0 when unset), checked as TensorFlow's DecodePaddedRaw checks it
+    (in its order and words)."""
+    if fixed_length is None:
+        return 0
+    fixed = int(fixed_length)
+    if fixed % size:
+        raise InvalidArgumentError(f"fixed_length ({fixed}) must be a multiple of the size of out_type ({size})")
+    if fixed <= 0:
+        raise InvalidArgumentError(f"fixed_length ({fixed}) must be greater than zero.")
+    return fixed
+
+
 @accepts_blocks("records")
 def decode_raw(
     records: Any,
@@ -66,21 +79,22 @@ def decode_raw(
         out_type: a numpy dtype (``np.uint8``, ``np.int16``, ``np.float32``, ...).
         little_endian: whether the bytes are little-endian (ignored for 1-byte types).
         fixed_length: if set, each record is first truncated or zero-padded to this many bytes
-            (must be a multiple of the type's size), so records of different lengths batch.
+            (must be a positive multiple of the type's size), so records of different lengths batch.
 
     Returns:
         Shape ``records.shape + [n]`` where ``n`` is the number of values per record.
 
     Raises:
         InvalidArgumentError: records of different lengths (without ``fixed_length``), a length
-            that is not a multiple of the type's size, or an unsupported type; the message names
-            the record index.
+            that is not a multiple of the type's size, a ``fixed_length`` that is not a positive
+            multiple of it, or an unsupported type; the message names the record index.
     """
     dtype = np.dtype(out_type)
     if dtype.kind in "OSUV" or dtype.itemsize == 0:
         raise InvalidArgumentError(f"decode_raw: unsupported out_type {dtype}")
     size = dtype.itemsize
     src_dtype = dtype.newbyteorder("<" if little_endian else ">") if size > 1 else dtype
+    fixed = _checked_fixed_length(fixed_length, size)
     if type(records) is FixedBlock and fixed_length is None:  # a Data API batch (pipeline.blocks)
         return _decode_rows(records.rows, dtype, src_dtype)
     recs, shape, scalar = _as_records(records.materialize() if isinstance(records, RecordBlock) else records)
@@ -88,7 +102,6 @@ def decode_raw(
     if isinstance(recs, np.ndarray):  # 2-D uint8 view of an 'S' array
         width = recs.shape[1]
         if fixed_length is not None:
-            fixed = int(fixed_length)
             padded = np.zeros((recs.shape[0], fixed), np.uint8)
             padded[:, : min(fixed, width)] = recs[:, :fixed]
             recs, width = padded, fixed
@@ -100,11 +113,6 @@ def decode_raw(
         return out.reshape(shape + (width // size,))
 
     if fixed_length is not None:
-        fixed = int(fixed_length)
-        if fixed < 0 or fixed % size:
-            raise InvalidArgumentError(
-                f"fixed_length ({fixed}) must be a non-negative multiple of the size of out_type ({size})"
-            )
         buf = np.zeros((len(recs), fixed), np.uint8)
         for i, r in enumerate(recs):
             k = min(len(r), fixed)

@@ -8,6 +8,11 @@ TensorFlow's rules (``InputBuffer::ReadLine``):
 * a last line without a newline is still a line (its trailing ``\\r`` is removed), but a file that
   ends with ``\\n`` has no extra empty line after it.
 
+With ``drop_cr=True`` (what ``TextLineDataset`` uses) it follows TensorFlow 2's
+``TextLineDataset`` instead (``BufferedInputStream::ReadLine``): every ``\\r`` is removed from
+its line, wherever it is, and a last line without a newline counts unless it holds only
+``\\r`` bytes.
+
 The module also holds ``ByteSource``, the buffered, optionally GZIP/ZLIB-decompressing byte stream
 that every reader of this package (text, CSV, fixed-length, TFRecord) reads through, so the opening,
 decompression, error and resume rules are written once; it inflates with :mod:`pipeline.inflate`
@@ -302,6 +307,8 @@ class TextLineReader:
         on_error: ``"raise"``, or ``"skip"`` to stop quietly at corrupt or truncated compressed
             data, counting it in ``bad_records`` (lines are only ever lost to broken compression).
         state: a dict from :meth:`get_state` to resume from.
+        drop_cr: remove every ``\\r`` from the lines (TensorFlow 2's ``TextLineDataset``); by
+            default only the one of a ``\\r\\n`` ending goes (``tf.compat.v1.TextLineReader``).
 
     Raises:
         NotFoundError: the file does not exist.
@@ -321,6 +328,7 @@ class TextLineReader:
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         on_error: str = "raise",
         state: dict | None = None,
+        drop_cr: bool = False,
     ) -> None:
         if skip_header_lines < 0:
             raise InvalidArgumentError(f"skip_header_lines must be >= 0, got {skip_header_lines}")
@@ -329,6 +337,7 @@ class TextLineReader:
         self.compression_type = _check_compression(compression_type)
         self.buffer_size = int(buffer_size)
         self.on_error = check_on_error(on_error)
+        self._drop_cr = bool(drop_cr)
         self.bad_records = 0
         self.records = 0  # lines handed out
         self._line_no = 0  # lines consumed, header lines included
@@ -373,6 +382,9 @@ class TextLineReader:
                 self._eof = True
                 tail = self._finish_partial(b"")
                 self._block_base = offset
+                if self._drop_cr:  # TensorFlow 2: it counts unless it is only "\r"s (all removed)
+                    self._has_cr = b"\r" in tail
+                    return self._set_lines([tail] if tail.count(b"\r") < len(tail) else [])
                 if self._first_stripped:  # its "\r" is cut already
                     return self._set_lines([tail] if tail else [])
                 # TensorFlow: a last line without "\n" counts unless it is empty after the "\r" cut.
@@ -390,7 +402,7 @@ class TextLineReader:
                 rest = data[end + 1:]
                 lines = rest.split(b"\n")
                 lines.insert(0, first)
-                self._has_cr = first.endswith(b"\r") or b"\r" in rest
+                self._has_cr = (b"\r" in first if self._drop_cr else first.endswith(b"\r")) or b"\r" in rest
             else:
                 lines = data.split(b"\n")
                 self._has_cr = b"\r" in data
@@ -498,7 +510,10 @@ class TextLineReader:
                     break
             j = min(len(self._lines), self._i + max_records - len(out))
             part = self._lines[self._i : j]
-            if self._has_cr:
+            if self._has_cr and self._drop_cr:
+                if part:  # every "\r" goes: one replace over the lines, which it cannot re-split
+                    part = b"\n".join(part).replace(b"\r", b"").split(b"\n")
+            elif self._has_cr:
                 keep = int(self._first_stripped and self._i == 0)  # already without its "\r"
                 part = part[:keep] + [l[:-1] if l[-1:] == b"\r" else l for l in part[keep:]]
             if out:
@@ -557,6 +572,8 @@ class TextLineReader:
                 p = text.index(b"\n", p + 1)
             text, n = text[:p], max_records
         end = start + len(text) + 1
+        if self._drop_cr and b"\r" in text:
+            text = text.replace(b"\r", b"")  # removing every "\r" changes no line boundary
         self._src.seek(end)
         self._block_base = end
         self._line_no += n

@@ -8,9 +8,10 @@ Rules (``tensorflow/core/kernels/decode_csv_op.cc``), all kept:
   int64, ``str``/``bytes`` -> string; ``[]`` (or an empty array of a dtype) makes the column
   required: an empty field is then an error;
 * an empty field (or one equal to ``na_value``) takes the default;
-* numbers may have surrounding whitespace; floats accept ``inf``/``nan`` (any case), hex
-  integers (``0x1A``) and must be shorter than 32 characters; ints accept a sign and leading
-  zeros, nothing else (``3.`` is not an int32), and must fit the type;
+* numbers may have surrounding whitespace; floats are read as ``absl::SimpleAtof``/``SimpleAtod``
+  read them: any length, correctly rounded, ``inf``/``infinity``/``nan``/``nan(chars)`` (any case),
+  hex floats (``0x1A``, ``0x1.8p1``); ints accept a sign and leading zeros, nothing else (``3.`` is
+  not an int32), and must fit the type;
 * with ``use_quote_delim`` a field in double quotes may hold the delimiter and ``""`` for a quote;
   quotes or CR/LF inside an unquoted field are errors; string fields keep their spaces;
 * the first bad record raises ``InvalidArgumentError`` with TensorFlow's message ("Field 0 in
@@ -51,7 +52,6 @@ from queueserver.errors import InvalidArgumentError
 from ..blocks import LinesBlock, RecordBlock, accepts_blocks
 
 from .arrow import _ArrowPlan, _arrow_plan, _decode_arrow
-from .arrow import _has_long_field as _has_long_field  # re-exported for the tests
 from .defaults import _NP, _STR, _Column, _empty_columns, _parse_defaults
 from .exact import _decode_record_slow, _RecordError
 from .vectorised import _CHUNK, _decode_chunk_fast

@@ -4,9 +4,8 @@ Large batches of plain numeric records (digits, ``.``, signs, exponents, the del
 columns only) are parsed by pyarrow's native CSV reader, with the column types taken from
 ``record_defaults`` and empty fields filled with the defaults as arrays. pyarrow is optional (the
 package works without it) and only gets chunks it reads exactly as TensorFlow does: a chunk with
-anything else (spaces, quotes, CR, letters such as ``inf`` or ``0x1A``, a float field of 32 bytes or
-more, a wrong field count, an empty record, a missing required field, an unparsable number) is
-declined (``_decode_arrow`` returns None) and handed to the numpy paths, which give TensorFlow's
+anything else (spaces, quotes, CR, letters such as ``inf`` or ``0x1A``, a wrong field count, an
+empty record, a missing required field, an unparsable number) is declined (``_decode_arrow`` returns None) and handed to the numpy paths, which give TensorFlow's
 values and errors. Whether pyarrow is tried at all is decided in :mod:`pipeline.csv` (``USE_ARROW``).
 """
 
@@ -25,7 +24,6 @@ _ARROW_BLOCK = 1 << 22  # pyarrow's own parse block: large blocks parse fastest,
 # delimiter and "\n". No spaces, quotes, CR, letters (so no "inf", "infinity", "0x1A" or "NA"):
 # pyarrow and TensorFlow disagree on those, and any chunk holding one goes to the exact path.
 _ARROW_NUMBER_BYTES = b"0123456789.+-eE"
-_LONG_PIECE = 1 << 17  # bytes per step of the long-field test (fits the L2 cache)
 _PARALLEL_CHECK_BYTES = 1 << 18  # chunks from this size are checked on a thread during the parse
 _CHECKER = ProcessWorker("csv-check")
 _arrow_mods: Any = None  # (pyarrow, pyarrow.csv, pyarrow.compute), or False when not installed
@@ -61,8 +59,6 @@ class _ArrowPlan:
         arrow_type = {_F32: pa.float32(), _F64: pa.float64(), _I32: pa.int32(), _I64: pa.int64()}
         types = [arrow_type[c.kind] for c in cols]
         self.fills = [None if c.default is None else pa.scalar(c.default.item(), t) for c, t in zip(cols, types)]
-        # TensorFlow refuses float fields of 32 bytes or more (kFastToBufferSize); pyarrow does not.
-        self.check_long = any(c.kind in (_F32, _F64) for c in cols)
         self.delim = delim
         self.read = pacsv.ReadOptions(use_threads=threads, autogenerate_column_names=True, block_size=_ARROW_BLOCK)
         self.parse = pacsv.ParseOptions(
@@ -98,53 +94,12 @@ def _arrow_plan(
     return plan
 
 
-def _has_long_field(text: bytes, delim: int) -> bool:
-    """Whether any field of ``text`` is 32 bytes or longer (conservatively: maybe 24 or more).
-
-    A field of 32 bytes or more covers at least three whole aligned 8-byte words, so the vector
-    test looks for three consecutive words without a delimiter or newline: a handful of passes at
-    memory speed. Words it flags (fields of 24+ bytes) are measured exactly.
-    """
-    u8 = np.frombuffer(text, np.uint8)
-    m = len(u8) & ~7
-    if m < 32:
-        return any(len(f) >= 32 for f in text.replace(bytes((delim,)), b"\n").split(b"\n"))
-    has = np.empty(m // 8, bool)  # word k holds a delimiter or newline
-    # Pieces that stay in the cache: one pass over fresh 48 MB temporaries costs 4x more.
-    piece = min(m, _LONG_PIECE)
-    a, b = np.empty(piece, bool), np.empty(piece, bool)
-    for s in range(0, m, piece):
-        u, k = u8[s : min(m, s + piece)], min(m - s, piece)
-        np.equal(u, delim, out=a[:k])
-        np.equal(u, 10, out=b[:k])
-        np.logical_or(a[:k], b[:k], out=a[:k])
-        np.not_equal(a[:k].view(np.uint64), 0, out=has[s // 8 : (s + k) // 8])
-    run = has[:-2] | has[1:-1]
-    run |= has[2:]
-    suspects = np.flatnonzero(~run) if not run.all() else ()
-    if len(suspects) > 64:  # many long-ish fields: measure every field
-        sep = (u8 == delim) | (u8 == 10)
-        ends = np.flatnonzero(sep)
-        widths = np.diff(ends, prepend=-1, append=len(u8)) - 1
-        return bool(widths.max() >= 32)
-    d = bytes((delim,))
-    for w in suspects:
-        p = 8 * int(w)
-        start = max(text.rfind(d, 0, p), text.rfind(b"\n", 0, p)) + 1
-        end = min(x for x in (text.find(d, p), text.find(b"\n", p), len(text)) if x >= 0)
-        if end - start >= 32:
-            return True
-    # The last bytes (beyond the whole words) are measured exactly; a field reaching back past
-    # them has been seen by the word test already.
-    tail = text[max(0, len(text) - 80) :].replace(d, b"\n")
-    return any(len(f) >= 32 for f in tail.split(b"\n"))
-
-
 def _arrow_text_ok(text: bytes, plan: _ArrowPlan) -> bool:
-    """Whether ``text`` holds only bytes pyarrow reads as TensorFlow does, and no long float."""
-    if text.translate(None, plan.allowed):
-        return False
-    return not (plan.check_long and _has_long_field(text, plan.delim))
+    """Whether ``text`` holds only bytes pyarrow reads as TensorFlow does.
+
+    Float fields of any length qualify: pyarrow rounds them correctly, as absl::SimpleAtof does.
+    """
+    return not text.translate(None, plan.allowed)
 
 
 def _checker() -> Any:
@@ -156,8 +111,7 @@ def _decode_arrow(text: bytes, nrec: int | None, cols: list[_Column], plan: _Arr
     """Decode ``"\\n"``-joined records with pyarrow, or None when the exact path must do it.
 
     Only a chunk that pyarrow reads exactly as TensorFlow would comes back: plain numbers,
-    ``nrec`` records (when given), the right field count everywhere, float fields shorter than 32
-    bytes, and no empty field in a required column. Anything else (including every error
+    ``nrec`` records (when given), the right field count everywhere, and no empty field in a required column. Anything else (including every error
     TensorFlow would raise) returns None, so messages and edge cases stay those of the exact path.
 
     Returns:

@@ -23,10 +23,14 @@ class _RecordError(Exception):
 
 
 _WS = b" \t\n\v\f\r"
-# double-conversion with ALLOW_LEADING_SPACES | ALLOW_TRAILING_SPACES | ALLOW_HEX |
-# ALLOW_CASE_INSENSIBILITY, infinity "inf", nan "nan": what TensorFlow's safe_strtof/strtod accept.
+# absl::SimpleAtof / SimpleAtod (what TensorFlow's decode_csv and CsvDataset call): surrounding
+# ASCII whitespace, one optional "+" (not "+-"), then absl::from_chars: an optional "-" and
+# "inf", "infinity", "nan" or "nan(chars)" (any case), a hex float "0x" hexdigits [. hexdigits]
+# [p exponent], or a decimal [. digits] [e exponent]; any length, correctly rounded.
 _FLOAT_RE = re.compile(
-    rb"[ \t\n\v\f\r]*([+-]?)(?:(inf|nan)|0x([0-9a-f]+)|((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?))[ \t\n\v\f\r]*\Z",
+    rb"[ \t\n\v\f\r]*(?:\+|(-))?(?:(inf(?:inity)?|nan(?:\([0-9a-z_]*\))?)"
+    rb"|0x([0-9a-f]*)(?:\.([0-9a-f]*))?(?:p([+-]?[0-9]+))?|((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?))"
+    rb"[ \t\n\v\f\r]*\Z",
     re.IGNORECASE,
 )
 # absl::SimpleAtoi: surrounding ASCII whitespace, one optional sign, decimal digits.
@@ -84,11 +88,16 @@ def _extract_fields(rec: bytes, delim: int, use_quote: bool, select: list[int] |
     return fields
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+_F32_OVER = Fraction(2**128 - 2**103)  # halfway from the largest float32 to 2**128: rounds to inf
+
+
 def _f32_exact(exact: Fraction) -> np.float32:
     """Round an exact rational to float32 correctly (ties to even)."""
-    guess = np.float32(float(exact))
+    with np.errstate(over="ignore"):
+        guess = np.float32(float(exact))
     if not np.isfinite(guess):
-        return guess
+        return guess if abs(exact) >= _F32_OVER else np.float32(-_F32_MAX if exact < 0 else _F32_MAX)
     best: tuple[Fraction, np.float32] | None = None
     for cand in (np.nextafter(guess, np.float32(-np.inf)), guess, np.nextafter(guess, np.float32(np.inf))):
         if not np.isfinite(cand):
@@ -101,37 +110,54 @@ def _f32_exact(exact: Fraction) -> np.float32:
 
 
 def _is_f32_tie(x: float) -> bool:
+    """Whether the float64 ``x`` lies halfway between two float32 values (or float32 max and 2**128)."""
+    if abs(x) < 2.0**-126:  # subnormal float32: halfway points are the odd multiples of 2**-150
+        m = x * 2.0**150
+        return m == int(m) and int(m) % 2 == 1
     bits = np.float64(x).view(np.uint64)
     return int(bits) & 0x1FFFFFFF == 0x10000000
 
 
+def _hex_value(neg: bool, whole: bytes, frac: bytes, exp: bytes | None) -> tuple[float, Fraction]:
+    """A hex float's float64 value (correctly rounded) and its exact value."""
+    mant = int(whole + frac, 16)
+    e = (int(exp) if exp else 0) - 4 * len(frac)
+    if mant == 0:
+        return (-0.0 if neg else 0.0), Fraction(0)
+    size = mant.bit_length() + e  # the value is in [2**(size-1), 2**size)
+    if size > 1100 or size < -1100:  # far past float64's range: inf or 0, never a tie
+        v = np.inf if size > 0 else 0.0
+        return (-v if neg else v), Fraction(0)
+    exact = Fraction(mant * 2**e) if e >= 0 else Fraction(mant, 2**-e)
+    exact = -exact if neg else exact
+    try:
+        return float(exact), exact
+    except OverflowError:
+        return (-np.inf if neg else np.inf), exact
+
+
 def _parse_float(tok: bytes, kind: str) -> Any:
-    """TensorFlow's safe_strtof/safe_strtod, or None when the field is not a valid number."""
-    if len(tok) >= 32:  # kFastToBufferSize: TensorFlow refuses longer fields outright
-        return None
+    """TensorFlow's float parse (absl::SimpleAtof/Atod), or None when the field is not a valid number."""
     m = _FLOAT_RE.match(tok)
     if m is None:
         return None
-    sign, special, hexdigits, dec = m.groups()
-    neg = sign == b"-"
+    minus, special, hex_whole, hex_frac, hex_exp, dec = m.groups()
+    neg = minus is not None
     if special is not None:
-        v = float(special.decode())
+        v = float(special[:3].decode())
         return _NP[kind](-v if neg else v)
-    if hexdigits is not None:
-        iv = int(hexdigits, 16)
-        exact = Fraction(-iv if neg else iv)
-        try:
-            v = float(exact)
-        except OverflowError:
-            v = -np.inf if neg else np.inf
+    if hex_whole is not None:
+        if not hex_whole and not hex_frac:
+            return None  # "0x" needs a digit: absl reads "0" and stops at the "x"
+        v, exact = _hex_value(neg, hex_whole, hex_frac or b"", hex_exp)
+        text = None
     else:
-        text = (sign + dec).decode()
-        v = float(text)
-        exact = None
+        text = ("-" if neg else "") + dec.decode()
+        v = float(text)  # correctly rounded, any length
     if kind == _F64:
         return np.float64(v)
-    if _is_f32_tie(v):
-        return _f32_exact(exact if exact is not None else Fraction(text))
+    if _is_f32_tie(v):  # float64 rounding may have moved the value onto a float32 tie: redo exactly
+        return _f32_exact(exact if text is None else Fraction(text))
     with np.errstate(over="ignore"):
         return np.float32(v)
 

@@ -398,7 +398,9 @@ def _reader_with_state(cls: Callable, path: str, state: dict | None, **kwargs: A
 
 # --------------------------------------------------------------------------- the datasets
 class TextLineDataset(_FilesDataset):
-    """The lines of text files as bytes, without line endings (``\\n`` or ``\\r\\n``).
+    """The lines of text files as bytes, without line endings, split at ``\\n``; as in TensorFlow 2's
+    ``TextLineDataset``, every ``\\r`` is removed from the lines, not only a ``\\r\\n`` ending's
+    (``TextLineReader``, like ``tf.compat.v1.TextLineReader``, keeps the others).
 
     Args:
         filenames: a path, a list of paths, or a Dataset of paths.
@@ -425,7 +427,7 @@ class TextLineDataset(_FilesDataset):
 
     def _open(self, path: str, state: dict | None) -> Any:
         return _reader_with_state(TextLineReader, path, state, skip_header_lines=self._skip_header,
-                                  compression_type=self._compression)
+                                  compression_type=self._compression, drop_cr=True)
 
     def _block_read_size(self, batch_size: int) -> int:
         # Lines are decoded a segment at a time (one native CSV call for many batches).

@@ -303,31 +303,32 @@ def _parse_example_raw(buf: bytes) -> dict[str, tuple[str | None, list]]:
             # the end of the input, so b"\n\x05" parses as an empty Example.
             f_end = min(p + n, end)
             while p < f_end:
+                # TensorFlow's parser (example_proto_fast_parsing.cc): a Features message holds
+                # map entries only; an entry's length past the Features' end reads to that end (as
+                # above), but its key and value must lie within it, and it holds exactly two
+                # fields (key and value, in any order; a repeated one replaces the first).
                 tag, p = _read_varint(buf, p, f_end)
-                if tag >> 3 == 1 and tag & 7 == 2:  # Features.feature map entry
-                    m, p = _read_varint(buf, p, f_end)
-                    e_end = min(p + m, f_end)
-                    key, kind = "", None
-                    parts: list = []
-                    while p < e_end:
-                        tag, p = _read_varint(buf, p, e_end)
-                        if tag == 0x0A:
-                            k, p = _read_varint(buf, p, e_end)
-                            if p + k > e_end:
-                                raise _ParseError("feature name runs past the end")
-                            key = buf[p : p + k].decode("utf-8", "surrogateescape")
-                            p += k
-                        elif tag == 0x12:
-                            k, p = _read_varint(buf, p, e_end)
-                            v_end = min(p + k, e_end)
-                            kind, parts = _parse_feature(buf, p, v_end)
-                            p = v_end
-                        else:
-                            p = _skip_field(buf, p, e_end, tag & 7)
-                    feats[key] = (kind, parts)  # map semantics: the last entry for a key wins
-                    p = e_end
-                else:
-                    p = _skip_field(buf, p, f_end, tag & 7)
+                if tag != 0x0A:
+                    raise _ParseError("a Features field that is not a feature map entry")
+                m, p = _read_varint(buf, p, f_end)
+                e_end = min(p + m, f_end)
+                key, kind = "", None
+                parts: list = []
+                for _field in range(2):
+                    tag, p = _read_varint(buf, p, e_end)
+                    if tag != 0x0A and tag != 0x12:
+                        raise _ParseError("a feature map entry without its name and value")
+                    k, p = _read_varint(buf, p, e_end)
+                    if p + k > e_end:
+                        raise _ParseError(f"feature {'name' if tag == 0x0A else 'value'} runs past the end of its entry")
+                    if tag == 0x0A:
+                        key = buf[p : p + k].decode("utf-8", "surrogateescape")
+                    else:
+                        kind, parts = _parse_feature(buf, p, p + k)
+                    p += k
+                if p != e_end:
+                    raise _ParseError("a feature map entry with more than its name and value")
+                feats[key] = (kind, parts)  # map semantics: the last entry for a key wins
             p = f_end
         else:
             p = _skip_field(buf, p, end, wire)
@@ -486,7 +487,7 @@ def _layout(rec: bytes) -> dict[str, tuple[str, int, int]] | None:
             m, p = _read_varint(rec, p, end)
             e_end = p + m
             tag, p = _read_varint(rec, p, e_end)
-            if tag != 0x0A:
+            if tag != 0x0A or e_end > end:  # (an entry past the record's end: the general path says what)
                 return None
             k, p = _read_varint(rec, p, e_end)
             key = rec[p : p + k].decode("utf-8", "surrogateescape")
@@ -798,7 +799,7 @@ def _stack_features(
             elif kind == "b":
                 arr = np.empty((n,) + shape, object)
                 for i, v in enumerate(dense[name]):
-                    arr[i] = v
+                    arr[i, ...] = v  # copies the values (arr[i] = v of a 0-d array would store the array)
                 out[name] = arr
             else:
                 out[name] = (

@@ -169,9 +169,28 @@ def test_float_forms_match_tensorflow_rules():
     vals = decode_csv([b"1e3,inf,-NaN,0x1A, .5 ,-0"], [[0.0]] * 6)
     assert vals[0][0] == 1000 and np.isinf(vals[1][0]) and np.isnan(vals[2][0])
     assert vals[3][0] == 26 and vals[4][0] == 0.5 and np.signbit(vals[5][0])
-    for bad in (b"1e", b"infinity", b"1_0", b"." , b"0" * 32):
+    for bad in (b"1e", b"infinit", b"nan(", b"nan(1", b"0x", b"0x.", b"0x1p", b"+-1", b"1_0", b"."):
         with pytest.raises(InvalidArgumentError):
             decode_csv([bad, b"1"], [[0.0]])
+
+
+# TensorFlow 2.21 reads floats with absl::SimpleAtof/SimpleAtod: any length, "infinity", hex floats
+# with a binary exponent, "nan(...)" (all checked against TensorFlow 2.21; no float32 ties here).
+LONG_AND_SPELLED = ["0.12345678901234567890123456789012", "0" * 32 + "1.5", "1" + "0" * 40, "Infinity",
+                    "-INFINITY", "+infinity", "0x1.8p1", "0x1p-2", "0x.8", "-0X1P3", "+0x1.", " 0x10p-4 "]
+
+
+@pytest.mark.parametrize("count", [1, 3, 300])
+def test_long_and_spelled_floats_parse_on_every_path(count):
+    """One record (exact path), a few (vector path), 300 (pyarrow's path where it may take them)."""
+    for text in LONG_AND_SPELLED:
+        want = float.fromhex(text) if "x" in text.lower() else float(text)
+        got = decode_csv([text.encode()] * count, [[0.0]])[0]
+        got64 = decode_csv([text.encode()] * count, [[np.float64(0)]])[0]
+        with np.errstate(over="ignore"):
+            assert (got == np.float32(want)).all() and (got64 == want).all(), text
+    for text in ("nan(123)", "NaN()", "-nan(abc_1)"):
+        assert np.isnan(decode_csv([text] * count, [[0.0]])[0]).all()
 
 
 def test_float32_rounding_is_exact():
@@ -179,6 +198,14 @@ def test_float32_rounding_is_exact():
     # and a decimal just above the tie must round up.
     vals = decode_csv([b"16777217", b"16777217.000001", b"0.1"], [[0.0]])[0]
     assert vals.tolist() == [16777216.0, 16777218.0, float(np.float32(0.1))]
+    # Ties float64 rounding lands on beyond the normal range (TensorFlow's bits): just under the
+    # halfway point above float32 max (-> max, not inf), just over half the smallest subnormal
+    # (-> 2**-149, not 0), a long decimal just over a tie, and a hex zero's sign.
+    edge = [b"3.4028235677973366e38", b"3.40282356779733661637539395458142568448e38", b"7.006492321624086e-46",
+            b"0x1p-150", b"1.000000059604644775390625" + b"0" * 900 + b"1", b"-0x0"]
+    for count in (1, 3):
+        vals = decode_csv(edge * count, [[0.0]])[0][: len(edge)]
+        assert vals.view(np.uint32).tolist() == [0x7F7FFFFF, 0x7F800000, 1, 0, 0x3F800001, 0x80000000]
 
 
 def _random_field(rng: random.Random, integer: bool) -> str:
@@ -257,6 +284,7 @@ def _numeric_field(rng: random.Random, integer: bool, special: float) -> str:
     return rng.choice([
         "+5", "+1.5", " 1.5", "1.5 ", "inf", "-inf", "nan", "infinity", "0x1A", "1e", "e5", ".", "-", "1..2",
         "2147483648", "-2147483649", "9223372036854775808", "1" * 31, "0" * 32, "0." + "1" * 30, "1." + "0" * 22,
+        "1" * 40 + ".5", "0x1.8p1", "Infinity", "nan(1)", "3.4028235677973366e38",
         "1e400", "-1e-400", "16777217", "16777217.000001", "3.", ".5", "-0", "NA", '"1"', "1\r",
     ])
 
@@ -337,16 +365,6 @@ def test_works_without_pyarrow(monkeypatch):
     assert cols[0][3] == 3.5 and cols[1].tolist() == list(range(1000))
 
 
-def test_long_field_detection():
-    rng = random.Random(3)
-    for _ in range(400):
-        fields = ["1" * rng.choice([1, 5, 9, 23, 24, 25, 31, 32, 33, 40]) if rng.random() < 0.1 else "1" * rng.randint(0, 12)
-                  for _ in range(rng.randint(1, 60))]
-        text = "".join(f + rng.choice(",\n") for f in fields)[:-1].encode()
-        exact = max(len(f) for f in text.replace(b"\n", b",").split(b",")) >= 32
-        assert csv_mod._has_long_field(text, 44) == exact, text
-
-
 def _lines_reference(path, defaults, skip, **kw):
     with TextLineReader(path, skip_header_lines=skip) as r:
         lines = [ln for ln in r]
@@ -402,17 +420,19 @@ def test_read_csv_columns_errors_name_file_and_line(tmp_path):
     assert [len(c) for c in read_csv_columns(tmp_path / "bad.csv", [[0.0], [0]], skip_header_lines=9000)] == [0, 0]
 
 
-def test_read_csv_columns_long_float_field_is_an_error(tmp_path):
-    # pyarrow parses a 32-digit float; TensorFlow refuses it (kFastToBufferSize), so must we.
+def test_read_csv_columns_long_float_field_parses(tmp_path):
+    # TensorFlow 2.21 reads float fields of any length (absl::SimpleAtof); pyarrow's chunk too.
     rows = ["%d.5,%d" % (i, i) for i in range(40000)]
-    rows[30000] = "0" * 32 + ",1"
+    rows[30000] = "0" * 32 + "2.5,1"
+    rows[30001] = "0.1" + "0" * 40 + "1,2"
     path = tmp_path / "long.csv"
     path.write_bytes(("\n".join(rows) + "\n").encode())
-    with pytest.raises(InvalidArgumentError, match=r"Field 0 in record \d+ is not a valid float: 0{32} .*line 30001"):
-        read_csv_columns(path, [[0.0], [0]])
-    rows[30000] = "0" * 31 + ",1"  # one byte shorter: a number
+    cols = read_csv_columns(path, [[0.0], [0]])
+    assert cols[0][30000] == 2.5 and cols[0][30001] == np.float32(0.1) and cols[0][29999] == 29999.5
+    rows[30000] = "0" * 32 + "x,1"  # still an error, at its line
     path.write_bytes(("\n".join(rows) + "\n").encode())
-    assert read_csv_columns(path, [[0.0], [0]])[0][30000] == 0.0
+    with pytest.raises(InvalidArgumentError, match=r"Field 0 in record \d+ is not a valid float: 0{32}x .*line 30001"):
+        read_csv_columns(path, [[0.0], [0]])
 
 
 def _decode_in_child(lines: list, out) -> None:

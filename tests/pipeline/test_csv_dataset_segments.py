@@ -41,14 +41,15 @@ def _files(tmp_path) -> dict[str, str]:
         "plain": b"x,y,k\n" + b"\n".join(base) + b"\n",
         "crlf": b"x,y,k\r\n" + b"\r\n".join(base) + b"\r\n",
         "no_final_newline": b"x,y,k\n" + b"\n".join(base),
-        # A bad number, a float of 32 bytes, an int out of range, a wrong field count: errors at
+        # A bad number, a float cut short, an int out of range, a wrong field count: errors at
         # their own lines, the rows around them still come.
         "bad": b"x,y,k\n" + b"\n".join(
-            base[:9000] + [b"1,x,2"] + base[9000:20000] + [b"1.0" + b"0" * 30 + b",1,2"]
+            base[:9000] + [b"1,x,2"] + base[9000:20000] + [b"1.0" + b"0" * 30 + b"e,1,2"]
             + base[20000:25000] + [b"1,2,99999999999", b"1,2"] + base[25000:]) + b"\n",
-        # An empty line (one empty field: CsvDataset's own rule), a quoted field, a lone "\r".
+        # An empty line (one empty field: CsvDataset's own rule), a quoted field, a lone "\r", a
+        # float of 33 bytes (a number: TensorFlow 2.21 reads any length).
         "odd": b"x,y,k\n" + b"\n".join(
-            base[:12000] + [b""] + base[12000:18000] + [b'"1.5",2,3'] + base[18000:26000]
+            base[:3000] + [b"1.0" + b"0" * 30 + b",1,2"] + base[3000:12000] + [b""] + base[12000:18000] + [b'"1.5",2,3'] + base[18000:26000]
             + [b"1,2,3\r4,5,6"] + base[26000:]) + b"\n",
         "empty_last_line": b"x,y,k\n" + b"\n".join(base[:3000]) + b"\n\n",
     }

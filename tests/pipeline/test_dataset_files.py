@@ -210,3 +210,26 @@ def test_map_of_the_real_decode_csv_gives_a_tuple_of_typed_columns(tmp_path):
     first = next(iter(ds))
     assert isinstance(first, tuple) and [c.dtype.name for c in first] == ["float32", "float32", "int32"]
     assert [c.tolist() for c in first] == [[1.0, 4.0], [-1.0, 5.0], [0, 1]]
+
+
+@pytest.mark.parametrize("comp", ["", "GZIP"])
+def test_textline_dataset_removes_every_carriage_return(tmp_path, comp):
+    """TensorFlow 2.21's TextLineDataset drops each "\r" of a line, not only a "\r\n" ending's
+    (tf.compat.v1.TextLineReader keeps the others: pipeline.TextLineReader does too)."""
+    from pipeline.csv import decode_csv
+
+    raw = b"a\rb\nc\r\r\n\rd\r\nx\ry"
+    path = tmp_path / "cr.txt"
+    path.write_bytes(gzip.compress(raw) if comp else raw)
+    assert [bytes(x) for x in TextLineDataset(str(path), comp)] == [b"ab", b"c", b"d", b"xy"]  # TensorFlow's
+    assert [b.tolist() for b in TextLineDataset(str(path), comp).skip(1).batch(2)] == [[b"c", b"d"], [b"xy"]]
+    # Many lines, batched into decode_csv (the raw-text segment path): "1\r,2" reads as "1,2".
+    rows = [b"%d,%d" % (i, -i) for i in range(3000)]
+    rows[5], rows[700], rows[2999] = b"5\r,-5", b"7\r00,-700\r\r", b"\r2999,-2999"
+    big = b"h\r1,h2\n" + b"\r\n".join(rows) + b"\r\n"
+    path.write_bytes(gzip.compress(big) if comp else big)
+    for batch in (1, 3, 1024):
+        ds = TextLineDataset(str(path), comp).skip(1).batch(batch).map(lambda s: decode_csv(s, [[0], [0]]))
+        cols = [np.concatenate(c) for c in zip(*ds)]
+        assert cols[0].tolist() == list(range(3000)) and cols[1].tolist() == [-i for i in range(3000)]
+    assert bytes(next(iter(TextLineDataset(str(path), comp)))) == b"h1,h2"

@@ -100,3 +100,30 @@ def test_output_held_back_at_the_limit_is_not_lost(branch, tmp_path):
     p = tmp_path / "z"
     p.write_bytes(zlib.compress(data))
     assert b"\n".join(TextLineReader(p, compression_type="ZLIB", buffer_size=4096)) + b"\n" == data
+
+
+@pytest.mark.parametrize("comp", ["GZIP", "ZLIB"])
+def test_fixed_length_records_before_a_truncation_all_come_out(branch, comp, tmp_path):
+    """Every whole record inflated before the file ends mid-stream comes out before the
+    DataLossError (TensorFlow 2.21: 36,000 of a 90% GZIP file of 100-byte records; the reader
+    dropped the last inflated block's 160), whatever the read size."""
+    from pipeline.data import FixedLengthRecordDataset
+
+    data = np.random.default_rng(0).integers(0, 256, 100 * 40000, np.uint8).tobytes()
+    packed = gzip.compress(data, 6) if comp == "GZIP" else zlib.compress(data, 6)
+    packed = packed[: int(len(packed) * 0.9)]
+    whole = len(zlib.decompressobj(inflate.wbits_for(comp)).decompress(packed)) // 100
+    p = tmp_path / "f"
+    p.write_bytes(packed)
+    got = []
+    with pytest.raises(DataLossError, match=f"{comp} stream is truncated"):
+        for rec in FixedLengthRecordDataset(str(p), 100, compression_type=comp):
+            got.append(bytes(rec))
+    assert len(got) == whole and b"".join(got) == data[: 100 * whole]
+    for size in (4096, 1 << 20):
+        with FixedLengthRecordReader(p, record_bytes=100, compression_type=comp, buffer_size=size) as r:
+            many = []
+            with pytest.raises(DataLossError, match="truncated"):
+                while len(chunk := r.read_chunk(1000)):
+                    many.append(chunk)
+        assert sum(map(len, many)) == whole

@@ -40,3 +40,20 @@ def test_float_and_shapes():
     assert decode_raw(fixed, np.int16).tolist() == [[1, 2], [3, 0]]
     with pytest.raises(InvalidArgumentError, match="not a multiple of 2"):
         decode_raw(b"abc", np.int16)
+
+
+@pytest.mark.parametrize("fixed,out_type,message", [
+    (0, np.uint8, r"fixed_length \(0\) must be greater than zero\."),
+    (-1, np.uint8, r"fixed_length \(-1\) must be greater than zero\."),
+    (0, np.int32, r"fixed_length \(0\) must be greater than zero\."),
+    (-4, np.int32, r"fixed_length \(-4\) must be greater than zero\."),
+    (-1, np.int32, r"fixed_length \(-1\) must be a multiple of the size of out_type \(4\)"),
+    (6, np.int32, r"fixed_length \(6\) must be a multiple of the size of out_type \(4\)"),
+])
+def test_fixed_length_must_be_a_positive_multiple(fixed, out_type, message):
+    """TensorFlow 2.21's DecodePaddedRaw checks and words, for every kind of input (also empty)."""
+    from pipeline.blocks import FixedBlock
+
+    for records in ([b"abcd"], b"abcd", [], np.array([b"abcd", b"ef"]), FixedBlock(np.zeros((2, 4), np.uint8))):
+        with pytest.raises(InvalidArgumentError, match=message):
+            decode_raw(records, out_type, fixed_length=fixed)

@@ -33,6 +33,72 @@ def test_line_rules(content, lines, tmp_path):
     assert list(TextLineReader(p, buffer_size=4096)) == lines
 
 
+# TensorFlow 2.21's TextLineDataset (BufferedInputStream::ReadLine) removes every "\r" of a line;
+# the lines are TensorFlow's. drop_cr=True is that rule (TextLineDataset's); the default is TF1's.
+DROP_CR_CASES = [
+    (b"a\rb\nc\r\r\n\rd\r\nx\ry", [b"ab", b"c", b"d", b"xy"]),
+    (b"a\n\r\r", [b"a"]),  # a last line of only "\r"s is no line
+    (b"a\n\r\rb", [b"a", b"b"]),
+    (b"\r\r\n", [b""]),
+    (b"a\r", [b"a"]),
+    (b"\r", []),
+    (b"a\r\n\r\n", [b"a", b""]),
+    (b"x\r\r", [b"x"]),
+    (b"ab\r\rcd\r", [b"abcd"]),
+]
+
+
+@pytest.mark.parametrize("comp", ["", "GZIP", "ZLIB"])
+@pytest.mark.parametrize("content,lines", DROP_CR_CASES)
+def test_drop_cr_removes_every_carriage_return(content, lines, comp, tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes({"": content, "GZIP": gzip.compress(content), "ZLIB": zlib.compress(content)}[comp])
+    assert list(TextLineReader(p, compression_type=comp, buffer_size=4096, drop_cr=True)) == lines
+    with TextLineReader(p, compression_type=comp, drop_cr=True) as r:
+        assert r.read_segment(10**6).lines() + list(r) == lines
+
+
+def _drop_cr_lines(content: bytes) -> list[bytes]:
+    """TensorFlow 2's TextLineDataset lines of ``content``."""
+    lines = content.replace(b"\r", b"").split(b"\n")
+    last = lines.pop()
+    return lines + ([last] if last else [])
+
+
+@pytest.mark.parametrize("comp", ["", "GZIP"])
+def test_drop_cr_at_block_boundaries_reads_and_resumes_exactly(comp, tmp_path):
+    """"\r"s around every block boundary and inside lines longer than a block: read_chunk and
+    read_segment, mixed, and states saved anywhere give TensorFlow 2's lines."""
+    import random
+
+    rng = random.Random(5)
+    for trial in range(12):
+        parts = []
+        for _ in range(rng.randint(1, 300)):
+            n = rng.choice([0, 1, 3, 30, 5000])
+            parts.append(bytes(rng.choice(b"ab\r\r") for _ in range(n)))
+        content = b"\n".join(parts) + rng.choice([b"", b"\n", b"\r", b"\r\n", b"\r\r", b"z"])
+        p = tmp_path / f"f{trial}"
+        p.write_bytes(gzip.compress(content) if comp else content)
+        want = _drop_cr_lines(content)
+        got, states = [], []
+        r = TextLineReader(p, compression_type=comp, buffer_size=rng.choice([16, 100, 4096]), drop_cr=True)
+        while True:
+            states.append((len(got), json.loads(json.dumps(r.get_state()))))
+            if rng.random() < 0.5:
+                part = r.read_segment(rng.choice([1, 3, 50, 10**6]), max_bytes=rng.choice([1, 100, 5000]))
+                part = part.lines()
+            else:
+                part = r.read_chunk(rng.choice([1, 7, 10**6]))
+            if not part:
+                break
+            got += part
+        assert got == want, trial
+        for k, state in states[:: max(1, len(states) // 8)]:
+            with TextLineReader(p, compression_type=comp, state=state, drop_cr=True) as again:
+                assert list(again) == want[k:]
+
+
 @pytest.mark.parametrize("comp", ["", "GZIP", "ZLIB"])
 def test_chunks_checkpoint_every_position(comp, tmp_path):
     lines = [(b"line %d" % i) * (i % 5) + (b"\r" if i % 3 == 0 else b"") for i in range(300)]

@@ -224,6 +224,86 @@ def test_parse_errors_name_feature_and_record():
         parse_example(other, {"x": FixedLenFeature([2], np.int64)})
 
 
+def _ld(tag: int, payload: bytes, length: int | None = None) -> bytes:
+    """A length-delimited protobuf field (``length`` overrides the true length)."""
+    return bytes([(tag << 3) | 2, len(payload) if length is None else length]) + payload
+
+
+def test_scalar_bytes_feature_in_a_mixed_batch_gives_bytes():
+    """One record with the feature, one without (the general path): elements are bytes, as on the
+    uniform path and in TensorFlow (they were 0-d object arrays)."""
+    with_s = encode_example({"s": [b"hello"], "x": np.array([1.0], np.float32)})
+    without_s = encode_example({"x": np.array([1.0], np.float32)})
+    spec = {"s": FixedLenFeature([], bytes, default_value=b"dflt")}
+    for recs, want in (([with_s, without_s], [b"hello", b"dflt"]), ([with_s, with_s], [b"hello"] * 2),
+                       ([without_s, with_s, without_s], [b"dflt", b"hello", b"dflt"])):
+        got = parse_example(recs, spec)["s"]
+        assert got.shape == (len(recs),) and got.tolist() == want
+        assert all(type(v) is bytes for v in got.tolist())
+    got = parse_example([with_s, without_s], {"s": FixedLenFeature([1], bytes, default_value=[b"d"])})["s"]
+    assert got.tolist() == [[b"hello"], [b"d"]]
+
+
+# Feature map entries TensorFlow 2.21 refuses ("Could not parse example input") and accepts
+# (checked against it): an entry's name or value longer than what is left, an entry without both.
+_VALUE = _ld(2, _ld(1, struct.pack("<f", 1.5)))  # Feature{float_list: [1.5]}
+_ENTRY = _ld(1, _ld(1, b"f1") + _ld(2, _VALUE))
+_GOOD = _ld(1, _ENTRY)
+_REFUSED = {
+    "cut_in_value": _GOOD[:10], "cut_after_name": _GOOD[:8], "cut_last_byte": _GOOD[:-1],
+    "name_too_long": _ld(1, _ld(1, b"\n\x09f1" + _ld(2, _VALUE))),
+    "value_too_long": _ld(1, _ld(1, _ld(1, b"f1") + b"\x12" + bytes([len(_VALUE) + 3]) + _VALUE)),
+    "entry_cut_inside_long_features": _ld(1, _ENTRY + b"\n", len(_ENTRY) + 10),
+    "name_only": _ld(1, _ld(1, _ld(1, b"f1"))),
+    "three_fields": _ld(1, _ld(1, _ld(1, b"f1") + _ld(2, _VALUE) + _ld(1, b"f1"))),
+    "empty_entry": _ld(1, _ld(1, b"")),
+    "not_an_entry_in_features": _ld(1, _ENTRY + b"\x10\x01"),
+}
+_ACCEPTED = {  # -> the values of "f1"
+    "features_longer_than_the_record": (b"\n\x05", []),
+    "entry_longer_than_the_record": (_ld(1, b"\n" + bytes([len(_ENTRY) + 3]) + _ENTRY[2:]), [1.5]),
+    "value_before_name": (_ld(1, _ld(1, _ld(2, _VALUE) + _ld(1, b"f1"))), [1.5]),
+    "float_list_longer_than_its_feature": (_ld(1, _ld(1, _ld(1, b"f1") + _ld(2, _ld(2, _ld(1, b"\0\0\xc0?"), 9)))), [1.5]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_REFUSED))
+def test_truncated_or_malformed_feature_map_entry_is_an_error(name):
+    bad, spec = _REFUSED[name], {"f1": FixedLenFeature([1], np.float32, default_value=[0.0])}
+    with pytest.raises(InvalidArgumentError, match="Could not parse example input") as info:
+        parse_example(bad, spec)
+    assert "record" not in str(info.value)
+    for recs, where in (([_GOOD, bad], 1), ([bad, _GOOD, _GOOD], 0), ([bad] * 3, 0)):  # the last: one layout
+        with pytest.raises(InvalidArgumentError, match=rf"Could not parse example input.*\(record {where} of the batch\)"):
+            parse_example(recs, spec)
+    with pytest.raises(InvalidArgumentError, match="Could not parse example input"):
+        parse_example(bad)
+
+
+@pytest.mark.parametrize("name", sorted(_ACCEPTED))
+def test_feature_map_entries_tensorflow_accepts(name):
+    rec, want = _ACCEPTED[name]
+    assert parse_example(rec, {"f1": VarLenFeature(np.float32)})["f1"].values.tolist() == want
+    assert parse_example([rec] * 3, {"f1": VarLenFeature(np.float32)})["f1"].values.tolist() == want * 3
+
+
+def test_batch_of_equal_truncated_records_is_an_error(tmp_path):
+    """Records of one length whose last entry runs past their end: the one-layout batch path
+    (and the Data API's framed rows) used to read the values that were there."""
+    from pipeline.data import TFRecordDataset
+
+    good = encode_example({"f1": np.array([1.5, 2.5], np.float32)})
+    body = good[2:-4]  # the last float cut off, the Features length fixed: the entry overruns
+    bad = b"\n" + bytes([len(body)]) + body
+    spec = {"f1": VarLenFeature(np.float32)}
+    for n in (1, 2, 300):
+        with pytest.raises(InvalidArgumentError, match="Could not parse example input"):
+            parse_example([bad] * n, spec)
+    path = _write_records(tmp_path / "bad.tfrecord", [bad] * 300)
+    with pytest.raises(InvalidArgumentError, match=r"Could not parse example input.*record 0 of the batch"):
+        list(TFRecordDataset(str(path)).batch(100).map(lambda r: parse_example(r, spec)))
+
+
 def test_vectorised_batch_matches_general_path():
     rng = np.random.default_rng(1)
     recs = [

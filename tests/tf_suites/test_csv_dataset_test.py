@@ -414,3 +414,18 @@ def test_resume_mid_file_re_reads_the_same_chunk(tmp):
         if k in (1, 999, 1699, 1700, 1701, 2999):
             assert _rows(ds.iterator(state=it.get_state())) == full[k:]
         next(it)
+
+
+@pytest.mark.parametrize("repeat", [1, 3, 5000])
+def test_long_infinity_nan_and_hex_floats(tmp, repeat):
+    """TensorFlow 2.21's CsvDataset reads these (absl::SimpleAtof), one file of a few lines or a
+    large one (its pyarrow chunks); values are TensorFlow's."""
+    toks = ["0.12345678901234567890123456789012", "00000000000000000000000000000001.5", "Infinity",
+            "-INFINITY", "nan(123)", "0x1.8p1", "0x1p-2", "0x.8"]
+    want = [0.12345678901234568, 1.5, np.inf, -np.inf, np.nan, 3.0, 0.25, 0.5]
+    fn = _setup_files(tmp, [["1.25"] * repeat + toks + ["2.5"] * repeat])[0]
+    got = [float(x[0]) for x in CsvDataset(fn, [np.array([], np.float64)])]
+    np.testing.assert_array_equal(got[repeat : repeat + len(toks)], want)
+    assert got[:repeat] == [1.25] * repeat and got[-repeat:] == [2.5] * repeat
+    got32 = [x[0] for x in CsvDataset(fn, [[0.0]])]
+    np.testing.assert_array_equal(got32[repeat : repeat + len(toks)], np.array(want, np.float32))

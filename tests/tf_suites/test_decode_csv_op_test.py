@@ -193,13 +193,18 @@ def test_numpy_attribute():  # DecodeCSVOpTest.testNumpyAttribute (eager branch)
     assert [c.tolist() for c in cols] == [[1, 3], [2, 7]] and cols[0].dtype == np.int64
 
 
-# Not a TensorFlow test: the float spellings safe_strtof accepts, and some it refuses.
+# Not a TensorFlow test: the float spellings TensorFlow 2.21 (absl::SimpleAtof) accepts, and some
+# it refuses (checked against TensorFlow 2.21).
 ACCEPTED = {
     "1e5": 1e5, ".5": 0.5, "5.": 5.0, "+1.5": 1.5, "-1.5": -1.5, "1E5": 1e5, "1.5e+3": 1500.0,
     "-.5e-3": -0.0005, "00.5": 0.5, "0x1A": 26.0, "-0x10": -16.0, " 2.5 ": 2.5, "inf": np.inf,
     "INF": np.inf, "-inf": -np.inf, "+Inf": np.inf, "1e999": np.inf, "-1e999": -np.inf,
+    "Infinity": np.inf, "-infinity": -np.inf, "+INFINITY": np.inf, "0x1.8p1": 3.0, "0x1p-2": 0.25,
+    "0x.8": 0.5, "0X1P3": 8.0, "-0x1.8": -1.5, "0x1.8e1": 1.554931640625, "0" * 40 + "1.25": 1.25,
+    "1.5" + "0" * 40: 1.5,
 }
-REFUSED = ["Infinity", "-infinity", "1e", ".", "+", "-", "1.5f", "- 1", "e5", "0x", "1e+"]
+REFUSED = ["infinit", "infinityy", "nan(", "nan(1", "nan(1 2)", "1e", ".", "+", "-", "1.5f", "- 1", "e5", "0x",
+           "0x.", "0xp1", "0x1p", "0xinf", "1e+", "+-1", "-+1", "1.5e3.5"]
 
 
 @pytest.mark.parametrize("text", sorted(ACCEPTED))
@@ -208,14 +213,17 @@ def test_float_spellings_tensorflow_accepts(text, dtype):
     want = ACCEPTED[text]
     default = [dtype(0)] if dtype == np.float64 else [0.0]
     one = decode_csv(text, default)[0]
+    few = decode_csv([text] * 3, default)[0]
     many = decode_csv([text] * 300 + ["1"], default)[0]  # the vector / arrow paths too
     assert one.dtype == dtype and many.dtype == dtype
     assert one == dtype(want) and many[0] == dtype(want) and (many[:300] == many[0]).all()
+    assert (few == dtype(want)).all()
 
 
-@pytest.mark.parametrize("text", ["nan", "NaN", "-nan", "+NAN"])
+@pytest.mark.parametrize("text", ["nan", "NaN", "-nan", "+NAN", "nan(123)", "NAN()", "-nan(a_Z9)"])
 def test_float_nan_spellings(text):
     assert np.isnan(decode_csv(text, [0.0])[0]) and np.isnan(decode_csv([text] * 300, [0.0])[0]).all()
+    assert np.isnan(decode_csv([text] * 3, [np.float64(0)])[0]).all()
 
 
 @pytest.mark.parametrize("text", REFUSED)
