@@ -22,9 +22,11 @@ queue methods ``from_queue`` / ``to_queue`` / ``to_queue_async``, whose implemen
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import os
 import threading
+from contextlib import contextmanager
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 import numpy as np
@@ -283,6 +285,95 @@ class AsyncDatasetIterator(AsyncIterator[Any]):
         return self.sync.get_state()
 
 
+# --------------------------------------------------------------------------- spec sampling
+#: How many elements the sources of a pipeline may produce while its element spec is inferred
+#: by running it (:func:`spec_sample`). Past that the sources look ended to the sampler, so a
+#: pipeline whose ``filter`` almost never passes is built at once, with what the sample shows
+#: (nothing: :class:`~pipeline.data.UnknownSpec`). A count, not a time: the same on any machine.
+SPEC_SAMPLE_SOURCE_ELEMENTS = 10_000
+
+_SAMPLE_BUDGET = threading.local()  # .current: the _SampleBudget of the sampling in this thread
+
+
+class _SampleBudget:
+    """What the sources of one spec sample may still produce."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def grant(self, n: int) -> int:
+        """Up to ``n`` elements (0 when spent)."""
+        k = min(n, self.left)
+        self.left -= k
+        return k
+
+
+class _BudgetedIterator(DatasetIterator):
+    """A source's iterator made while a spec is sampled: it ends when the budget is spent."""
+
+    def __init__(self, it: DatasetIterator, budget: _SampleBudget) -> None:
+        self._it, self._budget = it, budget
+        self.chunked = it.chunked  # a source's does not change
+
+    def __next__(self) -> Any:
+        if not self._budget.grant(1):
+            raise StopIteration
+        return next(self._it)
+
+    def next_chunk(self, max_n: int) -> Chunk | None:
+        n = self._budget.grant(max_n)
+        return self._it.next_chunk(n) if n else None
+
+    def get_state(self) -> dict:
+        return self._it.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self._it.set_state(state)
+
+    def _children(self) -> list[DatasetIterator]:
+        return [self._it]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._it, name)
+
+
+@contextmanager
+def spec_sample(ds: "Dataset", pulls: int) -> Iterator[Iterator[Any]]:
+    """Runs ``ds`` to infer a spec from its first elements (Python functions cannot be traced).
+
+    Yields an iterator over the elements produced in at most ``pulls`` pulls; elements whose
+    production raises an ordinary error are skipped (``ignore_errors`` pipelines; iteration
+    reports the error), signals (``KeyboardInterrupt``, ``SystemExit``) are not. The sources
+    produce at most :data:`SPEC_SAMPLE_SOURCE_ELEMENTS` elements in all, and looking does not
+    advance a shuffle's reshuffle sequence.
+    """
+    from .shuffle import sampling
+
+    before = getattr(_SAMPLE_BUDGET, "current", None)
+    _SAMPLE_BUDGET.current = _SampleBudget(SPEC_SAMPLE_SOURCE_ELEMENTS)
+    try:
+        with sampling():
+            it = ds.iterator()
+            try:
+                yield _sampled(it, pulls)
+            finally:
+                it.close()
+    finally:
+        _SAMPLE_BUDGET.current = before
+
+
+def _sampled(it: DatasetIterator, pulls: int) -> Iterator[Any]:
+    for _ in range(pulls):
+        try:
+            yield next(it)
+        except StopIteration:
+            return
+        except Exception:  # noqa: BLE001 - sample around failing elements (BaseException passes)
+            continue
+
+
 # --------------------------------------------------------------------------- datasets
 class Dataset:
     """An immutable description of an input pipeline, as in ``tf.data.Dataset``.
@@ -297,6 +388,24 @@ class Dataset:
         >>> [b.tolist() for b in ds][-1]
         [8, 9]
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A source's iterators made while a spec is sampled end when the sample's budget is spent
+        # (see spec_sample): one rule for every source, wherever it is defined.
+        super().__init_subclass__(**kwargs)
+        make = cls.__dict__.get("_make_iter")
+        if make is None:
+            return
+
+        @functools.wraps(make)
+        def _make_iter(self: "Dataset", ctx: tuple) -> DatasetIterator:
+            it = make(self, ctx)
+            budget = getattr(_SAMPLE_BUDGET, "current", None)
+            if budget is not None and not isinstance(it, _BudgetedIterator) and not self._inputs():
+                it = _BudgetedIterator(it, budget)
+            return it
+
+        cls._make_iter = _make_iter  # type: ignore[method-assign]
 
     # ----------------------------------------------------------------- to be implemented
     def _make_iter(self, ctx: tuple) -> DatasetIterator:  # pragma: no cover - abstract
@@ -386,7 +495,9 @@ class Dataset:
         so after ``map``/``scan``/``from_generator`` without a declared signature the spec is
         inferred from the first few elements (dimensions that vary, or follow a ``None``
         dimension of the input, become ``None``), unless that would take elements from a server
-        queue or run a generator: then it is :class:`UnknownSpec` until declared.
+        queue or run a generator: then it is :class:`UnknownSpec` until declared. It is unknown
+        too when the sample shows no element (an empty input, or a filter that passes none of
+        the first :data:`SPEC_SAMPLE_SOURCE_ELEMENTS` source elements): no dtype is invented.
         """
         try:
             return self.__dict__["_spec"]
@@ -459,14 +570,22 @@ class Dataset:
         """
         from .sources import ListDataset
 
-        return ListDataset([structure.normalize(tensors)])
+        element = structure.normalize(tensors)
+        if all(leaf is None for leaf in structure.flatten(element)):
+            # TensorFlow's refusal of an element without a tensor (None, (), {}), in its words.
+            raise errors.InvalidArgumentError(
+                f"Length for attr 'Toutput_types' of 0 must be at least minimum 1: from_tensors needs at least "
+                f"one tensor, got {tensors!r}")
+        return ListDataset([element])
 
     @staticmethod
-    def range(*args: int, dtype: Any = np.int64) -> "Dataset":
-        """``range(stop)``, ``range(start, stop[, step])`` as int64 scalars.
+    def range(*args: int, output_type: Any = None, dtype: Any = None) -> "Dataset":
+        """``range(stop)``, ``range(start, stop[, step])`` as scalars of ``output_type``
+        (TensorFlow's keyword; ``dtype`` is this API's older name for it), int64 by default.
 
         Raises:
             InvalidArgumentError: if ``step`` is 0.
+            TypeError: if ``output_type`` and ``dtype`` are both given and differ.
 
         Example:
             >>> [int(x) for x in Dataset.range(10, 0, -3)]
@@ -474,7 +593,10 @@ class Dataset:
         """
         from .sources import RangeDataset
 
-        return RangeDataset(*args, dtype=dtype)
+        if output_type is not None and dtype is not None and np.dtype(output_type) != np.dtype(dtype):
+            raise TypeError(f"Dataset.range() got output_type={output_type!r} and dtype={dtype!r}: give one")
+        return RangeDataset(*args, dtype=output_type if output_type is not None else
+                            dtype if dtype is not None else np.int64)
 
     @staticmethod
     def from_generator(
@@ -621,7 +743,9 @@ class Dataset:
         return PaddedBatchDataset(self, batch_size, padded_shapes, padding_values, drop_remainder)
 
     def ragged_batch(self, batch_size: int, drop_remainder: bool = False) -> "Dataset":
-        """Batches variable-length rank-1 elements into :class:`RaggedTensor` values.
+        """Batches variable-length elements into :class:`RaggedTensor` values; components of a
+        fully known shape are batched dense, as TensorFlow's (ragged elements are refused with
+        ``UnimplementedError``: one ragged dimension is supported).
 
         Example:
             >>> ds = Dataset.range(1, 3).map(lambda x: np.arange(x)).ragged_batch(2)

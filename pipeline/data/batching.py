@@ -11,7 +11,7 @@ from pipeline.blocks import concat_blocks
 from queueserver import errors
 
 from . import structure
-from .base import Dataset, DatasetIterator, _Unary, _UnaryIterator
+from .base import UNKNOWN_CARDINALITY, Dataset, DatasetIterator, _Unary, _UnaryIterator
 from .structure import Chunk, DatasetSpec, NoneTensorSpec, RaggedTensor, RaggedTensorSpec, TensorSpec
 
 
@@ -301,21 +301,56 @@ def _pad_component(column: list, shape: Any, pad: Any, component: int) -> np.nda
 
 # --------------------------------------------------------------------------- ragged_batch
 class RaggedBatchDataset(_Batching):
-    """``ds.ragged_batch(batch_size)``: rows of different lengths as :class:`RaggedTensor`."""
+    """``ds.ragged_batch(batch_size)``: as TensorFlow's, components whose shape is fully known
+    (or of unknown rank) are batched dense; the others become :class:`RaggedTensor` rows (one
+    ragged dimension: ragged elements cannot be batched again)."""
+
+    def __init__(self, parent: Dataset, batch_size: int, drop_remainder: bool) -> None:
+        super().__init__(parent, batch_size, drop_remainder)
+        spec = parent.element_spec
+        # Per flattened component: batched as rows of a RaggedTensor? None: decided per element
+        # (the input's spec is unknown: components with a dimension are ragged).
+        self._ragged: list[bool] | None = (
+            None if isinstance(spec, structure.UnknownSpec) else [_ragged_component(s) for s in structure.flatten(spec)])
 
     def _compute_spec(self) -> Any:
         dim = self._size if self._drop else None
-
-        def one(s: TensorSpec) -> Any:
-            if s.shape is None or len(s.shape) == 0:
-                return TensorSpec((dim,), s.dtype)
-            return RaggedTensorSpec((dim, None) + tuple(s.shape[1:]), s.dtype)
-
-        return structure.map_structure(one, self._parent.element_spec)
-
+        spec = self._parent.element_spec
+        assert self._ragged is not None  # set in __init__: the input's spec is known here
+        out: list[Any] = []
+        for s, ragged in zip(structure.flatten(spec), self._ragged, strict=True):
+            if isinstance(s, NoneTensorSpec):
+                out.append(s)
+            elif ragged:
+                out.append(RaggedTensorSpec((dim,) + tuple(s.shape), s.dtype))
+            else:
+                out.append(TensorSpec(None if s.shape is None else (dim,) + tuple(s.shape), s.dtype))
+        return structure.pack_as(spec, out)
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _RaggedBatchIterator(self, self._parent._make_iter(ctx))
+
+
+def _ragged_component(s: Any) -> bool:
+    """Whether ragged_batch makes a component of spec ``s`` ragged (TensorFlow's rule: a tensor
+    with a dimension of unknown size)."""
+    if isinstance(s, RaggedTensorSpec):
+        raise _ragged_again(s)
+    if isinstance(s, NoneTensorSpec):
+        return False
+    if not isinstance(s, TensorSpec):
+        raise TypeError(f"ragged_batch is only supported for tensor components, got {s!r}")
+    if s.shape is None or None not in s.shape:
+        return False
+    if None in s.shape[1:]:
+        raise _ragged_again(s)
+    return True
+
+
+def _ragged_again(s: Any) -> Exception:
+    return errors.UnimplementedError(
+        f"ragged_batch of elements of {s!r} is not supported: it needs a ragged rank above 1 (a "
+        "RaggedTensor here has one ragged dimension, the second)")
 
 
 class _RaggedBatchIterator(_UnaryIterator):
@@ -329,11 +364,15 @@ class _RaggedBatchIterator(_UnaryIterator):
         flats = [structure.flatten(e) for e in elements]
         out: list[Any] = []  # arrays and RaggedTensors
         for c in range(len(flats[0])):
-            column = [np.asarray(f[c]) for f in flats]
-            if column[0].ndim == 0:
-                out.append(np.stack(column))
+            if any(isinstance(f[c], RaggedTensor) for f in flats):
+                raise _ragged_again(structure.spec_of(elements[0]))
+            column = [f[c] for f in flats]
+            ragged = ds._ragged[c] if ds._ragged is not None else np.ndim(column[0]) > 0
+            if ragged and column[0] is not None:
+                arrays = [np.asarray(v) for v in column]
+                out.append(RaggedTensor(np.concatenate(arrays), np.array([len(a) for a in arrays])))
             else:
-                out.append(RaggedTensor(np.concatenate(column), np.array([len(a) for a in column])))
+                out.append(structure.stack(column))  # dense (TensorFlow's error if shapes differ)
         return structure.pack_as(elements[0], out)
 
 
@@ -375,6 +414,21 @@ class UnbatchDataset(_Unary):
 
     def _compute_spec(self) -> Any:
         return self._unbatched(self._parent.element_spec)
+
+    def _cardinality(self) -> int:
+        # TensorFlow's: the input's count times the batch size, when the input's spec gives one
+        # (the first component with a known first dimension; 0 counts as unknown).
+        n = self._parent._cardinality()
+        if n < 0:
+            return n
+        spec = self._parent.element_spec
+        if isinstance(spec, structure.UnknownSpec):
+            return UNKNOWN_CARDINALITY
+        for s in structure.flatten(spec):
+            shape = getattr(s, "shape", None)
+            if not isinstance(s, NoneTensorSpec) and shape and shape[0] is not None:
+                return n * shape[0] if shape[0] > 0 else UNKNOWN_CARDINALITY
+        return UNKNOWN_CARDINALITY
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _UnbatchIterator(self._parent._make_iter(ctx))

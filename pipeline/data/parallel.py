@@ -26,7 +26,6 @@ from queueserver import errors
 
 from . import base as _base
 from . import structure
-from .shuffle import sampling
 from .base import (
     AUTOTUNE,
     INFINITE_CARDINALITY,
@@ -37,6 +36,7 @@ from .base import (
     call_fn,
     fn_name,
     run_coroutine,
+    spec_sample,
     _Unary,
     _UnaryIterator,
     wrap_user_error,
@@ -123,21 +123,10 @@ class MapDataset(_Unary):
         if self._parent._iteration_consumes():
             return structure.UNKNOWN_SPEC  # never take from a queue or run a generator to look
         in_spec = self._parent.element_spec
-        with sampling():  # looking must not advance a shuffle's reshuffle sequence
-            return self._sample_spec(in_spec)
-
-    def _sample_spec(self, in_spec: Any) -> Any:
-        it = self._parent.iterator()
         spec = None
         free_sizes: set = set()
-        try:
-            for _ in range(8):
-                try:
-                    e = next(it)
-                except StopIteration:
-                    break
-                except Exception:  # noqa: BLE001
-                    continue
+        with spec_sample(self._parent, 8) as elements:
+            for e in elements:
                 for s, leaf in zip(structure.flatten(in_spec), structure.flatten(e)):
                     if isinstance(s, TensorSpec) and s.shape is not None:
                         free_sizes.update(
@@ -149,10 +138,10 @@ class MapDataset(_Unary):
                     continue
                 sp = structure.spec_of(out)
                 spec = sp if spec is None else structure.relax(spec, sp)
-        finally:
-            it.close()
         if spec is None:
-            return TensorSpec(None, np.float32)
+            # Nothing to look at (an empty input, or a filter that let nothing through within
+            # the sample): no dtype is invented; later checks use the elements themselves.
+            return structure.UNKNOWN_SPEC
 
         def loosen(s: Any) -> Any:
             if isinstance(s, TensorSpec) and s.shape:
@@ -292,6 +281,7 @@ class InterleaveDataset(_Unary):
             raise TypeError("`map_func` must be callable")
         self._fn = fn
         self._call = _guard(fn)
+        fixed_cycle = cycle_length is not None and cycle_length != AUTOTUNE
         if cycle_length is None or cycle_length == AUTOTUNE:
             # "If cycle_length is not set, it defaults to the number of schedulable CPU cores."
             cycle_length = schedulable_cores()
@@ -302,14 +292,23 @@ class InterleaveDataset(_Unary):
         if int(block_length) < 1:
             raise ValueError(f"block_length must be positive, got {block_length}")
         self._cycle, self._block = int(cycle_length), int(block_length)
+        if (fixed_cycle and num_parallel_calls is not None and num_parallel_calls != AUTOTUNE
+                and num_parallel_calls > self._cycle):  # TensorFlow's check, in its words
+            raise errors.InvalidArgumentError(
+                "If `cycle_length` is set to a fixed value, `num_parallel_calls` must be either `tf.data.AUTOTUNE` "
+                f"or a value less than or equal to `cycle_length`. However, `num_parallel_calls` is "
+                f"{num_parallel_calls} and `cycle_length` is {self._cycle}")
         self._parallel = autotune_parallelism(num_parallel_calls) if num_parallel_calls else 1
+        # TensorFlow's parallel interleave (any num_parallel_calls) knows an endless input makes an
+        # endless output; its sequential interleave and flat_map do not say.
+        self._parallel_op = num_parallel_calls is not None and name == "interleave"
         self._where = f"Dataset.{name}(fn={fn_name(fn)})"
         self._name = name
 
     def _cardinality(self) -> int:
-        # TensorFlow's interleave: an endless input makes an endless output; otherwise how many
-        # elements the opened datasets hold is known only by opening them (flat_map: always so).
-        if self._name == "interleave" and self._parent._cardinality() == INFINITE_CARDINALITY:
+        # TensorFlow's parallel interleave: an endless input makes an endless output; otherwise
+        # how many elements the opened datasets hold is known only by opening them.
+        if self._parallel_op and self._parent._cardinality() == INFINITE_CARDINALITY:
             return INFINITE_CARDINALITY
         return UNKNOWN_CARDINALITY
 
@@ -322,22 +321,9 @@ class InterleaveDataset(_Unary):
     def _compute_spec(self) -> Any:
         if self._parent._iteration_consumes():
             return structure.UNKNOWN_SPEC  # never take from a queue or run a generator to look
-        with sampling():  # looking must not advance a shuffle's reshuffle sequence
-            return self._sample_spec()
-
-    def _sample_spec(self) -> Any:
-        it = self._parent.iterator()
-        try:
-            for _ in range(64):
-                try:
-                    e = next(it)
-                except StopIteration:
-                    break
-                except Exception:  # noqa: BLE001 - look past failing inputs
-                    continue
+        with spec_sample(self._parent, 64) as elements:
+            for e in elements:
                 return self._open(e).element_spec
-        finally:
-            it.close()
         # No element to look at: when the input's elements are datasets (windows), trace map_func
         # on empty datasets of their specs, as TensorFlow traces it on the input's spec.
         spec = self._parent.element_spec
@@ -350,7 +336,7 @@ class InterleaveDataset(_Unary):
                 return self._open(empty).element_spec
             except Exception:  # noqa: BLE001 - a function that needs elements: known by iterating
                 return structure.UNKNOWN_SPEC
-        return TensorSpec(None, np.float32)
+        return structure.UNKNOWN_SPEC
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _InterleaveIterator(self, self._parent._make_iter(ctx), ctx)

@@ -10,7 +10,7 @@ import numpy as np
 from queueserver import errors
 
 from . import structure
-from .base import Dataset, DatasetIterator, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY
+from .base import Dataset, DatasetIterator, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, spec_sample
 from .structure import Chunk, RaggedTensor, RaggedTensorSpec, TensorSpec
 
 
@@ -18,31 +18,19 @@ def infer_spec(ds: Dataset, n: int = 8) -> Any:
     """Infers an element spec from the first ``n`` elements (dims that vary become ``None``).
 
     Used where a Python function decides the elements and cannot be traced. Errors while
-    producing the sample are skipped (``ignore_errors`` pipelines), so a spec is still found.
+    producing the sample are skipped (``ignore_errors`` pipelines), so a spec is still found;
+    with nothing to look at (see :func:`~pipeline.data.base.spec_sample`) it is unknown.
     """
     if ds._iteration_consumes():
         return structure.UNKNOWN_SPEC  # never take from a queue or run a generator to look
     spec = None
-    it = ds.iterator()
-    try:
-        seen = 0
-        failures = 0
-        while seen < n and failures < 64:
-            try:
-                e = next(it)
-            except StopIteration:
-                break
-            except Exception:  # noqa: BLE001 - sample around failing elements
-                failures += 1
-                continue
+    with spec_sample(ds, n + 64) as elements:
+        for seen, e in enumerate(elements, 1):
             s = structure.spec_of(e)
             spec = s if spec is None else structure.relax(spec, s)
-            seen += 1
-    finally:
-        it.close()
-    if spec is None:
-        return TensorSpec(None, np.float32)
-    return spec
+            if seen == n:
+                break
+    return structure.UNKNOWN_SPEC if spec is None else spec
 
 
 def _read_only(arr: np.ndarray) -> np.ndarray:
@@ -464,6 +452,12 @@ class _SelectDataset(Dataset):
             spec = structure.relax(spec, d.element_spec)
         return spec
 
+    def _cardinality(self) -> int:
+        # TensorFlow's directed interleave: endless when an input is (stop_on_empty_dataset or not).
+        if any(d._cardinality() == INFINITE_CARDINALITY for d in self._datasets):
+            return INFINITE_CARDINALITY
+        return UNKNOWN_CARDINALITY
+
 
 class ChooseDataset(_SelectDataset):
     """``Dataset.choose_from_datasets``: the next element of the dataset each choice names."""
@@ -561,12 +555,13 @@ class SampleDataset(_SelectDataset):
         return k
 
     def _cardinality(self) -> int:
-        # As TensorFlow's: drawing from endless inputs never ends.
-        cards = [d._cardinality() for d in self._datasets]
-        weights_endless = self._weights_ds is None or self._weights_ds._cardinality() == INFINITE_CARDINALITY
-        if weights_endless and all(c == INFINITE_CARDINALITY for c in cards):
-            return INFINITE_CARDINALITY
-        return UNKNOWN_CARDINALITY
+        # As TensorFlow's: fixed weights leave out the zero-weight inputs, and a single input left
+        # is the result itself (none left: nothing); else the directed interleave's rule.
+        if self._weights_ds is None:
+            drawn = [d for d, w in zip(self._datasets, self._weights) if w > 0]
+            if len(drawn) <= 1:
+                return drawn[0]._cardinality() if drawn else 0
+        return super()._cardinality()
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
         return _SampleIterator(self, ctx)

@@ -280,7 +280,9 @@ class UnknownSpec:
     running the pipeline on a few elements. Where that would take elements from a server queue or
     run a user's generator, the spec stays unknown instead (building, printing or inspecting a
     dataset never consumes anything): iterate to see the elements, or declare them with
-    ``output_signature``. Transformations of an unknown spec are unknown too.
+    ``output_signature``. So is the spec of a sample without elements (an empty input, or a
+    ``filter`` that lets nothing through within the sample's bound). Transformations of an
+    unknown spec are unknown too; their checks use the elements themselves.
 
     Example:
         >>> UnknownSpec()

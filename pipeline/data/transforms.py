@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import threading
 from typing import Any, Callable
@@ -185,17 +186,23 @@ class SkipDataset(_Unary):
         return 0 if self._count < 0 else max(0, n - self._count)
 
     def _make_iter(self, ctx: tuple) -> DatasetIterator:
-        return _SkipIterator(self._parent._make_iter(ctx), self._count)
+        # Skipping everything of an endless input leaves nothing, at once (as TensorFlow's; its
+        # cardinality stays TensorFlow's too: the input's).
+        endless = self._count < 0 and self._parent._cardinality() == INFINITE_CARDINALITY
+        return _SkipIterator(self._parent._make_iter(ctx), self._count, endless)
 
 
 class _SkipIterator(_UnaryIterator):
-    def __init__(self, parent_it: DatasetIterator, count: int) -> None:
+    def __init__(self, parent_it: DatasetIterator, count: int, endless: bool = False) -> None:
         super().__init__(parent_it)
         self._to_skip = count  # < 0: skip everything
+        self._endless = endless  # skipping everything of an endless input: nothing is left
         self.chunked = parent_it.chunked
 
     def _skip(self) -> bool:
         """Drops the skipped prefix in blocks; False when the input ended inside it."""
+        if self._endless:
+            return False
         while self._to_skip != 0:
             if self._parent.chunked:
                 c = self._parent.next_chunk(self._to_skip if self._to_skip > 0 else 1 << 16)
@@ -296,7 +303,12 @@ class EnumerateDataset(_Unary):
 
     def __init__(self, parent: Dataset, start: int) -> None:
         super().__init__(parent)
-        self._start = int(start)
+        if isinstance(start, np.floating) and float(start).is_integer():
+            start = int(start)  # as TensorFlow converts a NumPy float of integral value (not 1.5 or 2.0)
+        try:
+            self._start = operator.index(start)
+        except TypeError:
+            raise TypeError(f"Cannot convert {start!r} to EagerTensor of dtype int64") from None
 
     def _compute_spec(self) -> Any:
         return (TensorSpec((), np.int64), self._parent.element_spec)

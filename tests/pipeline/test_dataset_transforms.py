@@ -132,3 +132,117 @@ def test_strings_are_bytes() -> None:
     assert repr(ds.element_spec) == "TensorSpec(shape=(), dtype=tf.string, name=None)"
     b = next(iter(ds.batch(2)))
     assert b.dtype == object and b.tolist() == [b"a", b"bc"]
+
+
+# --------------------------------------------------------------------------- audit against tf.data 2.21
+def test_spec_sampling_is_bounded_by_source_elements() -> None:
+    # A filter that (almost) never passes: TensorFlow traces and builds at once; sampling stops after
+    # SPEC_SAMPLE_SOURCE_ELEMENTS source elements and knows nothing (no invented dtype).
+    from pipeline.data.structure import UnknownSpec
+
+    ds = Dataset.range(10**12).filter(lambda x: x < 0).map(lambda x: x * 2)
+    assert isinstance(ds.element_spec, UnknownSpec)
+    for built in (ds.padded_batch(4), ds.unbatch(), ds.batch(2), ds.concatenate(Dataset.range(3)),
+                  ds.unique(), Dataset.choose_from_datasets([ds, ds], Dataset.range(2)),
+                  ds.scan(np.int64(0), lambda s, x: (s, x)), ds.interleave(lambda x: Dataset.range(x)),
+                  Dataset.range(3).repeat().filter(lambda x: x < 0).map(lambda x: x)):
+        assert "UnknownSpec" in repr(built)
+    # A rare element within the budget still gives the spec.
+    rare = Dataset.range(10**12).filter(lambda x: x == 5000).map(lambda x: (x, np.arange(2.0)))
+    assert rare.element_spec == (TensorSpec((), np.int64), TensorSpec((2,), np.float64))
+
+
+def test_spec_sampling_lets_signals_through_and_iteration_reports_errors() -> None:
+    def interrupted(x):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _ = Dataset.range(3).map(interrupted).element_spec
+    failing = Dataset.range(3).map(lambda x: {}[int(x)])
+    assert repr(failing.element_spec) == "UnknownSpec()"
+    with pytest.raises(errors.InvalidArgumentError, match="KeyError"):
+        list(failing)
+
+
+def test_map_over_an_empty_input_invents_no_dtype() -> None:
+    # TensorFlow: [], [0, 1, 2], [] (its spec comes from tracing; ours is unknown, never float32).
+    empty = Dataset.range(0).map(lambda x: x * 2)
+    assert repr(empty.element_spec) == "UnknownSpec()"
+    assert list(empty.padded_batch(2)) == []
+    assert [int(v) for v in empty.concatenate(Dataset.range(3))] == [0, 1, 2]
+    assert list(empty.unique()) == []
+    assert list(Dataset.range(0).map(lambda x: (x, x)).map(lambda a, b: a)) == []
+
+
+def test_ragged_batch_keeps_fully_known_components_dense() -> None:
+    ds = Dataset.from_tensor_slices(np.arange(8).reshape(4, 2)).ragged_batch(3)
+    assert ds.element_spec == TensorSpec((None, 2), np.int64)
+    out = list(ds)
+    assert all(type(b) is np.ndarray for b in out) and [b.tolist() for b in out] == [[[0, 1], [2, 3], [4, 5]], [[6, 7]]]
+    mixed = Dataset.range(1, 3).map(lambda x: (np.arange(x), x)).ragged_batch(2)
+    rows, xs = next(iter(mixed))
+    assert rows.to_list() == [[0], [0, 1]] and xs.tolist() == [1, 2]
+    # (None, 2) batches are not fully known: ragged, as TensorFlow's [[[0, 0], [0, 0]]].
+    twice = Dataset.from_tensor_slices(np.zeros((4, 2), np.int64)).ragged_batch(2).ragged_batch(1)
+    assert [r.to_list() for r in twice] == [[[[0, 0], [0, 0]]]] * 2
+
+
+def test_ragged_batch_of_ragged_elements_is_refused_clearly() -> None:
+    ragged = Dataset.range(1, 4).map(lambda x: np.arange(x)).ragged_batch(2)
+    with pytest.raises(errors.UnimplementedError, match="ragged rank above 1"):
+        ragged.ragged_batch(2)
+    with pytest.raises(errors.UnimplementedError, match="ragged rank above 1"):
+        Dataset.from_generator(lambda: iter([np.arange(2)])).ragged_batch(1).ragged_batch(1).__iter__().__next__()
+
+
+def test_unbatch_cardinality_from_the_batch_dimension() -> None:
+    assert Dataset.from_tensors(np.zeros((3, 2))).unbatch().cardinality() == 3
+    assert len(Dataset.from_tensors(np.zeros((3, 2))).unbatch()) == 3
+    assert Dataset.range(10).batch(3, drop_remainder=True).unbatch().cardinality() == 9
+    assert Dataset.range(6).batch(2).repeat().unbatch().take(7).cardinality() == 7
+    assert Dataset.range(6).batch(2).repeat().unbatch().cardinality() == -1
+    # TensorFlow does not know these: a partial batch is possible, a zero batch dimension says nothing.
+    assert Dataset.range(9).batch(3).unbatch().cardinality() == -2
+    assert Dataset.from_tensors(np.zeros((0, 2))).unbatch().cardinality() == -2
+    assert Dataset.from_tensors((np.zeros((3, 2)), np.zeros(3))).unbatch().cardinality() == 3
+
+
+def test_range_output_type() -> None:
+    assert Dataset.range(3, output_type=np.int32).element_spec == TensorSpec((), np.int32)
+    assert [v.dtype for v in Dataset.range(3, output_type=np.int32)] == [np.int32] * 3
+    assert Dataset.range(3, dtype=np.int32).element_spec == TensorSpec((), np.int32)
+    assert Dataset.range(3).element_spec == TensorSpec((), np.int64)
+
+
+def test_skip_everything_of_an_endless_input_ends_at_once() -> None:
+    ds = Dataset.range(3).repeat().skip(-1)
+    assert list(ds.take(2)) == []
+    assert ds.cardinality() == -1 and ds.take(2).cardinality() == 2  # TensorFlow's values
+
+
+def test_interleave_cardinality_and_parallelism_checks() -> None:
+    endless = Dataset.range(3).repeat()
+    assert endless.interleave(lambda x: Dataset.range(x), cycle_length=2).cardinality() == -2
+    assert endless.interleave(lambda x: Dataset.range(x), cycle_length=2, num_parallel_calls=1).cardinality() == -1
+    with pytest.raises(errors.InvalidArgumentError, match="`num_parallel_calls` is 4 and `cycle_length` is 2"):
+        Dataset.range(3).interleave(lambda x: Dataset.range(x), cycle_length=2, num_parallel_calls=4)
+
+
+def test_enumerate_start_and_from_tensors_need_values() -> None:
+    with pytest.raises(TypeError, match="Cannot convert 1.5"):
+        Dataset.range(2).enumerate(1.5)
+    assert [int(i) for i, _ in Dataset.range(2).enumerate(np.int32(2))] == [2, 3]
+    for empty in (None, (), {}):
+        with pytest.raises(errors.InvalidArgumentError, match="at least minimum 1"):
+            Dataset.from_tensors(empty)
+    assert list(Dataset.from_tensors((None, 1))) == [(None, 1)]
+
+
+def test_sample_and_choose_cardinality() -> None:
+    two = [Dataset.range(3), Dataset.range(10, 12)]
+    assert Dataset.sample_from_datasets(two, weights=[1.0, 0.0], seed=3).cardinality() == 3
+    assert Dataset.sample_from_datasets(two, weights=[0.0, 0.0], seed=3).cardinality() == 0
+    assert Dataset.sample_from_datasets(two, seed=3).cardinality() == -2
+    assert Dataset.sample_from_datasets([Dataset.range(3).repeat(), Dataset.range(2)], seed=3).cardinality() == -1
+    assert Dataset.choose_from_datasets([Dataset.range(3).repeat(), Dataset.range(2)],
+                                        Dataset.range(2).repeat()).cardinality() == -1

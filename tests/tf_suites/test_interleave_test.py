@@ -160,6 +160,10 @@ def _nested_fails_at(bad):
 def test_parallel_errors_in_sequential_order(cycle_length, block_length, num_parallel_calls, where):
     # testInterleaveDatasetError with errors of each origin, where an input is opened ahead of the
     # cycle: the parallel output, errors included, is the sequential one.
+    if num_parallel_calls != AUTOTUNE and num_parallel_calls > cycle_length:  # TensorFlow refuses these
+        with pytest.raises(errors.InvalidArgumentError, match="less than or equal to `cycle_length`"):
+            Dataset.range(8).interleave(_nested, cycle_length, block_length, num_parallel_calls)
+        return
     for bad in (1, 3, 22, 31):  # 22, 31: elements of nested datasets, not inputs
         def build(par, bad=bad):
             src = Dataset.range(8)
