@@ -11,7 +11,8 @@ Layout:
   :mod:`.tfrecord` (``framing``, ``example`` codec, ``bulk`` whole-file reading);
 * :mod:`.data`: the Data API (``Dataset`` and the file datasets);
 * :mod:`.coordination` (``loops``, ``views``, ``coordinator``, ``runner``) and :mod:`.producers`:
-  TensorFlow 1's queue runners and input producers;
+  TensorFlow 1's queue runners and input producers; :mod:`.queue_readers`: TensorFlow 1's readers
+  fed by a queue of file names (``TextLineReader(skip_header_lines=1).read(filename_queue)``);
 * :mod:`.loader` (``formats``, ``reading``, ``loading``, ``cli``): reader pipelines into shared
   queues and ``python -m pipeline load``; its formats (``CsvFormat``, ``TextFormat``,
   ``FixedLengthFormat``, ``TFRecordFormat``) and ``load`` import from here too.

@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -61,6 +61,22 @@ class FixedLengthRecordReader:
         InvalidArgumentError: bad sizes; or (uncompressed, ``on_error="raise"``) a body that is not
             a whole number of records, naming the file and the offset of the partial record.
     """
+
+    def __new__(cls, path: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Without a path (``FixedLengthRecordReader(record_bytes=3073)``, or TensorFlow's
+        positional ``FixedLengthRecordReader(3073)``): TensorFlow 1's reader of the files a queue
+        names, ``reader.read(filename_queue)`` (see :mod:`pipeline.queue_readers`)."""
+        if path is None or (isinstance(path, (int, np.integer)) and not isinstance(path, bool)):
+            from pipeline.queue_readers import QueueFedFixedLengthRecordReader
+
+            if path is not None:
+                kwargs["record_bytes"] = int(path)
+            return QueueFedFixedLengthRecordReader(*args, **kwargs)
+        return super().__new__(cls)
+
+    def __getnewargs__(self) -> tuple:
+        # A copy (or pickle) passes the path to __new__: without one it would make a queue-fed reader.
+        return (self.path,)
 
     def __init__(
         self,

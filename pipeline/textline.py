@@ -297,7 +297,8 @@ class TextLineReader:
     Each line comes out as ``bytes`` without its ``\\n`` or ``\\r\\n`` ending. The file is read in
     large blocks and split with C-level ``bytes.split``, so a whole block of lines costs a few
     calls, not a Python step per byte. ``read_chunk`` hands out lists of lines for vectorised
-    consumers such as :func:`pipeline.csv.decode_csv`.
+    consumers such as :func:`pipeline.csv.decode_csv`. Made without a path it is TensorFlow 1's
+    queue-fed reader instead (``reader.read(filename_queue)``, :mod:`pipeline.queue_readers`).
 
     Args:
         path: the file.
@@ -318,6 +319,20 @@ class TextLineReader:
         >>> r.read_chunk(2)  # doctest: +SKIP
         [b'1.,, 0', b'4., 5. , 1']
     """
+
+    def __new__(cls, path: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Without a path (``TextLineReader(skip_header_lines=1)``): TensorFlow 1's reader of the
+        files a queue names, ``key, value = reader.read(filename_queue)`` (see
+        :mod:`pipeline.queue_readers`)."""
+        if path is None:
+            from pipeline.queue_readers import QueueFedTextLineReader
+
+            return QueueFedTextLineReader(*args, **kwargs)
+        return super().__new__(cls)
+
+    def __getnewargs__(self) -> tuple:
+        # A copy (or pickle) passes the path to __new__: without one it would make a queue-fed reader.
+        return (self.path,)
 
     def __init__(
         self,

@@ -231,6 +231,20 @@ class TFRecordReader:
         ...     batch = r.read_chunk(256)
     """
 
+    def __new__(cls, path: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Without a path (``TFRecordReader()``, ``TFRecordReader(options="GZIP")``): TensorFlow 1's
+        reader of the files a queue names, ``reader.read(filename_queue)`` (see
+        :mod:`pipeline.queue_readers`)."""
+        if path is None:
+            from pipeline.queue_readers import QueueFedTFRecordReader
+
+            return QueueFedTFRecordReader(*args, **kwargs)
+        return super().__new__(cls)
+
+    def __getnewargs__(self) -> tuple:
+        # A copy (or pickle) passes the path to __new__: without one it would make a queue-fed reader.
+        return (self.path,)
+
     def __init__(
         self,
         path: str | os.PathLike,
