@@ -26,9 +26,12 @@ or a dict (named components). With ``enqueue_many=True`` each value is a batch o
 first dimension counts them). The queue's dtypes and shapes come from ``dtypes``/``shapes`` if
 given, else from the queue a source takes from (a queue's ``dequeue``, a Producer of single
 elements), else from a Dataset source's static ``element_spec``, else from the source's first
-value (every source's, for a join), which the producer function takes right away (blocking until
-it is there): give ``dtypes`` and ``shapes`` when that value depends on runners not started yet.
-Python numbers follow TensorFlow's rules (float -> float32, int -> int32).
+value. An iterable's first value is taken right away (every source's, for a join, checked against
+each other as TensorFlow checks them at build). A function's may depend on runners not started yet
+(a reader on a queue of file names), so a producer over functions makes its queue when its runner
+takes the first value, and ``Producer.queue`` waits for it; building never waits, as building
+TensorFlow's graph never does. Python numbers follow TensorFlow's rules (float -> float32, int ->
+int32).
 
 Example:
     >>> import numpy as np, queueserver as qs
@@ -99,22 +102,34 @@ class Producer:
         [b'a.csv']
     """
 
-    def __init__(self, queue: Queue, runner: QueueRunner, batch_size: int | None = None,
+    def __init__(self, queue: "Queue | _LazyQueue", runner: QueueRunner, batch_size: int | None = None,
                  allow_smaller_final_batch: bool = False) -> None:
-        self.queue = queue
+        self._queue = queue
         self.runner = runner
         self.batch_size = batch_size
         self.allow_smaller_final_batch = allow_smaller_final_batch
-        self._view = AsyncQueueView(queue)
 
     def __repr__(self) -> str:
         take = "one element" if self.batch_size is None else f"batches of {self.batch_size}"
-        return f"<Producer {self.queue!r}, {take}>"
+        queue = self._queue.made if isinstance(self._queue, _LazyQueue) else self._queue
+        return f"<Producer {queue if queue is not None else repr(self.name)}, {take}>"
+
+    @property
+    def queue(self) -> Queue:
+        """The synchronous queue handle. A producer whose element spec is read off its source's first
+        value makes its queue when that value arrives (its runner started): until then this waits.
+
+        Raises:
+            OutOfRangeError: the source ended (or the runner was stopped) before giving a value.
+        """
+        if isinstance(self._queue, _LazyQueue):
+            return self._queue.get()
+        return self._queue
 
     @property
     def name(self) -> str:
-        """The queue's name on the server."""
-        return self.queue.name
+        """The queue's name on the server (known before the queue is made)."""
+        return self._queue.name
 
     def start(self, coord: Coordinator | None = None) -> list[RunnerThread]:
         """Start the runner on the background loop (``tf.train.start_queue_runners`` for one).
@@ -152,11 +167,15 @@ class Producer:
 
     async def dequeue_async(self, **kwargs: Any) -> Any:
         """:meth:`dequeue` as a coroutine, from any event loop."""
+        lazy = self._queue
+        view = lazy.view() if isinstance(lazy, _LazyQueue) and lazy.made is not None else None
+        if view is None:
+            view = await asyncio.to_thread(lambda: AsyncQueueView(self.queue))
         if self.batch_size is None:
-            return await self._view.dequeue(**kwargs)
+            return await view.dequeue(**kwargs)
         if self.allow_smaller_final_batch:
-            return await self._view.dequeue_up_to(self.batch_size, **kwargs)
-        return await self._view.dequeue_many(self.batch_size, **kwargs)
+            return await view.dequeue_up_to(self.batch_size, **kwargs)
+        return await view.dequeue_many(self.batch_size, **kwargs)
 
     def __iter__(self) -> Iterator[Any]:
         """Dequeue until ``OutOfRangeError`` (the queue closed and drained)."""
@@ -329,6 +348,49 @@ def _to_queue_value(value: Any) -> Any:
     return tuple(arrays) if kind == "tuple" else arrays[0]
 
 
+class _LazyQueue:
+    """A producer's queue, made from the first value any of its loops takes (its dtypes and shapes
+    are read off it), so that building a producer never waits for a source that depends on runners
+    not started yet, as building TensorFlow's graph never does."""
+
+    def __init__(self, name: str, make: Callable[[Any], Queue]) -> None:
+        self.name = name
+        self.made: Queue | None = None
+        self._make = make
+        self._ended: BaseException | None = None
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self._view: AsyncQueueView | None = None
+
+    def get(self) -> Queue:
+        """The queue, once made (waits for it)."""
+        self._ready.wait()
+        if self.made is None:
+            assert self._ended is not None  # set before _ready
+            raise self._ended
+        return self.made
+
+    def view(self) -> AsyncQueueView:
+        if self._view is None:
+            self._view = AsyncQueueView(self.get())
+        return self._view
+
+    def make_from(self, value: Any) -> Queue:
+        """The queue, made from ``value`` if it is the first (in a worker thread: it calls the server)."""
+        with self._lock:
+            if self.made is None and self._ended is None:
+                self.made = self._make(value)  # a value the spec cannot be read off raises: reported
+                self._ready.set()
+            return self.get()
+
+    def end(self, error: BaseException) -> None:
+        """No queue will be made: whoever waits for it gets ``error``."""
+        with self._lock:
+            if self.made is None and self._ended is None:
+                self._ended = error
+                self._ready.set()
+
+
 class _Source:
     """Hands out a source's values to any number of loops: ``await source.next()``."""
 
@@ -341,7 +403,9 @@ class _Source:
         self._is_async_fn = False
         self._it: Iterator | None = None
         self._ait: Any = None
+        self.is_function = False
         if callable(source) and not hasattr(source, "__iter__") and not hasattr(source, "__aiter__"):
+            self.is_function = True
             self._fn = source
             self._is_async_fn = is_coroutine_callable(source)
         elif hasattr(source, "__iter__"):
@@ -413,6 +477,51 @@ def _enqueue_op(source: _Source, view: AsyncQueueView, enqueue_many: bool):
     return enqueue_next
 
 
+def _lazy_enqueue_op(source: _Source, lazy: _LazyQueue, enqueue_many: bool, dynamic_pad: bool, where: str,
+                     dtypes: Any, shapes: Any):
+    """An op of a producer whose queue is made from the first value (see :class:`_LazyQueue`). The
+    first value of each source is checked against the queue's spec as the sources of a join are
+    checked at build when their first values are known (TypeError, ValueError: reported)."""
+    checked = [False]
+
+    async def enqueue_next() -> None:
+        raw = await source.next()
+        value = _to_queue_value(raw)
+        if lazy.made is None:
+            await asyncio.to_thread(lazy.make_from, raw)
+        if not checked[0]:
+            queue = lazy.get()
+            mine = _infer_spec(raw, enqueue_many, dynamic_pad, dtypes, shapes, source.where)
+            _merge_specs([([STRING if np.dtype(d) == object else d for d in queue.dtypes],
+                           [list(sh) for sh in queue.shapes] if queue.shapes is not None else None,
+                           list(queue.names) if queue.names is not None else None), mine], where)
+            checked[0] = True
+        view = lazy.view()
+        if enqueue_many:
+            await view.enqueue_many(value)
+        else:
+            await view.enqueue(value)
+
+    return enqueue_next
+
+
+def _lazy_runner(lazy: _LazyQueue, ops: list, where: str) -> QueueRunner:
+    """The runner of a lazily made queue: it closes (or cancels) the queue if it was made, and
+    otherwise tells whoever waits for it that no value came."""
+
+    async def close() -> None:
+        if lazy.made is not None:
+            await lazy.view().close()
+        lazy.end(qerrors.OutOfRangeError(f"{where}: the source ended before giving a value"))
+
+    async def cancel() -> None:
+        if lazy.made is not None:
+            await lazy.view().close(cancel_pending_enqueues=True)
+        lazy.end(qerrors.OutOfRangeError(f"{where}: stopped before the source gave a value"))
+
+    return QueueRunner(None, ops, close_op=close, cancel_op=cancel, name=lazy.name)
+
+
 def _make_batch(client: Any, sources: Sequence[Any], loops_per_source: int, batch_size: int, capacity: int,
                 enqueue_many: bool, shapes: Any, dtypes: Any, dynamic_pad: bool, allow_smaller_final_batch: bool,
                 shared_name: str | None, name: str, container: str, shuffle: dict | None) -> Producer:
@@ -438,19 +547,31 @@ def _make_batch(client: Any, sources: Sequence[Any], loops_per_source: int, batc
         dtypes, shapes, names = _spec_from_queue_source(sources[0], dynamic_pad, dtypes, shapes)
     if (dtypes is None or shapes is None) and not enqueue_many and not dynamic_pad:
         dtypes, shapes, names = _spec_from_dataset(sources[0], dtypes, shapes)
+    qname = _unique(name, shared_name)
+
+    def make_queue(dtypes: Any, shapes: Any, names: list[str] | None) -> Queue:
+        if dynamic_pad:
+            return client.padding_fifo_queue(qname, capacity, dtypes, shapes, names=names, container=container)
+        if shuffle is not None:
+            return client.random_shuffle_queue(qname, capacity, shuffle["min_after_dequeue"], dtypes, shapes,
+                                               names=names, seed=shuffle["seed"], container=container)
+        return client.fifo_queue(qname, capacity, dtypes, shapes, names=names, container=container)
+
+    if (dtypes is None or shapes is None) and any(w.is_function for w in wrapped):
+        # A function's first value may depend on runners not started yet (a reader on a file name
+        # queue): the queue is made from the first value any loop takes, when the runners run.
+        given_dtypes, given_shapes = dtypes, shapes
+        lazy = _LazyQueue(qname, lambda first: make_queue(*_infer_spec(
+            first, enqueue_many, dynamic_pad, given_dtypes, given_shapes, where)))
+        ops = [_lazy_enqueue_op(src, lazy, enqueue_many, dynamic_pad, where, given_dtypes, given_shapes)
+               for src in wrapped for _ in range(loops_per_source)]
+        return Producer(lazy, _lazy_runner(lazy, ops, where), batch_size, allow_smaller_final_batch)
     if dtypes is None or shapes is None:
         # Every source's first value (a join's sources must agree, as TensorFlow checks when it
         # builds the graph); each is kept to be enqueued first.
         specs = [_infer_spec(w.peek(), enqueue_many, dynamic_pad, dtypes, shapes, where) for w in wrapped]
         dtypes, shapes, names = _merge_specs(specs, where)
-    qname = _unique(name, shared_name)
-    if dynamic_pad:
-        queue = client.padding_fifo_queue(qname, capacity, dtypes, shapes, names=names, container=container)
-    elif shuffle is not None:
-        queue = client.random_shuffle_queue(qname, capacity, shuffle["min_after_dequeue"], dtypes, shapes,
-                                            names=names, seed=shuffle["seed"], container=container)
-    else:
-        queue = client.fifo_queue(qname, capacity, dtypes, shapes, names=names, container=container)
+    queue = make_queue(dtypes, shapes, names)
     view = AsyncQueueView(queue)
     ops = [_enqueue_op(src, view, enqueue_many) for src in wrapped for _ in range(loops_per_source)]
     runner = QueueRunner(queue, ops, name=qname)

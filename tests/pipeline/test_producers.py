@@ -9,6 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+import queueserver as qs
+
 from pipeline import producers
 from pipeline.coordination import Coordinator
 from pipeline.data import Dataset
@@ -218,3 +220,62 @@ async def test_async_consumer_and_start_queue_runners(client):
 
 def test_docstring_examples():
     assert doctest.testmod(producers, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_tf1_layout_builds_everything_before_the_runners_start(client, tmp_path):
+    # filename producer -> queue-fed reader -> decode -> shuffle_batch, then start_queue_runners:
+    # the batch's spec comes from the reader's first value, which needs the file name producer
+    # running; building used to wait for it in shuffle_batch() for ever.
+    from pipeline import TextLineReader, decode_csv
+
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"part-{i}.csv"
+        path.write_text("x, y\n" + "".join(f"{i * 10 + j}., {j}\n" for j in range(5)))
+        paths.append(str(path))
+    files = string_input_producer(client, paths, num_epochs=1, shuffle=False)
+    reader = TextLineReader(skip_header_lines=1)
+
+    def read_instance():
+        _, line = reader.read(files)
+        x, y = decode_csv(line, record_defaults=[[0.], [0]])
+        return x, y
+
+    built: list = []
+    maker = threading.Thread(target=lambda: built.append(
+        shuffle_batch(client, read_instance, batch_size=3, capacity=8, min_after_dequeue=2, seed=1,
+                      allow_smaller_final_batch=True)))
+    maker.start()
+    maker.join(10)
+    assert built, "shuffle_batch() waited for a first value that only the runners can produce"
+    (batches,) = built
+    assert batches.name.startswith("shuffle_batch_")
+    coord = Coordinator()
+    threads = start_queue_runners([files, batches], coord)
+    got = list(batches)
+    coord.join(threads, stop_grace_period_secs=10)
+    xs = sorted(float(v) for x, _ in got for v in x)
+    assert xs == sorted(float(i * 10 + j) for i in range(2) for j in range(5))
+    assert batches.queue.dtypes == (np.dtype(np.float32), np.dtype(np.int32))
+
+
+def test_a_lazily_made_queue_reports_what_its_first_values_get_wrong(client):
+    # A function source that ends at once: consumers hear OutOfRange, not a wait for ever.
+    def nothing():
+        raise qs.OutOfRangeError("no input")
+
+    empty = batch(client, nothing, batch_size=2)
+    coord = Coordinator()
+    threads = empty.start(coord)
+    with pytest.raises(qs.OutOfRangeError, match="ended before giving a value"):
+        empty.dequeue()
+    coord.join(threads, stop_grace_period_secs=5)
+
+    # Function sources of a join are checked on their first values, as lists are at build.
+    floats, ints = iter([np.float32(1)] * 3), iter([np.int32(1)] * 3)
+    mixed = batch_join(client, [lambda: next(floats), lambda: next(ints)], batch_size=2)
+    coord = Coordinator()
+    threads = mixed.start(coord)
+    with pytest.raises(TypeError, match="consistent"):
+        list(mixed)
+        coord.join(threads, stop_grace_period_secs=5)
