@@ -51,44 +51,41 @@ class _FileRecords:
         self.name = name
 
     def take(self, n: int) -> tuple[list[bytes], list[bytes]]:
+        values: list[bytes] = []
+        while len(values) < n:  # a chunk may stop short of n before the end of the file
+            chunk = self.reader.read_chunk(n - len(values))
+            if not len(chunk):
+                break
+            values.extend(self._as_bytes(chunk))
+        return self._keys(values), values
+
+    def _as_bytes(self, chunk: Any) -> list[bytes]:
+        return chunk  # the text and TFRecord readers give bytes
+
+    def _keys(self, values: list[bytes]) -> list[bytes]:
         raise NotImplementedError
 
     def close(self) -> None:
         self.reader.close()
 
 
-class _TextRecords(_FileRecords):
-    def __init__(self, reader: Any, name: bytes, first_line: int) -> None:
+class _NumberedRecords(_FileRecords):
+    """Keys ``b"<file>:<n>"``, numbered from ``first``: a text line's number (from 1, header lines
+    counted), a fixed-length record's (from 0)."""
+
+    def __init__(self, reader: Any, name: bytes, first: int) -> None:
         super().__init__(reader, name)
-        self.line = first_line  # the number of the last line handed out (header lines count)
+        self.next = first
 
-    def take(self, n: int) -> tuple[list[bytes], list[bytes]]:
-        values: list[bytes] = []
-        while len(values) < n:  # a chunk may stop short of n before the end of the file
-            chunk = self.reader.read_chunk(n - len(values))
-            if not chunk:
-                break
-            values.extend(chunk)
-        keys = [b"%s:%d" % (self.name, self.line + 1 + i) for i in range(len(values))]
-        self.line += len(values)
-        return keys, values
+    def _keys(self, values: list[bytes]) -> list[bytes]:
+        keys = [b"%s:%d" % (self.name, self.next + i) for i in range(len(values))]
+        self.next += len(values)
+        return keys
 
 
-class _FixedRecords(_FileRecords):
-    def __init__(self, reader: Any, name: bytes) -> None:
-        super().__init__(reader, name)
-        self.index = 0
-
-    def take(self, n: int) -> tuple[list[bytes], list[bytes]]:
-        values: list[bytes] = []
-        while len(values) < n:
-            chunk = self.reader.read_chunk(n - len(values))
-            if not len(chunk):
-                break
-            values.extend(row.tobytes() for row in chunk)
-        keys = [b"%s:%d" % (self.name, self.index + i) for i in range(len(values))]
-        self.index += len(values)
-        return keys, values
+class _FixedRecords(_NumberedRecords):
+    def _as_bytes(self, chunk: Any) -> list[bytes]:
+        return [row.tobytes() for row in chunk]  # the reader gives rows of a uint8 array
 
 
 class _TFRecordRecords(_FileRecords):
@@ -96,18 +93,12 @@ class _TFRecordRecords(_FileRecords):
         super().__init__(reader, name)
         self.offset = 0
 
-    def take(self, n: int) -> tuple[list[bytes], list[bytes]]:
-        values: list[bytes] = []
-        while len(values) < n:
-            chunk = self.reader.read_chunk(n - len(values))
-            if not chunk:
-                break
-            values.extend(chunk)
+    def _keys(self, values: list[bytes]) -> list[bytes]:
         keys = []
         for v in values:  # a record takes its length (8), the length's CRC (4), the data, its CRC (4)
             keys.append(b"%s:%d" % (self.name, self.offset))
             self.offset += 16 + len(v)
-        return keys, values
+        return keys
 
 
 class QueueFedReader:
@@ -230,7 +221,7 @@ class QueueFedTextLineReader(QueueFedReader):
 
         reader = TextLineReader(os.fsdecode(name), skip_header_lines=self.skip_header_lines,
                                 compression_type=self.compression_type, **self.options)
-        return _TextRecords(reader, name, self.skip_header_lines)
+        return _NumberedRecords(reader, name, self.skip_header_lines + 1)
 
 
 class QueueFedFixedLengthRecordReader(QueueFedReader):
@@ -256,7 +247,7 @@ class QueueFedFixedLengthRecordReader(QueueFedReader):
                                          header_bytes=self.header_bytes, footer_bytes=self.footer_bytes,
                                          hop_bytes=self.hop_bytes, compression_type=self.compression_type,
                                          **self.options)
-        return _FixedRecords(reader, name)
+        return _FixedRecords(reader, name, 0)
 
 
 class QueueFedTFRecordReader(QueueFedReader):
