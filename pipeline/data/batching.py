@@ -229,7 +229,10 @@ def _checked_pad(pad: Any, spec: TensorSpec) -> Any:
             return b""
         return np.zeros((), spec.dtype)[()]
     value = structure.normalize(pad)
-    if is_string != isinstance(value, bytes) or np.ndim(value) != 0:
+    if np.ndim(value) != 0:  # TensorFlow's classes: ValueError for the shape, TypeError for the type
+        raise ValueError(f"Invalid `padding_values`. `padding_values` values should be scalars, but got "
+                         f"{pad!r} of shape {np.shape(value)}.")
+    if is_string != isinstance(value, bytes):
         raise TypeError(f"Padding value {pad!r} must be a scalar of the component's type {spec.dtype_name}")
     return value if is_string else np.asarray(value).astype(spec.dtype)[()]
 

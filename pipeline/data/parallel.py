@@ -285,12 +285,12 @@ class InterleaveDataset(_Unary):
         if cycle_length is None or cycle_length == AUTOTUNE:
             # "If cycle_length is not set, it defaults to the number of schedulable CPU cores."
             cycle_length = schedulable_cores()
-        if int(cycle_length) < 1:
-            raise ValueError(f"cycle_length must be positive, got {cycle_length}")
+        if int(cycle_length) < 1:  # TensorFlow's class and words
+            raise errors.InvalidArgumentError(f"cycle_length must be greater than zero, got {cycle_length}.")
         if block_length is None:
             block_length = 1
         if int(block_length) < 1:
-            raise ValueError(f"block_length must be positive, got {block_length}")
+            raise errors.InvalidArgumentError(f"block_length must be greater than zero, got {block_length}.")
         self._cycle, self._block = int(cycle_length), int(block_length)
         if (fixed_cycle and num_parallel_calls is not None and num_parallel_calls != AUTOTUNE
                 and num_parallel_calls > self._cycle):  # TensorFlow's check, in its words

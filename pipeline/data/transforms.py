@@ -303,6 +303,8 @@ class EnumerateDataset(_Unary):
 
     def __init__(self, parent: Dataset, start: int) -> None:
         super().__init__(parent)
+        if start is None:  # TensorFlow's class for a None it cannot convert
+            raise ValueError("Attempt to convert a value (None) with an unsupported type (<class 'NoneType'>) to a Tensor.")
         if isinstance(start, np.floating) and float(start).is_integer():
             start = int(start)  # as TensorFlow converts a NumPy float of integral value (not 1.5 or 2.0)
         try:

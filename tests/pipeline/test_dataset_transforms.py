@@ -246,3 +246,19 @@ def test_sample_and_choose_cardinality() -> None:
     assert Dataset.sample_from_datasets([Dataset.range(3).repeat(), Dataset.range(2)], seed=3).cardinality() == -1
     assert Dataset.choose_from_datasets([Dataset.range(3).repeat(), Dataset.range(2)],
                                         Dataset.range(2).repeat()).cardinality() == -1
+
+
+def test_argument_errors_have_tensorflows_classes():
+    # tf.data: InvalidArgumentError for interleave's lengths, ValueError for a padding value that is
+    # not a scalar (TypeError only for one of the wrong type), ValueError for enumerate(None).
+    ds = Dataset.range(4)
+    with pytest.raises(errors.InvalidArgumentError, match="cycle_length must be greater than zero"):
+        ds.interleave(lambda x: Dataset.range(x), cycle_length=0)
+    with pytest.raises(errors.InvalidArgumentError, match="block_length must be greater than zero"):
+        ds.interleave(lambda x: Dataset.range(x), cycle_length=1, block_length=0)
+    with pytest.raises(ValueError, match="should be scalars"):
+        list(ds.padded_batch(2, padding_values=np.array([1, 2], np.int64)))
+    with pytest.raises(TypeError, match="must be a scalar of the component's type int64"):
+        list(ds.padded_batch(2, padding_values=b"x"))
+    with pytest.raises(ValueError, match="unsupported type"):
+        ds.enumerate(None)
