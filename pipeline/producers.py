@@ -60,6 +60,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 import numpy as np
 
 from queueserver import errors as qerrors
+from queueserver.channel import DEFAULT
 from queueserver.client import Client, Queue
 from queueserver.core.specs import STRING
 
@@ -159,11 +160,13 @@ class Producer:
             OutOfRangeError: the queue is closed and (for batches without
                 ``allow_smaller_final_batch``) holds fewer than ``batch_size`` elements.
         """
+        lazy = self._queue
+        queue = lazy.get(kwargs.get("timeout", DEFAULT)) if isinstance(lazy, _LazyQueue) else lazy
         if self.batch_size is None:
-            return self.queue.dequeue(**kwargs)
+            return queue.dequeue(**kwargs)
         if self.allow_smaller_final_batch:
-            return self.queue.dequeue_up_to(self.batch_size, **kwargs)
-        return self.queue.dequeue_many(self.batch_size, **kwargs)
+            return queue.dequeue_up_to(self.batch_size, **kwargs)
+        return queue.dequeue_many(self.batch_size, **kwargs)
 
     async def dequeue_async(self, **kwargs: Any) -> Any:
         """:meth:`dequeue` as a coroutine, from any event loop."""
@@ -353,8 +356,9 @@ class _LazyQueue:
     are read off it), so that building a producer never waits for a source that depends on runners
     not started yet, as building TensorFlow's graph never does."""
 
-    def __init__(self, name: str, make: Callable[[Any], Queue]) -> None:
+    def __init__(self, name: str, make: Callable[[Any], Queue], operation_timeout: float | None = None) -> None:
         self.name = name
+        self.operation_timeout = operation_timeout  # the client's: how long a dequeue waits by default
         self.made: Queue | None = None
         self._make = make
         self._ended: BaseException | None = None
@@ -362,9 +366,19 @@ class _LazyQueue:
         self._lock = threading.Lock()
         self._view: AsyncQueueView | None = None
 
-    def get(self) -> Queue:
-        """The queue, once made (waits for it)."""
-        self._ready.wait()
+    def get(self, timeout: Any = None) -> Queue:
+        """The queue, once made: waits for it (``timeout``: at most that long, ``DEFAULT``: the
+        client's operation timeout), as a dequeue from it would wait for an element.
+
+        Raises:
+            DeadlineExceededError: it was not made in time.
+            OutOfRangeError: it will never be made (the source ended or the runner was stopped first).
+        """
+        if timeout is DEFAULT:
+            timeout = self.operation_timeout
+        if not self._ready.wait(timeout):
+            raise qerrors.DeadlineExceededError(
+                f"{self.name}: no value came from the producer's source within {timeout:g} s (are its runners started?)")
         if self.made is None:
             assert self._ended is not None  # set before _ready
             raise self._ended
@@ -562,7 +576,7 @@ def _make_batch(client: Any, sources: Sequence[Any], loops_per_source: int, batc
         # queue): the queue is made from the first value any loop takes, when the runners run.
         given_dtypes, given_shapes = dtypes, shapes
         lazy = _LazyQueue(qname, lambda first: make_queue(*_infer_spec(
-            first, enqueue_many, dynamic_pad, given_dtypes, given_shapes, where)))
+            first, enqueue_many, dynamic_pad, given_dtypes, given_shapes, where)), client.operation_timeout)
         ops = [_lazy_enqueue_op(src, lazy, enqueue_many, dynamic_pad, where, given_dtypes, given_shapes)
                for src in wrapped for _ in range(loops_per_source)]
         return Producer(lazy, _lazy_runner(lazy, ops, where), batch_size, allow_smaller_final_batch)

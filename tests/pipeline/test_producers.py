@@ -265,6 +265,8 @@ def test_a_lazily_made_queue_reports_what_its_first_values_get_wrong(client):
         raise qs.OutOfRangeError("no input")
 
     empty = batch(client, nothing, batch_size=2)
+    with pytest.raises(qs.DeadlineExceededError, match="are its runners started"):
+        empty.dequeue(timeout=0.05)  # a dequeue's timeout holds while the queue is not made yet
     coord = Coordinator()
     threads = empty.start(coord)
     with pytest.raises(qs.OutOfRangeError, match="ended before giving a value"):
