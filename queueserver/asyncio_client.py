@@ -14,7 +14,7 @@ import numpy as np
 
 from queueserver import protocol as P
 from queueserver.channel import DEFAULT, HELLO_TIMEOUT_S, Channel
-from queueserver.cluster import DeviceSpec, ResourceInfo
+from queueserver.cluster import ClusterSpec, DeviceSpec, ResourceInfo
 from queueserver.core.specs import ComponentSpec, as_dtype, as_shape, coerce_value, default_array, dtype_name
 from queueserver.core.timeouts import check_timeout
 from queueserver.deliveries import Deliveries
@@ -67,18 +67,24 @@ class AsyncClient(Channel):
     def device(self, device: Any):
         """Place resources created inside this block: ``with c.device("/job:ps/task:1"): ...``.
 
-        ``device`` is a (partial) task name or a function of a :class:`~queueserver.cluster.ResourceInfo`
-        returning one (e.g. :func:`~queueserver.replica_device_setter`). Blocks nest; inner ones
-        override the fields they set, as TensorFlow's ``tf.device`` blocks do.
+        ``device`` is a (partial) device name, a :class:`~queueserver.cluster.DeviceSpec`, a
+        function of a :class:`~queueserver.cluster.ResourceInfo` returning a name (e.g.
+        :func:`~queueserver.replica_device_setter`), or ``None``, which clears the enclosing
+        blocks. Blocks nest as TensorFlow's ``tf.device`` blocks do: the innermost applies first,
+        and each enclosing name fills only the fields still unset; a function sees the device the
+        inner blocks gave (``ResourceInfo.device``) and its answer replaces it.
         """
         return _DeviceScope(self._device_stack, device)
 
     def _placement(self, kind: str, name: str, container: str) -> str:
         spec = DeviceSpec()
-        info = ResourceInfo(kind, name, container)
-        for entry in self._device_stack:
-            value = entry(info) if callable(entry) else entry
-            spec = spec.merged_with(DeviceSpec.parse(value))
+        for entry in reversed(self._device_stack):
+            if entry is None:
+                break  # device(None): the blocks around it do not apply
+            if isinstance(entry, DeviceSpec):
+                spec = entry.merged_with(spec)
+            else:
+                spec = DeviceSpec.parse(entry(ResourceInfo(kind, name, container, spec.to_string())))
         return spec.to_string()
 
     async def _create(self, kind: str, name: str, container: str, header: dict,
@@ -101,7 +107,9 @@ class AsyncClient(Channel):
         route = self._routes.get(home)
         if route is None or not route.connected:
             spec = DeviceSpec.parse(home)
-            address = self.cluster[spec.job][spec.task]
+            if spec.job is None or spec.task is None:
+                return self  # not a task name: the task we talk to knows
+            address = ClusterSpec(self.cluster).task_address(spec.job, spec.task)
             route = type(self)(address, dataclasses.replace(self.options, route_direct=False), parent=self)
             route.label = f"task {home} at {address}"
             try:
@@ -277,11 +285,12 @@ class AsyncClient(Channel):
 
         return await partitioned_variable(self, name, shape, dtype, **options)
 
-    async def reset(self, containers: Sequence[str]) -> int:
-        """Free every resource in ``containers``; returns how many were freed."""
+    async def reset(self, containers: Sequence[str] | None = None) -> int:
+        """Free every resource in ``containers``; returns how many were freed. ``None`` or ``[]``
+        resets the default container ``""``, as TensorFlow's ``Session.reset(target)`` does."""
         if isinstance(containers, str):
             containers = [containers]
-        reply, _ = await self.call(P.reset(list(containers)))
+        reply, _ = await self.call(P.reset(list(containers or [""])))
         if reply.get("unreachable"):
             warnings.warn("reset did not reach: " + "; ".join(reply["unreachable"]), stacklevel=2)
         return reply["r"]
@@ -352,8 +361,8 @@ class _DeviceScope:
     """``with client.device(...)``: pushes a placement on entry, pops it on exit."""
 
     def __init__(self, stack: list, device: Any) -> None:
-        if not callable(device):
-            DeviceSpec.parse(device)  # a malformed name fails here, not at the first creation
+        if device is not None and not callable(device):
+            device = DeviceSpec.parse(device)  # a malformed name fails here, not at the first creation
         self._stack, self._device = stack, device
 
     def __enter__(self) -> None:

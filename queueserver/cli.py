@@ -37,12 +37,12 @@ def _serve(args: argparse.Namespace) -> int:
     if resolved is not None:
         args.cluster, args.job, args.task = resolved.spec, resolved.job, resolved.task
     if args.cluster:
-        from queueserver.cluster import ClusterSpec
+        from queueserver.cluster import ClusterSpec, server_task
 
-        if args.job is None:
-            print("queueserver serve: --cluster needs --job (and --task)", file=sys.stderr)
-            return 2
-        options = ServerOptions.for_task(ClusterSpec(args.cluster), args.job, args.task, **fields)
+        spec = ClusterSpec(args.cluster)
+        # Server's rules: --job may be left out when the cluster has one job, --task when the job has one task.
+        job, task = server_task(spec, args.job, args.task, names=("--job", "--task"))
+        options = ServerOptions.for_task(spec, job, task, **fields)
         if args.host is not None:  # the spec's host unless --host says otherwise
             options = dataclasses.replace(options, host=args.host)
     else:
@@ -204,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
                        help="largest message accepted, in bytes (default 256 MiB)")
     serve.add_argument("--cluster", help="cluster spec JSON file: serve one of its tasks")
-    serve.add_argument("--job", help="with --cluster: this task's job name")
-    serve.add_argument("--task", type=int, default=0, help="with --cluster: this task's index (default 0)")
+    serve.add_argument("--job", help="with --cluster: this task's job name (needed when the cluster has several jobs)")
+    serve.add_argument("--task", type=int, default=None,
+                       help="with --cluster: this task's index (needed when the job has several tasks)")
     serve.add_argument("--idle-timeout", type=float, default=3600.0, metavar="SECONDS",
                        help="close a connection that sends nothing this long while none of its calls waits (what"
                             " it held goes back to its queues; default 3600; 0: never)")

@@ -6,6 +6,7 @@ the class's ``code`` and the message, and the client raises the same class.
     QueueServerError
      ├── CancelledError            (1)  the operation was cancelled: queue closed, resource reset
      ├── InvalidArgumentError      (3)  bad dtype, shape, count or option; malformed input data
+ │    └── InvalidValueError         also a ValueError: an unknown job/task, a malformed device name
      ├── DeadlineExceededError     (4)  a blocking call ran past its timeout
      ├── NotFoundError             (5)  no such resource or file
      ├── AlreadyExistsError        (6)  a resource exists with a different spec
@@ -57,6 +58,13 @@ class InvalidArgumentError(QueueServerError):
     """An argument or an input record is malformed: wrong dtype, shape, count or value."""
 
     code = 3
+
+
+class InvalidValueError(InvalidArgumentError, ValueError):
+    """An InvalidArgumentError that is also Python's ``ValueError``: a bad value given to the Python
+    API where TensorFlow raises ValueError at build time (a job or task a ClusterSpec does not
+    have, a malformed device name, ``Server`` without the job or task it needs), while code that
+    catches InvalidArgumentError, and the wire (code 3), still see an InvalidArgumentError."""
 
 
 class DeadlineExceededError(QueueServerError):
@@ -178,6 +186,7 @@ __all__ = [
     "QueueServerError",
     "CancelledError",
     "InvalidArgumentError",
+    "InvalidValueError",
     "DeadlineExceededError",
     "NotFoundError",
     "AlreadyExistsError",

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from queueserver.cluster import ClusterSpec
 from queueserver.core.specs import dtype_name, shape_str
 from queueserver.errors import InvalidArgumentError
 from queueserver.handles import AsyncVariable, _as_indices
@@ -245,14 +246,15 @@ async def partitioned_variable(client: AsyncClient, name: str, shape: Sequence[i
     """
     shape, dt = tuple(int(d) for d in shape), np.dtype(dtype)
     n = _shard_count(name, shape, dt, num_shards, min_shard_bytes, max_shards)
-    ps = (client.cluster or {}).get("ps") or []
+    cluster = ClusterSpec(client.cluster or {})
+    ps = cluster.task_indices("ps") if "ps" in cluster.jobs else []
     round_robin = bool(ps) and not client._device_stack
     shards: list[AsyncVariable] = []
     first = 0
     for i, rows in enumerate(shard_rows(shape[0], n)):
         value = _initial(initializer, name, shape, dt, first, rows)
         if round_robin:
-            with client.device(f"/job:ps/task:{i % len(ps)}"):
+            with client.device(f"/job:ps/task:{ps[i % len(ps)]}"):
                 shards.append(await client.variable(f"{name}/part_{i}", value, container=container, dtype=dt))
         else:
             shards.append(await client.variable(f"{name}/part_{i}", value, container=container, dtype=dt))

@@ -11,8 +11,8 @@ import signal
 import threading
 from typing import Any, Callable
 
-from queueserver.cluster import ClusterSpec
-from queueserver.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+from queueserver.cluster import ClusterSpec, server_task
+from queueserver.errors import FailedPreconditionError, UnavailableError
 from queueserver.logs import event
 from queueserver.loops import LoopThread, new_event_loop
 from queueserver.service import QueueService
@@ -28,8 +28,9 @@ class Server:
 
     Args:
         cluster: a ClusterSpec (or its dict) when this server is one task of a cluster.
-        job_name: this task's job in ``cluster``.
-        task_index: this task's index in its job.
+        job_name: this task's job in ``cluster``; may be omitted when the cluster has one job.
+        task_index: this task's index in its job; may be omitted when the job has one task
+            (TensorFlow's rules: otherwise ValueError "Must specify an explicit ...").
         host: address to bind when no cluster is given (loopback by default: nothing is exposed
             unless asked for).
         port: port to bind when no cluster is given; 0 picks a free one.
@@ -45,14 +46,13 @@ class Server:
         >>> server.stop()
     """
 
-    def __init__(self, cluster: Any = None, job_name: str | None = None, task_index: int = 0, *,
+    def __init__(self, cluster: Any = None, job_name: str | None = None, task_index: int | None = None, *,
                  host: str = "127.0.0.1", port: int = 0, token: str | None = None, start: bool = True,
                  **options: Any) -> None:
         token = token_from_env(token)
         if cluster is not None:
             spec = cluster if isinstance(cluster, ClusterSpec) else ClusterSpec(cluster)
-            if job_name is None:
-                raise InvalidArgumentError("a cluster server needs job_name (and task_index)")
+            job_name, task_index = server_task(spec, job_name, task_index)
             self.options = ServerOptions.for_task(spec, job_name, task_index, token=token, **options)
         else:
             self.options = ServerOptions(host=host, port=port, token=token, **options)

@@ -199,3 +199,134 @@ def test_cluster_up_starts_every_local_task_and_stops_them_together(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+
+
+def test_sparse_cluster_spec_keeps_its_task_indices():
+    # TensorFlow: as_dict() gives a sparse job as {index: address}, job_tasks() has None holes,
+    # and a copy or a round trip keeps the indices (before: both renumbered the tasks from 0).
+    spec = qs.ClusterSpec({"ps": ["p0:1", "p1:1"], "sparse": {0: "s0:1", 3: "s3:1"}})
+    assert spec.as_dict() == {"ps": ["p0:1", "p1:1"], "sparse": {0: "s0:1", 3: "s3:1"}}
+    assert spec.job_tasks("sparse") == ["s0:1", None, None, "s3:1"]
+    assert spec.task_indices("sparse") == [0, 3] and spec.num_tasks("sparse") == 2
+    for copy in (qs.ClusterSpec(spec), qs.ClusterSpec(spec.as_dict())):
+        assert copy == spec and copy.task_address("sparse", 3) == "s3:1"
+    assert qs.ClusterSpec({"w": {1: "a:1"}}) != qs.ClusterSpec({"w": {0: "a:1"}})
+    assert qs.ClusterSpec({"w": {0: "a:1"}}) == qs.ClusterSpec({"w": ["a:1"]})
+    assert qs.ClusterSpec({"w": {"1": "a:1"}}).task_indices("w") == [1]  # JSON's string keys
+    assert qs.ClusterSpec({}).jobs == []
+
+
+def test_cluster_spec_misuse_raises_tensorflows_value_and_type_errors():
+    spec = qs.ClusterSpec({"ps": ["p0:1"], "sparse": {0: "s0:1", 3: "s3:1"}})
+    for call in (lambda: spec.num_tasks("nope"), lambda: spec.task_indices("nope"), lambda: spec.job_tasks("nope"),
+                 lambda: spec.task_address("nope", 0), lambda: spec.task_address("sparse", 2)):
+        with pytest.raises(ValueError) as caught:  # TensorFlow's ValueError ...
+            call()
+        assert isinstance(caught.value, qs.InvalidArgumentError)  # ... and still this project's error
+    with pytest.raises(TypeError, match="must be a dictionary"):
+        qs.ClusterSpec(["a:1"])
+    with pytest.raises(TypeError, match="The tasks for job 'job' must be a list or a dictionary"):
+        qs.ClusterSpec({"job": "a:1"})
+
+
+def test_a_sparse_cluster_routes_each_task_to_its_own_address(tmp_path):
+    # Before: the hello sent the sparse job as a list, so the client linked /job:ps/task:1 to task
+    # 2's address and /job:ps/task:2 raised IndexError.
+    import json
+
+    from support import ServerProcess, free_ports
+
+    ports = free_ports(3)
+    spec = {"ps": {"1": f"127.0.0.1:{ports[0]}", "2": f"127.0.0.1:{ports[1]}"}, "worker": [f"127.0.0.1:{ports[2]}"]}
+    path = tmp_path / "sparse.json"
+    path.write_text(json.dumps(spec))
+    procs = [ServerProcess(cmd=[sys.executable, "-m", "queueserver", "--log-level", "WARNING", "serve",
+                                "--cluster", str(path), "--job", job, "--task", str(i)])
+             for job, i in (("ps", 1), ("ps", 2), ("worker", 0))]
+    try:
+        with qs.connect(spec["worker"][0], operation_timeout=10) as c:
+            assert c._async.cluster["ps"] == {1: spec["ps"]["1"], 2: spec["ps"]["2"]}
+            for i in (1, 2):
+                with c.device(f"/job:ps/task:{i}"):
+                    v = c.variable(f"sparse_v{i}", float(i))
+                v.initialize()
+                assert v.device == f"/job:ps/task:{i}" and v.read() == float(i)
+                assert v._async.conn.label == f"task /job:ps/task:{i} at {spec['ps'][str(i)]}"
+            p = c.partitioned_variable("sparse_table", [4, 2], num_shards=2)  # its shards: over the ps tasks
+            assert [s.device for s in p._async.shards] == ["/job:ps/task:1", "/job:ps/task:2"]
+            homes = {t["task"]: sorted(v["name"] for v in t.get("variables", []))
+                     for t in c.status(cluster=True)["cluster"]}
+            assert homes["/job:ps/task:1"] == ["sparse_table/part_0", "sparse_v1"]
+            assert homes["/job:ps/task:2"] == ["sparse_table/part_1", "sparse_v2"]
+            c.reset([""])
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def test_replica_device_setter_places_as_tensorflow(sess, cluster):
+    # TensorFlow asks the round robin only when the resource's job is unset or the ps job, and its
+    # STANDARD_PS_OPS holds ResourceConditionalAccumulator (not SparseConditionalAccumulator).
+    with sess.device(qs.replica_device_setter(ps_tasks=2)):
+        a1 = sess.variable("rds_a1", 0.0)
+        with sess.device("/job:worker/task:0"):
+            a2 = sess.variable("rds_a2", 0.0)  # another job: uses no round-robin slot
+        acc = sess.conditional_accumulator("rds_acc", shape=[])
+        sparse = sess.sparse_conditional_accumulator("rds_sparse", shape=[3, 2])
+        a3 = sess.variable("rds_a3", 0.0)
+    assert [a1.device, a2.device, acc.device, sparse.device, a3.device] == [PS0, W0, PS1, W0, PS0]
+    with sess.device(qs.replica_device_setter(ps_tasks=1, cluster=cluster.spec)):  # cluster= wins
+        assert [sess.variable(f"rds_c{i}", 0.0).device for i in range(2)] == [PS0, PS1]
+    seen = []
+
+    def strategy(resource):
+        seen.append((resource.type, resource.name, resource.device))
+        return 1
+
+    with sess.device(qs.replica_device_setter(ps_tasks=2, ps_strategy=strategy)):
+        assert [sess.variable(f"rds_s{i}", 0.0).device for i in range(2)] == [PS1, PS1]
+        with sess.device("/job:ps"):
+            assert sess.conditional_accumulator("rds_s_acc", shape=[]).device == PS1
+    assert seen == [("Variable", "rds_s0", ""), ("Variable", "rds_s1", ""), ("ConditionalAccumulator", "rds_s_acc", "/job:ps")]
+    with pytest.raises(TypeError, match="ps_strategy must be callable"):
+        qs.replica_device_setter(ps_tasks=2, ps_strategy=1)
+
+
+def test_replica_device_setter_merge_devices_and_its_no_op_cases():
+    from queueserver.cluster import ResourceInfo
+
+    inner = ResourceInfo("Variable", "v", device="/task:1")
+    assert qs.replica_device_setter(ps_tasks=2)(inner) == "/job:ps/task:1"
+    assert qs.replica_device_setter(ps_tasks=2, merge_devices=False)(inner) == "/task:1"
+    assert qs.replica_device_setter(ps_tasks=2, ps_ops=["VariableV2"])(ResourceInfo("Variable", "v")) == "/job:ps/task:0"
+    # TensorFlow returns None (no placement) without ps tasks; device(None) takes it.
+    assert qs.replica_device_setter(cluster={"worker": ["h:1"]}) is None
+    assert qs.replica_device_setter(ps_tasks=0) is None and qs.replica_device_setter() is None
+
+
+def test_device_none_clears_the_enclosing_blocks(sess):
+    with sess.device("/job:ps/task:1"):
+        with sess.device(None):
+            cleared = sess.variable("dev_none", 0.0)
+            with sess.device("/job:worker/task:2"):
+                inner = sess.variable("dev_none_inner", 0.0)
+        with sess.device(qs.replica_device_setter(ps_tasks=0)):  # None too
+            no_op = sess.variable("dev_none_setter", 0.0)
+        kept = sess.variable("dev_none_after", 0.0)
+    assert (cleared.device, inner.device, no_op.device, kept.device) == (PS0, W2, PS0, PS1)
+
+
+def test_device_names_parse_as_tensorflows_device_spec(sess):
+    parse = qs.DeviceSpec.from_string
+    assert parse("/device:CPU:0/job:ps/task:1").to_string() == "/job:ps/task:1/device:CPU:0"
+    assert parse("/task:1/job:ps").to_string() == "/job:ps/task:1"
+    assert parse("/cpu").to_string() == "/device:CPU:*" and parse("/GPU:0").to_string() == "/device:GPU:0"
+    for bad, message in (("/cpu:0/gpu:0", "Multiple device types"), ("/JOB:ps", "unknown part"),
+                         ("/job:ps/task:x", "task 'x' is not a number")):
+        with pytest.raises(ValueError, match=message):
+            parse(bad)
+    with sess.device("/device:CPU:0/job:worker/task:1"):
+        any_order = sess.variable("dev_order", 0.0)
+    with sess.device(qs.DeviceSpec(job="worker", task=2)):
+        spec_object = sess.variable("dev_spec_object", 0.0)
+    assert (any_order.device, spec_object.device) == (W1, W2)

@@ -98,6 +98,25 @@ def test_mistakes_get_one_line_errors_without_tracebacks(args, code, message):
     assert out.returncode == code and message in out.stderr and "Traceback" not in out.stderr
 
 
+def test_serve_needs_task_only_when_the_job_has_several(tmp_path):
+    from support import free_ports
+
+    a, b, c = (f"127.0.0.1:{p}" for p in free_ports(3))
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps({"ps": [a], "worker": [b, c]}))
+    out = run_cli("serve", "--cluster", str(path), "--job", "worker")  # before: served task 0, silently
+    assert out.returncode == 1 and "Must specify an explicit `--task`: job 'worker' has tasks [0, 1]" in out.stderr
+    out = run_cli("serve", "--cluster", str(path))
+    assert out.returncode == 1 and "Must specify an explicit `--job`" in out.stderr
+    server = ServerProcess(cmd=[sys.executable, "-m", "queueserver", "--log-level", "WARNING", "serve",
+                                "--cluster", str(path), "--job", "ps"])  # one task: no --task needed
+    try:
+        with qs.connect(server.target) as client:
+            assert client.task == "/job:ps/task:0"
+    finally:
+        server.stop()
+
+
 def test_log_options_are_accepted_after_the_subcommand_and_a_public_bind_without_token_warns():
     proc = subprocess.Popen([sys.executable, "-m", "queueserver", "serve", "--port", "0", "--host", "0.0.0.0",
                              "--log-level", "warning", "--log-format", "json"],

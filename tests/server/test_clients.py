@@ -365,6 +365,43 @@ def test_bad_client_options_fail_at_connect_naming_the_option(local_server):
         qs.Server({"ps": ["127.0.0.1:1"]}, job_name="ps", task_index=5)
 
 
+def test_server_job_and_task_follow_tensorflows_rules():
+    from support import free_ports
+
+    a, b, c = (f"127.0.0.1:{p}" for p in free_ports(3))
+    one = qs.Server({"local": [a]})  # one job, one task: both may be left out
+    try:
+        with qs.connect(one.target) as client:
+            assert client.task == "/job:local/task:0"
+    finally:
+        one.stop()
+    multi = {"ps": [a], "worker": [b, c]}
+    assert qs.Server(multi, job_name="ps", start=False).options.index == 0
+    with pytest.raises(ValueError, match="Must specify an explicit `job_name`"):
+        qs.Server(multi, start=False)
+    with pytest.raises(ValueError, match="Must specify an explicit `task_index`"):
+        qs.Server(multi, job_name="worker", start=False)  # before: task 0, silently
+    with pytest.raises(ValueError, match="no job 'nope'"):
+        qs.Server(multi, job_name="nope", task_index=0, start=False)
+    with pytest.raises(TypeError):
+        qs.Server(["a:1"], job_name="worker", task_index=0, start=False)
+
+
+def test_reset_without_containers_resets_the_default_one(local_server):
+    # TensorFlow's Session.reset(target) and reset(target, []) reset the default container "".
+    with qs.connect(local_server.target, operation_timeout=5) as c:
+        for containers in ([], None, ()):
+            y = c.variable("reset_default", 1.0)
+            kept = c.variable("reset_kept", 1.0, container="other")
+            y.initialize()
+            kept.initialize()
+            assert (c.reset(containers) if containers is not None else c.reset()) == 1
+            with pytest.raises(qs.NotFoundError):
+                y.read()
+            assert kept.read() == 1.0
+        assert c.reset(None) == 0
+
+
 def test_connecting_to_something_that_is_not_a_queue_server_fails_clearly():
     import socket
     import threading as _threading
