@@ -109,6 +109,7 @@ class Producer:
         self.runner = runner
         self.batch_size = batch_size
         self.allow_smaller_final_batch = allow_smaller_final_batch
+        self._view = None if isinstance(queue, _LazyQueue) else AsyncQueueView(queue)
 
     def __repr__(self) -> str:
         take = "one element" if self.batch_size is None else f"batches of {self.batch_size}"
@@ -171,9 +172,13 @@ class Producer:
     async def dequeue_async(self, **kwargs: Any) -> Any:
         """:meth:`dequeue` as a coroutine, from any event loop."""
         lazy = self._queue
-        view = lazy.view() if isinstance(lazy, _LazyQueue) and lazy.made is not None else None
-        if view is None:
-            view = await asyncio.to_thread(lambda: AsyncQueueView(self.queue))
+        if isinstance(lazy, _LazyQueue):
+            if lazy.made is None:  # wait off the loop, as dequeue() waits
+                await asyncio.to_thread(lazy.get, kwargs.get("timeout", DEFAULT))
+            view = lazy.view()
+        else:
+            assert self._view is not None  # made with the queue
+            view = self._view
         if self.batch_size is None:
             return await view.dequeue(**kwargs)
         if self.allow_smaller_final_batch:
@@ -312,14 +317,22 @@ def _spec_from_queue_source(source: Any, dynamic_pad: bool, dtypes: Any,
         queue = owner  # a Queue, AsyncQueue or AsyncQueueView
     if queue is None or queue.shapes is None:
         return dtypes, shapes, None
-    qshapes = [list(s) for s in queue.shapes]
+    queue_dtypes, qshapes, names = _queue_spec(queue)
+    assert qshapes is not None  # checked above
     if not dynamic_pad and any(d is None for s in qshapes for d in s):
         return dtypes, shapes, None  # unknown sizes: the first value will tell
     if dtypes is None:
-        dtypes = [STRING if np.dtype(d) == object else d for d in queue.dtypes]
+        dtypes = queue_dtypes
     if shapes is None:
         shapes = [[None] * len(s) for s in qshapes] if dynamic_pad else qshapes
-    return dtypes, shapes, list(queue.names) if queue.names is not None else None
+    return dtypes, shapes, names
+
+
+def _queue_spec(queue: Any) -> tuple[list, list | None, list[str] | None]:
+    """A queue's dtypes (``STRING`` for text), shapes and names, as the producers' specs are written."""
+    return ([STRING if np.dtype(d) == object else d for d in queue.dtypes],
+            [list(s) for s in queue.shapes] if queue.shapes is not None else None,
+            list(queue.names) if queue.names is not None else None)
 
 
 def _spec_from_dataset(source: Any, dtypes: Any, shapes: Any) -> tuple[Any, Any, list[str] | None]:
@@ -506,9 +519,7 @@ def _lazy_enqueue_op(source: _Source, lazy: _LazyQueue, enqueue_many: bool, dyna
         if not checked[0]:
             queue = lazy.get()
             mine = _infer_spec(raw, enqueue_many, dynamic_pad, dtypes, shapes, source.where)
-            _merge_specs([([STRING if np.dtype(d) == object else d for d in queue.dtypes],
-                           [list(sh) for sh in queue.shapes] if queue.shapes is not None else None,
-                           list(queue.names) if queue.names is not None else None), mine], where)
+            _merge_specs([_queue_spec(queue), mine], where)
             checked[0] = True
         view = lazy.view()
         if enqueue_many:
