@@ -128,6 +128,10 @@ class Producer:
             return self._queue.get()
         return self._queue
 
+    def _ready_queue(self) -> Queue | None:
+        """The queue, or None while it is still to be made (never waits)."""
+        return self._queue.made if isinstance(self._queue, _LazyQueue) else self._queue
+
     @property
     def name(self) -> str:
         """The queue's name on the server (known before the queue is made)."""
@@ -310,9 +314,9 @@ def _spec_from_queue_source(source: Any, dynamic_pad: bool, dtypes: Any,
     queue: Any = None
     owner, fname = getattr(source, "__self__", None), getattr(source, "__name__", "")
     if isinstance(source, Producer) and source.batch_size is None:
-        queue = source.queue
+        queue = source._ready_queue()
     elif isinstance(owner, Producer) and owner.batch_size is None and fname in ("dequeue", "dequeue_async"):
-        queue = owner.queue
+        queue = owner._ready_queue()
     elif fname == "dequeue" and all(hasattr(owner, a) for a in ("dtypes", "shapes", "names", "dequeue_many")):
         queue = owner  # a Queue, AsyncQueue or AsyncQueueView
     if queue is None or queue.shapes is None:
@@ -582,9 +586,11 @@ def _make_batch(client: Any, sources: Sequence[Any], loops_per_source: int, batc
                                                names=names, seed=shuffle["seed"], container=container)
         return client.fifo_queue(qname, capacity, dtypes, shapes, names=names, container=container)
 
-    if (dtypes is None or shapes is None) and any(w.is_function for w in wrapped):
-        # A function's first value may depend on runners not started yet (a reader on a file name
-        # queue): the queue is made from the first value any loop takes, when the runners run.
+    if (dtypes is None or shapes is None) and any(w.is_function or isinstance(src, Producer)
+                                                  for w, src in zip(wrapped, sources)):
+        # A function's (or another producer's) first value may depend on runners not started yet
+        # (a reader on a file name queue): the queue is made from the first value any loop takes,
+        # when the runners run.
         given_dtypes, given_shapes = dtypes, shapes
         lazy = _LazyQueue(qname, lambda first: make_queue(*_infer_spec(
             first, enqueue_many, dynamic_pad, given_dtypes, given_shapes, where)), client.operation_timeout)

@@ -281,3 +281,20 @@ def test_a_lazily_made_queue_reports_what_its_first_values_get_wrong(client):
     with pytest.raises(TypeError, match="consistent"):
         list(mixed)
         coord.join(threads, stop_grace_period_secs=5)
+
+
+def test_a_producer_over_a_producer_not_yet_running_is_built_at_once(client):
+    # The upstream producer's queue is made only when its runner takes a first value: building a
+    # batch over its batches used to wait in the constructor for a first batch.
+    values = iter(np.arange(6, dtype=np.float32))
+    upstream = batch(client, lambda: next(values), batch_size=2)
+    built: list = []
+    maker = threading.Thread(target=lambda: built.append(batch(client, upstream, batch_size=3, enqueue_many=True)))
+    maker.start()
+    maker.join(10)
+    assert built, "batch() waited for the upstream producer's queue"
+    coord = Coordinator()
+    threads = start_queue_runners([upstream, built[0]], coord)
+    got = [b.tolist() for b in built[0]]
+    coord.join(threads, stop_grace_period_secs=10)
+    assert got == [[0, 1, 2], [3, 4, 5]]
